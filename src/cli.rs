@@ -1,0 +1,363 @@
+//! The command line: `validate`, `preview`, `simulate` and `demo`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+
+use crate::engine::state::Context;
+use crate::event::Event;
+use crate::send;
+use crate::sequence::duration;
+use crate::simulate::{self, Until, World};
+use crate::template::data::{self, Origin};
+use crate::validate::{self, Loaded};
+
+#[derive(Debug, Parser)]
+#[command(name = "aftercare", version, about = "Post-purchase lifecycle email")]
+pub struct Cli {
+    /// Folder of sequence YAML files and _policies.yaml.
+    #[arg(
+        long,
+        global = true,
+        env = "AFTERCARE_SEQUENCES",
+        default_value = "./sequences"
+    )]
+    pub sequences: PathBuf,
+    /// Folder of email templates.
+    #[arg(
+        long,
+        global = true,
+        env = "AFTERCARE_TEMPLATES",
+        default_value = "./templates"
+    )]
+    pub templates: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check sequences, policies and templates; errors as file:line:col.
+    Validate,
+    /// Render one template for one locale and print it.
+    Preview {
+        /// Template id (a folder under the templates folder).
+        template: String,
+        /// Locale to render (falls back hu-HU -> hu -> default).
+        #[arg(long)]
+        locale: Option<String>,
+        /// An event (JSON) to render with, or template data merged over the sample.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Print the HTML part too.
+        #[arg(long)]
+        html: bool,
+    },
+    /// Run events through the real engine and policies on a virtual clock.
+    Simulate {
+        /// JSON-lines file of events.
+        #[arg(long)]
+        events: PathBuf,
+        /// Stop at a duration after the last event (e.g. 120d) or at an RFC 3339 time.
+        #[arg(long)]
+        until: Option<String>,
+        /// Also print skipped emails and enrollment notes on stderr.
+        #[arg(long, short)]
+        verbose: bool,
+    },
+    /// Feed the sample events through the shipped sequences; write .eml files.
+    Demo {
+        #[arg(long, default_value = "examples/events.jsonl")]
+        events: PathBuf,
+        #[arg(long, env = "AFTERCARE_OUTBOX_DIR", default_value = "./outbox")]
+        outbox: PathBuf,
+    },
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Validate => Ok(validate_cmd(&cli.sequences, &cli.templates)),
+        Command::Preview {
+            template,
+            locale,
+            data,
+            html,
+        } => preview(
+            &cli.sequences,
+            &cli.templates,
+            &template,
+            locale.as_deref(),
+            data.as_deref(),
+            html,
+        ),
+        Command::Simulate {
+            events,
+            until,
+            verbose,
+        } => simulate_cmd(
+            &cli.sequences,
+            &cli.templates,
+            &events,
+            until.as_deref(),
+            verbose,
+        ),
+        Command::Demo { events, outbox } => demo(&cli.sequences, &cli.templates, &events, &outbox),
+    }
+}
+
+fn validate_cmd(sequences: &Path, templates: &Path) -> ExitCode {
+    let loaded = validate::load(sequences, templates);
+    let d = &loaded.diagnostics;
+    eprint!("{d}");
+    let errors = d.errors().count();
+    let warnings = d.0.len() - errors;
+    if errors > 0 {
+        eprintln!("{errors} error(s), {warnings} warning(s)");
+        ExitCode::from(1)
+    } else {
+        println!(
+            "ok: {} sequence(s), {} template(s), {warnings} warning(s)",
+            loaded.catalog.sequences.len(),
+            loaded.templates.ids().count()
+        );
+        ExitCode::SUCCESS
+    }
+}
+
+/// Loads and checks; any error stops the command with every problem listed.
+fn load_or_fail(sequences: &Path, templates: &Path) -> Result<Loaded, ExitCode> {
+    let loaded = validate::load(sequences, templates);
+    if loaded.diagnostics.has_errors() {
+        for d in loaded.diagnostics.errors() {
+            eprintln!("{d}");
+        }
+        eprintln!("fix these errors first (aftercare validate lists them too)");
+        return Err(ExitCode::from(1));
+    }
+    Ok(loaded)
+}
+
+fn preview(
+    sequences: &Path,
+    templates: &Path,
+    id: &str,
+    locale: Option<&str>,
+    data_file: Option<&Path>,
+    html: bool,
+) -> anyhow::Result<ExitCode> {
+    let loaded = match load_or_fail(sequences, templates) {
+        Ok(l) => l,
+        Err(code) => return Ok(code),
+    };
+    let policies = &loaded.catalog.policies;
+    if !loaded.templates.contains(id) {
+        let known: Vec<&str> = loaded.templates.ids().map(String::as_str).collect();
+        bail!("unknown template `{id}`; known: {}", known.join(", "));
+    }
+    let origin = Origin {
+        sequence: "preview",
+        step: id,
+    };
+    let mut value = match data_file {
+        None => data::sample_data(policies, id, loaded.templates.sample(id)),
+        Some(f) => {
+            let text =
+                std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+            let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}:{}:{}: invalid JSON: {e}",
+                    f.display(),
+                    e.line(),
+                    e.column()
+                )
+            })?;
+            if json.get("type").is_some() && json.get("occurred_at").is_some() {
+                let event =
+                    Event::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+                data::build(&Context::of_event(&event), policies, origin)
+            } else {
+                let mut base = data::sample_data(policies, id, loaded.templates.sample(id));
+                data::merge(&mut base, &json);
+                base
+            }
+        }
+    };
+    let wanted = locale.map(str::to_string).or_else(|| {
+        value
+            .pointer("/customer/locale")
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    });
+    if let (Some(l), Some(obj)) = (&wanted, value.pointer_mut("/customer")) {
+        obj["locale"] = l.clone().into();
+    }
+    let r = loaded.templates.render(id, wanted.as_deref(), &value)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "Locale: {}", r.locale)?;
+    writeln!(out, "Subject: {}", r.subject)?;
+    if let Some(p) = &r.preheader {
+        writeln!(out, "Preheader: {p}")?;
+    }
+    writeln!(out, "\n{}", r.text.trim_end())?;
+    if html {
+        writeln!(out, "\n----- HTML -----\n{}", r.html)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_events(file: &Path) -> anyhow::Result<(Vec<Event>, usize)> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let (events, bad) = simulate::parse_events(&text);
+    for b in &bad {
+        eprintln!("{}:{}: skipped: {}", file.display(), b.line, b.message);
+    }
+    Ok((events, bad.len()))
+}
+
+fn parse_until(s: &str, events: &[Event]) -> anyhow::Result<Until> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(Until::At(t.with_timezone(&Utc)));
+    }
+    let d = duration::parse(s).map_err(|e| anyhow::anyhow!("--until: {e}, or an RFC 3339 time"))?;
+    let last = events
+        .iter()
+        .map(|e| e.occurred_at)
+        .max()
+        .unwrap_or_else(Utc::now);
+    Ok(Until::At(last + d))
+}
+
+fn simulate_cmd(
+    sequences: &Path,
+    templates: &Path,
+    events_file: &Path,
+    until: Option<&str>,
+    verbose: bool,
+) -> anyhow::Result<ExitCode> {
+    let loaded = match load_or_fail(sequences, templates) {
+        Ok(l) => l,
+        Err(code) => return Ok(code),
+    };
+    let (events, bad) = read_events(events_file)?;
+    let until = match until {
+        Some(u) => parse_until(u, &events)?,
+        None => Until::Drained,
+    };
+    let mut world = World::new(&loaded.catalog, &loaded.templates);
+    world.run(events, until);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for d in world.sorted_delivered() {
+        serde_json::to_writer(&mut out, &d.line)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    if verbose {
+        for s in &world.skipped {
+            eprintln!(
+                "{} skipped {} {} {}: {}",
+                s.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                s.customer_id,
+                s.sequence,
+                s.step,
+                s.reason
+            );
+        }
+        for (at, n) in &world.notes {
+            eprintln!(
+                "{} {} {}: {}",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                n.sequence,
+                n.enrollment_key,
+                n.message
+            );
+        }
+    }
+    eprintln!("{}", summary(&world, bad));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn summary(world: &World, bad: usize) -> String {
+    let mut reasons: std::collections::BTreeMap<String, usize> = Default::default();
+    for s in &world.skipped {
+        let key = s.reason.split(':').next().unwrap_or("").to_string();
+        *reasons.entry(key).or_default() += 1;
+    }
+    let reasons: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
+    format!(
+        "{} events applied, {} invalid, {} duplicate; {} emails sent, {} skipped{}; {} enrollments still waiting",
+        world.events,
+        bad,
+        world.duplicates,
+        world.delivered.len(),
+        world.skipped.len(),
+        if reasons.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", reasons.join(", "))
+        },
+        world.pending()
+    )
+}
+
+fn demo(
+    sequences: &Path,
+    templates: &Path,
+    events_file: &Path,
+    outbox: &Path,
+) -> anyhow::Result<ExitCode> {
+    let loaded = match load_or_fail(sequences, templates) {
+        Ok(l) => l,
+        Err(code) => return Ok(code),
+    };
+    let (events, bad) = read_events(events_file)?;
+    let mut world = World::new(&loaded.catalog, &loaded.templates);
+    world.run(events, Until::Drained);
+    let policies = &loaded.catalog.policies;
+    let mut written = 0;
+    println!(
+        "{:<20}  {:<22}  {:<14}  {:<6}  subject",
+        "sent at (UTC)", "to", "sequence", "locale"
+    );
+    for d in world.sorted_delivered() {
+        let env = send::Envelope {
+            to: &d.line.to,
+            idempotency_key: &d.idempotency_key,
+            sequence: &d.line.sequence,
+            template: &d.line.template,
+            date: d.at,
+        };
+        let msg = send::build_message(policies, &env, &d.content)
+            .with_context(|| format!("building {}", d.idempotency_key))?;
+        let (_, sender) = policies.sender.name_and_email();
+        let id = send::message_id(&d.idempotency_key, &sender);
+        send::eml::write(outbox, &id, &msg.formatted())
+            .with_context(|| format!("writing to {}", outbox.display()))?;
+        written += 1;
+        println!(
+            "{:<20}  {:<22}  {:<14}  {:<6}  {}",
+            d.at.format("%Y-%m-%d %H:%M"),
+            d.line.to,
+            d.line.sequence,
+            d.line.locale,
+            d.line.subject
+        );
+    }
+    for s in &world.skipped {
+        println!(
+            "{:<20}  {:<22}  {:<14}  skipped {}: {}",
+            s.at.format("%Y-%m-%d %H:%M"),
+            s.customer_id,
+            s.sequence,
+            s.step,
+            s.reason
+        );
+    }
+    eprintln!("{}", summary(&world, bad));
+    println!("\n{written} .eml files in {}", outbox.display());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,195 @@
+//! Routes an event or a wake-up to a customer's enrollments, starts the
+//! sequences it triggers, and follows `start` hand-overs. Pure: the caller
+//! loads the customer's enrollments, calls this, and saves what changed.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+
+use super::state::{Context, EmailJob, Enrollment, enrollment_key};
+use super::{Effect, Input, advance, begin};
+use crate::event::Event;
+use crate::sequence::model::Catalog;
+
+/// `start` chains deeper than this are cut, so that two `every_event`
+/// sequences starting each other cannot loop.
+const MAX_START_DEPTH: usize = 16;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Note {
+    pub enrollment_key: String,
+    pub sequence: String,
+    pub message: String,
+}
+
+/// What one input did: emails to enqueue, enrollments to save (indices into
+/// the caller's vector, new ones appended), and notes for the log.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub emails: Vec<EmailJob>,
+    pub changed: BTreeSet<usize>,
+    pub notes: Vec<Note>,
+}
+
+/// Applies `event` to `enrollments`, which must hold every enrollment of the
+/// event's customer (finished ones too: they stop a second `once_*` entry).
+pub fn apply_event(
+    catalog: &Catalog,
+    enrollments: &mut Vec<Enrollment>,
+    event: &Event,
+    now: DateTime<Utc>,
+) -> Applied {
+    let mut out = Applied::default();
+    for i in 0..enrollments.len() {
+        if !enrollments[i].is_active() {
+            continue;
+        }
+        let Some(seq) = catalog.get(&enrollments[i].sequence) else {
+            continue;
+        };
+        let effects = advance(catalog, seq, &mut enrollments[i], Input::Event(event), now);
+        handle(catalog, enrollments, i, effects, now, 0, &mut out);
+    }
+    let Some(ids) = catalog.triggers.get(&event.kind) else {
+        return out;
+    };
+    for id in ids {
+        let seq = &catalog.sequences[id];
+        let trigger = seq.trigger.as_ref().expect("indexed by trigger");
+        let context = Context::of_event(event);
+        if let Some(cond) = &trigger.when {
+            match cond.eval_bool(&context.bindings(Some(event), now)) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(err) => {
+                    out.notes.push(Note {
+                        enrollment_key: String::new(),
+                        sequence: seq.id.clone(),
+                        message: format!(
+                            "trigger condition `{}` failed on event {}, not enrolled: {err}",
+                            cond.source, event.id
+                        ),
+                    });
+                    continue;
+                }
+            }
+        }
+        enroll(
+            catalog,
+            enrollments,
+            &seq.id,
+            context,
+            &event.id,
+            now,
+            0,
+            &mut out,
+        );
+    }
+    out
+}
+
+/// Wakes enrollment `idx` (its `wake_at` has passed, or the caller thinks so).
+pub fn apply_wake(
+    catalog: &Catalog,
+    enrollments: &mut Vec<Enrollment>,
+    idx: usize,
+    now: DateTime<Utc>,
+) -> Applied {
+    let mut out = Applied::default();
+    if let Some(seq) = catalog.get(&enrollments[idx].sequence) {
+        let effects = advance(catalog, seq, &mut enrollments[idx], Input::Wake, now);
+        handle(catalog, enrollments, idx, effects, now, 0, &mut out);
+    } else if enrollments[idx].is_active() {
+        // The sequence file was removed: end the enrollment visibly.
+        let e = &mut enrollments[idx];
+        e.status = super::state::Status::Exited;
+        e.waiting = super::state::Waiting::Nothing;
+        e.ended_reason = Some(format!("sequence `{}` no longer exists", e.sequence));
+        e.updated_at = now;
+        out.changed.insert(idx);
+        out.notes.push(Note {
+            enrollment_key: e.key.clone(),
+            sequence: e.sequence.clone(),
+            message: e.ended_reason.clone().unwrap_or_default(),
+        });
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn enroll(
+    catalog: &Catalog,
+    enrollments: &mut Vec<Enrollment>,
+    sequence: &str,
+    context: Context,
+    origin: &str,
+    now: DateTime<Utc>,
+    depth: usize,
+    out: &mut Applied,
+) {
+    let Some(seq) = catalog.get(sequence) else {
+        return;
+    };
+    let order_id = context.order.as_ref().map(|o| o.id.as_str());
+    let key = enrollment_key(&seq.id, seq.enroll, &context.customer.id, order_id, origin);
+    if enrollments.iter().any(|e| e.key == key) {
+        return;
+    }
+    if depth > MAX_START_DEPTH {
+        out.notes.push(Note {
+            enrollment_key: key,
+            sequence: seq.id.clone(),
+            message: format!("not started: `start` chain deeper than {MAX_START_DEPTH}"),
+        });
+        return;
+    }
+    let (e, effects) = begin(catalog, seq, key, context, now);
+    enrollments.push(e);
+    let idx = enrollments.len() - 1;
+    out.changed.insert(idx);
+    handle(catalog, enrollments, idx, effects, now, depth, out);
+}
+
+fn handle(
+    catalog: &Catalog,
+    enrollments: &mut Vec<Enrollment>,
+    idx: usize,
+    effects: Vec<Effect>,
+    now: DateTime<Utc>,
+    depth: usize,
+    out: &mut Applied,
+) {
+    if effects.is_empty() {
+        return;
+    }
+    out.changed.insert(idx);
+    let key = enrollments[idx].key.clone();
+    let sequence = enrollments[idx].sequence.clone();
+    let note = |message: String| Note {
+        enrollment_key: key.clone(),
+        sequence: sequence.clone(),
+        message,
+    };
+    for effect in effects {
+        match effect {
+            Effect::Email(job) => out.emails.push(job),
+            Effect::Start {
+                sequence: target,
+                context,
+                origin,
+            } => enroll(
+                catalog,
+                enrollments,
+                &target,
+                *context,
+                &origin,
+                now,
+                depth + 1,
+                out,
+            ),
+            Effect::Exited { reason } => out.notes.push(note(format!("exited: {reason}"))),
+            Effect::Warn(w) => out.notes.push(note(w)),
+            Effect::Completed | Effect::Sleep { .. } | Effect::AwaitEvent { .. } => {}
+        }
+    }
+}

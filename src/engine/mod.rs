@@ -1,0 +1,324 @@
+//! The pure state machine. Given a sequence, an enrollment, an input (an
+//! event or a wake-up) and `now`, it moves the enrollment on and says what
+//! should happen. No clock, no database, no network: `run`, `simulate` and the
+//! tests drive the same code with different clocks and stores.
+
+pub mod dispatch;
+pub mod localtime;
+pub mod plan;
+pub mod policy;
+pub mod profile;
+pub mod state;
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+
+use crate::event::Event;
+use crate::sequence::model::{Catalog, Sequence};
+use plan::Op;
+use state::{Context, EmailJob, Enrollment, Status, Waiting};
+
+/// What drives an enrollment forward.
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    Event(&'a Event),
+    /// The scheduler's call once `wake_at` has passed.
+    Wake,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    Email(EmailJob),
+    /// Enroll the customer in another sequence, handing over the context.
+    Start {
+        sequence: String,
+        context: Box<Context>,
+        origin: String,
+    },
+    Sleep {
+        until: DateTime<Utc>,
+    },
+    AwaitEvent {
+        event: String,
+        until: DateTime<Utc>,
+    },
+    Exited {
+        reason: String,
+    },
+    Completed,
+    /// Something the operator should know (a condition that failed to run).
+    Warn(String),
+}
+
+/// Starts a new enrollment and runs it to its first wait.
+pub fn begin(
+    catalog: &Catalog,
+    seq: &Sequence,
+    key: String,
+    context: Context,
+    now: DateTime<Utc>,
+) -> (Enrollment, Vec<Effect>) {
+    let mut e = Enrollment {
+        key,
+        sequence: seq.id.clone(),
+        version: seq.version.clone(),
+        customer_id: context.customer.id.clone(),
+        order_id: context.order.as_ref().map(|o| o.id.clone()),
+        status: Status::Active,
+        step: None,
+        waiting: Waiting::Nothing,
+        context,
+        started_at: now,
+        updated_at: now,
+        ended_reason: None,
+    };
+    let mut effects = Vec::new();
+    run_from(catalog, seq, &mut e, seq.plan.entry, now, &mut effects);
+    (e, effects)
+}
+
+/// Moves `e` on by `input`. Returns no effects when the input does not
+/// concern the enrollment (then `e` is unchanged).
+pub fn advance(
+    catalog: &Catalog,
+    seq: &Sequence,
+    e: &mut Enrollment,
+    input: Input,
+    now: DateTime<Utc>,
+) -> Vec<Effect> {
+    let mut effects = Vec::new();
+    if !e.is_active() {
+        return effects;
+    }
+    // Resume by step id: the sequence may have been edited since.
+    let idx = match e.step.as_deref().and_then(|s| seq.plan.by_id.get(s)) {
+        Some(i) => *i,
+        None => {
+            let reason = format!(
+                "step `{}` no longer exists in version {} of `{}`",
+                e.step.as_deref().unwrap_or("?"),
+                seq.version,
+                seq.id
+            );
+            end(e, Status::Exited, reason, now, &mut effects);
+            return effects;
+        }
+    };
+    let instr = &seq.plan.instrs[idx];
+    match input {
+        Input::Event(ev) => {
+            for rule in &seq.exit_when {
+                if ev.kind == rule.event
+                    && e.correlates(ev, rule.scope)
+                    && holds(rule.when.as_ref(), &e.context, Some(ev), now, &mut effects)
+                {
+                    let reason = format!("exit_when {} ({})", ev.kind, ev.id);
+                    end(e, Status::Exited, reason, now, &mut effects);
+                    return effects;
+                }
+            }
+            if let (Waiting::Event { event, .. }, Op::WaitFor { when, scope, .. }) =
+                (&e.waiting, &instr.op)
+                && *event == ev.kind
+                && e.correlates(ev, *scope)
+                && holds(when.as_ref(), &e.context, Some(ev), now, &mut effects)
+            {
+                e.context.absorb(ev);
+                mark_version(e, seq);
+                run_from(catalog, seq, e, instr.next, now, &mut effects);
+            }
+        }
+        Input::Wake => match (&e.waiting, &instr.op) {
+            (Waiting::Time { until }, _) if now >= *until => {
+                mark_version(e, seq);
+                run_from(catalog, seq, e, instr.next, now, &mut effects);
+            }
+            (Waiting::Event { until, .. }, op) if now >= *until => {
+                mark_version(e, seq);
+                let next = match op {
+                    Op::WaitFor { timeout, .. } => *timeout,
+                    _ => instr.next,
+                };
+                run_from(catalog, seq, e, next, now, &mut effects);
+            }
+            _ => {}
+        },
+    }
+    effects
+}
+
+fn mark_version(e: &mut Enrollment, seq: &Sequence) {
+    if e.version != seq.version {
+        e.version = seq.version.clone();
+    }
+}
+
+fn holds(
+    cond: Option<&crate::sequence::condition::Condition>,
+    ctx: &Context,
+    event: Option<&Event>,
+    now: DateTime<Utc>,
+    effects: &mut Vec<Effect>,
+) -> bool {
+    match cond {
+        None => true,
+        Some(c) => match c.eval_bool(&ctx.bindings(event, now)) {
+            Ok(v) => v,
+            Err(err) => {
+                effects.push(Effect::Warn(format!(
+                    "condition `{}` failed, taken as false: {err}",
+                    c.source
+                )));
+                false
+            }
+        },
+    }
+}
+
+fn end(
+    e: &mut Enrollment,
+    status: Status,
+    reason: String,
+    now: DateTime<Utc>,
+    fx: &mut Vec<Effect>,
+) {
+    e.status = status;
+    e.waiting = Waiting::Nothing;
+    e.updated_at = now;
+    fx.push(match status {
+        Status::Completed => Effect::Completed,
+        _ => Effect::Exited {
+            reason: reason.clone(),
+        },
+    });
+    e.ended_reason = Some(reason);
+}
+
+/// Runs steps from `start` until one waits or the sequence ends.
+fn run_from(
+    catalog: &Catalog,
+    seq: &Sequence,
+    e: &mut Enrollment,
+    start: Option<usize>,
+    now: DateTime<Utc>,
+    fx: &mut Vec<Effect>,
+) {
+    e.updated_at = now;
+    e.waiting = Waiting::Nothing;
+    let mut cur = start;
+    // The plan only jumps forward, so this ends; the bound makes it obvious.
+    for _ in 0..=seq.plan.instrs.len() {
+        let Some(i) = cur else {
+            end(e, Status::Completed, "completed".into(), now, fx);
+            return;
+        };
+        let instr = &seq.plan.instrs[i];
+        e.step = Some(instr.id.clone());
+        cur = instr.next;
+        match &instr.op {
+            Op::Email { template, category } => fx.push(Effect::Email(EmailJob {
+                idempotency_key: format!("{}#{}", e.key, instr.id),
+                enrollment_key: e.key.clone(),
+                customer_id: e.customer_id.clone(),
+                sequence: seq.id.clone(),
+                step: instr.id.clone(),
+                template: template.clone(),
+                category: category.unwrap_or(seq.category),
+                due_at: now,
+            })),
+            Op::Wait { duration, at } => {
+                let mut until = now + *duration;
+                if let Some(at) = at {
+                    let tz = e
+                        .context
+                        .customer
+                        .timezone
+                        .unwrap_or(catalog.policies.default_timezone);
+                    until = localtime::next_at(until, tz, *at);
+                }
+                e.waiting = Waiting::Time { until };
+                fx.push(Effect::Sleep { until });
+                return;
+            }
+            Op::WaitUntil(c) => match c.eval_timestamp(&e.context.bindings(None, now)) {
+                Ok(until) if until > now => {
+                    e.waiting = Waiting::Time { until };
+                    fx.push(Effect::Sleep { until });
+                    return;
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    let reason = format!("wait_until `{}` failed: {err}", c.source);
+                    end(e, Status::Exited, reason, now, fx);
+                    return;
+                }
+            },
+            Op::WaitFor { event, within, .. } => {
+                let until = now + *within;
+                e.waiting = Waiting::Event {
+                    event: event.clone(),
+                    until,
+                };
+                fx.push(Effect::AwaitEvent {
+                    event: event.clone(),
+                    until,
+                });
+                return;
+            }
+            Op::If {
+                cond,
+                then,
+                otherwise,
+            } => {
+                cur = if holds(Some(cond), &e.context, None, now, fx) {
+                    *then
+                } else {
+                    *otherwise
+                };
+            }
+            Op::Split(variants) => {
+                cur = pick_variant(&e.customer_id, &seq.id, &instr.id, variants);
+            }
+            Op::Start(target) => fx.push(Effect::Start {
+                sequence: target.clone(),
+                context: Box::new(e.context.clone()),
+                origin: e.key.clone(),
+            }),
+            Op::Exit => {
+                end(
+                    e,
+                    Status::Exited,
+                    format!("exit step `{}`", instr.id),
+                    now,
+                    fx,
+                );
+                return;
+            }
+        }
+    }
+    unreachable!("a plan that loops: {}", seq.id);
+}
+
+/// A split's variant for a customer: the same customer always lands in the
+/// same variant of the same split, spread by weight.
+pub fn pick_variant(
+    customer_id: &str,
+    sequence: &str,
+    step: &str,
+    variants: &[(String, u32, Option<usize>)],
+) -> Option<usize> {
+    let total: u64 = variants.iter().map(|v| u64::from(v.1)).sum();
+    if total == 0 {
+        return variants.first().and_then(|v| v.2);
+    }
+    let h = Sha256::digest(format!("{customer_id}\u{0}{sequence}\u{0}{step}").as_bytes());
+    let mut roll = u64::from_be_bytes(h[..8].try_into().expect("8 bytes")) % total;
+    for (_, w, start) in variants {
+        let w = u64::from(*w);
+        if roll < w {
+            return *start;
+        }
+        roll -= w;
+    }
+    unreachable!("roll < total")
+}

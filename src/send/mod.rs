@@ -1,0 +1,91 @@
+//! Turning an email the engine decided on into a message: Message-ID from the
+//! idempotency key, the trace headers, multipart text + HTML. Transports (the
+//! `.eml` folder here; SMTP later) take the finished bytes.
+
+pub mod eml;
+
+use chrono::{DateTime, Utc};
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+use sha2::{Digest, Sha256};
+
+use crate::sequence::model::Policies;
+use crate::template::Rendered;
+
+/// The Message-ID for an idempotency key: the same key always gives the same
+/// id, so a receiver can drop a duplicate if a crash ever sends one twice.
+pub fn message_id(idempotency_key: &str, sender_email: &str) -> String {
+    let domain = sender_email
+        .rsplit_once('@')
+        .map(|(_, d)| d)
+        .unwrap_or("aftercare.invalid");
+    let h = Sha256::digest(idempotency_key.as_bytes());
+    format!("<{}@{domain}>", hex::encode(&h[..16]))
+}
+
+/// What one message needs besides its rendered content.
+pub struct Envelope<'a> {
+    pub to: &'a str,
+    pub idempotency_key: &'a str,
+    pub sequence: &'a str,
+    pub template: &'a str,
+    pub date: DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("invalid address {0:?}: {1}")]
+    Address(String, String),
+    #[error("cannot build the message: {0}")]
+    Message(String),
+}
+
+/// Builds the RFC 5322 message: multipart/alternative with the text part
+/// first, so clients that cannot show HTML show the text.
+pub fn build_message(
+    policies: &Policies,
+    env: &Envelope,
+    content: &Rendered,
+) -> Result<lettre::Message, BuildError> {
+    let parse = |s: &str| {
+        s.parse::<Mailbox>()
+            .map_err(|e| BuildError::Address(s.to_string(), e.to_string()))
+    };
+    let (_, sender_email) = policies.sender.name_and_email();
+    let mut b = lettre::Message::builder()
+        .from(parse(&policies.sender.from)?)
+        .to(parse(env.to)?)
+        .subject(content.subject.clone())
+        .date(env.date.into())
+        .message_id(Some(message_id(env.idempotency_key, &sender_email)));
+    if let Some(r) = &policies.sender.reply_to {
+        b = b.reply_to(parse(r)?);
+    }
+    let mut msg = b
+        .multipart(
+            MultiPart::alternative()
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_PLAIN)
+                        .body(content.text.clone()),
+                )
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_HTML)
+                        .body(content.html.clone()),
+                ),
+        )
+        .map_err(|e| BuildError::Message(e.to_string()))?;
+    let headers = msg.headers_mut();
+    for (name, value) in [
+        ("X-Aftercare-Sequence", env.sequence),
+        ("X-Aftercare-Template", env.template),
+        ("Content-Language", content.locale.as_str()),
+    ] {
+        headers.insert_raw(HeaderValue::new(
+            HeaderName::new_from_ascii_str(name),
+            value.to_string(),
+        ));
+    }
+    Ok(msg)
+}

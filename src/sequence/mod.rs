@@ -1,0 +1,7 @@
+//! Sequences and policies as marketers write them in YAML.
+
+pub mod condition;
+pub mod duration;
+pub mod load;
+pub mod model;
+pub mod yaml;

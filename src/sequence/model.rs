@@ -1,0 +1,230 @@
+//! The typed model of sequences and policies, built by [`super::load`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use chrono::{NaiveTime, TimeDelta};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+use super::condition::Condition;
+use crate::engine::plan::Plan;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    Transactional,
+    Value,
+    Promo,
+}
+
+impl Category {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "transactional" => Some(Self::Transactional),
+            "value" => Some(Self::Value),
+            "promo" => Some(Self::Promo),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Transactional => "transactional",
+            Self::Value => "value",
+            Self::Promo => "promo",
+        }
+    }
+
+    /// Value and promo mail is marketing: it needs consent and obeys the rules.
+    pub fn is_marketing(self) -> bool {
+        self != Self::Transactional
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnrollMode {
+    OncePerOrder,
+    OncePerCustomer,
+    EveryEvent,
+}
+
+/// Which events correlate to an enrollment: the same order (default), or any
+/// event of the same customer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Order,
+    Customer,
+}
+
+#[derive(Debug, Clone)]
+pub struct Trigger {
+    pub event: String,
+    pub when: Option<Condition>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExitRule {
+    pub event: String,
+    pub scope: Scope,
+    pub when: Option<Condition>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub id: String,
+    pub kind: StepKind,
+    pub line: u64,
+    pub col: u64,
+}
+
+#[derive(Debug, Clone)]
+pub enum StepKind {
+    Email {
+        template: String,
+        category: Option<Category>,
+    },
+    Wait {
+        duration: TimeDelta,
+        at: Option<NaiveTime>,
+    },
+    WaitUntil(Condition),
+    WaitFor {
+        event: String,
+        within: TimeDelta,
+        when: Option<Condition>,
+        scope: Scope,
+        on_timeout: Vec<Step>,
+    },
+    If {
+        cond: Condition,
+        then: Vec<Step>,
+        otherwise: Vec<Step>,
+    },
+    Split(Vec<Variant>),
+    Start(String),
+    Exit,
+}
+
+#[derive(Debug, Clone)]
+pub struct Variant {
+    pub name: String,
+    pub weight: u32,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Sequence {
+    pub id: String,
+    pub name: String,
+    pub category: Category,
+    pub trigger: Option<Trigger>,
+    pub enroll: EnrollMode,
+    pub exit_when: Vec<ExitRule>,
+    pub steps: Vec<Step>,
+    /// Content hash of the file: the version an enrollment started on.
+    pub version: String,
+    pub file: PathBuf,
+    /// The steps laid out flat for the engine.
+    pub plan: Plan,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sender {
+    pub from: String,
+    pub reply_to: Option<String>,
+}
+
+impl Sender {
+    /// The display name and address of `from` ("Shop <hello@shop.example>").
+    pub fn name_and_email(&self) -> (String, String) {
+        match (self.from.find('<'), self.from.rfind('>')) {
+            (Some(a), Some(b)) if a < b => (
+                self.from[..a].trim().trim_matches('"').to_string(),
+                self.from[a + 1..b].trim().to_string(),
+            ),
+            _ => (String::new(), self.from.trim().to_string()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QuietHours {
+    pub start: NaiveTime,
+    pub end: NaiveTime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FrequencyCap {
+    pub max: u32,
+    pub per: TimeDelta,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PromoShare {
+    pub max_percent: u32,
+    pub window: TimeDelta,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policies {
+    pub default_locale: String,
+    pub default_timezone: Tz,
+    pub sender: Sender,
+    pub quiet_hours: Option<QuietHours>,
+    pub frequency_cap: Option<FrequencyCap>,
+    pub promo_share: Option<PromoShare>,
+    pub sunset_after_unopened: Option<u32>,
+}
+
+impl Default for Policies {
+    fn default() -> Self {
+        Self {
+            default_locale: "en".into(),
+            default_timezone: Tz::UTC,
+            sender: Sender {
+                from: "aftercare <aftercare@localhost>".into(),
+                reply_to: None,
+            },
+            quiet_hours: None,
+            frequency_cap: None,
+            promo_share: None,
+            sunset_after_unopened: None,
+        }
+    }
+}
+
+/// Every sequence and the policies: what `run`, `simulate` and `demo` load.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    pub sequences: BTreeMap<String, Sequence>,
+    pub policies: Policies,
+    /// Sequence ids by the event type that triggers them.
+    pub triggers: HashMap<String, Vec<String>>,
+}
+
+impl Catalog {
+    pub fn new(sequences: Vec<Sequence>, policies: Policies) -> Self {
+        let mut triggers: HashMap<String, Vec<String>> = HashMap::new();
+        for s in &sequences {
+            if let Some(t) = &s.trigger {
+                triggers
+                    .entry(t.event.clone())
+                    .or_default()
+                    .push(s.id.clone());
+            }
+        }
+        for ids in triggers.values_mut() {
+            ids.sort();
+        }
+        Self {
+            sequences: sequences.into_iter().map(|s| (s.id.clone(), s)).collect(),
+            policies,
+            triggers,
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Sequence> {
+        self.sequences.get(id)
+    }
+}

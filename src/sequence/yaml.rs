@@ -1,0 +1,363 @@
+//! A YAML document as a tree that remembers where each node was written, and a
+//! reader over it that collects every problem instead of stopping at the first.
+//!
+//! serde-saphyr parses; `Spanned` gives each node its line and column. The typed
+//! model is then built by hand from the tree, so an unknown key, a bad
+//! duration and a bad condition in the same file are all reported together.
+
+use std::fmt;
+use std::path::Path;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_saphyr::Spanned;
+
+use crate::diagnostic::{Diagnostic, Diagnostics};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub value: Value,
+    pub line: u64,
+    pub col: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Seq(Vec<Node>),
+    Map(Vec<(Node, Node)>),
+}
+
+impl Value {
+    fn kind(&self) -> &'static str {
+        match self {
+            Value::Null => "nothing",
+            Value::Bool(_) => "a boolean",
+            Value::Int(_) => "a number",
+            Value::Float(_) => "a number",
+            Value::Str(_) => "a string",
+            Value::Seq(_) => "a list",
+            Value::Map(_) => "a mapping",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Node {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = Spanned::<Value>::deserialize(d)?;
+        Ok(Node {
+            value: s.value,
+            line: s.referenced.line(),
+            col: s.referenced.column(),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ValueVisitor)
+    }
+}
+
+struct ValueVisitor;
+
+impl<'de> Visitor<'de> for ValueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any YAML value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Int(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        i64::try_from(v)
+            .map(Value::Int)
+            .map_err(|_| E::custom("number too large"))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::Float(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::Str(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::Str(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        Value::deserialize(d)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(n) = seq.next_element::<Node>()? {
+            items.push(n);
+        }
+        Ok(Value::Seq(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(k) = map.next_key::<Node>()? {
+            let v = map.next_value::<Node>()?;
+            entries.push((k, v));
+        }
+        Ok(Value::Map(entries))
+    }
+}
+
+/// Parses a whole document; a syntax error becomes one diagnostic with its place.
+pub fn parse(file: &Path, text: &str) -> Result<Node, Diagnostic> {
+    if text.trim().is_empty() {
+        return Ok(Node {
+            value: Value::Map(Vec::new()),
+            line: 1,
+            col: 1,
+        });
+    }
+    serde_saphyr::from_str::<Node>(text).map_err(|e| {
+        let (line, col) = e
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((1, 1));
+        let msg = e.to_string();
+        // The crate's message may repeat the position; keep the first line only.
+        let msg = msg.lines().next().unwrap_or("invalid YAML").to_string();
+        Diagnostic::error(file, line, col, format!("invalid YAML: {msg}"))
+    })
+}
+
+/// Reads typed values out of nodes, recording what is wrong where.
+pub struct Reader<'a> {
+    pub file: &'a Path,
+    pub diags: Diagnostics,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(file: &'a Path) -> Self {
+        Self {
+            file,
+            diags: Diagnostics::default(),
+        }
+    }
+
+    pub fn error(&mut self, node: &Node, message: impl Into<String>) {
+        self.diags
+            .push(Diagnostic::error(self.file, node.line, node.col, message));
+    }
+
+    pub fn warning(&mut self, node: &Node, message: impl Into<String>) {
+        self.diags
+            .push(Diagnostic::warning(self.file, node.line, node.col, message));
+    }
+
+    /// Opens a mapping; `what` names it in messages ("step", "sequence").
+    pub fn map<'n>(&mut self, node: &'n Node, what: &str) -> Option<Fields<'n>> {
+        match &node.value {
+            Value::Map(entries) => Some(Fields {
+                node,
+                entries,
+                used: vec![false; entries.len()],
+            }),
+            other => {
+                self.error(
+                    node,
+                    format!("{what}: expected a mapping, found {}", other.kind()),
+                );
+                None
+            }
+        }
+    }
+
+    pub fn seq<'n>(&mut self, node: &'n Node, what: &str) -> &'n [Node] {
+        match &node.value {
+            Value::Seq(items) => items,
+            Value::Null => &[],
+            other => {
+                self.error(
+                    node,
+                    format!("{what}: expected a list, found {}", other.kind()),
+                );
+                &[]
+            }
+        }
+    }
+
+    pub fn string(&mut self, node: &Node, what: &str) -> Option<String> {
+        match &node.value {
+            Value::Str(s) if !s.trim().is_empty() => Some(s.clone()),
+            Value::Str(_) => {
+                self.error(node, format!("{what}: must not be empty"));
+                None
+            }
+            // A bare number is a fine name (e.g. a weight written as a string).
+            Value::Int(i) => Some(i.to_string()),
+            other => {
+                self.error(
+                    node,
+                    format!("{what}: expected a string, found {}", other.kind()),
+                );
+                None
+            }
+        }
+    }
+
+    pub fn uint(&mut self, node: &Node, what: &str) -> Option<u32> {
+        match &node.value {
+            Value::Int(i) if *i >= 0 && *i <= u32::MAX as i64 => Some(*i as u32),
+            other => {
+                self.error(
+                    node,
+                    format!(
+                        "{what}: expected a whole number >= 0, found {}",
+                        other.kind()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    pub fn boolean(&mut self, node: &Node, what: &str) -> Option<bool> {
+        match &node.value {
+            Value::Bool(b) => Some(*b),
+            other => {
+                self.error(
+                    node,
+                    format!("{what}: expected true or false, found {}", other.kind()),
+                );
+                None
+            }
+        }
+    }
+
+    /// Reports the keys of `fields` that nobody asked for.
+    pub fn finish(&mut self, fields: Fields<'_>, what: &str, allowed: &[&str]) {
+        for (i, (k, _)) in fields.entries.iter().enumerate() {
+            if fields.used[i] {
+                continue;
+            }
+            let name = match &k.value {
+                Value::Str(s) => s.clone(),
+                other => format!("{other:?}"),
+            };
+            let hint = closest(&name, allowed)
+                .map(|c| format!(" (did you mean `{c}`?)"))
+                .unwrap_or_default();
+            self.error(
+                k,
+                format!(
+                    "unknown key `{name}` in {what}{hint}; allowed: {}",
+                    allowed.join(", ")
+                ),
+            );
+        }
+    }
+}
+
+/// The entries of one mapping, marking which keys were read.
+pub struct Fields<'n> {
+    pub node: &'n Node,
+    entries: &'n [(Node, Node)],
+    used: Vec<bool>,
+}
+
+impl<'n> Fields<'n> {
+    pub fn take(&mut self, key: &str) -> Option<&'n Node> {
+        let mut found = None;
+        for (i, (k, v)) in self.entries.iter().enumerate() {
+            if matches!(&k.value, Value::Str(s) if s == key) && !self.used[i] {
+                self.used[i] = true;
+                found = Some(v);
+                break;
+            }
+        }
+        found
+    }
+
+    pub fn has(&self, key: &str) -> bool {
+        self.entries
+            .iter()
+            .any(|(k, _)| matches!(&k.value, Value::Str(s) if s == key))
+    }
+
+    /// The key node for `key`, to point an error at the key itself.
+    pub fn key_node(&self, key: &str) -> Option<&'n Node> {
+        self.entries
+            .iter()
+            .find(|(k, _)| matches!(&k.value, Value::Str(s) if s == key))
+            .map(|(k, _)| k)
+    }
+}
+
+/// The allowed name nearest to a misspelt one, if it is near enough to help.
+fn closest<'a>(name: &str, allowed: &[&'a str]) -> Option<&'a str> {
+    allowed
+        .iter()
+        .map(|a| (edit_distance(name, a), *a))
+        .filter(|(d, a)| *d <= 2.max(a.len() / 4))
+        .min()
+        .map(|(_, a)| a)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes_know_their_place() {
+        let text = "id: x\nsteps:\n  - email: a\n  - wait: 3d\n";
+        let root = parse(Path::new("s.yaml"), text).unwrap();
+        let Value::Map(entries) = &root.value else {
+            panic!("not a map")
+        };
+        let (_, steps) = &entries[1];
+        let Value::Seq(items) = &steps.value else {
+            panic!("not a seq")
+        };
+        assert_eq!((items[1].line, items[1].col), (4, 5));
+        let Value::Map(step) = &items[1].value else {
+            panic!()
+        };
+        assert_eq!((step[0].1.line, step[0].1.col), (4, 11));
+    }
+
+    #[test]
+    fn syntax_errors_have_a_place() {
+        let d = parse(Path::new("s.yaml"), "id: [unclosed\nname: x\n").unwrap_err();
+        assert!(d.line >= 1 && d.message.starts_with("invalid YAML"), "{d}");
+    }
+
+    #[test]
+    fn misspelt_keys_get_a_suggestion() {
+        assert_eq!(
+            closest("wiat_for", &["wait_for", "email"]),
+            Some("wait_for")
+        );
+        assert_eq!(closest("zzz", &["wait_for", "email"]), None);
+    }
+}

@@ -1,0 +1,115 @@
+//! The data a template sees: the enrollment's context with every schema field
+//! present (null when unknown, so strict mode catches only names that do not
+//! exist), the sender, the sequence and step, and the built-in sample.
+
+use serde_json::{Value, json};
+
+use crate::engine::state::Context;
+use crate::event::Event;
+use crate::sequence::model::Policies;
+
+/// Where an email comes from in the sequences, for the template.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    pub sequence: &'a str,
+    pub step: &'a str,
+}
+
+pub fn build(ctx: &Context, policies: &Policies, origin: Origin) -> Value {
+    let c = &ctx.customer;
+    let customer = json!({
+        "id": c.id,
+        "email": c.email.as_str(),
+        "first_name": c.first_name,
+        "locale": c.locale,
+        "timezone": c.timezone.map(|t| t.name()),
+        "marketing_consent": c.marketing_consent.unwrap_or(false),
+        "tags": c.tags,
+        "attributes": c.attributes,
+    });
+    let order = match &ctx.order {
+        Some(o) => json!({
+            "id": o.id,
+            "number": o.number,
+            "placed_at": o.placed_at,
+            "currency": o.currency,
+            "total": o.total,
+            "items": o.items.iter().map(|i| json!({
+                "sku": i.sku,
+                "name": i.name,
+                "category": i.category,
+                "quantity": i.quantity,
+                "unit_price": i.unit_price,
+                "replenish_every_days": i.replenish_every_days,
+            })).collect::<Vec<_>>(),
+        }),
+        None => json!({"id": null, "number": null, "placed_at": null, "currency": null,
+                       "total": null, "items": []}),
+    };
+    let shipment = match &ctx.shipment {
+        Some(s) => json!({"id": s.id, "carrier": s.carrier,
+                          "tracking_number": s.tracking_number, "tracking_url": s.tracking_url}),
+        None => json!({"id": null, "carrier": null, "tracking_number": null, "tracking_url": null}),
+    };
+    let review = json!({"rating": ctx.review.as_ref().and_then(|r| r.rating)});
+    let (name, email) = policies.sender.name_and_email();
+    json!({
+        "customer": customer,
+        "order": order,
+        "shipment": shipment,
+        "review": review,
+        "sender": {"name": name, "email": email},
+        "sequence": origin.sequence,
+        "step": origin.step,
+        "_timezone": c.timezone.unwrap_or(policies.default_timezone).name(),
+    })
+}
+
+/// The built-in sample: an event that fills every field of the schema.
+pub fn sample_event() -> Event {
+    Event::parse(SAMPLE).expect("the built-in sample event is valid")
+}
+
+const SAMPLE: &str = r#"{
+  "id": "evt_sample", "type": "order.placed", "occurred_at": "2026-11-20T10:00:00Z",
+  "customer": {"id": "c_sample", "email": "sample@example.com", "first_name": "Sam",
+               "locale": "en", "timezone": "Europe/Budapest", "marketing_consent": true,
+               "tags": ["vip"], "attributes": {"birthday": "1990-04-02"}},
+  "order": {"id": "o_sample", "number": "1001", "placed_at": "2026-11-18T09:12:00Z",
+            "currency": "EUR", "total": "129.90",
+            "items": [{"sku": "CAM-200", "name": "DSLR 200", "category": "camera",
+                       "quantity": 1, "unit_price": "129.90", "replenish_every_days": 60}]},
+  "shipment": {"id": "s_sample", "carrier": "DHL", "tracking_number": "JV123",
+               "tracking_url": "https://tracking.example/JV123"},
+  "review": {"rating": 5},
+  "data": {"note": "sample"}
+}"#;
+
+/// Sample data for template `id`: the built-in sample, with the template's
+/// own `sample.json` merged over it (objects merge key by key).
+pub fn sample_data(policies: &Policies, id: &str, own: Option<&Value>) -> Value {
+    let ctx = Context::of_event(&sample_event());
+    let mut data = build(
+        &ctx,
+        policies,
+        Origin {
+            sequence: "sample",
+            step: id,
+        },
+    );
+    if let Some(own) = own {
+        merge(&mut data, own);
+    }
+    data
+}
+
+pub fn merge(base: &mut Value, over: &Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                merge(b.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (b, o) => *b = o.clone(),
+    }
+}

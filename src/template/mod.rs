@@ -1,0 +1,481 @@
+//! Email templates: `templates/<id>/<locale>.hbs` with YAML front matter
+//! (`subject`, optional `preheader` and `layout`), optional `<locale>.txt.hbs`
+//! for the text part, `_layouts/` and `_partials/`, locale fallback and strict
+//! rendering.
+
+pub mod data;
+pub mod helpers;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use handlebars::Handlebars;
+
+use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::sequence::yaml::{self, Reader};
+
+/// One rendered email.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    pub locale: String,
+    pub subject: String,
+    pub preheader: Option<String>,
+    pub html: String,
+    pub text: String,
+}
+
+#[derive(Debug, Clone)]
+struct LocaleFile {
+    file: PathBuf,
+    has_preheader: bool,
+    has_text: bool,
+    layout: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct TemplateSet {
+    locales: BTreeMap<String, LocaleFile>,
+    sample: Option<serde_json::Value>,
+}
+
+pub struct Templates {
+    hb: Handlebars<'static>,
+    sets: BTreeMap<String, TemplateSet>,
+    pub default_locale: String,
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("unknown template `{0}`")]
+    Unknown(String),
+    #[error("template `{template}` has no locale for {wanted} (nor the default {default})")]
+    NoLocale {
+        template: String,
+        wanted: String,
+        default: String,
+    },
+    #[error("{file}:{line}:{col}: {message}")]
+    Render {
+        file: String,
+        line: usize,
+        col: usize,
+        message: String,
+    },
+}
+
+fn name(id: &str, locale: &str, part: &str) -> String {
+    format!("{id}/{locale}#{part}")
+}
+
+impl Templates {
+    /// Loads every template under `dir`. Problems are returned as diagnostics;
+    /// templates with errors are left out.
+    pub fn load(dir: &Path, default_locale: &str) -> (Templates, Diagnostics) {
+        let mut hb = Handlebars::new();
+        hb.set_strict_mode(true);
+        hb.register_escape_fn(handlebars::html_escape);
+        hb.register_helper("money", Box::new(helpers::MoneyHelper));
+        hb.register_helper("date", Box::new(helpers::DateHelper));
+        let mut t = Templates {
+            hb,
+            sets: BTreeMap::new(),
+            default_locale: default_locale.to_string(),
+            dir: dir.to_path_buf(),
+        };
+        let mut diags = Diagnostics::default();
+        let entries = match sorted_entries(dir) {
+            Ok(e) => e,
+            Err(e) => {
+                diags.push(Diagnostic::error(
+                    dir,
+                    1,
+                    1,
+                    format!("cannot read the templates folder: {e}"),
+                ));
+                return (t, diags);
+            }
+        };
+        // Partials and layouts first: templates refer to them.
+        for special in ["_partials", "_layouts"] {
+            let sub = dir.join(special);
+            if !sub.is_dir() {
+                continue;
+            }
+            for file in sorted_entries(&sub).unwrap_or_default() {
+                let Some(stem) = hbs_stem(&file) else {
+                    continue;
+                };
+                let Some(src) = read(&file, &mut diags) else {
+                    continue;
+                };
+                let result = if special == "_partials" {
+                    t.hb.register_partial(&stem, &src)
+                } else {
+                    t.hb.register_template_string(&format!("_layouts/{stem}"), &src)
+                };
+                if let Err(e) = result {
+                    diags.push(template_error(&file, 0, &e));
+                }
+            }
+        }
+        for sub in entries {
+            let Some(id) = sub.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
+                continue;
+            };
+            if !sub.is_dir() || id.starts_with('_') || id.starts_with('.') {
+                continue;
+            }
+            let set = t.load_set(&id, &sub, &mut diags);
+            if !set.locales.is_empty() {
+                t.sets.insert(id, set);
+            }
+        }
+        (t, diags)
+    }
+
+    fn load_set(&mut self, id: &str, dir: &Path, diags: &mut Diagnostics) -> TemplateSet {
+        let mut set = TemplateSet::default();
+        let files = sorted_entries(dir).unwrap_or_default();
+        for file in &files {
+            let fname = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if fname == "sample.json" {
+                if let Some(text) = read(file, diags) {
+                    match serde_json::from_str(&text) {
+                        Ok(v) => set.sample = Some(v),
+                        Err(e) => diags.push(Diagnostic::error(
+                            file,
+                            e.line() as u64,
+                            e.column() as u64,
+                            format!("invalid JSON: {e}"),
+                        )),
+                    }
+                }
+                continue;
+            }
+            if fname.ends_with(".txt.hbs") {
+                continue;
+            }
+            let Some(locale) = hbs_stem(file) else {
+                if !fname.starts_with('.') {
+                    diags.push(Diagnostic::warning(
+                        file,
+                        1,
+                        1,
+                        "ignored: templates are <locale>.hbs, <locale>.txt.hbs or sample.json",
+                    ));
+                }
+                continue;
+            };
+            let Some(src) = read(file, diags) else {
+                continue;
+            };
+            if let Some(lf) = self.register_locale(id, &locale, file, &src, diags) {
+                set.locales.insert(locale, lf);
+            }
+        }
+        for file in &files {
+            let fname = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let Some(locale) = fname.strip_suffix(".txt.hbs") else {
+                continue;
+            };
+            let Some(src) = read(file, diags) else {
+                continue;
+            };
+            match set.locales.get_mut(locale) {
+                Some(lf) => match self
+                    .hb
+                    .register_template_string(&name(id, locale, "text"), &src)
+                {
+                    Ok(()) => lf.has_text = true,
+                    Err(e) => diags.push(template_error(file, 0, &e)),
+                },
+                None => diags.push(Diagnostic::error(
+                    file,
+                    1,
+                    1,
+                    format!("text part without an HTML part: add {locale}.hbs"),
+                )),
+            }
+        }
+        set
+    }
+
+    fn register_locale(
+        &mut self,
+        id: &str,
+        locale: &str,
+        file: &Path,
+        src: &str,
+        diags: &mut Diagnostics,
+    ) -> Option<LocaleFile> {
+        let (front, body, body_line) = match split_front_matter(src) {
+            Some(parts) => parts,
+            None => {
+                diags.push(Diagnostic::error(
+                    file,
+                    1,
+                    1,
+                    "a template starts with front matter: a line `---`, `subject: ...`, then `---`",
+                ));
+                return None;
+            }
+        };
+        let mut r = Reader::new(file);
+        let mut subject = None;
+        let mut preheader = None;
+        let mut layout = None;
+        match yaml::parse(file, front) {
+            Err(mut d) => {
+                d.line += 1;
+                diags.push(d);
+                return None;
+            }
+            Ok(root) => {
+                if let Some(mut f) = r.map(&root, "front matter") {
+                    match f.take("subject") {
+                        Some(n) => subject = r.string(n, "subject").map(|s| (s, n.line + 1, n.col)),
+                        None => r.error(&root, "front matter: missing `subject`"),
+                    }
+                    preheader = f
+                        .take("preheader")
+                        .and_then(|n| r.string(n, "preheader").map(|s| (s, n.line + 1, n.col)));
+                    if let Some(n) = f.take("layout") {
+                        layout = r.string(n, "layout").map(|s| (s, n.line + 1, n.col));
+                    }
+                    r.finish(f, "front matter", &["subject", "preheader", "layout"]);
+                }
+            }
+        }
+        // Reader lines are relative to the front matter, which starts on line 2.
+        for mut d in r.diags.0 {
+            d.line += 1;
+            diags.push(d);
+        }
+        let (subject, sl, sc) = subject?;
+        let mut ok = true;
+        let mut reg = |part: &str, text: &str, line: u64, col: u64, diags: &mut Diagnostics| {
+            if let Err(e) = self
+                .hb
+                .register_template_string(&name(id, locale, part), text)
+            {
+                let mut d = template_error(file, line.saturating_sub(1), &e);
+                if line > 0 && d.line == line {
+                    d.col += col.saturating_sub(1);
+                }
+                diags.push(d);
+                ok = false;
+            }
+        };
+        reg("subject", &subject, sl, sc, diags);
+        if let Some((p, pl, pc)) = &preheader {
+            reg("preheader", p, *pl, *pc, diags);
+        }
+        reg("html", body, body_line, 1, diags);
+        if let Some((l, ll, lc)) = &layout
+            && self.hb.get_template(&format!("_layouts/{l}")).is_none()
+        {
+            diags.push(Diagnostic::error(
+                file,
+                *ll,
+                *lc,
+                format!("layout `{l}` not found in _layouts/"),
+            ));
+            ok = false;
+        }
+        ok.then(|| LocaleFile {
+            file: file.to_path_buf(),
+            has_preheader: preheader.is_some(),
+            has_text: false,
+            layout: layout.map(|l| l.0),
+        })
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.sets.contains_key(id)
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = &String> {
+        self.sets.keys()
+    }
+
+    pub fn locales(&self, id: &str) -> Vec<String> {
+        self.sets
+            .get(id)
+            .map(|s| s.locales.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn sample(&self, id: &str) -> Option<&serde_json::Value> {
+        self.sets.get(id).and_then(|s| s.sample.as_ref())
+    }
+
+    pub fn file(&self, id: &str, locale: &str) -> Option<&Path> {
+        self.sets
+            .get(id)?
+            .locales
+            .get(locale)
+            .map(|l| l.file.as_path())
+    }
+
+    /// The locale used for a customer who wants `wanted`: `hu-HU`, then `hu`,
+    /// then the default locale.
+    pub fn resolve_locale(&self, id: &str, wanted: Option<&str>) -> Result<&str, RenderError> {
+        let set = self
+            .sets
+            .get(id)
+            .ok_or_else(|| RenderError::Unknown(id.to_string()))?;
+        let mut candidates: Vec<String> = Vec::new();
+        if let Some(w) = wanted {
+            let w = w.replace('_', "-");
+            candidates.push(w.clone());
+            if let Some((lang, _)) = w.split_once('-') {
+                candidates.push(lang.to_string());
+            }
+        }
+        candidates.push(self.default_locale.clone());
+        for c in &candidates {
+            if let Some((k, _)) = set.locales.iter().find(|(k, _)| k.eq_ignore_ascii_case(c)) {
+                return Ok(k.as_str());
+            }
+        }
+        Err(RenderError::NoLocale {
+            template: id.to_string(),
+            wanted: wanted.unwrap_or("-").to_string(),
+            default: self.default_locale.clone(),
+        })
+    }
+
+    /// Renders template `id` for a customer who wants locale `wanted`.
+    /// `data` is the template data (see [`data`]); `_locale` is filled in here.
+    pub fn render(
+        &self,
+        id: &str,
+        wanted: Option<&str>,
+        data: &serde_json::Value,
+    ) -> Result<Rendered, RenderError> {
+        let locale = self.resolve_locale(id, wanted)?.to_string();
+        let lf = &self.sets[id].locales[&locale];
+        let mut data = data.clone();
+        if let Some(obj) = data.as_object_mut() {
+            obj.insert("_locale".into(), wanted.unwrap_or(&locale).into());
+        }
+        let file = lf.file.display().to_string();
+        let render = |part: &str, data: &serde_json::Value| {
+            self.hb
+                .render(&name(id, &locale, part), data)
+                .map_err(|e| render_error(&file, e))
+        };
+        let subject = collapse(&render("subject", &data)?);
+        let preheader = if lf.has_preheader {
+            Some(collapse(&render("preheader", &data)?))
+        } else {
+            None
+        };
+        let body = render("html", &data)?;
+        let html = match &lf.layout {
+            Some(layout) => {
+                let mut with_body = data.clone();
+                if let Some(obj) = with_body.as_object_mut() {
+                    obj.insert("body".into(), body.into());
+                    obj.insert("subject".into(), subject.clone().into());
+                    obj.insert(
+                        "preheader".into(),
+                        preheader.clone().unwrap_or_default().into(),
+                    );
+                }
+                self.hb
+                    .render(&format!("_layouts/{layout}"), &with_body)
+                    .map_err(|e| {
+                        render_error(&format!("{}/_layouts/{layout}.hbs", self.dir.display()), e)
+                    })?
+            }
+            None => body,
+        };
+        let text = if lf.has_text {
+            render("text", &data)?
+        } else {
+            html_to_text(&html)
+        };
+        Ok(Rendered {
+            locale,
+            subject,
+            preheader,
+            html,
+            text,
+        })
+    }
+}
+
+/// Subjects are one line, whatever the template's whitespace.
+fn collapse(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+pub fn html_to_text(html: &str) -> String {
+    html2text::from_read(html.as_bytes(), 78).unwrap_or_else(|_| html.to_string())
+}
+
+fn render_error(file: &str, e: handlebars::RenderError) -> RenderError {
+    RenderError::Render {
+        file: file.to_string(),
+        line: e.line_no.unwrap_or(1),
+        col: e.column_no.unwrap_or(1),
+        message: e.reason().to_string(),
+    }
+}
+
+fn template_error(file: &Path, line_offset: u64, e: &handlebars::TemplateError) -> Diagnostic {
+    let (line, col) = e.pos().unwrap_or((1, 1));
+    Diagnostic::error(
+        file,
+        line as u64 + line_offset,
+        col as u64,
+        format!("template syntax: {}", e.reason()),
+    )
+}
+
+/// Splits `---\n<yaml>\n---\n<body>`; returns the YAML, the body and the
+/// body's first line number.
+fn split_front_matter(src: &str) -> Option<(&str, &str, u64)> {
+    let rest = src
+        .strip_prefix("---\n")
+        .or_else(|| src.strip_prefix("---\r\n"))?;
+    let mut offset = 0;
+    for (i, line) in rest.split_inclusive('\n').enumerate() {
+        if line.trim_end() == "---" {
+            let front = &rest[..offset];
+            let body = &rest[offset + line.len()..];
+            return Some((front, body, i as u64 + 3));
+        }
+        offset += line.len();
+    }
+    None
+}
+
+fn sorted_entries(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+fn hbs_stem(file: &Path) -> Option<String> {
+    let fname = file.file_name()?.to_str()?;
+    let stem = fname.strip_suffix(".hbs")?;
+    (!stem.contains('.')).then(|| stem.to_string())
+}
+
+fn read(file: &Path, diags: &mut Diagnostics) -> Option<String> {
+    match std::fs::read_to_string(file) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            diags.push(Diagnostic::error(file, 1, 1, format!("cannot read: {e}")));
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -57,12 +57,16 @@ impl Condition {
             errs.errors
                 .iter()
                 .map(|e| {
-                    format!(
-                        "invalid condition: {} (at {}:{} of the expression)",
-                        e.msg,
-                        e.pos.0.max(0) + 1,
-                        e.pos.1.max(0) + 1
-                    )
+                    // The parser counts lines from 1 and columns from 0.
+                    let (line, col) = (e.pos.0.max(1), e.pos.1.max(0) + 1);
+                    if line == 1 {
+                        format!("invalid condition: {} (at column {col} of the expression)", e.msg)
+                    } else {
+                        format!(
+                            "invalid condition: {} (at line {line}, column {col} of the expression)",
+                            e.msg
+                        )
+                    }
                 })
                 .collect::<Vec<_>>()
                 .join("; ")

@@ -404,7 +404,8 @@ impl SequenceBuilder<'_, '_> {
 
     fn step(&mut self, n: &Node, prefix: &str) -> Option<Step> {
         let mut f = self.r.map(n, "step")?;
-        let kinds: Vec<&str> = STEP_KINDS.iter().copied().filter(|k| f.has(k)).collect();
+        let mut kinds: Vec<&str> = STEP_KINDS.iter().copied().filter(|k| f.has(k)).collect();
+        kinds.sort_by_key(|k| f.key_node(k).map(|n| (n.line, n.col)));
         let kind = match kinds.as_slice() {
             [one] => *one,
             [] => {

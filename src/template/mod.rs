@@ -373,6 +373,13 @@ impl Templates {
             None
         };
         let body = render("html", &data)?;
+        // The text part comes from the body alone: the layout's chrome
+        // (hidden preheader, header table) reads badly as plain text.
+        let text = if lf.has_text {
+            render("text", &data)?
+        } else {
+            html_to_text(&body)
+        };
         let html = match &lf.layout {
             Some(layout) => {
                 let mut with_body = data.clone();
@@ -392,11 +399,6 @@ impl Templates {
             }
             None => body,
         };
-        let text = if lf.has_text {
-            render("text", &data)?
-        } else {
-            html_to_text(&html)
-        };
         Ok(Rendered {
             locale,
             subject,
@@ -412,8 +414,19 @@ fn collapse(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// Plain text for the text part: no table borders, links as numbered
+/// footnotes, no trailing spaces.
 pub fn html_to_text(html: &str) -> String {
-    html2text::from_read(html.as_bytes(), 78).unwrap_or_else(|_| html.to_string())
+    let text = html2text::config::plain()
+        .no_table_borders()
+        .string_from_read(html.as_bytes(), 78)
+        .unwrap_or_else(|_| html.to_string());
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 fn render_error(file: &str, e: handlebars::RenderError) -> RenderError {

@@ -1,0 +1,375 @@
+//! The pure engine, driven step by step with a hand-held clock: every step
+//! kind, correlation and scope, enrollment modes, and resuming after an edit.
+
+use std::path::Path;
+
+use aftercare::engine::dispatch::{apply_event, apply_wake, Applied};
+use aftercare::engine::state::{Enrollment, Status, Waiting};
+use aftercare::event::Event;
+use aftercare::sequence::load::{parse_policies, parse_sequence};
+use aftercare::sequence::model::{Catalog, Sequence};
+use chrono::{DateTime, Duration, Utc};
+
+fn seq(text: &str) -> Sequence {
+    let (s, d) = parse_sequence(Path::new("test.yaml"), text);
+    assert!(!d.has_errors(), "{d}");
+    s.expect("sequence")
+}
+
+fn catalog(texts: &[&str]) -> Catalog {
+    let (p, d) = parse_policies(Path::new("_policies.yaml"), "default_timezone: UTC\n");
+    assert!(!d.has_errors());
+    Catalog::new(texts.iter().map(|t| seq(t)).collect(), p)
+}
+
+fn t(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+const T0: &str = "2026-11-20T10:00:00Z";
+
+/// An event of `kind` for customer `c` and order `o` at `at`.
+fn ev(id: &str, kind: &str, c: &str, o: Option<&str>, at: &str) -> Event {
+    let order = o
+        .map(|o| {
+            format!(
+                r#","order":{{"id":"{o}","number":"N{o}","placed_at":"{at}","currency":"EUR","total":"150.00",
+                "items":[{{"sku":"CAM","category":"camera","unit_price":"150.00","replenish_every_days":30}}]}}"#
+            )
+        })
+        .unwrap_or_default();
+    let shipment = if kind.starts_with("shipment.") {
+        r#","shipment":{"id":"s1","carrier":"DHL","tracking_number":"JV1"}"#
+    } else {
+        ""
+    };
+    Event::parse(&format!(
+        r#"{{"id":"{id}","type":"{kind}","occurred_at":"{at}",
+        "customer":{{"id":"{c}","email":"{c}@example.com","timezone":"Europe/Budapest","marketing_consent":true}}{order}{shipment}}}"#
+    ))
+    .unwrap()
+}
+
+fn templates(a: &Applied) -> Vec<String> {
+    a.emails.iter().map(|e| e.template.clone()).collect()
+}
+
+/// Wakes every enrollment whose time has come, as the scheduler would.
+fn wake_all(cat: &Catalog, list: &mut Vec<Enrollment>, now: DateTime<Utc>) -> Vec<String> {
+    let mut sent = Vec::new();
+    for i in 0..list.len() {
+        if list[i].wake_at().is_some_and(|w| w <= now) {
+            sent.extend(templates(&apply_wake(cat, list, i, now)));
+        }
+    }
+    sent
+}
+
+const FULFILMENT: &str = r#"
+id: fulfilment
+category: transactional
+trigger: {event: order.placed, when: 'order.total > 100.0'}
+exit_when: [{event: order.cancelled}]
+steps:
+  - email: confirmation
+  - id: await-shipment
+    wait_for: shipment.shipped
+    within: 3d
+    on_timeout:
+      - email: delayed
+      - wait_for: shipment.shipped
+        within: 14d
+        on_timeout: [{exit: true}]
+  - email: shipped
+  - start: education
+"#;
+
+const EDUCATION: &str = r#"
+id: education
+category: value
+steps:
+  - wait: 1d
+    at: "10:00"
+  - if: 'order.items.exists(i, i.category == "camera")'
+    then: [{email: camera-tips}]
+    else: [{email: generic-tips}]
+"#;
+
+#[test]
+fn email_wait_for_and_start() {
+    let cat = catalog(&[FULFILMENT, EDUCATION]);
+    let mut list = Vec::new();
+    let a = apply_event(&cat, &mut list, &ev("e1", "order.placed", "c1", Some("o1"), T0), t(T0));
+    assert_eq!(templates(&a), ["confirmation"]);
+    assert_eq!(a.emails[0].idempotency_key, "fulfilment/c1/o1#confirmation");
+    assert_eq!(list[0].step.as_deref(), Some("await-shipment"));
+    assert_eq!(list[0].wake_at(), Some(t("2026-11-23T10:00:00Z")));
+
+    // A shipment of another order does not move it.
+    let other = ev("e2", "shipment.shipped", "c1", Some("o2"), "2026-11-21T09:00:00Z");
+    let a = apply_event(&cat, &mut list, &other, other.occurred_at);
+    assert!(a.emails.is_empty() && a.changed.is_empty());
+
+    let ship = ev("e3", "shipment.shipped", "c1", Some("o1"), "2026-11-21T09:00:00Z");
+    let a = apply_event(&cat, &mut list, &ship, ship.occurred_at);
+    assert_eq!(templates(&a), ["shipped"]);
+    // The context took the shipment in; fulfilment ended and education began.
+    assert_eq!(list[0].context.shipment.as_ref().unwrap().id, "s1");
+    assert_eq!(list[0].status, Status::Completed);
+    assert_eq!(list[1].key, "education/c1/o1");
+    assert_eq!(list[1].context.shipment.as_ref().unwrap().id, "s1");
+    // 1 day later, then the next 10:00 in Budapest (09:00Z).
+    assert_eq!(list[1].wake_at(), Some(t("2026-11-22T09:00:00Z")));
+    assert!(wake_all(&cat, &mut list, t("2026-11-22T08:59:00Z")).is_empty());
+    assert_eq!(wake_all(&cat, &mut list, t("2026-11-22T09:00:00Z")), ["camera-tips"]);
+    assert_eq!(list[1].status, Status::Completed);
+}
+
+#[test]
+fn wait_for_times_out_into_on_timeout_then_goes_on() {
+    let cat = catalog(&[FULFILMENT, EDUCATION]);
+    let mut list = Vec::new();
+    apply_event(&cat, &mut list, &ev("e1", "order.placed", "c1", Some("o1"), T0), t(T0));
+    assert!(wake_all(&cat, &mut list, t("2026-11-23T09:59:59Z")).is_empty());
+    assert_eq!(wake_all(&cat, &mut list, t("2026-11-23T10:00:00Z")), ["delayed"]);
+    assert_eq!(
+        list[0].waiting,
+        Waiting::Event {
+            event: "shipment.shipped".into(),
+            until: t("2026-12-07T10:00:00Z")
+        }
+    );
+    let ship = ev("e3", "shipment.shipped", "c1", Some("o1"), "2026-11-25T09:00:00Z");
+    let a = apply_event(&cat, &mut list, &ship, ship.occurred_at);
+    assert_eq!(templates(&a), ["shipped"]);
+}
+
+#[test]
+fn the_second_timeout_exits() {
+    let cat = catalog(&[FULFILMENT, EDUCATION]);
+    let mut list = Vec::new();
+    apply_event(&cat, &mut list, &ev("e1", "order.placed", "c1", Some("o1"), T0), t(T0));
+    wake_all(&cat, &mut list, t("2026-11-23T10:00:00Z"));
+    assert!(wake_all(&cat, &mut list, t("2026-12-07T10:00:00Z")).is_empty());
+    assert_eq!(list[0].status, Status::Exited);
+    assert_eq!(list.len(), 1, "education never started");
+}
+
+#[test]
+fn exit_when_is_scoped_to_the_order_unless_told_otherwise() {
+    let cat = catalog(&[FULFILMENT, EDUCATION]);
+    let mut list = Vec::new();
+    apply_event(&cat, &mut list, &ev("e1", "order.placed", "c1", Some("o1"), T0), t(T0));
+    apply_event(&cat, &mut list, &ev("e2", "order.placed", "c1", Some("o2"), T0), t(T0));
+    let cancel = ev("e3", "order.cancelled", "c1", Some("o2"), T0);
+    let a = apply_event(&cat, &mut list, &cancel, t(T0));
+    assert_eq!(a.notes.len(), 1, "{:?}", a.notes);
+    assert_eq!(list[0].status, Status::Active);
+    assert_eq!(list[1].status, Status::Exited);
+    assert!(list[1].ended_reason.as_deref().unwrap().contains("order.cancelled"));
+
+    let reorder = catalog(&[r#"
+id: reorder
+category: value
+trigger: {event: order.placed}
+exit_when:
+  - {event: order.placed, scope: customer, when: 'event.order.id != order.id'}
+steps:
+  - wait: 20d
+  - email: reorder-reminder
+"#]);
+    let mut list = Vec::new();
+    apply_event(&reorder, &mut list, &ev("e1", "order.placed", "c1", Some("o1"), T0), t(T0));
+    assert_eq!(list.len(), 1);
+    let again = ev("e2", "order.placed", "c1", Some("o2"), "2026-11-25T10:00:00Z");
+    apply_event(&reorder, &mut list, &again, again.occurred_at);
+    assert_eq!(list[0].status, Status::Exited, "a new order ends the old reminder");
+    assert_eq!(list[1].status, Status::Active, "and starts its own");
+}
+
+#[test]
+fn trigger_condition_and_enroll_modes() {
+    let cat = catalog(&[FULFILMENT, EDUCATION]);
+    let mut list = Vec::new();
+    let cheap = Event::parse(
+        &serde_json::to_string(&ev("e1", "order.placed", "c1", Some("o1"), T0))
+            .unwrap()
+            .replace("150.00", "20.00"),
+    )
+    .unwrap();
+    apply_event(&cat, &mut list, &cheap, t(T0));
+    assert!(list.is_empty(), "order.total > 100.0 does not hold");
+
+    // once_per_order: the same order placed twice (two event ids) enrolls once.
+    apply_event(&cat, &mut list, &ev("e2", "order.placed", "c1", Some("o1"), T0), t(T0));
+    let a = apply_event(&cat, &mut list, &ev("e3", "order.placed", "c1", Some("o1"), T0), t(T0));
+    assert_eq!(list.len(), 1);
+    assert!(a.emails.is_empty());
+
+    let per_customer = catalog(&[r#"
+id: welcome
+category: value
+trigger: {event: order.placed}
+enroll: once_per_customer
+steps: [{email: welcome}]
+"#]);
+    let mut list = Vec::new();
+    for (i, o) in ["o1", "o2"].iter().enumerate() {
+        apply_event(&per_customer, &mut list, &ev(&format!("e{i}"), "order.placed", "c1", Some(o), T0), t(T0));
+    }
+    assert_eq!(list.len(), 1);
+
+    let every = catalog(&[r#"
+id: thanks
+category: transactional
+trigger: {event: review.submitted}
+enroll: every_event
+steps: [{email: thanks}]
+"#]);
+    let mut list = Vec::new();
+    for i in 0..3 {
+        apply_event(&every, &mut list, &ev(&format!("r{i}"), "review.submitted", "c1", Some("o1"), T0), t(T0));
+    }
+    assert_eq!(list.len(), 3);
+    let keys: std::collections::HashSet<_> = list.iter().map(|e| e.key.clone()).collect();
+    assert_eq!(keys.len(), 3);
+}
+
+#[test]
+fn split_is_stable_per_customer_and_follows_the_weights() {
+    let cat = catalog(&[r#"
+id: review
+category: value
+trigger: {event: shipment.delivered}
+steps:
+  - split:
+      - {name: short, weight: 75, steps: [{email: short}]}
+      - {name: long, weight: 25, steps: [{email: long}]}
+  - email: after
+"#]);
+    let mut shorts = 0;
+    for c in 0..2000 {
+        let cid = format!("c{c}");
+        let mut first = Vec::new();
+        let a = apply_event(&cat, &mut first, &ev("e", "shipment.delivered", &cid, Some("o1"), T0), t(T0));
+        let mut second = Vec::new();
+        let b = apply_event(&cat, &mut second, &ev("e", "shipment.delivered", &cid, Some("o1"), T0), t(T0));
+        assert_eq!(templates(&a), templates(&b), "same customer, same variant");
+        assert_eq!(templates(&a)[1], "after", "the sequence goes on after the split");
+        shorts += usize::from(templates(&a)[0] == "short");
+    }
+    assert!((1350..1650).contains(&shorts), "75% of 2000 expected, got {shorts}");
+}
+
+#[test]
+fn wait_until_from_a_condition() {
+    let cat = catalog(&[r#"
+id: reorder
+category: value
+trigger: {event: order.placed}
+steps:
+  - wait_until: 'order.placed_at + days(order.replenish_every_days - 7)'
+  - email: reminder
+  - wait_until: 'order.placed_at'
+  - email: at-once
+"#]);
+    let mut list = Vec::new();
+    apply_event(&cat, &mut list, &ev("e1", "order.placed", "c1", Some("o1"), T0), t(T0));
+    assert_eq!(list[0].wake_at(), Some(t(T0) + Duration::days(23)));
+    // A time already past does not wait.
+    let sent = wake_all(&cat, &mut list, t(T0) + Duration::days(23));
+    assert_eq!(sent, ["reminder", "at-once"]);
+}
+
+#[test]
+fn exit_step_and_failing_conditions() {
+    let cat = catalog(&[r#"
+id: x
+category: value
+trigger: {event: order.placed}
+steps:
+  - if: 'customer.attributes.vip == true'
+    then: [{email: vip}]
+  - email: everyone
+  - exit: true
+  - email: never
+"#]);
+    let mut list = Vec::new();
+    let a = apply_event(&cat, &mut list, &ev("e1", "order.placed", "c1", Some("o1"), T0), t(T0));
+    // The attribute is missing: the condition fails, counts as false, and says so.
+    assert_eq!(templates(&a), ["everyone"]);
+    assert!(a.notes.iter().any(|n| n.message.contains("failed, taken as false")));
+    assert_eq!(list[0].status, Status::Exited);
+}
+
+#[test]
+fn an_edited_sequence_resumes_by_step_id() {
+    let v1 = r#"
+id: edu
+category: value
+trigger: {event: order.placed}
+steps:
+  - email: one
+  - id: pause
+    wait: 2d
+  - email: two
+"#;
+    let v2 = r#"
+id: edu
+category: value
+trigger: {event: order.placed}
+steps:
+  - email: one
+  - email: inserted-before
+  - id: pause
+    wait: 2d
+  - email: two-rewritten
+"#;
+    let v3 = r#"
+id: edu
+category: value
+trigger: {event: order.placed}
+steps:
+  - email: one
+  - wait: 1d
+  - email: two
+"#;
+    let mut list = Vec::new();
+    let cat1 = catalog(&[v1]);
+    apply_event(&cat1, &mut list, &ev("e1", "order.placed", "c1", Some("o1"), T0), t(T0));
+    let started_on = list[0].version.clone();
+    let mut edited = list.clone();
+
+    let cat2 = catalog(&[v2]);
+    let sent = wake_all(&cat2, &mut edited, t(T0) + Duration::days(2));
+    assert_eq!(sent, ["two-rewritten"], "resumes after `pause`, skipping nothing already sent");
+    assert_ne!(edited[0].version, started_on);
+
+    let cat3 = catalog(&[v3]);
+    let sent = wake_all(&cat3, &mut list, t(T0) + Duration::days(2));
+    assert!(sent.is_empty());
+    assert_eq!(list[0].status, Status::Exited);
+    assert!(list[0].ended_reason.as_deref().unwrap().contains("`pause` no longer exists"));
+}
+
+#[test]
+fn start_cycles_are_cut() {
+    let a = r#"
+id: a
+category: value
+trigger: {event: order.placed}
+enroll: every_event
+steps: [{email: a}, {start: b}]
+"#;
+    let b = r#"
+id: b
+category: value
+enroll: every_event
+steps: [{email: b}, {start: a}]
+"#;
+    let cat = catalog(&[a, b]);
+    let mut list = Vec::new();
+    let out = apply_event(&cat, &mut list, &ev("e1", "order.placed", "c1", Some("o1"), T0), t(T0));
+    assert!(list.len() <= 20, "bounded, got {}", list.len());
+    assert!(out.notes.iter().any(|n| n.message.contains("chain deeper")));
+}

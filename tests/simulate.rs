@@ -1,0 +1,121 @@
+//! The simulation over the shipped sequences: properties that must hold for
+//! any stream of events.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use aftercare::event::Event;
+use aftercare::simulate::{Until, World};
+use aftercare::validate::{self, Loaded};
+use proptest::prelude::*;
+
+/// Loaded once: rendering every sample takes longer than a simulation.
+fn shipped() -> &'static Loaded {
+    static LOADED: std::sync::LazyLock<Loaded> = std::sync::LazyLock::new(|| {
+        let l = validate::load(Path::new("sequences"), Path::new("templates"));
+        assert!(!l.diagnostics.has_errors(), "{}", l.diagnostics);
+        l
+    });
+    &LOADED
+}
+
+const KINDS: &[&str] = &[
+    "order.placed",
+    "order.cancelled",
+    "order.refunded",
+    "shipment.shipped",
+    "shipment.delivered",
+    "review.submitted",
+    "customer.unsubscribed",
+];
+
+fn event(i: usize, kind: usize, customer: usize, order: usize, minutes: i64, camera: bool) -> Event {
+    let kind = KINDS[kind];
+    let at = "2026-11-01T00:00:00Z".parse::<chrono::DateTime<chrono::Utc>>().unwrap()
+        + chrono::Duration::minutes(minutes);
+    let at = at.to_rfc3339();
+    let (sku, cat, rep) = if camera {
+        ("CAM", "camera", "null")
+    } else {
+        ("COF", "coffee", "30")
+    };
+    let text = format!(
+        r#"{{"id":"e{i}","type":"{kind}","occurred_at":"{at}",
+        "customer":{{"id":"c{customer}","email":"c{customer}@example.com","locale":"hu-HU",
+                    "timezone":"Europe/Budapest","marketing_consent":{consent}}},
+        "order":{{"id":"o{customer}-{order}","number":"{order}","placed_at":"{at}","currency":"EUR","total":"40.00",
+                 "items":[{{"sku":"{sku}","name":"x","category":"{cat}","unit_price":"40.00","replenish_every_days":{rep}}}]}},
+        "shipment":{{"id":"s{order}","carrier":"DHL","tracking_number":"T{order}","tracking_url":"https://t.example/{order}"}},
+        "review":{{"rating":5}}}}"#,
+        consent = customer % 3 != 0,
+    );
+    Event::parse(&text).unwrap()
+}
+
+fn stream() -> impl Strategy<Value = Vec<Event>> {
+    prop::collection::vec(
+        (0..KINDS.len(), 0usize..4, 0usize..3, 0i64..(60 * 24 * 30), prop::bool::ANY),
+        1..40,
+    )
+    .prop_map(|v| {
+        v.into_iter()
+            .enumerate()
+            .map(|(i, (k, c, o, m, cam))| event(i, k, c, o, m, cam))
+            .collect()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Whatever arrives, in whatever order and however often, no email is
+    /// sent twice: every idempotency key and every (enrollment, step) is unique.
+    #[test]
+    fn no_idempotency_key_twice(events in stream(), replay in prop::bool::ANY) {
+        let l = shipped();
+        let mut events = events;
+        if replay {
+            // Every event delivered twice, as Kafka may after a crash.
+            let again = events.clone();
+            events.extend(again);
+        }
+        let mut w = World::new(&l.catalog, &l.templates);
+        w.run(events, Until::Drained);
+        let mut keys = HashSet::new();
+        for d in &w.delivered {
+            prop_assert!(keys.insert(d.idempotency_key.clone()), "twice: {}", d.idempotency_key);
+        }
+        prop_assert_eq!(w.pending(), 0, "every wait is bounded, so the clock drains");
+    }
+
+    /// The same events give the same output, line for line.
+    #[test]
+    fn simulation_is_deterministic(events in stream()) {
+        let l = shipped();
+        let run = |evs: Vec<Event>| {
+            let mut w = World::new(&l.catalog, &l.templates);
+            w.run(evs, Until::Drained);
+            w.sorted_delivered()
+                .iter()
+                .map(|d| serde_json::to_string(&d.line).unwrap())
+                .collect::<Vec<_>>()
+        };
+        let a = run(events.clone());
+        prop_assert!(!a.is_empty() || events.iter().all(|e| e.kind != "order.placed"));
+        prop_assert_eq!(&a, &run(events));
+    }
+}
+
+#[test]
+fn transactional_mail_is_never_held_back() {
+    let l = shipped();
+    // Placed at 23:30 local time, no consent: the confirmation still goes at once.
+    let mut e = event(1, 0, 0, 0, 0, true);
+    e.occurred_at = "2026-11-20T22:30:00Z".parse().unwrap();
+    let mut w = World::new(&l.catalog, &l.templates);
+    w.run(vec![e], Until::At("2026-11-21T00:00:00Z".parse().unwrap()));
+    let first = &w.sorted_delivered()[0].line;
+    assert_eq!(first.template, "order-confirmation");
+    assert_eq!(first.at, "2026-11-20T22:30:00Z");
+    assert_eq!(first.locale, "hu");
+}

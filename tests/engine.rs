@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use aftercare::engine::dispatch::{apply_event, apply_wake, Applied};
+use aftercare::engine::dispatch::{Applied, apply_event, apply_wake};
 use aftercare::engine::state::{Enrollment, Status, Waiting};
 use aftercare::event::Event;
 use aftercare::sequence::load::{parse_policies, parse_sequence};
@@ -99,18 +99,35 @@ steps:
 fn email_wait_for_and_start() {
     let cat = catalog(&[FULFILMENT, EDUCATION]);
     let mut list = Vec::new();
-    let a = apply_event(&cat, &mut list, &ev("e1", "order.placed", "c1", Some("o1"), T0), t(T0));
+    let a = apply_event(
+        &cat,
+        &mut list,
+        &ev("e1", "order.placed", "c1", Some("o1"), T0),
+        t(T0),
+    );
     assert_eq!(templates(&a), ["confirmation"]);
     assert_eq!(a.emails[0].idempotency_key, "fulfilment/c1/o1#confirmation");
     assert_eq!(list[0].step.as_deref(), Some("await-shipment"));
     assert_eq!(list[0].wake_at(), Some(t("2026-11-23T10:00:00Z")));
 
     // A shipment of another order does not move it.
-    let other = ev("e2", "shipment.shipped", "c1", Some("o2"), "2026-11-21T09:00:00Z");
+    let other = ev(
+        "e2",
+        "shipment.shipped",
+        "c1",
+        Some("o2"),
+        "2026-11-21T09:00:00Z",
+    );
     let a = apply_event(&cat, &mut list, &other, other.occurred_at);
     assert!(a.emails.is_empty() && a.changed.is_empty());
 
-    let ship = ev("e3", "shipment.shipped", "c1", Some("o1"), "2026-11-21T09:00:00Z");
+    let ship = ev(
+        "e3",
+        "shipment.shipped",
+        "c1",
+        Some("o1"),
+        "2026-11-21T09:00:00Z",
+    );
     let a = apply_event(&cat, &mut list, &ship, ship.occurred_at);
     assert_eq!(templates(&a), ["shipped"]);
     // The context took the shipment in; fulfilment ended and education began.
@@ -121,7 +138,10 @@ fn email_wait_for_and_start() {
     // 1 day later, then the next 10:00 in Budapest (09:00Z).
     assert_eq!(list[1].wake_at(), Some(t("2026-11-22T09:00:00Z")));
     assert!(wake_all(&cat, &mut list, t("2026-11-22T08:59:00Z")).is_empty());
-    assert_eq!(wake_all(&cat, &mut list, t("2026-11-22T09:00:00Z")), ["camera-tips"]);
+    assert_eq!(
+        wake_all(&cat, &mut list, t("2026-11-22T09:00:00Z")),
+        ["camera-tips"]
+    );
     assert_eq!(list[1].status, Status::Completed);
 }
 
@@ -129,9 +149,17 @@ fn email_wait_for_and_start() {
 fn wait_for_times_out_into_on_timeout_then_goes_on() {
     let cat = catalog(&[FULFILMENT, EDUCATION]);
     let mut list = Vec::new();
-    apply_event(&cat, &mut list, &ev("e1", "order.placed", "c1", Some("o1"), T0), t(T0));
+    apply_event(
+        &cat,
+        &mut list,
+        &ev("e1", "order.placed", "c1", Some("o1"), T0),
+        t(T0),
+    );
     assert!(wake_all(&cat, &mut list, t("2026-11-23T09:59:59Z")).is_empty());
-    assert_eq!(wake_all(&cat, &mut list, t("2026-11-23T10:00:00Z")), ["delayed"]);
+    assert_eq!(
+        wake_all(&cat, &mut list, t("2026-11-23T10:00:00Z")),
+        ["delayed"]
+    );
     assert_eq!(
         list[0].waiting,
         Waiting::Event {
@@ -139,7 +167,13 @@ fn wait_for_times_out_into_on_timeout_then_goes_on() {
             until: t("2026-12-07T10:00:00Z")
         }
     );
-    let ship = ev("e3", "shipment.shipped", "c1", Some("o1"), "2026-11-25T09:00:00Z");
+    let ship = ev(
+        "e3",
+        "shipment.shipped",
+        "c1",
+        Some("o1"),
+        "2026-11-25T09:00:00Z",
+    );
     let a = apply_event(&cat, &mut list, &ship, ship.occurred_at);
     assert_eq!(templates(&a), ["shipped"]);
 }
@@ -148,7 +182,12 @@ fn wait_for_times_out_into_on_timeout_then_goes_on() {
 fn the_second_timeout_exits() {
     let cat = catalog(&[FULFILMENT, EDUCATION]);
     let mut list = Vec::new();
-    apply_event(&cat, &mut list, &ev("e1", "order.placed", "c1", Some("o1"), T0), t(T0));
+    apply_event(
+        &cat,
+        &mut list,
+        &ev("e1", "order.placed", "c1", Some("o1"), T0),
+        t(T0),
+    );
     wake_all(&cat, &mut list, t("2026-11-23T10:00:00Z"));
     assert!(wake_all(&cat, &mut list, t("2026-12-07T10:00:00Z")).is_empty());
     assert_eq!(list[0].status, Status::Exited);
@@ -159,14 +198,30 @@ fn the_second_timeout_exits() {
 fn exit_when_is_scoped_to_the_order_unless_told_otherwise() {
     let cat = catalog(&[FULFILMENT, EDUCATION]);
     let mut list = Vec::new();
-    apply_event(&cat, &mut list, &ev("e1", "order.placed", "c1", Some("o1"), T0), t(T0));
-    apply_event(&cat, &mut list, &ev("e2", "order.placed", "c1", Some("o2"), T0), t(T0));
+    apply_event(
+        &cat,
+        &mut list,
+        &ev("e1", "order.placed", "c1", Some("o1"), T0),
+        t(T0),
+    );
+    apply_event(
+        &cat,
+        &mut list,
+        &ev("e2", "order.placed", "c1", Some("o2"), T0),
+        t(T0),
+    );
     let cancel = ev("e3", "order.cancelled", "c1", Some("o2"), T0);
     let a = apply_event(&cat, &mut list, &cancel, t(T0));
     assert_eq!(a.notes.len(), 1, "{:?}", a.notes);
     assert_eq!(list[0].status, Status::Active);
     assert_eq!(list[1].status, Status::Exited);
-    assert!(list[1].ended_reason.as_deref().unwrap().contains("order.cancelled"));
+    assert!(
+        list[1]
+            .ended_reason
+            .as_deref()
+            .unwrap()
+            .contains("order.cancelled")
+    );
 
     let reorder = catalog(&[r#"
 id: reorder
@@ -179,11 +234,26 @@ steps:
   - email: reorder-reminder
 "#]);
     let mut list = Vec::new();
-    apply_event(&reorder, &mut list, &ev("e1", "order.placed", "c1", Some("o1"), T0), t(T0));
+    apply_event(
+        &reorder,
+        &mut list,
+        &ev("e1", "order.placed", "c1", Some("o1"), T0),
+        t(T0),
+    );
     assert_eq!(list.len(), 1);
-    let again = ev("e2", "order.placed", "c1", Some("o2"), "2026-11-25T10:00:00Z");
+    let again = ev(
+        "e2",
+        "order.placed",
+        "c1",
+        Some("o2"),
+        "2026-11-25T10:00:00Z",
+    );
     apply_event(&reorder, &mut list, &again, again.occurred_at);
-    assert_eq!(list[0].status, Status::Exited, "a new order ends the old reminder");
+    assert_eq!(
+        list[0].status,
+        Status::Exited,
+        "a new order ends the old reminder"
+    );
     assert_eq!(list[1].status, Status::Active, "and starts its own");
 }
 
@@ -201,8 +271,18 @@ fn trigger_condition_and_enroll_modes() {
     assert!(list.is_empty(), "order.total > 100.0 does not hold");
 
     // once_per_order: the same order placed twice (two event ids) enrolls once.
-    apply_event(&cat, &mut list, &ev("e2", "order.placed", "c1", Some("o1"), T0), t(T0));
-    let a = apply_event(&cat, &mut list, &ev("e3", "order.placed", "c1", Some("o1"), T0), t(T0));
+    apply_event(
+        &cat,
+        &mut list,
+        &ev("e2", "order.placed", "c1", Some("o1"), T0),
+        t(T0),
+    );
+    let a = apply_event(
+        &cat,
+        &mut list,
+        &ev("e3", "order.placed", "c1", Some("o1"), T0),
+        t(T0),
+    );
     assert_eq!(list.len(), 1);
     assert!(a.emails.is_empty());
 
@@ -215,7 +295,12 @@ steps: [{email: welcome}]
 "#]);
     let mut list = Vec::new();
     for (i, o) in ["o1", "o2"].iter().enumerate() {
-        apply_event(&per_customer, &mut list, &ev(&format!("e{i}"), "order.placed", "c1", Some(o), T0), t(T0));
+        apply_event(
+            &per_customer,
+            &mut list,
+            &ev(&format!("e{i}"), "order.placed", "c1", Some(o), T0),
+            t(T0),
+        );
     }
     assert_eq!(list.len(), 1);
 
@@ -228,7 +313,12 @@ steps: [{email: thanks}]
 "#]);
     let mut list = Vec::new();
     for i in 0..3 {
-        apply_event(&every, &mut list, &ev(&format!("r{i}"), "review.submitted", "c1", Some("o1"), T0), t(T0));
+        apply_event(
+            &every,
+            &mut list,
+            &ev(&format!("r{i}"), "review.submitted", "c1", Some("o1"), T0),
+            t(T0),
+        );
     }
     assert_eq!(list.len(), 3);
     let keys: std::collections::HashSet<_> = list.iter().map(|e| e.key.clone()).collect();
@@ -251,14 +341,31 @@ steps:
     for c in 0..2000 {
         let cid = format!("c{c}");
         let mut first = Vec::new();
-        let a = apply_event(&cat, &mut first, &ev("e", "shipment.delivered", &cid, Some("o1"), T0), t(T0));
+        let a = apply_event(
+            &cat,
+            &mut first,
+            &ev("e", "shipment.delivered", &cid, Some("o1"), T0),
+            t(T0),
+        );
         let mut second = Vec::new();
-        let b = apply_event(&cat, &mut second, &ev("e", "shipment.delivered", &cid, Some("o1"), T0), t(T0));
+        let b = apply_event(
+            &cat,
+            &mut second,
+            &ev("e", "shipment.delivered", &cid, Some("o1"), T0),
+            t(T0),
+        );
         assert_eq!(templates(&a), templates(&b), "same customer, same variant");
-        assert_eq!(templates(&a)[1], "after", "the sequence goes on after the split");
+        assert_eq!(
+            templates(&a)[1],
+            "after",
+            "the sequence goes on after the split"
+        );
         shorts += usize::from(templates(&a)[0] == "short");
     }
-    assert!((1350..1650).contains(&shorts), "75% of 2000 expected, got {shorts}");
+    assert!(
+        (1350..1650).contains(&shorts),
+        "75% of 2000 expected, got {shorts}"
+    );
 }
 
 #[test]
@@ -274,7 +381,12 @@ steps:
   - email: at-once
 "#]);
     let mut list = Vec::new();
-    apply_event(&cat, &mut list, &ev("e1", "order.placed", "c1", Some("o1"), T0), t(T0));
+    apply_event(
+        &cat,
+        &mut list,
+        &ev("e1", "order.placed", "c1", Some("o1"), T0),
+        t(T0),
+    );
     assert_eq!(list[0].wake_at(), Some(t(T0) + Duration::days(23)));
     // A time already past does not wait.
     let sent = wake_all(&cat, &mut list, t(T0) + Duration::days(23));
@@ -295,10 +407,19 @@ steps:
   - email: never
 "#]);
     let mut list = Vec::new();
-    let a = apply_event(&cat, &mut list, &ev("e1", "order.placed", "c1", Some("o1"), T0), t(T0));
+    let a = apply_event(
+        &cat,
+        &mut list,
+        &ev("e1", "order.placed", "c1", Some("o1"), T0),
+        t(T0),
+    );
     // The attribute is missing: the condition fails, counts as false, and says so.
     assert_eq!(templates(&a), ["everyone"]);
-    assert!(a.notes.iter().any(|n| n.message.contains("failed, taken as false")));
+    assert!(
+        a.notes
+            .iter()
+            .any(|n| n.message.contains("failed, taken as false"))
+    );
     assert_eq!(list[0].status, Status::Exited);
 }
 
@@ -336,20 +457,35 @@ steps:
 "#;
     let mut list = Vec::new();
     let cat1 = catalog(&[v1]);
-    apply_event(&cat1, &mut list, &ev("e1", "order.placed", "c1", Some("o1"), T0), t(T0));
+    apply_event(
+        &cat1,
+        &mut list,
+        &ev("e1", "order.placed", "c1", Some("o1"), T0),
+        t(T0),
+    );
     let started_on = list[0].version.clone();
     let mut edited = list.clone();
 
     let cat2 = catalog(&[v2]);
     let sent = wake_all(&cat2, &mut edited, t(T0) + Duration::days(2));
-    assert_eq!(sent, ["two-rewritten"], "resumes after `pause`, skipping nothing already sent");
+    assert_eq!(
+        sent,
+        ["two-rewritten"],
+        "resumes after `pause`, skipping nothing already sent"
+    );
     assert_ne!(edited[0].version, started_on);
 
     let cat3 = catalog(&[v3]);
     let sent = wake_all(&cat3, &mut list, t(T0) + Duration::days(2));
     assert!(sent.is_empty());
     assert_eq!(list[0].status, Status::Exited);
-    assert!(list[0].ended_reason.as_deref().unwrap().contains("`pause` no longer exists"));
+    assert!(
+        list[0]
+            .ended_reason
+            .as_deref()
+            .unwrap()
+            .contains("`pause` no longer exists")
+    );
 }
 
 #[test]
@@ -369,7 +505,12 @@ steps: [{email: b}, {start: a}]
 "#;
     let cat = catalog(&[a, b]);
     let mut list = Vec::new();
-    let out = apply_event(&cat, &mut list, &ev("e1", "order.placed", "c1", Some("o1"), T0), t(T0));
+    let out = apply_event(
+        &cat,
+        &mut list,
+        &ev("e1", "order.placed", "c1", Some("o1"), T0),
+        t(T0),
+    );
     assert!(list.len() <= 20, "bounded, got {}", list.len());
     assert!(out.notes.iter().any(|n| n.message.contains("chain deeper")));
 }

@@ -29,9 +29,18 @@ const KINDS: &[&str] = &[
     "customer.unsubscribed",
 ];
 
-fn event(i: usize, kind: usize, customer: usize, order: usize, minutes: i64, camera: bool) -> Event {
+fn event(
+    i: usize,
+    kind: usize,
+    customer: usize,
+    order: usize,
+    minutes: i64,
+    camera: bool,
+) -> Event {
     let kind = KINDS[kind];
-    let at = "2026-11-01T00:00:00Z".parse::<chrono::DateTime<chrono::Utc>>().unwrap()
+    let at = "2026-11-01T00:00:00Z"
+        .parse::<chrono::DateTime<chrono::Utc>>()
+        .unwrap()
         + chrono::Duration::minutes(minutes);
     let at = at.to_rfc3339();
     let (sku, cat, rep) = if camera {
@@ -47,14 +56,20 @@ fn event(i: usize, kind: usize, customer: usize, order: usize, minutes: i64, cam
                  "items":[{{"sku":"{sku}","name":"x","category":"{cat}","unit_price":"40.00","replenish_every_days":{rep}}}]}},
         "shipment":{{"id":"s{order}","carrier":"DHL","tracking_number":"T{order}","tracking_url":"https://t.example/{order}"}},
         "review":{{"rating":5}}}}"#,
-        consent = customer % 3 != 0,
+        consent = !customer.is_multiple_of(3),
     );
     Event::parse(&text).unwrap()
 }
 
 fn stream() -> impl Strategy<Value = Vec<Event>> {
     prop::collection::vec(
-        (0..KINDS.len(), 0usize..4, 0usize..3, 0i64..(60 * 24 * 30), prop::bool::ANY),
+        (
+            0..KINDS.len(),
+            0usize..4,
+            0usize..3,
+            0i64..(60 * 24 * 30),
+            prop::bool::ANY,
+        ),
         1..40,
     )
     .prop_map(|v| {

@@ -296,7 +296,10 @@ fn run_from(
             }
         }
     }
-    unreachable!("a plan that loops: {}", seq.id);
+    // Only a plan that jumps backwards could get here, and `Plan::compile`
+    // never builds one; end visibly rather than loop.
+    let reason = format!("internal: the plan of `{}` did not end", seq.id);
+    end(e, Status::Exited, reason, now, fx);
 }
 
 /// A split's variant for a customer: the same customer always lands in the

@@ -160,12 +160,10 @@ pub fn parse_sequence(file: &Path, text: &str) -> (Option<Sequence>, Diagnostics
         ids: HashMap::new(),
     }
     .build(&root, file, text);
-    let diags = r.diags;
-    if diags.has_errors() {
-        (None, diags)
-    } else {
-        (seq, diags)
-    }
+    // A sequence with errors is still returned when its skeleton parsed, so
+    // that cross-file checks (templates, `start` targets) report their errors
+    // too; callers refuse to run anything while there are errors.
+    (seq, r.diags)
 }
 
 struct SequenceBuilder<'r, 'f> {

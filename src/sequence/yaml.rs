@@ -132,7 +132,13 @@ pub fn parse(file: &Path, text: &str) -> Result<Node, Diagnostic> {
             .unwrap_or((1, 1));
         let msg = e.to_string();
         // The crate's message may repeat the position; keep the first line only.
-        let msg = msg.lines().next().unwrap_or("invalid YAML").to_string();
+        let mut msg = msg.lines().next().unwrap_or("invalid YAML");
+        // Drop a leading "error: line N column M: ": the place is ours to print.
+        if let Some(rest) = msg.strip_prefix("error: line ")
+            && let Some((_, tail)) = rest.split_once(": ")
+        {
+            msg = tail;
+        }
         Diagnostic::error(file, line, col, format!("invalid YAML: {msg}"))
     })
 }

@@ -27,6 +27,10 @@ pub struct Rendered {
 #[derive(Debug, Clone)]
 struct LocaleFile {
     file: PathBuf,
+    /// File lines on which each part starts, to report errors in file lines.
+    subject_line: u64,
+    preheader_line: u64,
+    body_line: u64,
     has_preheader: bool,
     has_text: bool,
     layout: Option<String>,
@@ -285,6 +289,9 @@ impl Templates {
         }
         ok.then(|| LocaleFile {
             file: file.to_path_buf(),
+            subject_line: sl,
+            preheader_line: preheader.as_ref().map(|p| p.1).unwrap_or(1),
+            body_line,
             has_preheader: preheader.is_some(),
             has_text: false,
             layout: layout.map(|l| l.0),
@@ -362,9 +369,15 @@ impl Templates {
         }
         let file = lf.file.display().to_string();
         let render = |part: &str, data: &serde_json::Value| {
+            let first_line = match part {
+                "subject" => lf.subject_line,
+                "preheader" => lf.preheader_line,
+                "html" => lf.body_line,
+                _ => 1,
+            };
             self.hb
                 .render(&name(id, &locale, part), data)
-                .map_err(|e| render_error(&file, e))
+                .map_err(|e| render_error(&file, first_line, e))
         };
         let subject = collapse(&render("subject", &data)?);
         let preheader = if lf.has_preheader {
@@ -394,7 +407,11 @@ impl Templates {
                 self.hb
                     .render(&format!("_layouts/{layout}"), &with_body)
                     .map_err(|e| {
-                        render_error(&format!("{}/_layouts/{layout}.hbs", self.dir.display()), e)
+                        render_error(
+                            &format!("{}/_layouts/{layout}.hbs", self.dir.display()),
+                            1,
+                            e,
+                        )
                     })?
             }
             None => body,
@@ -429,12 +446,20 @@ pub fn html_to_text(html: &str) -> String {
     out
 }
 
-fn render_error(file: &str, e: handlebars::RenderError) -> RenderError {
+/// A render error in file coordinates; `first_line` is the file line on
+/// which the failing part starts.
+fn render_error(file: &str, first_line: u64, e: handlebars::RenderError) -> RenderError {
+    let message = match e.reason() {
+        handlebars::RenderErrorReason::MissingVariable(Some(path)) => {
+            format!("unknown variable `{path}` (rendering is strict: check the name)")
+        }
+        other => other.to_string(),
+    };
     RenderError::Render {
         file: file.to_string(),
-        line: e.line_no.unwrap_or(1),
+        line: e.line_no.unwrap_or(1) + first_line as usize - 1,
         col: e.column_no.unwrap_or(1),
-        message: e.reason().to_string(),
+        message,
     }
 }
 

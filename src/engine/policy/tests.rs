@@ -104,9 +104,21 @@ fn quiet_hours_within_one_day() {
         start: hm(12, 0),
         end: hm(14, 0),
     });
-    let d = decide(&p, Category::Value, utc("2026-11-20T12:30:00Z"), &to(Tz::UTC), &[]);
+    let d = decide(
+        &p,
+        Category::Value,
+        utc("2026-11-20T12:30:00Z"),
+        &to(Tz::UTC),
+        &[],
+    );
     assert_eq!(d, Decision::SendAt(utc("2026-11-20T14:00:00Z")));
-    let d = decide(&p, Category::Value, utc("2026-11-20T23:30:00Z"), &to(Tz::UTC), &[]);
+    let d = decide(
+        &p,
+        Category::Value,
+        utc("2026-11-20T23:30:00Z"),
+        &to(Tz::UTC),
+        &[],
+    );
     assert_eq!(d, Decision::SendAt(utc("2026-11-20T23:30:00Z")));
 }
 
@@ -114,12 +126,30 @@ fn quiet_hours_within_one_day() {
 fn quiet_hours_end_moves_with_daylight_saving() {
     let p = policies();
     // New York: clocks go back on 2026-11-01. 08:00 local is 12:00Z before, 13:00Z after.
-    let before = decide(&p, Category::Value, utc("2026-10-31T05:00:00Z"), &to(New_York), &[]);
+    let before = decide(
+        &p,
+        Category::Value,
+        utc("2026-10-31T05:00:00Z"),
+        &to(New_York),
+        &[],
+    );
     assert_eq!(before, Decision::SendAt(utc("2026-10-31T12:00:00Z")));
-    let after = decide(&p, Category::Value, utc("2026-11-01T06:00:00Z"), &to(New_York), &[]);
+    let after = decide(
+        &p,
+        Category::Value,
+        utc("2026-11-01T06:00:00Z"),
+        &to(New_York),
+        &[],
+    );
     assert_eq!(after, Decision::SendAt(utc("2026-11-01T13:00:00Z")));
     // Budapest spring forward (2026-03-29, 02:00 -> 03:00): 08:00 local is 06:00Z.
-    let spring = decide(&p, Category::Value, utc("2026-03-28T23:00:00Z"), &to(Budapest), &[]);
+    let spring = decide(
+        &p,
+        Category::Value,
+        utc("2026-03-28T23:00:00Z"),
+        &to(Budapest),
+        &[],
+    );
     assert_eq!(spring, Decision::SendAt(utc("2026-03-29T06:00:00Z")));
 }
 
@@ -129,11 +159,23 @@ fn a_cap_defers_and_can_defer_into_quiet_hours() {
     // A value email went at 10:00 local (09:00Z); the cap (1 per 16h) holds the
     // next until 02:00 local, which is quiet, so it goes at 08:00 local.
     let history = [sent("2026-11-20T09:00:00Z", Category::Value)];
-    let d = decide(&p, Category::Value, utc("2026-11-20T12:00:00Z"), &to(Budapest), &history);
+    let d = decide(
+        &p,
+        Category::Value,
+        utc("2026-11-20T12:00:00Z"),
+        &to(Budapest),
+        &history,
+    );
     assert_eq!(d, Decision::SendAt(utc("2026-11-21T07:00:00Z")));
     // Transactional mail does not count toward the cap.
     let history = [sent("2026-11-20T09:00:00Z", Category::Transactional)];
-    let d = decide(&p, Category::Value, utc("2026-11-20T12:00:00Z"), &to(Budapest), &history);
+    let d = decide(
+        &p,
+        Category::Value,
+        utc("2026-11-20T12:00:00Z"),
+        &to(Budapest),
+        &history,
+    );
     assert_eq!(d, Decision::SendAt(utc("2026-11-20T12:00:00Z")));
 }
 
@@ -149,7 +191,13 @@ fn a_cap_of_two_waits_for_the_older_one_to_leave() {
         sent("2026-11-20T08:00:00Z", Category::Value),
         sent("2026-11-20T12:00:00Z", Category::Promo),
     ];
-    let d = decide(&p, Category::Value, utc("2026-11-20T13:00:00Z"), &to(Tz::UTC), &history);
+    let d = decide(
+        &p,
+        Category::Value,
+        utc("2026-11-20T13:00:00Z"),
+        &to(Tz::UTC),
+        &history,
+    );
     assert_eq!(d, Decision::SendAt(utc("2026-11-21T08:00:00Z")));
 }
 

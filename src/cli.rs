@@ -8,11 +8,17 @@ use anyhow::{Context as _, bail};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 
+use std::sync::Arc;
+
+use crate::clock::SystemClock;
+use crate::config::{DatabaseArgs, ServiceArgs};
 use crate::engine::state::Context;
 use crate::event::Event;
 use crate::send;
 use crate::sequence::duration;
+use crate::service;
 use crate::simulate::{self, Until, World};
+use crate::store::Store as _;
 use crate::template::data::{self, Origin};
 use crate::validate::{self, Loaded};
 
@@ -69,6 +75,22 @@ pub enum Command {
         #[arg(long, short)]
         verbose: bool,
     },
+    /// The service: Kafka and HTTP ingest, scheduler, sender.
+    Run {
+        #[command(flatten)]
+        service: ServiceArgs,
+    },
+    /// Feed a JSON-lines file of events through the ingest path (backfills).
+    Ingest {
+        file: PathBuf,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Apply the database migrations.
+    Migrate {
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
     /// Feed the sample events through the shipped sequences; write .eml files.
     Demo {
         #[arg(long, default_value = "examples/events.jsonl")]
@@ -106,7 +128,69 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             verbose,
         ),
         Command::Demo { events, outbox } => demo(&cli.sequences, &cli.templates, &events, &outbox),
+        Command::Run { service } => {
+            let loaded = match load_or_fail(&cli.sequences, &cli.templates) {
+                Ok(l) => l,
+                Err(code) => return Ok(code),
+            };
+            let loaded = service::Loaded {
+                catalog: Arc::new(loaded.catalog),
+                templates: Arc::new(loaded.templates),
+            };
+            runtime()?.block_on(service::run(service, loaded))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ingest { file, db } => {
+            let loaded = match load_or_fail(&cli.sequences, &cli.templates) {
+                Ok(l) => l,
+                Err(code) => return Ok(code),
+            };
+            runtime()?.block_on(ingest_cmd(&db.database_url, &loaded.catalog, &file))
+        }
+        Command::Migrate { db } => runtime()?.block_on(async {
+            crate::with_store!(&db.database_url, |store| {
+                store.migrate().await?;
+                println!("migrations applied to {}", redact(&db.database_url));
+                Ok(ExitCode::SUCCESS)
+            })
+        }),
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(a), Some(b)) if b > a => {
+            let creds = &url[a + 3..b];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..a + 3], &url[b..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+async fn ingest_cmd(
+    url: &str,
+    catalog: &crate::sequence::model::Catalog,
+    file: &Path,
+) -> anyhow::Result<ExitCode> {
+    crate::with_store!(url, |store| {
+        store.migrate().await?;
+        let r = crate::ingest::file::ingest_file(&store, catalog, &SystemClock, file).await?;
+        eprintln!(
+            "{} events applied, {} duplicate, {} invalid (dead-lettered); {} emails enqueued",
+            r.ingested.applied, r.ingested.duplicates, r.invalid, r.ingested.emails
+        );
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn validate_cmd(sequences: &Path, templates: &Path) -> ExitCode {

@@ -1,11 +1,18 @@
 //! aftercare: post-purchase lifecycle email. See the README for the tour.
 
 pub mod cli;
+pub mod clock;
+pub mod config;
 pub mod diagnostic;
 pub mod engine;
 pub mod event;
+pub mod http;
+pub mod ingest;
+pub mod schedule;
 pub mod send;
 pub mod sequence;
+pub mod service;
 pub mod simulate;
+pub mod store;
 pub mod template;
 pub mod validate;

@@ -4,13 +4,24 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = aftercare::cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // The service logs what it does; one-shot commands only what goes wrong.
+    let default = match cli.command {
+        aftercare::cli::Command::Run { .. } => "info",
+        _ => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match std::env::var("AFTERCARE_LOG_FORMAT").as_deref() {
+        Ok("json") => logs.json().init(),
+        Ok("text") | Err(_) => logs.init(),
+        Ok(other) => {
+            eprintln!("error: AFTERCARE_LOG_FORMAT={other:?}: use text or json");
+            return ExitCode::from(2);
+        }
+    }
     match aftercare::cli::run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -3,6 +3,8 @@
 //! `.eml` folder here; SMTP later) take the finished bytes.
 
 pub mod eml;
+pub mod transport;
+pub mod worker;
 
 use chrono::{DateTime, Utc};
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};

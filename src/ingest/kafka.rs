@@ -1,0 +1,287 @@
+//! The Kafka source: a consumer group on `AFTERCARE_KAFKA_TOPIC`, at least
+//! once. Offsets are stored only after the batch's transaction has committed
+//! (auto-commit then sends stored offsets); on partition revoke and on
+//! shutdown the stored offsets are committed synchronously. Messages that do
+//! not parse or validate go to `<topic>.dlq` and `dead_letters` with their
+//! reason; consumption goes on.
+//!
+//! The loop is an explicit state machine: Consuming (collect a batch) →
+//! Applying (one transaction, retried until it commits or we stop) →
+//! Acknowledging (store offsets) → Consuming; on stop, Draining (commit sync).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::ClientContext;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::sequence::model::Catalog;
+use crate::store::Store;
+
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    pub topic: String,
+    pub group: String,
+    /// At most this many messages per transaction.
+    pub batch_max: usize,
+    /// How long to wait for a batch to fill once its first message is in.
+    pub batch_wait: Duration,
+    /// Partitions for topics we create.
+    pub partitions: i32,
+}
+
+impl KafkaConfig {
+    pub fn new(brokers: &str, topic: &str, group: &str) -> Self {
+        Self {
+            brokers: brokers.to_string(),
+            topic: topic.to_string(),
+            group: group.to_string(),
+            batch_max: 2000,
+            batch_wait: Duration::from_millis(20),
+            partitions: 4,
+        }
+    }
+
+    pub fn dlq(&self) -> String {
+        format!("{}.dlq", self.topic)
+    }
+}
+
+/// Commits stored offsets synchronously before partitions are taken away, so
+/// the next owner starts after the last committed batch.
+pub struct CommitOnRevoke;
+
+impl ClientContext for CommitOnRevoke {}
+
+impl ConsumerContext for CommitOnRevoke {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            match consumer.commit_consumer_state(CommitMode::Sync) {
+                Ok(()) => tracing::info!(partitions = tpl.count(), "revoked: offsets committed"),
+                // Nothing stored since the last commit is the usual case.
+                Err(e) => tracing::debug!("revoke commit: {e}"),
+            }
+        }
+    }
+}
+
+/// Creates the events topic and its dead-letter topic if the broker lets us.
+pub async fn ensure_topics(cfg: &KafkaConfig) {
+    let admin: AdminClient<DefaultClientContext> = match ClientConfig::new()
+        .set("bootstrap.servers", &cfg.brokers)
+        .create()
+    {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!("kafka admin client: {e}");
+            return;
+        }
+    };
+    let dlq = cfg.dlq();
+    let topics = [
+        NewTopic::new(&cfg.topic, cfg.partitions, TopicReplication::Fixed(1)),
+        NewTopic::new(&dlq, 1, TopicReplication::Fixed(1)),
+    ];
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    match admin.create_topics(&topics, &opts).await {
+        Ok(results) => {
+            for r in results {
+                match r {
+                    Ok(t) => tracing::info!(topic = %t, "created topic"),
+                    Err((t, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {
+                        tracing::debug!(topic = %t, "topic exists")
+                    }
+                    Err((t, e)) => tracing::warn!(topic = %t, "could not create topic: {e}"),
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!("could not create topics ({e}); create them with your broker's tools")
+        }
+    }
+}
+
+pub fn consumer(cfg: &KafkaConfig) -> anyhow::Result<StreamConsumer<CommitOnRevoke>> {
+    let c: StreamConsumer<CommitOnRevoke> = ClientConfig::new()
+        .set("bootstrap.servers", &cfg.brokers)
+        .set("group.id", &cfg.group)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "10000")
+        .set("enable.partition.eof", "false")
+        .create_with_context(CommitOnRevoke)?;
+    c.subscribe(&[&cfg.topic])?;
+    Ok(c)
+}
+
+pub fn producer(brokers: &str) -> anyhow::Result<FutureProducer> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("message.timeout.ms", "30000")
+        .create()?)
+}
+
+/// Consumes until `stop`. Returns after the last batch's offsets are committed.
+pub async fn run<S: Store>(
+    store: S,
+    catalog: Arc<Catalog>,
+    clock: Arc<dyn Clock>,
+    cfg: KafkaConfig,
+    kick: Arc<Notify>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    ensure_topics(&cfg).await;
+    let consumer = consumer(&cfg)?;
+    let dlq = producer(&cfg.brokers)?;
+    tracing::info!(topic = %cfg.topic, group = %cfg.group, "consuming");
+    loop {
+        // Consuming: wait for a first message, then fill the batch briefly.
+        let first = tokio::select! {
+            _ = stop.cancelled() => break,
+            m = consumer.recv() => m,
+        };
+        let mut batch: Vec<OwnedMessage> = Vec::with_capacity(cfg.batch_max);
+        match first {
+            Ok(m) => batch.push(m.detach()),
+            Err(e) => {
+                tracing::warn!("kafka: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        }
+        let deadline = tokio::time::Instant::now() + cfg.batch_wait;
+        while batch.len() < cfg.batch_max {
+            tokio::select! {
+                m = consumer.recv() => match m {
+                    Ok(m) => batch.push(m.detach()),
+                    Err(e) => { tracing::warn!("kafka: {e}"); break; }
+                },
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        // Applying: the batch commits as a whole, or not at all.
+        if !apply(&store, &catalog, clock.as_ref(), &cfg, &dlq, &batch, &stop).await {
+            break; // stopped before the batch committed: its offsets stay unstored
+        }
+        // Acknowledging: offsets only now that the transaction has committed.
+        let mut last: BTreeMap<(String, i32), i64> = BTreeMap::new();
+        for m in &batch {
+            let e = last
+                .entry((m.topic().to_string(), m.partition()))
+                .or_insert(m.offset());
+            *e = (*e).max(m.offset());
+        }
+        for ((topic, partition), offset) in last {
+            // `store_offset` takes the message's own offset (librdkafka adds 1).
+            if let Err(e) = consumer.store_offset(&topic, partition, offset) {
+                // The partition was revoked meanwhile; its new owner re-reads
+                // from the last commit and the event ids make that harmless.
+                tracing::warn!(%topic, partition, offset, "store offset: {e}");
+            }
+        }
+        kick.notify_waiters();
+    }
+    // Draining: commit what has been stored, synchronously.
+    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+        tracing::debug!("final commit: {e}");
+    }
+    tracing::info!("kafka consumer stopped");
+    Ok(())
+}
+
+/// Dead-letters the bad messages and ingests the good ones in one
+/// transaction, retrying while the database is unavailable. Returns false if
+/// asked to stop before it could commit.
+async fn apply<S: Store>(
+    store: &S,
+    catalog: &Catalog,
+    clock: &dyn Clock,
+    cfg: &KafkaConfig,
+    dlq: &FutureProducer,
+    batch: &[OwnedMessage],
+    stop: &CancellationToken,
+) -> bool {
+    let mut events = Vec::with_capacity(batch.len());
+    let mut dead = Vec::new();
+    for m in batch {
+        match m.payload().map(super::parse) {
+            Some(Ok(ev)) => events.push(ev),
+            Some(Err(reason)) => dead.push((m, reason)),
+            None => dead.push((m, "empty message".to_string())),
+        }
+    }
+    for (m, reason) in &dead {
+        let origin = format!("{}/{}/{}", m.topic(), m.partition(), m.offset());
+        tracing::warn!(%origin, "dead letter: {reason}");
+        let payload = m.payload().unwrap_or_default();
+        let dlq_topic = cfg.dlq();
+        let mut record = FutureRecord::to(&dlq_topic).payload(payload).headers(
+            OwnedHeaders::new()
+                .insert(Header {
+                    key: "aftercare-reason",
+                    value: Some(reason.as_bytes()),
+                })
+                .insert(Header {
+                    key: "aftercare-origin",
+                    value: Some(origin.as_bytes()),
+                }),
+        );
+        if let Some(k) = m.key() {
+            record = record.key(k);
+        }
+        if let Err((e, _)) = dlq.send(record, Duration::from_secs(30)).await {
+            tracing::error!(%origin, "could not produce to {dlq_topic}: {e}; kept in the dead_letters table");
+        }
+        let letter = super::dead("kafka", reason.clone(), payload, Some(origin));
+        let mut wait = Duration::from_millis(200);
+        while let Err(e) = store.dead_letter(&letter, clock.now()).await {
+            tracing::error!("dead letter: {e}");
+            if sleep_or_stop(wait, stop).await {
+                return false;
+            }
+            wait = (wait * 2).min(Duration::from_secs(10));
+        }
+    }
+    let mut wait = Duration::from_millis(200);
+    loop {
+        match super::ingest_batch(store, catalog, &events, "kafka", clock.now()).await {
+            Ok(r) => {
+                tracing::debug!(
+                    applied = r.applied,
+                    duplicates = r.duplicates,
+                    emails = r.emails,
+                    "batch committed"
+                );
+                return true;
+            }
+            Err(e) => {
+                tracing::error!(events = events.len(), "ingest failed, retrying: {e}");
+                if sleep_or_stop(wait, stop).await {
+                    return false;
+                }
+                wait = (wait * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+async fn sleep_or_stop(d: Duration, stop: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = stop.cancelled() => true,
+        _ = tokio::time::sleep(d) => false,
+    }
+}

@@ -1,0 +1,451 @@
+//! The store conformance suite: the same tests against SQLite and against the
+//! real PostgreSQL on 127.0.0.1:5432 (a fresh database per test).
+
+mod support;
+
+use std::collections::HashSet;
+
+use aftercare::engine::state::Status;
+use aftercare::ingest::ingest_batch;
+use aftercare::schedule;
+use aftercare::send::worker::decide;
+use aftercare::store::{DeadLetter, SendContext, SendOutcome, SendPlan, Store};
+use chrono::{DateTime, Duration, Utc};
+use support::{catalog, event, t};
+
+const T0: &str = "2026-11-20T10:00:00Z";
+
+async fn events_are_applied_once<S: Store>(s: S) {
+    let cat = catalog();
+    let batch = vec![
+        event("e1", "order.placed", "c1", "o1", T0, true),
+        event("e2", "order.placed", "c2", "o2", T0, true),
+    ];
+    let r = ingest_batch(&s, cat, &batch, "test", t(T0)).await.unwrap();
+    assert_eq!((r.applied, r.duplicates, r.emails), (2, 0, 2));
+    let again = ingest_batch(&s, cat, &batch, "test", t(T0)).await.unwrap();
+    assert_eq!((again.applied, again.duplicates, again.emails), (0, 2, 0));
+    assert_eq!(s.event_count().await.unwrap(), 2);
+    let outbox = s.outbox().await.unwrap();
+    assert_eq!(outbox.len(), 2);
+    assert_eq!(
+        outbox[0].idempotency_key,
+        "fulfilment/c1/o1#order-confirmation"
+    );
+    let e = s.enrollments_of("c1").await.unwrap();
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].step.as_deref(), Some("await-shipment"));
+    // The same event in one batch twice is also applied once.
+    let dup = vec![event("e3", "order.placed", "c3", "o3", T0, true); 2];
+    let r = ingest_batch(&s, cat, &dup, "test", t(T0)).await.unwrap();
+    assert_eq!((r.applied, r.duplicates), (1, 1));
+}
+
+async fn events_advance_stored_enrollments<S: Store>(s: S) {
+    let cat = catalog();
+    ingest_batch(
+        &s,
+        cat,
+        &[event("e1", "order.placed", "c1", "o1", T0, true)],
+        "test",
+        t(T0),
+    )
+    .await
+    .unwrap();
+    let later = "2026-11-21T10:00:00Z";
+    let ship = event("e2", "shipment.shipped", "c1", "o1", later, true);
+    let r = ingest_batch(&s, cat, &[ship], "test", t(later))
+        .await
+        .unwrap();
+    assert_eq!(r.emails, 1);
+    let keys: Vec<String> = s
+        .outbox()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.step)
+        .collect();
+    assert_eq!(keys, ["order-confirmation", "order-shipped"]);
+    let e = &s.enrollments_of("c1").await.unwrap()[0];
+    assert_eq!(e.context.shipment.as_ref().unwrap().id, "s-o1");
+}
+
+async fn due_enrollments_are_claimed_once_and_woken<S: Store>(s: S) {
+    let cat = catalog();
+    ingest_batch(
+        &s,
+        cat,
+        &[event("e1", "order.placed", "c1", "o1", T0, true)],
+        "test",
+        t(T0),
+    )
+    .await
+    .unwrap();
+    let lease = schedule::LEASE;
+    assert!(
+        s.claim_due(t(T0) + Duration::days(1), lease, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.next_wake().await.unwrap(),
+        Some(t(T0) + Duration::days(3))
+    );
+    let due = t(T0) + Duration::days(3);
+    let claimed = s.claim_due(due, lease, 10).await.unwrap();
+    assert_eq!(
+        claimed,
+        [("fulfilment/c1/o1".to_string(), "c1".to_string())]
+    );
+    // Claimed and leased: nobody else gets it.
+    assert!(s.claim_due(due, lease, 10).await.unwrap().is_empty());
+    // The lease of a crashed worker runs out, and the work comes back.
+    let after = due + lease + Duration::seconds(1);
+    assert_eq!(s.claim_due(after, lease, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        schedule::tick(&s, cat, after).await.unwrap(),
+        0,
+        "still leased by the reclaim"
+    );
+    let later = after + lease + Duration::seconds(1);
+    assert_eq!(schedule::tick(&s, cat, later).await.unwrap(), 1);
+    let steps: Vec<String> = s
+        .outbox()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.step)
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "order-confirmation",
+            "await-shipment/timeout/shipping-delayed"
+        ]
+    );
+    // Woken once: nothing more is due now.
+    assert_eq!(schedule::tick(&s, cat, later).await.unwrap(), 0);
+    let e = &s.enrollments_of("c1").await.unwrap()[0];
+    assert_eq!(e.status, Status::Active);
+    assert_eq!(e.step.as_deref(), Some("await-late-shipment"));
+}
+
+async fn concurrent_claims_never_overlap<S: Store>(s: S) {
+    let cat = catalog();
+    let batch: Vec<_> = (0..60)
+        .map(|i| {
+            event(
+                &format!("e{i}"),
+                "order.placed",
+                &format!("c{i}"),
+                "o1",
+                T0,
+                true,
+            )
+        })
+        .collect();
+    ingest_batch(&s, cat, &batch, "test", t(T0)).await.unwrap();
+    let due = t(T0) + Duration::days(3);
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let got = s.claim_due(due, schedule::LEASE, 7).await.unwrap();
+                if got.is_empty() {
+                    break mine;
+                }
+                mine.extend(got.into_iter().map(|(k, _)| k));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    let unique: HashSet<&String> = all.iter().collect();
+    assert_eq!(all.len(), 60, "every due enrollment claimed");
+    assert_eq!(unique.len(), 60, "none claimed twice");
+}
+
+async fn outbox_rows_go_through_the_policy<S: Store>(s: S) {
+    let cat = catalog();
+    // c1 consents, c2 does not; both get a transactional confirmation.
+    let batch = [
+        event("e1", "order.placed", "c1", "o1", T0, true),
+        event("e2", "order.placed", "c2", "o2", T0, false),
+    ];
+    ingest_batch(&s, cat, &batch, "test", t(T0)).await.unwrap();
+    let now = t(T0);
+    let rows = s
+        .claim_outbox(now, Duration::seconds(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(
+        s.claim_outbox(now, Duration::seconds(60), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased"
+    );
+    for row in &rows {
+        let d = |ctx: &SendContext| decide(cat, ctx, now);
+        let (plan, profile) = s.plan_send(row, now, &d).await.unwrap();
+        assert_eq!(plan, SendPlan::Send, "transactional goes without consent");
+        assert!(profile.is_some());
+        let outcome = SendOutcome::Sent {
+            message_id: format!("<{}@x>", row.id),
+            detail: "250 ok".into(),
+        };
+        s.finish_send(row, now, &outcome).await.unwrap();
+    }
+    let out = s.outbox().await.unwrap();
+    assert!(
+        out.iter()
+            .all(|o| o.status == "sent" && o.sent_at == Some(now))
+    );
+    let d = s.deliveries().await.unwrap();
+    assert_eq!(d.len(), 2);
+    assert!(
+        d.iter()
+            .all(|d| d.outcome == "sent" && d.detail == "250 ok")
+    );
+}
+
+/// Enqueues one value email for `c` by walking fulfilment and education.
+async fn value_email_for<S: Store>(s: &S, c: &str, consent: bool) -> DateTime<Utc> {
+    let cat = catalog();
+    let o = "o1";
+    let evs = [
+        event(&format!("{c}1"), "order.placed", c, o, T0, consent),
+        event(&format!("{c}2"), "shipment.shipped", c, o, T0, consent),
+        event(&format!("{c}3"), "shipment.delivered", c, o, T0, consent),
+    ];
+    ingest_batch(s, cat, &evs, "test", t(T0)).await.unwrap();
+    // Send the three transactional emails.
+    let now = t(T0);
+    for row in s
+        .claim_outbox(now, Duration::seconds(60), 10)
+        .await
+        .unwrap()
+    {
+        let d = |ctx: &SendContext| decide(cat, ctx, now);
+        assert_eq!(s.plan_send(&row, now, &d).await.unwrap().0, SendPlan::Send);
+        let sent = SendOutcome::Sent {
+            message_id: "<m@x>".into(),
+            detail: "ok".into(),
+        };
+        s.finish_send(&row, now, &sent).await.unwrap();
+    }
+    // Education waits a day (to 11:00 Budapest on the 21st), then until the
+    // next 10:00 in Budapest: 2026-11-22T09:00Z.
+    assert_eq!(
+        schedule::tick(s, cat, t("2026-11-22T08:59:59Z"))
+            .await
+            .unwrap(),
+        0
+    );
+    let wake = t("2026-11-22T09:00:00Z");
+    assert_eq!(schedule::tick(s, cat, wake).await.unwrap(), 1);
+    wake
+}
+
+async fn marketing_is_deferred_or_skipped_with_a_reason<S: Store>(s: S) {
+    let cat = catalog();
+    let wake = value_email_for(&s, "ca", true).await;
+    value_email_for(&s, "cb", false).await;
+    let rows = s
+        .claim_outbox(wake, Duration::seconds(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    for row in &rows {
+        let d = |ctx: &SendContext| decide(cat, ctx, wake);
+        let (plan, _) = s.plan_send(row, wake, &d).await.unwrap();
+        match row.customer_id.as_str() {
+            // Three transactional emails do not count toward the cap: it goes.
+            "ca" => assert_eq!(plan, SendPlan::Send),
+            _ => assert_eq!(
+                plan,
+                SendPlan::Skip {
+                    reason: "no marketing consent".into()
+                }
+            ),
+        }
+    }
+    let out = s.outbox().await.unwrap();
+    let cb = out
+        .iter()
+        .find(|o| o.customer_id == "cb" && o.category == "value")
+        .unwrap();
+    assert_eq!(cb.status, "skipped");
+    let d = s.deliveries().await.unwrap();
+    assert!(
+        d.iter()
+            .any(|d| d.outcome == "skipped" && d.detail == "no marketing consent")
+    );
+
+    // A value email at 22:00 Budapest is deferred to 08:00 local.
+    let s2 = s.clone();
+    let night = t("2026-11-22T21:00:00Z");
+    let ca = rows.iter().find(|r| r.customer_id == "ca").unwrap();
+    s2.finish_send(
+        ca,
+        wake,
+        &SendOutcome::Retry {
+            at: night,
+            error: "421 try later".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let again = s2
+        .claim_outbox(night, Duration::seconds(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    let d = |ctx: &SendContext| decide(cat, ctx, night);
+    match s2.plan_send(&again[0], night, &d).await.unwrap().0 {
+        SendPlan::Defer { until, reason } => {
+            assert_eq!(until, t("2026-11-23T07:00:00Z"));
+            assert!(reason.starts_with("quiet hours"), "{reason}");
+        }
+        other => panic!("expected a deferral, got {other:?}"),
+    }
+    assert_eq!(
+        s2.next_outbox().await.unwrap(),
+        Some(t("2026-11-23T07:00:00Z"))
+    );
+}
+
+async fn a_stale_worker_cannot_overwrite_a_newer_claim<S: Store>(s: S) {
+    let cat = catalog();
+    ingest_batch(
+        &s,
+        cat,
+        &[event("e1", "order.placed", "c1", "o1", T0, true)],
+        "test",
+        t(T0),
+    )
+    .await
+    .unwrap();
+    let now = t(T0);
+    let first = s
+        .claim_outbox(now, Duration::seconds(60), 10)
+        .await
+        .unwrap()
+        .remove(0);
+    let d = |ctx: &SendContext| decide(cat, ctx, now);
+    assert_eq!(
+        s.plan_send(&first, now, &d).await.unwrap().0,
+        SendPlan::Send
+    );
+    // The worker dies while sending; after the lease another one claims the row,
+    // and as the row was already `sending`, sends without deciding again.
+    let later = now + Duration::seconds(61);
+    let second = s
+        .claim_outbox(later, Duration::seconds(60), 10)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(second.attempts, first.attempts + 1);
+    assert_eq!(second.status, "sending");
+    let d2 = |_: &SendContext| panic!("no second decision for a row being sent");
+    assert_eq!(
+        s.plan_send(&second, later, &d2).await.unwrap().0,
+        SendPlan::Send
+    );
+    let sent = SendOutcome::Sent {
+        message_id: "<m@x>".into(),
+        detail: "ok".into(),
+    };
+    // The first worker's late result is fenced off.
+    assert!(s.finish_send(&first, later, &sent).await.is_err());
+    s.finish_send(&second, later, &sent).await.unwrap();
+    let row = &s.outbox().await.unwrap()[0];
+    assert_eq!((row.status.as_str(), row.attempts), ("sent", 2));
+    // And a stale claim that tries to plan is told so.
+    let d3 = |_: &SendContext| SendPlan::Send;
+    assert_eq!(
+        s.plan_send(&first, later, &d3).await.unwrap().0,
+        SendPlan::Stale
+    );
+}
+
+async fn dead_letters_and_settings<S: Store>(s: S) {
+    let l = DeadLetter {
+        source: "kafka".into(),
+        reason: "order.total: money must be a decimal string".into(),
+        payload: "{\"bad\": 1}".into(),
+        origin: Some("shop-events/0/42".into()),
+    };
+    s.dead_letter(&l, t(T0)).await.unwrap();
+    assert_eq!(s.dead_letters().await.unwrap(), [l]);
+    assert_eq!(s.setting("secret").await.unwrap(), None);
+    assert_eq!(s.init_setting("secret", "one").await.unwrap(), "one");
+    assert_eq!(
+        s.init_setting("secret", "two").await.unwrap(),
+        "one",
+        "first value stays"
+    );
+}
+
+async fn unsubscribe_and_bounce_are_remembered<S: Store>(s: S) {
+    let cat = catalog();
+    let evs = [
+        event("e1", "order.placed", "c1", "o1", T0, true),
+        event("e2", "email.bounced", "c1", "o1", T0, true),
+    ];
+    ingest_batch(&s, cat, &evs, "test", t(T0)).await.unwrap();
+    let now = t(T0);
+    let row = s
+        .claim_outbox(now, Duration::seconds(60), 10)
+        .await
+        .unwrap()
+        .remove(0);
+    let d = |ctx: &SendContext| decide(cat, ctx, now);
+    let (plan, _) = s.plan_send(&row, now, &d).await.unwrap();
+    assert!(
+        matches!(plan, SendPlan::Skip { ref reason } if reason.contains("suppressed")),
+        "{plan:?}"
+    );
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let (store, _dir) = crate::support::sqlite().await;
+                    super::$name(store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let db = crate::support::PgDb::new().await;
+                    super::$name(db.store.clone()).await;
+                    db.drop().await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    events_are_applied_once,
+    events_advance_stored_enrollments,
+    due_enrollments_are_claimed_once_and_woken,
+    concurrent_claims_never_overlap,
+    outbox_rows_go_through_the_policy,
+    marketing_is_deferred_or_skipped_with_a_reason,
+    a_stale_worker_cannot_overwrite_a_newer_claim,
+    dead_letters_and_settings,
+    unsubscribe_and_bounce_are_remembered,
+);

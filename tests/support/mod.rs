@@ -1,0 +1,118 @@
+//! Shared by the integration tests: the shipped catalog, event builders, and
+//! fresh databases (a temporary SQLite file, or a new PostgreSQL database).
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::LazyLock;
+
+use aftercare::event::Event;
+use aftercare::sequence::model::Catalog;
+use aftercare::store::{PgStore, SqliteStore, Store};
+use aftercare::template::Templates;
+use aftercare::validate;
+use chrono::{DateTime, Utc};
+
+static LOADED: LazyLock<validate::Loaded> = LazyLock::new(|| {
+    let l = validate::load(Path::new("sequences"), Path::new("templates"));
+    assert!(!l.diagnostics.has_errors(), "{}", l.diagnostics);
+    l
+});
+
+pub fn catalog() -> &'static Catalog {
+    &LOADED.catalog
+}
+
+pub fn templates() -> &'static Templates {
+    &LOADED.templates
+}
+
+pub fn t(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+/// An event for customer `c` (Budapest, Hungarian) and order `o`.
+pub fn event(id: &str, kind: &str, c: &str, o: &str, at: &str, consent: bool) -> Event {
+    Event::parse(&event_json(id, kind, c, o, at, consent)).unwrap()
+}
+
+pub fn event_json(id: &str, kind: &str, c: &str, o: &str, at: &str, consent: bool) -> String {
+    format!(
+        r#"{{"id":"{id}","type":"{kind}","occurred_at":"{at}",
+        "customer":{{"id":"{c}","email":"{c}@example.com","first_name":"Anna","locale":"hu-HU",
+                    "timezone":"Europe/Budapest","marketing_consent":{consent}}},
+        "order":{{"id":"{o}","number":"N-{o}","placed_at":"{at}","currency":"EUR","total":"129.90",
+                 "items":[{{"sku":"CAM-200","name":"DSLR 200","category":"camera","quantity":1,"unit_price":"129.90"}}]}},
+        "shipment":{{"id":"s-{o}","carrier":"DHL","tracking_number":"JV-{o}","tracking_url":"https://t.example/{o}"}}}}"#
+    )
+    .replace('\n', " ")
+}
+
+pub async fn sqlite() -> (SqliteStore, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("test.db").display());
+    let store = SqliteStore::connect(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    (store, dir)
+}
+
+/// The PostgreSQL server the tests use (trust auth on this machine).
+pub fn pg_admin_url() -> String {
+    std::env::var("AFTERCARE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A fresh, migrated PostgreSQL database, dropped by [`PgDb::drop`].
+pub struct PgDb {
+    pub store: PgStore,
+    pub name: String,
+    pub url: String,
+}
+
+impl PgDb {
+    pub async fn new() -> Self {
+        let name = format!("aftercare_test_{}", uuid_like());
+        let admin = pg_admin_url();
+        let admin_store = PgStore::connect(&admin)
+            .await
+            .expect("PostgreSQL on 127.0.0.1:5432 (scripts/test starts it)");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin_store.pool)
+            .await
+            .unwrap();
+        admin_store.pool.close().await;
+        let base = admin
+            .rsplit_once('/')
+            .map(|(b, _)| b.to_string())
+            .unwrap_or(admin);
+        let url = format!("{base}/{name}");
+        let store = PgStore::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        Self { store, name, url }
+    }
+
+    pub async fn drop(self) {
+        self.store.pool.close().await;
+        let admin = PgStore::connect(&pg_admin_url()).await.unwrap();
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        )))
+        .execute(&admin.pool)
+        .await;
+    }
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{}_{}_{}",
+        std::process::id(),
+        nanos % 1_000_000_000,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}

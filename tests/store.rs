@@ -414,6 +414,52 @@ async fn unsubscribe_and_bounce_are_remembered<S: Store>(s: S) {
     );
 }
 
+async fn two_schedulers_wake_each_enrollment_once<S: Store>(s: S) {
+    let cat = catalog();
+    let batch: Vec<_> = (0..120)
+        .map(|i| {
+            event(
+                &format!("e{i}"),
+                "order.placed",
+                &format!("c{i}"),
+                "o1",
+                T0,
+                true,
+            )
+        })
+        .collect();
+    ingest_batch(&s, cat, &batch, "test", t(T0)).await.unwrap();
+    let due = t(T0) + Duration::days(3);
+    let mut tasks = Vec::new();
+    for _ in 0..2 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ran = 0;
+            loop {
+                let n = schedule::tick(&s, catalog(), due).await.unwrap();
+                let next = s.next_wake().await.unwrap();
+                if n == 0 && next.is_none_or(|w| w > due) {
+                    break ran;
+                }
+                ran += n;
+            }
+        }));
+    }
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.unwrap();
+    }
+    assert_eq!(total, 120, "each due enrollment woken exactly once");
+    let delayed = s
+        .outbox()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|o| o.template == "shipping-delayed")
+        .count();
+    assert_eq!(delayed, 120);
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -448,4 +494,5 @@ conformance!(
     a_stale_worker_cannot_overwrite_a_newer_claim,
     dead_letters_and_settings,
     unsubscribe_and_bounce_are_remembered,
+    two_schedulers_wake_each_enrollment_once,
 );

@@ -66,6 +66,17 @@ pub struct CommitOnRevoke;
 impl ClientContext for CommitOnRevoke {}
 
 impl ConsumerContext for CommitOnRevoke {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let parts: Vec<String> = tpl
+                .elements()
+                .iter()
+                .map(|e| format!("{}/{}", e.topic(), e.partition()))
+                .collect();
+            tracing::info!(partitions = %parts.join(","), "assigned");
+        }
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             match consumer.commit_consumer_state(CommitMode::Sync) {

@@ -1,0 +1,418 @@
+//! Kafka end to end, against the real broker that scripts/test starts (tansu
+//! on 127.0.0.1:9092) and the real PostgreSQL: duplicates, poison messages,
+//! `kill -9` in the middle of a stream, and two instances in one group.
+
+mod support;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aftercare::clock::SystemClock;
+use aftercare::config::{DatabaseArgs, Role, ServiceArgs};
+use aftercare::ingest::kafka::{KafkaConfig, ensure_topics};
+use aftercare::service::{Loaded, serve};
+use aftercare::store::{PgStore, Store};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use support::{PgDb, event_json};
+use tokio_util::sync::CancellationToken;
+
+fn brokers() -> String {
+    std::env::var("AFTERCARE_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+fn unique(prefix: &str) -> String {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{}", std::process::id(), n % 1_000_000_000_000)
+}
+
+/// Creates the topic and its `.dlq`; tansu does not create topics on first use.
+async fn create_topics(topic: &str, partitions: i32) {
+    let mut cfg = KafkaConfig::new(&brokers(), topic, "unused");
+    cfg.partitions = partitions;
+    ensure_topics(&cfg).await;
+}
+
+async fn produce(topic: &str, messages: &[(String, String)]) {
+    let p: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("message.timeout.ms", "30000")
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    let sends = messages.iter().map(|(k, v)| {
+        p.send(
+            FutureRecord::to(topic).key(k).payload(v),
+            Duration::from_secs(30),
+        )
+    });
+    for r in futures_util::future::join_all(sends).await {
+        r.map_err(|(e, _)| e).expect("produce");
+    }
+}
+
+async fn wait_for(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+fn args(db_url: &str, topic: &str, group: &str, outbox: &Path, roles: Vec<Role>) -> ServiceArgs {
+    ServiceArgs {
+        db: DatabaseArgs {
+            database_url: db_url.into(),
+        },
+        kafka_brokers: Some(brokers()),
+        kafka_topic: topic.into(),
+        kafka_group: group.into(),
+        smtp_url: None,
+        outbox_dir: outbox.to_path_buf(),
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        webhook_secret: None,
+        smtp_retry: None,
+        roles,
+    }
+}
+
+fn loaded() -> Loaded {
+    Loaded {
+        catalog: Arc::new(support::catalog().clone()),
+        templates: Arc::new(aftercare::template::Templates::load(Path::new("templates"), "en").0),
+    }
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+async fn count_status(store: &PgStore, status: &str) -> usize {
+    store
+        .outbox()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|o| o.status == status)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_are_applied_once_and_poison_is_dead_lettered() {
+    let db = PgDb::new().await;
+    let topic = unique("dup");
+    create_topics(&topic, 3).await;
+    let mut msgs = Vec::new();
+    for c in 0..10 {
+        for o in 0..3 {
+            let (cid, oid) = (format!("c{c}"), format!("o{c}-{o}"));
+            let ev = event_json(
+                &format!("e{c}-{o}"),
+                "order.placed",
+                &cid,
+                &oid,
+                &now(),
+                true,
+            );
+            msgs.push((cid.clone(), ev.clone()));
+            msgs.push((cid, ev)); // produced twice
+        }
+    }
+    let good = event_json("late", "order.placed", "c0", "o-late", &now(), true);
+    msgs.insert(7, ("c3".into(), "{this is not json".into()));
+    msgs.insert(
+        20,
+        (
+            "c4".into(),
+            good.replace("\"129.90\"", "129.9")
+                .replace("\"late\"", "\"bad-money\""),
+        ),
+    );
+    msgs.push(("c0".into(), good));
+    produce(&topic, &msgs).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let group = unique("g");
+    let stop = CancellationToken::new();
+    let svc = tokio::spawn(serve(
+        db.store.clone(),
+        args(
+            &db.url,
+            &topic,
+            &group,
+            dir.path(),
+            vec![Role::Ingest, Role::Send],
+        ),
+        loaded(),
+        Arc::new(SystemClock),
+        stop.clone(),
+        None,
+    ));
+    let s = db.store.clone();
+    wait_for(
+        "31 events and 2 dead letters",
+        Duration::from_secs(60),
+        async || s.event_count().await.unwrap() == 31 && s.dead_letters().await.unwrap().len() == 2,
+    )
+    .await;
+    wait_for("31 emails sent", Duration::from_secs(30), async || {
+        count_status(&s, "sent").await == 31
+    })
+    .await;
+    let outbox = s.outbox().await.unwrap();
+    assert_eq!(outbox.len(), 31, "each order confirmed once");
+    let sent: Vec<_> = s
+        .deliveries()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|d| d.outcome == "sent")
+        .collect();
+    assert_eq!(sent.len(), 31, "and sent once");
+    let dead = s.dead_letters().await.unwrap();
+    assert!(
+        dead.iter()
+            .all(|d| d.source == "kafka" && d.origin.as_deref().unwrap().starts_with(&topic))
+    );
+    assert!(dead.iter().any(|d| {
+        d.reason
+            .contains("order.total: money must be a decimal string")
+    }));
+    stop.cancel();
+    svc.await.unwrap().unwrap();
+
+    // The poison also went to <topic>.dlq, with its reason.
+    let dlq: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", unique("dlq-reader"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    dlq.subscribe(&[&format!("{topic}.dlq")]).unwrap();
+    let mut reasons = Vec::new();
+    while reasons.len() < 2 {
+        let m = tokio::time::timeout(Duration::from_secs(30), dlq.recv())
+            .await
+            .expect("dlq message")
+            .unwrap();
+        let h = m.headers().expect("headers");
+        let reason = h
+            .iter()
+            .find(|h| h.key == "aftercare-reason")
+            .and_then(|h| h.value)
+            .unwrap();
+        reasons.push(String::from_utf8_lossy(reason).into_owned());
+    }
+    assert!(reasons.iter().any(|r| r.contains("money")), "{reasons:?}");
+
+    // Offsets were committed on shutdown: the same group reads nothing again.
+    let stop = CancellationToken::new();
+    let svc = tokio::spawn(serve(
+        db.store.clone(),
+        args(&db.url, &topic, &group, dir.path(), vec![Role::Ingest]),
+        loaded(),
+        Arc::new(SystemClock),
+        stop.clone(),
+        None,
+    ));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(s.dead_letters().await.unwrap().len(), 2, "nothing re-read");
+    stop.cancel();
+    svc.await.unwrap().unwrap();
+    db.drop().await;
+}
+
+/// `aftercare run` as a child process, logging to a file.
+fn spawn_run(db_url: &str, topic: &str, group: &str, outbox: &Path, log: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_aftercare"))
+        .args(["run", "--roles", "ingest,schedule,send"])
+        .env("AFTERCARE_DATABASE_URL", db_url)
+        .env("AFTERCARE_KAFKA_BROKERS", brokers())
+        .env("AFTERCARE_KAFKA_TOPIC", topic)
+        .env("AFTERCARE_KAFKA_GROUP", group)
+        .env("AFTERCARE_OUTBOX_DIR", outbox)
+        .env("RUST_LOG", "info")
+        .env("AFTERCARE_LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("start aftercare run")
+}
+
+fn terminate(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "graceful shutdown exits 0, got {status}");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("aftercare run did not stop on SIGTERM");
+}
+
+/// The partitions of the last `assigned` line in an instance's JSON log.
+fn last_assignment(log: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    text.lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "assigned")
+        .and_then(|v| v["fields"]["partitions"].as_str().map(str::to_string))
+}
+
+/// Two events per customer: the order and its shipment, so two emails each.
+fn stream(customers: usize) -> (Vec<(String, String)>, HashSet<String>) {
+    let mut msgs = Vec::new();
+    let mut keys = HashSet::new();
+    for c in 0..customers {
+        let (cid, oid) = (format!("k{c}"), format!("ko{c}"));
+        msgs.push((
+            cid.clone(),
+            event_json(&format!("p{c}"), "order.placed", &cid, &oid, &now(), true),
+        ));
+        msgs.push((
+            cid.clone(),
+            event_json(
+                &format!("s{c}"),
+                "shipment.shipped",
+                &cid,
+                &oid,
+                &now(),
+                true,
+            ),
+        ));
+        keys.insert(format!("fulfilment/{cid}/{oid}#order-confirmation"));
+        keys.insert(format!("fulfilment/{cid}/{oid}#order-shipped"));
+    }
+    (msgs, keys)
+}
+
+async fn assert_exactly_once(s: &PgStore, outbox_dir: &Path, events: i64, keys: &HashSet<String>) {
+    wait_for("every event", Duration::from_secs(120), async || {
+        s.event_count().await.unwrap() == events
+    })
+    .await;
+    wait_for("every email sent", Duration::from_secs(120), async || {
+        count_status(s, "sent").await == keys.len()
+    })
+    .await;
+    let outbox = s.outbox().await.unwrap();
+    let got: HashSet<String> = outbox.iter().map(|o| o.idempotency_key.clone()).collect();
+    assert_eq!(outbox.len(), keys.len(), "no email enqueued twice");
+    assert_eq!(&got, keys, "every expected email, exactly");
+    let files = std::fs::read_dir(outbox_dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "eml")
+        })
+        .count();
+    assert_eq!(files, keys.len(), "one .eml per email");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_in_the_middle_of_a_stream_loses_and_duplicates_nothing() {
+    let db = PgDb::new().await;
+    let topic = unique("crash");
+    create_topics(&topic, 4).await;
+    let (msgs, keys) = stream(1500);
+    produce(&topic, &msgs).await;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = dir.path().join("outbox");
+    let group = unique("g");
+    let mut first = spawn_run(
+        &db.url,
+        &topic,
+        &group,
+        &outbox,
+        &dir.path().join("first.log"),
+    );
+    let s = db.store.clone();
+    wait_for("some events", Duration::from_secs(60), async || {
+        s.event_count().await.unwrap() >= 300
+    })
+    .await;
+    first.kill().unwrap(); // SIGKILL: no chance to finish or commit
+    first.wait().unwrap();
+    let at_kill = s.event_count().await.unwrap();
+    assert!(
+        at_kill < msgs.len() as i64,
+        "killed mid-stream ({at_kill} of {})",
+        msgs.len()
+    );
+    let mut second = spawn_run(
+        &db.url,
+        &topic,
+        &group,
+        &outbox,
+        &dir.path().join("second.log"),
+    );
+    assert_exactly_once(&s, &outbox, msgs.len() as i64, &keys).await;
+    terminate(&mut second);
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_the_partitions_and_send_each_email_once() {
+    let db = PgDb::new().await;
+    let topic = unique("pair");
+    create_topics(&topic, 4).await;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = dir.path().join("outbox");
+    let group = unique("g");
+    let logs = [dir.path().join("a.log"), dir.path().join("b.log")];
+    let mut a = spawn_run(&db.url, &topic, &group, &outbox, &logs[0]);
+    let mut b = spawn_run(&db.url, &topic, &group, &outbox, &logs[1]);
+    // Both join before the stream starts, so the group spreads the partitions.
+    wait_for(
+        "both instances own partitions",
+        Duration::from_secs(90),
+        async || {
+            let owned: Vec<Option<String>> = logs.iter().map(|l| last_assignment(l)).collect();
+            owned
+                .iter()
+                .all(|o| o.as_ref().is_some_and(|p| !p.is_empty()))
+        },
+    )
+    .await;
+    let a_parts = last_assignment(&logs[0]).unwrap();
+    let b_parts = last_assignment(&logs[1]).unwrap();
+    let a_set: HashSet<&str> = a_parts.split(',').collect();
+    assert!(
+        b_parts.split(',').all(|p| !a_set.contains(p)),
+        "disjoint: {a_parts} / {b_parts}"
+    );
+    let (msgs, keys) = stream(600);
+    produce(&topic, &msgs).await;
+    assert_exactly_once(&db.store, &outbox, msgs.len() as i64, &keys).await;
+    let sent = db
+        .store
+        .deliveries()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|d| d.outcome == "sent")
+        .count();
+    assert_eq!(sent, keys.len(), "no email sent twice");
+    terminate(&mut a);
+    terminate(&mut b);
+    db.drop().await;
+}

@@ -17,7 +17,10 @@ use crate::store::{Changes, CustomerState, Store};
 
 /// How long a claim holds before another instance may take it over.
 pub const LEASE: chrono::Duration = chrono::Duration::seconds(30);
-pub const BATCH: i64 = 500;
+pub const BATCH: i64 = 1000;
+/// Enrollments per transaction, and transactions at once.
+pub const CHUNK: usize = 100;
+pub const PARALLEL: usize = 4;
 /// Idle polling: new work from another instance is seen within this.
 pub const IDLE: Duration = Duration::from_millis(200);
 
@@ -42,20 +45,36 @@ pub fn apply_wake(
 }
 
 /// Claims and wakes one batch of due enrollments; returns how many ran.
-pub async fn tick<S: Store>(
-    store: &S,
-    catalog: &Catalog,
-    now: DateTime<Utc>,
-) -> crate::store::Result<usize> {
-    let claimed = store.claim_due(now, LEASE, BATCH).await?;
+/// The batch is cut into chunks by customer, each chunk one transaction, a
+/// few chunks at a time.
+pub async fn tick<S: Store>(store: &S, catalog: &Catalog, now: DateTime<Utc>) -> crate::store::Result<usize> {
+    let mut claimed = store.claim_due(now, LEASE, BATCH).await?;
+    if claimed.is_empty() {
+        return Ok(0);
+    }
+    claimed.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
+    let mut chunks: Vec<&[(String, String)]> = Vec::new();
+    let mut rest = claimed.as_slice();
+    while !rest.is_empty() {
+        // Keep a customer's enrollments in one chunk.
+        let mut end = CHUNK.min(rest.len());
+        while end < rest.len() && rest[end].1 == rest[end - 1].1 {
+            end += 1;
+        }
+        chunks.push(&rest[..end]);
+        rest = &rest[end..];
+    }
     let apply = |state: &mut CustomerState, idx: usize| apply_wake(catalog, state, idx, now);
     let mut ran = 0;
-    for (key, customer) in &claimed {
-        match store.wake(key, customer, now, &apply).await {
-            Ok(true) => ran += 1,
-            Ok(false) => {}
-            Err(e) => {
-                tracing::error!(enrollment = %key, "wake failed, retried after the lease: {e}")
+    for group in chunks.chunks(PARALLEL) {
+        let mut wakes = Vec::with_capacity(group.len());
+        for chunk in group {
+            wakes.push(store.wake(chunk, now, &apply));
+        }
+        for r in futures_util::future::join_all(wakes).await {
+            match r {
+                Ok(n) => ran += n,
+                Err(e) => tracing::error!("wake failed, retried after the lease: {e}"),
             }
         }
     }

@@ -251,36 +251,40 @@ macro_rules! impl_store {
 
             async fn wake(
                 &self,
-                key: &str,
-                customer_id: &str,
+                claimed: &[(String, String)],
                 now: DateTime<Utc>,
                 apply: &ApplyWake<'_>,
-            ) -> Result<bool> {
+            ) -> Result<usize> {
+                // Customers in a fixed order, so two transactions never wait
+                // on each other's locks in a cycle.
+                let mut by_customer: Vec<&(String, String)> = claimed.iter().collect();
+                by_customer.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
                 let mut tx = self.pool.begin().await?;
-                let mut state = lock_customer(&mut tx, customer_id, None, now).await?;
-                let due = state
-                    .enrollments
-                    .iter()
-                    .position(|e| e.key == key && e.wake_at().is_some_and(|w| w <= now));
-                let ran = match due {
-                    Some(i) => {
-                        let changes = apply(&mut state, i);
-                        save_changes(&mut tx, &state, &changes, now).await?;
-                        // Woken but unchanged (e.g. a spurious wake): release the claim.
+                let mut ran = 0;
+                let mut i = 0;
+                while i < by_customer.len() {
+                    let customer = &by_customer[i].1;
+                    let mut state = lock_customer(&mut tx, customer, None, now).await?;
+                    while i < by_customer.len() && &by_customer[i].1 == customer {
+                        let key = &by_customer[i].0;
+                        i += 1;
+                        let due = state
+                            .enrollments
+                            .iter()
+                            .position(|e| &e.key == key && e.wake_at().is_some_and(|w| w <= now));
+                        if let Some(idx) = due {
+                            let changes = apply(&mut state, idx);
+                            save_changes(&mut tx, &state, &changes, now).await?;
+                            ran += 1;
+                        }
+                        // Woken or no longer due (another worker got there
+                        // first): either way the claim is done.
                         sqlx::query("UPDATE enrollments SET lease_until = NULL WHERE key = $1")
                             .bind(key)
                             .execute(&mut *tx)
                             .await?;
-                        true
                     }
-                    None => {
-                        sqlx::query("UPDATE enrollments SET lease_until = NULL WHERE key = $1")
-                            .bind(key)
-                            .execute(&mut *tx)
-                            .await?;
-                        false
-                    }
-                };
+                }
                 tx.commit().await?;
                 Ok(ran)
             }

@@ -206,15 +206,14 @@ pub trait Store: Clone + Send + Sync + 'static {
         limit: i64,
     ) -> impl Future<Output = Result<Vec<(String, String)>>> + Send;
 
-    /// Wakes one claimed enrollment if it is still due, under the customer's
-    /// lock; returns whether it ran.
+    /// Wakes claimed enrollments `(key, customer_id)` that are still due, each
+    /// under its customer's lock, in one transaction; returns how many ran.
     fn wake(
         &self,
-        key: &str,
-        customer_id: &str,
+        claimed: &[(String, String)],
         now: DateTime<Utc>,
         apply: &ApplyWake<'_>,
-    ) -> impl Future<Output = Result<bool>> + Send;
+    ) -> impl Future<Output = Result<usize>> + Send;
 
     /// The earliest `wake_at` of an active enrollment, to sleep until then.
     fn next_wake(&self) -> impl Future<Output = Result<Option<DateTime<Utc>>>> + Send;

@@ -132,7 +132,11 @@ pub fn consumer(cfg: &KafkaConfig) -> anyhow::Result<StreamConsumer<CommitOnRevo
         .set("auto.commit.interval.ms", "1000")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "10000")
+        // A member that dies (kill -9) is replaced within seconds: the
+        // coordinator waits at most the poll interval for it to rejoin.
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "1000")
+        .set("max.poll.interval.ms", "15000")
         .set("enable.partition.eof", "false")
         .create_with_context(CommitOnRevoke)?;
     c.subscribe(&[&cfg.topic])?;

@@ -47,7 +47,11 @@ pub fn apply_wake(
 /// Claims and wakes one batch of due enrollments; returns how many ran.
 /// The batch is cut into chunks by customer, each chunk one transaction, a
 /// few chunks at a time.
-pub async fn tick<S: Store>(store: &S, catalog: &Catalog, now: DateTime<Utc>) -> crate::store::Result<usize> {
+pub async fn tick<S: Store>(
+    store: &S,
+    catalog: &Catalog,
+    now: DateTime<Utc>,
+) -> crate::store::Result<usize> {
     let mut claimed = store.claim_due(now, LEASE, BATCH).await?;
     if claimed.is_empty() {
         return Ok(0);

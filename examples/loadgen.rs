@@ -1,0 +1,332 @@
+//! Load generator and probes for the service benchmarks (scripts/bench-service.sh):
+//! produce events to Kafka, read them with a bare consumer, seed a million
+//! enrollments, and measure how fast the service drains them and how late
+//! wake-ups fire. Only loopback addresses are used.
+
+use std::time::{Duration, Instant};
+
+use aftercare::engine::state::{Context, Enrollment, Status, Waiting};
+use aftercare::event::Event;
+use aftercare::store::{PgStore, Store};
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Produce `events` events from `customers` customers (keyed by customer).
+    Produce {
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        brokers: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long, default_value_t = 200_000)]
+        events: usize,
+        #[arg(long, default_value_t = 20_000)]
+        customers: usize,
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+    },
+    /// Read `count` messages with a bare rdkafka consumer (fresh group).
+    ConsumeBare {
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        brokers: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long)]
+        count: usize,
+    },
+    /// Wait until the events table holds `count` rows; print the rate.
+    WaitEvents {
+        #[arg(long)]
+        db: String,
+        #[arg(long)]
+        count: i64,
+    },
+    /// Insert `total` enrollments of the bench sequence; `due` of them due now,
+    /// `steady` more due at 1,000 per second from `--start-in` seconds on.
+    Seed {
+        #[arg(long)]
+        db: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        total: usize,
+        #[arg(long, default_value_t = 100_000)]
+        due: usize,
+        #[arg(long, default_value_t = 0)]
+        steady: usize,
+        #[arg(long, default_value_t = 10)]
+        start_in: i64,
+    },
+    /// Wait until no enrollment is due; print the time it took.
+    WaitDrained {
+        #[arg(long)]
+        db: String,
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+    },
+    /// Wake-up lag: outbox row creation minus the wake time in the key.
+    Lag {
+        #[arg(long)]
+        db: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Produce {
+            brokers,
+            topic,
+            events,
+            customers,
+            partitions,
+        } => produce(&brokers, &topic, events, customers, partitions).await,
+        Cmd::ConsumeBare {
+            brokers,
+            topic,
+            count,
+        } => consume_bare(&brokers, &topic, count).await,
+        Cmd::WaitEvents { db, count } => wait_events(&db, count).await,
+        Cmd::Seed {
+            db,
+            total,
+            due,
+            steady,
+            start_in,
+        } => seed(&db, total, due, steady, start_in).await,
+        Cmd::WaitDrained { db, timeout } => wait_drained(&db, timeout).await,
+        Cmd::Lag { db } => lag(&db).await,
+    }
+}
+
+fn event(i: usize, customer: usize, kind: &str, order: usize) -> String {
+    let at = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    format!(
+        r#"{{"id":"bench-{i}","type":"{kind}","occurred_at":"{at}","customer":{{"id":"c{customer}","email":"c{customer}@example.com","locale":"en","timezone":"Europe/Budapest","marketing_consent":true}},"order":{{"id":"o{customer}-{order}","number":"{order}","placed_at":"{at}","currency":"EUR","total":"19.90","items":[{{"sku":"COF","name":"Coffee","category":"coffee","quantity":1,"unit_price":"19.90","replenish_every_days":30}}]}},"shipment":{{"id":"s{customer}-{order}","carrier":"DHL","tracking_number":"T{i}"}}}}"#
+    )
+}
+
+async fn produce(
+    brokers: &str,
+    topic: &str,
+    events: usize,
+    customers: usize,
+    partitions: i32,
+) -> anyhow::Result<()> {
+    let mut cfg = aftercare::ingest::kafka::KafkaConfig::new(brokers, topic, "unused");
+    cfg.partitions = partitions;
+    aftercare::ingest::kafka::ensure_topics(&cfg).await;
+    let p: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "20")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()?;
+    let kinds = ["order.placed", "shipment.shipped", "shipment.delivered"];
+    let start = Instant::now();
+    let mut pending = Vec::with_capacity(10_000);
+    for i in 0..events {
+        let customer = i % customers;
+        let round = i / customers;
+        let payload = event(i, customer, kinds[round % 3], round / 3);
+        let key = format!("c{customer}");
+        pending.push(
+            p.send_result(FutureRecord::to(topic).key(&key).payload(&payload))
+                .map_err(|(e, _)| e)?,
+        );
+        if pending.len() == 10_000 {
+            for f in pending.drain(..) {
+                f.await?.map_err(|(e, _)| e)?;
+            }
+        }
+    }
+    for f in pending {
+        f.await?.map_err(|(e, _)| e)?;
+    }
+    let s = start.elapsed().as_secs_f64();
+    println!(
+        "produced {events} events in {s:.1} s ({:.0}/s)",
+        events as f64 / s
+    );
+    Ok(())
+}
+
+async fn consume_bare(brokers: &str, topic: &str, count: usize) -> anyhow::Result<()> {
+    let c: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("bare-{}", std::process::id()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    c.subscribe(&[topic])?;
+    let first = c.recv().await?.detach();
+    let start = Instant::now();
+    drop(first);
+    let mut n = 1;
+    while n < count {
+        let _ = c.recv().await?;
+        n += 1;
+    }
+    let s = start.elapsed().as_secs_f64();
+    println!(
+        "bare consumer read {n} messages in {s:.2} s ({:.0}/s)",
+        n as f64 / s
+    );
+    Ok(())
+}
+
+async fn wait_events(db: &str, count: i64) -> anyhow::Result<()> {
+    let store = PgStore::connect(db).await?;
+    let mut first: Option<(Instant, i64)> = None;
+    loop {
+        let n = store.event_count().await?;
+        if first.is_none() && n > 0 {
+            first = Some((Instant::now(), n));
+        }
+        if n >= count {
+            let (t0, n0) = first.expect("some events");
+            let s = t0.elapsed().as_secs_f64();
+            println!(
+                "ingested {} events in {s:.1} s after the first commit ({:.0}/s, committed with their outbox rows)",
+                n - n0,
+                (n - n0) as f64 / s
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn bench_enrollment(i: usize, wake: DateTime<Utc>) -> anyhow::Result<Enrollment> {
+    let customer = format!("c{i}");
+    let ev = Event::parse(&format!(
+        r#"{{"id":"seed{i}","type":"order.placed","occurred_at":"2026-11-01T00:00:00Z","customer":{{"id":"{customer}","email":"{customer}@example.com"}},"order":{{"id":"o{i}"}}}}"#
+    ))
+    .map_err(|e| anyhow::anyhow!(e.message))?;
+    let ms = wake.timestamp_millis();
+    Ok(Enrollment {
+        key: format!("bench/{customer}/o{i}@{ms}"),
+        sequence: "bench".into(),
+        version: "seed".into(),
+        customer_id: customer,
+        order_id: Some(format!("o{i}")),
+        status: Status::Active,
+        step: Some("pause".into()),
+        waiting: Waiting::Time { until: wake },
+        context: Context::of_event(&ev),
+        started_at: wake - chrono::Duration::days(1),
+        updated_at: wake - chrono::Duration::days(1),
+        ended_reason: None,
+    })
+}
+
+async fn seed(
+    db: &str,
+    total: usize,
+    due: usize,
+    steady: usize,
+    start_in: i64,
+) -> anyhow::Result<()> {
+    let store = PgStore::connect(db).await?;
+    store.migrate().await?;
+    let now = Utc::now();
+    let start = Instant::now();
+    let mut conn = store.pool.acquire().await?;
+    let mut copy = conn
+        .copy_in_raw(
+            "COPY enrollments (key, sequence, version, customer_id, order_id, status, step, wake_at, state, started_at, updated_at) FROM STDIN (FORMAT csv)",
+        )
+        .await?;
+    let mut buf = String::with_capacity(8 << 20);
+    for i in 0..total {
+        let wake = if i < due {
+            now - chrono::Duration::seconds(60)
+        } else if i < due + steady {
+            now + chrono::Duration::seconds(start_in)
+                + chrono::Duration::milliseconds(((i - due) as i64) * 1000 / 1000)
+        } else {
+            now + chrono::Duration::days(30)
+        };
+        let e = bench_enrollment(i, wake)?;
+        let state = serde_json::to_string(&e)?.replace('"', "\"\"");
+        buf.push_str(&format!(
+            "{},bench,seed,{},{},active,pause,{},\"{state}\",{},{}\n",
+            e.key,
+            e.customer_id,
+            e.order_id.as_deref().unwrap_or(""),
+            wake.to_rfc3339(),
+            e.started_at.to_rfc3339(),
+            e.updated_at.to_rfc3339()
+        ));
+        if buf.len() > (4 << 20) {
+            copy.send(buf.as_bytes()).await?;
+            buf.clear();
+        }
+    }
+    copy.send(buf.as_bytes()).await?;
+    copy.finish().await?;
+    sqlx::query("ANALYZE enrollments")
+        .execute(&store.pool)
+        .await?;
+    println!(
+        "seeded {total} enrollments ({due} due now, {steady} due at 1000/s from +{start_in}s) in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn wait_drained(db: &str, timeout: u64) -> anyhow::Result<()> {
+    let store = PgStore::connect(db).await?;
+    let start = Instant::now();
+    loop {
+        let due: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM enrollments WHERE status = 'active' AND wake_at <= now()",
+        )
+        .fetch_one(&store.pool)
+        .await?;
+        if due == 0 {
+            println!("drained in {:.1} s", start.elapsed().as_secs_f64());
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(timeout) {
+            anyhow::bail!("{due} still due after {timeout} s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn lag(db: &str) -> anyhow::Result<()> {
+    let store = PgStore::connect(db).await?;
+    let rows: Vec<(String, DateTime<Utc>)> =
+        sqlx::query_as("SELECT idempotency_key, created_at FROM outbox WHERE sequence = 'bench'")
+            .fetch_all(&store.pool)
+            .await?;
+    let mut lags: Vec<f64> = rows
+        .iter()
+        .filter_map(|(key, created)| {
+            let ms: i64 = key.split('@').nth(1)?.split('#').next()?.parse().ok()?;
+            let wake = DateTime::<Utc>::from_timestamp_millis(ms)?;
+            Some((*created - wake).num_milliseconds() as f64 / 1000.0)
+        })
+        .filter(|l| *l > -1.0)
+        .collect();
+    lags.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    anyhow::ensure!(!lags.is_empty(), "no bench rows");
+    let q = |p: f64| lags[((lags.len() as f64 - 1.0) * p) as usize];
+    println!(
+        "wake-up lag over {} wake-ups: p50 {:.3} s, p99 {:.3} s, max {:.3} s",
+        lags.len(),
+        q(0.5),
+        q(0.99),
+        lags[lags.len() - 1]
+    );
+    Ok(())
+}

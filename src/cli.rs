@@ -399,7 +399,7 @@ fn demo(
         Err(code) => return Ok(code),
     };
     let (events, bad) = read_events(events_file)?;
-    let mut world = World::new(&loaded.catalog, &loaded.templates);
+    let mut world = World::new(&loaded.catalog, &loaded.templates).keep_content();
     world.run(events, Until::Drained);
     let policies = &loaded.catalog.policies;
     let mut written = 0;
@@ -415,7 +415,8 @@ fn demo(
             template: &d.line.template,
             date: d.at,
         };
-        let msg = send::build_message(policies, &env, &d.content)
+        let content = d.content.as_ref().expect("demo keeps content");
+        let msg = send::build_message(policies, &env, content)
             .with_context(|| format!("building {}", d.idempotency_key))?;
         let (_, sender) = policies.sender.name_and_email();
         let id = send::message_id(&d.idempotency_key, &sender);

@@ -15,7 +15,7 @@ use crate::engine::state::{Context, EmailJob, Enrollment};
 use crate::event::Event;
 use crate::sequence::model::Catalog;
 use crate::template::data::{self, Origin};
-use crate::template::{Rendered, Templates};
+use crate::template::{Parts, Rendered, Templates};
 
 /// One line of `simulate`'s output, fields in the documented order.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -37,7 +37,8 @@ pub struct Delivered {
     pub line: SentEmail,
     pub at: DateTime<Utc>,
     pub idempotency_key: String,
-    pub content: Rendered,
+    /// The whole message, kept only when asked for (`demo` writes it out).
+    pub content: Option<Rendered>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -71,6 +72,7 @@ pub struct World<'a> {
     outbox: HashMap<String, Pending>,
     queue: BinaryHeap<Reverse<(DateTime<Utc>, u64, Job)>>,
     ticket: u64,
+    keep_content: bool,
     pub delivered: Vec<Delivered>,
     pub skipped: Vec<Skipped>,
     pub notes: Vec<(DateTime<Utc>, Note)>,
@@ -100,12 +102,19 @@ impl<'a> World<'a> {
             outbox: HashMap::new(),
             queue: BinaryHeap::new(),
             ticket: 0,
+            keep_content: false,
             delivered: Vec::new(),
             skipped: Vec::new(),
             notes: Vec::new(),
             duplicates: 0,
             events: 0,
         }
+    }
+
+    /// Keep each email's full content (HTML and text), as `demo` needs.
+    pub fn keep_content(mut self) -> Self {
+        self.keep_content = true;
+        self
     }
 
     /// Runs `events` (sorted here by `occurred_at`, file order among equals)
@@ -259,10 +268,17 @@ impl<'a> World<'a> {
                         step: &job.step,
                     },
                 );
-                match self
-                    .templates
-                    .render(&job.template, customer.locale.as_deref(), &data)
-                {
+                let parts = if self.keep_content {
+                    Parts::All
+                } else {
+                    Parts::NoText
+                };
+                match self.templates.render_with(
+                    &job.template,
+                    customer.locale.as_deref(),
+                    data,
+                    parts,
+                ) {
                     Ok(content) => {
                         self.history
                             .entry(job.customer_id.clone())
@@ -286,7 +302,7 @@ impl<'a> World<'a> {
                             },
                             at: now,
                             idempotency_key: job.idempotency_key.clone(),
-                            content,
+                            content: self.keep_content.then_some(content),
                         });
                     }
                     Err(e) => self.skip(&job, now, format!("render failed: {e}")),

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use super::state::{Context, EmailJob, Enrollment, enrollment_key};
 use super::{Effect, Input, advance, begin};
 use crate::event::Event;
+use crate::sequence::condition::Bindings;
 use crate::sequence::model::Catalog;
 
 /// `start` chains deeper than this are cut, so that two `every_event`
@@ -56,9 +57,16 @@ pub fn apply_event(
     for id in ids {
         let seq = &catalog.sequences[id];
         let trigger = seq.trigger.as_ref().expect("indexed by trigger");
-        let context = Context::of_event(event);
         if let Some(cond) = &trigger.when {
-            match cond.eval_bool(&context.bindings(Some(event), now)) {
+            let b = Bindings {
+                customer: &event.customer,
+                order: event.order.as_ref(),
+                shipment: event.shipment.as_ref(),
+                review: event.review.as_ref(),
+                event: Some(event),
+                now,
+            };
+            match cond.eval_bool(&b) {
                 Ok(true) => {}
                 Ok(false) => continue,
                 Err(err) => {
@@ -74,6 +82,7 @@ pub fn apply_event(
                 }
             }
         }
+        let context = Context::of_event(event);
         enroll(
             catalog,
             enrollments,

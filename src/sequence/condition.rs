@@ -9,7 +9,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
-use cel::objects::{Key, Map};
+use cel::common::types::{
+    CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelTimestamp,
+};
+use cel::common::value::Val;
 use cel::{Context, Env, Program, Value};
 use chrono::{DateTime, TimeDelta, Utc};
 use rust_decimal::prelude::ToPrimitive;
@@ -17,12 +20,16 @@ use rust_decimal::prelude::ToPrimitive;
 use crate::event::{Customer, Event, Item, Money, Order, Review, Shipment};
 
 /// The variables a condition may name.
-pub const VARIABLES: &[&str] = &["customer", "order", "shipment", "review", "event", "now"];
+pub const VARIABLES: [&str; 6] = ["customer", "order", "shipment", "review", "event", "now"];
 
 #[derive(Clone)]
 pub struct Condition {
     pub source: String,
     program: Arc<Program>,
+    /// Which of [`VARIABLES`] the expression names, and whether it calls
+    /// `days`: only those are built for an evaluation.
+    uses: [bool; 6],
+    uses_days: bool,
     pub line: u64,
     pub col: u64,
 }
@@ -84,27 +91,49 @@ impl Condition {
                 VARIABLES.join(", ")
             ));
         }
+        let names = refs.variables();
+        let uses = VARIABLES.map(|v| names.contains(&v));
+        let uses_days = refs.has_function("days");
         Ok(Self {
             source: source.to_string(),
             program: Arc::new(program),
+            uses,
+            uses_days,
             line,
             col,
         })
     }
 
-    fn run(&self, b: &Bindings) -> Result<Value, String> {
+    fn run<'a>(&self, b: &Bindings<'a>) -> Result<Value, String> {
         let mut ctx = Context::with_env(env().clone());
-        ctx.add_variable_from_value("customer", customer_value(b.customer));
-        ctx.add_variable_from_value("order", b.order.map(order_value).unwrap_or_else(empty));
-        ctx.add_variable_from_value(
-            "shipment",
-            b.shipment.map(shipment_value).unwrap_or_else(empty),
-        );
-        ctx.add_variable_from_value("review", b.review.map(review_value).unwrap_or_else(empty));
-        ctx.add_variable_from_value("event", b.event.map(event_value).unwrap_or_else(empty));
-        ctx.add_variable_from_value("now", timestamp(b.now));
-        ctx.add_function("days", |n: i64| Value::Duration(TimeDelta::days(n)))
-            .map_err(|e| e.to_string())?;
+        // Building the maps is most of an evaluation's cost: only build the
+        // variables the expression names.
+        let [customer, order, shipment, review, event, now] = self.uses;
+        if customer {
+            ctx.add_variable_as_val("customer", customer_value(b.customer));
+        }
+        if order {
+            ctx.add_variable_as_val("order", b.order.map(order_value).unwrap_or_else(empty));
+        }
+        if shipment {
+            ctx.add_variable_as_val(
+                "shipment",
+                b.shipment.map(shipment_value).unwrap_or_else(empty),
+            );
+        }
+        if review {
+            ctx.add_variable_as_val("review", b.review.map(review_value).unwrap_or_else(empty));
+        }
+        if event {
+            ctx.add_variable_as_val("event", b.event.map(event_value).unwrap_or_else(empty));
+        }
+        if now {
+            ctx.add_variable_as_val("now", timestamp(b.now));
+        }
+        if self.uses_days {
+            ctx.add_function("days", |n: i64| Value::Duration(TimeDelta::days(n)))
+                .map_err(|e| e.to_string())?;
+        }
         self.program.execute(&ctx).map_err(|e| e.to_string())
     }
 
@@ -151,63 +180,73 @@ fn macro_variables(source: &str) -> Vec<String> {
     out
 }
 
-fn empty() -> Value {
-    Value::Map(Map {
-        map: Arc::new(HashMap::new()),
-    })
+// The variables are built as CEL values that borrow from the event data:
+// no string is copied, and nothing is converted twice.
+
+type Dyn<'a> = Box<dyn Val + 'a>;
+
+fn empty<'a>() -> Dyn<'a> {
+    Box::new(CelMap::from(HashMap::new()))
 }
 
-fn timestamp(t: DateTime<Utc>) -> Value {
-    Value::Timestamp(t.fixed_offset())
+fn str_val(s: &str) -> Dyn<'_> {
+    Box::new(CelString::from(s))
 }
 
-fn money(m: Money) -> Value {
-    Value::Float(m.0.to_f64().unwrap_or(f64::NAN))
+fn timestamp<'a>(t: DateTime<Utc>) -> Dyn<'a> {
+    Box::new(CelTimestamp::from(t.fixed_offset()))
 }
 
-struct Obj(HashMap<Key, Value>);
+fn money<'a>(m: Money) -> Dyn<'a> {
+    Box::new(CelDouble::from(m.0.to_f64().unwrap_or(f64::NAN)))
+}
 
-impl Obj {
+fn int<'a>(i: i64) -> Dyn<'a> {
+    Box::new(CelInt::from(i))
+}
+
+struct Obj<'a>(HashMap<CelMapKey<'a>, Dyn<'a>>);
+
+impl<'a> Obj<'a> {
     fn new() -> Self {
         Self(HashMap::with_capacity(8))
     }
-    fn set(&mut self, k: &str, v: impl Into<Value>) -> &mut Self {
-        self.0
-            .insert(Key::String(Arc::new(k.to_string())), v.into());
+    fn set(&mut self, k: &'a str, v: Dyn<'a>) -> &mut Self {
+        self.0.insert(CelMapKey::String(CelString::from(k)), v);
         self
     }
-    fn opt(&mut self, k: &str, v: Option<Value>) -> &mut Self {
+    fn opt(&mut self, k: &'a str, v: Option<Dyn<'a>>) -> &mut Self {
         if let Some(v) = v {
             self.set(k, v);
         }
         self
     }
-    fn done(&mut self) -> Value {
-        Value::Map(Map {
-            map: Arc::new(std::mem::take(&mut self.0)),
-        })
+    fn done(&mut self) -> Dyn<'a> {
+        Box::new(CelMap::from(std::mem::take(&mut self.0)))
     }
 }
 
-fn string(s: &Option<String>) -> Option<Value> {
-    s.as_ref().map(|s| Value::String(Arc::new(s.clone())))
+fn string(s: &Option<String>) -> Option<Dyn<'_>> {
+    s.as_deref().map(str_val)
 }
 
-fn json(v: &serde_json::Value) -> Value {
+fn json(v: &serde_json::Value) -> Dyn<'_> {
     match v {
-        serde_json::Value::Null => Value::Null,
-        serde_json::Value::Bool(b) => Value::Bool(*b),
+        serde_json::Value::Null => Box::new(CelNull),
+        serde_json::Value::Bool(b) => Box::new(CelBool::from(*b)),
         serde_json::Value::Number(n) => match n.as_i64() {
-            Some(i) => Value::Int(i),
-            None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+            Some(i) => int(i),
+            None => Box::new(CelDouble::from(n.as_f64().unwrap_or(f64::NAN))),
         },
-        serde_json::Value::String(s) => Value::String(Arc::new(s.clone())),
-        serde_json::Value::Array(a) => Value::List(Arc::new(a.iter().map(json).collect())),
+        serde_json::Value::String(s) => str_val(s),
+        serde_json::Value::Array(a) => {
+            Box::new(CelList::from(a.iter().map(json).collect::<Vec<_>>()))
+        }
         serde_json::Value::Object(o) => json_map(o),
     }
 }
 
-fn json_map(o: &serde_json::Map<String, serde_json::Value>) -> Value {
+fn json_map(o: &serde_json::Map<String, serde_json::Value>) -> Dyn<'_> {
     let mut m = Obj::new();
     for (k, v) in o {
         m.set(k, json(v));
@@ -215,78 +254,81 @@ fn json_map(o: &serde_json::Map<String, serde_json::Value>) -> Value {
     m.done()
 }
 
-fn list_of_strings(v: &[String]) -> Value {
-    Value::List(Arc::new(
-        v.iter()
-            .map(|s| Value::String(Arc::new(s.clone())))
-            .collect(),
+fn list_of_strings(v: &[String]) -> Dyn<'_> {
+    Box::new(CelList::from(
+        v.iter().map(|s| str_val(s)).collect::<Vec<_>>(),
     ))
 }
 
-fn customer_value(c: &Customer) -> Value {
+fn customer_value(c: &Customer) -> Dyn<'_> {
     Obj::new()
-        .set("id", c.id.as_str())
-        .set("email", c.email.as_str())
+        .set("id", str_val(&c.id))
+        .set("email", str_val(c.email.as_str()))
         .opt("first_name", string(&c.first_name))
         .opt("locale", string(&c.locale))
-        .opt("timezone", c.timezone.map(|t| Value::from(t.name())))
-        .set("marketing_consent", c.marketing_consent.unwrap_or(false))
+        .opt("timezone", c.timezone.map(|t| str_val(t.name())))
+        .set(
+            "marketing_consent",
+            Box::new(CelBool::from(c.marketing_consent.unwrap_or(false))),
+        )
         .set("tags", list_of_strings(&c.tags))
         .set("attributes", json_map(&c.attributes))
         .done()
 }
 
-fn item_value(i: &Item) -> Value {
+fn item_value(i: &Item) -> Dyn<'_> {
     Obj::new()
-        .set("sku", i.sku.as_str())
+        .set("sku", str_val(&i.sku))
         .opt("name", string(&i.name))
         .opt("category", string(&i.category))
-        .set("quantity", i.quantity as i64)
+        .set("quantity", int(i64::from(i.quantity)))
         .opt("unit_price", i.unit_price.map(money))
         .opt(
             "replenish_every_days",
-            i.replenish_every_days.map(|d| Value::Int(d.into())),
+            i.replenish_every_days.map(|d| int(d.into())),
         )
         .done()
 }
 
-fn order_value(o: &Order) -> Value {
+fn order_value(o: &Order) -> Dyn<'_> {
     Obj::new()
-        .set("id", o.id.as_str())
+        .set("id", str_val(&o.id))
         .opt("number", string(&o.number))
         .opt("placed_at", o.placed_at.map(timestamp))
         .opt("currency", string(&o.currency))
         .opt("total", o.total.map(money))
         .set(
             "items",
-            Value::List(Arc::new(o.items.iter().map(item_value).collect())),
+            Box::new(CelList::from(
+                o.items.iter().map(item_value).collect::<Vec<_>>(),
+            )),
         )
         .opt(
             "replenish_every_days",
-            o.replenish_every_days().map(|d| Value::Int(d.into())),
+            o.replenish_every_days().map(|d| int(d.into())),
         )
         .done()
 }
 
-fn shipment_value(s: &Shipment) -> Value {
+fn shipment_value(s: &Shipment) -> Dyn<'_> {
     Obj::new()
-        .set("id", s.id.as_str())
+        .set("id", str_val(&s.id))
         .opt("carrier", string(&s.carrier))
         .opt("tracking_number", string(&s.tracking_number))
         .opt("tracking_url", string(&s.tracking_url))
         .done()
 }
 
-fn review_value(r: &Review) -> Value {
+fn review_value(r: &Review) -> Dyn<'_> {
     Obj::new()
-        .opt("rating", r.rating.map(|v| Value::Int(v.into())))
+        .opt("rating", r.rating.map(|v| int(v.into())))
         .done()
 }
 
-fn event_value(e: &Event) -> Value {
+fn event_value(e: &Event) -> Dyn<'_> {
     Obj::new()
-        .set("id", e.id.as_str())
-        .set("type", e.kind.as_str())
+        .set("id", str_val(&e.id))
+        .set("type", str_val(&e.kind))
         .set("occurred_at", timestamp(e.occurred_at))
         .set("customer", customer_value(&e.customer))
         .opt("order", e.order.as_ref().map(order_value))

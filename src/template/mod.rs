@@ -361,14 +361,27 @@ impl Templates {
         wanted: Option<&str>,
         data: &serde_json::Value,
     ) -> Result<Rendered, RenderError> {
+        self.render_with(id, wanted, data.clone(), Parts::All)
+    }
+
+    /// Renders `parts` of template `id`, taking the data by value (no copy).
+    pub fn render_with(
+        &self,
+        id: &str,
+        wanted: Option<&str>,
+        mut data: serde_json::Value,
+        parts: Parts,
+    ) -> Result<Rendered, RenderError> {
         let locale = self.resolve_locale(id, wanted)?.to_string();
         let lf = &self.sets[id].locales[&locale];
-        let mut data = data.clone();
         if let Some(obj) = data.as_object_mut() {
             obj.insert("_locale".into(), wanted.unwrap_or(&locale).into());
         }
+        // One handlebars context for every part: `render` would serialise the
+        // data again for each.
+        let mut ctx = handlebars::Context::from(data);
         let file = lf.file.display().to_string();
-        let render = |part: &str, data: &serde_json::Value| {
+        let render = |part: &str, ctx: &handlebars::Context| {
             let first_line = match part {
                 "subject" => lf.subject_line,
                 "preheader" => lf.preheader_line,
@@ -376,27 +389,28 @@ impl Templates {
                 _ => 1,
             };
             self.hb
-                .render(&name(id, &locale, part), data)
+                .render_with_context(&name(id, &locale, part), ctx)
                 .map_err(|e| render_error(&file, first_line, e))
         };
-        let subject = collapse(&render("subject", &data)?);
+        let subject = collapse(&render("subject", &ctx)?);
         let preheader = if lf.has_preheader {
-            Some(collapse(&render("preheader", &data)?))
+            Some(collapse(&render("preheader", &ctx)?))
         } else {
             None
         };
-        let body = render("html", &data)?;
+        let body = render("html", &ctx)?;
         // The text part comes from the body alone: the layout's chrome
         // (hidden preheader, header table) reads badly as plain text.
-        let text = if lf.has_text {
-            render("text", &data)?
-        } else {
-            html_to_text(&body)
+        let text = match (parts, lf.has_text) {
+            (Parts::NoText, _) => String::new(),
+            (Parts::All, true) => render("text", &ctx)?,
+            (Parts::All, false) => html_to_text(&body),
         };
         let html = match &lf.layout {
+            // The layout only wraps what was rendered; a check can skip it.
+            Some(_) if parts == Parts::NoText => body,
             Some(layout) => {
-                let mut with_body = data.clone();
-                if let Some(obj) = with_body.as_object_mut() {
+                if let Some(obj) = ctx.data_mut().as_object_mut() {
                     obj.insert("body".into(), body.into());
                     obj.insert("subject".into(), subject.clone().into());
                     obj.insert(
@@ -405,7 +419,7 @@ impl Templates {
                     );
                 }
                 self.hb
-                    .render(&format!("_layouts/{layout}"), &with_body)
+                    .render_with_context(&format!("_layouts/{layout}"), &ctx)
                     .map_err(|e| {
                         render_error(
                             &format!("{}/_layouts/{layout}.hbs", self.dir.display()),
@@ -424,6 +438,17 @@ impl Templates {
             text,
         })
     }
+}
+
+/// Which parts of an email to render.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parts {
+    /// Everything a message needs.
+    All,
+    /// Subject, preheader and the body, without the layout and the text part:
+    /// enough to know that the email renders and what its subject is (for
+    /// `simulate`, which must not pay for what it does not print).
+    NoText,
 }
 
 /// Subjects are one line, whatever the template's whitespace.

@@ -233,9 +233,19 @@ async fn duplicates_are_applied_once_and_poison_is_dead_lettered() {
     db.drop().await;
 }
 
+/// A child `aftercare run`, killed if the test ends without stopping it.
+struct Run(Child);
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `aftercare run` as a child process, logging to a file.
-fn spawn_run(db_url: &str, topic: &str, group: &str, outbox: &Path, log: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_aftercare"))
+fn spawn_run(db_url: &str, topic: &str, group: &str, outbox: &Path, log: &Path) -> Run {
+    let child = Command::new(env!("CARGO_BIN_EXE_aftercare"))
         .args(["run", "--roles", "ingest,schedule,send"])
         .env("AFTERCARE_DATABASE_URL", db_url)
         .env("AFTERCARE_KAFKA_BROKERS", brokers())
@@ -247,10 +257,12 @@ fn spawn_run(db_url: &str, topic: &str, group: &str, outbox: &Path, log: &Path) 
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
-        .expect("start aftercare run")
+        .expect("start aftercare run");
+    Run(child)
 }
 
-fn terminate(child: &mut Child) {
+fn terminate(run: &mut Run) {
+    let child = &mut run.0;
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
@@ -350,8 +362,8 @@ async fn kill_9_in_the_middle_of_a_stream_loses_and_duplicates_nothing() {
         s.event_count().await.unwrap() >= 300
     })
     .await;
-    first.kill().unwrap(); // SIGKILL: no chance to finish or commit
-    first.wait().unwrap();
+    first.0.kill().unwrap(); // SIGKILL: no chance to finish or commit
+    first.0.wait().unwrap();
     let at_kill = s.event_count().await.unwrap();
     assert!(
         at_kill < msgs.len() as i64,

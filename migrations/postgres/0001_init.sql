@@ -1,4 +1,4 @@
--- aftercare schema (PostgreSQL). Times are timestamptz; documents are jsonb.
+-- aftercare schema (PostgreSQL). Times are timestamptz; documents are json (stored as written: they are read back whole, never searched inside).
 
 CREATE TABLE events (
     id          TEXT PRIMARY KEY,            -- the shop's event id: dedup and audit
@@ -7,14 +7,14 @@ CREATE TABLE events (
     occurred_at TIMESTAMPTZ NOT NULL,
     received_at TIMESTAMPTZ NOT NULL,
     source      TEXT NOT NULL,               -- kafka | http | file
-    payload     JSONB NOT NULL
+    payload     JSON NOT NULL
 );
 CREATE INDEX events_customer ON events (customer_id, occurred_at);
 
 CREATE TABLE customers (
     id         TEXT PRIMARY KEY,
     email      TEXT NOT NULL,
-    profile    JSONB NOT NULL,               -- latest details, consent, suppression
+    profile    JSON NOT NULL,               -- latest details, consent, suppression
     updated_at TIMESTAMPTZ NOT NULL
 );
 
@@ -28,7 +28,7 @@ CREATE TABLE enrollments (
     step        TEXT,
     wake_at     TIMESTAMPTZ,
     lease_until TIMESTAMPTZ,
-    state       JSONB NOT NULL,              -- the whole enrollment, context included
+    state       JSON NOT NULL,              -- the whole enrollment, context included
     started_at  TIMESTAMPTZ NOT NULL,
     updated_at  TIMESTAMPTZ NOT NULL
 );
@@ -47,7 +47,7 @@ CREATE TABLE outbox (
     attempts        BIGINT NOT NULL DEFAULT 0,
     not_before      TIMESTAMPTZ NOT NULL,
     lease_until     TIMESTAMPTZ,
-    context         JSONB NOT NULL,
+    context         JSON NOT NULL,
     message_id      TEXT,
     last_error      TEXT,
     created_at      TIMESTAMPTZ NOT NULL,

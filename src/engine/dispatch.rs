@@ -2,7 +2,7 @@
 //! sequences it triggers, and follows `start` hand-overs. Pure: the caller
 //! loads the customer's enrollments, calls this, and saves what changed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 use chrono::{DateTime, Utc};
 
@@ -40,6 +40,19 @@ pub fn apply_event(
     event: &Event,
     now: DateTime<Utc>,
 ) -> Applied {
+    apply_event_known(catalog, enrollments, &HashSet::new(), event, now)
+}
+
+/// As [`apply_event`], with the customer's finished enrollments given by key
+/// only (`enrollments` then holds the active ones): a store need not load the
+/// state of enrollments that are over.
+pub fn apply_event_known(
+    catalog: &Catalog,
+    enrollments: &mut Vec<Enrollment>,
+    finished: &HashSet<String>,
+    event: &Event,
+    now: DateTime<Utc>,
+) -> Applied {
     let mut out = Applied::default();
     for i in 0..enrollments.len() {
         if !enrollments[i].is_active() {
@@ -49,7 +62,7 @@ pub fn apply_event(
             continue;
         };
         let effects = advance(catalog, seq, &mut enrollments[i], Input::Event(event), now);
-        handle(catalog, enrollments, i, effects, now, 0, &mut out);
+        handle(catalog, enrollments, finished, i, effects, now, 0, &mut out);
     }
     let Some(ids) = catalog.triggers.get(&event.kind) else {
         return out;
@@ -86,6 +99,7 @@ pub fn apply_event(
         enroll(
             catalog,
             enrollments,
+            finished,
             &seq.id,
             context,
             &event.id,
@@ -104,10 +118,30 @@ pub fn apply_wake(
     idx: usize,
     now: DateTime<Utc>,
 ) -> Applied {
+    apply_wake_known(catalog, enrollments, &HashSet::new(), idx, now)
+}
+
+/// As [`apply_wake`], with finished enrollments given by key only.
+pub fn apply_wake_known(
+    catalog: &Catalog,
+    enrollments: &mut Vec<Enrollment>,
+    finished: &HashSet<String>,
+    idx: usize,
+    now: DateTime<Utc>,
+) -> Applied {
     let mut out = Applied::default();
     if let Some(seq) = catalog.get(&enrollments[idx].sequence) {
         let effects = advance(catalog, seq, &mut enrollments[idx], Input::Wake, now);
-        handle(catalog, enrollments, idx, effects, now, 0, &mut out);
+        handle(
+            catalog,
+            enrollments,
+            finished,
+            idx,
+            effects,
+            now,
+            0,
+            &mut out,
+        );
     } else if enrollments[idx].is_active() {
         // The sequence file was removed: end the enrollment visibly.
         let e = &mut enrollments[idx];
@@ -129,6 +163,7 @@ pub fn apply_wake(
 fn enroll(
     catalog: &Catalog,
     enrollments: &mut Vec<Enrollment>,
+    finished: &HashSet<String>,
     sequence: &str,
     context: Context,
     origin: &str,
@@ -141,7 +176,7 @@ fn enroll(
     };
     let order_id = context.order.as_ref().map(|o| o.id.as_str());
     let key = enrollment_key(&seq.id, seq.enroll, &context.customer.id, order_id, origin);
-    if enrollments.iter().any(|e| e.key == key) {
+    if finished.contains(&key) || enrollments.iter().any(|e| e.key == key) {
         return;
     }
     if depth > MAX_START_DEPTH {
@@ -156,12 +191,23 @@ fn enroll(
     enrollments.push(e);
     let idx = enrollments.len() - 1;
     out.changed.insert(idx);
-    handle(catalog, enrollments, idx, effects, now, depth, out);
+    handle(
+        catalog,
+        enrollments,
+        finished,
+        idx,
+        effects,
+        now,
+        depth,
+        out,
+    );
 }
 
+#[allow(clippy::too_many_arguments)]
 fn handle(
     catalog: &Catalog,
     enrollments: &mut Vec<Enrollment>,
+    finished: &HashSet<String>,
     idx: usize,
     effects: Vec<Effect>,
     now: DateTime<Utc>,
@@ -189,6 +235,7 @@ fn handle(
             } => enroll(
                 catalog,
                 enrollments,
+                finished,
                 &target,
                 *context,
                 &origin,

@@ -48,7 +48,7 @@ impl KafkaConfig {
             brokers: brokers.to_string(),
             topic: topic.to_string(),
             group: group.to_string(),
-            batch_max: 2000,
+            batch_max: 4000,
             batch_wait: Duration::from_millis(20),
             partitions: 4,
         }
@@ -138,6 +138,12 @@ pub fn consumer(cfg: &KafkaConfig) -> anyhow::Result<StreamConsumer<CommitOnRevo
         .set("heartbeat.interval.ms", "1000")
         .set("max.poll.interval.ms", "15000")
         .set("enable.partition.eof", "false")
+        // Prefetch enough for a few batches, not librdkafka's default of up
+        // to 64 MiB per partition: memory stays flat however long the backlog.
+        .set("queued.max.messages.kbytes", "4096")
+        .set("queued.min.messages", "5000")
+        .set("fetch.max.bytes", "4194304")
+        .set("max.partition.fetch.bytes", "1048576")
         .create_with_context(CommitOnRevoke)?;
     c.subscribe(&[&cfg.topic])?;
     Ok(c)
@@ -188,9 +194,29 @@ pub async fn run<S: Store>(
                 _ = tokio::time::sleep_until(deadline) => break,
             }
         }
-        // Applying: the batch commits as a whole, or not at all.
-        if !apply(&store, &catalog, clock.as_ref(), &cfg, &dlq, &batch, &stop).await {
-            break; // stopped before the batch committed: its offsets stay unstored
+        // Applying: one transaction per partition, side by side. A customer's
+        // events share a partition (messages are keyed by customer), so the
+        // transactions never touch the same customer, and each commits as a
+        // whole or not at all.
+        let mut by_partition: BTreeMap<i32, Vec<&OwnedMessage>> = BTreeMap::new();
+        for m in &batch {
+            by_partition.entry(m.partition()).or_default().push(m);
+        }
+        let mut applying = Vec::with_capacity(by_partition.len());
+        for msgs in by_partition.values() {
+            applying.push(apply(
+                &store,
+                &catalog,
+                clock.as_ref(),
+                &cfg,
+                &dlq,
+                msgs,
+                &stop,
+            ));
+        }
+        let committed = futures_util::future::join_all(applying).await;
+        if committed.iter().any(|ok| !ok) {
+            break; // stopped before every part committed: no offsets stored
         }
         // Acknowledging: offsets only now that the transaction has committed.
         let mut last: BTreeMap<(String, i32), i64> = BTreeMap::new();
@@ -227,12 +253,12 @@ async fn apply<S: Store>(
     clock: &dyn Clock,
     cfg: &KafkaConfig,
     dlq: &FutureProducer,
-    batch: &[OwnedMessage],
+    batch: &[&OwnedMessage],
     stop: &CancellationToken,
 ) -> bool {
     let mut events = Vec::with_capacity(batch.len());
     let mut dead = Vec::new();
-    for m in batch {
+    for &m in batch {
         match m.payload().map(super::parse) {
             Some(Ok(ev)) => events.push(ev),
             Some(Err(reason)) => dead.push((m, reason)),

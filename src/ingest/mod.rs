@@ -30,7 +30,8 @@ pub fn apply_event(
             format!("{} ({})", event.kind, event.id),
         )
     });
-    let applied = dispatch::apply_event(catalog, &mut state.enrollments, event, now);
+    let applied =
+        dispatch::apply_event_known(catalog, &mut state.enrollments, &state.finished, event, now);
     for n in &applied.notes {
         tracing::info!(event_id = %event.id, customer_id = %event.customer.id,
             sequence = %n.sequence, enrollment = %n.enrollment_key, "{}", n.message);

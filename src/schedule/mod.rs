@@ -19,7 +19,7 @@ use crate::store::{Changes, CustomerState, Store};
 pub const LEASE: chrono::Duration = chrono::Duration::seconds(30);
 pub const BATCH: i64 = 1000;
 /// Enrollments per transaction, and transactions at once.
-pub const CHUNK: usize = 100;
+pub const CHUNK: usize = 200;
 pub const PARALLEL: usize = 4;
 /// Idle polling: new work from another instance is seen within this.
 pub const IDLE: Duration = Duration::from_millis(200);
@@ -31,7 +31,8 @@ pub fn apply_wake(
     idx: usize,
     now: DateTime<Utc>,
 ) -> Changes {
-    let applied = dispatch::apply_wake(catalog, &mut state.enrollments, idx, now);
+    let applied =
+        dispatch::apply_wake_known(catalog, &mut state.enrollments, &state.finished, idx, now);
     for n in &applied.notes {
         tracing::info!(sequence = %n.sequence, enrollment = %n.enrollment_key, "{}", n.message);
     }

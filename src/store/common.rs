@@ -1,5 +1,5 @@
 //! The SQL both backends share, written once. Each backend module defines its
-//! pool type and the statements that differ (`LOCK_CUSTOMER`, `CLAIM_DUE`,
+//! pool type and the statements that differ (`LOCK_SUFFIX`, `CLAIM_DUE`,
 //! `CLAIM_OUTBOX`, `MIGRATOR`) and invokes [`impl_store!`]. The conformance
 //! suite (tests/store.rs) runs the same tests against both.
 
@@ -8,9 +8,11 @@ pub(crate) const OUTBOX_CLAIM_COLUMNS: &str = "id, idempotency_key, customer_id,
 
 macro_rules! impl_store {
     ($store:ty, $db:ty) => {
+        use std::collections::{BTreeMap, HashMap, HashSet};
+
         use chrono::{DateTime, Utc};
         use sqlx::types::Json;
-        use sqlx::Row as _;
+        use sqlx::{QueryBuilder, Row as _};
 
         use $crate::engine::policy::Sent;
         use $crate::engine::profile::Profile;
@@ -29,119 +31,176 @@ macro_rules! impl_store {
             }
         }
 
-        /// Creates the customer row if needed, then loads it under lock.
-        async fn lock_customer(
-            tx: &mut Tx<'_>,
-            id: &str,
-            email: Option<&str>,
-            now: DateTime<Utc>,
-        ) -> Result<CustomerState> {
-            if let Some(email) = email {
-                sqlx::query(
-                    "INSERT INTO customers (id, email, profile, updated_at) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(id)
-                .bind(email)
-                .bind(Json(serde_json::Value::Null))
-                .bind(now)
-                .execute(&mut **tx)
-                .await?;
+        /// Rows per multi-row statement: far below both databases' limits on
+        /// bound parameters (SQLite's 32,766 with 11 per row).
+        const MAX_ROWS: usize = 1000;
+
+        /// Appends `(v1, v2, …)` of bound values for an `IN` list.
+        fn push_in<'a>(q: &mut QueryBuilder<$db>, ids: impl IntoIterator<Item = &'a String>) {
+            q.push("(");
+            let mut sep = q.separated(", ");
+            for id in ids {
+                sep.push_bind(id.as_str());
             }
-            let profile: Option<Json<Option<Profile>>> = sqlx::query_scalar(LOCK_CUSTOMER)
-                .bind(id)
-                .fetch_optional(&mut **tx)
-                .await?;
-            let rows = sqlx::query(
-                "SELECT state FROM enrollments WHERE customer_id = $1 ORDER BY started_at, key",
-            )
-            .bind(id)
-            .fetch_all(&mut **tx)
-            .await?;
-            let mut enrollments = Vec::with_capacity(rows.len());
-            for r in rows {
-                let Json(e): Json<Enrollment> = r.try_get("state")?;
-                enrollments.push(e);
-            }
-            Ok(CustomerState {
-                profile: profile.and_then(|p| p.0),
-                enrollments,
-            })
+            sep.push_unseparated(")");
         }
 
-        async fn save_changes(
+        /// Loads the customers `ids` (sorted, unique) and all their
+        /// enrollments, holding each customer's lock until the transaction
+        /// ends. Customers without a row get an empty state.
+        async fn load_customers(
             tx: &mut Tx<'_>,
-            state: &CustomerState,
-            changes: &Changes,
-            now: DateTime<Utc>,
-        ) -> Result<usize> {
-            if let Some(p) = &changes.profile {
-                sqlx::query("UPDATE customers SET email = $2, profile = $3, updated_at = $4 WHERE id = $1")
-                    .bind(&p.customer.id)
-                    .bind(p.customer.email.as_str())
-                    .bind(Json(p))
-                    .bind(now)
-                    .execute(&mut **tx)
-                    .await?;
+            ids: &[String],
+        ) -> Result<HashMap<String, CustomerState>> {
+            let mut out: HashMap<String, CustomerState> =
+                ids.iter().map(|id| (id.clone(), CustomerState::default())).collect();
+            for chunk in ids.chunks(MAX_ROWS) {
+                let mut q = QueryBuilder::<$db>::new("SELECT id, profile FROM customers WHERE id IN ");
+                push_in(&mut q, chunk);
+                q.push(" ORDER BY id");
+                q.push(LOCK_SUFFIX);
+                for r in q.build().fetch_all(&mut **tx).await? {
+                    let id: String = r.try_get("id")?;
+                    let Json(profile): Json<Option<Profile>> = r.try_get("profile")?;
+                    if let Some(st) = out.get_mut(&id) {
+                        st.profile = profile;
+                    }
+                }
+                // Finished enrollments by key only: their state is not needed.
+                let mut q = QueryBuilder::<$db>::new(
+                    "SELECT customer_id, key, CASE WHEN status = 'active' THEN state END AS state \
+                     FROM enrollments WHERE customer_id IN ",
+                );
+                push_in(&mut q, chunk);
+                q.push(" ORDER BY started_at, key");
+                for r in q.build().fetch_all(&mut **tx).await? {
+                    let id: String = r.try_get("customer_id")?;
+                    let state: Option<Json<Enrollment>> = r.try_get("state")?;
+                    if let Some(st) = out.get_mut(&id) {
+                        match state {
+                            Some(Json(e)) => st.enrollments.push(e),
+                            None => {
+                                st.finished.insert(r.try_get("key")?);
+                            }
+                        }
+                    }
+                }
             }
-            for &i in &changes.enrollments {
-                let e = &state.enrollments[i];
-                sqlx::query(
-                    "INSERT INTO enrollments (key, sequence, version, customer_id, order_id, status, step, \
-                     wake_at, lease_until, state, started_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9, $10, $11) \
-                     ON CONFLICT (key) DO UPDATE SET version = excluded.version, status = excluded.status, \
-                     step = excluded.step, wake_at = excluded.wake_at, lease_until = NULL, \
-                     state = excluded.state, updated_at = excluded.updated_at",
-                )
-                .bind(&e.key)
-                .bind(&e.sequence)
-                .bind(&e.version)
-                .bind(&e.customer_id)
-                .bind(&e.order_id)
-                .bind(status_str(e.status))
-                .bind(&e.step)
-                .bind(e.wake_at())
-                .bind(Json(e))
-                .bind(e.started_at)
-                .bind(e.updated_at)
-                .execute(&mut **tx)
-                .await?;
+            Ok(out)
+        }
+
+        /// Everything a batch changes, collected in memory and written with a
+        /// few multi-row statements.
+        #[derive(Default)]
+        struct Writes {
+            profiles: BTreeMap<String, Profile>,
+            enrollments: BTreeMap<String, Enrollment>,
+            emails: BTreeMap<String, NewEmail>,
+            suppress: BTreeMap<String, String>,
+        }
+
+        impl Writes {
+            /// Takes in what one pure decision changed; returns whether the
+            /// enrollment at `watch` (if any) is among the saved ones.
+            fn absorb(&mut self, state: &CustomerState, changes: Changes, watch: Option<usize>) -> bool {
+                if let Some(p) = changes.profile {
+                    self.profiles.insert(p.customer.id.clone(), p);
+                }
+                let mut saved = false;
+                for i in changes.enrollments {
+                    let e = &state.enrollments[i];
+                    self.enrollments.insert(e.key.clone(), e.clone());
+                    saved |= Some(i) == watch;
+                }
+                for m in changes.emails {
+                    self.emails.entry(m.job.idempotency_key.clone()).or_insert(m);
+                }
+                if let Some((email, reason)) = changes.suppress {
+                    self.suppress.entry(email).or_insert(reason);
+                }
+                saved
             }
-            let mut written = 0;
-            for m in &changes.emails {
-                let j = &m.job;
-                let r = sqlx::query(
-                    "INSERT INTO outbox (idempotency_key, customer_id, sequence, step, template, category, \
-                     status, attempts, not_before, context, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $8, $9, $9) \
-                     ON CONFLICT (idempotency_key) DO NOTHING",
-                )
-                .bind(&j.idempotency_key)
-                .bind(&j.customer_id)
-                .bind(&j.sequence)
-                .bind(&j.step)
-                .bind(&j.template)
-                .bind(j.category.as_str())
-                .bind(j.due_at)
-                .bind(Json(&m.context))
-                .bind(now)
-                .execute(&mut **tx)
-                .await?;
-                written += r.rows_affected() as usize;
+
+            /// Writes everything; returns the outbox rows that were new.
+            async fn write(self, tx: &mut Tx<'_>, now: DateTime<Utc>) -> Result<usize> {
+                let profiles: Vec<Profile> = self.profiles.into_values().collect();
+                for chunk in profiles.chunks(MAX_ROWS) {
+                    let mut q = QueryBuilder::<$db>::new("INSERT INTO customers (id, email, profile, updated_at) ");
+                    q.push_values(chunk, |mut b, p| {
+                        b.push_bind(p.customer.id.as_str())
+                            .push_bind(p.customer.email.as_str())
+                            .push_bind(Json(p))
+                            .push_bind(now);
+                    });
+                    q.push(
+                        " ON CONFLICT (id) DO UPDATE SET email = excluded.email, profile = excluded.profile, \
+                         updated_at = excluded.updated_at",
+                    );
+                    q.build().execute(&mut **tx).await?;
+                }
+                let enrollments: Vec<Enrollment> = self.enrollments.into_values().collect();
+                for chunk in enrollments.chunks(MAX_ROWS) {
+                    let mut q = QueryBuilder::<$db>::new(
+                        "INSERT INTO enrollments (key, sequence, version, customer_id, order_id, status, step, \
+                         wake_at, lease_until, state, started_at, updated_at) ",
+                    );
+                    q.push_values(chunk, |mut b, e| {
+                        b.push_bind(e.key.as_str())
+                            .push_bind(e.sequence.as_str())
+                            .push_bind(e.version.as_str())
+                            .push_bind(e.customer_id.as_str())
+                            .push_bind(e.order_id.as_deref())
+                            .push_bind(status_str(e.status))
+                            .push_bind(e.step.as_deref())
+                            .push_bind(e.wake_at())
+                            .push_bind(None::<DateTime<Utc>>)
+                            .push_bind(Json(e))
+                            .push_bind(e.started_at)
+                            .push_bind(e.updated_at);
+                    });
+                    q.push(
+                        " ON CONFLICT (key) DO UPDATE SET version = excluded.version, status = excluded.status, \
+                         step = excluded.step, wake_at = excluded.wake_at, lease_until = NULL, \
+                         state = excluded.state, updated_at = excluded.updated_at",
+                    );
+                    q.build().execute(&mut **tx).await?;
+                }
+                let emails: Vec<NewEmail> = self.emails.into_values().collect();
+                let mut written = 0;
+                for chunk in emails.chunks(MAX_ROWS) {
+                    let mut q = QueryBuilder::<$db>::new(
+                        "INSERT INTO outbox (idempotency_key, customer_id, sequence, step, template, category, \
+                         status, attempts, not_before, context, created_at, updated_at) ",
+                    );
+                    q.push_values(chunk, |mut b, m| {
+                        let j = &m.job;
+                        b.push_bind(j.idempotency_key.as_str())
+                            .push_bind(j.customer_id.as_str())
+                            .push_bind(j.sequence.as_str())
+                            .push_bind(j.step.as_str())
+                            .push_bind(j.template.as_str())
+                            .push_bind(j.category.as_str())
+                            .push_bind("pending")
+                            .push_bind(0_i64)
+                            .push_bind(j.due_at)
+                            .push_bind(Json(&m.context))
+                            .push_bind(now)
+                            .push_bind(now);
+                    });
+                    q.push(" ON CONFLICT (idempotency_key) DO NOTHING");
+                    written += q.build().execute(&mut **tx).await?.rows_affected() as usize;
+                }
+                let suppress: Vec<(String, String)> = self.suppress.into_iter().collect();
+                for chunk in suppress.chunks(MAX_ROWS) {
+                    let mut q = QueryBuilder::<$db>::new("INSERT INTO suppressions (email, reason, created_at) ");
+                    q.push_values(chunk, |mut b, (email, reason)| {
+                        b.push_bind(email.as_str()).push_bind(reason.as_str()).push_bind(now);
+                    });
+                    q.push(" ON CONFLICT (email) DO NOTHING");
+                    q.build().execute(&mut **tx).await?;
+                }
+                Ok(written)
             }
-            if let Some((email, reason)) = &changes.suppress {
-                sqlx::query(
-                    "INSERT INTO suppressions (email, reason, created_at) VALUES ($1, $2, $3) \
-                     ON CONFLICT (email) DO NOTHING",
-                )
-                .bind(email)
-                .bind(reason)
-                .bind(now)
-                .execute(&mut **tx)
-                .await?;
-            }
-            Ok(written)
         }
 
         fn outbox_row(r: &<$db as sqlx::Database>::Row) -> Result<OutboxRow> {
@@ -201,33 +260,66 @@ macro_rules! impl_store {
             ) -> Result<IngestReport> {
                 let mut tx = self.pool.begin().await?;
                 let mut report = IngestReport::default();
-                for ev in events {
-                    let new = sqlx::query(
-                        "INSERT INTO events (id, type, customer_id, occurred_at, received_at, source, payload) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
-                    )
-                    .bind(&ev.id)
-                    .bind(&ev.kind)
-                    .bind(&ev.customer.id)
-                    .bind(ev.occurred_at)
-                    .bind(now)
-                    .bind(source)
-                    .bind(Json(ev))
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                        == 1;
-                    if !new {
-                        report.duplicates += 1;
-                        continue;
+                // Record every event; the ids that were new come back.
+                let mut new_ids: HashSet<String> = HashSet::with_capacity(events.len());
+                for chunk in events.chunks(MAX_ROWS) {
+                    let mut q = QueryBuilder::<$db>::new(
+                        "INSERT INTO events (id, type, customer_id, occurred_at, received_at, source, payload) ",
+                    );
+                    q.push_values(chunk, |mut b, ev| {
+                        b.push_bind(ev.id.as_str())
+                            .push_bind(ev.kind.as_str())
+                            .push_bind(ev.customer.id.as_str())
+                            .push_bind(ev.occurred_at)
+                            .push_bind(now)
+                            .push_bind(source)
+                            .push_bind(Json(ev));
+                    });
+                    q.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
+                    for r in q.build().fetch_all(&mut *tx).await? {
+                        new_ids.insert(r.try_get("id")?);
                     }
-                    let mut state =
-                        lock_customer(&mut tx, &ev.customer.id, Some(ev.customer.email.as_str()), now)
-                            .await?;
-                    let changes = apply(&mut state, ev);
-                    report.emails += save_changes(&mut tx, &state, &changes, now).await?;
+                }
+                // An id seen before, or twice in this batch, is a duplicate.
+                let mut fresh: Vec<&Event> = Vec::with_capacity(new_ids.len());
+                for ev in events {
+                    if new_ids.remove(&ev.id) {
+                        fresh.push(ev);
+                    } else {
+                        report.duplicates += 1;
+                    }
+                }
+                if fresh.is_empty() {
+                    tx.commit().await?;
+                    return Ok(report);
+                }
+                // Make sure each customer has a row to lock, then lock and load.
+                let mut first_email: BTreeMap<String, &str> = BTreeMap::new();
+                for ev in &fresh {
+                    first_email.entry(ev.customer.id.clone()).or_insert(ev.customer.email.as_str());
+                }
+                let pairs: Vec<(&String, &&str)> = first_email.iter().collect();
+                for chunk in pairs.chunks(MAX_ROWS) {
+                    let mut q = QueryBuilder::<$db>::new("INSERT INTO customers (id, email, profile, updated_at) ");
+                    q.push_values(chunk, |mut b, (id, email)| {
+                        b.push_bind(id.as_str())
+                            .push_bind(**email)
+                            .push_bind(Json(serde_json::Value::Null))
+                            .push_bind(now);
+                    });
+                    q.push(" ON CONFLICT (id) DO NOTHING");
+                    q.build().execute(&mut *tx).await?;
+                }
+                let ids: Vec<String> = first_email.into_keys().collect();
+                let mut states = load_customers(&mut tx, &ids).await?;
+                let mut writes = Writes::default();
+                for ev in fresh {
+                    let state = states.get_mut(&ev.customer.id).expect("loaded above");
+                    let changes = apply(state, ev);
+                    writes.absorb(state, changes, None);
                     report.applied += 1;
                 }
+                report.emails = writes.write(&mut tx, now).await?;
                 tx.commit().await?;
                 Ok(report)
             }
@@ -255,35 +347,40 @@ macro_rules! impl_store {
                 now: DateTime<Utc>,
                 apply: &ApplyWake<'_>,
             ) -> Result<usize> {
-                // Customers in a fixed order, so two transactions never wait
-                // on each other's locks in a cycle.
-                let mut by_customer: Vec<&(String, String)> = claimed.iter().collect();
-                by_customer.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
+                let mut ids: Vec<String> = claimed.iter().map(|(_, c)| c.clone()).collect();
+                ids.sort();
+                ids.dedup();
                 let mut tx = self.pool.begin().await?;
+                let mut states = load_customers(&mut tx, &ids).await?;
+                let mut writes = Writes::default();
+                let mut release: Vec<String> = Vec::new();
                 let mut ran = 0;
-                let mut i = 0;
-                while i < by_customer.len() {
-                    let customer = &by_customer[i].1;
-                    let mut state = lock_customer(&mut tx, customer, None, now).await?;
-                    while i < by_customer.len() && &by_customer[i].1 == customer {
-                        let key = &by_customer[i].0;
-                        i += 1;
-                        let due = state
-                            .enrollments
-                            .iter()
-                            .position(|e| &e.key == key && e.wake_at().is_some_and(|w| w <= now));
-                        if let Some(idx) = due {
-                            let changes = apply(&mut state, idx);
-                            save_changes(&mut tx, &state, &changes, now).await?;
+                for (key, customer) in claimed {
+                    let state = states.get_mut(customer).expect("loaded above");
+                    let due = state
+                        .enrollments
+                        .iter()
+                        .position(|e| &e.key == key && e.wake_at().is_some_and(|w| w <= now));
+                    let saved = match due {
+                        Some(idx) => {
                             ran += 1;
+                            let changes = apply(state, idx);
+                            // Saving an enrollment clears its lease.
+                            writes.absorb(state, changes, Some(idx))
                         }
-                        // Woken or no longer due (another worker got there
-                        // first): either way the claim is done.
-                        sqlx::query("UPDATE enrollments SET lease_until = NULL WHERE key = $1")
-                            .bind(key)
-                            .execute(&mut *tx)
-                            .await?;
+                        None => false,
+                    };
+                    if !saved {
+                        // Not due any more (another worker got there first), or
+                        // woken without a change: the claim is done either way.
+                        release.push(key.clone());
                     }
+                }
+                writes.write(&mut tx, now).await?;
+                for chunk in release.chunks(MAX_ROWS) {
+                    let mut q = QueryBuilder::<$db>::new("UPDATE enrollments SET lease_until = NULL WHERE key IN ");
+                    push_in(&mut q, chunk);
+                    q.build().execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
                 Ok(ran)
@@ -322,7 +419,10 @@ macro_rules! impl_store {
                 decide: &DecideSend<'_>,
             ) -> Result<(SendPlan, Option<Profile>)> {
                 let mut tx = self.pool.begin().await?;
-                let state = lock_customer(&mut tx, &row.customer_id, None, now).await?;
+                let state = load_customers(&mut tx, std::slice::from_ref(&row.customer_id))
+                    .await?
+                    .remove(&row.customer_id)
+                    .unwrap_or_default();
                 let current: Option<(String, i64)> =
                     sqlx::query_as("SELECT status, attempts FROM outbox WHERE id = $1")
                         .bind(row.id)

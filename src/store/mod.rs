@@ -11,6 +11,7 @@ mod common;
 pub mod postgres;
 pub mod sqlite;
 
+use std::collections::HashSet;
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
@@ -58,8 +59,11 @@ pub type Result<T> = std::result::Result<T, Error>;
 #[derive(Debug, Default)]
 pub struct CustomerState {
     pub profile: Option<Profile>,
-    /// Every enrollment of the customer, finished ones too.
+    /// The customer's active enrollments (and any started meanwhile).
     pub enrollments: Vec<Enrollment>,
+    /// Keys of the customer's finished enrollments: they stop a second
+    /// `once_*` entry, and their state is not needed.
+    pub finished: HashSet<String>,
 }
 
 /// An email to enqueue, with the context it is rendered from.

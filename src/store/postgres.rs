@@ -27,7 +27,8 @@ impl PgStore {
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-const LOCK_CUSTOMER: &str = "SELECT profile FROM customers WHERE id = $1 FOR UPDATE";
+/// Appended to the customer query: holds each customer's row lock.
+const LOCK_SUFFIX: &str = " FOR UPDATE";
 
 const CLAIM_DUE: &str = "UPDATE enrollments SET lease_until = $2 WHERE key IN (\
     SELECT key FROM enrollments WHERE status = 'active' AND wake_at <= $1 \

@@ -33,7 +33,8 @@ impl SqliteStore {
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
-const LOCK_CUSTOMER: &str = "SELECT profile FROM customers WHERE id = $1";
+/// SQLite has one writer: the transaction itself is the lock.
+const LOCK_SUFFIX: &str = "";
 
 const CLAIM_DUE: &str = "UPDATE enrollments SET lease_until = $2 WHERE key IN (\
     SELECT key FROM enrollments WHERE status = 'active' AND wake_at <= $1 \

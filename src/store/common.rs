@@ -203,23 +203,6 @@ macro_rules! impl_store {
             }
         }
 
-        fn outbox_row(r: &<$db as sqlx::Database>::Row) -> Result<OutboxRow> {
-            let Json(context) = r.try_get("context")?;
-            Ok(OutboxRow {
-                id: r.try_get("id")?,
-                idempotency_key: r.try_get("idempotency_key")?,
-                customer_id: r.try_get("customer_id")?,
-                sequence: r.try_get("sequence")?,
-                step: r.try_get("step")?,
-                template: r.try_get("template")?,
-                category: r.try_get("category")?,
-                status: r.try_get("status")?,
-                attempts: r.try_get("attempts")?,
-                not_before: r.try_get("not_before")?,
-                context,
-            })
-        }
-
         async fn log_delivery(
             tx: &mut Tx<'_>,
             row: &OutboxRow,
@@ -401,13 +384,12 @@ macro_rules! impl_store {
                 lease: chrono::Duration,
                 limit: i64,
             ) -> Result<Vec<OutboxRow>> {
-                let rows = sqlx::query(CLAIM_OUTBOX)
+                let mut out: Vec<OutboxRow> = sqlx::query_as(CLAIM_OUTBOX)
                     .bind(now)
                     .bind(now + lease)
                     .bind(limit)
                     .fetch_all(&self.pool)
                     .await?;
-                let mut out: Vec<OutboxRow> = rows.iter().map(outbox_row).collect::<Result<_>>()?;
                 out.sort_by_key(|r| (r.not_before, r.id));
                 Ok(out)
             }
@@ -598,67 +580,26 @@ macro_rules! impl_store {
             }
 
             async fn outbox(&self) -> Result<Vec<OutboxView>> {
-                let rows = sqlx::query(
+                Ok(sqlx::query_as(
                     "SELECT id, idempotency_key, customer_id, sequence, step, template, category, status, \
                      attempts, not_before, message_id, last_error, sent_at FROM outbox ORDER BY id",
                 )
                 .fetch_all(&self.pool)
-                .await?;
-                rows.iter()
-                    .map(|r| {
-                        Ok(OutboxView {
-                            id: r.try_get("id")?,
-                            idempotency_key: r.try_get("idempotency_key")?,
-                            customer_id: r.try_get("customer_id")?,
-                            sequence: r.try_get("sequence")?,
-                            step: r.try_get("step")?,
-                            template: r.try_get("template")?,
-                            category: r.try_get("category")?,
-                            status: r.try_get("status")?,
-                            attempts: r.try_get("attempts")?,
-                            not_before: r.try_get("not_before")?,
-                            message_id: r.try_get("message_id")?,
-                            last_error: r.try_get("last_error")?,
-                            sent_at: r.try_get("sent_at")?,
-                        })
-                    })
-                    .collect()
+                .await?)
             }
 
             async fn deliveries(&self) -> Result<Vec<DeliveryView>> {
-                let rows = sqlx::query(
+                Ok(sqlx::query_as(
                     "SELECT outbox_id, idempotency_key, attempt, at, outcome, detail FROM deliveries ORDER BY id",
                 )
                 .fetch_all(&self.pool)
-                .await?;
-                rows.iter()
-                    .map(|r| {
-                        Ok(DeliveryView {
-                            outbox_id: r.try_get("outbox_id")?,
-                            idempotency_key: r.try_get("idempotency_key")?,
-                            attempt: r.try_get("attempt")?,
-                            at: r.try_get("at")?,
-                            outcome: r.try_get("outcome")?,
-                            detail: r.try_get("detail")?,
-                        })
-                    })
-                    .collect()
+                .await?)
             }
 
             async fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
-                let rows = sqlx::query("SELECT source, reason, payload, origin FROM dead_letters ORDER BY id")
+                Ok(sqlx::query_as("SELECT source, reason, payload, origin FROM dead_letters ORDER BY id")
                     .fetch_all(&self.pool)
-                    .await?;
-                rows.iter()
-                    .map(|r| {
-                        Ok(DeadLetter {
-                            source: r.try_get("source")?,
-                            reason: r.try_get("reason")?,
-                            payload: r.try_get("payload")?,
-                            origin: r.try_get("origin")?,
-                        })
-                    })
-                    .collect()
+                    .await?)
             }
 
             async fn enrollments_of(&self, customer_id: &str) -> Result<Vec<Enrollment>> {

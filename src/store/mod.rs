@@ -93,7 +93,7 @@ pub struct IngestReport {
 }
 
 /// A claimed outbox row.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct OutboxRow {
     pub id: i64,
     pub idempotency_key: String,
@@ -107,6 +107,7 @@ pub struct OutboxRow {
     /// Claims so far; a worker's writes are fenced by the count it claimed at.
     pub attempts: i64,
     pub not_before: DateTime<Utc>,
+    #[sqlx(json)]
     pub context: Context,
 }
 
@@ -144,7 +145,7 @@ pub enum SendOutcome {
 }
 
 /// One row of the outbox, for operators and tests.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct OutboxView {
     pub id: i64,
     pub idempotency_key: String,
@@ -161,7 +162,7 @@ pub struct OutboxView {
     pub sent_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct DeliveryView {
     pub outbox_id: i64,
     pub idempotency_key: String,
@@ -171,7 +172,7 @@ pub struct DeliveryView {
     pub detail: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct DeadLetter {
     pub source: String,
     pub reason: String,

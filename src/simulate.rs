@@ -286,7 +286,8 @@ impl<'a> World<'a> {
                             .push(Sent {
                                 at: now,
                                 category: job.category,
-                                opened: false,
+                                // No open tracking yet: unknown, as in `run`.
+                                opened: None,
                             });
                         self.delivered.push(Delivered {
                             line: SentEmail {

@@ -514,3 +514,44 @@ steps: [{email: b}, {start: a}]
     assert!(list.len() <= 20, "bounded, got {}", list.len());
     assert!(out.notes.iter().any(|n| n.message.contains("chain deeper")));
 }
+
+#[test]
+fn a_late_event_times_out_first_even_when_the_wake_up_is_behind() {
+    let cat = catalog(&[FULFILMENT, EDUCATION]);
+    let mut list = Vec::new();
+    apply_event(
+        &cat,
+        &mut list,
+        &ev("e1", "order.placed", "c1", Some("o1"), T0),
+        t(T0),
+    );
+    // The scheduler is behind: the shipment (after the 3-day deadline) comes first.
+    let late = ev(
+        "e2",
+        "shipment.shipped",
+        "c1",
+        Some("o1"),
+        "2026-11-23T11:00:00Z",
+    );
+    let a = apply_event(&cat, &mut list, &late, late.occurred_at);
+    // As if the wake-up had run on time: the delay notice, then the shipment
+    // meets the second wait.
+    assert_eq!(templates(&a), ["delayed", "shipped"]);
+    // A shipment that happened in time but is processed late still counts.
+    let mut list = Vec::new();
+    apply_event(
+        &cat,
+        &mut list,
+        &ev("e1", "order.placed", "c1", Some("o1"), T0),
+        t(T0),
+    );
+    let in_time = ev(
+        "e3",
+        "shipment.shipped",
+        "c1",
+        Some("o1"),
+        "2026-11-23T09:00:00Z",
+    );
+    let a = apply_event(&cat, &mut list, &in_time, t("2026-11-23T12:00:00Z"));
+    assert_eq!(templates(&a), ["shipped"]);
+}

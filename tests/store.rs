@@ -333,6 +333,14 @@ async fn a_stale_worker_cannot_overwrite_a_newer_claim<S: Store>(s: S) {
     .await
     .unwrap();
     let now = t(T0);
+    // A slow worker whose claim ran out before it decided gets `Stale`, writes
+    // nothing, and so cannot send the row that another worker now owns.
+    let slow = s
+        .claim_outbox(now, Duration::seconds(60), 10)
+        .await
+        .unwrap()
+        .remove(0);
+    let now = now + Duration::seconds(61);
     let first = s
         .claim_outbox(now, Duration::seconds(60), 10)
         .await
@@ -340,12 +348,28 @@ async fn a_stale_worker_cannot_overwrite_a_newer_claim<S: Store>(s: S) {
         .remove(0);
     let d = |ctx: &SendContext| decide(cat, ctx, now);
     assert_eq!(
+        s.plan_send(&slow, now, &d).await.unwrap().0,
+        SendPlan::Stale
+    );
+    assert!(
+        s.deliveries().await.unwrap().is_empty(),
+        "a stale worker logs nothing"
+    );
+    assert_eq!(
         s.plan_send(&first, now, &d).await.unwrap().0,
         SendPlan::Send
     );
-    // The worker dies while sending; after the lease another one claims the row,
-    // and as the row was already `sending`, sends without deciding again.
-    let later = now + Duration::seconds(61);
+    // While it is being sent, nobody else may take it.
+    let soon = now + Duration::seconds(120);
+    assert!(
+        s.claim_outbox(soon, Duration::seconds(60), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The worker dies while sending; after the sending lease another one claims
+    // the row, and as the row was already `sending`, sends without deciding again.
+    let later = now + Duration::minutes(5) + Duration::seconds(1);
     let second = s
         .claim_outbox(later, Duration::seconds(60), 10)
         .await
@@ -366,7 +390,7 @@ async fn a_stale_worker_cannot_overwrite_a_newer_claim<S: Store>(s: S) {
     assert!(s.finish_send(&first, later, &sent).await.is_err());
     s.finish_send(&second, later, &sent).await.unwrap();
     let row = &s.outbox().await.unwrap()[0];
-    assert_eq!((row.status.as_str(), row.attempts), ("sent", 2));
+    assert_eq!((row.status.as_str(), row.attempts), ("sent", 3));
     // And a stale claim that tries to plan is told so.
     let d3 = |_: &SendContext| SendPlan::Send;
     assert_eq!(

@@ -45,6 +45,7 @@ CREATE TABLE outbox (
     category        TEXT NOT NULL,
     status          TEXT NOT NULL,           -- pending | sending | sent | skipped | failed
     attempts        BIGINT NOT NULL DEFAULT 0,
+    retries         BIGINT NOT NULL DEFAULT 0,   -- transient transport failures so far
     not_before      TIMESTAMPTZ NOT NULL,
     lease_until     TIMESTAMPTZ,
     context         JSON NOT NULL,

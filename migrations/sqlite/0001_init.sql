@@ -45,6 +45,7 @@ CREATE TABLE outbox (
     category        TEXT NOT NULL,
     status          TEXT NOT NULL,           -- pending | sending | sent | skipped | failed
     attempts        INTEGER NOT NULL DEFAULT 0,
+    retries         INTEGER NOT NULL DEFAULT 0,   -- transient transport failures so far
     not_before      TEXT NOT NULL,
     lease_until     TEXT,
     context         TEXT NOT NULL,

@@ -117,9 +117,24 @@ pub fn advance(
                     return effects;
                 }
             }
-            if let (Waiting::Event { event, .. }, Op::WaitFor { when, scope, .. }) =
+            // The deadline passed before this event happened, and the wake-up
+            // has not run yet (a scheduler running behind): time out first, as
+            // it would have, then offer the event to the step that follows.
+            if let Waiting::Event { until, .. } = &e.waiting
+                && ev.occurred_at >= *until
+                && now >= *until
+            {
+                let mut fx = advance(catalog, seq, e, Input::Wake, now);
+                if !fx.is_empty() {
+                    fx.extend(advance(catalog, seq, e, Input::Event(ev), now));
+                }
+                return fx;
+            }
+            if let (Waiting::Event { event, until }, Op::WaitFor { when, scope, .. }) =
                 (&e.waiting, &instr.op)
                 && *event == ev.kind
+                // It happened in time, even if it is processed later.
+                && ev.occurred_at < *until
                 && e.correlates(ev, *scope)
                 && holds(when.as_ref(), &e.context, Some(ev), now, &mut effects)
             {

@@ -22,7 +22,10 @@ use crate::sequence::model::{Category, Policies, QuietHours};
 pub struct Sent {
     pub at: DateTime<Utc>,
     pub category: Category,
-    pub opened: bool,
+    /// `Some(true)` opened, `Some(false)` tracked and not opened, `None` not
+    /// known (the message carried no open tracking). Only known-unopened mail
+    /// counts toward sunset.
+    pub opened: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -118,14 +121,19 @@ pub fn decide(
     Decision::SendAt(at)
 }
 
-/// Marketing emails sent most recently, unopened, in a row.
+/// Marketing emails sent most recently and known to be unopened, in a row;
+/// mail whose opening cannot be known is left out of the count.
 fn unopened_streak(history: &[Sent]) -> u32 {
     let mut marketing: Vec<&Sent> = history
         .iter()
-        .filter(|s| s.category.is_marketing())
+        .filter(|s| s.category.is_marketing() && s.opened.is_some())
         .collect();
     marketing.sort_by_key(|s| s.at);
-    marketing.iter().rev().take_while(|s| !s.opened).count() as u32
+    marketing
+        .iter()
+        .rev()
+        .take_while(|s| s.opened == Some(false))
+        .count() as u32
 }
 
 /// The earliest time at or after `due` outside quiet hours and within the cap.

@@ -120,7 +120,7 @@ impl<S: Store, T: Transport> Worker<S, T> {
                 Err(super::transport::Error::Transient(e)) => match self.retry_at(row, now) {
                     Some(at) => SendOutcome::Retry { at, error: e },
                     None => SendOutcome::Failed {
-                        error: format!("gave up after {} attempts: {e}", row.attempts),
+                        error: format!("gave up after {} retries: {e}", row.retries),
                     },
                 },
                 Err(super::transport::Error::Permanent(e)) => SendOutcome::Failed { error: e },
@@ -139,7 +139,7 @@ impl<S: Store, T: Transport> Worker<S, T> {
     }
 
     fn retry_at(&self, row: &OutboxRow, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let i = usize::try_from(row.attempts.saturating_sub(1)).unwrap_or(0);
+        let i = usize::try_from(row.retries).unwrap_or(usize::MAX);
         self.retry
             .get(i)
             .map(|s| now + chrono::Duration::seconds(*s))

@@ -4,7 +4,11 @@
 //! suite (tests/store.rs) runs the same tests against both.
 
 /// Columns of a claimed outbox row, in `RETURNING` and `SELECT` lists.
-pub(crate) const OUTBOX_CLAIM_COLUMNS: &str = "id, idempotency_key, customer_id, sequence, step, template, category, status, attempts, not_before, context";
+pub(crate) const OUTBOX_CLAIM_COLUMNS: &str = "id, idempotency_key, customer_id, sequence, step, template, category, status, attempts, retries, not_before, context";
+
+/// How long a row being handed to the transport is held before another
+/// worker may take it over (the first is then presumed dead).
+pub(crate) const SENDING_LEASE: chrono::Duration = chrono::Duration::minutes(5);
 
 macro_rules! impl_store {
     ($store:ty, $db:ty) => {
@@ -371,7 +375,7 @@ macro_rules! impl_store {
 
             async fn next_wake(&self) -> Result<Option<DateTime<Utc>>> {
                 Ok(sqlx::query_scalar(
-                    "SELECT wake_at FROM enrollments WHERE status = 'active' AND wake_at IS NOT NULL \
+                    "SELECT wake_at FROM enrollments WHERE status = 'active' AND wake_at IS NOT NULL AND lease_until IS NULL \
                      ORDER BY wake_at LIMIT 1",
                 )
                 .fetch_optional(&self.pool)
@@ -439,19 +443,24 @@ macro_rules! impl_store {
                     }
                     _ => SendPlan::Stale,
                 };
-                match &plan {
+                // Every write is fenced by the claim count: a worker whose
+                // claim was taken over writes nothing and learns it is stale.
+                let owned = match &plan {
                     SendPlan::Send => {
                         sqlx::query(
-                            "UPDATE outbox SET status = 'sending', sent_at = $2, updated_at = $2 \
+                            "UPDATE outbox SET status = 'sending', sent_at = $2, updated_at = $2, lease_until = $4 \
                              WHERE id = $1 AND attempts = $3",
                         )
                         .bind(row.id)
                         .bind(now)
                         .bind(row.attempts)
+                        .bind(now + $crate::store::common::SENDING_LEASE)
                         .execute(&mut *tx)
-                        .await?;
+                        .await?
+                        .rows_affected()
+                            == 1
                     }
-                    SendPlan::Defer { until, reason } => {
+                    SendPlan::Defer { until, .. } => {
                         sqlx::query(
                             "UPDATE outbox SET not_before = $2, lease_until = NULL, updated_at = $3 \
                              WHERE id = $1 AND attempts = $4",
@@ -461,8 +470,9 @@ macro_rules! impl_store {
                         .bind(now)
                         .bind(row.attempts)
                         .execute(&mut *tx)
-                        .await?;
-                        log_delivery(&mut tx, row, now, "deferred", reason, None).await?;
+                        .await?
+                        .rows_affected()
+                            == 1
                     }
                     SendPlan::Skip { reason } => {
                         sqlx::query(
@@ -474,10 +484,19 @@ macro_rules! impl_store {
                         .bind(now)
                         .bind(row.attempts)
                         .execute(&mut *tx)
-                        .await?;
-                        log_delivery(&mut tx, row, now, "skipped", reason, None).await?;
+                        .await?
+                        .rows_affected()
+                            == 1
                     }
-                    SendPlan::Stale => {}
+                    SendPlan::Stale => false,
+                };
+                let plan = if owned { plan } else { SendPlan::Stale };
+                match &plan {
+                    SendPlan::Defer { reason, .. } => {
+                        log_delivery(&mut tx, row, now, "deferred", reason, None).await?
+                    }
+                    SendPlan::Skip { reason } => log_delivery(&mut tx, row, now, "skipped", reason, None).await?,
+                    SendPlan::Send | SendPlan::Stale => {}
                 }
                 tx.commit().await?;
                 Ok((plan, state.profile))
@@ -502,7 +521,7 @@ macro_rules! impl_store {
                         ),
                         SendOutcome::Retry { at, error } => (
                             "UPDATE outbox SET status = 'pending', last_error = $2, not_before = $5, sent_at = NULL, \
-                             lease_until = NULL, updated_at = $3 WHERE id = $1 AND attempts = $4 AND status = 'sending'",
+                             retries = retries + 1, lease_until = NULL, updated_at = $3 WHERE id = $1 AND attempts = $4 AND status = 'sending'",
                             error.as_str(),
                             "retry",
                             None,
@@ -541,7 +560,7 @@ macro_rules! impl_store {
 
             async fn next_outbox(&self) -> Result<Option<DateTime<Utc>>> {
                 Ok(sqlx::query_scalar(
-                    "SELECT not_before FROM outbox WHERE status = 'pending' ORDER BY not_before LIMIT 1",
+                    "SELECT not_before FROM outbox WHERE status = 'pending' AND lease_until IS NULL ORDER BY not_before LIMIT 1",
                 )
                 .fetch_optional(&self.pool)
                 .await?)
@@ -646,7 +665,10 @@ macro_rules! impl_store {
                     Ok(Sent {
                         at: r.try_get("sent_at")?,
                         category: Category::parse(&category).unwrap_or(Category::Value),
-                        opened: opened != 0,
+                        // An open is known when recorded; without open tracking
+                        // in the message, "not opened" cannot be told apart
+                        // from "not tracked", so it is unknown.
+                        opened: (opened != 0).then_some(true),
                     })
                 })
                 .collect()

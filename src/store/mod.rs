@@ -106,6 +106,8 @@ pub struct OutboxRow {
     pub status: String,
     /// Claims so far; a worker's writes are fenced by the count it claimed at.
     pub attempts: i64,
+    /// Transient transport failures so far (the retry schedule's position).
+    pub retries: i64,
     pub not_before: DateTime<Utc>,
     #[sqlx(json)]
     pub context: Context,

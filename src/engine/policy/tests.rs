@@ -43,7 +43,7 @@ fn sent(at: &str, category: Category) -> Sent {
     Sent {
         at: utc(at),
         category,
-        opened: true,
+        opened: Some(true),
     }
 }
 
@@ -246,7 +246,7 @@ fn sunset_after_unopened_marketing_in_a_row() {
         .map(|d| Sent {
             at: utc("2026-10-01T10:00:00Z") + TimeDelta::days(d),
             category: Category::Value,
-            opened: false,
+            opened: Some(false),
         })
         .collect();
     let due = utc("2026-11-20T10:00:00Z");
@@ -255,13 +255,20 @@ fn sunset_after_unopened_marketing_in_a_row() {
         Decision::Skip(Skip::Sunset { unopened: 8 })
     );
     // One opened email in the last eight resets the streak.
-    history[7].opened = true;
+    history[7].opened = Some(true);
     assert_eq!(
         decide(&p, Category::Value, due, &to(Tz::UTC), &history),
         Decision::SendAt(due)
     );
+    // Mail whose opening is not known does not count toward the streak.
+    history[7].opened = None;
+    assert_eq!(
+        decide(&p, Category::Value, due, &to(Tz::UTC), &history),
+        Decision::SendAt(due)
+    );
+    history[7].opened = Some(false);
     // Transactional mail still goes to a sunset customer.
-    history[7].opened = false;
+    history[7].opened = Some(false);
     assert_eq!(
         decide(&p, Category::Transactional, due, &to(Tz::UTC), &history),
         Decision::SendAt(due)
@@ -314,7 +321,7 @@ proptest! {
             .map(|(m, promo)| Sent {
                 at: due - TimeDelta::minutes(*m),
                 category: if *promo { Category::Promo } else { Category::Value },
-                opened: true,
+                opened: Some(true),
             })
             .collect();
         let Decision::SendAt(t) = decide(&p, Category::Value, due, &to(tz), &history) else {
@@ -342,7 +349,7 @@ proptest! {
             .map(|(h, promo)| Sent {
                 at: due - TimeDelta::hours(*h),
                 category: if *promo { Category::Promo } else { Category::Transactional },
-                opened: true,
+                opened: Some(true),
             })
             .collect();
         if let Decision::SendAt(t) = decide(&p, Category::Promo, due, &to(Tz::UTC), &history) {

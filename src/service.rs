@@ -16,7 +16,7 @@ use crate::ingest::kafka::{self, KafkaConfig};
 use crate::send::transport::EmlDir;
 use crate::send::worker::Worker;
 use crate::sequence::model::Catalog;
-use crate::store::{PgStore, SqliteStore, Store};
+use crate::store::Store;
 use crate::template::Templates;
 
 /// Opens the store named by `url` and hands it to `f`, whichever backend.
@@ -25,10 +25,16 @@ macro_rules! with_store {
     ($url:expr, |$s:ident| $body:expr) => {{
         let url: &str = $url;
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let $s = $crate::store::PgStore::connect(url).await?;
+            let $s = anyhow::Context::context(
+                $crate::store::PgStore::connect(url).await,
+                "connecting to PostgreSQL",
+            )?;
             $body
         } else if url.starts_with("sqlite:") {
-            let $s = $crate::store::SqliteStore::connect(url).await?;
+            let $s = anyhow::Context::context(
+                $crate::store::SqliteStore::connect(url).await,
+                "opening SQLite",
+            )?;
             $body
         } else {
             anyhow::bail!("AFTERCARE_DATABASE_URL: {url:?} is neither postgres://… nor sqlite://…")
@@ -51,17 +57,15 @@ pub async fn run(args: ServiceArgs, loaded: Loaded) -> anyhow::Result<()> {
     let url = args.db.database_url.clone();
     let stop = CancellationToken::new();
     spawn_signal_handler(stop.clone());
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let store = PgStore::connect(&url)
-            .await
-            .context("connecting to PostgreSQL")?;
-        serve(store, args, loaded, Arc::new(SystemClock), stop, None).await
-    } else if url.starts_with("sqlite:") {
-        let store = SqliteStore::connect(&url).await.context("opening SQLite")?;
-        serve(store, args, loaded, Arc::new(SystemClock), stop, None).await
-    } else {
-        bail!("AFTERCARE_DATABASE_URL: {url:?} is neither postgres://… nor sqlite://…")
-    }
+    crate::with_store!(&url, |store| serve(
+        store,
+        args,
+        loaded,
+        Arc::new(SystemClock),
+        stop,
+        None
+    )
+    .await)
 }
 
 fn spawn_signal_handler(stop: CancellationToken) {

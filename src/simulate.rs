@@ -8,14 +8,16 @@ use std::collections::{BinaryHeap, HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::engine::dispatch::{self, Applied, Note};
-use crate::engine::policy::{self, Decision, Recipient, Sent};
-use crate::engine::profile::{self, Profile};
-use crate::engine::state::{Context, EmailJob, Enrollment};
+use crate::engine::dispatch::Note;
+use crate::engine::policy::{self, Decision, Sent};
+use crate::engine::state::EmailJob;
 use crate::event::Event;
+use crate::send::worker;
 use crate::sequence::model::Catalog;
+use crate::store::{Changes, CustomerState, NewEmail};
 use crate::template::data::{self, Origin};
 use crate::template::{Parts, Rendered, Templates};
+use crate::{ingest, schedule};
 
 /// One line of `simulate`'s output, fields in the documented order.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -56,20 +58,15 @@ enum Job {
     Send { idempotency_key: String },
 }
 
-struct Pending {
-    job: EmailJob,
-    context: Context,
-}
-
 /// Everything one simulation knows; `run` keeps the same in a database.
 pub struct World<'a> {
     catalog: &'a Catalog,
     templates: &'a Templates,
-    profiles: HashMap<String, Profile>,
-    enrollments: HashMap<String, Vec<Enrollment>>,
+    /// Each customer's profile and enrollments, as the store keeps them.
+    customers: HashMap<String, CustomerState>,
     seen_events: HashSet<String>,
     history: HashMap<String, Vec<Sent>>,
-    outbox: HashMap<String, Pending>,
+    outbox: HashMap<String, NewEmail>,
     queue: BinaryHeap<Reverse<(DateTime<Utc>, u64, Job)>>,
     ticket: u64,
     keep_content: bool,
@@ -95,8 +92,7 @@ impl<'a> World<'a> {
         Self {
             catalog,
             templates,
-            profiles: HashMap::new(),
-            enrollments: HashMap::new(),
+            customers: HashMap::new(),
             seen_events: HashSet::new(),
             history: HashMap::new(),
             outbox: HashMap::new(),
@@ -159,6 +155,7 @@ impl<'a> World<'a> {
         }
     }
 
+    /// Applies one event with the same pure function the service's ingest uses.
     pub fn apply_event(&mut self, event: &Event, now: DateTime<Utc>) {
         if !self.seen_events.insert(event.id.clone()) {
             self.duplicates += 1;
@@ -166,56 +163,51 @@ impl<'a> World<'a> {
         }
         self.events += 1;
         let cid = event.customer.id.clone();
-        let p = profile::update(self.profiles.remove(&cid), event);
-        self.profiles.insert(cid.clone(), p);
-        let mut list = self.enrollments.remove(&cid).unwrap_or_default();
-        let applied = dispatch::apply_event(self.catalog, &mut list, event, now);
-        self.absorb(&cid, list, applied, now);
+        let mut state = self.customers.remove(&cid).unwrap_or_default();
+        let changes = ingest::apply_event(self.catalog, &mut state, event, now);
+        self.absorb(&cid, state, changes, now);
     }
 
+    /// Wakes one enrollment with the scheduler's pure function.
     fn wake(&mut self, customer_id: &str, key: &str, now: DateTime<Utc>) {
-        let mut list = self.enrollments.remove(customer_id).unwrap_or_default();
-        let idx = list.iter().position(|e| e.key == key);
-        match idx {
-            // Stale wake-ups (the enrollment moved on since) do nothing.
-            Some(i) if list[i].wake_at() == Some(now) => {
-                let applied = dispatch::apply_wake(self.catalog, &mut list, i, now);
-                self.absorb(customer_id, list, applied, now);
-            }
-            _ => {
-                self.enrollments.insert(customer_id.to_string(), list);
-            }
-        }
+        let mut state = self.customers.remove(customer_id).unwrap_or_default();
+        let due = state
+            .enrollments
+            .iter()
+            .position(|e| e.key == key && e.wake_at() == Some(now));
+        // A stale wake-up (the enrollment moved on since) does nothing.
+        let changes = match due {
+            Some(i) => schedule::apply_wake(self.catalog, &mut state, i, now),
+            None => Changes::default(),
+        };
+        self.absorb(customer_id, state, changes, now);
     }
 
+    /// Does what the store does with a decision: schedules wake-ups and
+    /// enqueues emails (once per idempotency key).
     fn absorb(
         &mut self,
         customer_id: &str,
-        list: Vec<Enrollment>,
-        applied: Applied,
+        state: CustomerState,
+        changes: Changes,
         now: DateTime<Utc>,
     ) {
-        for &i in &applied.changed {
-            if let Some(t) = list[i].wake_at() {
+        for &i in &changes.enrollments {
+            if let Some(t) = state.enrollments[i].wake_at() {
                 let job = Job::Wake {
                     customer_id: customer_id.to_string(),
-                    key: list[i].key.clone(),
+                    key: state.enrollments[i].key.clone(),
                 };
                 self.push(t, job);
             }
         }
-        for job in applied.emails {
-            let context = list
-                .iter()
-                .find(|e| e.key == job.enrollment_key)
-                .map(|e| e.context.clone())
-                .expect("an email comes from an enrollment in the list");
-            if self.outbox.contains_key(&job.idempotency_key) {
+        for email in changes.emails {
+            let key = email.job.idempotency_key.clone();
+            if self.outbox.contains_key(&key) {
                 continue;
             }
-            let key = job.idempotency_key.clone();
-            let due = job.due_at;
-            self.outbox.insert(key.clone(), Pending { job, context });
+            let due = email.job.due_at;
+            self.outbox.insert(key.clone(), email);
             self.push(
                 due,
                 Job::Send {
@@ -223,10 +215,10 @@ impl<'a> World<'a> {
                 },
             );
         }
-        for n in applied.notes {
+        for n in changes.notes {
             self.notes.push((now, n));
         }
-        self.enrollments.insert(customer_id.to_string(), list);
+        self.customers.insert(customer_id.to_string(), state);
     }
 
     fn send(&mut self, key: &str, now: DateTime<Utc>) {
@@ -234,17 +226,17 @@ impl<'a> World<'a> {
             return;
         };
         let job = pending.job.clone();
-        let profile = self.profiles.get(&job.customer_id);
-        let customer = profile
-            .map(|p| p.customer.clone())
-            .unwrap_or_else(|| pending.context.customer.clone());
-        let to = Recipient {
-            marketing_consent: profile.is_some_and(Profile::marketing_consent),
-            suppressed: profile.is_some_and(|p| p.suppressed),
-            timezone: customer
-                .timezone
-                .unwrap_or(self.catalog.policies.default_timezone),
+        let Some(profile) = self
+            .customers
+            .get(&job.customer_id)
+            .and_then(|c| c.profile.as_ref())
+        else {
+            self.skip(&job, now, "unknown customer".into());
+            self.outbox.remove(key);
+            return;
         };
+        let customer = profile.customer.clone();
+        let to = worker::recipient(self.catalog, profile, false);
         let history = self
             .history
             .get(&job.customer_id)
@@ -343,9 +335,9 @@ impl<'a> World<'a> {
 
     /// Enrollments still waiting when the clock stopped.
     pub fn pending(&self) -> usize {
-        self.enrollments
+        self.customers
             .values()
-            .flatten()
+            .flat_map(|c| &c.enrollments)
             .filter(|e| e.is_active())
             .count()
     }

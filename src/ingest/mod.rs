@@ -43,6 +43,7 @@ pub fn apply_event(
         enrollments: applied.changed.into_iter().collect(),
         emails,
         suppress,
+        notes: applied.notes,
     }
 }
 

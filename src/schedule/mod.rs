@@ -42,6 +42,7 @@ pub fn apply_wake(
         enrollments: applied.changed.into_iter().collect(),
         emails,
         suppress: None,
+        notes: applied.notes,
     }
 }
 

@@ -13,6 +13,7 @@ use super::transport::{Outgoing, Transport};
 use super::{Envelope, build_message, message_id};
 use crate::clock::Clock;
 use crate::engine::policy::{self, Decision, Recipient};
+use crate::engine::profile::Profile;
 use crate::sequence::model::{Catalog, Category};
 use crate::store::{OutboxRow, SendContext, SendOutcome, SendPlan, Store};
 use crate::template::Templates;
@@ -36,6 +37,18 @@ pub const DEFAULT_RETRY: &[i64] = &[
     24 * 3600,
 ];
 
+/// The customer as the send policy sees them.
+pub fn recipient(catalog: &Catalog, profile: &Profile, suppressed: bool) -> Recipient {
+    Recipient {
+        marketing_consent: profile.marketing_consent(),
+        suppressed: suppressed || profile.suppressed,
+        timezone: profile
+            .customer
+            .timezone
+            .unwrap_or(catalog.policies.default_timezone),
+    }
+}
+
 /// The send policy for a claimed row, at `now`. Pure.
 pub fn decide(catalog: &Catalog, ctx: &SendContext, now: DateTime<Utc>) -> SendPlan {
     let Some(profile) = ctx.profile else {
@@ -45,15 +58,8 @@ pub fn decide(catalog: &Catalog, ctx: &SendContext, now: DateTime<Utc>) -> SendP
     };
     let policies = &catalog.policies;
     let category = Category::parse(&ctx.row.category).unwrap_or(Category::Value);
-    let tz = profile
-        .customer
-        .timezone
-        .unwrap_or(policies.default_timezone);
-    let to = Recipient {
-        marketing_consent: profile.marketing_consent(),
-        suppressed: ctx.suppressed || profile.suppressed,
-        timezone: tz,
-    };
+    let to = recipient(catalog, profile, ctx.suppressed);
+    let tz = to.timezone;
     match policy::decide(policies, category, now, &to, ctx.history) {
         Decision::SendAt(t) if t <= now => SendPlan::Send,
         Decision::SendAt(until) => {
@@ -149,7 +155,7 @@ impl<S: Store, T: Transport> Worker<S, T> {
     fn render(
         &self,
         row: &OutboxRow,
-        profile: Option<&crate::engine::profile::Profile>,
+        profile: Option<&Profile>,
         now: DateTime<Utc>,
     ) -> Result<Outgoing, String> {
         let policies = &self.catalog.policies;

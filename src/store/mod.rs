@@ -17,6 +17,7 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::engine::dispatch::Note;
 use crate::engine::policy::Sent;
 use crate::engine::profile::Profile;
 use crate::engine::state::{Context, EmailJob, Enrollment};
@@ -81,6 +82,8 @@ pub struct Changes {
     pub enrollments: Vec<usize>,
     pub emails: Vec<NewEmail>,
     pub suppress: Option<(String, String)>,
+    /// What the operator should know (exits, failed conditions); logged.
+    pub notes: Vec<Note>,
 }
 
 /// The outcome of one ingest transaction.

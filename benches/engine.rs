@@ -8,7 +8,9 @@
 
 use std::hint::black_box;
 use std::path::Path;
+use std::sync::Arc;
 
+use aftercare::engine::customer::CustomerState;
 use aftercare::engine::dispatch::{apply_event, apply_wake};
 use aftercare::engine::state::{Context, Enrollment};
 use aftercare::event::Event;
@@ -52,7 +54,7 @@ const CAMERA_DELIVERED: &str = r#"{"id": "evt_b5", "type": "shipment.delivered",
  "shipment": {"id": "s_b1", "carrier": "GLS", "tracking_number": "GLS6112030147",
               "tracking_url": "https://track.shop.example/gls/GLS6112030147"}}"#;
 
-fn catalog() -> Catalog {
+fn catalog() -> Arc<Catalog> {
     let loaded = validate::load(Path::new("sequences"), Path::new("templates"));
     assert!(
         !loaded.diagnostics.has_errors(),
@@ -67,8 +69,8 @@ fn ev(text: &str) -> Event {
 }
 
 /// Applies `events` in order to an empty customer, as `simulate` would.
-fn prepare(catalog: &Catalog, events: &[&Event]) -> Vec<Enrollment> {
-    let mut list = Vec::new();
+fn prepare(catalog: &Catalog, events: &[&Event]) -> CustomerState {
+    let mut list = CustomerState::default();
     for e in events {
         apply_event(catalog, &mut list, e, e.occurred_at);
     }
@@ -96,10 +98,10 @@ fn bench_engine(c: &mut Criterion) {
     // (email + wait_for), evaluates the reorder trigger's CEL condition.
     {
         let check = prepare(&catalog, &[&camera]);
-        assert_eq!(check.len(), 1, "camera order: fulfilment only");
+        assert_eq!(check.enrollments.len(), 1, "camera order: fulfilment only");
         g.bench_function("order_placed_fresh/camera(fulfilment)", |b| {
             b.iter_batched(
-                Vec::new,
+                CustomerState::default,
                 |mut list| {
                     let applied = apply_event(&catalog, &mut list, &camera, camera.occurred_at);
                     black_box((list, applied))
@@ -110,10 +112,14 @@ fn bench_engine(c: &mut Criterion) {
     }
     {
         let check = prepare(&catalog, &[&coffee]);
-        assert_eq!(check.len(), 2, "coffee order: fulfilment + reorder");
+        assert_eq!(
+            check.enrollments.len(),
+            2,
+            "coffee order: fulfilment + reorder"
+        );
         g.bench_function("order_placed_fresh/coffee(fulfilment+reorder)", |b| {
             b.iter_batched(
-                Vec::new,
+                CustomerState::default,
                 |mut list| {
                     let applied = apply_event(&catalog, &mut list, &coffee, coffee.occurred_at);
                     black_box((list, applied))
@@ -127,8 +133,8 @@ fn bench_engine(c: &mut Criterion) {
     // (the customer also has a reorder enrollment, which ignores it).
     {
         let base = prepare(&catalog, &[&coffee]);
-        let f = position(&base, "fulfilment");
-        assert_eq!(base[f].step.as_deref(), Some("await-shipment"));
+        let f = position(&base.enrollments, "fulfilment");
+        assert_eq!(base.enrollments[f].step.as_deref(), Some("await-shipment"));
         let now = coffee_shipped.occurred_at;
         let after = {
             let mut l = base.clone();
@@ -136,7 +142,7 @@ fn bench_engine(c: &mut Criterion) {
             assert_eq!(a.emails.len(), 1, "order-shipped email");
             l
         };
-        assert_eq!(after[f].step.as_deref(), Some("await-delivery"));
+        assert_eq!(after.enrollments[f].step.as_deref(), Some("await-delivery"));
         g.bench_function("shipment_shipped_advances_fulfilment", |b| {
             b.iter_batched(
                 || base.clone(),
@@ -153,16 +159,19 @@ fn bench_engine(c: &mut Criterion) {
     // (evaluates the camera `if`, queues an email, sleeps to 10:00 local).
     {
         let base = prepare(&catalog, &[&camera, &camera_shipped, &camera_delivered]);
-        let i = position(&base, "education");
-        assert_eq!(base[i].step.as_deref(), Some("settle-in"));
-        let wake: DateTime<Utc> = base[i].wake_at().expect("sleeping");
+        let i = position(&base.enrollments, "education");
+        assert_eq!(base.enrollments[i].step.as_deref(), Some("settle-in"));
+        let wake: DateTime<Utc> = base.enrollments[i].wake_at().expect("sleeping");
         let after = {
             let mut l = base.clone();
             let a = apply_wake(&catalog, &mut l, i, wake);
             assert_eq!(a.emails.len(), 1, "camera-care-auto-mode email");
             l
         };
-        assert_eq!(after[i].step.as_deref(), Some("practice-auto-mode"));
+        assert_eq!(
+            after.enrollments[i].step.as_deref(),
+            Some("practice-auto-mode")
+        );
         g.bench_function("wake_education_settle_in(if+email+wait)", |b| {
             b.iter_batched(
                 || base.clone(),
@@ -176,7 +185,7 @@ fn bench_engine(c: &mut Criterion) {
 
         // The next wake (no CEL on the way): email + wait.
         let j = i;
-        let wake2 = after[j].wake_at().expect("sleeping again");
+        let wake2 = after.enrollments[j].wake_at().expect("sleeping again");
         g.bench_function("wake_education_practice(email+wait, no CEL)", |b| {
             b.iter_batched(
                 || after.clone(),

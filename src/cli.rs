@@ -8,16 +8,13 @@ use anyhow::{Context as _, bail};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 
-use std::sync::Arc;
-
 use crate::clock::SystemClock;
 use crate::config::{DatabaseArgs, ServiceArgs};
 use crate::engine::state::Context;
 use crate::event::Event;
-use crate::send;
 use crate::sequence::duration;
 use crate::service;
-use crate::simulate::{self, Until, World};
+use crate::simulate::{self, Simulation, Until};
 use crate::store::Store as _;
 use crate::template::data::{self, Origin};
 use crate::validate::{self, Loaded};
@@ -134,8 +131,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(code) => return Ok(code),
             };
             let loaded = service::Loaded {
-                catalog: Arc::new(loaded.catalog),
-                templates: Arc::new(loaded.templates),
+                catalog: loaded.catalog,
+                templates: loaded.templates,
             };
             runtime()?.block_on(service::run(service, loaded))?;
             Ok(ExitCode::SUCCESS)
@@ -332,16 +329,15 @@ fn simulate_cmd(
         Some(u) => parse_until(u, &events)?,
         None => Until::Drained,
     };
-    let mut world = World::new(&loaded.catalog, &loaded.templates);
-    world.run(events, until);
+    let sim = simulate::simulate(&loaded.catalog, &loaded.templates, events, until);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    for d in world.sorted_delivered() {
+    for d in sim.sorted_delivered() {
         serde_json::to_writer(&mut out, &d.line)?;
         out.write_all(b"\n")?;
     }
     out.flush()?;
     if verbose {
-        for s in &world.skipped {
+        for s in &sim.skipped {
             eprintln!(
                 "{} skipped {} {} {}: {}",
                 s.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -351,7 +347,7 @@ fn simulate_cmd(
                 s.reason
             );
         }
-        for (at, n) in &world.notes {
+        for (at, n) in &sim.notes {
             eprintln!(
                 "{} {} {}: {}",
                 at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -361,11 +357,11 @@ fn simulate_cmd(
             );
         }
     }
-    eprintln!("{}", summary(&world, bad));
+    eprintln!("{}", summary(&sim, bad));
     Ok(ExitCode::SUCCESS)
 }
 
-fn summary(world: &World, bad: usize) -> String {
+fn summary(world: &Simulation, bad: usize) -> String {
     let mut reasons: std::collections::BTreeMap<String, usize> = Default::default();
     for s in &world.skipped {
         let key = s.reason.split(':').next().unwrap_or("").to_string();
@@ -384,7 +380,7 @@ fn summary(world: &World, bad: usize) -> String {
         } else {
             format!(" ({})", reasons.join(", "))
         },
-        world.pending()
+        world.pending
     )
 }
 
@@ -399,30 +395,12 @@ fn demo(
         Err(code) => return Ok(code),
     };
     let (events, bad) = read_events(events_file)?;
-    let mut world = World::new(&loaded.catalog, &loaded.templates).keep_content();
-    world.run(events, Until::Drained);
-    let policies = &loaded.catalog.policies;
-    let mut written = 0;
+    let sim = simulate::demo(&loaded.catalog, &loaded.templates, events, outbox);
     println!(
         "{:<20}  {:<22}  {:<14}  {:<6}  subject",
         "sent at (UTC)", "to", "sequence", "locale"
     );
-    for d in world.sorted_delivered() {
-        let env = send::Envelope {
-            to: &d.line.to,
-            idempotency_key: &d.idempotency_key,
-            sequence: &d.line.sequence,
-            template: &d.line.template,
-            date: d.at,
-        };
-        let content = d.content.as_ref().expect("demo keeps content");
-        let msg = send::build_message(policies, &env, content)
-            .with_context(|| format!("building {}", d.idempotency_key))?;
-        let (_, sender) = policies.sender.name_and_email();
-        let id = send::message_id(&d.idempotency_key, &sender);
-        send::eml::write(outbox, &id, &msg.formatted())
-            .with_context(|| format!("writing to {}", outbox.display()))?;
-        written += 1;
+    for d in sim.sorted_delivered() {
         println!(
             "{:<20}  {:<22}  {:<14}  {:<6}  {}",
             d.at.format("%Y-%m-%d %H:%M"),
@@ -432,7 +410,7 @@ fn demo(
             d.line.subject
         );
     }
-    for s in &world.skipped {
+    for s in &sim.skipped {
         println!(
             "{:<20}  {:<22}  {:<14}  skipped {}: {}",
             s.at.format("%Y-%m-%d %H:%M"),
@@ -442,7 +420,11 @@ fn demo(
             s.reason
         );
     }
-    eprintln!("{}", summary(&world, bad));
-    println!("\n{written} .eml files in {}", outbox.display());
+    eprintln!("{}", summary(&sim, bad));
+    println!(
+        "\n{} .eml files in {}",
+        sim.delivered.len(),
+        outbox.display()
+    );
     Ok(ExitCode::SUCCESS)
 }

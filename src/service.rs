@@ -14,7 +14,7 @@ use crate::config::{Role, ServiceArgs};
 use crate::http::{AppState, router};
 use crate::ingest::kafka::{self, KafkaConfig};
 use crate::send::transport::EmlDir;
-use crate::send::worker::Worker;
+use crate::send::worker::{Compose, Worker};
 use crate::sequence::model::Catalog;
 use crate::store::Store;
 use crate::template::Templates;
@@ -143,6 +143,7 @@ pub async fn serve<S: Store>(
             },
             clock: clock.clone(),
             retry: args.retry_schedule()?,
+            compose: Compose::Message,
         };
         let fut = worker.run(kick.clone(), stop.clone());
         tasks.spawn(async move {

@@ -1,22 +1,23 @@
-//! The virtual-clock driver behind `simulate` and `demo`: events in time
-//! order, wake-ups and sends on a queue, the same engine, dispatch and send
-//! policy as `run`, and an in-memory store.
+//! The virtual-clock driver behind `simulate` and `demo`. It runs the
+//! service's own code: events go through [`ingest::ingest_batch`], wake-ups
+//! through [`schedule::tick`], emails through the outbox [`Worker`], over a
+//! [`MemStore`] and a [`ManualClock`] that jumps from one due time to the
+//! next. Only the clock, the store and the transport differ from `run`.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::clock::{Clock, ManualClock};
 use crate::engine::dispatch::Note;
-use crate::engine::policy::{self, Decision, Sent};
-use crate::engine::state::EmailJob;
+use crate::engine::outbox::SendPlan;
 use crate::event::Event;
-use crate::send::worker;
+use crate::send::transport::{About, EmlDir, Recorder, Transport};
+use crate::send::worker::{self, Compose, Done, Worker};
 use crate::sequence::model::Catalog;
-use crate::store::{Changes, CustomerState, NewEmail};
-use crate::template::data::{self, Origin};
-use crate::template::{Parts, Rendered, Templates};
+use crate::store::{MemStore, Store};
+use crate::template::Templates;
 use crate::{ingest, schedule};
 
 /// One line of `simulate`'s output, fields in the documented order.
@@ -33,16 +34,15 @@ pub struct SentEmail {
     pub category: String,
 }
 
-/// A sent email with everything needed to write it out (for `demo`).
+/// A sent email.
 #[derive(Debug, Clone)]
 pub struct Delivered {
     pub line: SentEmail,
     pub at: DateTime<Utc>,
     pub idempotency_key: String,
-    /// The whole message, kept only when asked for (`demo` writes it out).
-    pub content: Option<Rendered>,
 }
 
+/// An email the sender did not send, with why.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Skipped {
     pub at: DateTime<Utc>,
@@ -50,31 +50,6 @@ pub struct Skipped {
     pub sequence: String,
     pub step: String,
     pub reason: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Job {
-    Wake { customer_id: String, key: String },
-    Send { idempotency_key: String },
-}
-
-/// Everything one simulation knows; `run` keeps the same in a database.
-pub struct World<'a> {
-    catalog: &'a Catalog,
-    templates: &'a Templates,
-    /// Each customer's profile and enrollments, as the store keeps them.
-    customers: HashMap<String, CustomerState>,
-    seen_events: HashSet<String>,
-    history: HashMap<String, Vec<Sent>>,
-    outbox: HashMap<String, NewEmail>,
-    queue: BinaryHeap<Reverse<(DateTime<Utc>, u64, Job)>>,
-    ticket: u64,
-    keep_content: bool,
-    pub delivered: Vec<Delivered>,
-    pub skipped: Vec<Skipped>,
-    pub notes: Vec<(DateTime<Utc>, Note)>,
-    pub duplicates: usize,
-    pub events: usize,
 }
 
 /// How far the clock may run.
@@ -87,238 +62,19 @@ pub enum Until {
 
 pub const MAX_HORIZON_DAYS: i64 = 3650;
 
-impl<'a> World<'a> {
-    pub fn new(catalog: &'a Catalog, templates: &'a Templates) -> Self {
-        Self {
-            catalog,
-            templates,
-            customers: HashMap::new(),
-            seen_events: HashSet::new(),
-            history: HashMap::new(),
-            outbox: HashMap::new(),
-            queue: BinaryHeap::new(),
-            ticket: 0,
-            keep_content: false,
-            delivered: Vec::new(),
-            skipped: Vec::new(),
-            notes: Vec::new(),
-            duplicates: 0,
-            events: 0,
-        }
-    }
+/// What a simulation did.
+#[derive(Debug, Default)]
+pub struct Simulation {
+    pub delivered: Vec<Delivered>,
+    pub skipped: Vec<Skipped>,
+    pub notes: Vec<(DateTime<Utc>, Note)>,
+    pub duplicates: usize,
+    pub events: usize,
+    /// Enrollments still waiting when the clock stopped.
+    pub pending: usize,
+}
 
-    /// Keep each email's full content (HTML and text), as `demo` needs.
-    pub fn keep_content(mut self) -> Self {
-        self.keep_content = true;
-        self
-    }
-
-    /// Runs `events` (sorted here by `occurred_at`, file order among equals)
-    /// and then the clock until `until`.
-    pub fn run(&mut self, mut events: Vec<Event>, until: Until) {
-        events.sort_by_key(|e| e.occurred_at);
-        let horizon = match until {
-            Until::At(t) => t,
-            Until::Drained => {
-                let last = events
-                    .last()
-                    .map(|e| e.occurred_at)
-                    .unwrap_or_else(|| DateTime::<Utc>::from_timestamp(0, 0).expect("epoch"));
-                last + chrono::Duration::days(MAX_HORIZON_DAYS)
-            }
-        };
-        for event in &events {
-            if event.occurred_at > horizon {
-                break;
-            }
-            self.run_jobs_until(event.occurred_at);
-            self.apply_event(event, event.occurred_at);
-        }
-        self.run_jobs_until(horizon);
-    }
-
-    fn push(&mut self, at: DateTime<Utc>, job: Job) {
-        self.ticket += 1;
-        self.queue.push(Reverse((at, self.ticket, job)));
-    }
-
-    fn run_jobs_until(&mut self, t: DateTime<Utc>) {
-        while let Some(Reverse((at, _, _))) = self.queue.peek() {
-            if *at > t {
-                break;
-            }
-            let Reverse((at, _, job)) = self.queue.pop().expect("peeked");
-            match job {
-                Job::Wake { customer_id, key } => self.wake(&customer_id, &key, at),
-                Job::Send { idempotency_key } => self.send(&idempotency_key, at),
-            }
-        }
-    }
-
-    /// Applies one event with the same pure function the service's ingest uses.
-    pub fn apply_event(&mut self, event: &Event, now: DateTime<Utc>) {
-        if !self.seen_events.insert(event.id.clone()) {
-            self.duplicates += 1;
-            return;
-        }
-        self.events += 1;
-        let cid = event.customer.id.clone();
-        let mut state = self.customers.remove(&cid).unwrap_or_default();
-        let changes = ingest::apply_event(self.catalog, &mut state, event, now);
-        self.absorb(&cid, state, changes, now);
-    }
-
-    /// Wakes one enrollment with the scheduler's pure function.
-    fn wake(&mut self, customer_id: &str, key: &str, now: DateTime<Utc>) {
-        let mut state = self.customers.remove(customer_id).unwrap_or_default();
-        let due = state
-            .enrollments
-            .iter()
-            .position(|e| e.key == key && e.wake_at() == Some(now));
-        // A stale wake-up (the enrollment moved on since) does nothing.
-        let changes = match due {
-            Some(i) => schedule::apply_wake(self.catalog, &mut state, i, now),
-            None => Changes::default(),
-        };
-        self.absorb(customer_id, state, changes, now);
-    }
-
-    /// Does what the store does with a decision: schedules wake-ups and
-    /// enqueues emails (once per idempotency key).
-    fn absorb(
-        &mut self,
-        customer_id: &str,
-        state: CustomerState,
-        changes: Changes,
-        now: DateTime<Utc>,
-    ) {
-        for &i in &changes.enrollments {
-            if let Some(t) = state.enrollments[i].wake_at() {
-                let job = Job::Wake {
-                    customer_id: customer_id.to_string(),
-                    key: state.enrollments[i].key.clone(),
-                };
-                self.push(t, job);
-            }
-        }
-        for email in changes.emails {
-            let key = email.job.idempotency_key.clone();
-            if self.outbox.contains_key(&key) {
-                continue;
-            }
-            let due = email.job.due_at;
-            self.outbox.insert(key.clone(), email);
-            self.push(
-                due,
-                Job::Send {
-                    idempotency_key: key,
-                },
-            );
-        }
-        for n in changes.notes {
-            self.notes.push((now, n));
-        }
-        self.customers.insert(customer_id.to_string(), state);
-    }
-
-    fn send(&mut self, key: &str, now: DateTime<Utc>) {
-        let Some(pending) = self.outbox.get(key) else {
-            return;
-        };
-        let job = pending.job.clone();
-        let Some(profile) = self
-            .customers
-            .get(&job.customer_id)
-            .and_then(|c| c.profile.as_ref())
-        else {
-            self.skip(&job, now, "unknown customer".into());
-            self.outbox.remove(key);
-            return;
-        };
-        let customer = profile.customer.clone();
-        let to = worker::recipient(self.catalog, profile, false);
-        let history = self
-            .history
-            .get(&job.customer_id)
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
-        match policy::decide(&self.catalog.policies, job.category, now, &to, history) {
-            Decision::SendAt(t) if t > now => self.push(
-                t,
-                Job::Send {
-                    idempotency_key: key.to_string(),
-                },
-            ),
-            Decision::SendAt(_) => {
-                let mut context = pending.context.clone();
-                context.customer = customer.clone();
-                let data = data::build(
-                    &context,
-                    &self.catalog.policies,
-                    Origin {
-                        sequence: &job.sequence,
-                        step: &job.step,
-                    },
-                );
-                let parts = if self.keep_content {
-                    Parts::All
-                } else {
-                    Parts::NoText
-                };
-                match self.templates.render_with(
-                    &job.template,
-                    customer.locale.as_deref(),
-                    data,
-                    parts,
-                ) {
-                    Ok(content) => {
-                        self.history
-                            .entry(job.customer_id.clone())
-                            .or_default()
-                            .push(Sent {
-                                at: now,
-                                category: job.category,
-                                // No open tracking yet: unknown, as in `run`.
-                                opened: None,
-                            });
-                        self.delivered.push(Delivered {
-                            line: SentEmail {
-                                at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                                customer_id: job.customer_id.clone(),
-                                to: customer.email.to_string(),
-                                sequence: job.sequence.clone(),
-                                step: job.step.clone(),
-                                template: job.template.clone(),
-                                locale: content.locale.clone(),
-                                subject: content.subject.clone(),
-                                category: job.category.as_str().to_string(),
-                            },
-                            at: now,
-                            idempotency_key: job.idempotency_key.clone(),
-                            content: self.keep_content.then_some(content),
-                        });
-                    }
-                    Err(e) => self.skip(&job, now, format!("render failed: {e}")),
-                }
-                self.outbox.remove(key);
-            }
-            Decision::Skip(reason) => {
-                self.skip(&job, now, reason.to_string());
-                self.outbox.remove(key);
-            }
-        }
-    }
-
-    fn skip(&mut self, job: &EmailJob, at: DateTime<Utc>, reason: String) {
-        self.skipped.push(Skipped {
-            at,
-            customer_id: job.customer_id.clone(),
-            sequence: job.sequence.clone(),
-            step: job.step.clone(),
-            reason,
-        });
-    }
-
+impl Simulation {
     /// Emails sent, in time order (ties: customer id, sequence, step).
     pub fn sorted_delivered(&self) -> Vec<&Delivered> {
         let mut v: Vec<&Delivered> = self.delivered.iter().collect();
@@ -332,14 +88,191 @@ impl<'a> World<'a> {
         });
         v
     }
+}
 
-    /// Enrollments still waiting when the clock stopped.
-    pub fn pending(&self) -> usize {
-        self.customers
-            .values()
-            .flat_map(|c| &c.enrollments)
-            .filter(|e| e.is_active())
-            .count()
+/// Runs `events` (in `occurred_at` order, file order among equals) and then
+/// the clock until `until`, checking that each email renders (subject and
+/// body) without building messages.
+pub fn simulate(
+    catalog: &Arc<Catalog>,
+    templates: &Arc<Templates>,
+    events: Vec<Event>,
+    until: Until,
+) -> Simulation {
+    let recorder = Recorder::<EmlDir>::new(None);
+    drive(catalog, templates, events, until, Compose::Check, recorder)
+}
+
+/// As [`simulate`], and writes each email as a whole message to `outbox`
+/// through the `.eml` transport that `run` uses without SMTP.
+pub fn demo(
+    catalog: &Arc<Catalog>,
+    templates: &Arc<Templates>,
+    events: Vec<Event>,
+    outbox: &std::path::Path,
+) -> Simulation {
+    let recorder = Recorder::new(Some(EmlDir {
+        dir: outbox.to_path_buf(),
+    }));
+    drive(
+        catalog,
+        templates,
+        events,
+        Until::Drained,
+        Compose::Message,
+        recorder,
+    )
+}
+
+fn drive<T: Transport>(
+    catalog: &Arc<Catalog>,
+    templates: &Arc<Templates>,
+    mut events: Vec<Event>,
+    until: Until,
+    compose: Compose,
+    recorder: Recorder<T>,
+) -> Simulation {
+    events.sort_by_key(|e| e.occurred_at);
+    let horizon = match until {
+        Until::At(t) => t,
+        Until::Drained => {
+            let last = events
+                .last()
+                .map(|e| e.occurred_at)
+                .unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+            last + chrono::Duration::days(MAX_HORIZON_DAYS)
+        }
+    };
+    let start = events.first().map(|e| e.occurred_at).unwrap_or(horizon);
+    let clock = ManualClock::new(start);
+    let store = MemStore::lean();
+    let mut driver = Driver {
+        catalog,
+        worker: Worker {
+            store: store.clone(),
+            catalog: catalog.clone(),
+            templates: templates.clone(),
+            transport: recorder.clone(),
+            clock: Arc::new(clock.clone()),
+            retry: worker::DEFAULT_RETRY.to_vec(),
+            compose,
+        },
+        store,
+        clock,
+        recorder,
+        out: Simulation::default(),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a current-thread runtime");
+    rt.block_on(driver.run(&events, horizon))
+        .expect("the memory store does not fail");
+    driver.out
+}
+
+struct Driver<'a, T> {
+    catalog: &'a Arc<Catalog>,
+    store: MemStore,
+    clock: ManualClock,
+    worker: Worker<MemStore, Recorder<T>>,
+    recorder: Recorder<T>,
+    out: Simulation,
+}
+
+impl<T: Transport> Driver<'_, T> {
+    async fn run(&mut self, events: &[Event], horizon: DateTime<Utc>) -> crate::store::Result<()> {
+        for event in events {
+            if event.occurred_at > horizon {
+                break;
+            }
+            // What fell due before (or at) the event happens first.
+            self.run_until(event.occurred_at).await?;
+            let now = event.occurred_at.max(self.clock.now());
+            self.clock.set(now);
+            let r = ingest::ingest_batch(
+                &self.store,
+                self.catalog,
+                std::slice::from_ref(event),
+                "simulate",
+                now,
+            )
+            .await?;
+            self.out.events += r.applied;
+            self.out.duplicates += r.duplicates;
+            self.out.notes.extend(r.notes.into_iter().map(|n| (now, n)));
+        }
+        self.run_until(horizon).await?;
+        self.out.pending = self.store.active_enrollments().await? as usize;
+        Ok(())
+    }
+
+    /// Moves the clock from one due time to the next up to `until`, waking
+    /// enrollments and sending emails as the service would.
+    async fn run_until(&mut self, until: DateTime<Utc>) -> crate::store::Result<()> {
+        loop {
+            let next = [
+                self.store.next_wake().await?,
+                self.store.next_outbox().await?,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let Some(next) = next.filter(|t| *t <= until) else {
+                return Ok(());
+            };
+            let now = next.max(self.clock.now());
+            self.clock.set(now);
+            loop {
+                let woken = schedule::tick(&self.store, self.catalog, now).await?;
+                self.out
+                    .notes
+                    .extend(woken.notes.into_iter().map(|n| (now, n)));
+                if woken.ran == 0 {
+                    break;
+                }
+            }
+            loop {
+                let handled = self.worker.tick().await?;
+                if handled.is_empty() {
+                    break;
+                }
+                for h in handled {
+                    let reason = match h.done {
+                        Done::Planned(SendPlan::Skip { reason }) => reason,
+                        Done::Failed(error) => error,
+                        _ => continue,
+                    };
+                    self.out.skipped.push(Skipped {
+                        at: h.at,
+                        customer_id: h.row.customer_id,
+                        sequence: h.row.sequence,
+                        step: h.row.step,
+                        reason,
+                    });
+                }
+            }
+            for about in self.recorder.take() {
+                self.out.delivered.push(delivered(about));
+            }
+        }
+    }
+}
+
+fn delivered(a: About) -> Delivered {
+    Delivered {
+        line: SentEmail {
+            at: a.date.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            customer_id: a.customer_id,
+            to: a.to,
+            sequence: a.sequence,
+            step: a.step,
+            template: a.template,
+            locale: a.locale,
+            subject: a.subject,
+            category: a.category.as_str().to_string(),
+        },
+        at: a.date,
+        idempotency_key: a.idempotency_key,
     }
 }
 

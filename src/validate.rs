@@ -3,6 +3,7 @@
 //! runs at start.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::engine::state::Context;
@@ -13,8 +14,8 @@ use crate::template::Templates;
 use crate::template::data::{sample_data, sample_event};
 
 pub struct Loaded {
-    pub catalog: Catalog,
-    pub templates: Templates,
+    pub catalog: Arc<Catalog>,
+    pub templates: Arc<Templates>,
     pub diagnostics: Diagnostics,
 }
 
@@ -27,8 +28,8 @@ pub fn load(sequences: &Path, templates: &Path) -> Loaded {
     diags.extend(render_samples(&catalog, &tpl));
     diags.extend(check_conditions(&catalog));
     Loaded {
-        catalog,
-        templates: tpl,
+        catalog: Arc::new(catalog),
+        templates: Arc::new(tpl),
         diagnostics: diags.sorted(),
     }
 }

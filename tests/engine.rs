@@ -3,8 +3,9 @@
 
 use std::path::Path;
 
-use aftercare::engine::dispatch::{Applied, apply_event, apply_wake};
-use aftercare::engine::state::{Enrollment, Status, Waiting};
+use aftercare::engine::customer::{Changes, CustomerState};
+use aftercare::engine::dispatch::{apply_event, apply_wake};
+use aftercare::engine::state::{Status, Waiting};
 use aftercare::event::Event;
 use aftercare::sequence::load::{parse_policies, parse_sequence};
 use aftercare::sequence::model::{Catalog, Sequence};
@@ -50,15 +51,15 @@ fn ev(id: &str, kind: &str, c: &str, o: Option<&str>, at: &str) -> Event {
     .unwrap()
 }
 
-fn templates(a: &Applied) -> Vec<String> {
-    a.emails.iter().map(|e| e.template.clone()).collect()
+fn templates(a: &Changes) -> Vec<String> {
+    a.emails.iter().map(|e| e.job.template.clone()).collect()
 }
 
 /// Wakes every enrollment whose time has come, as the scheduler would.
-fn wake_all(cat: &Catalog, list: &mut Vec<Enrollment>, now: DateTime<Utc>) -> Vec<String> {
+fn wake_all(cat: &Catalog, list: &mut CustomerState, now: DateTime<Utc>) -> Vec<String> {
     let mut sent = Vec::new();
-    for i in 0..list.len() {
-        if list[i].wake_at().is_some_and(|w| w <= now) {
+    for i in 0..list.enrollments.len() {
+        if list.enrollments[i].wake_at().is_some_and(|w| w <= now) {
             sent.extend(templates(&apply_wake(cat, list, i, now)));
         }
     }
@@ -98,7 +99,7 @@ steps:
 #[test]
 fn email_wait_for_and_start() {
     let cat = catalog(&[FULFILMENT, EDUCATION]);
-    let mut list = Vec::new();
+    let mut list = CustomerState::default();
     let a = apply_event(
         &cat,
         &mut list,
@@ -106,9 +107,15 @@ fn email_wait_for_and_start() {
         t(T0),
     );
     assert_eq!(templates(&a), ["confirmation"]);
-    assert_eq!(a.emails[0].idempotency_key, "fulfilment/c1/o1#confirmation");
-    assert_eq!(list[0].step.as_deref(), Some("await-shipment"));
-    assert_eq!(list[0].wake_at(), Some(t("2026-11-23T10:00:00Z")));
+    assert_eq!(
+        a.emails[0].job.idempotency_key,
+        "fulfilment/c1/o1#confirmation"
+    );
+    assert_eq!(list.enrollments[0].step.as_deref(), Some("await-shipment"));
+    assert_eq!(
+        list.enrollments[0].wake_at(),
+        Some(t("2026-11-23T10:00:00Z"))
+    );
 
     // A shipment of another order does not move it.
     let other = ev(
@@ -119,7 +126,7 @@ fn email_wait_for_and_start() {
         "2026-11-21T09:00:00Z",
     );
     let a = apply_event(&cat, &mut list, &other, other.occurred_at);
-    assert!(a.emails.is_empty() && a.changed.is_empty());
+    assert!(a.emails.is_empty() && a.enrollments.is_empty());
 
     let ship = ev(
         "e3",
@@ -131,24 +138,33 @@ fn email_wait_for_and_start() {
     let a = apply_event(&cat, &mut list, &ship, ship.occurred_at);
     assert_eq!(templates(&a), ["shipped"]);
     // The context took the shipment in; fulfilment ended and education began.
-    assert_eq!(list[0].context.shipment.as_ref().unwrap().id, "s1");
-    assert_eq!(list[0].status, Status::Completed);
-    assert_eq!(list[1].key, "education/c1/o1");
-    assert_eq!(list[1].context.shipment.as_ref().unwrap().id, "s1");
+    assert_eq!(
+        list.enrollments[0].context.shipment.as_ref().unwrap().id,
+        "s1"
+    );
+    assert_eq!(list.enrollments[0].status, Status::Completed);
+    assert_eq!(list.enrollments[1].key, "education/c1/o1");
+    assert_eq!(
+        list.enrollments[1].context.shipment.as_ref().unwrap().id,
+        "s1"
+    );
     // 1 day later, then the next 10:00 in Budapest (09:00Z).
-    assert_eq!(list[1].wake_at(), Some(t("2026-11-22T09:00:00Z")));
+    assert_eq!(
+        list.enrollments[1].wake_at(),
+        Some(t("2026-11-22T09:00:00Z"))
+    );
     assert!(wake_all(&cat, &mut list, t("2026-11-22T08:59:00Z")).is_empty());
     assert_eq!(
         wake_all(&cat, &mut list, t("2026-11-22T09:00:00Z")),
         ["camera-tips"]
     );
-    assert_eq!(list[1].status, Status::Completed);
+    assert_eq!(list.enrollments[1].status, Status::Completed);
 }
 
 #[test]
 fn wait_for_times_out_into_on_timeout_then_goes_on() {
     let cat = catalog(&[FULFILMENT, EDUCATION]);
-    let mut list = Vec::new();
+    let mut list = CustomerState::default();
     apply_event(
         &cat,
         &mut list,
@@ -161,7 +177,7 @@ fn wait_for_times_out_into_on_timeout_then_goes_on() {
         ["delayed"]
     );
     assert_eq!(
-        list[0].waiting,
+        list.enrollments[0].waiting,
         Waiting::Event {
             event: "shipment.shipped".into(),
             until: t("2026-12-07T10:00:00Z")
@@ -181,7 +197,7 @@ fn wait_for_times_out_into_on_timeout_then_goes_on() {
 #[test]
 fn the_second_timeout_exits() {
     let cat = catalog(&[FULFILMENT, EDUCATION]);
-    let mut list = Vec::new();
+    let mut list = CustomerState::default();
     apply_event(
         &cat,
         &mut list,
@@ -190,14 +206,14 @@ fn the_second_timeout_exits() {
     );
     wake_all(&cat, &mut list, t("2026-11-23T10:00:00Z"));
     assert!(wake_all(&cat, &mut list, t("2026-12-07T10:00:00Z")).is_empty());
-    assert_eq!(list[0].status, Status::Exited);
-    assert_eq!(list.len(), 1, "education never started");
+    assert_eq!(list.enrollments[0].status, Status::Exited);
+    assert_eq!(list.enrollments.len(), 1, "education never started");
 }
 
 #[test]
 fn exit_when_is_scoped_to_the_order_unless_told_otherwise() {
     let cat = catalog(&[FULFILMENT, EDUCATION]);
-    let mut list = Vec::new();
+    let mut list = CustomerState::default();
     apply_event(
         &cat,
         &mut list,
@@ -213,10 +229,10 @@ fn exit_when_is_scoped_to_the_order_unless_told_otherwise() {
     let cancel = ev("e3", "order.cancelled", "c1", Some("o2"), T0);
     let a = apply_event(&cat, &mut list, &cancel, t(T0));
     assert_eq!(a.notes.len(), 1, "{:?}", a.notes);
-    assert_eq!(list[0].status, Status::Active);
-    assert_eq!(list[1].status, Status::Exited);
+    assert_eq!(list.enrollments[0].status, Status::Active);
+    assert_eq!(list.enrollments[1].status, Status::Exited);
     assert!(
-        list[1]
+        list.enrollments[1]
             .ended_reason
             .as_deref()
             .unwrap()
@@ -233,14 +249,14 @@ steps:
   - wait: 20d
   - email: reorder-reminder
 "#]);
-    let mut list = Vec::new();
+    let mut list = CustomerState::default();
     apply_event(
         &reorder,
         &mut list,
         &ev("e1", "order.placed", "c1", Some("o1"), T0),
         t(T0),
     );
-    assert_eq!(list.len(), 1);
+    assert_eq!(list.enrollments.len(), 1);
     let again = ev(
         "e2",
         "order.placed",
@@ -250,17 +266,21 @@ steps:
     );
     apply_event(&reorder, &mut list, &again, again.occurred_at);
     assert_eq!(
-        list[0].status,
+        list.enrollments[0].status,
         Status::Exited,
         "a new order ends the old reminder"
     );
-    assert_eq!(list[1].status, Status::Active, "and starts its own");
+    assert_eq!(
+        list.enrollments[1].status,
+        Status::Active,
+        "and starts its own"
+    );
 }
 
 #[test]
 fn trigger_condition_and_enroll_modes() {
     let cat = catalog(&[FULFILMENT, EDUCATION]);
-    let mut list = Vec::new();
+    let mut list = CustomerState::default();
     let cheap = Event::parse(
         &serde_json::to_string(&ev("e1", "order.placed", "c1", Some("o1"), T0))
             .unwrap()
@@ -268,7 +288,10 @@ fn trigger_condition_and_enroll_modes() {
     )
     .unwrap();
     apply_event(&cat, &mut list, &cheap, t(T0));
-    assert!(list.is_empty(), "order.total > 100.0 does not hold");
+    assert!(
+        list.enrollments.is_empty(),
+        "order.total > 100.0 does not hold"
+    );
 
     // once_per_order: the same order placed twice (two event ids) enrolls once.
     apply_event(
@@ -283,7 +306,7 @@ fn trigger_condition_and_enroll_modes() {
         &ev("e3", "order.placed", "c1", Some("o1"), T0),
         t(T0),
     );
-    assert_eq!(list.len(), 1);
+    assert_eq!(list.enrollments.len(), 1);
     assert!(a.emails.is_empty());
 
     let per_customer = catalog(&[r#"
@@ -293,7 +316,7 @@ trigger: {event: order.placed}
 enroll: once_per_customer
 steps: [{email: welcome}]
 "#]);
-    let mut list = Vec::new();
+    let mut list = CustomerState::default();
     for (i, o) in ["o1", "o2"].iter().enumerate() {
         apply_event(
             &per_customer,
@@ -302,7 +325,7 @@ steps: [{email: welcome}]
             t(T0),
         );
     }
-    assert_eq!(list.len(), 1);
+    assert_eq!(list.enrollments.len(), 1);
 
     let every = catalog(&[r#"
 id: thanks
@@ -311,7 +334,7 @@ trigger: {event: review.submitted}
 enroll: every_event
 steps: [{email: thanks}]
 "#]);
-    let mut list = Vec::new();
+    let mut list = CustomerState::default();
     for i in 0..3 {
         apply_event(
             &every,
@@ -320,8 +343,9 @@ steps: [{email: thanks}]
             t(T0),
         );
     }
-    assert_eq!(list.len(), 3);
-    let keys: std::collections::HashSet<_> = list.iter().map(|e| e.key.clone()).collect();
+    assert_eq!(list.enrollments.len(), 3);
+    let keys: std::collections::HashSet<_> =
+        list.enrollments.iter().map(|e| e.key.clone()).collect();
     assert_eq!(keys.len(), 3);
 }
 
@@ -340,14 +364,14 @@ steps:
     let mut shorts = 0;
     for c in 0..2000 {
         let cid = format!("c{c}");
-        let mut first = Vec::new();
+        let mut first = CustomerState::default();
         let a = apply_event(
             &cat,
             &mut first,
             &ev("e", "shipment.delivered", &cid, Some("o1"), T0),
             t(T0),
         );
-        let mut second = Vec::new();
+        let mut second = CustomerState::default();
         let b = apply_event(
             &cat,
             &mut second,
@@ -380,14 +404,17 @@ steps:
   - wait_until: 'order.placed_at'
   - email: at-once
 "#]);
-    let mut list = Vec::new();
+    let mut list = CustomerState::default();
     apply_event(
         &cat,
         &mut list,
         &ev("e1", "order.placed", "c1", Some("o1"), T0),
         t(T0),
     );
-    assert_eq!(list[0].wake_at(), Some(t(T0) + Duration::days(23)));
+    assert_eq!(
+        list.enrollments[0].wake_at(),
+        Some(t(T0) + Duration::days(23))
+    );
     // A time already past does not wait.
     let sent = wake_all(&cat, &mut list, t(T0) + Duration::days(23));
     assert_eq!(sent, ["reminder", "at-once"]);
@@ -406,7 +433,7 @@ steps:
   - exit: true
   - email: never
 "#]);
-    let mut list = Vec::new();
+    let mut list = CustomerState::default();
     let a = apply_event(
         &cat,
         &mut list,
@@ -420,7 +447,7 @@ steps:
             .iter()
             .any(|n| n.message.contains("failed, taken as false"))
     );
-    assert_eq!(list[0].status, Status::Exited);
+    assert_eq!(list.enrollments[0].status, Status::Exited);
 }
 
 #[test]
@@ -455,7 +482,7 @@ steps:
   - wait: 1d
   - email: two
 "#;
-    let mut list = Vec::new();
+    let mut list = CustomerState::default();
     let cat1 = catalog(&[v1]);
     apply_event(
         &cat1,
@@ -463,7 +490,7 @@ steps:
         &ev("e1", "order.placed", "c1", Some("o1"), T0),
         t(T0),
     );
-    let started_on = list[0].version.clone();
+    let started_on = list.enrollments[0].version.clone();
     let mut edited = list.clone();
 
     let cat2 = catalog(&[v2]);
@@ -473,14 +500,14 @@ steps:
         ["two-rewritten"],
         "resumes after `pause`, skipping nothing already sent"
     );
-    assert_ne!(edited[0].version, started_on);
+    assert_ne!(edited.enrollments[0].version, started_on);
 
     let cat3 = catalog(&[v3]);
     let sent = wake_all(&cat3, &mut list, t(T0) + Duration::days(2));
     assert!(sent.is_empty());
-    assert_eq!(list[0].status, Status::Exited);
+    assert_eq!(list.enrollments[0].status, Status::Exited);
     assert!(
-        list[0]
+        list.enrollments[0]
             .ended_reason
             .as_deref()
             .unwrap()
@@ -504,21 +531,25 @@ enroll: every_event
 steps: [{email: b}, {start: a}]
 "#;
     let cat = catalog(&[a, b]);
-    let mut list = Vec::new();
+    let mut list = CustomerState::default();
     let out = apply_event(
         &cat,
         &mut list,
         &ev("e1", "order.placed", "c1", Some("o1"), T0),
         t(T0),
     );
-    assert!(list.len() <= 20, "bounded, got {}", list.len());
+    assert!(
+        list.enrollments.len() <= 20,
+        "bounded, got {}",
+        list.enrollments.len()
+    );
     assert!(out.notes.iter().any(|n| n.message.contains("chain deeper")));
 }
 
 #[test]
 fn a_late_event_times_out_first_even_when_the_wake_up_is_behind() {
     let cat = catalog(&[FULFILMENT, EDUCATION]);
-    let mut list = Vec::new();
+    let mut list = CustomerState::default();
     apply_event(
         &cat,
         &mut list,
@@ -538,7 +569,7 @@ fn a_late_event_times_out_first_even_when_the_wake_up_is_behind() {
     // meets the second wait.
     assert_eq!(templates(&a), ["delayed", "shipped"]);
     // A shipment that happened in time but is processed late still counts.
-    let mut list = Vec::new();
+    let mut list = CustomerState::default();
     apply_event(
         &cat,
         &mut list,

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use aftercare::clock::SystemClock;
 use aftercare::config::{DatabaseArgs, Role, ServiceArgs};
+use aftercare::engine::outbox::Outcome;
 use aftercare::ingest::http::sign;
 use aftercare::service::{Loaded, serve};
 use aftercare::store::Store;
@@ -128,7 +129,7 @@ async fn webhook_takes_events_and_mail_goes_out<S: Store>(store: S) {
     assert_eq!(store.outbox().await.unwrap().len(), 1);
     let d = store.deliveries().await.unwrap();
     assert_eq!(d.len(), 1);
-    assert_eq!(d[0].outcome, "sent");
+    assert_eq!(d[0].outcome, Outcome::Sent);
     app.shutdown().await;
 }
 

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use aftercare::clock::SystemClock;
 use aftercare::config::{DatabaseArgs, Role, ServiceArgs};
+use aftercare::engine::outbox::Outcome;
 use aftercare::ingest::kafka::{KafkaConfig, ensure_topics};
 use aftercare::service::{Loaded, serve};
 use aftercare::store::{PgStore, Store};
@@ -104,7 +105,7 @@ async fn count_status(store: &PgStore, status: &str) -> usize {
         .await
         .unwrap()
         .iter()
-        .filter(|o| o.status == status)
+        .filter(|o| o.status.as_str() == status)
         .count()
 }
 
@@ -177,7 +178,7 @@ async fn duplicates_are_applied_once_and_poison_is_dead_lettered() {
         .await
         .unwrap()
         .into_iter()
-        .filter(|d| d.outcome == "sent")
+        .filter(|d| d.outcome == Outcome::Sent)
         .collect();
     assert_eq!(sent.len(), 31, "and sent once");
     let dead = s.dead_letters().await.unwrap();
@@ -421,7 +422,7 @@ async fn two_instances_share_the_partitions_and_send_each_email_once() {
         .await
         .unwrap()
         .into_iter()
-        .filter(|d| d.outcome == "sent")
+        .filter(|d| d.outcome == Outcome::Sent)
         .count();
     assert_eq!(sent, keys.len(), "no email sent twice");
     terminate(&mut a);

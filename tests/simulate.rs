@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use aftercare::event::Event;
-use aftercare::simulate::{Until, World};
+use aftercare::simulate::{Until, simulate};
 use aftercare::validate::{self, Loaded};
 use proptest::prelude::*;
 
@@ -94,13 +94,12 @@ proptest! {
             let again = events.clone();
             events.extend(again);
         }
-        let mut w = World::new(&l.catalog, &l.templates);
-        w.run(events, Until::Drained);
+        let w = simulate(&l.catalog, &l.templates, events, Until::Drained);
         let mut keys = HashSet::new();
         for d in &w.delivered {
             prop_assert!(keys.insert(d.idempotency_key.clone()), "twice: {}", d.idempotency_key);
         }
-        prop_assert_eq!(w.pending(), 0, "every wait is bounded, so the clock drains");
+        prop_assert_eq!(w.pending, 0, "every wait is bounded, so the clock drains");
     }
 
     /// The same events give the same output, line for line.
@@ -108,8 +107,7 @@ proptest! {
     fn simulation_is_deterministic(events in stream()) {
         let l = shipped();
         let run = |evs: Vec<Event>| {
-            let mut w = World::new(&l.catalog, &l.templates);
-            w.run(evs, Until::Drained);
+            let w = simulate(&l.catalog, &l.templates, evs, Until::Drained);
             w.sorted_delivered()
                 .iter()
                 .map(|d| serde_json::to_string(&d.line).unwrap())
@@ -127,8 +125,12 @@ fn transactional_mail_is_never_held_back() {
     // Placed at 23:30 local time, no consent: the confirmation still goes at once.
     let mut e = event(1, 0, 0, 0, 0, true);
     e.occurred_at = "2026-11-20T22:30:00Z".parse().unwrap();
-    let mut w = World::new(&l.catalog, &l.templates);
-    w.run(vec![e], Until::At("2026-11-21T00:00:00Z".parse().unwrap()));
+    let w = simulate(
+        &l.catalog,
+        &l.templates,
+        vec![e],
+        Until::At("2026-11-21T00:00:00Z".parse().unwrap()),
+    );
     let first = &w.sorted_delivered()[0].line;
     assert_eq!(first.template, "order-confirmation");
     assert_eq!(first.at, "2026-11-20T22:30:00Z");

@@ -1,15 +1,17 @@
-//! The store conformance suite: the same tests against SQLite and against the
-//! real PostgreSQL on 127.0.0.1:5432 (a fresh database per test).
+//! The store conformance suite: the same tests against SQLite, memory, and
+//! the real PostgreSQL on 127.0.0.1:5432 (a fresh database per test).
 
 mod support;
 
 use std::collections::HashSet;
 
+use aftercare::engine::outbox::{OutboxStatus, Outcome, SendOutcome, SendPlan};
 use aftercare::engine::state::Status;
 use aftercare::ingest::ingest_batch;
 use aftercare::schedule;
-use aftercare::send::worker::decide;
-use aftercare::store::{DeadLetter, SendContext, SendOutcome, SendPlan, Store};
+use aftercare::send::worker;
+use aftercare::sequence::model::Category;
+use aftercare::store::{DeadLetter, DueClaim, Store};
 use chrono::{DateTime, Duration, Utc};
 use support::{catalog, event, t};
 
@@ -96,7 +98,10 @@ async fn due_enrollments_are_claimed_once_and_woken<S: Store>(s: S) {
     let claimed = s.claim_due(due, lease, 10).await.unwrap();
     assert_eq!(
         claimed,
-        [("fulfilment/c1/o1".to_string(), "c1".to_string())]
+        [DueClaim {
+            customer_id: "c1".into(),
+            key: "fulfilment/c1/o1".into()
+        }]
     );
     // Claimed and leased: nobody else gets it.
     assert!(s.claim_due(due, lease, 10).await.unwrap().is_empty());
@@ -104,12 +109,12 @@ async fn due_enrollments_are_claimed_once_and_woken<S: Store>(s: S) {
     let after = due + lease + Duration::seconds(1);
     assert_eq!(s.claim_due(after, lease, 10).await.unwrap().len(), 1);
     assert_eq!(
-        schedule::tick(&s, cat, after).await.unwrap(),
+        schedule::tick(&s, cat, after).await.unwrap().ran,
         0,
         "still leased by the reclaim"
     );
     let later = after + lease + Duration::seconds(1);
-    assert_eq!(schedule::tick(&s, cat, later).await.unwrap(), 1);
+    assert_eq!(schedule::tick(&s, cat, later).await.unwrap().ran, 1);
     let steps: Vec<String> = s
         .outbox()
         .await
@@ -125,7 +130,7 @@ async fn due_enrollments_are_claimed_once_and_woken<S: Store>(s: S) {
         ]
     );
     // Woken once: nothing more is due now.
-    assert_eq!(schedule::tick(&s, cat, later).await.unwrap(), 0);
+    assert_eq!(schedule::tick(&s, cat, later).await.unwrap().ran, 0);
     let e = &s.enrollments_of("c1").await.unwrap()[0];
     assert_eq!(e.status, Status::Active);
     assert_eq!(e.step.as_deref(), Some("await-late-shipment"));
@@ -157,7 +162,7 @@ async fn concurrent_claims_never_overlap<S: Store>(s: S) {
                 if got.is_empty() {
                     break mine;
                 }
-                mine.extend(got.into_iter().map(|(k, _)| k));
+                mine.extend(got.into_iter().map(|c| c.key));
             }
         }));
     }
@@ -192,26 +197,25 @@ async fn outbox_rows_go_through_the_policy<S: Store>(s: S) {
         "leased"
     );
     for row in &rows {
-        let d = |ctx: &SendContext| decide(cat, ctx, now);
-        let (plan, profile) = s.plan_send(row, now, &d).await.unwrap();
+        let (plan, profile) = worker::plan(&s, cat, row, now).await.unwrap();
         assert_eq!(plan, SendPlan::Send, "transactional goes without consent");
         assert!(profile.is_some());
         let outcome = SendOutcome::Sent {
             message_id: format!("<{}@x>", row.id),
             detail: "250 ok".into(),
         };
-        s.finish_send(row, now, &outcome).await.unwrap();
+        worker::finish(&s, row, now, &outcome).await.unwrap();
     }
     let out = s.outbox().await.unwrap();
     assert!(
         out.iter()
-            .all(|o| o.status == "sent" && o.sent_at == Some(now))
+            .all(|o| o.status == OutboxStatus::Sent && o.sent_at == Some(now))
     );
     let d = s.deliveries().await.unwrap();
     assert_eq!(d.len(), 2);
     assert!(
         d.iter()
-            .all(|d| d.outcome == "sent" && d.detail == "250 ok")
+            .all(|d| d.outcome == Outcome::Sent && d.detail == "250 ok")
     );
 }
 
@@ -232,24 +236,27 @@ async fn value_email_for<S: Store>(s: &S, c: &str, consent: bool) -> DateTime<Ut
         .await
         .unwrap()
     {
-        let d = |ctx: &SendContext| decide(cat, ctx, now);
-        assert_eq!(s.plan_send(&row, now, &d).await.unwrap().0, SendPlan::Send);
+        assert_eq!(
+            worker::plan(s, cat, &row, now).await.unwrap().0,
+            SendPlan::Send
+        );
         let sent = SendOutcome::Sent {
             message_id: "<m@x>".into(),
             detail: "ok".into(),
         };
-        s.finish_send(&row, now, &sent).await.unwrap();
+        worker::finish(s, &row, now, &sent).await.unwrap();
     }
     // Education waits a day (to 11:00 Budapest on the 21st), then until the
     // next 10:00 in Budapest: 2026-11-22T09:00Z.
     assert_eq!(
         schedule::tick(s, cat, t("2026-11-22T08:59:59Z"))
             .await
-            .unwrap(),
+            .unwrap()
+            .ran,
         0
     );
     let wake = t("2026-11-22T09:00:00Z");
-    assert_eq!(schedule::tick(s, cat, wake).await.unwrap(), 1);
+    assert_eq!(schedule::tick(s, cat, wake).await.unwrap().ran, 1);
     wake
 }
 
@@ -263,8 +270,7 @@ async fn marketing_is_deferred_or_skipped_with_a_reason<S: Store>(s: S) {
         .unwrap();
     assert_eq!(rows.len(), 2);
     for row in &rows {
-        let d = |ctx: &SendContext| decide(cat, ctx, wake);
-        let (plan, _) = s.plan_send(row, wake, &d).await.unwrap();
+        let (plan, _) = worker::plan(&s, cat, row, wake).await.unwrap();
         match row.customer_id.as_str() {
             // Three transactional emails do not count toward the cap: it goes.
             "ca" => assert_eq!(plan, SendPlan::Send),
@@ -279,20 +285,21 @@ async fn marketing_is_deferred_or_skipped_with_a_reason<S: Store>(s: S) {
     let out = s.outbox().await.unwrap();
     let cb = out
         .iter()
-        .find(|o| o.customer_id == "cb" && o.category == "value")
+        .find(|o| o.customer_id == "cb" && o.category == Category::Value)
         .unwrap();
-    assert_eq!(cb.status, "skipped");
+    assert_eq!(cb.status, OutboxStatus::Skipped);
     let d = s.deliveries().await.unwrap();
     assert!(
         d.iter()
-            .any(|d| d.outcome == "skipped" && d.detail == "no marketing consent")
+            .any(|d| d.outcome == Outcome::Skipped && d.detail == "no marketing consent")
     );
 
     // A value email at 22:00 Budapest is deferred to 08:00 local.
     let s2 = s.clone();
     let night = t("2026-11-22T21:00:00Z");
     let ca = rows.iter().find(|r| r.customer_id == "ca").unwrap();
-    s2.finish_send(
+    worker::finish(
+        &s2,
         ca,
         wake,
         &SendOutcome::Retry {
@@ -307,8 +314,7 @@ async fn marketing_is_deferred_or_skipped_with_a_reason<S: Store>(s: S) {
         .await
         .unwrap();
     assert_eq!(again.len(), 1);
-    let d = |ctx: &SendContext| decide(cat, ctx, night);
-    match s2.plan_send(&again[0], night, &d).await.unwrap().0 {
+    match worker::plan(&s2, cat, &again[0], night).await.unwrap().0 {
         SendPlan::Defer { until, reason } => {
             assert_eq!(until, t("2026-11-23T07:00:00Z"));
             assert!(reason.starts_with("quiet hours"), "{reason}");
@@ -346,9 +352,8 @@ async fn a_stale_worker_cannot_overwrite_a_newer_claim<S: Store>(s: S) {
         .await
         .unwrap()
         .remove(0);
-    let d = |ctx: &SendContext| decide(cat, ctx, now);
     assert_eq!(
-        s.plan_send(&slow, now, &d).await.unwrap().0,
+        worker::plan(&s, cat, &slow, now).await.unwrap().0,
         SendPlan::Stale
     );
     assert!(
@@ -356,7 +361,7 @@ async fn a_stale_worker_cannot_overwrite_a_newer_claim<S: Store>(s: S) {
         "a stale worker logs nothing"
     );
     assert_eq!(
-        s.plan_send(&first, now, &d).await.unwrap().0,
+        worker::plan(&s, cat, &first, now).await.unwrap().0,
         SendPlan::Send
     );
     // While it is being sent, nobody else may take it.
@@ -376,10 +381,9 @@ async fn a_stale_worker_cannot_overwrite_a_newer_claim<S: Store>(s: S) {
         .unwrap()
         .remove(0);
     assert_eq!(second.attempts, first.attempts + 1);
-    assert_eq!(second.status, "sending");
-    let d2 = |_: &SendContext| panic!("no second decision for a row being sent");
+    assert_eq!(second.status, OutboxStatus::Sending);
     assert_eq!(
-        s.plan_send(&second, later, &d2).await.unwrap().0,
+        worker::plan(&s, cat, &second, later).await.unwrap().0,
         SendPlan::Send
     );
     let sent = SendOutcome::Sent {
@@ -387,14 +391,13 @@ async fn a_stale_worker_cannot_overwrite_a_newer_claim<S: Store>(s: S) {
         detail: "ok".into(),
     };
     // The first worker's late result is fenced off.
-    assert!(s.finish_send(&first, later, &sent).await.is_err());
-    s.finish_send(&second, later, &sent).await.unwrap();
+    assert!(worker::finish(&s, &first, later, &sent).await.is_err());
+    worker::finish(&s, &second, later, &sent).await.unwrap();
     let row = &s.outbox().await.unwrap()[0];
-    assert_eq!((row.status.as_str(), row.attempts), ("sent", 3));
+    assert_eq!((row.status, row.attempts), (OutboxStatus::Sent, 3));
     // And a stale claim that tries to plan is told so.
-    let d3 = |_: &SendContext| SendPlan::Send;
     assert_eq!(
-        s.plan_send(&first, later, &d3).await.unwrap().0,
+        worker::plan(&s, cat, &first, later).await.unwrap().0,
         SendPlan::Stale
     );
 }
@@ -430,8 +433,7 @@ async fn unsubscribe_and_bounce_are_remembered<S: Store>(s: S) {
         .await
         .unwrap()
         .remove(0);
-    let d = |ctx: &SendContext| decide(cat, ctx, now);
-    let (plan, _) = s.plan_send(&row, now, &d).await.unwrap();
+    let (plan, _) = worker::plan(&s, cat, &row, now).await.unwrap();
     assert!(
         matches!(plan, SendPlan::Skip { ref reason } if reason.contains("suppressed")),
         "{plan:?}"
@@ -460,7 +462,7 @@ async fn two_schedulers_wake_each_enrollment_once<S: Store>(s: S) {
         tasks.push(tokio::spawn(async move {
             let mut ran = 0;
             loop {
-                let n = schedule::tick(&s, catalog(), due).await.unwrap();
+                let n = schedule::tick(&s, catalog(), due).await.unwrap().ran;
                 let next = s.next_wake().await.unwrap();
                 if n == 0 && next.is_none_or(|w| w > due) {
                     break ran;
@@ -492,6 +494,14 @@ macro_rules! conformance {
                 async fn $name() {
                     let (store, _dir) = crate::support::sqlite().await;
                     super::$name(store).await;
+                }
+            )*
+        }
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(aftercare::store::MemStore::new()).await;
                 }
             )*
         }

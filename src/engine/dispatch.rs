@@ -1,11 +1,14 @@
 //! Routes an event or a wake-up to a customer's enrollments, starts the
 //! sequences it triggers, and follows `start` hand-overs. Pure: the caller
-//! loads the customer's enrollments, calls this, and saves what changed.
+//! loads the customer ([`CustomerState`]), calls this, and saves the
+//! [`Changes`]. One function per input: [`apply_event`], [`apply_wake`].
 
 use std::collections::{BTreeSet, HashSet};
 
 use chrono::{DateTime, Utc};
 
+use super::customer::{Changes, CustomerState, NewEmail};
+use super::profile;
 use super::state::{Context, EmailJob, Enrollment, enrollment_key};
 use super::{Effect, Input, advance, begin};
 use crate::event::Event;
@@ -16,44 +19,67 @@ use crate::sequence::model::Catalog;
 /// sequences starting each other cannot loop.
 const MAX_START_DEPTH: usize = 16;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Note {
     pub enrollment_key: String,
     pub sequence: String,
     pub message: String,
 }
 
-/// What one input did: emails to enqueue, enrollments to save (indices into
-/// the caller's vector, new ones appended), and notes for the log.
+/// What the steps of one input did, before the emails get their contexts.
 #[derive(Debug, Default)]
-pub struct Applied {
-    pub emails: Vec<EmailJob>,
-    pub changed: BTreeSet<usize>,
-    pub notes: Vec<Note>,
+struct Applied {
+    emails: Vec<EmailJob>,
+    changed: BTreeSet<usize>,
+    notes: Vec<Note>,
 }
 
-/// Applies `event` to `enrollments`, which must hold every enrollment of the
-/// event's customer (finished ones too: they stop a second `once_*` entry).
+impl Applied {
+    /// Pairs each email with the context of the enrollment that sent it.
+    fn into_changes(self, state: &CustomerState) -> Changes {
+        let emails = self
+            .emails
+            .into_iter()
+            .filter_map(|job| {
+                let e = state
+                    .enrollments
+                    .iter()
+                    .find(|e| e.key == job.enrollment_key)?;
+                Some(NewEmail {
+                    context: e.context.clone(),
+                    job,
+                })
+            })
+            .collect();
+        Changes {
+            enrollments: self.changed,
+            emails,
+            notes: self.notes,
+            ..Changes::default()
+        }
+    }
+}
+
+/// Applies `event` to the customer: updates the profile, moves the active
+/// enrollments on, starts the sequences it triggers, and pairs each email
+/// with the context of the enrollment that sent it.
 pub fn apply_event(
     catalog: &Catalog,
-    enrollments: &mut Vec<Enrollment>,
+    state: &mut CustomerState,
     event: &Event,
     now: DateTime<Utc>,
-) -> Applied {
-    apply_event_known(catalog, enrollments, &HashSet::new(), event, now)
-}
-
-/// As [`apply_event`], with the customer's finished enrollments given by key
-/// only (`enrollments` then holds the active ones): a store need not load the
-/// state of enrollments that are over.
-pub fn apply_event_known(
-    catalog: &Catalog,
-    enrollments: &mut Vec<Enrollment>,
-    finished: &HashSet<String>,
-    event: &Event,
-    now: DateTime<Utc>,
-) -> Applied {
+) -> Changes {
+    let profile = profile::update(state.profile.take(), event);
+    let suppress = profile.suppressed.then(|| {
+        (
+            profile.customer.email.to_string(),
+            format!("{} ({})", event.kind, event.id),
+        )
+    });
+    state.profile = Some(profile.clone());
     let mut out = Applied::default();
+    let enrollments = &mut state.enrollments;
+    let finished = &state.finished;
     for i in 0..enrollments.len() {
         if !enrollments[i].is_active() {
             continue;
@@ -64,10 +90,7 @@ pub fn apply_event_known(
         let effects = advance(catalog, seq, &mut enrollments[i], Input::Event(event), now);
         handle(catalog, enrollments, finished, i, effects, now, 0, &mut out);
     }
-    let Some(ids) = catalog.triggers.get(&event.kind) else {
-        return out;
-    };
-    for id in ids {
+    for id in catalog.triggers.get(&event.kind).into_iter().flatten() {
         let seq = &catalog.sequences[id];
         let trigger = seq.trigger.as_ref().expect("indexed by trigger");
         if let Some(cond) = &trigger.when {
@@ -108,34 +131,28 @@ pub fn apply_event_known(
             &mut out,
         );
     }
-    out
+    let mut changes = out.into_changes(state);
+    changes.profile = state.profile.clone();
+    changes.suppress = suppress;
+    changes
 }
 
-/// Wakes enrollment `idx` (its `wake_at` has passed, or the caller thinks so).
+/// Wakes enrollment `idx` of the customer (its `wake_at` has passed, or the
+/// caller thinks so).
 pub fn apply_wake(
     catalog: &Catalog,
-    enrollments: &mut Vec<Enrollment>,
+    state: &mut CustomerState,
     idx: usize,
     now: DateTime<Utc>,
-) -> Applied {
-    apply_wake_known(catalog, enrollments, &HashSet::new(), idx, now)
-}
-
-/// As [`apply_wake`], with finished enrollments given by key only.
-pub fn apply_wake_known(
-    catalog: &Catalog,
-    enrollments: &mut Vec<Enrollment>,
-    finished: &HashSet<String>,
-    idx: usize,
-    now: DateTime<Utc>,
-) -> Applied {
+) -> Changes {
     let mut out = Applied::default();
+    let enrollments = &mut state.enrollments;
     if let Some(seq) = catalog.get(&enrollments[idx].sequence) {
         let effects = advance(catalog, seq, &mut enrollments[idx], Input::Wake, now);
         handle(
             catalog,
             enrollments,
-            finished,
+            &state.finished,
             idx,
             effects,
             now,
@@ -156,7 +173,7 @@ pub fn apply_wake_known(
             message: e.ended_reason.clone().unwrap_or_default(),
         });
     }
-    out
+    out.into_changes(state)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -3,8 +3,10 @@
 //! should happen. No clock, no database, no network: `run`, `simulate` and the
 //! tests drive the same code with different clocks and stores.
 
+pub mod customer;
 pub mod dispatch;
 pub mod localtime;
+pub mod outbox;
 pub mod plan;
 pub mod policy;
 pub mod profile;

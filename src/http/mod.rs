@@ -1,14 +1,15 @@
-//! The HTTP side: the events webhook and health. Unsubscribe, tracking,
-//! metrics, admin and the dashboard come with later issues.
+//! The HTTP side: one router for the events webhook and health. Unsubscribe,
+//! tracking, metrics, admin and the dashboard come with later issues.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::get;
 use tokio::sync::Notify;
 
 use crate::clock::Clock;
+use crate::ingest::http::Webhook;
 use crate::sequence::model::Catalog;
 use crate::store::Store;
 
@@ -24,22 +25,15 @@ pub struct AppState<S> {
     pub kick: Arc<Notify>,
 }
 
-impl<S: Clone> Clone for AppState<S> {
-    fn clone(&self) -> Self {
-        Self {
-            store: self.store.clone(),
-            catalog: self.catalog.clone(),
-            clock: self.clock.clone(),
-            webhook_secret: self.webhook_secret.clone(),
-            kick: self.kick.clone(),
-        }
-    }
-}
-
 pub fn router<S: Store>(state: AppState<S>) -> Router {
-    Router::new()
-        .route("/v1/events", post(crate::ingest::http::post_events::<S>))
+    let webhook = Webhook {
+        store: state.store,
+        catalog: state.catalog,
+        clock: state.clock,
+        secret: state.webhook_secret,
+        kick: state.kick,
+    };
+    crate::ingest::http::routes(webhook)
         .route("/health", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(state)
 }

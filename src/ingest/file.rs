@@ -56,26 +56,16 @@ pub async fn ingest_file<S: Store>(
             }
         }
         if batch.len() >= BATCH {
-            add(
-                &mut report.ingested,
-                super::ingest_batch(store, catalog, &batch, "file", clock.now()).await?,
-            );
+            let r = super::ingest_batch(store, catalog, &batch, "file", clock.now()).await?;
+            report.ingested.add(r);
             batch.clear();
             bar.set_message(format!("{} events", report.ingested.applied));
         }
     }
     if !batch.is_empty() {
-        add(
-            &mut report.ingested,
-            super::ingest_batch(store, catalog, &batch, "file", clock.now()).await?,
-        );
+        let r = super::ingest_batch(store, catalog, &batch, "file", clock.now()).await?;
+        report.ingested.add(r);
     }
     bar.finish_and_clear();
     Ok(report)
-}
-
-fn add(total: &mut IngestReport, r: IngestReport) {
-    total.applied += r.applied;
-    total.duplicates += r.duplicates;
-    total.emails += r.emails;
 }

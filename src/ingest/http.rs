@@ -14,7 +14,14 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use sha2::Sha256;
 
-use crate::http::AppState;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::post;
+use tokio::sync::Notify;
+
+use crate::clock::Clock;
+use crate::sequence::model::Catalog;
 use crate::store::Store;
 
 pub const SIGNATURE_HEADER: &str = "x-aftercare-signature";
@@ -59,12 +66,41 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-pub async fn post_events<S: Store>(
-    State(app): State<AppState<S>>,
+/// What the webhook needs.
+pub struct Webhook<S> {
+    pub store: S,
+    pub catalog: Arc<Catalog>,
+    pub clock: Arc<dyn Clock>,
+    pub secret: Option<String>,
+    /// Wakes the scheduler and sender at once after new work is written.
+    pub kick: Arc<Notify>,
+}
+
+impl<S: Clone> Clone for Webhook<S> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            catalog: self.catalog.clone(),
+            clock: self.clock.clone(),
+            secret: self.secret.clone(),
+            kick: self.kick.clone(),
+        }
+    }
+}
+
+/// `POST /v1/events`.
+pub fn routes<S: Store>(webhook: Webhook<S>) -> Router {
+    Router::new()
+        .route("/v1/events", post(post_events::<S>))
+        .with_state(webhook)
+}
+
+async fn post_events<S: Store>(
+    State(app): State<Webhook<S>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(secret) = &app.webhook_secret {
+    if let Some(secret) = &app.secret {
         let header = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
         if !verify(secret, &body, header) {
             return error(

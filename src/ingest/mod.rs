@@ -1,70 +1,20 @@
 //! The one ingest path. Kafka, HTTP and files all call [`ingest_batch`]:
 //! in one transaction it records each event id (a duplicate is skipped),
-//! updates the customer, starts and advances enrollments through the engine,
-//! and writes the outbox rows with their idempotency keys.
+//! loads each customer under lock, asks the engine what the event changes,
+//! and writes the enrollments and outbox rows with their idempotency keys.
 
 pub mod file;
 pub mod http;
 pub mod kafka;
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 
 use crate::engine::dispatch;
-use crate::engine::profile;
 use crate::event::Event;
 use crate::sequence::model::Catalog;
-use crate::store::{Changes, CustomerState, DeadLetter, IngestReport, NewEmail, Store};
-
-/// The pure part of ingesting one event, run by the store under the
-/// customer's lock: what to write for `event` given what is stored.
-pub fn apply_event(
-    catalog: &Catalog,
-    state: &mut CustomerState,
-    event: &Event,
-    now: DateTime<Utc>,
-) -> Changes {
-    let profile = profile::update(state.profile.take(), event);
-    let suppress = profile.suppressed.then(|| {
-        (
-            profile.customer.email.to_string(),
-            format!("{} ({})", event.kind, event.id),
-        )
-    });
-    let applied =
-        dispatch::apply_event_known(catalog, &mut state.enrollments, &state.finished, event, now);
-    for n in &applied.notes {
-        tracing::info!(event_id = %event.id, customer_id = %event.customer.id,
-            sequence = %n.sequence, enrollment = %n.enrollment_key, "{}", n.message);
-    }
-    let emails = with_context(state, applied.emails);
-    state.profile = Some(profile.clone());
-    Changes {
-        profile: Some(profile),
-        enrollments: applied.changed.into_iter().collect(),
-        emails,
-        suppress,
-        notes: applied.notes,
-    }
-}
-
-/// Pairs each email with the context of the enrollment that sent it.
-pub fn with_context(
-    state: &CustomerState,
-    jobs: Vec<crate::engine::state::EmailJob>,
-) -> Vec<NewEmail> {
-    jobs.into_iter()
-        .filter_map(|job| {
-            let e = state
-                .enrollments
-                .iter()
-                .find(|e| e.key == job.enrollment_key)?;
-            Some(NewEmail {
-                context: e.context.clone(),
-                job,
-            })
-        })
-        .collect()
-}
+use crate::store::{DeadLetter, IngestReport, Store, Tx, Writes};
 
 /// Ingests a batch in one transaction. Returns once it has committed.
 pub async fn ingest_batch<S: Store>(
@@ -74,8 +24,49 @@ pub async fn ingest_batch<S: Store>(
     source: &str,
     now: DateTime<Utc>,
 ) -> crate::store::Result<IngestReport> {
-    let apply = |state: &mut CustomerState, ev: &Event| apply_event(catalog, state, ev, now);
-    store.ingest(events, source, now, &apply).await
+    let mut report = IngestReport::default();
+    let mut tx = store.begin().await?;
+    let all: Vec<&Event> = events.iter().collect();
+    let mut new_ids = tx.record_events(&all, source, now).await?;
+    // An id seen before, or twice in this batch, is a duplicate.
+    let mut fresh: Vec<&Event> = Vec::with_capacity(new_ids.len());
+    for ev in all {
+        if new_ids.remove(&ev.id) {
+            fresh.push(ev);
+        } else {
+            report.duplicates += 1;
+        }
+    }
+    if fresh.is_empty() {
+        tx.commit().await?;
+        return Ok(report);
+    }
+    // Make sure each customer has a row to lock, then lock and load them.
+    let mut first_email: BTreeMap<&str, &str> = BTreeMap::new();
+    for ev in &fresh {
+        first_email
+            .entry(ev.customer.id.as_str())
+            .or_insert(ev.customer.email.as_str());
+    }
+    let pairs: Vec<(&str, &str)> = first_email.iter().map(|(c, e)| (*c, *e)).collect();
+    tx.ensure_customers(&pairs, now).await?;
+    let ids: Vec<String> = first_email.keys().map(|c| c.to_string()).collect();
+    let mut states = tx.lock_customers(&ids).await?;
+    let mut writes = Writes::default();
+    for ev in fresh {
+        let state = states.get_mut(&ev.customer.id).expect("loaded above");
+        let changes = dispatch::apply_event(catalog, state, ev, now);
+        for n in &changes.notes {
+            tracing::info!(event_id = %ev.id, customer_id = %ev.customer.id,
+                sequence = %n.sequence, enrollment = %n.enrollment_key, "{}", n.message);
+        }
+        report.notes.extend(changes.notes.iter().cloned());
+        writes.absorb(state, changes, None);
+        report.applied += 1;
+    }
+    report.emails = tx.write(&writes, now).await?;
+    tx.commit().await?;
+    Ok(report)
 }
 
 /// Parses one raw event; a failure is a dead letter with a reason.

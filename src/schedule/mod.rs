@@ -10,10 +10,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
-use crate::engine::dispatch;
-use crate::ingest::with_context;
+use crate::engine::dispatch::{self, Note};
 use crate::sequence::model::Catalog;
-use crate::store::{Changes, CustomerState, Store};
+use crate::store::{DueClaim, Store, Tx, Writes};
 
 /// How long a claim holds before another instance may take it over.
 pub const LEASE: chrono::Duration = chrono::Duration::seconds(30);
@@ -24,71 +23,99 @@ pub const PARALLEL: usize = 4;
 /// Idle polling: new work from another instance is seen within this.
 pub const IDLE: Duration = Duration::from_millis(200);
 
-/// The pure part of a wake-up, run by the store under the customer's lock.
-pub fn apply_wake(
-    catalog: &Catalog,
-    state: &mut CustomerState,
-    idx: usize,
-    now: DateTime<Utc>,
-) -> Changes {
-    let applied =
-        dispatch::apply_wake_known(catalog, &mut state.enrollments, &state.finished, idx, now);
-    for n in &applied.notes {
-        tracing::info!(sequence = %n.sequence, enrollment = %n.enrollment_key, "{}", n.message);
-    }
-    let emails = with_context(state, applied.emails);
-    Changes {
-        profile: None,
-        enrollments: applied.changed.into_iter().collect(),
-        emails,
-        suppress: None,
-        notes: applied.notes,
-    }
+/// What one round of wake-ups did.
+#[derive(Debug, Default)]
+pub struct Woken {
+    /// Enrollments that were still due and ran.
+    pub ran: usize,
+    pub notes: Vec<Note>,
 }
 
-/// Claims and wakes one batch of due enrollments; returns how many ran.
-/// The batch is cut into chunks by customer, each chunk one transaction, a
-/// few chunks at a time.
+/// Wakes claimed enrollments that are still due, each under its customer's
+/// lock, in one transaction.
+pub async fn wake<S: Store>(
+    store: &S,
+    catalog: &Catalog,
+    claimed: &[DueClaim],
+    now: DateTime<Utc>,
+) -> crate::store::Result<Woken> {
+    let mut ids: Vec<String> = claimed.iter().map(|c| c.customer_id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    let mut tx = store.begin().await?;
+    let mut states = tx.lock_customers(&ids).await?;
+    let mut writes = Writes::default();
+    let mut woken = Woken::default();
+    for claim in claimed {
+        let state = states.get_mut(&claim.customer_id).expect("loaded above");
+        let due = state
+            .enrollments
+            .iter()
+            .position(|e| e.key == claim.key && e.wake_at().is_some_and(|w| w <= now));
+        let saved = match due {
+            Some(idx) => {
+                woken.ran += 1;
+                let changes = dispatch::apply_wake(catalog, state, idx, now);
+                for n in &changes.notes {
+                    tracing::info!(sequence = %n.sequence, enrollment = %n.enrollment_key, "{}", n.message);
+                }
+                woken.notes.extend(changes.notes.iter().cloned());
+                // Saving an enrollment clears its lease.
+                writes.absorb(state, changes, Some(idx))
+            }
+            None => false,
+        };
+        if !saved {
+            // Not due any more (another worker got there first), or woken
+            // without a change: the claim is done either way.
+            writes.release.push(claim.key.clone());
+        }
+    }
+    tx.write(&writes, now).await?;
+    tx.commit().await?;
+    Ok(woken)
+}
+
+/// Claims and wakes one batch of due enrollments. The batch is cut into
+/// chunks by customer, each chunk one transaction, a few chunks at a time.
 pub async fn tick<S: Store>(
     store: &S,
     catalog: &Catalog,
     now: DateTime<Utc>,
-) -> crate::store::Result<usize> {
+) -> crate::store::Result<Woken> {
     let mut claimed = store.claim_due(now, LEASE, BATCH).await?;
+    let mut woken = Woken::default();
     if claimed.is_empty() {
-        return Ok(0);
+        return Ok(woken);
     }
-    claimed.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
-    let mut chunks: Vec<&[(String, String)]> = Vec::new();
+    claimed.sort();
+    let mut chunks: Vec<&[DueClaim]> = Vec::new();
     let mut rest = claimed.as_slice();
     while !rest.is_empty() {
         // Keep a customer's enrollments in one chunk.
         let mut end = CHUNK.min(rest.len());
-        while end < rest.len() && rest[end].1 == rest[end - 1].1 {
+        while end < rest.len() && rest[end].customer_id == rest[end - 1].customer_id {
             end += 1;
         }
         chunks.push(&rest[..end]);
         rest = &rest[end..];
     }
-    let apply = |state: &mut CustomerState, idx: usize| apply_wake(catalog, state, idx, now);
-    let mut ran = 0;
     for group in chunks.chunks(PARALLEL) {
-        let mut wakes = Vec::with_capacity(group.len());
-        for chunk in group {
-            wakes.push(store.wake(chunk, now, &apply));
-        }
+        let wakes = group.iter().map(|chunk| wake(store, catalog, chunk, now));
         for r in futures_util::future::join_all(wakes).await {
             match r {
-                Ok(n) => ran += n,
+                Ok(w) => {
+                    woken.ran += w.ran;
+                    woken.notes.extend(w.notes);
+                }
                 Err(e) => tracing::error!("wake failed, retried after the lease: {e}"),
             }
         }
     }
-    Ok(ran)
+    Ok(woken)
 }
 
-/// Runs until `stop`: wake due work, sleep until the next is due (at most
-/// [`IDLE`]), or until `kick` says new work was written here.
+/// Runs until `stop`, waking due enrollments as they fall due.
 pub async fn run<S: Store>(
     store: S,
     catalog: Arc<Catalog>,
@@ -96,27 +123,7 @@ pub async fn run<S: Store>(
     kick: Arc<Notify>,
     stop: CancellationToken,
 ) {
-    while !stop.is_cancelled() {
-        let now = clock.now();
-        let mut pause = IDLE;
-        match tick(&store, &catalog, now).await {
-            Ok(n) if n > 0 => continue,
-            Ok(_) => {
-                if let Ok(Some(next)) = store.next_wake().await {
-                    let until = (next - clock.now()).to_std().unwrap_or(Duration::ZERO);
-                    pause = pause.min(until);
-                }
-            }
-            Err(e) => {
-                tracing::error!("scheduler: {e}");
-                pause = Duration::from_secs(1);
-            }
-        }
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = kick.notified() => {}
-            _ = tokio::time::sleep(pause) => {}
-        }
-    }
-    tracing::info!("scheduler stopped");
+    let batch = || async { Ok(tick(&store, &catalog, clock.now()).await?.ran) };
+    let next = || store.next_wake();
+    crate::poll::run("scheduler", clock.clone(), IDLE, kick, stop, batch, next).await;
 }

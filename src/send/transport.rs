@@ -3,21 +3,37 @@
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
+use chrono::{DateTime, Utc};
+
+pub use crate::engine::outbox::TransportError as Error;
+use crate::sequence::model::Category;
+
+/// One message on its way out.
+#[derive(Debug, Clone)]
 pub struct Outgoing {
     pub message_id: String,
     pub from: String,
     pub to: String,
-    /// The whole RFC 5322 message.
+    /// The whole RFC 5322 message (empty when the worker only checks).
     pub bytes: Vec<u8>,
+    /// What it is, for logs and for `simulate`'s and `demo`'s listings.
+    pub about: About,
 }
 
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum Error {
-    #[error("transient: {0}")]
-    Transient(String),
-    #[error("permanent: {0}")]
-    Permanent(String),
+#[derive(Debug, Clone, PartialEq)]
+pub struct About {
+    pub date: DateTime<Utc>,
+    pub to: String,
+    pub idempotency_key: String,
+    pub customer_id: String,
+    pub sequence: String,
+    pub step: String,
+    pub template: String,
+    pub category: Category,
+    pub locale: String,
+    pub subject: String,
 }
 
 pub trait Transport: Send + Sync + 'static {
@@ -41,5 +57,51 @@ impl Transport for EmlDir {
             .map_err(|e| Error::Transient(e.to_string()))?
             .map_err(|e| Error::Transient(format!("writing the .eml file: {e}")))?;
         Ok(format!("written to {}", written.display()))
+    }
+}
+
+/// Keeps what went through it (without the bytes) and passes each message
+/// on to `inner`, if any: `simulate` lists the emails, `demo` lists them and
+/// writes them out.
+#[derive(Debug)]
+pub struct Recorder<T> {
+    inner: Arc<Option<T>>,
+    sent: Arc<Mutex<Vec<About>>>,
+}
+
+impl<T> Clone for Recorder<T> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            sent: self.sent.clone(),
+        }
+    }
+}
+
+impl<T> Recorder<T> {
+    pub fn new(inner: Option<T>) -> Self {
+        Self {
+            inner: Arc::new(inner),
+            sent: Arc::default(),
+        }
+    }
+
+    /// Everything recorded so far, emptied.
+    pub fn take(&self) -> Vec<About> {
+        std::mem::take(&mut *self.sent.lock().expect("not poisoned"))
+    }
+}
+
+impl<T: Transport> Transport for Recorder<T> {
+    async fn deliver(&self, m: &Outgoing) -> Result<String, Error> {
+        let reply = match self.inner.as_ref() {
+            Some(t) => t.deliver(m).await?,
+            None => "recorded".to_string(),
+        };
+        self.sent
+            .lock()
+            .expect("not poisoned")
+            .push(m.about.clone());
+        Ok(reply)
     }
 }

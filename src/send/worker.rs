@@ -1,6 +1,7 @@
-//! The outbox worker: claims due rows, applies the send policy against the
-//! customer's real history, renders, and hands the message to a transport.
-//! Every attempt, deferral and skip is appended to `deliveries`.
+//! The outbox worker: claims due rows, asks the engine whether each may go
+//! (against the customer's real history, under the customer's lock), renders
+//! it, and hands the message to a transport. Every attempt, deferral and skip
+//! is appended to `deliveries`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,17 +10,22 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::transport::{Outgoing, Transport};
+use super::transport::{About, Outgoing, Transport};
 use super::{Envelope, build_message, message_id};
 use crate::clock::Clock;
-use crate::engine::policy::{self, Decision, Recipient};
+use crate::engine::outbox::{
+    self, OutboxStatus, Outcome, Queued, SendContext, SendOutcome, SendPlan,
+};
 use crate::engine::profile::Profile;
-use crate::sequence::model::{Catalog, Category};
-use crate::store::{OutboxRow, SendContext, SendOutcome, SendPlan, Store};
-use crate::template::Templates;
+use crate::sequence::model::Catalog;
+use crate::store::{Error, Store, Transition, Tx};
 use crate::template::data::{self, Origin};
+use crate::template::{Parts, Templates};
 
 pub const LEASE: chrono::Duration = chrono::Duration::seconds(60);
+/// How long a row being handed to the transport is held before another
+/// worker may take it over (the first is then presumed dead).
+pub const SENDING_LEASE: chrono::Duration = chrono::Duration::minutes(5);
 pub const BATCH: i64 = 50;
 pub const IDLE: Duration = Duration::from_millis(200);
 
@@ -37,49 +43,132 @@ pub const DEFAULT_RETRY: &[i64] = &[
     24 * 3600,
 ];
 
-/// The customer as the send policy sees them.
-pub fn recipient(catalog: &Catalog, profile: &Profile, suppressed: bool) -> Recipient {
-    Recipient {
-        marketing_consent: profile.marketing_consent(),
-        suppressed: suppressed || profile.suppressed,
-        timezone: profile
-            .customer
-            .timezone
-            .unwrap_or(catalog.policies.default_timezone),
-    }
-}
-
-/// The send policy for a claimed row, at `now`. Pure.
-pub fn decide(catalog: &Catalog, ctx: &SendContext, now: DateTime<Utc>) -> SendPlan {
-    let Some(profile) = ctx.profile else {
-        return SendPlan::Skip {
-            reason: "unknown customer".into(),
-        };
-    };
-    let policies = &catalog.policies;
-    let category = Category::parse(&ctx.row.category).unwrap_or(Category::Value);
-    let to = recipient(catalog, profile, ctx.suppressed);
-    let tz = to.timezone;
-    match policy::decide(policies, category, now, &to, ctx.history) {
-        Decision::SendAt(t) if t <= now => SendPlan::Send,
-        Decision::SendAt(until) => {
-            let quiet = policies
-                .quiet_hours
-                .is_some_and(|q| policy::in_quiet_hours(now.with_timezone(&tz).time(), q));
-            let reason = if quiet {
-                "quiet hours"
+/// Loads the customer under lock, checks the claim still holds, applies the
+/// send policy and records the decision, in one transaction. A row to send
+/// is marked `sending`, which counts toward caps at once.
+pub async fn plan<S: Store>(
+    store: &S,
+    catalog: &Catalog,
+    row: &Queued,
+    now: DateTime<Utc>,
+) -> crate::store::Result<(SendPlan, Option<Profile>)> {
+    let mut tx = store.begin().await?;
+    let profile = tx
+        .lock_customers(std::slice::from_ref(&row.customer_id))
+        .await?
+        .remove(&row.customer_id)
+        .and_then(|s| s.profile);
+    let plan = match tx.outbox_state(row.id).await? {
+        Some((status, attempts)) if attempts == row.attempts => {
+            if status == OutboxStatus::Sending {
+                // A worker died between deciding and finishing: the decision stands.
+                SendPlan::Send
             } else {
-                "frequency cap"
-            };
-            SendPlan::Defer {
-                until,
-                reason: format!("{reason}: deferred to {}", until.to_rfc3339()),
+                let history = tx.sent_history(&row.customer_id, row.id).await?;
+                let suppressed = match &profile {
+                    Some(p) => tx.is_suppressed(p.customer.email.as_str()).await?,
+                    None => false,
+                };
+                let ctx = SendContext {
+                    row,
+                    profile: profile.as_ref(),
+                    suppressed,
+                    history: &history,
+                };
+                outbox::decide(catalog, &ctx, now)
             }
         }
-        Decision::Skip(why) => SendPlan::Skip {
-            reason: why.to_string(),
-        },
+        _ => SendPlan::Stale,
+    };
+    let transition = match &plan {
+        SendPlan::Send => Some(Transition::Sending {
+            lease_until: now + SENDING_LEASE,
+        }),
+        SendPlan::Defer { until, .. } => Some(Transition::Defer { until: *until }),
+        SendPlan::Skip { reason } => Some(Transition::Skip { reason }),
+        SendPlan::Stale => None,
+    };
+    let owned = match &transition {
+        Some(t) => tx.transition(row, t, now).await?,
+        None => false,
+    };
+    let plan = if owned { plan } else { SendPlan::Stale };
+    match &plan {
+        SendPlan::Defer { reason, .. } => {
+            tx.log_delivery(row, now, Outcome::Deferred, reason, None)
+                .await?
+        }
+        SendPlan::Skip { reason } => {
+            tx.log_delivery(row, now, Outcome::Skipped, reason, None)
+                .await?
+        }
+        SendPlan::Send | SendPlan::Stale => {}
     }
+    tx.commit().await?;
+    Ok((plan, profile))
+}
+
+/// Records how the transport call for a `sending` row ended. A worker whose
+/// claim was taken over meanwhile gets `Conflict` and writes nothing.
+pub async fn finish<S: Store>(
+    store: &S,
+    row: &Queued,
+    now: DateTime<Utc>,
+    outcome: &SendOutcome,
+) -> crate::store::Result<()> {
+    let mut tx = store.begin().await?;
+    let (transition, detail, message_id) = match outcome {
+        SendOutcome::Sent { message_id, detail } => (
+            Transition::Sent { message_id },
+            detail.as_str(),
+            Some(message_id.as_str()),
+        ),
+        SendOutcome::Retry { at, error } => {
+            (Transition::Retry { at: *at, error }, error.as_str(), None)
+        }
+        SendOutcome::Failed { error } => (Transition::Failed { error }, error.as_str(), None),
+    };
+    if !tx.transition(row, &transition, now).await? {
+        // A newer claim owns the row: this worker's late result is dropped.
+        return Err(Error::Conflict(format!(
+            "outbox row {} was claimed again; result of attempt {} dropped",
+            row.id, row.attempts
+        )));
+    }
+    tx.log_delivery(row, now, outcome.outcome(), detail, message_id)
+        .await?;
+    tx.commit().await
+}
+
+/// How much of a message the worker builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compose {
+    /// The whole MIME message: what a transport sends.
+    Message,
+    /// Subject and body only, no MIME: enough to know that the email renders
+    /// and what it says (`simulate`, which must not pay for the rest).
+    Check,
+}
+
+/// What the worker did with one claimed row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Handled {
+    pub at: DateTime<Utc>,
+    pub row: Queued,
+    pub done: Done,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Done {
+    /// Not handed to the transport: deferred, skipped, or a stale claim.
+    Planned(SendPlan),
+    Sent,
+    /// A transient failure, tried again later.
+    Retry(String),
+    /// Given up: a permanent failure, a render error, or retries spent.
+    Failed(String),
+    /// The store failed; the claim's lease brings the row back.
+    Error(String),
 }
 
 pub struct Worker<S, T> {
@@ -89,49 +178,45 @@ pub struct Worker<S, T> {
     pub transport: T,
     pub clock: Arc<dyn Clock>,
     pub retry: Vec<i64>,
+    pub compose: Compose,
 }
 
 impl<S: Store, T: Transport> Worker<S, T> {
-    /// Claims and processes one batch; returns how many rows were handled.
-    pub async fn tick(&self) -> crate::store::Result<usize> {
+    /// Claims and processes one batch; returns what became of each row.
+    pub async fn tick(&self) -> crate::store::Result<Vec<Handled>> {
         let now = self.clock.now();
         let rows = self.store.claim_outbox(now, LEASE, BATCH).await?;
-        for row in &rows {
-            if let Err(e) = self.process(row).await {
-                tracing::error!(outbox_id = row.id, key = %row.idempotency_key, "send failed, retried after the lease: {e}");
-            }
+        let mut handled = Vec::with_capacity(rows.len());
+        for row in rows {
+            let done = match self.process(&row).await {
+                Ok(done) => done,
+                Err(e) => {
+                    tracing::error!(outbox_id = row.id, key = %row.idempotency_key, "send failed, retried after the lease: {e}");
+                    Done::Error(e.to_string())
+                }
+            };
+            handled.push(Handled { at: now, row, done });
         }
-        Ok(rows.len())
+        Ok(handled)
     }
 
-    async fn process(&self, row: &OutboxRow) -> crate::store::Result<()> {
+    async fn process(&self, row: &Queued) -> crate::store::Result<Done> {
         let now = self.clock.now();
-        let catalog = &self.catalog;
-        let decide = |ctx: &SendContext| decide(catalog, ctx, now);
-        let (plan, profile) = self.store.plan_send(row, now, &decide).await?;
-        match plan {
+        let (plan, profile) = plan(&self.store, &self.catalog, row, now).await?;
+        match &plan {
             SendPlan::Send => {}
             SendPlan::Defer { reason, .. } | SendPlan::Skip { reason } => {
                 tracing::info!(outbox_id = row.id, key = %row.idempotency_key, "{reason}");
-                return Ok(());
+                return Ok(Done::Planned(plan));
             }
-            SendPlan::Stale => return Ok(()),
+            SendPlan::Stale => return Ok(Done::Planned(plan)),
         }
         let outcome = match self.render(row, profile.as_ref(), now) {
-            Ok(out) => match self.transport.deliver(&out).await {
-                Ok(detail) => SendOutcome::Sent {
-                    message_id: out.message_id.clone(),
-                    detail,
-                },
-                Err(super::transport::Error::Transient(e)) => match self.retry_at(row, now) {
-                    Some(at) => SendOutcome::Retry { at, error: e },
-                    None => SendOutcome::Failed {
-                        error: format!("gave up after {} retries: {e}", row.retries),
-                    },
-                },
-                Err(super::transport::Error::Permanent(e)) => SendOutcome::Failed { error: e },
-            },
-            Err(e) => SendOutcome::Failed { error: e },
+            Ok(out) => {
+                let result = self.transport.deliver(&out).await;
+                outbox::after_transport(row, &out.message_id, result, &self.retry, now)
+            }
+            Err(error) => SendOutcome::Failed { error },
         };
         match &outcome {
             SendOutcome::Sent { .. } => {
@@ -139,30 +224,23 @@ impl<S: Store, T: Transport> Worker<S, T> {
             }
             other => tracing::warn!(outbox_id = row.id, key = %row.idempotency_key, "{other:?}"),
         }
-        self.store
-            .finish_send(row, self.clock.now(), &outcome)
-            .await
+        finish(&self.store, row, self.clock.now(), &outcome).await?;
+        Ok(match outcome {
+            SendOutcome::Sent { .. } => Done::Sent,
+            SendOutcome::Retry { error, .. } => Done::Retry(error),
+            SendOutcome::Failed { error } => Done::Failed(error),
+        })
     }
 
-    fn retry_at(&self, row: &OutboxRow, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let i = usize::try_from(row.retries).unwrap_or(usize::MAX);
-        self.retry
-            .get(i)
-            .map(|s| now + chrono::Duration::seconds(*s))
-    }
-
-    /// Renders the row for the customer as they are now.
+    /// Renders the row for the customer as the store knows them now.
     fn render(
         &self,
-        row: &OutboxRow,
+        row: &Queued,
         profile: Option<&Profile>,
         now: DateTime<Utc>,
     ) -> Result<Outgoing, String> {
         let policies = &self.catalog.policies;
-        let mut context = row.context.clone();
-        if let Some(p) = profile {
-            context.customer = p.customer.clone();
-        }
+        let context = outbox::render_context(row, profile);
         let data = data::build(
             &context,
             policies,
@@ -171,50 +249,60 @@ impl<S: Store, T: Transport> Worker<S, T> {
                 step: &row.step,
             },
         );
+        let parts = match self.compose {
+            Compose::Message => Parts::All,
+            Compose::Check => Parts::NoText,
+        };
         let content = self
             .templates
-            .render(&row.template, context.customer.locale.as_deref(), &data)
+            .render_with(
+                &row.template,
+                context.customer.locale.as_deref(),
+                data,
+                parts,
+            )
             .map_err(|e| format!("render: {e}"))?;
         let to = context.customer.email.to_string();
-        let env = Envelope {
-            to: &to,
-            idempotency_key: &row.idempotency_key,
-            sequence: &row.sequence,
-            template: &row.template,
-            date: now,
-        };
-        let msg = build_message(policies, &env, &content).map_err(|e| e.to_string())?;
         let (_, sender) = policies.sender.name_and_email();
+        let bytes = match self.compose {
+            Compose::Message => {
+                let env = Envelope {
+                    to: &to,
+                    idempotency_key: &row.idempotency_key,
+                    sequence: &row.sequence,
+                    template: &row.template,
+                    date: now,
+                };
+                build_message(policies, &env, &content)
+                    .map_err(|e| e.to_string())?
+                    .formatted()
+            }
+            Compose::Check => Vec::new(),
+        };
         Ok(Outgoing {
             message_id: message_id(&row.idempotency_key, &sender),
             from: sender,
-            to,
-            bytes: msg.formatted(),
+            to: to.clone(),
+            bytes,
+            about: About {
+                date: now,
+                to: to.clone(),
+                idempotency_key: row.idempotency_key.clone(),
+                customer_id: row.customer_id.clone(),
+                sequence: row.sequence.clone(),
+                step: row.step.clone(),
+                template: row.template.clone(),
+                category: row.category,
+                locale: content.locale,
+                subject: content.subject,
+            },
         })
     }
 
+    /// Runs until `stop`, sending rows as they fall due.
     pub async fn run(self, kick: Arc<Notify>, stop: CancellationToken) {
-        while !stop.is_cancelled() {
-            let mut pause = IDLE;
-            match self.tick().await {
-                Ok(n) if n > 0 => continue,
-                Ok(_) => {
-                    if let Ok(Some(next)) = self.store.next_outbox().await {
-                        let until = (next - self.clock.now()).to_std().unwrap_or(Duration::ZERO);
-                        pause = pause.min(until);
-                    }
-                }
-                Err(e) => {
-                    tracing::error!("sender: {e}");
-                    pause = Duration::from_secs(1);
-                }
-            }
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = kick.notified() => {}
-                _ = tokio::time::sleep(pause) => {}
-            }
-        }
-        tracing::info!("sender stopped");
+        let batch = || async { Ok(self.tick().await?.len()) };
+        let next = || self.store.next_outbox();
+        crate::poll::run("sender", self.clock.clone(), IDLE, kick, stop, batch, next).await;
     }
 }

@@ -1,28 +1,35 @@
-//! Durable state: one [`Store`] trait, implemented for PostgreSQL (production,
-//! any number of instances) and SQLite (the embedded default).
+//! Durable state: one [`Store`] trait, implemented for PostgreSQL
+//! (production, any number of instances), SQLite (the embedded default) and
+//! memory (`simulate`, `demo` and tests on a virtual clock).
 //!
-//! The store does plumbing only. What to change is decided by pure functions
-//! handed in by the caller (`ingest::apply_event`, `schedule::apply_wake`,
-//! `send::decide`), run inside the store's transaction while it holds the
-//! customer's lock, so that every event, enrollment change and outbox row
-//! commits together or not at all.
+//! The store is plumbing: it records, locks, loads and writes. It decides
+//! nothing and calls nobody back. A caller (`ingest`, `schedule`, `send`)
+//! opens a [`Tx`], loads the customers it needs under their locks, asks the
+//! engine what changes, and writes the engine's answer in the same
+//! transaction, so that every event, enrollment change and outbox row commits
+//! together or not at all.
 
-mod common;
+pub mod memory;
 pub mod postgres;
+mod sql;
 pub mod sqlite;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::engine::customer::{Changes, CustomerState, NewEmail};
 use crate::engine::dispatch::Note;
+use crate::engine::outbox::{OutboxStatus, Outcome, Queued};
 use crate::engine::policy::Sent;
 use crate::engine::profile::Profile;
-use crate::engine::state::{Context, EmailJob, Enrollment};
+use crate::engine::state::Enrollment;
 use crate::event::Event;
+use crate::sequence::model::Category;
 
+pub use memory::MemStore;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -33,58 +40,17 @@ pub enum Error {
     #[error("conflict: {0}")]
     Conflict(String),
     #[error("database: {0}")]
-    Other(String),
-}
-
-impl From<sqlx::Error> for Error {
-    fn from(e: sqlx::Error) -> Self {
-        Error::Other(e.to_string())
-    }
-}
-
-impl From<sqlx::migrate::MigrateError> for Error {
-    fn from(e: sqlx::migrate::MigrateError) -> Self {
-        Error::Other(format!("migration: {e}"))
-    }
-}
-
-impl From<serde_json::Error> for Error {
-    fn from(e: serde_json::Error) -> Self {
-        Error::Other(format!("stored JSON: {e}"))
-    }
+    Database(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("stored JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A stored value the program does not know (a status, a category).
+    #[error("stored data: {0}")]
+    Corrupt(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
-
-/// What the store knows of one customer, loaded under the customer's lock.
-#[derive(Debug, Default)]
-pub struct CustomerState {
-    pub profile: Option<Profile>,
-    /// The customer's active enrollments (and any started meanwhile).
-    pub enrollments: Vec<Enrollment>,
-    /// Keys of the customer's finished enrollments: they stop a second
-    /// `once_*` entry, and their state is not needed.
-    pub finished: HashSet<String>,
-}
-
-/// An email to enqueue, with the context it is rendered from.
-#[derive(Debug, Clone)]
-pub struct NewEmail {
-    pub job: EmailJob,
-    pub context: Context,
-}
-
-/// What a pure decision asks the store to write.
-#[derive(Debug, Default)]
-pub struct Changes {
-    pub profile: Option<Profile>,
-    /// Indices into `CustomerState::enrollments` to save (new ones appended).
-    pub enrollments: Vec<usize>,
-    pub emails: Vec<NewEmail>,
-    pub suppress: Option<(String, String)>,
-    /// What the operator should know (exits, failed conditions); logged.
-    pub notes: Vec<Note>,
-}
 
 /// The outcome of one ingest transaction.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
@@ -93,64 +59,58 @@ pub struct IngestReport {
     pub duplicates: usize,
     /// Outbox rows written (an idempotency key already there is not counted).
     pub emails: usize,
+    /// What the operator should know (exits, failed conditions), also logged.
+    #[serde(skip)]
+    pub notes: Vec<Note>,
 }
 
-/// A claimed outbox row.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct OutboxRow {
-    pub id: i64,
-    pub idempotency_key: String,
+impl IngestReport {
+    pub fn add(&mut self, other: IngestReport) {
+        self.applied += other.applied;
+        self.duplicates += other.duplicates;
+        self.emails += other.emails;
+        self.notes.extend(other.notes);
+    }
+}
+
+/// An enrollment claimed by the scheduler.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DueClaim {
     pub customer_id: String,
-    pub sequence: String,
-    pub step: String,
-    pub template: String,
-    pub category: String,
-    /// `pending`, or `sending` when a worker died before finishing.
-    pub status: String,
-    /// Claims so far; a worker's writes are fenced by the count it claimed at.
-    pub attempts: i64,
-    /// Transient transport failures so far (the retry schedule's position).
-    pub retries: i64,
-    pub not_before: DateTime<Utc>,
-    #[sqlx(json)]
-    pub context: Context,
+    pub key: String,
 }
 
-/// What the send policy sees: the customer and the mail already sent.
-#[derive(Debug)]
-pub struct SendContext<'a> {
-    pub row: &'a OutboxRow,
-    pub profile: Option<&'a Profile>,
-    pub suppressed: bool,
-    pub history: &'a [Sent],
-}
-
-/// What to do with a claimed row, decided before the transport is called.
+/// A fenced change of a claimed outbox row: it applies only while the row
+/// still carries the claim count the worker claimed it at.
 #[derive(Debug, Clone, PartialEq)]
-pub enum SendPlan {
-    /// Hand it to the transport now (the row is marked `sending`).
-    Send,
-    /// Not yet: move `not_before`, say why.
+pub enum Transition<'a> {
+    /// Decided to send: held for `lease_until` while the transport works.
+    Sending {
+        lease_until: DateTime<Utc>,
+    },
     Defer {
         until: DateTime<Utc>,
-        reason: String,
     },
-    /// Never: logged with its reason, not retried.
-    Skip { reason: String },
-    /// A stale claim (another worker got there first): leave the row alone.
-    Stale,
-}
-
-/// How a transport call ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SendOutcome {
-    Sent { message_id: String, detail: String },
-    Retry { at: DateTime<Utc>, error: String },
-    Failed { error: String },
+    Skip {
+        reason: &'a str,
+    },
+    /// Only from `Sending`.
+    Sent {
+        message_id: &'a str,
+    },
+    /// Only from `Sending`.
+    Retry {
+        at: DateTime<Utc>,
+        error: &'a str,
+    },
+    /// Only from `Sending`.
+    Failed {
+        error: &'a str,
+    },
 }
 
 /// One row of the outbox, for operators and tests.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OutboxView {
     pub id: i64,
     pub idempotency_key: String,
@@ -158,8 +118,8 @@ pub struct OutboxView {
     pub sequence: String,
     pub step: String,
     pub template: String,
-    pub category: String,
-    pub status: String,
+    pub category: Category,
+    pub status: OutboxStatus,
     pub attempts: i64,
     pub not_before: DateTime<Utc>,
     pub message_id: Option<String>,
@@ -167,13 +127,14 @@ pub struct OutboxView {
     pub sent_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+/// One entry of the delivery log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeliveryView {
     pub outbox_id: i64,
     pub idempotency_key: String,
     pub attempt: i64,
     pub at: DateTime<Utc>,
-    pub outcome: String,
+    pub outcome: Outcome,
     pub detail: String,
 }
 
@@ -185,75 +146,149 @@ pub struct DeadLetter {
     pub origin: Option<String>,
 }
 
-/// A pure function applied to one event under the customer's lock.
-pub type ApplyEvent<'a> = dyn Fn(&mut CustomerState, &Event) -> Changes + Sync + 'a;
-/// A pure function applied to one due enrollment (by index) under the lock.
-pub type ApplyWake<'a> = dyn Fn(&mut CustomerState, usize) -> Changes + Sync + 'a;
-/// The send policy for one claimed row.
-pub type DecideSend<'a> = dyn Fn(&SendContext) -> SendPlan + Sync + 'a;
+/// Everything a batch of decisions changes, collected in memory and written
+/// at once (a few multi-row statements on a database).
+#[derive(Debug, Default)]
+pub struct Writes {
+    pub profiles: BTreeMap<String, Profile>,
+    pub enrollments: BTreeMap<String, Enrollment>,
+    pub emails: BTreeMap<String, NewEmail>,
+    pub suppress: BTreeMap<String, String>,
+    /// Enrollments whose scheduler claim ends without a change.
+    pub release: Vec<String>,
+}
 
-/// Durable state. Every method is one transaction.
-pub trait Store: Clone + Send + Sync + 'static {
-    fn migrate(&self) -> impl Future<Output = Result<()>> + Send;
+impl Writes {
+    /// Takes in what one decision changed for `state`; returns whether the
+    /// enrollment at `watch` (if any) is among the saved ones.
+    pub fn absorb(
+        &mut self,
+        state: &CustomerState,
+        changes: Changes,
+        watch: Option<usize>,
+    ) -> bool {
+        if let Some(p) = changes.profile {
+            self.profiles.insert(p.customer.id.clone(), p);
+        }
+        let mut saved = false;
+        for i in changes.enrollments {
+            let e = &state.enrollments[i];
+            self.enrollments.insert(e.key.clone(), e.clone());
+            saved |= Some(i) == watch;
+        }
+        for m in changes.emails {
+            self.emails
+                .entry(m.job.idempotency_key.clone())
+                .or_insert(m);
+        }
+        if let Some((email, reason)) = changes.suppress {
+            self.suppress.entry(email).or_insert(reason);
+        }
+        saved
+    }
+}
 
-    /// Records each event (a known id is a duplicate and skipped), and for
-    /// each new one loads the customer under lock, runs `apply` and writes what
-    /// it returns; all in one transaction.
-    fn ingest(
-        &self,
-        events: &[Event],
+/// One transaction. Dropped without [`Tx::commit`], it rolls back (the
+/// memory store, which cannot fail after a write, applies writes at once).
+pub trait Tx: Send {
+    /// Records each event by id; returns the ids that were new. A known id
+    /// is a duplicate.
+    fn record_events(
+        &mut self,
+        events: &[&Event],
         source: &str,
         now: DateTime<Utc>,
-        apply: &ApplyEvent<'_>,
-    ) -> impl Future<Output = Result<IngestReport>> + Send;
+    ) -> impl Future<Output = Result<HashSet<String>>> + Send;
 
-    /// Claims up to `limit` enrollments due at `now` for `lease`; returns
-    /// `(key, customer_id)`. Claims of a crashed worker return when the lease ends.
+    /// Makes sure each customer `(id, email)` has a row to lock.
+    fn ensure_customers(
+        &mut self,
+        customers: &[(&str, &str)],
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Loads the customers `ids` (sorted, unique) with their active
+    /// enrollments and the keys of their finished ones, holding each
+    /// customer's lock until the transaction ends. A customer without a row
+    /// gets an empty state.
+    fn lock_customers(
+        &mut self,
+        ids: &[String],
+    ) -> impl Future<Output = Result<HashMap<String, CustomerState>>> + Send;
+
+    /// Writes what the decisions changed; returns how many outbox rows were new.
+    fn write(
+        &mut self,
+        writes: &Writes,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<usize>> + Send;
+
+    /// The row's status and claim count as stored now.
+    fn outbox_state(
+        &mut self,
+        id: i64,
+    ) -> impl Future<Output = Result<Option<(OutboxStatus, i64)>>> + Send;
+
+    /// Mail already sent (or being sent) to the customer, except row `except`.
+    fn sent_history(
+        &mut self,
+        customer_id: &str,
+        except: i64,
+    ) -> impl Future<Output = Result<Vec<Sent>>> + Send;
+
+    fn is_suppressed(&mut self, email: &str) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Applies `to` to `row` if the row still carries `row.attempts`;
+    /// returns whether it did.
+    fn transition(
+        &mut self,
+        row: &Queued,
+        to: &Transition<'_>,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    fn log_delivery(
+        &mut self,
+        row: &Queued,
+        now: DateTime<Utc>,
+        outcome: Outcome,
+        detail: &str,
+        message_id: Option<&str>,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    fn commit(self) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Durable state. Methods outside a [`Tx`] are one statement each.
+pub trait Store: Clone + Send + Sync + 'static {
+    type Tx: Tx;
+
+    fn migrate(&self) -> impl Future<Output = Result<()>> + Send;
+
+    fn begin(&self) -> impl Future<Output = Result<Self::Tx>> + Send;
+
+    /// Claims up to `limit` enrollments due at `now` for `lease`. Claims of a
+    /// crashed worker return when the lease ends.
     fn claim_due(
         &self,
         now: DateTime<Utc>,
         lease: chrono::Duration,
         limit: i64,
-    ) -> impl Future<Output = Result<Vec<(String, String)>>> + Send;
+    ) -> impl Future<Output = Result<Vec<DueClaim>>> + Send;
 
-    /// Wakes claimed enrollments `(key, customer_id)` that are still due, each
-    /// under its customer's lock, in one transaction; returns how many ran.
-    fn wake(
-        &self,
-        claimed: &[(String, String)],
-        now: DateTime<Utc>,
-        apply: &ApplyWake<'_>,
-    ) -> impl Future<Output = Result<usize>> + Send;
-
-    /// The earliest `wake_at` of an active enrollment, to sleep until then.
+    /// The earliest `wake_at` of an unclaimed active enrollment.
     fn next_wake(&self) -> impl Future<Output = Result<Option<DateTime<Utc>>>> + Send;
 
-    /// Claims up to `limit` outbox rows due at `now`, counting an attempt.
+    /// Claims up to `limit` outbox rows due at `now`, counting an attempt, in
+    /// `(not_before, id)` order.
     fn claim_outbox(
         &self,
         now: DateTime<Utc>,
         lease: chrono::Duration,
         limit: i64,
-    ) -> impl Future<Output = Result<Vec<OutboxRow>>> + Send;
+    ) -> impl Future<Output = Result<Vec<Queued>>> + Send;
 
-    /// Applies the send policy to a claimed row under the customer's lock and
-    /// records the decision (a row to send is marked `sending`, which counts
-    /// toward caps at once).
-    fn plan_send(
-        &self,
-        row: &OutboxRow,
-        now: DateTime<Utc>,
-        decide: &DecideSend<'_>,
-    ) -> impl Future<Output = Result<(SendPlan, Option<Profile>)>> + Send;
-
-    /// Records how the transport call for a `sending` row ended.
-    fn finish_send(
-        &self,
-        row: &OutboxRow,
-        now: DateTime<Utc>,
-        outcome: &SendOutcome,
-    ) -> impl Future<Output = Result<()>> + Send;
-
+    /// The earliest `not_before` of an unclaimed pending row.
     fn next_outbox(&self) -> impl Future<Output = Result<Option<DateTime<Utc>>>> + Send;
 
     fn dead_letter(
@@ -276,4 +311,9 @@ pub trait Store: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Enrollment>>> + Send;
     fn event_count(&self) -> impl Future<Output = Result<i64>> + Send;
     fn active_enrollments(&self) -> impl Future<Output = Result<i64>> + Send;
+}
+
+/// Reads a stored enum's name back, or says what was found.
+pub(crate) fn parse_stored<T>(what: &str, s: &str, parse: fn(&str) -> Option<T>) -> Result<T> {
+    parse(s).ok_or_else(|| Error::Corrupt(format!("unknown {what} {s:?}")))
 }

@@ -5,16 +5,15 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::Sqlite;
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 
-use super::common::{OUTBOX_CLAIM_COLUMNS, impl_store};
+use super::sql::{Affected, Backend, QUEUED_COLUMNS, SqlStore};
 
-#[derive(Clone)]
-pub struct SqliteStore {
-    pub pool: SqlitePool,
-}
+pub type SqliteStore = SqlStore<Sqlite>;
 
-impl SqliteStore {
+impl SqlStore<Sqlite> {
     pub async fn connect(url: &str) -> super::Result<Self> {
         let opts = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
@@ -31,22 +30,32 @@ impl SqliteStore {
     }
 }
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
-/// SQLite has one writer: the transaction itself is the lock.
-const LOCK_SUFFIX: &str = "";
+impl Backend for Sqlite {
+    /// SQLite has one writer: the transaction itself is the lock.
+    const LOCK: &'static str = "";
 
-const CLAIM_DUE: &str = "UPDATE enrollments SET lease_until = $2 WHERE key IN (\
-    SELECT key FROM enrollments WHERE status = 'active' AND wake_at <= $1 \
-    AND (lease_until IS NULL OR lease_until < $1) ORDER BY wake_at LIMIT $3) \
-    RETURNING key, customer_id";
+    const CLAIM_DUE: &'static str = "UPDATE enrollments SET lease_until = $2 WHERE key IN (\
+        SELECT key FROM enrollments WHERE status = 'active' AND wake_at <= $1 \
+        AND (lease_until IS NULL OR lease_until < $1) ORDER BY wake_at LIMIT $3) \
+        RETURNING key, customer_id";
 
-const CLAIM_OUTBOX: &str = const_format::concatcp!(
-    "UPDATE outbox SET lease_until = $2, attempts = attempts + 1, updated_at = $1 WHERE id IN (\
-     SELECT id FROM outbox WHERE ((status = 'pending' AND not_before <= $1) OR status = 'sending') \
-     AND (lease_until IS NULL OR lease_until < $1) ORDER BY not_before, id LIMIT $3) \
-     RETURNING ",
-    OUTBOX_CLAIM_COLUMNS
-);
+    const CLAIM_OUTBOX: &'static str = const_format::concatcp!(
+        "UPDATE outbox SET lease_until = $2, attempts = attempts + 1, updated_at = $1 WHERE id IN (\
+         SELECT id FROM outbox WHERE ((status = 'pending' AND not_before <= $1) OR status = 'sending') \
+         AND (lease_until IS NULL OR lease_until < $1) ORDER BY not_before, id LIMIT $3) \
+         RETURNING ",
+        QUEUED_COLUMNS
+    );
 
-impl_store!(SqliteStore, sqlx::Sqlite);
+    fn migrator() -> &'static Migrator {
+        &MIGRATOR
+    }
+}
+
+impl Affected for sqlx::sqlite::SqliteQueryResult {
+    fn rows(&self) -> u64 {
+        self.rows_affected()
+    }
+}

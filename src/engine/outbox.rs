@@ -1,0 +1,232 @@
+//! The sender's decisions, pure: whether and when a claimed email may go and
+//! to whom, and what a transport's answer means for the row (sent, retried
+//! on the schedule, or failed). The outbox worker moves the data; this
+//! decides.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::policy::{self, Decision, Recipient, Sent};
+use super::profile::Profile;
+use super::state::Context;
+use crate::sequence::model::{Catalog, Category};
+
+/// Where an outbox row stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutboxStatus {
+    /// Waiting for its `not_before`.
+    Pending,
+    /// Handed to the transport; a worker that dies here leaves it for another.
+    Sending,
+    Sent,
+    Skipped,
+    Failed,
+}
+
+/// How one step of a row's life ended, as the delivery log records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Deferred,
+    Skipped,
+    Sent,
+    Retry,
+    Failed,
+}
+
+macro_rules! named {
+    ($t:ty { $($v:ident = $s:literal),* $(,)? }) => {
+        impl $t {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$v => $s),* }
+            }
+
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($s => Some(Self::$v),)* _ => None }
+            }
+        }
+
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+named!(OutboxStatus {
+    Pending = "pending",
+    Sending = "sending",
+    Sent = "sent",
+    Skipped = "skipped",
+    Failed = "failed",
+});
+named!(Outcome {
+    Deferred = "deferred",
+    Skipped = "skipped",
+    Sent = "sent",
+    Retry = "retry",
+    Failed = "failed",
+});
+
+/// A claimed outbox row: one email the engine decided on, with the context it
+/// is rendered from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Queued {
+    pub id: i64,
+    pub idempotency_key: String,
+    pub customer_id: String,
+    pub sequence: String,
+    pub step: String,
+    pub template: String,
+    pub category: Category,
+    /// `Pending`, or `Sending` when a worker died before finishing.
+    pub status: OutboxStatus,
+    /// Claims so far; a worker's writes are fenced by the count it claimed at.
+    pub attempts: i64,
+    /// Transient transport failures so far (the retry schedule's position).
+    pub retries: i64,
+    pub not_before: DateTime<Utc>,
+    pub context: Context,
+}
+
+/// What the send policy sees: the customer and the mail already sent.
+#[derive(Debug)]
+pub struct SendContext<'a> {
+    pub row: &'a Queued,
+    pub profile: Option<&'a Profile>,
+    pub suppressed: bool,
+    pub history: &'a [Sent],
+}
+
+/// What to do with a claimed row, decided before the transport is called.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SendPlan {
+    /// Hand it to the transport now (the row is marked `sending`).
+    Send,
+    /// Not yet: move `not_before`, say why.
+    Defer {
+        until: DateTime<Utc>,
+        reason: String,
+    },
+    /// Never: logged with its reason, not retried.
+    Skip { reason: String },
+    /// A stale claim (another worker got there first): leave the row alone.
+    Stale,
+}
+
+/// How a transport call ended, as a transport reports it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TransportError {
+    /// Worth trying again later (a 4xx reply, a connection failure).
+    #[error("transient: {0}")]
+    Transient(String),
+    /// Final (a 5xx reply, a message the server will never take).
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+/// What becomes of a row after its transport call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SendOutcome {
+    Sent { message_id: String, detail: String },
+    Retry { at: DateTime<Utc>, error: String },
+    Failed { error: String },
+}
+
+impl SendOutcome {
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            SendOutcome::Sent { .. } => Outcome::Sent,
+            SendOutcome::Retry { .. } => Outcome::Retry,
+            SendOutcome::Failed { .. } => Outcome::Failed,
+        }
+    }
+}
+
+/// The customer as the send policy sees them.
+pub fn recipient(catalog: &Catalog, profile: &Profile, suppressed: bool) -> Recipient {
+    Recipient {
+        marketing_consent: profile.marketing_consent(),
+        suppressed: suppressed || profile.suppressed,
+        timezone: profile
+            .customer
+            .timezone
+            .unwrap_or(catalog.policies.default_timezone),
+    }
+}
+
+/// The send policy for a claimed row, at `now`.
+pub fn decide(catalog: &Catalog, ctx: &SendContext, now: DateTime<Utc>) -> SendPlan {
+    let Some(profile) = ctx.profile else {
+        return SendPlan::Skip {
+            reason: "unknown customer".into(),
+        };
+    };
+    let policies = &catalog.policies;
+    let to = recipient(catalog, profile, ctx.suppressed);
+    let tz = to.timezone;
+    match policy::decide(policies, ctx.row.category, now, &to, ctx.history) {
+        Decision::SendAt(t) if t <= now => SendPlan::Send,
+        Decision::SendAt(until) => {
+            let quiet = policies
+                .quiet_hours
+                .is_some_and(|q| policy::in_quiet_hours(now.with_timezone(&tz).time(), q));
+            let reason = if quiet {
+                "quiet hours"
+            } else {
+                "frequency cap"
+            };
+            SendPlan::Defer {
+                until,
+                reason: format!("{reason}: deferred to {}", until.to_rfc3339()),
+            }
+        }
+        Decision::Skip(why) => SendPlan::Skip {
+            reason: why.to_string(),
+        },
+    }
+}
+
+/// The context an email is rendered from: the enrollment's, with the
+/// customer as the store knows them now (address, name, locale).
+pub fn render_context(row: &Queued, profile: Option<&Profile>) -> Context {
+    let mut context = row.context.clone();
+    if let Some(p) = profile {
+        context.customer = p.customer.clone();
+    }
+    context
+}
+
+/// What a transport's answer means for the row: a transient failure is
+/// retried after `retry[retries]` seconds until the schedule runs out.
+pub fn after_transport(
+    row: &Queued,
+    message_id: &str,
+    result: Result<String, TransportError>,
+    retry: &[i64],
+    now: DateTime<Utc>,
+) -> SendOutcome {
+    match result {
+        Ok(detail) => SendOutcome::Sent {
+            message_id: message_id.to_string(),
+            detail,
+        },
+        Err(TransportError::Transient(error)) => {
+            let next = usize::try_from(row.retries).ok().and_then(|i| retry.get(i));
+            match next {
+                Some(s) => SendOutcome::Retry {
+                    at: now + chrono::Duration::seconds(*s),
+                    error,
+                },
+                None => SendOutcome::Failed {
+                    error: format!("gave up after {} retries: {error}", row.retries),
+                },
+            }
+        }
+        Err(TransportError::Permanent(error)) => SendOutcome::Failed { error },
+    }
+}

@@ -1,0 +1,558 @@
+//! A store kept in memory: `simulate` and `demo` run the service's own
+//! ingest, scheduler and sender over it on a virtual clock, and it passes the
+//! same conformance suite as the databases. One transaction at a time (a
+//! lock held from [`Store::begin`] to commit); it cannot fail after a write,
+//! so writes apply at once.
+//!
+//! [`MemStore::lean`] forgets what a simulation never reads again (the state
+//! of finished enrollments, the context of finished emails, the delivery
+//! log), so that a long simulation stays small.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use super::{
+    DeadLetter, DeliveryView, DueClaim, OutboxView, Result, Store, Transition, Tx, Writes,
+};
+use crate::engine::customer::CustomerState;
+use crate::engine::outbox::{OutboxStatus, Outcome, Queued};
+use crate::engine::policy::Sent;
+use crate::engine::profile::Profile;
+use crate::engine::state::{Enrollment, Status};
+use crate::event::Event;
+
+#[derive(Clone, Default)]
+pub struct MemStore {
+    inner: Arc<Mutex<Mem>>,
+}
+
+impl MemStore {
+    /// Keeps everything, as a database would.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Keeps only what later decisions read.
+    pub fn lean() -> Self {
+        let mem = Mem {
+            lean: true,
+            ..Mem::default()
+        };
+        Self {
+            inner: Arc::new(Mutex::new(mem)),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Mem {
+    lean: bool,
+    events: HashSet<String>,
+    customers: HashMap<String, Option<Profile>>,
+    enrollments: HashMap<String, EnrollmentRec>,
+    /// Each customer's enrollment keys in the order they started.
+    customer_enrollments: HashMap<String, Vec<String>>,
+    /// `(wake_at, key)` of every active enrollment that waits.
+    due: BTreeSet<(DateTime<Utc>, String)>,
+    outbox: HashMap<i64, OutboxRec>,
+    outbox_keys: HashMap<String, i64>,
+    /// `(not_before, id)` of pending and sending rows: what a claim may take.
+    queue: BTreeSet<(DateTime<Utc>, i64)>,
+    /// Mail sent (or being sent) per customer, by outbox id.
+    sent: HashMap<String, Vec<(i64, Sent)>>,
+    next_id: i64,
+    deliveries: Vec<DeliveryView>,
+    suppressions: HashMap<String, String>,
+    dead_letters: Vec<DeadLetter>,
+    settings: HashMap<String, String>,
+}
+
+struct EnrollmentRec {
+    customer_id: String,
+    status: Status,
+    wake_at: Option<DateTime<Utc>>,
+    lease_until: Option<DateTime<Utc>>,
+    /// `None` once finished in a lean store.
+    state: Option<Enrollment>,
+}
+
+struct OutboxRec {
+    row: Queued,
+    lease_until: Option<DateTime<Utc>>,
+    sent_at: Option<DateTime<Utc>>,
+    message_id: Option<String>,
+    last_error: Option<String>,
+}
+
+fn leased(lease: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    lease.is_some_and(|l| l >= now)
+}
+
+impl Mem {
+    fn save_enrollment(&mut self, e: &Enrollment) {
+        let wake_at = e.wake_at();
+        if let Some(old) = self.enrollments.get(&e.key) {
+            if let Some(w) = old.wake_at {
+                self.due.remove(&(w, e.key.clone()));
+            }
+        } else {
+            self.customer_enrollments
+                .entry(e.customer_id.clone())
+                .or_default()
+                .push(e.key.clone());
+        }
+        if let Some(w) = wake_at {
+            self.due.insert((w, e.key.clone()));
+        }
+        let keep = !self.lean || e.is_active();
+        self.enrollments.insert(
+            e.key.clone(),
+            EnrollmentRec {
+                customer_id: e.customer_id.clone(),
+                status: e.status,
+                wake_at,
+                lease_until: None,
+                state: keep.then(|| e.clone()),
+            },
+        );
+    }
+
+    /// Moves a row's place in the claim queue (or takes it out).
+    fn requeue(&mut self, id: i64, before: (OutboxStatus, DateTime<Utc>)) {
+        let in_queue = |s| matches!(s, OutboxStatus::Pending | OutboxStatus::Sending);
+        if in_queue(before.0) {
+            self.queue.remove(&(before.1, id));
+        }
+        let rec = &self.outbox[&id];
+        if in_queue(rec.row.status) {
+            self.queue.insert((rec.row.not_before, id));
+        }
+    }
+
+    /// Drops what a lean store never reads again once a row is final.
+    fn settle(&mut self, id: i64) {
+        if !self.lean {
+            return;
+        }
+        if let Some(rec) = self.outbox.get(&id)
+            && matches!(
+                rec.row.status,
+                OutboxStatus::Sent | OutboxStatus::Skipped | OutboxStatus::Failed
+            )
+        {
+            self.outbox.remove(&id);
+        }
+    }
+}
+
+pub struct MemTx {
+    mem: OwnedMutexGuard<Mem>,
+}
+
+impl Tx for MemTx {
+    async fn record_events(
+        &mut self,
+        events: &[&Event],
+        _source: &str,
+        _now: DateTime<Utc>,
+    ) -> Result<HashSet<String>> {
+        let mut fresh = HashSet::with_capacity(events.len());
+        for ev in events {
+            if self.mem.events.insert(ev.id.clone()) {
+                fresh.insert(ev.id.clone());
+            }
+        }
+        Ok(fresh)
+    }
+
+    async fn ensure_customers(
+        &mut self,
+        customers: &[(&str, &str)],
+        _now: DateTime<Utc>,
+    ) -> Result<()> {
+        for (id, _) in customers {
+            if !self.mem.customers.contains_key(*id) {
+                self.mem.customers.insert(id.to_string(), None);
+            }
+        }
+        Ok(())
+    }
+
+    async fn lock_customers(&mut self, ids: &[String]) -> Result<HashMap<String, CustomerState>> {
+        let mem = &*self.mem;
+        let mut out = HashMap::with_capacity(ids.len());
+        for id in ids {
+            let mut st = CustomerState {
+                profile: mem.customers.get(id).cloned().flatten(),
+                ..CustomerState::default()
+            };
+            for key in mem.customer_enrollments.get(id).into_iter().flatten() {
+                let rec = &mem.enrollments[key];
+                match (&rec.state, rec.status) {
+                    (Some(e), Status::Active) => st.enrollments.push(e.clone()),
+                    _ => {
+                        st.finished.insert(key.clone());
+                    }
+                }
+            }
+            out.insert(id.clone(), st);
+        }
+        Ok(out)
+    }
+
+    async fn write(&mut self, w: &Writes, _now: DateTime<Utc>) -> Result<usize> {
+        let mem = &mut *self.mem;
+        for p in w.profiles.values() {
+            mem.customers.insert(p.customer.id.clone(), Some(p.clone()));
+        }
+        for e in w.enrollments.values() {
+            mem.save_enrollment(e);
+        }
+        let mut written = 0;
+        for m in w.emails.values() {
+            let j = &m.job;
+            if mem.outbox_keys.contains_key(&j.idempotency_key) {
+                continue;
+            }
+            mem.next_id += 1;
+            let id = mem.next_id;
+            mem.outbox_keys.insert(j.idempotency_key.clone(), id);
+            let row = Queued {
+                id,
+                idempotency_key: j.idempotency_key.clone(),
+                customer_id: j.customer_id.clone(),
+                sequence: j.sequence.clone(),
+                step: j.step.clone(),
+                template: j.template.clone(),
+                category: j.category,
+                status: OutboxStatus::Pending,
+                attempts: 0,
+                retries: 0,
+                not_before: j.due_at,
+                context: m.context.clone(),
+            };
+            mem.queue.insert((row.not_before, id));
+            mem.outbox.insert(
+                id,
+                OutboxRec {
+                    row,
+                    lease_until: None,
+                    sent_at: None,
+                    message_id: None,
+                    last_error: None,
+                },
+            );
+            written += 1;
+        }
+        for (email, reason) in &w.suppress {
+            mem.suppressions
+                .entry(email.clone())
+                .or_insert_with(|| reason.clone());
+        }
+        for key in &w.release {
+            if let Some(rec) = mem.enrollments.get_mut(key) {
+                rec.lease_until = None;
+            }
+        }
+        Ok(written)
+    }
+
+    async fn outbox_state(&mut self, id: i64) -> Result<Option<(OutboxStatus, i64)>> {
+        Ok(self
+            .mem
+            .outbox
+            .get(&id)
+            .map(|r| (r.row.status, r.row.attempts)))
+    }
+
+    async fn sent_history(&mut self, customer_id: &str, except: i64) -> Result<Vec<Sent>> {
+        Ok(self
+            .mem
+            .sent
+            .get(customer_id)
+            .into_iter()
+            .flatten()
+            .filter(|(id, _)| *id != except)
+            .map(|(_, s)| *s)
+            .collect())
+    }
+
+    async fn is_suppressed(&mut self, email: &str) -> Result<bool> {
+        Ok(self.mem.suppressions.contains_key(email))
+    }
+
+    async fn transition(
+        &mut self,
+        row: &Queued,
+        to: &Transition<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let mem = &mut *self.mem;
+        let Some(rec) = mem.outbox.get_mut(&row.id) else {
+            return Ok(false);
+        };
+        let from_sending_only = matches!(
+            to,
+            Transition::Sent { .. } | Transition::Retry { .. } | Transition::Failed { .. }
+        );
+        if rec.row.attempts != row.attempts
+            || (from_sending_only && rec.row.status != OutboxStatus::Sending)
+        {
+            return Ok(false);
+        }
+        let before = (rec.row.status, rec.row.not_before);
+        let customer = rec.row.customer_id.clone();
+        let category = rec.row.category;
+        match to {
+            Transition::Sending { lease_until } => {
+                rec.row.status = OutboxStatus::Sending;
+                rec.sent_at = Some(now);
+                rec.lease_until = Some(*lease_until);
+                let list = mem.sent.entry(customer).or_default();
+                list.retain(|(id, _)| *id != row.id);
+                list.push((
+                    row.id,
+                    Sent {
+                        at: now,
+                        category,
+                        opened: None,
+                    },
+                ));
+            }
+            Transition::Defer { until } => {
+                rec.row.not_before = *until;
+                rec.lease_until = None;
+            }
+            Transition::Skip { reason } => {
+                rec.row.status = OutboxStatus::Skipped;
+                rec.last_error = Some(reason.to_string());
+                rec.lease_until = None;
+            }
+            Transition::Sent { message_id } => {
+                rec.row.status = OutboxStatus::Sent;
+                rec.message_id = Some(message_id.to_string());
+                rec.last_error = None;
+                rec.lease_until = None;
+            }
+            Transition::Retry { at, error } => {
+                rec.row.status = OutboxStatus::Pending;
+                rec.row.not_before = *at;
+                rec.row.retries += 1;
+                rec.last_error = Some(error.to_string());
+                rec.sent_at = None;
+                rec.lease_until = None;
+                if let Some(list) = mem.sent.get_mut(&customer) {
+                    list.retain(|(id, _)| *id != row.id);
+                }
+            }
+            Transition::Failed { error } => {
+                rec.row.status = OutboxStatus::Failed;
+                rec.last_error = Some(error.to_string());
+                rec.lease_until = None;
+                if let Some(list) = mem.sent.get_mut(&customer) {
+                    list.retain(|(id, _)| *id != row.id);
+                }
+            }
+        }
+        mem.requeue(row.id, before);
+        mem.settle(row.id);
+        Ok(true)
+    }
+
+    async fn log_delivery(
+        &mut self,
+        row: &Queued,
+        now: DateTime<Utc>,
+        outcome: Outcome,
+        detail: &str,
+        _message_id: Option<&str>,
+    ) -> Result<()> {
+        if !self.mem.lean {
+            self.mem.deliveries.push(DeliveryView {
+                outbox_id: row.id,
+                idempotency_key: row.idempotency_key.clone(),
+                attempt: row.attempts,
+                at: now,
+                outcome,
+                detail: detail.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn commit(self) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl Store for MemStore {
+    type Tx = MemTx;
+
+    async fn migrate(&self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn begin(&self) -> Result<MemTx> {
+        Ok(MemTx {
+            mem: self.inner.clone().lock_owned().await,
+        })
+    }
+
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+        limit: i64,
+    ) -> Result<Vec<DueClaim>> {
+        let mut mem = self.inner.lock().await;
+        let mem = &mut *mem;
+        let mut out = Vec::new();
+        for (wake_at, key) in &mem.due {
+            if *wake_at > now || out.len() as i64 >= limit {
+                break;
+            }
+            let rec = mem.enrollments.get_mut(key).expect("indexed");
+            if leased(rec.lease_until, now) {
+                continue;
+            }
+            rec.lease_until = Some(now + lease);
+            out.push(DueClaim {
+                customer_id: rec.customer_id.clone(),
+                key: key.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn next_wake(&self) -> Result<Option<DateTime<Utc>>> {
+        let mem = self.inner.lock().await;
+        Ok(mem
+            .due
+            .iter()
+            .find(|(_, key)| mem.enrollments[key].lease_until.is_none())
+            .map(|(w, _)| *w))
+    }
+
+    async fn claim_outbox(
+        &self,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+        limit: i64,
+    ) -> Result<Vec<Queued>> {
+        let mut mem = self.inner.lock().await;
+        let mem = &mut *mem;
+        let mut out = Vec::new();
+        for (not_before, id) in &mem.queue {
+            if out.len() as i64 >= limit {
+                break;
+            }
+            let rec = mem.outbox.get_mut(id).expect("indexed");
+            let ready = match rec.row.status {
+                OutboxStatus::Pending => *not_before <= now,
+                _ => true,
+            };
+            if !ready {
+                break;
+            }
+            if leased(rec.lease_until, now) {
+                continue;
+            }
+            rec.lease_until = Some(now + lease);
+            rec.row.attempts += 1;
+            out.push(rec.row.clone());
+        }
+        Ok(out)
+    }
+
+    async fn next_outbox(&self) -> Result<Option<DateTime<Utc>>> {
+        let mem = self.inner.lock().await;
+        Ok(mem
+            .queue
+            .iter()
+            .find(|(_, id)| {
+                let rec = &mem.outbox[id];
+                rec.row.status == OutboxStatus::Pending && rec.lease_until.is_none()
+            })
+            .map(|(t, _)| *t))
+    }
+
+    async fn dead_letter(&self, letter: &DeadLetter, _now: DateTime<Utc>) -> Result<()> {
+        self.inner.lock().await.dead_letters.push(letter.clone());
+        Ok(())
+    }
+
+    async fn setting(&self, key: &str) -> Result<Option<String>> {
+        Ok(self.inner.lock().await.settings.get(key).cloned())
+    }
+
+    async fn init_setting(&self, key: &str, value: &str) -> Result<String> {
+        let mut mem = self.inner.lock().await;
+        Ok(mem
+            .settings
+            .entry(key.to_string())
+            .or_insert_with(|| value.to_string())
+            .clone())
+    }
+
+    async fn outbox(&self) -> Result<Vec<OutboxView>> {
+        let mem = self.inner.lock().await;
+        let mut rows: Vec<OutboxView> = mem
+            .outbox
+            .values()
+            .map(|r| OutboxView {
+                id: r.row.id,
+                idempotency_key: r.row.idempotency_key.clone(),
+                customer_id: r.row.customer_id.clone(),
+                sequence: r.row.sequence.clone(),
+                step: r.row.step.clone(),
+                template: r.row.template.clone(),
+                category: r.row.category,
+                status: r.row.status,
+                attempts: r.row.attempts,
+                not_before: r.row.not_before,
+                message_id: r.message_id.clone(),
+                last_error: r.last_error.clone(),
+                sent_at: r.sent_at,
+            })
+            .collect();
+        rows.sort_by_key(|r| r.id);
+        Ok(rows)
+    }
+
+    async fn deliveries(&self) -> Result<Vec<DeliveryView>> {
+        Ok(self.inner.lock().await.deliveries.clone())
+    }
+
+    async fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
+        Ok(self.inner.lock().await.dead_letters.clone())
+    }
+
+    async fn enrollments_of(&self, customer_id: &str) -> Result<Vec<Enrollment>> {
+        let mem = self.inner.lock().await;
+        let mut out: Vec<Enrollment> = mem
+            .customer_enrollments
+            .get(customer_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| mem.enrollments[k].state.clone())
+            .collect();
+        out.sort_by(|a, b| (a.started_at, &a.key).cmp(&(b.started_at, &b.key)));
+        Ok(out)
+    }
+
+    async fn event_count(&self) -> Result<i64> {
+        Ok(self.inner.lock().await.events.len() as i64)
+    }
+
+    async fn active_enrollments(&self) -> Result<i64> {
+        let mem = self.inner.lock().await;
+        Ok(mem
+            .enrollments
+            .values()
+            .filter(|r| r.status == Status::Active)
+            .count() as i64)
+    }
+}

@@ -1,0 +1,714 @@
+//! The SQL both database backends share, written once as ordinary generic
+//! Rust over [`Backend`]. A backend (postgres.rs, sqlite.rs) supplies only
+//! what differs: its lock suffix, its claim statements and its migrations.
+//! The conformance suite (tests/store.rs) runs the same tests against both.
+//!
+//! The `where` clause on each `impl` lists what the shared code needs of a
+//! database (which Rust types it can bind and read); both PostgreSQL and
+//! SQLite provide all of it.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use sqlx::IntoArguments;
+use sqlx::migrate::{Migrate, Migrator};
+use sqlx::types::Json;
+use sqlx::{
+    ColumnIndex, Database, Decode, Encode, Executor, FromRow, Pool, QueryBuilder, Row, Type,
+};
+
+use super::{
+    DeadLetter, DeliveryView, DueClaim, Error, OutboxView, Result, Store, Transition, Tx, Writes,
+    parse_stored,
+};
+use crate::engine::customer::CustomerState;
+use crate::engine::outbox::{OutboxStatus, Outcome, Queued};
+use crate::engine::policy::Sent;
+use crate::engine::profile::Profile;
+use crate::engine::state::{Context, Enrollment, Status};
+use crate::event::Event;
+use crate::sequence::model::Category;
+
+/// What differs between the database backends.
+pub trait Backend:
+    Database<Arguments: IntoArguments<Self>, Connection: Migrate, QueryResult: Affected>
+{
+    /// Appended to the query that loads customers: holds their row locks.
+    const LOCK: &'static str;
+    /// Claims due enrollments: `$1` now, `$2` lease end, `$3` limit;
+    /// returns `key, customer_id`.
+    const CLAIM_DUE: &'static str;
+    /// Claims due outbox rows: `$1` now, `$2` lease end, `$3` limit;
+    /// returns [`QUEUED_COLUMNS`].
+    const CLAIM_OUTBOX: &'static str;
+    fn migrator() -> &'static Migrator;
+}
+
+/// How many rows a statement changed (each backend's result type has it).
+pub trait Affected {
+    fn rows(&self) -> u64;
+}
+
+/// Columns of a claimed outbox row, in `RETURNING` and `SELECT` lists.
+pub const QUEUED_COLUMNS: &str = "id, idempotency_key, customer_id, sequence, step, template, \
+     category, status, attempts, retries, not_before, context";
+
+/// Rows per multi-row statement: far below both databases' limits on bound
+/// parameters (SQLite's 32,766 with 12 per row).
+const MAX_ROWS: usize = 1000;
+
+/// A store on a database pool.
+pub struct SqlStore<DB: Database> {
+    pub pool: Pool<DB>,
+}
+
+impl<DB: Database> Clone for SqlStore<DB> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+        }
+    }
+}
+
+/// A transaction on a database.
+pub struct SqlTx<DB: Database> {
+    tx: sqlx::Transaction<'static, DB>,
+}
+
+#[derive(FromRow)]
+pub struct QueuedRow {
+    id: i64,
+    idempotency_key: String,
+    customer_id: String,
+    sequence: String,
+    step: String,
+    template: String,
+    category: String,
+    status: String,
+    attempts: i64,
+    retries: i64,
+    not_before: DateTime<Utc>,
+    context: Json<Context>,
+}
+
+impl TryFrom<QueuedRow> for Queued {
+    type Error = Error;
+
+    fn try_from(r: QueuedRow) -> Result<Self> {
+        Ok(Queued {
+            id: r.id,
+            idempotency_key: r.idempotency_key,
+            customer_id: r.customer_id,
+            sequence: r.sequence,
+            step: r.step,
+            template: r.template,
+            category: parse_stored("category", &r.category, Category::parse)?,
+            status: parse_stored("outbox status", &r.status, OutboxStatus::parse)?,
+            attempts: r.attempts,
+            retries: r.retries,
+            not_before: r.not_before,
+            context: r.context.0,
+        })
+    }
+}
+
+#[derive(FromRow)]
+pub struct OutboxViewRow {
+    id: i64,
+    idempotency_key: String,
+    customer_id: String,
+    sequence: String,
+    step: String,
+    template: String,
+    category: String,
+    status: String,
+    attempts: i64,
+    not_before: DateTime<Utc>,
+    message_id: Option<String>,
+    last_error: Option<String>,
+    sent_at: Option<DateTime<Utc>>,
+}
+
+#[derive(FromRow)]
+pub struct DeliveryRow {
+    outbox_id: i64,
+    idempotency_key: String,
+    attempt: i64,
+    at: DateTime<Utc>,
+    outcome: String,
+    detail: String,
+}
+
+#[derive(FromRow)]
+pub struct HistoryRow {
+    category: String,
+    sent_at: DateTime<Utc>,
+    opened: i64,
+}
+
+fn status_str(s: Status) -> &'static str {
+    match s {
+        Status::Active => "active",
+        Status::Completed => "completed",
+        Status::Exited => "exited",
+    }
+}
+
+/// Appends `(v1, v2, …)` of bound values for an `IN` list.
+fn push_in<'a, DB>(q: &mut QueryBuilder<DB>, ids: impl IntoIterator<Item = &'a String>)
+where
+    DB: Database,
+    for<'t> &'t str: Encode<'t, DB> + Type<DB>,
+{
+    q.push("(");
+    let mut sep = q.separated(", ");
+    for id in ids {
+        sep.push_bind(id.as_str());
+    }
+    sep.push_unseparated(")");
+}
+
+impl<DB> Tx for SqlTx<DB>
+where
+    DB: Backend,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'t> &'t str: Encode<'t, DB> + Type<DB>,
+    for<'t> Option<&'t str>: Encode<'t, DB> + Type<DB>,
+    i64: for<'r> Decode<'r, DB> + for<'t> Encode<'t, DB> + Type<DB>,
+    String: for<'r> Decode<'r, DB> + Type<DB>,
+    DateTime<Utc>: for<'t> Encode<'t, DB> + Type<DB>,
+    Option<DateTime<Utc>>: for<'t> Encode<'t, DB> + Type<DB>,
+    for<'t> Json<&'t Event>: Encode<'t, DB> + Type<DB>,
+    for<'t> Json<&'t Profile>: Encode<'t, DB> + Type<DB>,
+    for<'t> Json<&'t Enrollment>: Encode<'t, DB> + Type<DB>,
+    for<'t> Json<&'t Context>: Encode<'t, DB> + Type<DB>,
+    Json<serde_json::Value>: for<'t> Encode<'t, DB> + Type<DB>,
+    Json<Option<Profile>>: for<'r> Decode<'r, DB> + Type<DB>,
+    Option<Json<Enrollment>>: for<'r> Decode<'r, DB> + Type<DB>,
+    for<'r> &'r str: ColumnIndex<DB::Row>,
+    for<'r> HistoryRow: FromRow<'r, DB::Row>,
+    for<'r> (String, i64): FromRow<'r, DB::Row>,
+    for<'r> (String,): FromRow<'r, DB::Row>,
+{
+    async fn record_events(
+        &mut self,
+        events: &[&Event],
+        source: &str,
+        now: DateTime<Utc>,
+    ) -> Result<HashSet<String>> {
+        let mut fresh = HashSet::with_capacity(events.len());
+        for chunk in events.chunks(MAX_ROWS) {
+            let mut q = QueryBuilder::<DB>::new(
+                "INSERT INTO events (id, type, customer_id, occurred_at, received_at, source, payload) ",
+            );
+            q.push_values(chunk, |mut b, ev| {
+                b.push_bind(ev.id.as_str())
+                    .push_bind(ev.kind.as_str())
+                    .push_bind(ev.customer.id.as_str())
+                    .push_bind(ev.occurred_at)
+                    .push_bind(now)
+                    .push_bind(source)
+                    .push_bind(Json(*ev));
+            });
+            q.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
+            for r in q.build().fetch_all(&mut *self.tx).await? {
+                fresh.insert(r.try_get("id")?);
+            }
+        }
+        Ok(fresh)
+    }
+
+    async fn ensure_customers(
+        &mut self,
+        customers: &[(&str, &str)],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        for chunk in customers.chunks(MAX_ROWS) {
+            let mut q =
+                QueryBuilder::<DB>::new("INSERT INTO customers (id, email, profile, updated_at) ");
+            q.push_values(chunk, |mut b, (id, email)| {
+                b.push_bind(*id)
+                    .push_bind(*email)
+                    .push_bind(Json(serde_json::Value::Null))
+                    .push_bind(now);
+            });
+            q.push(" ON CONFLICT (id) DO NOTHING");
+            q.build().execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
+    async fn lock_customers(&mut self, ids: &[String]) -> Result<HashMap<String, CustomerState>> {
+        let mut out: HashMap<String, CustomerState> = ids
+            .iter()
+            .map(|id| (id.clone(), CustomerState::default()))
+            .collect();
+        for chunk in ids.chunks(MAX_ROWS) {
+            let mut q = QueryBuilder::<DB>::new("SELECT id, profile FROM customers WHERE id IN ");
+            push_in(&mut q, chunk);
+            q.push(" ORDER BY id");
+            q.push(DB::LOCK);
+            for r in q.build().fetch_all(&mut *self.tx).await? {
+                let id: String = r.try_get("id")?;
+                let Json(profile): Json<Option<Profile>> = r.try_get("profile")?;
+                if let Some(st) = out.get_mut(&id) {
+                    st.profile = profile;
+                }
+            }
+            // Finished enrollments by key only: their state is not needed.
+            let mut q = QueryBuilder::<DB>::new(
+                "SELECT customer_id, key, CASE WHEN status = 'active' THEN state END AS state \
+                 FROM enrollments WHERE customer_id IN ",
+            );
+            push_in(&mut q, chunk);
+            q.push(" ORDER BY started_at, key");
+            for r in q.build().fetch_all(&mut *self.tx).await? {
+                let id: String = r.try_get("customer_id")?;
+                let state: Option<Json<Enrollment>> = r.try_get("state")?;
+                if let Some(st) = out.get_mut(&id) {
+                    match state {
+                        Some(Json(e)) => st.enrollments.push(e),
+                        None => {
+                            st.finished.insert(r.try_get("key")?);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn write(&mut self, w: &Writes, now: DateTime<Utc>) -> Result<usize> {
+        let profiles: Vec<&Profile> = w.profiles.values().collect();
+        for chunk in profiles.chunks(MAX_ROWS) {
+            let mut q =
+                QueryBuilder::<DB>::new("INSERT INTO customers (id, email, profile, updated_at) ");
+            q.push_values(chunk, |mut b, p| {
+                b.push_bind(p.customer.id.as_str())
+                    .push_bind(p.customer.email.as_str())
+                    .push_bind(Json(*p))
+                    .push_bind(now);
+            });
+            q.push(
+                " ON CONFLICT (id) DO UPDATE SET email = excluded.email, profile = excluded.profile, \
+                 updated_at = excluded.updated_at",
+            );
+            q.build().execute(&mut *self.tx).await?;
+        }
+        let enrollments: Vec<&Enrollment> = w.enrollments.values().collect();
+        for chunk in enrollments.chunks(MAX_ROWS) {
+            let mut q = QueryBuilder::<DB>::new(
+                "INSERT INTO enrollments (key, sequence, version, customer_id, order_id, status, step, \
+                 wake_at, lease_until, state, started_at, updated_at) ",
+            );
+            q.push_values(chunk, |mut b, e| {
+                b.push_bind(e.key.as_str())
+                    .push_bind(e.sequence.as_str())
+                    .push_bind(e.version.as_str())
+                    .push_bind(e.customer_id.as_str())
+                    .push_bind(e.order_id.as_deref())
+                    .push_bind(status_str(e.status))
+                    .push_bind(e.step.as_deref())
+                    .push_bind(e.wake_at())
+                    .push_bind(None::<DateTime<Utc>>)
+                    .push_bind(Json(*e))
+                    .push_bind(e.started_at)
+                    .push_bind(e.updated_at);
+            });
+            q.push(
+                " ON CONFLICT (key) DO UPDATE SET version = excluded.version, status = excluded.status, \
+                 step = excluded.step, wake_at = excluded.wake_at, lease_until = NULL, \
+                 state = excluded.state, updated_at = excluded.updated_at",
+            );
+            q.build().execute(&mut *self.tx).await?;
+        }
+        let mut written = 0;
+        let emails: Vec<_> = w.emails.values().collect();
+        for chunk in emails.chunks(MAX_ROWS) {
+            let mut q = QueryBuilder::<DB>::new(
+                "INSERT INTO outbox (idempotency_key, customer_id, sequence, step, template, category, \
+                 status, attempts, not_before, context, created_at, updated_at) ",
+            );
+            q.push_values(chunk, |mut b, m| {
+                let j = &m.job;
+                b.push_bind(j.idempotency_key.as_str())
+                    .push_bind(j.customer_id.as_str())
+                    .push_bind(j.sequence.as_str())
+                    .push_bind(j.step.as_str())
+                    .push_bind(j.template.as_str())
+                    .push_bind(j.category.as_str())
+                    .push_bind(OutboxStatus::Pending.as_str())
+                    .push_bind(0_i64)
+                    .push_bind(j.due_at)
+                    .push_bind(Json(&m.context))
+                    .push_bind(now)
+                    .push_bind(now);
+            });
+            q.push(" ON CONFLICT (idempotency_key) DO NOTHING");
+            written += q.build().execute(&mut *self.tx).await?.rows() as usize;
+        }
+        let suppress: Vec<_> = w.suppress.iter().collect();
+        for chunk in suppress.chunks(MAX_ROWS) {
+            let mut q =
+                QueryBuilder::<DB>::new("INSERT INTO suppressions (email, reason, created_at) ");
+            q.push_values(chunk, |mut b, (email, reason)| {
+                b.push_bind(email.as_str())
+                    .push_bind(reason.as_str())
+                    .push_bind(now);
+            });
+            q.push(" ON CONFLICT (email) DO NOTHING");
+            q.build().execute(&mut *self.tx).await?;
+        }
+        for chunk in w.release.chunks(MAX_ROWS) {
+            let mut q =
+                QueryBuilder::<DB>::new("UPDATE enrollments SET lease_until = NULL WHERE key IN ");
+            push_in(&mut q, chunk);
+            q.build().execute(&mut *self.tx).await?;
+        }
+        Ok(written)
+    }
+
+    async fn outbox_state(&mut self, id: i64) -> Result<Option<(OutboxStatus, i64)>> {
+        let row: Option<(String, i64)> =
+            sqlx::query_as("SELECT status, attempts FROM outbox WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *self.tx)
+                .await?;
+        row.map(|(s, a)| Ok((parse_stored("outbox status", &s, OutboxStatus::parse)?, a)))
+            .transpose()
+    }
+
+    async fn sent_history(&mut self, customer_id: &str, except: i64) -> Result<Vec<Sent>> {
+        let rows: Vec<HistoryRow> = sqlx::query_as(
+            "SELECT o.category, o.sent_at, \
+             CAST(CASE WHEN EXISTS (SELECT 1 FROM email_activity a \
+               WHERE a.idempotency_key = o.idempotency_key AND a.kind = 'open') THEN 1 ELSE 0 END AS BIGINT) AS opened \
+             FROM outbox o WHERE o.customer_id = $1 AND o.status IN ('sent', 'sending') \
+             AND o.sent_at IS NOT NULL AND o.id <> $2",
+        )
+        .bind(customer_id)
+        .bind(except)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(Sent {
+                    at: r.sent_at,
+                    category: parse_stored("category", &r.category, Category::parse)?,
+                    // An open is known when recorded; without open tracking
+                    // in the message, "not opened" cannot be told apart from
+                    // "not tracked", so it is unknown.
+                    opened: (r.opened != 0).then_some(true),
+                })
+            })
+            .collect()
+    }
+
+    async fn is_suppressed(&mut self, email: &str) -> Result<bool> {
+        let found: Option<(String,)> =
+            sqlx::query_as("SELECT email FROM suppressions WHERE email = $1")
+                .bind(email)
+                .fetch_optional(&mut *self.tx)
+                .await?;
+        Ok(found.is_some())
+    }
+
+    async fn transition(
+        &mut self,
+        row: &Queued,
+        to: &Transition<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        // Every write is fenced by the claim count: a worker whose claim was
+        // taken over writes nothing and learns it is stale.
+        const FENCE: &str = " WHERE id = $1 AND attempts = $2";
+        const FROM_SENDING: &str = " WHERE id = $1 AND attempts = $2 AND status = 'sending'";
+        let q = match to {
+            Transition::Sending { lease_until } => sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE outbox SET status = 'sending', sent_at = $3, updated_at = $3, lease_until = $4{FENCE}"
+            )))
+            .bind(row.id)
+            .bind(row.attempts)
+            .bind(now)
+            .bind(*lease_until),
+            Transition::Defer { until } => sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE outbox SET not_before = $4, lease_until = NULL, updated_at = $3{FENCE}"
+            )))
+            .bind(row.id)
+            .bind(row.attempts)
+            .bind(now)
+            .bind(*until),
+            Transition::Skip { reason } => sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE outbox SET status = 'skipped', last_error = $4, lease_until = NULL, updated_at = $3{FENCE}"
+            )))
+            .bind(row.id)
+            .bind(row.attempts)
+            .bind(now)
+            .bind(*reason),
+            Transition::Sent { message_id } => sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE outbox SET status = 'sent', message_id = $4, lease_until = NULL, updated_at = $3, \
+                 last_error = NULL{FROM_SENDING}"
+            )))
+            .bind(row.id)
+            .bind(row.attempts)
+            .bind(now)
+            .bind(*message_id),
+            Transition::Retry { at, error } => sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE outbox SET status = 'pending', last_error = $4, not_before = $5, sent_at = NULL, \
+                 retries = retries + 1, lease_until = NULL, updated_at = $3{FROM_SENDING}"
+            )))
+            .bind(row.id)
+            .bind(row.attempts)
+            .bind(now)
+            .bind(*error)
+            .bind(*at),
+            Transition::Failed { error } => sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE outbox SET status = 'failed', last_error = $4, lease_until = NULL, updated_at = $3{FROM_SENDING}"
+            )))
+            .bind(row.id)
+            .bind(row.attempts)
+            .bind(now)
+            .bind(*error),
+        };
+        Ok(q.execute(&mut *self.tx).await?.rows() == 1)
+    }
+
+    async fn log_delivery(
+        &mut self,
+        row: &Queued,
+        now: DateTime<Utc>,
+        outcome: Outcome,
+        detail: &str,
+        message_id: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO deliveries (outbox_id, idempotency_key, customer_id, attempt, at, outcome, detail, message_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(row.id)
+        .bind(row.idempotency_key.as_str())
+        .bind(row.customer_id.as_str())
+        .bind(row.attempts)
+        .bind(now)
+        .bind(outcome.as_str())
+        .bind(detail)
+        .bind(message_id)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn commit(self) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+impl<DB> Store for SqlStore<DB>
+where
+    DB: Backend,
+    SqlTx<DB>: Tx,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'t> &'t str: Encode<'t, DB> + Type<DB>,
+    i64: for<'r> Decode<'r, DB> + for<'t> Encode<'t, DB> + Type<DB>,
+    String: for<'r> Decode<'r, DB> + Type<DB>,
+    DateTime<Utc>: for<'r> Decode<'r, DB> + for<'t> Encode<'t, DB> + Type<DB>,
+    for<'t> Option<&'t str>: Encode<'t, DB> + Type<DB>,
+    Json<Enrollment>: for<'r> Decode<'r, DB> + Type<DB>,
+    for<'r> &'r str: ColumnIndex<DB::Row>,
+    for<'r> QueuedRow: FromRow<'r, DB::Row>,
+    for<'r> OutboxViewRow: FromRow<'r, DB::Row>,
+    for<'r> DeliveryRow: FromRow<'r, DB::Row>,
+    for<'r> DeadLetter: FromRow<'r, DB::Row>,
+    for<'r> (String, String): FromRow<'r, DB::Row>,
+    for<'r> (DateTime<Utc>,): FromRow<'r, DB::Row>,
+    for<'r> (String,): FromRow<'r, DB::Row>,
+    for<'r> (i64,): FromRow<'r, DB::Row>,
+    for<'r> (Json<Enrollment>,): FromRow<'r, DB::Row>,
+{
+    type Tx = SqlTx<DB>;
+
+    async fn migrate(&self) -> Result<()> {
+        DB::migrator().run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn begin(&self) -> Result<SqlTx<DB>> {
+        Ok(SqlTx {
+            tx: self.pool.begin().await?,
+        })
+    }
+
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+        limit: i64,
+    ) -> Result<Vec<DueClaim>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(DB::CLAIM_DUE)
+            .bind(now)
+            .bind(now + lease)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(key, customer_id)| DueClaim { customer_id, key })
+            .collect())
+    }
+
+    async fn next_wake(&self) -> Result<Option<DateTime<Utc>>> {
+        let row: Option<(DateTime<Utc>,)> = sqlx::query_as(
+            "SELECT wake_at FROM enrollments WHERE status = 'active' AND wake_at IS NOT NULL AND lease_until IS NULL \
+             ORDER BY wake_at LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.0))
+    }
+
+    async fn claim_outbox(
+        &self,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+        limit: i64,
+    ) -> Result<Vec<Queued>> {
+        let rows: Vec<QueuedRow> = sqlx::query_as(DB::CLAIM_OUTBOX)
+            .bind(now)
+            .bind(now + lease)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = rows
+            .into_iter()
+            .map(Queued::try_from)
+            .collect::<Result<Vec<_>>>()?;
+        out.sort_by_key(|r| (r.not_before, r.id));
+        Ok(out)
+    }
+
+    async fn next_outbox(&self) -> Result<Option<DateTime<Utc>>> {
+        let row: Option<(DateTime<Utc>,)> = sqlx::query_as(
+            "SELECT not_before FROM outbox WHERE status = 'pending' AND lease_until IS NULL \
+             ORDER BY not_before LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.0))
+    }
+
+    async fn dead_letter(&self, l: &DeadLetter, now: DateTime<Utc>) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO dead_letters (source, reason, payload, origin, received_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(l.source.as_str())
+        .bind(l.reason.as_str())
+        .bind(l.payload.as_str())
+        .bind(l.origin.as_deref())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn setting(&self, key: &str) -> Result<Option<String>> {
+        let row: Option<(String,)> = sqlx::query_as("SELECT value FROM settings WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.0))
+    }
+
+    async fn init_setting(&self, key: &str, value: &str) -> Result<String> {
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        self.setting(key)
+            .await?
+            .ok_or_else(|| Error::NotFound(key.to_string()))
+    }
+
+    async fn outbox(&self) -> Result<Vec<OutboxView>> {
+        let rows: Vec<OutboxViewRow> = sqlx::query_as(
+            "SELECT id, idempotency_key, customer_id, sequence, step, template, category, status, \
+             attempts, not_before, message_id, last_error, sent_at FROM outbox ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(OutboxView {
+                    id: r.id,
+                    idempotency_key: r.idempotency_key,
+                    customer_id: r.customer_id,
+                    sequence: r.sequence,
+                    step: r.step,
+                    template: r.template,
+                    category: parse_stored("category", &r.category, Category::parse)?,
+                    status: parse_stored("outbox status", &r.status, OutboxStatus::parse)?,
+                    attempts: r.attempts,
+                    not_before: r.not_before,
+                    message_id: r.message_id,
+                    last_error: r.last_error,
+                    sent_at: r.sent_at,
+                })
+            })
+            .collect()
+    }
+
+    async fn deliveries(&self) -> Result<Vec<DeliveryView>> {
+        let rows: Vec<DeliveryRow> =
+            sqlx::query_as("SELECT outbox_id, idempotency_key, attempt, at, outcome, detail FROM deliveries ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(DeliveryView {
+                    outbox_id: r.outbox_id,
+                    idempotency_key: r.idempotency_key,
+                    attempt: r.attempt,
+                    at: r.at,
+                    outcome: parse_stored("delivery outcome", &r.outcome, Outcome::parse)?,
+                    detail: r.detail,
+                })
+            })
+            .collect()
+    }
+
+    async fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
+        Ok(
+            sqlx::query_as("SELECT source, reason, payload, origin FROM dead_letters ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn enrollments_of(&self, customer_id: &str) -> Result<Vec<Enrollment>> {
+        let rows: Vec<(Json<Enrollment>,)> = sqlx::query_as(
+            "SELECT state FROM enrollments WHERE customer_id = $1 ORDER BY started_at, key",
+        )
+        .bind(customer_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|r| r.0.0).collect())
+    }
+
+    async fn event_count(&self) -> Result<i64> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM events")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n)
+    }
+
+    async fn active_enrollments(&self) -> Result<i64> {
+        let (n,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM enrollments WHERE status = 'active'")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(n)
+    }
+}

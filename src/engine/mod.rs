@@ -5,7 +5,6 @@
 
 pub mod dispatch;
 pub mod localtime;
-pub mod plan;
 pub mod policy;
 pub mod profile;
 pub mod state;
@@ -15,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::event::Event;
 use crate::sequence::model::{Catalog, Sequence};
-use plan::Op;
+use crate::sequence::plan::Op;
 use state::{Context, EmailJob, Enrollment, Status, Waiting};
 
 /// What drives an enrollment forward.

@@ -12,7 +12,7 @@ use super::duration;
 use super::model::*;
 use super::yaml::{self, Fields, Node, Reader, Value};
 use crate::diagnostic::{Diagnostic, Diagnostics};
-use crate::engine::plan::Plan;
+use super::plan::Plan;
 use crate::event::KNOWN_TYPES;
 
 pub const POLICIES_FILE: &str = "_policies.yaml";

@@ -4,4 +4,5 @@ pub mod condition;
 pub mod duration;
 pub mod load;
 pub mod model;
+pub mod plan;
 pub mod yaml;

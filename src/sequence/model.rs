@@ -1,4 +1,5 @@
-//! The typed model of sequences and policies, built by [`super::load`].
+//! The typed model of sequences and policies, built by [`super::load`],
+//! [`super::steps`] and [`super::policies`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;

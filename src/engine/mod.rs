@@ -7,7 +7,6 @@ pub mod customer;
 pub mod dispatch;
 pub mod localtime;
 pub mod outbox;
-pub mod plan;
 pub mod policy;
 pub mod profile;
 pub mod state;
@@ -17,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::event::Event;
 use crate::sequence::model::{Catalog, Sequence};
-use plan::Op;
+use crate::sequence::plan::Op;
 use state::{Context, EmailJob, Enrollment, Status, Waiting};
 
 /// What drives an enrollment forward.

@@ -1,4 +1,5 @@
-//! The typed model of sequences and policies, built by [`super::load`].
+//! The typed model of sequences and policies, built by [`super::load`],
+//! [`super::steps`] and [`super::policies`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -8,7 +9,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use super::condition::Condition;
-use crate::engine::plan::Plan;
+use super::plan::Plan;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

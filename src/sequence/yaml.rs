@@ -143,7 +143,9 @@ pub fn parse(file: &Path, text: &str) -> Result<Node, Diagnostic> {
     })
 }
 
-/// Reads typed values out of nodes, recording what is wrong where.
+/// Reads typed values out of nodes, recording what is wrong where. The
+/// values of sequences and policies (durations, times, conditions) are read
+/// in `values.rs`.
 pub struct Reader<'a> {
     pub file: &'a Path,
     pub diags: Diagnostics,
@@ -213,6 +215,17 @@ impl<'a> Reader<'a> {
                     node,
                     format!("{what}: expected a string, found {}", other.kind()),
                 );
+                None
+            }
+        }
+    }
+
+    /// The string under `key`, or an error on the mapping when it is absent.
+    pub fn required(&mut self, f: &mut Fields, key: &str, what: &str) -> Option<String> {
+        match f.take(key) {
+            Some(n) => self.string(n, key),
+            None => {
+                self.error(f.node, format!("{what}: missing `{key}`"));
                 None
             }
         }

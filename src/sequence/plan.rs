@@ -1,12 +1,13 @@
 //! A sequence's step tree laid out flat, so the engine moves by index and
-//! finds any step by its id in constant time.
+//! finds any step by its id in constant time. It is compiled with the
+//! sequence when it loads; the engine only reads it.
 
 use std::collections::HashMap;
 
 use chrono::{NaiveTime, TimeDelta};
 
-use crate::sequence::condition::Condition;
-use crate::sequence::model::{Category, Scope, Step, StepKind};
+use super::condition::Condition;
+use super::model::{Category, Scope, Step, StepKind};
 
 #[derive(Debug, Clone, Default)]
 pub struct Plan {

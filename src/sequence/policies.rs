@@ -1,0 +1,203 @@
+//! `_policies.yaml`: the default locale and time zone, the sender, quiet
+//! hours, the frequency cap, the promo share and sunset. Every key is
+//! optional; a rule that is absent does not apply.
+
+use std::path::Path;
+
+use super::model::{FrequencyCap, Policies, PromoShare, QuietHours, Sender};
+use super::yaml::{self, Node, Reader};
+use crate::diagnostic::Diagnostics;
+use crate::event::EmailAddress;
+
+const POLICY_KEYS: &[&str] = &[
+    "default_locale",
+    "default_timezone",
+    "sender",
+    "quiet_hours",
+    "frequency_cap",
+    "promo_share",
+    "sunset",
+];
+
+/// Reads the policies file. What is wrong is reported and left at its
+/// default, so that the other rules still load.
+pub fn parse_policies(file: &Path, text: &str) -> (Policies, Diagnostics) {
+    let mut p = Policies::default();
+    let root = match yaml::parse(file, text) {
+        Ok(n) => n,
+        Err(d) => return (p, Diagnostics(vec![d])),
+    };
+    let mut r = Reader::new(file);
+    let Some(mut f) = r.map(&root, "policies") else {
+        return (p, r.diags);
+    };
+    if let Some(n) = f.take("default_locale")
+        && let Some(s) = r.string(n, "default_locale")
+    {
+        p.default_locale = s;
+    }
+    if let Some(n) = f.take("default_timezone")
+        && let Some(s) = r.string(n, "default_timezone")
+    {
+        match s.parse::<chrono_tz::Tz>() {
+            Ok(tz) => p.default_timezone = tz,
+            Err(_) => r.error(
+                n,
+                format!("default_timezone: `{s}` is not an IANA time zone like Europe/Budapest"),
+            ),
+        }
+    }
+    if let Some(n) = f.take("sender") {
+        sender(&mut r, n, &mut p.sender);
+    }
+    if let Some(n) = f.take("quiet_hours") {
+        p.quiet_hours = quiet_hours(&mut r, n);
+    }
+    if let Some(n) = f.take("frequency_cap") {
+        p.frequency_cap = frequency_cap(&mut r, n);
+    }
+    if let Some(n) = f.take("promo_share") {
+        p.promo_share = promo_share(&mut r, n);
+    }
+    if let Some(n) = f.take("sunset") {
+        p.sunset_after_unopened = sunset(&mut r, n);
+    }
+    r.finish(f, "policies", POLICY_KEYS);
+    (p, r.diags)
+}
+
+/// Sets what is valid of `sender: {from, reply_to}` on `out`.
+fn sender(r: &mut Reader, n: &Node, out: &mut Sender) {
+    let Some(mut s) = r.map(n, "sender") else {
+        return;
+    };
+    match s.take("from") {
+        Some(from) => {
+            if let Some(v) = r.string(from, "sender.from") {
+                let sender = Sender {
+                    from: v.clone(),
+                    reply_to: None,
+                };
+                let (_, email) = sender.name_and_email();
+                if EmailAddress::parse(&email).is_err() {
+                    r.error(from, format!("sender.from: `{v}` has no valid address"));
+                }
+                out.from = v;
+            }
+        }
+        None => r.error(n, "sender: missing `from`"),
+    }
+    if let Some(rt) = s.take("reply_to")
+        && let Some(v) = r.string(rt, "sender.reply_to")
+    {
+        if EmailAddress::parse(&v).is_err() {
+            r.error(
+                rt,
+                format!("sender.reply_to: `{v}` is not an email address"),
+            );
+        }
+        out.reply_to = Some(v);
+    }
+    r.finish(s, "sender", &["from", "reply_to"]);
+}
+
+fn quiet_hours(r: &mut Reader, n: &Node) -> Option<QuietHours> {
+    let mut q = r.map(n, "quiet_hours")?;
+    let mut time = |key: &str, r: &mut Reader| match q.take(key) {
+        Some(t) => r.time_of_day(t, &format!("quiet_hours.{key}")),
+        None => {
+            r.error(n, format!("quiet_hours: missing `{key}`"));
+            None
+        }
+    };
+    let start = time("start", r);
+    let end = time("end", r);
+    r.finish(q, "quiet_hours", &["start", "end"]);
+    Some(QuietHours {
+        start: start?,
+        end: end?,
+    })
+}
+
+fn frequency_cap(r: &mut Reader, n: &Node) -> Option<FrequencyCap> {
+    let mut c = r.map(n, "frequency_cap")?;
+    let max = c.take("max").and_then(|m| r.uint(m, "frequency_cap.max"));
+    let per = c
+        .take("per")
+        .and_then(|d| r.duration(d, "frequency_cap.per"));
+    if !c.has("max") || !c.has("per") {
+        r.error(n, "frequency_cap: needs both `max` and `per`");
+    }
+    if max == Some(0) {
+        r.error(n, "frequency_cap.max: must be at least 1");
+    }
+    r.finish(c, "frequency_cap", &["max", "per"]);
+    Some(FrequencyCap {
+        max: max.filter(|m| *m > 0)?,
+        per: per?,
+    })
+}
+
+fn promo_share(r: &mut Reader, n: &Node) -> Option<PromoShare> {
+    let mut c = r.map(n, "promo_share")?;
+    let max = c.take("max_percent").and_then(|m| {
+        let v = r.uint(m, "promo_share.max_percent")?;
+        if v > 100 {
+            r.error(m, "promo_share.max_percent: must be between 0 and 100");
+            return None;
+        }
+        Some(v)
+    });
+    let window = c
+        .take("window")
+        .and_then(|d| r.duration(d, "promo_share.window"));
+    if !c.has("max_percent") || !c.has("window") {
+        r.error(n, "promo_share: needs both `max_percent` and `window`");
+    }
+    r.finish(c, "promo_share", &["max_percent", "window"]);
+    Some(PromoShare {
+        max_percent: max?,
+        window: window?,
+    })
+}
+
+fn sunset(r: &mut Reader, n: &Node) -> Option<u32> {
+    let mut c = r.map(n, "sunset")?;
+    let mut after = None;
+    match c.take("after_unopened") {
+        Some(a) => {
+            if let Some(v) = r.uint(a, "sunset.after_unopened") {
+                if v == 0 {
+                    r.error(a, "sunset.after_unopened: must be at least 1");
+                } else {
+                    after = Some(v);
+                }
+            }
+        }
+        None => r.error(n, "sunset: missing `after_unopened`"),
+    }
+    r.finish(c, "sunset", &["after_unopened"]);
+    after
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_are_read_and_checked() {
+        let text = "default_locale: en\nquiet_hours: {start: \"21:00\", end: \"08:00\"}\nfrequency_cap: {max: 1, per: 16h}\npromo_share: {max_percent: 20, window: 30d}\nsunset: {after_unopened: 8}\nsender: {from: \"Shop <hello@shop.example>\"}\n";
+        let (p, d) = parse_policies(Path::new("p.yaml"), text);
+        assert!(d.0.is_empty(), "{d}");
+        assert_eq!(p.frequency_cap.unwrap().max, 1);
+        assert_eq!(p.sender.name_and_email().1, "hello@shop.example");
+        let (_, d) = parse_policies(
+            Path::new("p.yaml"),
+            "quiet_hours: {start: \"25:00\", end: \"08:00\"}\npromo_share: {max_percent: 120, window: 30d}\nsunsett: {}\n",
+        );
+        let s = d.to_string();
+        assert!(s.contains("p.yaml:1:22: quiet_hours.start"), "{s}");
+        assert!(s.contains("p.yaml:2:28: promo_share.max_percent"), "{s}");
+        assert!(s.contains("p.yaml:3:1: unknown key `sunsett`"), "{s}");
+    }
+}

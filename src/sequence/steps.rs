@@ -1,0 +1,331 @@
+//! Builds a sequence's steps from its YAML tree: one function per step kind,
+//! each reading its keys, claiming the step's id and reporting unknown keys.
+
+use std::collections::HashMap;
+
+use super::duration;
+use super::model::{Scope, Step, StepKind, Variant};
+use super::yaml::{Fields, Node, Reader};
+
+const STEP_KINDS: &[&str] = &[
+    "email",
+    "wait",
+    "wait_until",
+    "wait_for",
+    "if",
+    "split",
+    "start",
+    "exit",
+];
+
+/// Builds the steps of the list `n` (a sequence's `steps:`), with every step
+/// id unique within the sequence.
+pub fn build(r: &mut Reader, n: &Node) -> Vec<Step> {
+    StepBuilder {
+        r,
+        ids: HashMap::new(),
+    }
+    .steps(n, "")
+}
+
+struct StepBuilder<'r, 'f> {
+    r: &'r mut Reader<'f>,
+    /// Step ids taken so far, with where they were first used.
+    ids: HashMap<String, (u64, u64)>,
+}
+
+/// One step as found in the file, before its kind is read.
+struct Site<'n, 'p> {
+    /// The step's mapping.
+    node: &'n Node,
+    /// The value of its kind key (`email: <this>`): where the step is.
+    value: &'n Node,
+    /// The `id:` written in the file, if any.
+    explicit: Option<(&'n Node, String)>,
+    /// The parent's id (`if/then`) that derived ids nest under, or "".
+    prefix: &'p str,
+}
+
+impl Site<'_, '_> {
+    fn step(&self, id: String, kind: StepKind) -> Step {
+        Step {
+            id,
+            kind,
+            line: self.value.line,
+            col: self.value.col,
+        }
+    }
+}
+
+impl StepBuilder<'_, '_> {
+    fn steps(&mut self, n: &Node, prefix: &str) -> Vec<Step> {
+        let items = self.r.seq(n, "steps");
+        items.iter().filter_map(|i| self.step(i, prefix)).collect()
+    }
+
+    /// Takes the step's id: the explicit one, or one derived from its content
+    /// (`order-confirmation`, `wait_for-shipment.shipped`), nested under its
+    /// parent's id, with `~2`, `~3` for repeats.
+    fn claim_id(&mut self, site: &mut Site, derived: &str) -> String {
+        if let Some((node, id)) = site.explicit.take() {
+            if let Some((line, col)) = self.ids.get(&id) {
+                self.r.error(
+                    node,
+                    format!("duplicate step id `{id}` (first used at line {line}, column {col})"),
+                );
+            }
+            self.ids.insert(id.clone(), (node.line, node.col));
+            return id;
+        }
+        let derived = if site.prefix.is_empty() {
+            derived.to_string()
+        } else {
+            format!("{}/{derived}", site.prefix)
+        };
+        let mut id = derived.clone();
+        let mut k = 1;
+        while self.ids.contains_key(&id) {
+            k += 1;
+            id = format!("{derived}~{k}");
+        }
+        self.ids.insert(id.clone(), (site.node.line, site.node.col));
+        id
+    }
+
+    /// Finds the step's one kind key and hands the step to its builder.
+    fn step(&mut self, n: &Node, prefix: &str) -> Option<Step> {
+        let mut f = self.r.map(n, "step")?;
+        let mut kinds: Vec<&str> = STEP_KINDS.iter().copied().filter(|k| f.has(k)).collect();
+        kinds.sort_by_key(|k| f.key_node(k).map(|n| (n.line, n.col)));
+        let kind = match kinds.as_slice() {
+            [one] => *one,
+            [] => {
+                self.r
+                    .error(n, format!("a step needs one of: {}", STEP_KINDS.join(", ")));
+                return None;
+            }
+            [a, b, ..] => {
+                let at = f.key_node(b).unwrap_or(n);
+                self.r.error(
+                    at,
+                    format!("a step has both `{a}` and `{b}`; write them as two steps"),
+                );
+                return None;
+            }
+        };
+        let explicit = f.take("id").and_then(|i| {
+            let s = self.r.string(i, "id")?;
+            Some((i, s))
+        });
+        let site = Site {
+            node: n,
+            value: f.take(kind).expect("kind key is present"),
+            explicit,
+            prefix,
+        };
+        match kind {
+            "email" => self.email(f, site),
+            "wait" => self.wait(f, site),
+            "wait_until" => self.wait_until(f, site),
+            "wait_for" => self.wait_for(f, site),
+            "if" => self.if_(f, site),
+            "split" => self.split(f, site),
+            "start" => self.start(f, site),
+            "exit" => self.exit(f, site),
+            _ => unreachable!("kind comes from STEP_KINDS"),
+        }
+    }
+
+    fn email(&mut self, mut f: Fields, mut site: Site) -> Option<Step> {
+        let template = self.r.string(site.value, "email");
+        let category = f.take("category").and_then(|c| self.r.category(c));
+        let id = self.claim_id(&mut site, template.as_deref().unwrap_or("email"));
+        self.r
+            .finish(f, "an email step", &["id", "email", "category"]);
+        Some(site.step(
+            id,
+            StepKind::Email {
+                template: template?,
+                category,
+            },
+        ))
+    }
+
+    fn wait(&mut self, mut f: Fields, mut site: Site) -> Option<Step> {
+        let duration = self.r.duration(site.value, "wait");
+        let at = f.take("at").and_then(|a| self.r.time_of_day(a, "at"));
+        let derived = match duration {
+            Some(d) => format!("wait-{}", duration::format(d)),
+            None => "wait".into(),
+        };
+        let id = self.claim_id(&mut site, &derived);
+        self.r.finish(f, "a wait step", &["id", "wait", "at"]);
+        Some(site.step(
+            id,
+            StepKind::Wait {
+                duration: duration?,
+                at,
+            },
+        ))
+    }
+
+    fn wait_until(&mut self, f: Fields, mut site: Site) -> Option<Step> {
+        let cond = self.r.condition(site.value, "wait_until");
+        let id = self.claim_id(&mut site, "wait_until");
+        self.r.finish(f, "a wait_until step", &["id", "wait_until"]);
+        Some(site.step(id, StepKind::WaitUntil(cond?)))
+    }
+
+    fn wait_for(&mut self, mut f: Fields, mut site: Site) -> Option<Step> {
+        let event = self.r.event_type(site.value, "wait_for");
+        let within = match f.take("within") {
+            Some(w) => self.r.duration(w, "within"),
+            None => {
+                self.r.error(
+                    site.node,
+                    "wait_for: missing `within` (how long to wait, e.g. 3d)",
+                );
+                None
+            }
+        };
+        let when = f
+            .take("when")
+            .and_then(|w| self.r.condition(w, "wait_for.when"));
+        let scope = match f.take("scope") {
+            Some(s) => self.r.scope(s),
+            None => Some(Scope::Order),
+        };
+        let derived = format!("wait_for-{}", event.as_deref().unwrap_or(""));
+        let id = self.claim_id(&mut site, &derived);
+        let on_timeout = match f.take("on_timeout") {
+            Some(t) => self.steps(t, &format!("{id}/timeout")),
+            None => Vec::new(),
+        };
+        self.r.finish(
+            f,
+            "a wait_for step",
+            &["id", "wait_for", "within", "when", "scope", "on_timeout"],
+        );
+        Some(site.step(
+            id,
+            StepKind::WaitFor {
+                event: event?,
+                within: within?,
+                when,
+                scope: scope?,
+                on_timeout,
+            },
+        ))
+    }
+
+    fn if_(&mut self, mut f: Fields, mut site: Site) -> Option<Step> {
+        let cond = self.r.condition(site.value, "if");
+        let id = self.claim_id(&mut site, "if");
+        let then = match f.take("then") {
+            Some(t) => self.steps(t, &format!("{id}/then")),
+            None => {
+                self.r.error(
+                    site.node,
+                    "if: missing `then` (the steps when the condition holds)",
+                );
+                Vec::new()
+            }
+        };
+        let otherwise = match f.take("else") {
+            Some(t) => self.steps(t, &format!("{id}/else")),
+            None => Vec::new(),
+        };
+        self.r
+            .finish(f, "an if step", &["id", "if", "then", "else"]);
+        Some(site.step(
+            id,
+            StepKind::If {
+                cond: cond?,
+                then,
+                otherwise,
+            },
+        ))
+    }
+
+    fn split(&mut self, f: Fields, mut site: Site) -> Option<Step> {
+        let id = self.claim_id(&mut site, "split");
+        let variants = self.variants(site.value, &id);
+        self.r.finish(f, "a split step", &["id", "split"]);
+        Some(site.step(id, StepKind::Split(variants?)))
+    }
+
+    fn variants(&mut self, n: &Node, split_id: &str) -> Option<Vec<Variant>> {
+        let items = self.r.seq(n, "split");
+        if items.len() < 2 {
+            self.r.error(n, "split: needs at least two variants");
+        }
+        let mut out = Vec::new();
+        let mut names: HashMap<String, ()> = HashMap::new();
+        let mut ok = true;
+        for item in items {
+            let Some(mut f) = self.r.map(item, "split variant") else {
+                ok = false;
+                continue;
+            };
+            let name = self.r.required(&mut f, "name", "split variant");
+            let weight = match f.take("weight") {
+                Some(w) => self.r.uint(w, "weight"),
+                None => {
+                    self.r.error(item, "split variant: missing `weight`");
+                    None
+                }
+            };
+            if let Some(name) = &name
+                && names.insert(name.clone(), ()).is_some()
+            {
+                self.r
+                    .error(item, format!("split: variant name `{name}` is used twice"));
+            }
+            let steps = match f.take("steps") {
+                Some(s) => self.steps(s, &format!("{split_id}/{}", name.as_deref().unwrap_or("?"))),
+                None => {
+                    self.r.error(item, "split variant: missing `steps`");
+                    Vec::new()
+                }
+            };
+            self.r
+                .finish(f, "a split variant", &["name", "weight", "steps"]);
+            match (name, weight) {
+                (Some(name), Some(weight)) => out.push(Variant {
+                    name,
+                    weight,
+                    steps,
+                }),
+                _ => ok = false,
+            }
+        }
+        if ok && !out.is_empty() && out.iter().all(|v| v.weight == 0) {
+            self.r
+                .error(n, "split: at least one variant needs a weight above 0");
+            ok = false;
+        }
+        ok.then_some(out)
+    }
+
+    fn start(&mut self, f: Fields, mut site: Site) -> Option<Step> {
+        let target = self.r.string(site.value, "start");
+        let derived = match &target {
+            Some(t) => format!("start-{t}"),
+            None => "start".into(),
+        };
+        let id = self.claim_id(&mut site, &derived);
+        self.r.finish(f, "a start step", &["id", "start"]);
+        Some(site.step(id, StepKind::Start(target?)))
+    }
+
+    fn exit(&mut self, f: Fields, mut site: Site) -> Option<Step> {
+        let ok = self.r.boolean(site.value, "exit");
+        if ok == Some(false) {
+            self.r
+                .error(site.value, "exit: write `exit: true`, or remove the step");
+        }
+        let id = self.claim_id(&mut site, "exit");
+        self.r.finish(f, "a exit step", &["id", "exit"]);
+        (ok == Some(true)).then(|| site.step(id, StepKind::Exit))
+    }
+}

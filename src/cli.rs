@@ -14,7 +14,7 @@ use crate::engine::state::Context;
 use crate::event::Event;
 use crate::sequence::duration;
 use crate::service;
-use crate::simulate::{self, Simulation, Until};
+use crate::simulate::{self, Totals, Until};
 use crate::store::Store as _;
 use crate::template::data::{self, Origin};
 use crate::validate::{self, Loaded};
@@ -300,17 +300,145 @@ fn read_events(file: &Path) -> anyhow::Result<(Vec<Event>, usize)> {
     Ok((events, bad.len()))
 }
 
-fn parse_until(s: &str, events: &[Event]) -> anyhow::Result<Until> {
+fn parse_until(s: &str, last_event: Option<DateTime<Utc>>) -> anyhow::Result<Until> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(Until::At(t.with_timezone(&Utc)));
     }
     let d = duration::parse(s).map_err(|e| anyhow::anyhow!("--until: {e}, or an RFC 3339 time"))?;
-    let last = events
-        .iter()
-        .map(|e| e.occurred_at)
-        .max()
-        .unwrap_or_else(Utc::now);
+    let last = last_event.unwrap_or_else(Utc::now);
     Ok(Until::At(last + d))
+}
+
+/// An events file read in `occurred_at` order without holding it in memory:
+/// a first pass notes each line's time and place, the events are then read
+/// back one by one in order. A line that cannot be used is reported on
+/// stderr with its number and skipped.
+struct SortedEvents {
+    path: PathBuf,
+    file: std::fs::File,
+    /// `(occurred_at, line number, offset, length)`, sorted by time (stable).
+    index: std::vec::IntoIter<(DateTime<Utc>, usize, u64, usize)>,
+    bad: usize,
+    last: Option<DateTime<Utc>>,
+}
+
+impl SortedEvents {
+    fn open(path: &Path) -> anyhow::Result<Self> {
+        use std::io::BufRead;
+        #[derive(serde::Deserialize)]
+        struct When {
+            occurred_at: DateTime<Utc>,
+        }
+        let file =
+            std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut reader = std::io::BufReader::new(&file);
+        let mut index = Vec::new();
+        let mut bad = 0;
+        let (mut offset, mut line_no) = (0u64, 0usize);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = reader
+                .read_line(&mut line)
+                .with_context(|| format!("reading {}", path.display()))?;
+            if n == 0 {
+                break;
+            }
+            line_no += 1;
+            let l = line.trim();
+            if !(l.is_empty() || l.starts_with('#') || l.starts_with("//")) {
+                match serde_json::from_str::<When>(l) {
+                    Ok(w) => index.push((w.occurred_at, line_no, offset, n)),
+                    Err(_) => {
+                        bad += 1;
+                        let message = Event::parse(l).err().map(|e| e.message).unwrap_or_default();
+                        eprintln!("{}:{line_no}: skipped: {message}", path.display());
+                    }
+                }
+            }
+            offset += n as u64;
+        }
+        index.sort_by_key(|(at, ..)| *at);
+        let last = index.last().map(|(at, ..)| *at);
+        Ok(Self {
+            path: path.to_path_buf(),
+            file: std::fs::File::open(path)?,
+            index: index.into_iter(),
+            bad,
+            last,
+        })
+    }
+}
+
+impl Iterator for SortedEvents {
+    type Item = Event;
+
+    fn next(&mut self) -> Option<Event> {
+        use std::os::unix::fs::FileExt;
+        for (_, line_no, offset, len) in self.index.by_ref() {
+            let mut buf = vec![0; len];
+            let text = match self.file.read_exact_at(&mut buf, offset) {
+                Ok(()) => String::from_utf8_lossy(&buf).into_owned(),
+                Err(e) => format!("unreadable: {e}"),
+            };
+            match Event::parse(text.trim()) {
+                Ok(ev) => return Some(ev),
+                Err(e) => {
+                    self.bad += 1;
+                    eprintln!("{}:{line_no}: skipped: {}", self.path.display(), e.message);
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Prints `simulate`'s lines as they come and counts what `summary` says.
+struct Printer<W: Write> {
+    out: W,
+    verbose: bool,
+    sent: usize,
+    skipped: std::collections::BTreeMap<String, usize>,
+    error: Option<std::io::Error>,
+}
+
+impl<W: Write> simulate::Sink for Printer<W> {
+    fn sent(&mut self, email: simulate::Delivered) {
+        self.sent += 1;
+        let r = serde_json::to_writer(&mut self.out, &email.line)
+            .map_err(std::io::Error::from)
+            .and_then(|_| self.out.write_all(b"\n"));
+        if let Err(e) = r {
+            self.error.get_or_insert(e);
+        }
+    }
+
+    fn skipped(&mut self, s: simulate::Skipped) {
+        if self.verbose {
+            eprintln!(
+                "{} skipped {} {} {}: {}",
+                s.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                s.customer_id,
+                s.sequence,
+                s.step,
+                s.reason
+            );
+        }
+        let key = s.reason.split(':').next().unwrap_or("").to_string();
+        *self.skipped.entry(key).or_default() += 1;
+    }
+
+    fn note(&mut self, at: DateTime<Utc>, n: crate::engine::dispatch::Note) {
+        if self.verbose {
+            eprintln!(
+                "{} {} {}: {}",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                n.sequence,
+                n.enrollment_key,
+                n.message
+            );
+        }
+    }
 }
 
 fn simulate_cmd(
@@ -324,63 +452,59 @@ fn simulate_cmd(
         Ok(l) => l,
         Err(code) => return Ok(code),
     };
-    let (events, bad) = read_events(events_file)?;
+    let mut events = SortedEvents::open(events_file)?;
     let until = match until {
-        Some(u) => parse_until(u, &events)?,
+        Some(u) => parse_until(u, events.last)?,
         None => Until::Drained,
     };
-    let sim = simulate::simulate(&loaded.catalog, &loaded.templates, events, until);
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    for d in sim.sorted_delivered() {
-        serde_json::to_writer(&mut out, &d.line)?;
-        out.write_all(b"\n")?;
+    let mut printer = Printer {
+        out: std::io::BufWriter::new(std::io::stdout().lock()),
+        verbose,
+        sent: 0,
+        skipped: Default::default(),
+        error: None,
+    };
+    let totals = simulate::run(
+        &loaded.catalog,
+        &loaded.templates,
+        events.by_ref(),
+        until,
+        simulate::Output::Check,
+        &mut printer,
+    );
+    if let Some(e) = printer.error.take() {
+        return Err(e.into());
     }
-    out.flush()?;
-    if verbose {
-        for s in &sim.skipped {
-            eprintln!(
-                "{} skipped {} {} {}: {}",
-                s.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                s.customer_id,
-                s.sequence,
-                s.step,
-                s.reason
-            );
-        }
-        for (at, n) in &sim.notes {
-            eprintln!(
-                "{} {} {}: {}",
-                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                n.sequence,
-                n.enrollment_key,
-                n.message
-            );
-        }
-    }
-    eprintln!("{}", summary(&sim, bad));
+    printer.out.flush()?;
+    let skipped: usize = printer.skipped.values().sum();
+    eprintln!(
+        "{}",
+        summary(totals, events.bad, printer.sent, skipped, &printer.skipped)
+    );
     Ok(ExitCode::SUCCESS)
 }
 
-fn summary(world: &Simulation, bad: usize) -> String {
-    let mut reasons: std::collections::BTreeMap<String, usize> = Default::default();
-    for s in &world.skipped {
-        let key = s.reason.split(':').next().unwrap_or("").to_string();
-        *reasons.entry(key).or_default() += 1;
-    }
+fn summary(
+    totals: Totals,
+    bad: usize,
+    sent: usize,
+    skipped: usize,
+    reasons: &std::collections::BTreeMap<String, usize>,
+) -> String {
     let reasons: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
     format!(
         "{} events applied, {} invalid, {} duplicate; {} emails sent, {} skipped{}; {} enrollments still waiting",
-        world.events,
+        totals.events,
         bad,
-        world.duplicates,
-        world.delivered.len(),
-        world.skipped.len(),
+        totals.duplicates,
+        sent,
+        skipped,
         if reasons.is_empty() {
             String::new()
         } else {
             format!(" ({})", reasons.join(", "))
         },
-        world.pending
+        totals.pending
     )
 }
 
@@ -420,7 +544,26 @@ fn demo(
             s.reason
         );
     }
-    eprintln!("{}", summary(&sim, bad));
+    let mut reasons = std::collections::BTreeMap::new();
+    for s in &sim.skipped {
+        let key = s.reason.split(':').next().unwrap_or("").to_string();
+        *reasons.entry(key).or_default() += 1;
+    }
+    let totals = Totals {
+        events: sim.events,
+        duplicates: sim.duplicates,
+        pending: sim.pending,
+    };
+    eprintln!(
+        "{}",
+        summary(
+            totals,
+            bad,
+            sim.delivered.len(),
+            sim.skipped.len(),
+            &reasons
+        )
+    );
     println!(
         "\n{} .eml files in {}",
         sim.delivered.len(),

@@ -30,3 +30,10 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// mimalloc rather than glibc's malloc: under the churn of many small
+/// short-lived allocations (events, contexts, rendered parts) glibc spent a
+/// third of `simulate`'s time searching fragmented free lists
+/// (docs/BENCHMARKS.md), and it returns freed memory to the system sooner.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -62,7 +62,25 @@ pub enum Until {
 
 pub const MAX_HORIZON_DAYS: i64 = 3650;
 
-/// What a simulation did.
+/// Where a simulation's results go, as they happen. Emails arrive in the
+/// documented order: time, then customer id, sequence, step.
+pub trait Sink {
+    fn sent(&mut self, email: Delivered);
+    fn skipped(&mut self, skip: Skipped);
+    fn note(&mut self, at: DateTime<Utc>, note: Note);
+}
+
+/// What a simulation counted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    /// Events applied (duplicates not counted).
+    pub events: usize,
+    pub duplicates: usize,
+    /// Enrollments still waiting when the clock stopped.
+    pub pending: usize,
+}
+
+/// What a simulation did, collected (for `demo` and tests).
 #[derive(Debug, Default)]
 pub struct Simulation {
     pub delivered: Vec<Delivered>,
@@ -70,81 +88,129 @@ pub struct Simulation {
     pub notes: Vec<(DateTime<Utc>, Note)>,
     pub duplicates: usize,
     pub events: usize,
-    /// Enrollments still waiting when the clock stopped.
     pub pending: usize,
+}
+
+impl Sink for Simulation {
+    fn sent(&mut self, email: Delivered) {
+        self.delivered.push(email);
+    }
+
+    fn skipped(&mut self, skip: Skipped) {
+        self.skipped.push(skip);
+    }
+
+    fn note(&mut self, at: DateTime<Utc>, note: Note) {
+        self.notes.push((at, note));
+    }
 }
 
 impl Simulation {
     /// Emails sent, in time order (ties: customer id, sequence, step).
     pub fn sorted_delivered(&self) -> Vec<&Delivered> {
-        let mut v: Vec<&Delivered> = self.delivered.iter().collect();
-        v.sort_by(|a, b| {
-            (a.at, &a.line.customer_id, &a.line.sequence, &a.line.step).cmp(&(
-                b.at,
-                &b.line.customer_id,
-                &b.line.sequence,
-                &b.line.step,
-            ))
-        });
-        v
+        self.delivered.iter().collect()
+    }
+
+    fn add(&mut self, t: Totals) {
+        self.events = t.events;
+        self.duplicates = t.duplicates;
+        self.pending = t.pending;
     }
 }
 
-/// Runs `events` (in `occurred_at` order, file order among equals) and then
-/// the clock until `until`, checking that each email renders (subject and
-/// body) without building messages.
+/// How the sender builds what it sends.
+pub enum Output<'a> {
+    /// Checks that each email renders and records its subject; builds no
+    /// message (`simulate`).
+    Check,
+    /// Writes each email as a whole message to a folder through the `.eml`
+    /// transport that `run` uses without SMTP (`demo`).
+    Eml(&'a std::path::Path),
+}
+
+/// Runs `events` (sorted here by `occurred_at`, file order among equals) and
+/// then the clock until `until`, collecting everything.
 pub fn simulate(
     catalog: &Arc<Catalog>,
     templates: &Arc<Templates>,
-    events: Vec<Event>,
+    mut events: Vec<Event>,
     until: Until,
 ) -> Simulation {
-    let recorder = Recorder::<EmlDir>::new(None);
-    drive(catalog, templates, events, until, Compose::Check, recorder)
+    events.sort_by_key(|e| e.occurred_at);
+    let mut sim = Simulation::default();
+    let totals = run(catalog, templates, events, until, Output::Check, &mut sim);
+    sim.add(totals);
+    sim
 }
 
-/// As [`simulate`], and writes each email as a whole message to `outbox`
-/// through the `.eml` transport that `run` uses without SMTP.
+/// As [`simulate`] until nothing is pending, writing every email out.
 pub fn demo(
     catalog: &Arc<Catalog>,
     templates: &Arc<Templates>,
-    events: Vec<Event>,
+    mut events: Vec<Event>,
     outbox: &std::path::Path,
 ) -> Simulation {
-    let recorder = Recorder::new(Some(EmlDir {
-        dir: outbox.to_path_buf(),
-    }));
-    drive(
+    events.sort_by_key(|e| e.occurred_at);
+    let mut sim = Simulation::default();
+    let totals = run(
         catalog,
         templates,
         events,
         Until::Drained,
-        Compose::Message,
-        recorder,
-    )
+        Output::Eml(outbox),
+        &mut sim,
+    );
+    sim.add(totals);
+    sim
+}
+
+/// Runs `events`, which must come in `occurred_at` order, and then the clock
+/// until `until`, handing results to `sink` as they happen.
+pub fn run(
+    catalog: &Arc<Catalog>,
+    templates: &Arc<Templates>,
+    events: impl IntoIterator<Item = Event>,
+    until: Until,
+    output: Output<'_>,
+    sink: &mut dyn Sink,
+) -> Totals {
+    match output {
+        Output::Check => drive(
+            catalog,
+            templates,
+            events,
+            until,
+            Compose::Check,
+            Recorder::<EmlDir>::new(None),
+            sink,
+        ),
+        Output::Eml(dir) => {
+            let eml = EmlDir {
+                dir: dir.to_path_buf(),
+            };
+            drive(
+                catalog,
+                templates,
+                events,
+                until,
+                Compose::Message,
+                Recorder::new(Some(eml)),
+                sink,
+            )
+        }
+    }
 }
 
 fn drive<T: Transport>(
     catalog: &Arc<Catalog>,
     templates: &Arc<Templates>,
-    mut events: Vec<Event>,
+    events: impl IntoIterator<Item = Event>,
     until: Until,
     compose: Compose,
     recorder: Recorder<T>,
-) -> Simulation {
-    events.sort_by_key(|e| e.occurred_at);
-    let horizon = match until {
-        Until::At(t) => t,
-        Until::Drained => {
-            let last = events
-                .last()
-                .map(|e| e.occurred_at)
-                .unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
-            last + chrono::Duration::days(MAX_HORIZON_DAYS)
-        }
-    };
-    let start = events.first().map(|e| e.occurred_at).unwrap_or(horizon);
-    let clock = ManualClock::new(start);
+    sink: &mut dyn Sink,
+) -> Totals {
+    let clock = ManualClock::new(DateTime::<Utc>::UNIX_EPOCH);
     let store = MemStore::lean();
     let mut driver = Driver {
         catalog,
@@ -160,14 +226,17 @@ fn drive<T: Transport>(
         store,
         clock,
         recorder,
-        out: Simulation::default(),
+        sink,
+        same_time: Vec::new(),
+        totals: Totals::default(),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("a current-thread runtime");
-    rt.block_on(driver.run(&events, horizon))
+    rt.block_on(driver.run(events, until))
         .expect("the memory store does not fail");
-    driver.out
+    driver.flush();
+    driver.totals
 }
 
 struct Driver<'a, T> {
@@ -176,33 +245,53 @@ struct Driver<'a, T> {
     clock: ManualClock,
     worker: Worker<MemStore, Recorder<T>>,
     recorder: Recorder<T>,
-    out: Simulation,
+    sink: &'a mut dyn Sink,
+    /// Emails sent at the clock's current time, sorted before they go out.
+    same_time: Vec<Delivered>,
+    totals: Totals,
 }
 
 impl<T: Transport> Driver<'_, T> {
-    async fn run(&mut self, events: &[Event], horizon: DateTime<Utc>) -> crate::store::Result<()> {
+    async fn run(
+        &mut self,
+        events: impl IntoIterator<Item = Event>,
+        until: Until,
+    ) -> crate::store::Result<()> {
+        let mut last = None;
         for event in events {
-            if event.occurred_at > horizon {
+            if let Until::At(horizon) = until
+                && event.occurred_at > horizon
+            {
                 break;
             }
             // What fell due before (or at) the event happens first.
             self.run_until(event.occurred_at).await?;
             let now = event.occurred_at.max(self.clock.now());
             self.clock.set(now);
+            last = Some(now);
             let r = ingest::ingest_batch(
                 &self.store,
                 self.catalog,
-                std::slice::from_ref(event),
+                std::slice::from_ref(&event),
                 "simulate",
                 now,
             )
             .await?;
-            self.out.events += r.applied;
-            self.out.duplicates += r.duplicates;
-            self.out.notes.extend(r.notes.into_iter().map(|n| (now, n)));
+            self.totals.events += r.applied;
+            self.totals.duplicates += r.duplicates;
+            for n in r.notes {
+                self.sink.note(now, n);
+            }
         }
+        let horizon = match until {
+            Until::At(t) => t,
+            Until::Drained => {
+                last.unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
+                    + chrono::Duration::days(MAX_HORIZON_DAYS)
+            }
+        };
         self.run_until(horizon).await?;
-        self.out.pending = self.store.active_enrollments().await? as usize;
+        self.totals.pending = self.store.active_enrollments().await? as usize;
         Ok(())
     }
 
@@ -221,12 +310,15 @@ impl<T: Transport> Driver<'_, T> {
                 return Ok(());
             };
             let now = next.max(self.clock.now());
+            if now > self.clock.now() {
+                self.flush();
+            }
             self.clock.set(now);
             loop {
                 let woken = schedule::tick(&self.store, self.catalog, now).await?;
-                self.out
-                    .notes
-                    .extend(woken.notes.into_iter().map(|n| (now, n)));
+                for n in woken.notes {
+                    self.sink.note(now, n);
+                }
                 if woken.ran == 0 {
                     break;
                 }
@@ -242,7 +334,7 @@ impl<T: Transport> Driver<'_, T> {
                         Done::Failed(error) => error,
                         _ => continue,
                     };
-                    self.out.skipped.push(Skipped {
+                    self.sink.skipped(Skipped {
                         at: h.at,
                         customer_id: h.row.customer_id,
                         sequence: h.row.sequence,
@@ -251,9 +343,24 @@ impl<T: Transport> Driver<'_, T> {
                     });
                 }
             }
-            for about in self.recorder.take() {
-                self.out.delivered.push(delivered(about));
-            }
+            self.same_time
+                .extend(self.recorder.take().into_iter().map(delivered));
+        }
+    }
+
+    /// Hands the emails of the time that just ended to the sink, in order.
+    fn flush(&mut self) {
+        let mut batch = std::mem::take(&mut self.same_time);
+        batch.sort_by(|a, b| {
+            (a.at, &a.line.customer_id, &a.line.sequence, &a.line.step).cmp(&(
+                b.at,
+                &b.line.customer_id,
+                &b.line.sequence,
+                &b.line.step,
+            ))
+        });
+        for d in batch {
+            self.sink.sent(d);
         }
     }
 }

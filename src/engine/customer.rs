@@ -3,6 +3,7 @@
 //! dispatcher turns an input into [`Changes`], and the store writes them.
 
 use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
 
 use super::dispatch::Note;
 use super::profile::Profile;
@@ -15,8 +16,9 @@ pub struct CustomerState {
     /// The customer's active enrollments (and any started meanwhile).
     pub enrollments: Vec<Enrollment>,
     /// Keys of the customer's finished enrollments: they stop a second
-    /// `once_*` entry, and their state is not needed.
-    pub finished: HashSet<String>,
+    /// `once_*` entry, and their state is not needed. Shared, so that a
+    /// store kept in memory hands it out without copying.
+    pub finished: Arc<HashSet<String>>,
 }
 
 /// An email to enqueue, with the context it is rendered from.

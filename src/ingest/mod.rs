@@ -7,7 +7,7 @@ pub mod file;
 pub mod http;
 pub mod kafka;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 
@@ -53,18 +53,25 @@ pub async fn ingest_batch<S: Store>(
     let ids: Vec<String> = first_email.keys().map(|c| c.to_string()).collect();
     let mut states = tx.lock_customers(&ids).await?;
     let mut writes = Writes::default();
+    let mut changed: BTreeMap<&str, BTreeSet<usize>> = BTreeMap::new();
     for ev in fresh {
         let state = states.get_mut(&ev.customer.id).expect("loaded above");
-        let changes = dispatch::apply_event(catalog, state, ev, now);
+        let mut changes = dispatch::apply_event(catalog, state, ev, now);
         for n in &changes.notes {
             tracing::info!(event_id = %ev.id, customer_id = %ev.customer.id,
                 sequence = %n.sequence, enrollment = %n.enrollment_key, "{}", n.message);
         }
-        report.notes.extend(changes.notes.iter().cloned());
-        writes.absorb(state, changes, None);
+        report.notes.append(&mut changes.notes);
+        let idx = writes.absorb(changes);
+        changed.entry(&ev.customer.id).or_default().extend(idx);
         report.applied += 1;
     }
-    report.emails = tx.write(&writes, now).await?;
+    for (customer, idx) in &changed {
+        let state = states.remove(*customer).expect("loaded above");
+        writes.take_enrollments(state, idx);
+    }
+    drop(states);
+    report.emails = tx.write(writes, now).await?;
     tx.commit().await?;
     Ok(report)
 }

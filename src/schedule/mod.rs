@@ -2,6 +2,7 @@
 //! `wait`, the timeout of a `wait_for`) and advances them, in batches. Claims
 //! carry a lease, so the work of a crashed instance comes back.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,6 +47,7 @@ pub async fn wake<S: Store>(
     let mut states = tx.lock_customers(&ids).await?;
     let mut writes = Writes::default();
     let mut woken = Woken::default();
+    let mut changed: BTreeMap<&str, BTreeSet<usize>> = BTreeMap::new();
     for claim in claimed {
         let state = states.get_mut(&claim.customer_id).expect("loaded above");
         let due = state
@@ -55,13 +57,16 @@ pub async fn wake<S: Store>(
         let saved = match due {
             Some(idx) => {
                 woken.ran += 1;
-                let changes = dispatch::apply_wake(catalog, state, idx, now);
+                let mut changes = dispatch::apply_wake(catalog, state, idx, now);
                 for n in &changes.notes {
                     tracing::info!(sequence = %n.sequence, enrollment = %n.enrollment_key, "{}", n.message);
                 }
-                woken.notes.extend(changes.notes.iter().cloned());
+                woken.notes.append(&mut changes.notes);
+                let idxs = writes.absorb(changes);
                 // Saving an enrollment clears its lease.
-                writes.absorb(state, changes, Some(idx))
+                let saved = idxs.contains(&idx);
+                changed.entry(&claim.customer_id).or_default().extend(idxs);
+                saved
             }
             None => false,
         };
@@ -71,7 +76,12 @@ pub async fn wake<S: Store>(
             writes.release.push(claim.key.clone());
         }
     }
-    tx.write(&writes, now).await?;
+    for (customer, idx) in &changed {
+        let state = states.remove(*customer).expect("loaded above");
+        writes.take_enrollments(state, idx);
+    }
+    drop(states);
+    tx.write(writes, now).await?;
     tx.commit().await?;
     Ok(woken)
 }

@@ -53,11 +53,7 @@ pub async fn plan<S: Store>(
     now: DateTime<Utc>,
 ) -> crate::store::Result<(SendPlan, Option<Profile>)> {
     let mut tx = store.begin().await?;
-    let profile = tx
-        .lock_customers(std::slice::from_ref(&row.customer_id))
-        .await?
-        .remove(&row.customer_id)
-        .and_then(|s| s.profile);
+    let profile = tx.lock_profile(&row.customer_id).await?;
     let plan = match tx.outbox_state(row.id).await? {
         Some((status, attempts)) if attempts == row.attempts => {
             if status == OutboxStatus::Sending {

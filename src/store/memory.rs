@@ -21,7 +21,7 @@ use crate::engine::customer::CustomerState;
 use crate::engine::outbox::{OutboxStatus, Outcome, Queued};
 use crate::engine::policy::Sent;
 use crate::engine::profile::Profile;
-use crate::engine::state::{Enrollment, Status};
+use crate::engine::state::Enrollment;
 use crate::event::Event;
 
 #[derive(Clone, Default)]
@@ -51,18 +51,15 @@ impl MemStore {
 struct Mem {
     lean: bool,
     events: HashSet<String>,
-    customers: HashMap<String, Option<Profile>>,
+    customers: HashMap<String, CustomerRec>,
+    /// Every enrollment by key (only the active ones in a lean store).
     enrollments: HashMap<String, EnrollmentRec>,
-    /// Each customer's enrollment keys in the order they started.
-    customer_enrollments: HashMap<String, Vec<String>>,
     /// `(wake_at, key)` of every active enrollment that waits.
     due: BTreeSet<(DateTime<Utc>, String)>,
     outbox: HashMap<i64, OutboxRec>,
-    outbox_keys: HashMap<String, i64>,
+    outbox_keys: HashSet<String>,
     /// `(not_before, id)` of pending and sending rows: what a claim may take.
     queue: BTreeSet<(DateTime<Utc>, i64)>,
-    /// Mail sent (or being sent) per customer, by outbox id.
-    sent: HashMap<String, Vec<(i64, Sent)>>,
     next_id: i64,
     deliveries: Vec<DeliveryView>,
     suppressions: HashMap<String, String>,
@@ -70,13 +67,22 @@ struct Mem {
     settings: HashMap<String, String>,
 }
 
+#[derive(Default)]
+struct CustomerRec {
+    profile: Option<Profile>,
+    /// Keys of the active enrollments.
+    active: Vec<String>,
+    finished: Arc<HashSet<String>>,
+    /// Every enrollment key in the order they started (not in a lean store).
+    all: Vec<String>,
+    /// Mail sent (or being sent), by outbox id.
+    sent: Vec<(i64, Sent)>,
+}
+
 struct EnrollmentRec {
     customer_id: String,
-    status: Status,
-    wake_at: Option<DateTime<Utc>>,
     lease_until: Option<DateTime<Utc>>,
-    /// `None` once finished in a lean store.
-    state: Option<Enrollment>,
+    state: Enrollment,
 }
 
 struct OutboxRec {
@@ -92,30 +98,40 @@ fn leased(lease: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
 }
 
 impl Mem {
-    fn save_enrollment(&mut self, e: &Enrollment) {
-        let wake_at = e.wake_at();
-        if let Some(old) = self.enrollments.get(&e.key) {
-            if let Some(w) = old.wake_at {
-                self.due.remove(&(w, e.key.clone()));
+    fn save_enrollment(&mut self, e: Enrollment) {
+        let customer = self.customers.entry(e.customer_id.clone()).or_default();
+        match self.enrollments.get(&e.key) {
+            Some(old) => {
+                if let Some(w) = old.state.wake_at() {
+                    self.due.remove(&(w, e.key.clone()));
+                }
             }
-        } else {
-            self.customer_enrollments
-                .entry(e.customer_id.clone())
-                .or_default()
-                .push(e.key.clone());
+            None => {
+                if !self.lean {
+                    customer.all.push(e.key.clone());
+                }
+                if e.is_active() {
+                    customer.active.push(e.key.clone());
+                }
+            }
         }
-        if let Some(w) = wake_at {
+        if let Some(w) = e.wake_at() {
             self.due.insert((w, e.key.clone()));
         }
-        let keep = !self.lean || e.is_active();
+        if !e.is_active() {
+            customer.active.retain(|k| *k != e.key);
+            Arc::make_mut(&mut customer.finished).insert(e.key.clone());
+            if self.lean {
+                self.enrollments.remove(&e.key);
+                return;
+            }
+        }
         self.enrollments.insert(
             e.key.clone(),
             EnrollmentRec {
                 customer_id: e.customer_id.clone(),
-                status: e.status,
-                wake_at,
                 lease_until: None,
-                state: keep.then(|| e.clone()),
+                state: e,
             },
         );
     }
@@ -129,22 +145,18 @@ impl Mem {
         let rec = &self.outbox[&id];
         if in_queue(rec.row.status) {
             self.queue.insert((rec.row.not_before, id));
+        } else if self.lean {
+            // Final: a lean store keeps only the key (and the history).
+            self.outbox.remove(&id);
         }
     }
 
-    /// Drops what a lean store never reads again once a row is final.
-    fn settle(&mut self, id: i64) {
-        if !self.lean {
-            return;
-        }
-        if let Some(rec) = self.outbox.get(&id)
-            && matches!(
-                rec.row.status,
-                OutboxStatus::Sent | OutboxStatus::Skipped | OutboxStatus::Failed
-            )
-        {
-            self.outbox.remove(&id);
-        }
+    fn sent_mut(&mut self, customer_id: &str) -> &mut Vec<(i64, Sent)> {
+        &mut self
+            .customers
+            .entry(customer_id.to_string())
+            .or_default()
+            .sent
     }
 }
 
@@ -175,7 +187,9 @@ impl Tx for MemTx {
     ) -> Result<()> {
         for (id, _) in customers {
             if !self.mem.customers.contains_key(*id) {
-                self.mem.customers.insert(id.to_string(), None);
+                self.mem
+                    .customers
+                    .insert(id.to_string(), CustomerRec::default());
             }
         }
         Ok(())
@@ -185,55 +199,63 @@ impl Tx for MemTx {
         let mem = &*self.mem;
         let mut out = HashMap::with_capacity(ids.len());
         for id in ids {
-            let mut st = CustomerState {
-                profile: mem.customers.get(id).cloned().flatten(),
-                ..CustomerState::default()
-            };
-            for key in mem.customer_enrollments.get(id).into_iter().flatten() {
-                let rec = &mem.enrollments[key];
-                match (&rec.state, rec.status) {
-                    (Some(e), Status::Active) => st.enrollments.push(e.clone()),
-                    _ => {
-                        st.finished.insert(key.clone());
-                    }
-                }
+            let mut st = CustomerState::default();
+            if let Some(c) = mem.customers.get(id) {
+                st.profile = c.profile.clone();
+                st.finished = c.finished.clone();
+                st.enrollments = c
+                    .active
+                    .iter()
+                    .map(|k| mem.enrollments[k].state.clone())
+                    .collect();
+                // As a database returns them.
+                st.enrollments
+                    .sort_by(|a, b| (a.started_at, &a.key).cmp(&(b.started_at, &b.key)));
             }
             out.insert(id.clone(), st);
         }
         Ok(out)
     }
 
-    async fn write(&mut self, w: &Writes, _now: DateTime<Utc>) -> Result<usize> {
+    async fn lock_profile(&mut self, customer_id: &str) -> Result<Option<Profile>> {
+        Ok(self
+            .mem
+            .customers
+            .get(customer_id)
+            .and_then(|c| c.profile.clone()))
+    }
+
+    async fn write(&mut self, w: Writes, _now: DateTime<Utc>) -> Result<usize> {
         let mem = &mut *self.mem;
-        for p in w.profiles.values() {
-            mem.customers.insert(p.customer.id.clone(), Some(p.clone()));
+        for (id, p) in w.profiles {
+            mem.customers.entry(id).or_default().profile = Some(p);
         }
-        for e in w.enrollments.values() {
+        for e in w.enrollments.into_values() {
             mem.save_enrollment(e);
         }
         let mut written = 0;
-        for m in w.emails.values() {
-            let j = &m.job;
-            if mem.outbox_keys.contains_key(&j.idempotency_key) {
+        for (key, m) in w.emails {
+            if mem.outbox_keys.contains(&key) {
                 continue;
             }
             mem.next_id += 1;
             let id = mem.next_id;
-            mem.outbox_keys.insert(j.idempotency_key.clone(), id);
+            let j = m.job;
             let row = Queued {
                 id,
-                idempotency_key: j.idempotency_key.clone(),
-                customer_id: j.customer_id.clone(),
-                sequence: j.sequence.clone(),
-                step: j.step.clone(),
-                template: j.template.clone(),
+                idempotency_key: j.idempotency_key,
+                customer_id: j.customer_id,
+                sequence: j.sequence,
+                step: j.step,
+                template: j.template,
                 category: j.category,
                 status: OutboxStatus::Pending,
                 attempts: 0,
                 retries: 0,
                 not_before: j.due_at,
-                context: m.context.clone(),
+                context: m.context,
             };
+            mem.outbox_keys.insert(key);
             mem.queue.insert((row.not_before, id));
             mem.outbox.insert(
                 id,
@@ -247,10 +269,8 @@ impl Tx for MemTx {
             );
             written += 1;
         }
-        for (email, reason) in &w.suppress {
-            mem.suppressions
-                .entry(email.clone())
-                .or_insert_with(|| reason.clone());
+        for (email, reason) in w.suppress {
+            mem.suppressions.entry(email).or_insert(reason);
         }
         for key in &w.release {
             if let Some(rec) = mem.enrollments.get_mut(key) {
@@ -271,10 +291,10 @@ impl Tx for MemTx {
     async fn sent_history(&mut self, customer_id: &str, except: i64) -> Result<Vec<Sent>> {
         Ok(self
             .mem
-            .sent
+            .customers
             .get(customer_id)
             .into_iter()
-            .flatten()
+            .flat_map(|c| &c.sent)
             .filter(|(id, _)| *id != except)
             .map(|(_, s)| *s)
             .collect())
@@ -311,7 +331,7 @@ impl Tx for MemTx {
                 rec.row.status = OutboxStatus::Sending;
                 rec.sent_at = Some(now);
                 rec.lease_until = Some(*lease_until);
-                let list = mem.sent.entry(customer).or_default();
+                let list = mem.sent_mut(&customer);
                 list.retain(|(id, _)| *id != row.id);
                 list.push((
                     row.id,
@@ -344,21 +364,16 @@ impl Tx for MemTx {
                 rec.last_error = Some(error.to_string());
                 rec.sent_at = None;
                 rec.lease_until = None;
-                if let Some(list) = mem.sent.get_mut(&customer) {
-                    list.retain(|(id, _)| *id != row.id);
-                }
+                mem.sent_mut(&customer).retain(|(id, _)| *id != row.id);
             }
             Transition::Failed { error } => {
                 rec.row.status = OutboxStatus::Failed;
                 rec.last_error = Some(error.to_string());
                 rec.lease_until = None;
-                if let Some(list) = mem.sent.get_mut(&customer) {
-                    list.retain(|(id, _)| *id != row.id);
-                }
+                mem.sent_mut(&customer).retain(|(id, _)| *id != row.id);
             }
         }
         mem.requeue(row.id, before);
-        mem.settle(row.id);
         Ok(true)
     }
 
@@ -532,12 +547,13 @@ impl Store for MemStore {
 
     async fn enrollments_of(&self, customer_id: &str) -> Result<Vec<Enrollment>> {
         let mem = self.inner.lock().await;
-        let mut out: Vec<Enrollment> = mem
-            .customer_enrollments
-            .get(customer_id)
-            .into_iter()
-            .flatten()
-            .filter_map(|k| mem.enrollments[k].state.clone())
+        let Some(c) = mem.customers.get(customer_id) else {
+            return Ok(Vec::new());
+        };
+        let keys = if mem.lean { &c.active } else { &c.all };
+        let mut out: Vec<Enrollment> = keys
+            .iter()
+            .filter_map(|k| mem.enrollments.get(k).map(|r| r.state.clone()))
             .collect();
         out.sort_by(|a, b| (a.started_at, &a.key).cmp(&(b.started_at, &b.key)));
         Ok(out)
@@ -550,9 +566,9 @@ impl Store for MemStore {
     async fn active_enrollments(&self) -> Result<i64> {
         let mem = self.inner.lock().await;
         Ok(mem
-            .enrollments
+            .customers
             .values()
-            .filter(|r| r.status == Status::Active)
-            .count() as i64)
+            .map(|c| c.active.len())
+            .sum::<usize>() as i64)
     }
 }

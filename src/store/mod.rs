@@ -14,7 +14,7 @@ pub mod postgres;
 mod sql;
 pub mod sqlite;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
@@ -159,22 +159,11 @@ pub struct Writes {
 }
 
 impl Writes {
-    /// Takes in what one decision changed for `state`; returns whether the
-    /// enrollment at `watch` (if any) is among the saved ones.
-    pub fn absorb(
-        &mut self,
-        state: &CustomerState,
-        changes: Changes,
-        watch: Option<usize>,
-    ) -> bool {
+    /// Takes in what one decision changed, except the enrollments (they are
+    /// still in use by the batch); returns the indices of those to save.
+    pub fn absorb(&mut self, changes: Changes) -> BTreeSet<usize> {
         if let Some(p) = changes.profile {
             self.profiles.insert(p.customer.id.clone(), p);
-        }
-        let mut saved = false;
-        for i in changes.enrollments {
-            let e = &state.enrollments[i];
-            self.enrollments.insert(e.key.clone(), e.clone());
-            saved |= Some(i) == watch;
         }
         for m in changes.emails {
             self.emails
@@ -184,7 +173,17 @@ impl Writes {
         if let Some((email, reason)) = changes.suppress {
             self.suppress.entry(email).or_insert(reason);
         }
-        saved
+        changes.enrollments
+    }
+
+    /// Moves the enrollments at `changed` out of a customer's state, once the
+    /// batch is done with it.
+    pub fn take_enrollments(&mut self, state: CustomerState, changed: &BTreeSet<usize>) {
+        for (i, e) in state.enrollments.into_iter().enumerate() {
+            if changed.contains(&i) {
+                self.enrollments.insert(e.key.clone(), e);
+            }
+        }
     }
 }
 
@@ -216,10 +215,16 @@ pub trait Tx: Send {
         ids: &[String],
     ) -> impl Future<Output = Result<HashMap<String, CustomerState>>> + Send;
 
+    /// Loads one customer's profile under the customer's lock.
+    fn lock_profile(
+        &mut self,
+        customer_id: &str,
+    ) -> impl Future<Output = Result<Option<Profile>>> + Send;
+
     /// Writes what the decisions changed; returns how many outbox rows were new.
     fn write(
         &mut self,
-        writes: &Writes,
+        writes: Writes,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<usize>> + Send;
 

@@ -8,6 +8,7 @@
 //! SQLite provide all of it.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sqlx::IntoArguments;
@@ -189,6 +190,7 @@ where
     for<'r> HistoryRow: FromRow<'r, DB::Row>,
     for<'r> (String, i64): FromRow<'r, DB::Row>,
     for<'r> (String,): FromRow<'r, DB::Row>,
+    for<'r> (Json<Option<Profile>>,): FromRow<'r, DB::Row>,
 {
     async fn record_events(
         &mut self,
@@ -269,7 +271,7 @@ where
                     match state {
                         Some(Json(e)) => st.enrollments.push(e),
                         None => {
-                            st.finished.insert(r.try_get("key")?);
+                            Arc::make_mut(&mut st.finished).insert(r.try_get("key")?);
                         }
                     }
                 }
@@ -278,7 +280,16 @@ where
         Ok(out)
     }
 
-    async fn write(&mut self, w: &Writes, now: DateTime<Utc>) -> Result<usize> {
+    async fn lock_profile(&mut self, customer_id: &str) -> Result<Option<Profile>> {
+        let sql = format!("SELECT profile FROM customers WHERE id = $1{}", DB::LOCK);
+        let row: Option<(Json<Option<Profile>>,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(customer_id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        Ok(row.and_then(|r| r.0.0))
+    }
+
+    async fn write(&mut self, w: Writes, now: DateTime<Utc>) -> Result<usize> {
         let profiles: Vec<&Profile> = w.profiles.values().collect();
         for chunk in profiles.chunks(MAX_ROWS) {
             let mut q =

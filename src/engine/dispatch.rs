@@ -69,14 +69,17 @@ pub fn apply_event(
     event: &Event,
     now: DateTime<Utc>,
 ) -> Changes {
-    let profile = profile::update(state.profile.take(), event);
+    let before = state.profile.take();
+    let profile = profile::update(before.clone(), event);
     let suppress = profile.suppressed.then(|| {
         (
             profile.customer.email.to_string(),
             format!("{} ({})", event.kind, event.id),
         )
     });
-    state.profile = Some(profile.clone());
+    // An event that repeats what is known writes nothing.
+    let changed = before.as_ref() != Some(&profile);
+    state.profile = Some(profile);
     let mut out = Applied::default();
     let enrollments = &mut state.enrollments;
     let finished = &state.finished;
@@ -132,7 +135,9 @@ pub fn apply_event(
         );
     }
     let mut changes = out.into_changes(state);
-    changes.profile = state.profile.clone();
+    if changed {
+        changes.profile = state.profile.clone();
+    }
     changes.suppress = suppress;
     changes
 }

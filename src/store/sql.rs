@@ -8,6 +8,7 @@
 //! SQLite provide all of it.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -43,6 +44,29 @@ pub trait Backend:
     /// returns [`QUEUED_COLUMNS`].
     const CLAIM_OUTBOX: &'static str;
     fn migrator() -> &'static Migrator;
+
+    /// Inserts the events by id; returns the ids that were new.
+    fn record_events(
+        tx: &mut sqlx::Transaction<'static, Self>,
+        events: &[&Event],
+        source: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<HashSet<String>>> + Send;
+
+    /// Inserts a row for each customer `(id, email)` that has none.
+    fn ensure_customers(
+        tx: &mut sqlx::Transaction<'static, Self>,
+        customers: &[(&str, &str)],
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Writes profiles, enrollments, outbox rows and suppressions; returns
+    /// how many outbox rows were new.
+    fn write(
+        tx: &mut sqlx::Transaction<'static, Self>,
+        w: &Writes,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<usize>> + Send;
 }
 
 /// How many rows a statement changed (each backend's result type has it).
@@ -56,7 +80,7 @@ pub const QUEUED_COLUMNS: &str = "id, idempotency_key, customer_id, sequence, st
 
 /// Rows per multi-row statement: far below both databases' limits on bound
 /// parameters (SQLite's 32,766 with 12 per row).
-const MAX_ROWS: usize = 1000;
+pub const MAX_ROWS: usize = 1000;
 
 /// A store on a database pool.
 pub struct SqlStore<DB: Database> {
@@ -147,7 +171,7 @@ pub struct HistoryRow {
     opened: i64,
 }
 
-fn status_str(s: Status) -> &'static str {
+pub fn status_str(s: Status) -> &'static str {
     match s {
         Status::Active => "active",
         Status::Completed => "completed",
@@ -198,26 +222,7 @@ where
         source: &str,
         now: DateTime<Utc>,
     ) -> Result<HashSet<String>> {
-        let mut fresh = HashSet::with_capacity(events.len());
-        for chunk in events.chunks(MAX_ROWS) {
-            let mut q = QueryBuilder::<DB>::new(
-                "INSERT INTO events (id, type, customer_id, occurred_at, received_at, source, payload) ",
-            );
-            q.push_values(chunk, |mut b, ev| {
-                b.push_bind(ev.id.as_str())
-                    .push_bind(ev.kind.as_str())
-                    .push_bind(ev.customer.id.as_str())
-                    .push_bind(ev.occurred_at)
-                    .push_bind(now)
-                    .push_bind(source)
-                    .push_bind(Json(*ev));
-            });
-            q.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
-            for r in q.build().fetch_all(&mut *self.tx).await? {
-                fresh.insert(r.try_get("id")?);
-            }
-        }
-        Ok(fresh)
+        DB::record_events(&mut self.tx, events, source, now).await
     }
 
     async fn ensure_customers(
@@ -225,19 +230,7 @@ where
         customers: &[(&str, &str)],
         now: DateTime<Utc>,
     ) -> Result<()> {
-        for chunk in customers.chunks(MAX_ROWS) {
-            let mut q =
-                QueryBuilder::<DB>::new("INSERT INTO customers (id, email, profile, updated_at) ");
-            q.push_values(chunk, |mut b, (id, email)| {
-                b.push_bind(*id)
-                    .push_bind(*email)
-                    .push_bind(Json(serde_json::Value::Null))
-                    .push_bind(now);
-            });
-            q.push(" ON CONFLICT (id) DO NOTHING");
-            q.build().execute(&mut *self.tx).await?;
-        }
-        Ok(())
+        DB::ensure_customers(&mut self.tx, customers, now).await
     }
 
     async fn lock_customers(&mut self, ids: &[String]) -> Result<HashMap<String, CustomerState>> {
@@ -290,86 +283,7 @@ where
     }
 
     async fn write(&mut self, w: Writes, now: DateTime<Utc>) -> Result<usize> {
-        let profiles: Vec<&Profile> = w.profiles.values().collect();
-        for chunk in profiles.chunks(MAX_ROWS) {
-            let mut q =
-                QueryBuilder::<DB>::new("INSERT INTO customers (id, email, profile, updated_at) ");
-            q.push_values(chunk, |mut b, p| {
-                b.push_bind(p.customer.id.as_str())
-                    .push_bind(p.customer.email.as_str())
-                    .push_bind(Json(*p))
-                    .push_bind(now);
-            });
-            q.push(
-                " ON CONFLICT (id) DO UPDATE SET email = excluded.email, profile = excluded.profile, \
-                 updated_at = excluded.updated_at",
-            );
-            q.build().execute(&mut *self.tx).await?;
-        }
-        let enrollments: Vec<&Enrollment> = w.enrollments.values().collect();
-        for chunk in enrollments.chunks(MAX_ROWS) {
-            let mut q = QueryBuilder::<DB>::new(
-                "INSERT INTO enrollments (key, sequence, version, customer_id, order_id, status, step, \
-                 wake_at, lease_until, state, started_at, updated_at) ",
-            );
-            q.push_values(chunk, |mut b, e| {
-                b.push_bind(e.key.as_str())
-                    .push_bind(e.sequence.as_str())
-                    .push_bind(e.version.as_str())
-                    .push_bind(e.customer_id.as_str())
-                    .push_bind(e.order_id.as_deref())
-                    .push_bind(status_str(e.status))
-                    .push_bind(e.step.as_deref())
-                    .push_bind(e.wake_at())
-                    .push_bind(None::<DateTime<Utc>>)
-                    .push_bind(Json(*e))
-                    .push_bind(e.started_at)
-                    .push_bind(e.updated_at);
-            });
-            q.push(
-                " ON CONFLICT (key) DO UPDATE SET version = excluded.version, status = excluded.status, \
-                 step = excluded.step, wake_at = excluded.wake_at, lease_until = NULL, \
-                 state = excluded.state, updated_at = excluded.updated_at",
-            );
-            q.build().execute(&mut *self.tx).await?;
-        }
-        let mut written = 0;
-        let emails: Vec<_> = w.emails.values().collect();
-        for chunk in emails.chunks(MAX_ROWS) {
-            let mut q = QueryBuilder::<DB>::new(
-                "INSERT INTO outbox (idempotency_key, customer_id, sequence, step, template, category, \
-                 status, attempts, not_before, context, created_at, updated_at) ",
-            );
-            q.push_values(chunk, |mut b, m| {
-                let j = &m.job;
-                b.push_bind(j.idempotency_key.as_str())
-                    .push_bind(j.customer_id.as_str())
-                    .push_bind(j.sequence.as_str())
-                    .push_bind(j.step.as_str())
-                    .push_bind(j.template.as_str())
-                    .push_bind(j.category.as_str())
-                    .push_bind(OutboxStatus::Pending.as_str())
-                    .push_bind(0_i64)
-                    .push_bind(j.due_at)
-                    .push_bind(Json(&m.context))
-                    .push_bind(now)
-                    .push_bind(now);
-            });
-            q.push(" ON CONFLICT (idempotency_key) DO NOTHING");
-            written += q.build().execute(&mut *self.tx).await?.rows() as usize;
-        }
-        let suppress: Vec<_> = w.suppress.iter().collect();
-        for chunk in suppress.chunks(MAX_ROWS) {
-            let mut q =
-                QueryBuilder::<DB>::new("INSERT INTO suppressions (email, reason, created_at) ");
-            q.push_values(chunk, |mut b, (email, reason)| {
-                b.push_bind(email.as_str())
-                    .push_bind(reason.as_str())
-                    .push_bind(now);
-            });
-            q.push(" ON CONFLICT (email) DO NOTHING");
-            q.build().execute(&mut *self.tx).await?;
-        }
+        let written = DB::write(&mut self.tx, &w, now).await?;
         for chunk in w.release.chunks(MAX_ROWS) {
             let mut q =
                 QueryBuilder::<DB>::new("UPDATE enrollments SET lease_until = NULL WHERE key IN ");

@@ -9,7 +9,18 @@ use sqlx::Sqlite;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 
-use super::sql::{Affected, Backend, QUEUED_COLUMNS, SqlStore};
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use sqlx::{QueryBuilder, Row};
+
+use super::sql::{Affected, Backend, MAX_ROWS, QUEUED_COLUMNS, SqlStore, status_str};
+use super::{Result, Writes};
+use crate::engine::outbox::OutboxStatus;
+use crate::engine::profile::Profile;
+use crate::engine::state::Enrollment;
+use crate::event::Event;
 
 pub type SqliteStore = SqlStore<Sqlite>;
 
@@ -51,6 +62,147 @@ impl Backend for Sqlite {
 
     fn migrator() -> &'static Migrator {
         &MIGRATOR
+    }
+
+    // Multi-row `VALUES` lists, a chunk at a time.
+
+    async fn record_events(
+        tx: &mut sqlx::Transaction<'static, Sqlite>,
+        events: &[&Event],
+        source: &str,
+        now: DateTime<Utc>,
+    ) -> Result<HashSet<String>> {
+        let mut fresh = HashSet::with_capacity(events.len());
+        for chunk in events.chunks(MAX_ROWS) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO events (id, type, customer_id, occurred_at, received_at, source, payload) ",
+            );
+            q.push_values(chunk, |mut b, ev| {
+                b.push_bind(ev.id.as_str())
+                    .push_bind(ev.kind.as_str())
+                    .push_bind(ev.customer.id.as_str())
+                    .push_bind(ev.occurred_at)
+                    .push_bind(now)
+                    .push_bind(source)
+                    .push_bind(Json(*ev));
+            });
+            q.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
+            for r in q.build().fetch_all(&mut **tx).await? {
+                fresh.insert(r.try_get("id")?);
+            }
+        }
+        Ok(fresh)
+    }
+
+    async fn ensure_customers(
+        tx: &mut sqlx::Transaction<'static, Sqlite>,
+        customers: &[(&str, &str)],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        for chunk in customers.chunks(MAX_ROWS) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO customers (id, email, profile, updated_at) ",
+            );
+            q.push_values(chunk, |mut b, (id, email)| {
+                b.push_bind(*id)
+                    .push_bind(*email)
+                    .push_bind(Json(serde_json::Value::Null))
+                    .push_bind(now);
+            });
+            q.push(" ON CONFLICT (id) DO NOTHING");
+            q.build().execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    async fn write(
+        tx: &mut sqlx::Transaction<'static, Sqlite>,
+        w: &Writes,
+        now: DateTime<Utc>,
+    ) -> Result<usize> {
+        let profiles: Vec<&Profile> = w.profiles.values().collect();
+        for chunk in profiles.chunks(MAX_ROWS) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO customers (id, email, profile, updated_at) ",
+            );
+            q.push_values(chunk, |mut b, p| {
+                b.push_bind(p.customer.id.as_str())
+                    .push_bind(p.customer.email.as_str())
+                    .push_bind(Json(*p))
+                    .push_bind(now);
+            });
+            q.push(
+                " ON CONFLICT (id) DO UPDATE SET email = excluded.email, profile = excluded.profile, \
+                 updated_at = excluded.updated_at",
+            );
+            q.build().execute(&mut **tx).await?;
+        }
+        let enrollments: Vec<&Enrollment> = w.enrollments.values().collect();
+        for chunk in enrollments.chunks(MAX_ROWS) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO enrollments (key, sequence, version, customer_id, order_id, status, step, \
+                 wake_at, lease_until, state, started_at, updated_at) ",
+            );
+            q.push_values(chunk, |mut b, e| {
+                b.push_bind(e.key.as_str())
+                    .push_bind(e.sequence.as_str())
+                    .push_bind(e.version.as_str())
+                    .push_bind(e.customer_id.as_str())
+                    .push_bind(e.order_id.as_deref())
+                    .push_bind(status_str(e.status))
+                    .push_bind(e.step.as_deref())
+                    .push_bind(e.wake_at())
+                    .push_bind(None::<DateTime<Utc>>)
+                    .push_bind(Json(*e))
+                    .push_bind(e.started_at)
+                    .push_bind(e.updated_at);
+            });
+            q.push(
+                " ON CONFLICT (key) DO UPDATE SET version = excluded.version, status = excluded.status, \
+                 step = excluded.step, wake_at = excluded.wake_at, lease_until = NULL, \
+                 state = excluded.state, updated_at = excluded.updated_at",
+            );
+            q.build().execute(&mut **tx).await?;
+        }
+        let mut written = 0;
+        let emails: Vec<_> = w.emails.values().collect();
+        for chunk in emails.chunks(MAX_ROWS) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO outbox (idempotency_key, customer_id, sequence, step, template, category, \
+                 status, attempts, not_before, context, created_at, updated_at) ",
+            );
+            q.push_values(chunk, |mut b, m| {
+                let j = &m.job;
+                b.push_bind(j.idempotency_key.as_str())
+                    .push_bind(j.customer_id.as_str())
+                    .push_bind(j.sequence.as_str())
+                    .push_bind(j.step.as_str())
+                    .push_bind(j.template.as_str())
+                    .push_bind(j.category.as_str())
+                    .push_bind(OutboxStatus::Pending.as_str())
+                    .push_bind(0_i64)
+                    .push_bind(j.due_at)
+                    .push_bind(Json(&m.context))
+                    .push_bind(now)
+                    .push_bind(now);
+            });
+            q.push(" ON CONFLICT (idempotency_key) DO NOTHING");
+            written += q.build().execute(&mut **tx).await?.rows() as usize;
+        }
+        let suppress: Vec<_> = w.suppress.iter().collect();
+        for chunk in suppress.chunks(MAX_ROWS) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO suppressions (email, reason, created_at) ",
+            );
+            q.push_values(chunk, |mut b, (email, reason)| {
+                b.push_bind(email.as_str())
+                    .push_bind(reason.as_str())
+                    .push_bind(now);
+            });
+            q.push(" ON CONFLICT (email) DO NOTHING");
+            q.build().execute(&mut **tx).await?;
+        }
+        Ok(written)
     }
 }
 

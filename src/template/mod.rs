@@ -5,6 +5,7 @@
 
 pub mod data;
 pub mod helpers;
+mod text;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -32,8 +33,24 @@ struct LocaleFile {
     preheader_line: u64,
     body_line: u64,
     has_preheader: bool,
-    has_text: bool,
+    /// The body is registered with its partials inlined (handlebars copies
+    /// the whole data for each partial it renders); `html#src` is the body as
+    /// written, rendered only to report an error in the file's own lines.
+    inlined: bool,
+    text: TextPart,
     layout: Option<String>,
+}
+
+/// Where the text part of a locale comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TextPart {
+    /// `<locale>.txt.hbs`.
+    Own,
+    /// A text template derived from the HTML template at load time.
+    Derived,
+    /// html2text on each rendered body: the HTML template has a form the
+    /// derivation does not handle, or did not match html2text on the sample.
+    PerMessage,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -44,6 +61,10 @@ struct TemplateSet {
 
 pub struct Templates {
     hb: Handlebars<'static>,
+    /// Text parts: the same helpers and partials, no HTML escaping.
+    hb_text: Handlebars<'static>,
+    /// The sources of `_partials/`, inlined into bodies at load time.
+    partials: BTreeMap<String, String>,
     sets: BTreeMap<String, TemplateSet>,
     pub default_locale: String,
     pub dir: PathBuf,
@@ -76,13 +97,18 @@ impl Templates {
     /// Loads every template under `dir`. Problems are returned as diagnostics;
     /// templates with errors are left out.
     pub fn load(dir: &Path, default_locale: &str) -> (Templates, Diagnostics) {
-        let mut hb = Handlebars::new();
-        hb.set_strict_mode(true);
-        hb.register_escape_fn(handlebars::html_escape);
-        hb.register_helper("money", Box::new(helpers::MoneyHelper));
-        hb.register_helper("date", Box::new(helpers::DateHelper));
+        let registry = |escape: fn(&str) -> String| {
+            let mut hb = Handlebars::new();
+            hb.set_strict_mode(true);
+            hb.register_escape_fn(escape);
+            hb.register_helper("money", Box::new(helpers::MoneyHelper));
+            hb.register_helper("date", Box::new(helpers::DateHelper));
+            hb
+        };
         let mut t = Templates {
-            hb,
+            hb: registry(handlebars::html_escape),
+            hb_text: registry(handlebars::no_escape),
+            partials: BTreeMap::new(),
             sets: BTreeMap::new(),
             default_locale: default_locale.to_string(),
             dir: dir.to_path_buf(),
@@ -114,7 +140,13 @@ impl Templates {
                     continue;
                 };
                 let result = if special == "_partials" {
-                    t.hb.register_partial(&stem, &src)
+                    let r = t.hb.register_partial(&stem, &src);
+                    if r.is_ok() {
+                        // Checked by the first registration.
+                        let _ = t.hb_text.register_partial(&stem, &src);
+                        t.partials.insert(stem, src);
+                    }
+                    r
                 } else {
                     t.hb.register_template_string(&format!("_layouts/{stem}"), &src)
                 };
@@ -130,7 +162,8 @@ impl Templates {
             if !sub.is_dir() || id.starts_with('_') || id.starts_with('.') {
                 continue;
             }
-            let set = t.load_set(&id, &sub, &mut diags);
+            let mut set = t.load_set(&id, &sub, &mut diags);
+            t.derive_text_parts(&id, &mut set);
             if !set.locales.is_empty() {
                 t.sets.insert(id, set);
             }
@@ -188,10 +221,10 @@ impl Templates {
             };
             match set.locales.get_mut(locale) {
                 Some(lf) => match self
-                    .hb
+                    .hb_text
                     .register_template_string(&name(id, locale, "text"), &src)
                 {
-                    Ok(()) => lf.has_text = true,
+                    Ok(()) => lf.text = TextPart::Own,
                     Err(e) => diags.push(template_error(file, 0, &e)),
                 },
                 None => diags.push(Diagnostic::error(
@@ -276,6 +309,26 @@ impl Templates {
             reg("preheader", p, *pl, *pc, diags);
         }
         reg("html", body, body_line, 1, diags);
+        let flat = match ok && body.contains("{{>") {
+            true => text::inline_partials(body, &self.partials, 0).filter(|f| f != body),
+            false => None,
+        };
+        let inlined = flat.is_some_and(|flat| {
+            let html = name(id, locale, "html");
+            match self.hb.register_template_string(&html, &flat) {
+                Ok(()) => {
+                    // Checked as `html` above.
+                    let _ = self
+                        .hb
+                        .register_template_string(&name(id, locale, "html#src"), body);
+                    true
+                }
+                Err(_) => {
+                    let _ = self.hb.register_template_string(&html, body);
+                    false
+                }
+            }
+        });
         if let Some((l, ll, lc)) = &layout
             && self.hb.get_template(&format!("_layouts/{l}")).is_none()
         {
@@ -293,9 +346,65 @@ impl Templates {
             preheader_line: preheader.as_ref().map(|p| p.1).unwrap_or(1),
             body_line,
             has_preheader: preheader.is_some(),
-            has_text: false,
+            inlined,
+            text: TextPart::PerMessage,
             layout: layout.map(|l| l.0),
         })
+    }
+
+    /// Gives each locale of `set` without its own text part a text template
+    /// derived from its HTML template, kept only where it says the same as
+    /// html2text on the template's sample data (whitespace aside: wrapping
+    /// and column widths may differ).
+    fn derive_text_parts(&mut self, id: &str, set: &mut TemplateSet) {
+        let policies = crate::sequence::model::Policies::default();
+        let sample = data::sample_data(&policies, id, set.sample.as_ref());
+        for (locale, lf) in set.locales.iter_mut() {
+            if lf.text != TextPart::PerMessage {
+                continue;
+            }
+            let Some(src) = std::fs::read_to_string(&lf.file)
+                .ok()
+                .and_then(|s| split_front_matter(&s).map(|(_, body, _)| body.to_string()))
+            else {
+                continue;
+            };
+            let Some(derived) = text::derive(&src, &self.partials) else {
+                continue;
+            };
+            let part = name(id, locale, "text");
+            if self
+                .hb_text
+                .register_template_string(&part, &derived)
+                .is_err()
+            {
+                continue;
+            }
+            let mut data = sample.clone();
+            if let Some(obj) = data.as_object_mut() {
+                obj.insert("_locale".into(), locale.clone().into());
+            }
+            let ctx = handlebars::Context::from(data);
+            let html = self.hb.render_with_context(&name(id, locale, "html"), &ctx);
+            let txt = self.hb_text.render_with_context(&part, &ctx);
+            let same = match (html, txt) {
+                (Ok(html), Ok(txt)) => {
+                    let squeeze = |s: &str| s.split_whitespace().collect::<String>();
+                    squeeze(&html_to_text(&html)) == squeeze(&text::finish(&txt))
+                }
+                _ => false,
+            };
+            if same {
+                lf.text = TextPart::Derived;
+            } else {
+                self.hb_text.unregister_template(&part);
+                tracing::debug!(
+                    template = id,
+                    locale,
+                    "text part stays html2text per message"
+                );
+            }
+        }
     }
 
     pub fn contains(&self, id: &str) -> bool {
@@ -382,15 +491,25 @@ impl Templates {
         let mut ctx = handlebars::Context::from(data);
         let file = lf.file.display().to_string();
         let render = |part: &str, ctx: &handlebars::Context| {
-            let first_line = match part {
-                "subject" => lf.subject_line,
-                "preheader" => lf.preheader_line,
-                "html" => lf.body_line,
-                _ => 1,
+            let (first_line, hb) = match part {
+                "subject" => (lf.subject_line, &self.hb),
+                "preheader" => (lf.preheader_line, &self.hb),
+                "html" => (lf.body_line, &self.hb),
+                _ => (1, &self.hb_text),
             };
-            self.hb
-                .render_with_context(&name(id, &locale, part), ctx)
-                .map_err(|e| render_error(&file, first_line, e))
+            hb.render_with_context(&name(id, &locale, part), ctx)
+                .map_err(|e| {
+                    // Report the error in the lines of the body as written.
+                    let e = match part {
+                        "html" if lf.inlined => self
+                            .hb
+                            .render_with_context(&name(id, &locale, "html#src"), ctx)
+                            .err()
+                            .unwrap_or(e),
+                        _ => e,
+                    };
+                    render_error(&file, first_line, e)
+                })
         };
         let subject = collapse(&render("subject", &ctx)?);
         let preheader = if lf.has_preheader {
@@ -401,10 +520,11 @@ impl Templates {
         let body = render("html", &ctx)?;
         // The text part comes from the body alone: the layout's chrome
         // (hidden preheader, header table) reads badly as plain text.
-        let text = match (parts, lf.has_text) {
+        let text = match (parts, lf.text) {
             (Parts::NoText, _) => String::new(),
-            (Parts::All, true) => render("text", &ctx)?,
-            (Parts::All, false) => html_to_text(&body),
+            (Parts::All, TextPart::Own) => render("text", &ctx)?,
+            (Parts::All, TextPart::Derived) => text::finish(&render("text", &ctx)?),
+            (Parts::All, TextPart::PerMessage) => html_to_text(&body),
         };
         let html = match &lf.layout {
             // The layout only wraps what was rendered; a check can skip it.

@@ -221,7 +221,7 @@ fn bench_enrollment(i: usize, wake: DateTime<Utc>) -> anyhow::Result<Enrollment>
         status: Status::Active,
         step: Some("pause".into()),
         waiting: Waiting::Time { until: wake },
-        context: Context::of_event(&ev),
+        context: Context::of_event(&ev).into(),
         started_at: wake - chrono::Duration::days(1),
         updated_at: wake - chrono::Duration::days(1),
         ended_reason: None,

@@ -25,7 +25,7 @@ pub struct CustomerState {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEmail {
     pub job: EmailJob,
-    pub context: Context,
+    pub context: Arc<Context>,
 }
 
 /// What one input changed for one customer.

@@ -11,6 +11,8 @@ pub mod policy;
 pub mod profile;
 pub mod state;
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
@@ -68,7 +70,7 @@ pub fn begin(
         status: Status::Active,
         step: None,
         waiting: Waiting::Nothing,
-        context,
+        context: Arc::new(context),
         started_at: now,
         updated_at: now,
         ended_reason: None,
@@ -139,7 +141,7 @@ pub fn advance(
                 && e.correlates(ev, *scope)
                 && holds(when.as_ref(), &e.context, Some(ev), now, &mut effects)
             {
-                e.context.absorb(ev);
+                Arc::make_mut(&mut e.context).absorb(ev);
                 mark_version(e, seq);
                 run_from(catalog, seq, e, instr.next, now, &mut effects);
             }
@@ -297,7 +299,7 @@ fn run_from(
             }
             Op::Start(target) => fx.push(Effect::Start {
                 sequence: target.clone(),
-                context: Box::new(e.context.clone()),
+                context: Box::new(Context::clone(&e.context)),
                 origin: e.key.clone(),
             }),
             Op::Exit => {

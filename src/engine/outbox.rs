@@ -4,6 +4,7 @@
 //! decides.
 
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -90,7 +91,7 @@ pub struct Queued {
     /// Transient transport failures so far (the retry schedule's position).
     pub retries: i64,
     pub not_before: DateTime<Utc>,
-    pub context: Context,
+    pub context: Arc<Context>,
 }
 
 /// What the send policy sees: the customer and the mail already sent.
@@ -194,7 +195,7 @@ pub fn decide(catalog: &Catalog, ctx: &SendContext, now: DateTime<Utc>) -> SendP
 /// The context an email is rendered from: the enrollment's, with the
 /// customer as the store knows them now (address, name, locale).
 pub fn render_context(row: &Queued, profile: Option<&Profile>) -> Context {
-    let mut context = row.context.clone();
+    let mut context = Context::clone(&row.context);
     if let Some(p) = profile {
         context.customer = p.customer.clone();
     }

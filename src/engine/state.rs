@@ -1,5 +1,7 @@
 //! An enrollment: one customer's walk through one sequence, as data.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -95,7 +97,8 @@ pub struct Enrollment {
     /// The step it stands at (waiting in it), by stable id.
     pub step: Option<String>,
     pub waiting: Waiting,
-    pub context: Context,
+    /// Shared: emails and loads take it without copying.
+    pub context: Arc<Context>,
     pub started_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

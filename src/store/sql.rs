@@ -132,7 +132,7 @@ impl TryFrom<QueuedRow> for Queued {
             attempts: r.attempts,
             retries: r.retries,
             not_before: r.not_before,
-            context: r.context.0,
+            context: Arc::new(r.context.0),
         })
     }
 }

@@ -255,8 +255,9 @@ where
                 "SELECT customer_id, key, CASE WHEN status = 'active' THEN state END AS state \
                  FROM enrollments WHERE customer_id IN ",
             );
+            // No ORDER BY: sorting carries the JSON state (PostgreSQL spilled
+            // it to disk); each customer's few rows are ordered below.
             push_in(&mut q, chunk);
-            q.push(" ORDER BY started_at, key");
             for r in q.build().fetch_all(&mut *self.tx).await? {
                 let id: String = r.try_get("customer_id")?;
                 let state: Option<Json<Enrollment>> = r.try_get("state")?;
@@ -269,6 +270,10 @@ where
                     }
                 }
             }
+        }
+        for st in out.values_mut() {
+            st.enrollments
+                .sort_by(|a, b| (a.started_at, &a.key).cmp(&(b.started_at, &b.key)));
         }
         Ok(out)
     }

@@ -34,10 +34,11 @@ start_run() {
   env AFTERCARE_DATABASE_URL="$db" AFTERCARE_OUTBOX_DIR="$(mktemp -d)" RUST_LOG=warn "$@" \
     /usr/bin/time -v -o "$timefile" "$bin" --sequences "$seqs" --templates "$tpls" run --roles "$roles" &
   pid=$!
-  local child="" i
-  for ((i = 0; i < 50 && -z $child; i++)); do
+  local child="" i=0
+  while [[ -z $child && $i -lt 50 ]]; do
     child=$(pgrep -P "$pid" || true)
     [[ -n $child ]] || sleep 0.1
+    i=$((i + 1))
   done
   rss_pid=""
   if [[ -n $child ]]; then

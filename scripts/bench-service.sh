@@ -25,18 +25,32 @@ fresh_db() {
   echo "$PG/$1"
 }
 
-# Runs `aftercare run` under /usr/bin/time in the background; sets $pid, $timefile.
+# Runs `aftercare run` under /usr/bin/time in the background and samples its
+# resident memory every 250 ms (RSS_LOG keeps the samples: seconds MiB);
+# sets $pid, $timefile, $rss_pid.
 start_run() {
   local db=$1 roles=$2 seqs=$3 tpls=$4; shift 4
   timefile=$(mktemp)
   env AFTERCARE_DATABASE_URL="$db" AFTERCARE_OUTBOX_DIR="$(mktemp -d)" RUST_LOG=warn "$@" \
     /usr/bin/time -v -o "$timefile" "$bin" --sequences "$seqs" --templates "$tpls" run --roles "$roles" &
   pid=$!
+  local child="" i=0
+  while [[ -z $child && $i -lt 50 ]]; do
+    child=$(pgrep -P "$pid" || true)
+    [[ -n $child ]] || sleep 0.1
+    i=$((i + 1))
+  done
+  rss_pid=""
+  if [[ -n $child ]]; then
+    "$lg" rss --pid "$child" --out "${RSS_LOG:-/dev/null}" | sed 's/^/  aftercare run: /' &
+    rss_pid=$!
+  fi
 }
 
 stop_run() {
   pkill -TERM -P "$pid" 2>/dev/null || true
   wait "$pid" || true
+  if [[ -n $rss_pid ]]; then wait "$rss_pid" || true; fi
   grep -E "Maximum resident set size|User time|System time|Elapsed" "$timefile" | sed 's/^\s*/  aftercare run: /'
 }
 
@@ -45,6 +59,7 @@ if [[ $what == all || $what == ingest ]]; then
   topic="bench-ingest-$$"
   $lg produce --brokers $BROKERS --topic "$topic" --events "$EVENTS" --customers "$CUSTOMERS"
   $lg consume-bare --brokers $BROKERS --topic "$topic" --count "$EVENTS"
+  $lg consume-bare --brokers $BROKERS --topic "$topic" --count "$EVENTS" --like-service
   db=$(fresh_db bench_ingest)
   $bin migrate --database-url "$db" >/dev/null
   start_run "$db" ingest sequences templates ${BENCH_ENV:-} AFTERCARE_KAFKA_BROKERS=$BROKERS AFTERCARE_KAFKA_TOPIC="$topic" AFTERCARE_KAFKA_GROUP="bench-$$"

@@ -26,6 +26,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
+use crate::event::Event;
 use crate::sequence::model::Catalog;
 use crate::store::Store;
 
@@ -34,13 +35,16 @@ pub struct KafkaConfig {
     pub brokers: String,
     pub topic: String,
     pub group: String,
-    /// At most this many messages per poll, split into one transaction per
-    /// partition. This bounds the resident memory: each transaction holds
-    /// its customers' enrollments in memory (~10 per customer after a few
-    /// events each), far more than the messages themselves. Measured on a
-    /// 200,000-event backlog (docs/kafka-ingest-findings.md): 4,000 peaked
-    /// at 247 MiB, 1,000 at 110 MiB, 500 at 80 MiB, at the same rate.
+    /// At most this many messages per poll, split into transactions by
+    /// partition and by customer (`shards`). This bounds the resident memory:
+    /// each transaction holds its customers' enrollments. Measured on a
+    /// 100,000-event backlog (docs/BENCHMARKS.md): 1,000 in 4 shards peaks at
+    /// ~90 MiB at ~8,000 events/s; 4,000 in one transaction per partition
+    /// peaked at 247 MiB (docs/kafka-ingest-findings.md).
     pub batch_max: usize,
+    /// Transactions per partition and batch, each for a share of the
+    /// customers, run side by side.
+    pub shards: usize,
     /// How long to wait for a batch to fill once its first message is in.
     pub batch_wait: Duration,
     /// Partitions for topics we create.
@@ -53,7 +57,8 @@ impl KafkaConfig {
             brokers: brokers.to_string(),
             topic: topic.to_string(),
             group: group.to_string(),
-            batch_max: 500,
+            batch_max: 1000,
+            shards: 4,
             batch_wait: Duration::from_millis(20),
             partitions: 4,
         }
@@ -210,23 +215,45 @@ pub async fn run<S: Store>(
                 _ = tokio::time::sleep_until(deadline) => break,
             }
         }
-        // Applying: one transaction per partition, side by side. A customer's
-        // events share a partition (messages are keyed by customer), so the
+        // Applying: the batch is cut by partition and, within a partition,
+        // by customer (`cfg.shards` ways), one transaction each, side by
+        // side. A customer's events stay together and in order, so the
         // transactions never touch the same customer, and each commits as a
-        // whole or not at all.
-        let mut by_partition: BTreeMap<i32, Vec<&OwnedMessage>> = BTreeMap::new();
+        // whole or not at all. Messages come from the client in runs of one
+        // partition, so the customer cut is what lets the database and this
+        // process work at the same time.
+        let mut groups: BTreeMap<(i32, u64), Group> = BTreeMap::new();
         for m in &batch {
-            by_partition.entry(m.partition()).or_default().push(m);
+            match m.payload().map(super::parse) {
+                Some(Ok(ev)) => {
+                    let shard = shard_of(&ev.customer.id, cfg.shards);
+                    groups
+                        .entry((m.partition(), shard))
+                        .or_default()
+                        .events
+                        .push(ev);
+                }
+                Some(Err(reason)) => groups
+                    .entry((m.partition(), 0))
+                    .or_default()
+                    .dead
+                    .push((m, reason)),
+                None => groups
+                    .entry((m.partition(), 0))
+                    .or_default()
+                    .dead
+                    .push((m, "empty message".to_string())),
+            }
         }
-        let mut applying = Vec::with_capacity(by_partition.len());
-        for msgs in by_partition.values() {
+        let mut applying = Vec::with_capacity(groups.len());
+        for group in groups.values() {
             applying.push(apply(
                 &store,
                 &catalog,
                 clock.as_ref(),
                 &cfg,
                 &dlq,
-                msgs,
+                group,
                 &stop,
             ));
         }
@@ -260,6 +287,21 @@ pub async fn run<S: Store>(
     Ok(())
 }
 
+/// One transaction's share of a batch.
+#[derive(Default)]
+struct Group<'a> {
+    events: Vec<Event>,
+    dead: Vec<(&'a OwnedMessage, String)>,
+}
+
+/// Which of `shards` transactions a customer's events go to.
+fn shard_of(customer_id: &str, shards: usize) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    customer_id.hash(&mut h);
+    h.finish() % shards.max(1) as u64
+}
+
 /// Dead-letters the bad messages and ingests the good ones in one
 /// transaction, retrying while the database is unavailable. Returns false if
 /// asked to stop before it could commit.
@@ -269,19 +311,11 @@ async fn apply<S: Store>(
     clock: &dyn Clock,
     cfg: &KafkaConfig,
     dlq: &FutureProducer,
-    batch: &[&OwnedMessage],
+    group: &Group<'_>,
     stop: &CancellationToken,
 ) -> bool {
-    let mut events = Vec::with_capacity(batch.len());
-    let mut dead = Vec::new();
-    for &m in batch {
-        match m.payload().map(super::parse) {
-            Some(Ok(ev)) => events.push(ev),
-            Some(Err(reason)) => dead.push((m, reason)),
-            None => dead.push((m, "empty message".to_string())),
-        }
-    }
-    for (m, reason) in &dead {
+    let Group { events, dead } = group;
+    for (m, reason) in dead {
         let origin = format!("{}/{}/{}", m.topic(), m.partition(), m.offset());
         tracing::warn!(%origin, "dead letter: {reason}");
         let payload = m.payload().unwrap_or_default();
@@ -315,7 +349,7 @@ async fn apply<S: Store>(
     }
     let mut wait = Duration::from_millis(200);
     loop {
-        match super::ingest_batch(store, catalog, &events, "kafka", clock.now()).await {
+        match super::ingest_batch(store, catalog, events, "kafka", clock.now()).await {
             Ok(r) => {
                 tracing::debug!(
                     applied = r.applied,

@@ -444,17 +444,20 @@ async fn wait_drained(db: &str, timeout: u64) -> anyhow::Result<()> {
     let store = PgStore::connect(db).await?;
     let start = Instant::now();
     loop {
-        let due: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM enrollments WHERE status = 'active' AND wake_at <= now()",
+        // EXISTS stops at the first due row of the partial index; a COUNT
+        // of 100,000 rows every 100 ms took ~15 % of the database's time
+        // away from the drain it measures.
+        let due: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM enrollments WHERE status = 'active' AND wake_at <= now())",
         )
         .fetch_one(&store.pool)
         .await?;
-        if due == 0 {
+        if !due {
             println!("drained in {:.1} s", start.elapsed().as_secs_f64());
             return Ok(());
         }
         if start.elapsed() > Duration::from_secs(timeout) {
-            anyhow::bail!("{due} still due after {timeout} s");
+            anyhow::bail!("enrollments still due after {timeout} s");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

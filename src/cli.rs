@@ -424,8 +424,7 @@ impl<W: Write> simulate::Sink for Printer<W> {
                 s.reason
             );
         }
-        let key = s.reason.split(':').next().unwrap_or("").to_string();
-        *self.skipped.entry(key).or_default() += 1;
+        *self.skipped.entry(reason_kind(&s.reason)).or_default() += 1;
     }
 
     fn note(&mut self, at: DateTime<Utc>, n: crate::engine::dispatch::Note) {
@@ -482,6 +481,11 @@ fn simulate_cmd(
         summary(totals, events.bad, printer.sent, skipped, &printer.skipped)
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the summary counts a skip under: its reason up to the first colon.
+fn reason_kind(reason: &str) -> String {
+    reason.split(':').next().unwrap_or("").to_string()
 }
 
 fn summary(
@@ -546,8 +550,7 @@ fn demo(
     }
     let mut reasons = std::collections::BTreeMap::new();
     for s in &sim.skipped {
-        let key = s.reason.split(':').next().unwrap_or("").to_string();
-        *reasons.entry(key).or_default() += 1;
+        *reasons.entry(reason_kind(&s.reason)).or_default() += 1;
     }
     let totals = Totals {
         events: sim.events,

@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Role, ServiceArgs};
-use crate::http::{AppState, router};
+use crate::http::router;
+use crate::ingest::http::Webhook;
 use crate::ingest::kafka::{self, KafkaConfig};
 use crate::send::transport::EmlDir;
 use crate::send::worker::{Compose, Worker};
@@ -159,11 +160,11 @@ pub async fn serve<S: Store>(
                 .with_context(|| format!("binding {}", args.http_addr))?,
         };
         tracing::info!(addr = %listener.local_addr()?, "http listening");
-        let app = router(AppState {
+        let app = router(Webhook {
             store: store.clone(),
             catalog: loaded.catalog.clone(),
             clock: clock.clone(),
-            webhook_secret: args.webhook_secret.clone(),
+            secret: args.webhook_secret.clone(),
             kick: kick.clone(),
         });
         let stop_http = stop.clone();

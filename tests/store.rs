@@ -197,7 +197,9 @@ async fn outbox_rows_go_through_the_policy<S: Store>(s: S) {
         "leased"
     );
     for row in &rows {
-        let (plan, profile) = worker::plan(&s, cat, row, now).await.unwrap();
+        let (plan, profile) = worker::plan(&s, cat, row, now, worker::SENDING_LEASE)
+            .await
+            .unwrap();
         assert_eq!(plan, SendPlan::Send, "transactional goes without consent");
         assert!(profile.is_some());
         let outcome = SendOutcome::Sent {
@@ -237,7 +239,10 @@ async fn value_email_for<S: Store>(s: &S, c: &str, consent: bool) -> DateTime<Ut
         .unwrap()
     {
         assert_eq!(
-            worker::plan(s, cat, &row, now).await.unwrap().0,
+            worker::plan(s, cat, &row, now, worker::SENDING_LEASE)
+                .await
+                .unwrap()
+                .0,
             SendPlan::Send
         );
         let sent = SendOutcome::Sent {
@@ -270,7 +275,9 @@ async fn marketing_is_deferred_or_skipped_with_a_reason<S: Store>(s: S) {
         .unwrap();
     assert_eq!(rows.len(), 2);
     for row in &rows {
-        let (plan, _) = worker::plan(&s, cat, row, wake).await.unwrap();
+        let (plan, _) = worker::plan(&s, cat, row, wake, worker::SENDING_LEASE)
+            .await
+            .unwrap();
         match row.customer_id.as_str() {
             // Three transactional emails do not count toward the cap: it goes.
             "ca" => assert_eq!(plan, SendPlan::Send),
@@ -314,7 +321,11 @@ async fn marketing_is_deferred_or_skipped_with_a_reason<S: Store>(s: S) {
         .await
         .unwrap();
     assert_eq!(again.len(), 1);
-    match worker::plan(&s2, cat, &again[0], night).await.unwrap().0 {
+    match worker::plan(&s2, cat, &again[0], night, worker::SENDING_LEASE)
+        .await
+        .unwrap()
+        .0
+    {
         SendPlan::Defer { until, reason } => {
             assert_eq!(until, t("2026-11-23T07:00:00Z"));
             assert!(reason.starts_with("quiet hours"), "{reason}");
@@ -353,7 +364,10 @@ async fn a_stale_worker_cannot_overwrite_a_newer_claim<S: Store>(s: S) {
         .unwrap()
         .remove(0);
     assert_eq!(
-        worker::plan(&s, cat, &slow, now).await.unwrap().0,
+        worker::plan(&s, cat, &slow, now, worker::SENDING_LEASE)
+            .await
+            .unwrap()
+            .0,
         SendPlan::Stale
     );
     assert!(
@@ -361,7 +375,10 @@ async fn a_stale_worker_cannot_overwrite_a_newer_claim<S: Store>(s: S) {
         "a stale worker logs nothing"
     );
     assert_eq!(
-        worker::plan(&s, cat, &first, now).await.unwrap().0,
+        worker::plan(&s, cat, &first, now, worker::SENDING_LEASE)
+            .await
+            .unwrap()
+            .0,
         SendPlan::Send
     );
     // While it is being sent, nobody else may take it.
@@ -383,7 +400,10 @@ async fn a_stale_worker_cannot_overwrite_a_newer_claim<S: Store>(s: S) {
     assert_eq!(second.attempts, first.attempts + 1);
     assert_eq!(second.status, OutboxStatus::Sending);
     assert_eq!(
-        worker::plan(&s, cat, &second, later).await.unwrap().0,
+        worker::plan(&s, cat, &second, later, worker::SENDING_LEASE)
+            .await
+            .unwrap()
+            .0,
         SendPlan::Send
     );
     let sent = SendOutcome::Sent {
@@ -397,7 +417,10 @@ async fn a_stale_worker_cannot_overwrite_a_newer_claim<S: Store>(s: S) {
     assert_eq!((row.status, row.attempts), (OutboxStatus::Sent, 3));
     // And a stale claim that tries to plan is told so.
     assert_eq!(
-        worker::plan(&s, cat, &first, later).await.unwrap().0,
+        worker::plan(&s, cat, &first, later, worker::SENDING_LEASE)
+            .await
+            .unwrap()
+            .0,
         SendPlan::Stale
     );
 }
@@ -433,7 +456,9 @@ async fn unsubscribe_and_bounce_are_remembered<S: Store>(s: S) {
         .await
         .unwrap()
         .remove(0);
-    let (plan, _) = worker::plan(&s, cat, &row, now).await.unwrap();
+    let (plan, _) = worker::plan(&s, cat, &row, now, worker::SENDING_LEASE)
+        .await
+        .unwrap();
     assert!(
         matches!(plan, SendPlan::Skip { ref reason } if reason.contains("suppressed")),
         "{plan:?}"

@@ -39,6 +39,13 @@ pub struct About {
 pub trait Transport: Send + Sync + 'static {
     /// Delivers one message; the `Ok` text is the reply to log.
     fn deliver(&self, m: &Outgoing) -> impl Future<Output = Result<String, Error>> + Send;
+
+    /// The longest one delivery may take; the worker gives up (a transient
+    /// failure) after it, and holds a row being sent twice as long before
+    /// another worker may take it over.
+    fn deadline(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(150)
+    }
 }
 
 /// Writes `<dir>/<message-id>.eml`; a re-send overwrites the same file.
@@ -48,6 +55,11 @@ pub struct EmlDir {
 }
 
 impl Transport for EmlDir {
+    /// Writing a file: seconds at worst.
+    fn deadline(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(15)
+    }
+
     async fn deliver(&self, m: &Outgoing) -> Result<String, Error> {
         let dir = self.dir.clone();
         let id = m.message_id.clone();
@@ -93,6 +105,13 @@ impl<T> Recorder<T> {
 }
 
 impl<T: Transport> Transport for Recorder<T> {
+    fn deadline(&self) -> std::time::Duration {
+        match self.inner.as_ref() {
+            Some(t) => t.deadline(),
+            None => std::time::Duration::from_secs(15),
+        }
+    }
+
     async fn deliver(&self, m: &Outgoing) -> Result<String, Error> {
         let reply = match self.inner.as_ref() {
             Some(t) => t.deliver(m).await?,

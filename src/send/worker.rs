@@ -23,8 +23,9 @@ use crate::template::data::{self, Origin};
 use crate::template::{Parts, Templates};
 
 pub const LEASE: chrono::Duration = chrono::Duration::seconds(60);
-/// How long a row being handed to the transport is held before another
-/// worker may take it over (the first is then presumed dead).
+/// How long a row being handed to a transport that states no deadline of
+/// its own is held before another worker may take it over (the first is then
+/// presumed dead). See [`Transport::deadline`].
 pub const SENDING_LEASE: chrono::Duration = chrono::Duration::minutes(5);
 pub const BATCH: i64 = 50;
 pub const IDLE: Duration = Duration::from_millis(200);
@@ -46,11 +47,14 @@ pub const DEFAULT_RETRY: &[i64] = &[
 /// Loads the customer under lock, checks the claim still holds, applies the
 /// send policy and records the decision, in one transaction. A row to send
 /// is marked `sending`, which counts toward caps at once.
+/// `sending_lease` is how long a row marked `sending` is held: longer than
+/// the transport may take.
 pub async fn plan<S: Store>(
     store: &S,
     catalog: &Catalog,
     row: &Queued,
     now: DateTime<Utc>,
+    sending_lease: chrono::Duration,
 ) -> crate::store::Result<(SendPlan, Option<Profile>)> {
     let mut tx = store.begin().await?;
     let profile = tx.lock_profile(&row.customer_id).await?;
@@ -78,7 +82,7 @@ pub async fn plan<S: Store>(
     };
     let transition = match &plan {
         SendPlan::Send => Some(Transition::Sending {
-            lease_until: now + SENDING_LEASE,
+            lease_until: now + sending_lease,
         }),
         SendPlan::Defer { until, .. } => Some(Transition::Defer { until: *until }),
         SendPlan::Skip { reason } => Some(Transition::Skip { reason }),
@@ -198,7 +202,11 @@ impl<S: Store, T: Transport> Worker<S, T> {
 
     async fn process(&self, row: &Queued) -> crate::store::Result<Done> {
         let now = self.clock.now();
-        let (plan, profile) = plan(&self.store, &self.catalog, row, now).await?;
+        // Held a little longer than the transport may take, so that a row is
+        // taken over only when its worker is surely gone.
+        let deadline = self.transport.deadline();
+        let lease = chrono::Duration::from_std(deadline * 2).unwrap_or(SENDING_LEASE);
+        let (plan, profile) = plan(&self.store, &self.catalog, row, now, lease).await?;
         match &plan {
             SendPlan::Send => {}
             SendPlan::Defer { reason, .. } | SendPlan::Skip { reason } => {
@@ -209,7 +217,13 @@ impl<S: Store, T: Transport> Worker<S, T> {
         }
         let outcome = match self.render(row, profile.as_ref(), now) {
             Ok(out) => {
-                let result = self.transport.deliver(&out).await;
+                let result =
+                    match tokio::time::timeout(deadline, self.transport.deliver(&out)).await {
+                        Ok(r) => r,
+                        Err(_) => Err(super::transport::Error::Transient(format!(
+                            "the transport did not answer within {deadline:?}"
+                        ))),
+                    };
                 outbox::after_transport(row, &out.message_id, result, &self.retry, now)
             }
             Err(error) => SendOutcome::Failed { error },

@@ -230,7 +230,9 @@ fn drive<T: Transport>(
         same_time: Vec::new(),
         totals: Totals::default(),
     };
+    // Time is on: the worker bounds each transport call by its deadline.
     let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .expect("a current-thread runtime");
     rt.block_on(driver.run(events, until))

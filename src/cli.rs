@@ -3,6 +3,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, Utc};
@@ -310,29 +312,44 @@ fn parse_until(s: &str, last_event: Option<DateTime<Utc>>) -> anyhow::Result<Unt
 }
 
 /// An events file read in `occurred_at` order without holding it in memory:
-/// a first pass notes each line's time and place, the events are then read
-/// back one by one in order. A line that cannot be used is reported on
-/// stderr with its number and skipped.
-struct SortedEvents {
+/// a first pass notes each line's time, id, customer and place; the events
+/// are then read back one by one in order. A line that cannot be used is
+/// reported on stderr with its number and skipped.
+struct EventIndex {
     path: PathBuf,
-    file: std::fs::File,
-    /// `(occurred_at, line number, offset, length)`, sorted by time (stable).
-    index: std::vec::IntoIter<(DateTime<Utc>, usize, u64, usize)>,
+    /// Sorted by time (stable), each id once.
+    lines: Vec<IndexedLine>,
     bad: usize,
+    /// Later lines with an id seen before (the first one counts).
+    duplicates: usize,
     last: Option<DateTime<Utc>>,
 }
 
-impl SortedEvents {
+struct IndexedLine {
+    at: DateTime<Utc>,
+    customer: String,
+    line_no: usize,
+    offset: u64,
+    len: usize,
+}
+
+impl EventIndex {
     fn open(path: &Path) -> anyhow::Result<Self> {
         use std::io::BufRead;
         #[derive(serde::Deserialize)]
-        struct When {
+        struct Who {
+            id: String,
+        }
+        #[derive(serde::Deserialize)]
+        struct Head {
+            id: String,
             occurred_at: DateTime<Utc>,
+            customer: Who,
         }
         let file =
             std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
         let mut reader = std::io::BufReader::new(&file);
-        let mut index = Vec::new();
+        let mut lines = Vec::new();
         let mut bad = 0;
         let (mut offset, mut line_no) = (0u64, 0usize);
         let mut line = String::new();
@@ -347,8 +364,17 @@ impl SortedEvents {
             line_no += 1;
             let l = line.trim();
             if !(l.is_empty() || l.starts_with('#') || l.starts_with("//")) {
-                match serde_json::from_str::<When>(l) {
-                    Ok(w) => index.push((w.occurred_at, line_no, offset, n)),
+                match serde_json::from_str::<Head>(l) {
+                    Ok(h) => lines.push((
+                        h.id,
+                        IndexedLine {
+                            at: h.occurred_at,
+                            customer: h.customer.id,
+                            line_no,
+                            offset,
+                            len: n,
+                        },
+                    )),
                     Err(_) => {
                         bad += 1;
                         let message = Event::parse(l).err().map(|e| e.message).unwrap_or_default();
@@ -358,34 +384,76 @@ impl SortedEvents {
             }
             offset += n as u64;
         }
-        index.sort_by_key(|(at, ..)| *at);
-        let last = index.last().map(|(at, ..)| *at);
+        lines.sort_by_key(|(_, l)| l.at);
+        // The first of several lines with one id is the event; the rest are
+        // duplicates, as the store would count them.
+        let mut seen = std::collections::HashSet::with_capacity(lines.len());
+        let before = lines.len();
+        let lines: Vec<IndexedLine> = lines
+            .into_iter()
+            .filter_map(|(id, l)| seen.insert(id).then_some(l))
+            .collect();
+        let duplicates = before - lines.len();
+        let last = lines.last().map(|l| l.at);
         Ok(Self {
             path: path.to_path_buf(),
-            file: std::fs::File::open(path)?,
-            index: index.into_iter(),
+            lines,
             bad,
+            duplicates,
             last,
         })
     }
+
+    /// Cuts the events into `n` streams by customer, each in time order.
+    fn shards(self, n: usize, bad: &Arc<AtomicUsize>) -> anyhow::Result<Vec<ShardEvents>> {
+        let mut parts: Vec<Vec<IndexedLine>> = (0..n).map(|_| Vec::new()).collect();
+        for l in self.lines {
+            let shard = simulate::shard_of(&l.customer, n);
+            parts[shard].push(l);
+        }
+        parts
+            .into_iter()
+            .map(|lines| {
+                Ok(ShardEvents {
+                    path: self.path.clone(),
+                    file: std::fs::File::open(&self.path)?,
+                    lines: lines.into_iter(),
+                    bad: bad.clone(),
+                })
+            })
+            .collect()
+    }
 }
 
-impl Iterator for SortedEvents {
+/// One shard's events, read back from the file in time order.
+struct ShardEvents {
+    path: PathBuf,
+    file: std::fs::File,
+    lines: std::vec::IntoIter<IndexedLine>,
+    bad: Arc<AtomicUsize>,
+}
+
+impl Iterator for ShardEvents {
     type Item = Event;
 
     fn next(&mut self) -> Option<Event> {
         use std::os::unix::fs::FileExt;
-        for (_, line_no, offset, len) in self.index.by_ref() {
-            let mut buf = vec![0; len];
-            let text = match self.file.read_exact_at(&mut buf, offset) {
+        for l in self.lines.by_ref() {
+            let mut buf = vec![0; l.len];
+            let text = match self.file.read_exact_at(&mut buf, l.offset) {
                 Ok(()) => String::from_utf8_lossy(&buf).into_owned(),
                 Err(e) => format!("unreadable: {e}"),
             };
             match Event::parse(text.trim()) {
                 Ok(ev) => return Some(ev),
                 Err(e) => {
-                    self.bad += 1;
-                    eprintln!("{}:{line_no}: skipped: {}", self.path.display(), e.message);
+                    self.bad.fetch_add(1, Ordering::Relaxed);
+                    eprintln!(
+                        "{}:{}: skipped: {}",
+                        self.path.display(),
+                        l.line_no,
+                        e.message
+                    );
                 }
             }
         }
@@ -451,11 +519,18 @@ fn simulate_cmd(
         Ok(l) => l,
         Err(code) => return Ok(code),
     };
-    let mut events = SortedEvents::open(events_file)?;
+    let index = EventIndex::open(events_file)?;
     let until = match until {
-        Some(u) => parse_until(u, events.last)?,
-        None => Until::Drained,
+        Some(u) => parse_until(u, index.last)?,
+        // Every shard runs to the same end: that of the whole file.
+        None => Until::At(
+            index.last.unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
+                + chrono::Duration::days(simulate::MAX_HORIZON_DAYS),
+        ),
     };
+    let (bad_first, duplicates) = (index.bad, index.duplicates);
+    let bad_later = Arc::new(AtomicUsize::new(0));
+    let streams = index.shards(simulate::SHARDS, &bad_later)?;
     let mut printer = Printer {
         out: std::io::BufWriter::new(std::io::stdout().lock()),
         verbose,
@@ -463,22 +538,23 @@ fn simulate_cmd(
         skipped: Default::default(),
         error: None,
     };
-    let totals = simulate::run(
+    let mut totals = simulate::run_sharded(
         &loaded.catalog,
         &loaded.templates,
-        events.by_ref(),
+        streams,
         until,
-        simulate::Output::Check,
         &mut printer,
     );
+    totals.duplicates += duplicates;
     if let Some(e) = printer.error.take() {
         return Err(e.into());
     }
     printer.out.flush()?;
     let skipped: usize = printer.skipped.values().sum();
+    let bad = bad_first + bad_later.load(Ordering::Relaxed);
     eprintln!(
         "{}",
-        summary(totals, events.bad, printer.sent, skipped, &printer.skipped)
+        summary(totals, bad, printer.sent, skipped, &printer.skipped)
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -122,17 +122,21 @@ pub async fn serve<S: Store>(
         }
     }
     if roles.contains(&Role::Schedule) {
-        let fut = crate::schedule::run(
-            store.clone(),
-            loaded.catalog.clone(),
-            clock.clone(),
-            kick.clone(),
-            stop.clone(),
-        );
-        tasks.spawn(async move {
-            fut.await;
-            Ok(())
-        });
+        // Loops side by side, as separate instances would run: one claims
+        // while another's wake-ups are in the database (claims never overlap).
+        for _ in 0..crate::schedule::LOOPS {
+            let fut = crate::schedule::run(
+                store.clone(),
+                loaded.catalog.clone(),
+                clock.clone(),
+                kick.clone(),
+                stop.clone(),
+            );
+            tasks.spawn(async move {
+                fut.await;
+                Ok(())
+            });
+        }
     }
     if roles.contains(&Role::Send) {
         let worker = Worker {

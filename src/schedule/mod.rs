@@ -21,6 +21,8 @@ pub const BATCH: i64 = 1000;
 /// Enrollments per transaction, and transactions at once.
 pub const CHUNK: usize = 200;
 pub const PARALLEL: usize = 4;
+/// Scheduler loops per instance (`run` with the schedule role).
+pub const LOOPS: usize = 2;
 /// Idle polling: new work from another instance is seen within this.
 pub const IDLE: Duration = Duration::from_millis(200);
 

@@ -317,10 +317,10 @@ fn parse_until(s: &str, last_event: Option<DateTime<Utc>>) -> anyhow::Result<Unt
 /// reported on stderr with its number and skipped.
 struct EventIndex {
     path: PathBuf,
-    /// Sorted by time (stable), each id once.
+    /// Sorted by time (stable).
     lines: Vec<IndexedLine>,
     bad: usize,
-    /// Later lines with an id seen before (the first one counts).
+    /// Later lines with an id first seen for another customer.
     duplicates: usize,
     last: Option<DateTime<Utc>>,
 }
@@ -385,13 +385,19 @@ impl EventIndex {
             offset += n as u64;
         }
         lines.sort_by_key(|(_, l)| l.at);
-        // The first of several lines with one id is the event; the rest are
-        // duplicates, as the store would count them.
-        let mut seen = std::collections::HashSet::with_capacity(lines.len());
+        // A customer's duplicates reach the same shard, whose store counts
+        // them as the service would. An id reused for another customer would
+        // reach another shard: the first customer's line is the event, as
+        // one store would have it, and the later ones are duplicates here.
+        let mut owner: std::collections::HashMap<String, String> =
+            std::collections::HashMap::with_capacity(lines.len());
         let before = lines.len();
         let lines: Vec<IndexedLine> = lines
             .into_iter()
-            .filter_map(|(id, l)| seen.insert(id).then_some(l))
+            .filter_map(|(id, l)| {
+                let first = owner.entry(id).or_insert_with(|| l.customer.clone());
+                (*first == l.customer).then_some(l)
+            })
             .collect();
         let duplicates = before - lines.len();
         let last = lines.last().map(|l| l.at);

@@ -38,9 +38,10 @@ pub struct KafkaConfig {
     /// At most this many messages per poll, split into transactions by
     /// partition and by customer (`shards`). This bounds the resident memory:
     /// each transaction holds its customers' enrollments. Measured on a
-    /// 100,000-event backlog (docs/BENCHMARKS.md): 1,000 in 4 shards peaks at
-    /// ~90 MiB at ~8,000 events/s; 4,000 in one transaction per partition
-    /// peaked at 247 MiB (docs/kafka-ingest-findings.md).
+    /// 100,000-event backlog (docs/BENCHMARKS.md): 2,000 in 4 shards ran at
+    /// 9,700-10,100 events/s peaking at 93-103 MiB; 1,000 at ~8,000/s and
+    /// ~90 MiB; 4,000 in one transaction per partition peaked at 247 MiB
+    /// (docs/kafka-ingest-findings.md).
     pub batch_max: usize,
     /// Transactions per partition and batch, each for a share of the
     /// customers, run side by side.
@@ -57,7 +58,7 @@ impl KafkaConfig {
             brokers: brokers.to_string(),
             topic: topic.to_string(),
             group: group.to_string(),
-            batch_max: 1000,
+            batch_max: 2000,
             shards: 4,
             batch_wait: Duration::from_millis(20),
             partitions: 4,

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::clock::{Clock, ManualClock};
+pub use crate::engine::customer::shard_of;
 use crate::engine::dispatch::Note;
 use crate::engine::outbox::SendPlan;
 use crate::event::Event;
@@ -207,13 +208,6 @@ pub fn run(
 /// in one batch, so the shard count is part of what makes the output the
 /// same on every machine.
 pub const SHARDS: usize = 2;
-
-/// Which of `n` shards a customer's events go to: stable across runs.
-pub fn shard_of(customer_id: &str, n: usize) -> usize {
-    use sha2::{Digest, Sha256};
-    let h = Sha256::digest(customer_id.as_bytes());
-    (u64::from_be_bytes(h[..8].try_into().expect("8 bytes")) % n.max(1) as u64) as usize
-}
 
 /// As [`run`] with [`Output::Check`], over customers cut into shards (see
 /// [`shard_of`]), each shard on its own thread with its own store, as

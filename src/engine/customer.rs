@@ -41,3 +41,12 @@ pub struct Changes {
     /// What the operator should know (exits, failed conditions).
     pub notes: Vec<Note>,
 }
+
+/// Which of `n` shards a customer belongs to, the same in every process and
+/// on every machine: work cut this way never puts one customer in two
+/// places (the Kafka consumer's parallel transactions, `simulate`'s threads).
+pub fn shard_of(customer_id: &str, n: usize) -> usize {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(customer_id.as_bytes());
+    (u64::from_be_bytes(h[..8].try_into().expect("8 bytes")) % n.max(1) as u64) as usize
+}

@@ -26,6 +26,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
+use crate::engine::customer::shard_of;
 use crate::event::Event;
 use crate::sequence::model::Catalog;
 use crate::store::Store;
@@ -223,7 +224,7 @@ pub async fn run<S: Store>(
         // whole or not at all. Messages come from the client in runs of one
         // partition, so the customer cut is what lets the database and this
         // process work at the same time.
-        let mut groups: BTreeMap<(i32, u64), Group> = BTreeMap::new();
+        let mut groups: BTreeMap<(i32, usize), Group> = BTreeMap::new();
         for m in &batch {
             match m.payload().map(super::parse) {
                 Some(Ok(ev)) => {
@@ -293,14 +294,6 @@ pub async fn run<S: Store>(
 struct Group<'a> {
     events: Vec<Event>,
     dead: Vec<(&'a OwnedMessage, String)>,
-}
-
-/// Which of `shards` transactions a customer's events go to.
-fn shard_of(customer_id: &str, shards: usize) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    customer_id.hash(&mut h);
-    h.finish() % shards.max(1) as u64
 }
 
 /// Dead-letters the bad messages and ingests the good ones in one

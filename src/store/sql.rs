@@ -12,6 +12,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use const_format::concatcp;
 use sqlx::IntoArguments;
 use sqlx::migrate::{Migrate, Migrator};
 use sqlx::types::Json;
@@ -348,47 +349,53 @@ where
         const FENCE: &str = " WHERE id = $1 AND attempts = $2";
         const FROM_SENDING: &str = " WHERE id = $1 AND attempts = $2 AND status = 'sending'";
         let q = match to {
-            Transition::Sending { lease_until } => sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE outbox SET status = 'sending', sent_at = $3, updated_at = $3, lease_until = $4{FENCE}"
-            )))
+            Transition::Sending { lease_until } => sqlx::query(concatcp!(
+                "UPDATE outbox SET status = 'sending', sent_at = $3, updated_at = $3, lease_until = $4",
+                FENCE
+            ))
             .bind(row.id)
             .bind(row.attempts)
             .bind(now)
             .bind(*lease_until),
-            Transition::Defer { until } => sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE outbox SET not_before = $4, lease_until = NULL, updated_at = $3{FENCE}"
-            )))
+            Transition::Defer { until } => sqlx::query(concatcp!(
+                "UPDATE outbox SET not_before = $4, lease_until = NULL, updated_at = $3",
+                FENCE
+            ))
             .bind(row.id)
             .bind(row.attempts)
             .bind(now)
             .bind(*until),
-            Transition::Skip { reason } => sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE outbox SET status = 'skipped', last_error = $4, lease_until = NULL, updated_at = $3{FENCE}"
-            )))
+            Transition::Skip { reason } => sqlx::query(concatcp!(
+                "UPDATE outbox SET status = 'skipped', last_error = $4, lease_until = NULL, updated_at = $3",
+                FENCE
+            ))
             .bind(row.id)
             .bind(row.attempts)
             .bind(now)
             .bind(*reason),
-            Transition::Sent { message_id } => sqlx::query(sqlx::AssertSqlSafe(format!(
+            Transition::Sent { message_id } => sqlx::query(concatcp!(
                 "UPDATE outbox SET status = 'sent', message_id = $4, lease_until = NULL, updated_at = $3, \
-                 last_error = NULL{FROM_SENDING}"
-            )))
+                 last_error = NULL",
+                FROM_SENDING
+            ))
             .bind(row.id)
             .bind(row.attempts)
             .bind(now)
             .bind(*message_id),
-            Transition::Retry { at, error } => sqlx::query(sqlx::AssertSqlSafe(format!(
+            Transition::Retry { at, error } => sqlx::query(concatcp!(
                 "UPDATE outbox SET status = 'pending', last_error = $4, not_before = $5, sent_at = NULL, \
-                 retries = retries + 1, lease_until = NULL, updated_at = $3{FROM_SENDING}"
-            )))
+                 retries = retries + 1, lease_until = NULL, updated_at = $3",
+                FROM_SENDING
+            ))
             .bind(row.id)
             .bind(row.attempts)
             .bind(now)
             .bind(*error)
             .bind(*at),
-            Transition::Failed { error } => sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE outbox SET status = 'failed', last_error = $4, lease_until = NULL, updated_at = $3{FROM_SENDING}"
-            )))
+            Transition::Failed { error } => sqlx::query(concatcp!(
+                "UPDATE outbox SET status = 'failed', last_error = $4, lease_until = NULL, updated_at = $3",
+                FROM_SENDING
+            ))
             .bind(row.id)
             .bind(row.attempts)
             .bind(now)

@@ -76,8 +76,9 @@ pub enum Command {
     },
     /// The service: Kafka and HTTP ingest, scheduler, sender.
     Run {
+        // Boxed: the service's settings outweigh every other command's.
         #[command(flatten)]
-        service: ServiceArgs,
+        service: Box<ServiceArgs>,
     },
     /// Feed a JSON-lines file of events through the ingest path (backfills).
     Ingest {
@@ -136,7 +137,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 catalog: loaded.catalog,
                 templates: loaded.templates,
             };
-            runtime()?.block_on(service::run(service, loaded))?;
+            runtime()?.block_on(service::run(*service, loaded))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Ingest { file, db } => {

@@ -54,6 +54,21 @@ pub struct ServiceArgs {
     /// Retry schedule after transient send failures: comma list of durations.
     #[arg(long, env = "AFTERCARE_SMTP_RETRY")]
     pub smtp_retry: Option<String>,
+    /// Open HTTP connections at most; at the cap, the oldest idle or
+    /// half-sent one is closed for a new client.
+    #[arg(long, env = "AFTERCARE_HTTP_MAX_CONNECTIONS", default_value_t = 512)]
+    pub http_max_connections: usize,
+    /// A request's headers must arrive within this; an idle keep-alive
+    /// connection closes after it.
+    #[arg(long, env = "AFTERCARE_HTTP_HEADER_TIMEOUT", default_value = "10s")]
+    pub http_header_timeout: String,
+    /// A request must be read and answered within this (else 408).
+    #[arg(long, env = "AFTERCARE_HTTP_REQUEST_TIMEOUT", default_value = "60s")]
+    pub http_request_timeout: String,
+    /// After how long without a heartbeat an instance counts as gone and its
+    /// claimed emails are taken over by another (a duration: `5s`).
+    #[arg(long, env = "AFTERCARE_HEARTBEAT_TIMEOUT", default_value = "5s")]
+    pub heartbeat_timeout: String,
     /// Roles to run (default: all), e.g. `--roles ingest,http`.
     #[arg(long, value_delimiter = ',', value_enum)]
     pub roles: Vec<Role>,
@@ -66,6 +81,42 @@ impl ServiceArgs {
         } else {
             self.roles.clone()
         }
+    }
+
+    /// The HTTP server's limits, checked.
+    pub fn http_limits(&self) -> anyhow::Result<crate::http::server::Limits> {
+        let secs = |name: &str, value: &str| -> anyhow::Result<std::time::Duration> {
+            let d = crate::sequence::duration::parse(value)
+                .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            if d < chrono::Duration::seconds(1) || d > chrono::Duration::hours(1) {
+                anyhow::bail!("{name}: {value:?} is outside 1s to 1h");
+            }
+            Ok(d.to_std()?)
+        };
+        if !(1..=100_000).contains(&self.http_max_connections) {
+            anyhow::bail!(
+                "AFTERCARE_HTTP_MAX_CONNECTIONS: {} is outside 1 to 100000",
+                self.http_max_connections
+            );
+        }
+        Ok(crate::http::server::Limits {
+            max_connections: self.http_max_connections,
+            header_timeout: secs("AFTERCARE_HTTP_HEADER_TIMEOUT", &self.http_header_timeout)?,
+            request_timeout: secs("AFTERCARE_HTTP_REQUEST_TIMEOUT", &self.http_request_timeout)?,
+        })
+    }
+
+    /// The heartbeat timeout, checked: 1 s to 10 min.
+    pub fn heartbeat_timeout(&self) -> anyhow::Result<chrono::Duration> {
+        let d = crate::sequence::duration::parse(&self.heartbeat_timeout)
+            .map_err(|e| anyhow::anyhow!("AFTERCARE_HEARTBEAT_TIMEOUT: {e}"))?;
+        if d < chrono::Duration::seconds(1) || d > chrono::Duration::minutes(10) {
+            anyhow::bail!(
+                "AFTERCARE_HEARTBEAT_TIMEOUT: {:?} is outside 1s to 10m",
+                self.heartbeat_timeout
+            );
+        }
+        Ok(d)
     }
 
     /// The retry schedule in seconds, checked.

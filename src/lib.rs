@@ -8,6 +8,7 @@ pub mod engine;
 pub mod event;
 pub mod http;
 pub mod ingest;
+pub mod instance;
 pub mod poll;
 pub mod schedule;
 pub mod send;

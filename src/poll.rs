@@ -15,6 +15,9 @@ use crate::clock::Clock;
 
 /// How long to wait after a failed batch before trying again.
 const AFTER_ERROR: Duration = Duration::from_secs(1);
+/// The shortest pause after an empty batch: work that is due but held by
+/// another transaction (a customer ingest has locked) is not spun on.
+const AT_LEAST: Duration = Duration::from_millis(5);
 
 /// Runs `batch` until `stop`. `batch` returns how many items it handled;
 /// `next_due` when the next one falls due.
@@ -39,7 +42,7 @@ pub async fn run<B, BF, N, NF>(
             Ok(_) => {
                 if let Ok(Some(next)) = next_due().await {
                     let until = (next - clock.now()).to_std().unwrap_or(Duration::ZERO);
-                    pause = pause.min(until);
+                    pause = pause.min(until).max(AT_LEAST);
                 }
             }
             Err(e) => {

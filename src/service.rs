@@ -1,6 +1,7 @@
 //! `aftercare run`: the roles (Kafka ingest, scheduler, sender, HTTP) over one
 //! store, each stopping cleanly on SIGTERM/SIGINT.
 
+use std::str::FromStr;
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
@@ -11,9 +12,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Role, ServiceArgs};
-use crate::http::router;
+use crate::http::{Readiness, router};
 use crate::ingest::http::Webhook;
 use crate::ingest::kafka::{self, KafkaConfig};
+use crate::instance::Instance;
 use crate::send::transport::EmlDir;
 use crate::send::worker::{Compose, Worker};
 use crate::sequence::model::Catalog;
@@ -56,6 +58,8 @@ pub async fn run(args: ServiceArgs, loaded: Loaded) -> anyhow::Result<()> {
         );
     }
     let url = args.db.database_url.clone();
+    // Held until `run` returns; the operating system lets go on a crash.
+    let _only_instance = sqlite_lock(&url)?;
     let stop = CancellationToken::new();
     spawn_signal_handler(stop.clone());
     crate::with_store!(&url, |store| serve(
@@ -67,6 +71,40 @@ pub async fn run(args: ServiceArgs, loaded: Loaded) -> anyhow::Result<()> {
         None
     )
     .await)
+}
+
+/// SQLite has one writer: a second `run` on the same file would only fight
+/// the first for its lock. Takes an exclusive lock on `<file>.lock` beside
+/// the database, or says what to do instead.
+fn sqlite_lock(url: &str) -> anyhow::Result<Option<std::fs::File>> {
+    if !url.starts_with("sqlite:") {
+        return Ok(None);
+    }
+    let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+        .with_context(|| format!("AFTERCARE_DATABASE_URL: {url:?}"))?;
+    let db = opts.get_filename();
+    if db.as_os_str().is_empty() || db.as_os_str() == ":memory:" {
+        return Ok(None);
+    }
+    let mut path = db.as_os_str().to_owned();
+    path.push(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", std::path::Path::new(&path).display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "another aftercare instance is running on {}: SQLite serves one instance. \
+             Stop it, or use PostgreSQL (AFTERCARE_DATABASE_URL=postgres://…) to run several",
+            db.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", std::path::Path::new(&path).display()))
+        }
+    }
 }
 
 fn spawn_signal_handler(stop: CancellationToken) {
@@ -101,6 +139,21 @@ pub async fn serve<S: Store>(
 ) -> anyhow::Result<()> {
     store.migrate().await.context("applying migrations")?;
     let roles = args.roles();
+    let retry = args.retry_schedule()?;
+    let http_limits = args.http_limits()?;
+    let instance = Instance::new(clock.now(), args.heartbeat_timeout()?);
+    instance
+        .beat(&store, clock.now())
+        .await
+        .context("storing this instance's first heartbeat")?;
+    tracing::info!(instance = %instance.id(), "started");
+    // The heartbeat outlives the roles: it stops only once they have.
+    let beating = CancellationToken::new();
+    let heartbeat = tokio::spawn(instance.clone().run(
+        store.clone(),
+        clock.clone(),
+        beating.clone(),
+    ));
     let kick = Arc::new(Notify::new());
     let mut tasks = JoinSet::new();
     if roles.contains(&Role::Ingest) {
@@ -122,8 +175,8 @@ pub async fn serve<S: Store>(
         }
     }
     if roles.contains(&Role::Schedule) {
-        // Loops side by side, as separate instances would run: one claims
-        // while another's wake-ups are in the database (claims never overlap).
+        // Each loop runs `PARALLEL` wake transactions at once; they take
+        // disjoint rows, as separate instances would.
         for _ in 0..crate::schedule::LOOPS {
             let fut = crate::schedule::run(
                 store.clone(),
@@ -147,8 +200,9 @@ pub async fn serve<S: Store>(
                 dir: args.outbox_dir.clone(),
             },
             clock: clock.clone(),
-            retry: args.retry_schedule()?,
+            retry,
             compose: Compose::Message,
+            instance: instance.clone(),
         };
         let fut = worker.run(kick.clone(), stop.clone());
         tasks.spawn(async move {
@@ -164,18 +218,22 @@ pub async fn serve<S: Store>(
                 .with_context(|| format!("binding {}", args.http_addr))?,
         };
         tracing::info!(addr = %listener.local_addr()?, "http listening");
-        let app = router(Webhook {
-            store: store.clone(),
-            catalog: loaded.catalog.clone(),
-            clock: clock.clone(),
-            secret: args.webhook_secret.clone(),
-            kick: kick.clone(),
-        });
+        let app = router(
+            Webhook {
+                store: store.clone(),
+                catalog: loaded.catalog.clone(),
+                clock: clock.clone(),
+                secret: args.webhook_secret.clone(),
+                kick: kick.clone(),
+            },
+            Readiness {
+                store: store.clone(),
+                outbox_dir: roles.contains(&Role::Send).then(|| args.outbox_dir.clone()),
+            },
+        );
         let stop_http = stop.clone();
         tasks.spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop_http.cancelled().await })
-                .await?;
+            crate::http::server::serve(listener, app, http_limits, stop_http).await?;
             Ok(())
         });
     }
@@ -190,6 +248,11 @@ pub async fn serve<S: Store>(
             stop.cancel();
             result = Err(e);
         }
+    }
+    beating.cancel();
+    let _ = heartbeat.await;
+    if let Err(e) = store.retire(instance.id()).await {
+        tracing::warn!(instance = %instance.id(), "could not retire this instance: {e}");
     }
     tracing::info!("stopped");
     result

@@ -333,6 +333,7 @@ fn drive<T: Transport>(
             clock: Arc::new(clock.clone()),
             retry: worker::DEFAULT_RETRY.to_vec(),
             compose,
+            instance: crate::instance::Instance::solo(),
         },
         store,
         clock,

@@ -39,6 +39,11 @@ impl App {
 }
 
 async fn spawn_app<S: Store>(store: S, secret: Option<&str>) -> App {
+    spawn_app_with(store, secret, &[]).await
+}
+
+/// Starts the service with `flags` (as on the command line) over `store`.
+async fn spawn_app_with<S: Store>(store: S, secret: Option<&str>, flags: &[&str]) -> App {
     let dir = tempfile::tempdir().unwrap();
     let outbox = dir.path().join("outbox");
     let args = ServiceArgs {
@@ -46,14 +51,11 @@ async fn spawn_app<S: Store>(store: S, secret: Option<&str>) -> App {
             database_url: "unused".into(),
         },
         kafka_brokers: None,
-        kafka_topic: "unused".into(),
-        kafka_group: "unused".into(),
-        smtp_url: None,
         outbox_dir: outbox.clone(),
         http_addr: "127.0.0.1:0".parse().unwrap(),
         webhook_secret: secret.map(str::to_string),
-        smtp_retry: None,
         roles: vec![Role::Http, Role::Schedule, Role::Send],
+        ..support::service_args(flags)
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -206,6 +208,112 @@ async fn signatures_are_required_when_a_secret_is_set<S: Store>(store: S) {
         .unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert_eq!(store.event_count().await.unwrap(), 1);
+    app.shutdown().await;
+}
+
+/// Reads from `stream` until it closes; true if it did within `within`.
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    let read = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(within, read).await.is_ok()
+}
+
+/// Twenty thousand half-sent requests once exhausted the file descriptors and
+/// `/health` died. Now the oldest idle or half-sent connection makes room for
+/// a new client, slow headers and slow bodies are cut off, and the health
+/// check is answered throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off_and_health_is_answered() {
+    use tokio::io::AsyncWriteExt;
+    let (store, _dir) = support::sqlite().await;
+    let flags = [
+        "--http-max-connections",
+        "20",
+        "--http-header-timeout",
+        "1s",
+        "--http-request-timeout",
+        "2s",
+    ];
+    let app = spawn_app_with(store, None, &flags).await;
+    // 100 clients that never finish their headers: five times the cap.
+    let mut slow = Vec::new();
+    for _ in 0..100 {
+        let mut s = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        s.write_all(b"POST /v1/events HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        slow.push(s);
+    }
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    for path in ["/healthz", "/health"] {
+        let r = http
+            .get(format!("http://{}{path}", app.addr))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        assert_eq!(r.text().await.unwrap(), "ok");
+    }
+    // Every one of them is closed: the first to make room, the rest when
+    // their header time runs out.
+    for s in &mut slow {
+        assert!(closed_within(s, Duration::from_secs(10)).await);
+    }
+    // A body that trickles is cut off with 408.
+    let mut s = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    s.write_all(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n[{")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::io::AsyncReadExt::read_to_end(&mut s, &mut answer);
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("answered")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    app.shutdown().await;
+}
+
+/// `/readyz` checks the database and the outbox folder, naming what failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_names_the_failed_check() {
+    let (store, _dir) = support::sqlite().await;
+    let app = spawn_app(store, None).await;
+    let url = format!("http://{}/readyz", app.addr);
+    let r = reqwest::get(&url).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["ready"], true);
+    assert_eq!(body["checks"]["database"], "ok");
+    assert_eq!(body["checks"]["outbox_dir"], "ok");
+    // The outbox folder becomes something no file can be written into.
+    std::fs::remove_dir_all(&app.outbox).unwrap();
+    std::fs::write(&app.outbox, b"not a folder").unwrap();
+    let r = reqwest::get(&url).await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["ready"], false);
+    assert_eq!(body["checks"]["database"], "ok");
+    let why = body["checks"]["outbox_dir"].as_str().unwrap();
+    assert!(why.contains("is not writable"), "{why}");
+    // Liveness does not depend on it.
+    let r = reqwest::get(format!("http://{}/healthz", app.addr))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    std::fs::remove_file(&app.outbox).unwrap();
     app.shutdown().await;
 }
 

@@ -85,6 +85,7 @@ fn args(db_url: &str, topic: &str, group: &str, outbox: &Path, roles: Vec<Role>)
         webhook_secret: None,
         smtp_retry: None,
         roles,
+        ..support::service_args(&[])
     }
 }
 

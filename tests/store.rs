@@ -8,14 +8,19 @@ use std::collections::HashSet;
 use aftercare::engine::outbox::{OutboxStatus, Outcome, SendOutcome, SendPlan};
 use aftercare::engine::state::Status;
 use aftercare::ingest::ingest_batch;
+use aftercare::instance::Instance;
 use aftercare::schedule;
 use aftercare::send::worker;
 use aftercare::sequence::model::Category;
-use aftercare::store::{DeadLetter, DueClaim, Store};
+use aftercare::store::{Claimer, DeadLetter, DueClaim, Store, Tx};
 use chrono::{DateTime, Duration, Utc};
 use support::{catalog, event, t};
 
 const T0: &str = "2026-11-20T10:00:00Z";
+
+fn solo() -> Claimer {
+    Instance::solo().claimer
+}
 
 async fn events_are_applied_once<S: Store>(s: S) {
     let cat = catalog();
@@ -83,38 +88,33 @@ async fn due_enrollments_are_claimed_once_and_woken<S: Store>(s: S) {
     )
     .await
     .unwrap();
-    let lease = schedule::LEASE;
-    assert!(
-        s.claim_due(t(T0) + Duration::days(1), lease, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    {
+        let mut tx = s.begin().await.unwrap();
+        let due = tx.claim_due(t(T0) + Duration::days(1), 10).await.unwrap();
+        assert!(due.claims.is_empty(), "nothing due after one day");
+    }
     assert_eq!(
         s.next_wake().await.unwrap(),
         Some(t(T0) + Duration::days(3))
     );
     let due = t(T0) + Duration::days(3);
-    let claimed = s.claim_due(due, lease, 10).await.unwrap();
-    assert_eq!(
-        claimed,
-        [DueClaim {
-            customer_id: "c1".into(),
-            key: "fulfilment/c1/o1".into()
-        }]
-    );
-    // Claimed and leased: nobody else gets it.
-    assert!(s.claim_due(due, lease, 10).await.unwrap().is_empty());
-    // The lease of a crashed worker runs out, and the work comes back.
-    let after = due + lease + Duration::seconds(1);
-    assert_eq!(s.claim_due(after, lease, 10).await.unwrap().len(), 1);
-    assert_eq!(
-        schedule::tick(&s, cat, after).await.unwrap().ran,
-        0,
-        "still leased by the reclaim"
-    );
-    let later = after + lease + Duration::seconds(1);
-    assert_eq!(schedule::tick(&s, cat, later).await.unwrap().ran, 1);
+    {
+        // Claimed by a transaction that dies before it commits (a crash).
+        let mut tx = s.begin().await.unwrap();
+        let taken = tx.claim_due(due, 10).await.unwrap();
+        assert_eq!(
+            taken.claims,
+            [DueClaim {
+                customer_id: "c1".into(),
+                key: "fulfilment/c1/o1".into()
+            }]
+        );
+        let c1 = &taken.customers["c1"];
+        assert_eq!(c1.enrollments.len(), 1, "the customer comes loaded");
+        assert!(c1.profile.is_some());
+    }
+    // No lease to wait out: the work is due again at once, and woken once.
+    assert_eq!(schedule::tick(&s, cat, due).await.unwrap().ran, 1);
     let steps: Vec<String> = s
         .outbox()
         .await
@@ -130,13 +130,13 @@ async fn due_enrollments_are_claimed_once_and_woken<S: Store>(s: S) {
         ]
     );
     // Woken once: nothing more is due now.
-    assert_eq!(schedule::tick(&s, cat, later).await.unwrap().ran, 0);
+    assert_eq!(schedule::tick(&s, cat, due).await.unwrap().ran, 0);
     let e = &s.enrollments_of("c1").await.unwrap()[0];
     assert_eq!(e.status, Status::Active);
     assert_eq!(e.step.as_deref(), Some("await-late-shipment"));
 }
 
-async fn concurrent_claims_never_overlap<S: Store>(s: S) {
+async fn concurrent_wakes_never_overlap<S: Store>(s: S) {
     let cat = catalog();
     let batch: Vec<_> = (0..60)
         .map(|i| {
@@ -156,23 +156,22 @@ async fn concurrent_claims_never_overlap<S: Store>(s: S) {
     for _ in 0..4 {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
-            let mut mine = Vec::new();
+            let mut ran = 0;
             loop {
-                let got = s.claim_due(due, schedule::LEASE, 7).await.unwrap();
-                if got.is_empty() {
-                    break mine;
+                match schedule::wake(&s, catalog(), due, 7).await.unwrap().ran {
+                    0 => break ran,
+                    n => ran += n,
                 }
-                mine.extend(got.into_iter().map(|c| c.key));
             }
         }));
     }
-    let mut all = Vec::new();
+    let mut ran = 0;
     for task in tasks {
-        all.extend(task.await.unwrap());
+        ran += task.await.unwrap();
     }
-    let unique: HashSet<&String> = all.iter().collect();
-    assert_eq!(all.len(), 60, "every due enrollment claimed");
-    assert_eq!(unique.len(), 60, "none claimed twice");
+    assert_eq!(ran, 60, "every due enrollment woken exactly once");
+    assert_eq!(s.active_enrollments().await.unwrap(), 60);
+    assert_eq!(s.next_wake().await.unwrap(), Some(due + Duration::days(14)));
 }
 
 async fn outbox_rows_go_through_the_policy<S: Store>(s: S) {
@@ -185,12 +184,12 @@ async fn outbox_rows_go_through_the_policy<S: Store>(s: S) {
     ingest_batch(&s, cat, &batch, "test", t(T0)).await.unwrap();
     let now = t(T0);
     let rows = s
-        .claim_outbox(now, Duration::seconds(60), 10)
+        .claim_outbox(now, Duration::seconds(60), 10, &solo())
         .await
         .unwrap();
     assert_eq!(rows.len(), 2);
     assert!(
-        s.claim_outbox(now, Duration::seconds(60), 10)
+        s.claim_outbox(now, Duration::seconds(60), 10, &solo())
             .await
             .unwrap()
             .is_empty(),
@@ -234,7 +233,7 @@ async fn value_email_for<S: Store>(s: &S, c: &str, consent: bool) -> DateTime<Ut
     // Send the three transactional emails.
     let now = t(T0);
     for row in s
-        .claim_outbox(now, Duration::seconds(60), 10)
+        .claim_outbox(now, Duration::seconds(60), 10, &solo())
         .await
         .unwrap()
     {
@@ -270,7 +269,7 @@ async fn marketing_is_deferred_or_skipped_with_a_reason<S: Store>(s: S) {
     let wake = value_email_for(&s, "ca", true).await;
     value_email_for(&s, "cb", false).await;
     let rows = s
-        .claim_outbox(wake, Duration::seconds(60), 10)
+        .claim_outbox(wake, Duration::seconds(60), 10, &solo())
         .await
         .unwrap();
     assert_eq!(rows.len(), 2);
@@ -317,7 +316,7 @@ async fn marketing_is_deferred_or_skipped_with_a_reason<S: Store>(s: S) {
     .await
     .unwrap();
     let again = s2
-        .claim_outbox(night, Duration::seconds(60), 10)
+        .claim_outbox(night, Duration::seconds(60), 10, &solo())
         .await
         .unwrap();
     assert_eq!(again.len(), 1);
@@ -338,6 +337,87 @@ async fn marketing_is_deferred_or_skipped_with_a_reason<S: Store>(s: S) {
     );
 }
 
+async fn a_crashed_instance_is_taken_over_in_seconds<S: Store>(s: S) {
+    let cat = catalog();
+    let batch = [
+        event("e1", "order.placed", "c1", "o1", T0, true),
+        event("e2", "order.placed", "c2", "o2", T0, true),
+    ];
+    ingest_batch(&s, cat, &batch, "test", t(T0)).await.unwrap();
+    let now = t(T0);
+    let timeout = Duration::seconds(5);
+    let (a, b) = (Instance::new(now, timeout), Instance::new(now, timeout));
+    assert_ne!(a.id(), b.id());
+    a.beat(&s, now).await.unwrap();
+    b.beat(&s, now).await.unwrap();
+    // `a` claims both and begins sending the first.
+    let rows = s
+        .claim_outbox(now, worker::LEASE, 10, &a.claimer)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    let (plan, _) = worker::plan(&s, cat, &rows[0], now, worker::SENDING_LEASE)
+        .await
+        .unwrap();
+    assert_eq!(plan, SendPlan::Send);
+    // While `a` beats, its rows are its own, however long its send takes.
+    let alive = now + Duration::seconds(4);
+    a.beat(&s, alive).await.unwrap();
+    b.beat(&s, alive).await.unwrap();
+    assert!(
+        s.claim_outbox(alive, worker::LEASE, 10, &b.claimer)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // `a` is killed: its last heartbeat stays at `alive`. Once it is older
+    // than the timeout, `b` takes both rows, long before their leases end.
+    let gone = alive + timeout + Duration::seconds(1);
+    b.beat(&s, gone).await.unwrap();
+    let taken = s
+        .claim_outbox(gone, worker::LEASE, 10, &b.claimer)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 2);
+    assert_eq!(taken[0].status, OutboxStatus::Sending, "was being sent");
+    assert_eq!(taken[1].status, OutboxStatus::Pending);
+    // Were `a` only paused, its late decision is refused (fenced by claim
+    // count), and its own check keeps it from handing mail to the transport.
+    assert_eq!(
+        worker::plan(&s, cat, &rows[1], gone, worker::SENDING_LEASE)
+            .await
+            .unwrap()
+            .0,
+        SendPlan::Stale
+    );
+    assert!(!a.may_send(gone));
+    assert!(b.may_send(gone + Duration::seconds(1)));
+    // An instance that stops cleanly frees what it claimed but never began.
+    let c = Instance::new(gone, timeout);
+    c.beat(&s, gone).await.unwrap();
+    ingest_batch(
+        &s,
+        cat,
+        &[event("e3", "order.placed", "c3", "o3", T0, true)],
+        "test",
+        gone,
+    )
+    .await
+    .unwrap();
+    let held = s
+        .claim_outbox(gone, worker::LEASE, 10, &c.claimer)
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 1);
+    s.retire(c.id()).await.unwrap();
+    let freed = s
+        .claim_outbox(gone, worker::LEASE, 10, &b.claimer)
+        .await
+        .unwrap();
+    assert_eq!(freed.len(), 1);
+    assert_eq!(freed[0].idempotency_key, held[0].idempotency_key);
+}
+
 async fn a_stale_worker_cannot_overwrite_a_newer_claim<S: Store>(s: S) {
     let cat = catalog();
     ingest_batch(
@@ -353,13 +433,13 @@ async fn a_stale_worker_cannot_overwrite_a_newer_claim<S: Store>(s: S) {
     // A slow worker whose claim ran out before it decided gets `Stale`, writes
     // nothing, and so cannot send the row that another worker now owns.
     let slow = s
-        .claim_outbox(now, Duration::seconds(60), 10)
+        .claim_outbox(now, Duration::seconds(60), 10, &solo())
         .await
         .unwrap()
         .remove(0);
     let now = now + Duration::seconds(61);
     let first = s
-        .claim_outbox(now, Duration::seconds(60), 10)
+        .claim_outbox(now, Duration::seconds(60), 10, &solo())
         .await
         .unwrap()
         .remove(0);
@@ -384,7 +464,7 @@ async fn a_stale_worker_cannot_overwrite_a_newer_claim<S: Store>(s: S) {
     // While it is being sent, nobody else may take it.
     let soon = now + Duration::seconds(120);
     assert!(
-        s.claim_outbox(soon, Duration::seconds(60), 10)
+        s.claim_outbox(soon, Duration::seconds(60), 10, &solo())
             .await
             .unwrap()
             .is_empty()
@@ -393,7 +473,7 @@ async fn a_stale_worker_cannot_overwrite_a_newer_claim<S: Store>(s: S) {
     // the row, and as the row was already `sending`, sends without deciding again.
     let later = now + Duration::minutes(5) + Duration::seconds(1);
     let second = s
-        .claim_outbox(later, Duration::seconds(60), 10)
+        .claim_outbox(later, Duration::seconds(60), 10, &solo())
         .await
         .unwrap()
         .remove(0);
@@ -452,7 +532,7 @@ async fn unsubscribe_and_bounce_are_remembered<S: Store>(s: S) {
     ingest_batch(&s, cat, &evs, "test", t(T0)).await.unwrap();
     let now = t(T0);
     let row = s
-        .claim_outbox(now, Duration::seconds(60), 10)
+        .claim_outbox(now, Duration::seconds(60), 10, &solo())
         .await
         .unwrap()
         .remove(0);
@@ -547,11 +627,61 @@ conformance!(
     events_are_applied_once,
     events_advance_stored_enrollments,
     due_enrollments_are_claimed_once_and_woken,
-    concurrent_claims_never_overlap,
+    concurrent_wakes_never_overlap,
     outbox_rows_go_through_the_policy,
     marketing_is_deferred_or_skipped_with_a_reason,
     a_stale_worker_cannot_overwrite_a_newer_claim,
+    a_crashed_instance_is_taken_over_in_seconds,
     dead_letters_and_settings,
     unsubscribe_and_bounce_are_remembered,
     two_schedulers_wake_each_enrollment_once,
 );
+
+/// On PostgreSQL two transactions claim at once: each takes rows the other
+/// does not hold, and a customer held by ingest is skipped, not waited for
+/// (waiting would deadlock: ingest holds customers, then writes their
+/// enrollments).
+#[tokio::test]
+async fn postgres_claims_skip_what_others_hold() {
+    let db = support::PgDb::new().await;
+    let s = db.store.clone();
+    let cat = catalog();
+    let batch: Vec<_> = (0..40)
+        .map(|i| {
+            let c = format!("c{i:02}");
+            event(&format!("e{i}"), "order.placed", &c, "o1", T0, true)
+        })
+        .collect();
+    ingest_batch(&s, cat, &batch, "test", t(T0)).await.unwrap();
+    let due = t(T0) + Duration::days(3);
+
+    // Ingest holds c00 (and would write its enrollments next).
+    let mut ingest = s.begin().await.unwrap();
+    ingest.lock_customers(&["c00".to_string()]).await.unwrap();
+
+    let mut a = s.begin().await.unwrap();
+    let mut b = s.begin().await.unwrap();
+    let got_a = a.claim_due(due, 15).await.unwrap();
+    let got_b = b.claim_due(due, 100).await.unwrap();
+    let keys = |d: &aftercare::store::Due| -> HashSet<String> {
+        d.claims.iter().map(|c| c.key.clone()).collect()
+    };
+    let (ka, kb) = (keys(&got_a), keys(&got_b));
+    assert!(ka.is_disjoint(&kb), "a row is claimed by one transaction");
+    assert!(!ka.contains("fulfilment/c00/o1") && !kb.contains("fulfilment/c00/o1"));
+    assert!(!got_a.customers.contains_key("c00") && !got_b.customers.contains_key("c00"));
+    assert_eq!(ka.len() + kb.len(), 39, "all but the held customer's");
+    drop((a, b));
+
+    // Ingest finishes; the held customer's enrollment is due as before.
+    ingest.commit().await.unwrap();
+    let mut ran = 0;
+    loop {
+        match schedule::tick(&s, cat, due).await.unwrap().ran {
+            0 => break,
+            n => ran += n,
+        }
+    }
+    assert_eq!(ran, 40);
+    db.drop().await;
+}

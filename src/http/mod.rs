@@ -1,9 +1,18 @@
-//! The HTTP side: one router for the events webhook and health. Unsubscribe,
+//! The HTTP side: one router for the events webhook, liveness and
+//! readiness, served by [`server::serve`] under its limits. Unsubscribe,
 //! tracking, metrics, admin and the dashboard come with later issues.
 
+pub mod server;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::routing::get;
+use serde_json::json;
 
 use crate::ingest::http::Webhook;
 use crate::store::Store;
@@ -11,8 +20,56 @@ use crate::store::Store;
 /// Bodies above this get 413.
 pub const BODY_LIMIT: usize = 5 * 1024 * 1024;
 
-pub fn router<S: Store>(webhook: Webhook<S>) -> Router {
+/// What `/readyz` checks besides the database.
+pub struct Readiness<S> {
+    pub store: S,
+    /// The `.eml` transport's folder, when that is the transport.
+    pub outbox_dir: Option<PathBuf>,
+}
+
+pub fn router<S: Store>(webhook: Webhook<S>, readiness: Readiness<S>) -> Router {
+    let alive = get(|| async { "ok" });
+    let ready = Router::new()
+        .route("/readyz", get(ready::<S>))
+        .with_state(Arc::new(readiness));
     crate::ingest::http::routes(webhook)
-        .route("/health", get(|| async { "ok" }))
+        .route("/healthz", alive.clone())
+        .route("/health", alive)
+        .merge(ready)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+}
+
+/// 200 when the database answers with every migration applied and the
+/// outbox folder takes files; 503 naming the failed check otherwise.
+async fn ready<S: Store>(State(r): State<Arc<Readiness<S>>>) -> impl IntoResponse {
+    let database = match r.store.ready().await {
+        Ok(()) => "ok".to_string(),
+        Err(e) => e.to_string(),
+    };
+    let mut checks = json!({ "database": database });
+    if let Some(dir) = &r.outbox_dir {
+        checks["outbox_dir"] = match writable(dir).await {
+            Ok(()) => "ok".into(),
+            Err(e) => format!("{} is not writable: {e}", dir.display()).into(),
+        };
+    }
+    let ok = checks
+        .as_object()
+        .is_some_and(|c| c.values().all(|v| v == "ok"));
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(json!({ "ready": ok, "checks": checks })))
+}
+
+/// Writes and removes a small file in `dir` (made if missing, as the
+/// transport makes it).
+async fn writable(dir: &std::path::Path) -> std::io::Result<()> {
+    tokio::fs::create_dir_all(dir).await?;
+    let probe = dir.join(format!(".aftercare-ready-{}", std::process::id()));
+    let written = tokio::fs::write(&probe, b"ready").await;
+    let _ = tokio::fs::remove_file(&probe).await;
+    written
 }

@@ -17,6 +17,7 @@ use crate::engine::outbox::{
     self, OutboxStatus, Outcome, Queued, SendContext, SendOutcome, SendPlan,
 };
 use crate::engine::profile::Profile;
+use crate::instance::Instance;
 use crate::sequence::model::Catalog;
 use crate::store::{Error, Store, Transition, Tx};
 use crate::template::data::{self, Origin};
@@ -179,13 +180,18 @@ pub struct Worker<S, T> {
     pub clock: Arc<dyn Clock>,
     pub retry: Vec<i64>,
     pub compose: Compose,
+    /// Who claims rows; a worker whose heartbeat is late sends nothing.
+    pub instance: Instance,
 }
 
 impl<S: Store, T: Transport> Worker<S, T> {
     /// Claims and processes one batch; returns what became of each row.
     pub async fn tick(&self) -> crate::store::Result<Vec<Handled>> {
         let now = self.clock.now();
-        let rows = self.store.claim_outbox(now, LEASE, BATCH).await?;
+        let rows = self
+            .store
+            .claim_outbox(now, LEASE, BATCH, &self.instance.claimer)
+            .await?;
         let mut handled = Vec::with_capacity(rows.len());
         for row in rows {
             let done = match self.process(&row).await {
@@ -202,6 +208,12 @@ impl<S: Store, T: Transport> Worker<S, T> {
 
     async fn process(&self, row: &Queued) -> crate::store::Result<Done> {
         let now = self.clock.now();
+        if !self.instance.may_send(now) {
+            // Another instance may take this row over any moment now.
+            return Ok(Done::Error(
+                "this instance's heartbeat is late: the row is left to another instance".into(),
+            ));
+        }
         // Held a little longer than the transport may take, so that a row is
         // taken over only when its worker is surely gone.
         let deadline = self.transport.deadline();

@@ -15,7 +15,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::{
-    DeadLetter, DeliveryView, DueClaim, OutboxView, Result, Store, Transition, Tx, Writes,
+    Claimer, DeadLetter, DeliveryView, Due, DueClaim, OutboxView, Result, Store, Transition, Tx,
+    Writes,
 };
 use crate::engine::customer::CustomerState;
 use crate::engine::outbox::{OutboxStatus, Outcome, Queued};
@@ -65,6 +66,8 @@ struct Mem {
     suppressions: HashMap<String, String>,
     dead_letters: Vec<DeadLetter>,
     settings: HashMap<String, String>,
+    /// Heartbeats by instance id.
+    instances: HashMap<String, DateTime<Utc>>,
 }
 
 #[derive(Default)]
@@ -81,13 +84,13 @@ struct CustomerRec {
 
 struct EnrollmentRec {
     customer_id: String,
-    lease_until: Option<DateTime<Utc>>,
     state: Enrollment,
 }
 
 struct OutboxRec {
     row: Queued,
     lease_until: Option<DateTime<Utc>>,
+    claimed_by: Option<String>,
     sent_at: Option<DateTime<Utc>>,
     message_id: Option<String>,
     last_error: Option<String>,
@@ -130,7 +133,6 @@ impl Mem {
             e.key.clone(),
             EnrollmentRec {
                 customer_id: e.customer_id.clone(),
-                lease_until: None,
                 state: e,
             },
         );
@@ -217,6 +219,26 @@ impl Tx for MemTx {
         Ok(out)
     }
 
+    async fn claim_due(&mut self, now: DateTime<Utc>, limit: i64) -> Result<Due> {
+        // The transaction holds the whole store: nothing is held by another.
+        let claims: Vec<DueClaim> = self
+            .mem
+            .due
+            .iter()
+            .take_while(|(wake_at, _)| *wake_at <= now)
+            .take(usize::try_from(limit).unwrap_or(0))
+            .map(|(_, key)| DueClaim {
+                customer_id: self.mem.enrollments[key].customer_id.clone(),
+                key: key.clone(),
+            })
+            .collect();
+        let mut ids: Vec<String> = claims.iter().map(|c| c.customer_id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        let customers = self.lock_customers(&ids).await?;
+        Ok(Due { claims, customers })
+    }
+
     async fn lock_profile(&mut self, customer_id: &str) -> Result<Option<Profile>> {
         Ok(self
             .mem
@@ -262,6 +284,7 @@ impl Tx for MemTx {
                 OutboxRec {
                     row,
                     lease_until: None,
+                    claimed_by: None,
                     sent_at: None,
                     message_id: None,
                     last_error: None,
@@ -271,11 +294,6 @@ impl Tx for MemTx {
         }
         for (email, reason) in w.suppress {
             mem.suppressions.entry(email).or_insert(reason);
-        }
-        for key in &w.release {
-            if let Some(rec) = mem.enrollments.get_mut(key) {
-                rec.lease_until = None;
-            }
         }
         Ok(written)
     }
@@ -410,45 +428,19 @@ impl Store for MemStore {
         Ok(())
     }
 
+    async fn ready(&self) -> Result<()> {
+        Ok(())
+    }
+
     async fn begin(&self) -> Result<MemTx> {
         Ok(MemTx {
             mem: self.inner.clone().lock_owned().await,
         })
     }
 
-    async fn claim_due(
-        &self,
-        now: DateTime<Utc>,
-        lease: chrono::Duration,
-        limit: i64,
-    ) -> Result<Vec<DueClaim>> {
-        let mut mem = self.inner.lock().await;
-        let mem = &mut *mem;
-        let mut out = Vec::new();
-        for (wake_at, key) in &mem.due {
-            if *wake_at > now || out.len() as i64 >= limit {
-                break;
-            }
-            let rec = mem.enrollments.get_mut(key).expect("indexed");
-            if leased(rec.lease_until, now) {
-                continue;
-            }
-            rec.lease_until = Some(now + lease);
-            out.push(DueClaim {
-                customer_id: rec.customer_id.clone(),
-                key: key.clone(),
-            });
-        }
-        Ok(out)
-    }
-
     async fn next_wake(&self) -> Result<Option<DateTime<Utc>>> {
         let mem = self.inner.lock().await;
-        Ok(mem
-            .due
-            .iter()
-            .find(|(_, key)| mem.enrollments[key].lease_until.is_none())
-            .map(|(w, _)| *w))
+        Ok(mem.due.first().map(|(w, _)| *w))
     }
 
     async fn claim_outbox(
@@ -456,7 +448,11 @@ impl Store for MemStore {
         now: DateTime<Utc>,
         lease: chrono::Duration,
         limit: i64,
+        by: &Claimer,
     ) -> Result<Vec<Queued>> {
+        let stale_before = now
+            .checked_sub_signed(by.stale_after)
+            .unwrap_or(DateTime::UNIX_EPOCH);
         let mut mem = self.inner.lock().await;
         let mem = &mut *mem;
         let mut out = Vec::new();
@@ -472,14 +468,45 @@ impl Store for MemStore {
             if !ready {
                 break;
             }
-            if leased(rec.lease_until, now) {
+            let claimer_gone = rec
+                .claimed_by
+                .as_ref()
+                .and_then(|c| mem.instances.get(c))
+                .is_some_and(|beat| *beat < stale_before);
+            if leased(rec.lease_until, now) && !claimer_gone {
                 continue;
             }
             rec.lease_until = Some(now + lease);
+            rec.claimed_by = Some(by.instance.clone());
             rec.row.attempts += 1;
             out.push(rec.row.clone());
         }
         Ok(out)
+    }
+
+    async fn heartbeat(
+        &self,
+        instance: &str,
+        _about: &str,
+        _started_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut mem = self.inner.lock().await;
+        mem.instances.insert(instance.to_string(), now);
+        Ok(())
+    }
+
+    async fn retire(&self, instance: &str) -> Result<()> {
+        let mut mem = self.inner.lock().await;
+        mem.instances.remove(instance);
+        for rec in mem.outbox.values_mut() {
+            if rec.claimed_by.as_deref() == Some(instance)
+                && rec.row.status == OutboxStatus::Pending
+            {
+                rec.lease_until = None;
+            }
+        }
+        Ok(())
     }
 
     async fn next_outbox(&self) -> Result<Option<DateTime<Utc>>> {

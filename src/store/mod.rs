@@ -48,6 +48,9 @@ pub enum Error {
     /// A stored value the program does not know (a status, a category).
     #[error("stored data: {0}")]
     Corrupt(String),
+    /// The database answers but cannot serve yet (a migration is missing).
+    #[error("not ready: {0}")]
+    NotReady(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -78,6 +81,26 @@ impl IngestReport {
 pub struct DueClaim {
     pub customer_id: String,
     pub key: String,
+}
+
+/// Due enrollments taken by a transaction, with their customers locked and
+/// loaded (as [`Tx::lock_customers`] loads them).
+#[derive(Debug, Default)]
+pub struct Due {
+    /// Oldest `wake_at` first; only enrollments whose customer is in
+    /// `customers`.
+    pub claims: Vec<DueClaim>,
+    pub customers: HashMap<String, CustomerState>,
+}
+
+/// Who claims outbox rows, and when a claimer counts as gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimer {
+    /// The claiming instance (`instances.id`).
+    pub instance: String,
+    /// A row claimed by an instance whose last heartbeat is older than this
+    /// is taken over at once, whatever its lease.
+    pub stale_after: chrono::Duration,
 }
 
 /// A fenced change of a claimed outbox row: it applies only while the row
@@ -154,8 +177,6 @@ pub struct Writes {
     pub enrollments: BTreeMap<String, Enrollment>,
     pub emails: BTreeMap<String, NewEmail>,
     pub suppress: BTreeMap<String, String>,
-    /// Enrollments whose scheduler claim ends without a change.
-    pub release: Vec<String>,
 }
 
 impl Writes {
@@ -215,6 +236,19 @@ pub trait Tx: Send {
         ids: &[String],
     ) -> impl Future<Output = Result<HashMap<String, CustomerState>>> + Send;
 
+    /// Takes up to `limit` enrollments due at `now`, oldest first, and locks
+    /// their customers until the transaction ends. It never waits: an
+    /// enrollment or a customer that another transaction holds is left for a
+    /// later round, so schedulers cannot deadlock with each other or with
+    /// ingest (which waits for customers, then writes their enrollments).
+    /// There is no lease to expire: a transaction that dies (a crash, a
+    /// rollback) leaves its enrollments due for the next round at once.
+    fn claim_due(
+        &mut self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> impl Future<Output = Result<Due>> + Send;
+
     /// Loads one customer's profile under the customer's lock.
     fn lock_profile(
         &mut self,
@@ -272,26 +306,36 @@ pub trait Store: Clone + Send + Sync + 'static {
 
     fn begin(&self) -> impl Future<Output = Result<Self::Tx>> + Send;
 
-    /// Claims up to `limit` enrollments due at `now` for `lease`. Claims of a
-    /// crashed worker return when the lease ends.
-    fn claim_due(
-        &self,
-        now: DateTime<Utc>,
-        lease: chrono::Duration,
-        limit: i64,
-    ) -> impl Future<Output = Result<Vec<DueClaim>>> + Send;
+    /// Whether the store answers with every migration applied.
+    fn ready(&self) -> impl Future<Output = Result<()>> + Send;
 
-    /// The earliest `wake_at` of an unclaimed active enrollment.
+    /// The earliest `wake_at` of an active enrollment.
     fn next_wake(&self) -> impl Future<Output = Result<Option<DateTime<Utc>>>> + Send;
 
-    /// Claims up to `limit` outbox rows due at `now`, counting an attempt, in
-    /// `(not_before, id)` order.
+    /// Claims up to `limit` outbox rows due at `now` for `by`, counting an
+    /// attempt, in `(not_before, id)` order. A row another claimer holds is
+    /// taken when its lease has ended or its claimer's heartbeat is older
+    /// than `by.stale_after`.
     fn claim_outbox(
         &self,
         now: DateTime<Utc>,
         lease: chrono::Duration,
         limit: i64,
+        by: &Claimer,
     ) -> impl Future<Output = Result<Vec<Queued>>> + Send;
+
+    /// Stores the heartbeat of `instance` (started at `started_at`, `about`
+    /// naming its host and process for operators) at `now`.
+    fn heartbeat(
+        &self,
+        instance: &str,
+        about: &str,
+        started_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Forgets an instance that stopped cleanly: rows it still held are free.
+    fn retire(&self, instance: &str) -> impl Future<Output = Result<()>> + Send;
 
     /// The earliest `not_before` of an unclaimed pending row.
     fn next_outbox(&self) -> impl Future<Output = Result<Option<DateTime<Utc>>>> + Send;

@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use sqlx::Transaction;
 
-use super::sql::{Affected, Backend, QUEUED_COLUMNS, SqlStore, status_str};
+use super::sql::{Affected, Backend, QUEUED_COLUMNS, SqlStore, TAKE_OVER, status_str};
 use super::{Result, Writes};
 use crate::engine::outbox::OutboxStatus;
 use crate::event::Event;
@@ -37,16 +37,17 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 impl Backend for Postgres {
     const LOCK: &'static str = " FOR UPDATE";
 
-    const CLAIM_DUE: &'static str = "UPDATE enrollments SET lease_until = $2 WHERE key IN (\
-        SELECT key FROM enrollments WHERE status = 'active' AND wake_at <= $1 \
-        AND (lease_until IS NULL OR lease_until < $1) ORDER BY wake_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
-        RETURNING key, customer_id";
+    const LOCK_UNLESS_HELD: &'static str = " FOR UPDATE SKIP LOCKED";
+
+    const TAKE_DUE: &'static str = "SELECT key, customer_id FROM enrollments \
+        WHERE status = 'active' AND wake_at <= $1 ORDER BY wake_at LIMIT $2 FOR UPDATE SKIP LOCKED";
 
     const CLAIM_OUTBOX: &'static str = const_format::concatcp!(
-        "UPDATE outbox SET lease_until = $2, attempts = attempts + 1, updated_at = $1 WHERE id IN (\
-         SELECT id FROM outbox WHERE ((status = 'pending' AND not_before <= $1) OR status = 'sending') \
-         AND (lease_until IS NULL OR lease_until < $1) ORDER BY not_before, id LIMIT $3 FOR UPDATE SKIP LOCKED) \
-         RETURNING ",
+        "UPDATE outbox SET lease_until = $2, attempts = attempts + 1, updated_at = $1, claimed_by = $4 \
+         WHERE id IN (SELECT id FROM outbox WHERE ((status = 'pending' AND not_before <= $1) OR status = 'sending') \
+         AND (lease_until IS NULL OR lease_until < $1 OR ",
+        TAKE_OVER,
+        " ) ORDER BY not_before, id LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING ",
         QUEUED_COLUMNS
     );
 

@@ -21,8 +21,8 @@ use sqlx::{
 };
 
 use super::{
-    DeadLetter, DeliveryView, DueClaim, Error, OutboxView, Result, Store, Transition, Tx, Writes,
-    parse_stored,
+    Claimer, DeadLetter, DeliveryView, Due, DueClaim, Error, OutboxView, Result, Store, Transition,
+    Tx, Writes, parse_stored,
 };
 use crate::engine::customer::CustomerState;
 use crate::engine::outbox::{OutboxStatus, Outcome, Queued};
@@ -38,9 +38,13 @@ pub trait Backend:
 {
     /// Appended to the query that loads customers: holds their row locks.
     const LOCK: &'static str;
-    /// Claims due enrollments: `$1` now, `$2` lease end, `$3` limit;
-    /// returns `key, customer_id`.
-    const CLAIM_DUE: &'static str;
+    /// Appended to the query that locks customers for the scheduler: takes
+    /// the locks it can get at once and skips rows another transaction holds.
+    const LOCK_UNLESS_HELD: &'static str;
+    /// Takes due enrollments for the rest of the transaction, skipping rows
+    /// another transaction holds: `$1` now, `$2` limit; returns
+    /// `key, customer_id`.
+    const TAKE_DUE: &'static str;
     /// Claims due outbox rows: `$1` now, `$2` lease end, `$3` limit;
     /// returns [`QUEUED_COLUMNS`].
     const CLAIM_OUTBOX: &'static str;
@@ -69,6 +73,11 @@ pub trait Backend:
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<usize>> + Send;
 }
+
+/// The claim condition that takes a row from an instance whose heartbeat is
+/// older than `$5` (a crashed instance), whatever the row's lease.
+pub const TAKE_OVER: &str = "EXISTS (SELECT 1 FROM instances i \
+     WHERE i.id = outbox.claimed_by AND i.heartbeat_at < $5)";
 
 /// How many rows a statement changed (each backend's result type has it).
 pub trait Affected {
@@ -194,56 +203,50 @@ where
     sep.push_unseparated(")");
 }
 
-impl<DB> Tx for SqlTx<DB>
+impl<DB> SqlTx<DB>
 where
     DB: Backend,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'t> &'t str: Encode<'t, DB> + Type<DB>,
-    for<'t> Option<&'t str>: Encode<'t, DB> + Type<DB>,
-    i64: for<'r> Decode<'r, DB> + for<'t> Encode<'t, DB> + Type<DB>,
     String: for<'r> Decode<'r, DB> + Type<DB>,
-    DateTime<Utc>: for<'t> Encode<'t, DB> + Type<DB>,
     Json<Option<Profile>>: for<'r> Decode<'r, DB> + Type<DB>,
     Option<Json<Enrollment>>: for<'r> Decode<'r, DB> + Type<DB>,
     for<'r> &'r str: ColumnIndex<DB::Row>,
-    for<'r> HistoryRow: FromRow<'r, DB::Row>,
-    for<'r> (String, i64): FromRow<'r, DB::Row>,
-    for<'r> (String,): FromRow<'r, DB::Row>,
-    for<'r> (Json<Option<Profile>>,): FromRow<'r, DB::Row>,
 {
-    async fn record_events(
+    /// Loads customers with their enrollments, holding each customer's row
+    /// lock. Waiting for the locks, every id is returned (a customer without
+    /// a row gets an empty state); with `skip_held`, only the customers whose
+    /// lock was free at once.
+    async fn load_customers(
         &mut self,
-        events: &[&Event],
-        source: &str,
-        now: DateTime<Utc>,
-    ) -> Result<HashSet<String>> {
-        DB::record_events(&mut self.tx, events, source, now).await
-    }
-
-    async fn ensure_customers(
-        &mut self,
-        customers: &[(&str, &str)],
-        now: DateTime<Utc>,
-    ) -> Result<()> {
-        DB::ensure_customers(&mut self.tx, customers, now).await
-    }
-
-    async fn lock_customers(&mut self, ids: &[String]) -> Result<HashMap<String, CustomerState>> {
-        let mut out: HashMap<String, CustomerState> = ids
-            .iter()
-            .map(|id| (id.clone(), CustomerState::default()))
-            .collect();
+        ids: &[String],
+        skip_held: bool,
+    ) -> Result<HashMap<String, CustomerState>> {
+        let every = !skip_held;
+        let lock = if skip_held {
+            DB::LOCK_UNLESS_HELD
+        } else {
+            DB::LOCK
+        };
+        let mut out: HashMap<String, CustomerState> = HashMap::with_capacity(ids.len());
+        if every {
+            out.extend(ids.iter().map(|id| (id.clone(), CustomerState::default())));
+        }
         for chunk in ids.chunks(MAX_ROWS) {
             let mut q = QueryBuilder::<DB>::new("SELECT id, profile FROM customers WHERE id IN ");
             push_in(&mut q, chunk);
             q.push(" ORDER BY id");
-            q.push(DB::LOCK);
+            q.push(lock);
+            let mut locked = Vec::with_capacity(chunk.len());
             for r in q.build().fetch_all(&mut *self.tx).await? {
                 let id: String = r.try_get("id")?;
                 let Json(profile): Json<Option<Profile>> = r.try_get("profile")?;
-                if let Some(st) = out.get_mut(&id) {
-                    st.profile = profile;
-                }
+                out.entry(id.clone()).or_default().profile = profile;
+                locked.push(id);
+            }
+            let chunk = if every { chunk } else { &locked[..] };
+            if chunk.is_empty() {
+                continue;
             }
             // Finished enrollments by key only: their state is not needed.
             let mut q = QueryBuilder::<DB>::new(
@@ -272,7 +275,64 @@ where
         }
         Ok(out)
     }
+}
 
+impl<DB> Tx for SqlTx<DB>
+where
+    DB: Backend,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'t> &'t str: Encode<'t, DB> + Type<DB>,
+    for<'t> Option<&'t str>: Encode<'t, DB> + Type<DB>,
+    i64: for<'r> Decode<'r, DB> + for<'t> Encode<'t, DB> + Type<DB>,
+    String: for<'r> Decode<'r, DB> + Type<DB>,
+    DateTime<Utc>: for<'t> Encode<'t, DB> + Type<DB>,
+    Json<Option<Profile>>: for<'r> Decode<'r, DB> + Type<DB>,
+    Option<Json<Enrollment>>: for<'r> Decode<'r, DB> + Type<DB>,
+    for<'r> &'r str: ColumnIndex<DB::Row>,
+    for<'r> HistoryRow: FromRow<'r, DB::Row>,
+    for<'r> (String, i64): FromRow<'r, DB::Row>,
+    for<'r> (String, String): FromRow<'r, DB::Row>,
+    for<'r> (String,): FromRow<'r, DB::Row>,
+    for<'r> (Json<Option<Profile>>,): FromRow<'r, DB::Row>,
+{
+    async fn record_events(
+        &mut self,
+        events: &[&Event],
+        source: &str,
+        now: DateTime<Utc>,
+    ) -> Result<HashSet<String>> {
+        DB::record_events(&mut self.tx, events, source, now).await
+    }
+
+    async fn ensure_customers(
+        &mut self,
+        customers: &[(&str, &str)],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        DB::ensure_customers(&mut self.tx, customers, now).await
+    }
+
+    async fn lock_customers(&mut self, ids: &[String]) -> Result<HashMap<String, CustomerState>> {
+        self.load_customers(ids, false).await
+    }
+
+    async fn claim_due(&mut self, now: DateTime<Utc>, limit: i64) -> Result<Due> {
+        let rows: Vec<(String, String)> = sqlx::query_as(DB::TAKE_DUE)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        let mut ids: Vec<String> = rows.iter().map(|(_, c)| c.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        let customers = self.load_customers(&ids, true).await?;
+        let claims = rows
+            .into_iter()
+            .filter(|(_, c)| customers.contains_key(c))
+            .map(|(key, customer_id)| DueClaim { customer_id, key })
+            .collect();
+        Ok(Due { claims, customers })
+    }
     async fn lock_profile(&mut self, customer_id: &str) -> Result<Option<Profile>> {
         let sql = format!("SELECT profile FROM customers WHERE id = $1{}", DB::LOCK);
         let row: Option<(Json<Option<Profile>>,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -283,14 +343,7 @@ where
     }
 
     async fn write(&mut self, w: Writes, now: DateTime<Utc>) -> Result<usize> {
-        let written = DB::write(&mut self.tx, &w, now).await?;
-        for chunk in w.release.chunks(MAX_ROWS) {
-            let mut q =
-                QueryBuilder::<DB>::new("UPDATE enrollments SET lease_until = NULL WHERE key IN ");
-            push_in(&mut q, chunk);
-            q.build().execute(&mut *self.tx).await?;
-        }
-        Ok(written)
+        DB::write(&mut self.tx, &w, now).await
     }
 
     async fn outbox_state(&mut self, id: i64) -> Result<Option<(OutboxStatus, i64)>> {
@@ -464,33 +517,33 @@ where
         Ok(())
     }
 
+    async fn ready(&self) -> Result<()> {
+        let applied: Vec<(i64,)> =
+            sqlx::query_as("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await?;
+        let applied: HashSet<i64> = applied.into_iter().map(|(v,)| v).collect();
+        match DB::migrator()
+            .iter()
+            .find(|m| !applied.contains(&m.version))
+        {
+            Some(m) => Err(Error::NotReady(format!(
+                "migration {} ({}) is not applied",
+                m.version, m.description
+            ))),
+            None => Ok(()),
+        }
+    }
+
     async fn begin(&self) -> Result<SqlTx<DB>> {
         Ok(SqlTx {
             tx: self.pool.begin().await?,
         })
     }
 
-    async fn claim_due(
-        &self,
-        now: DateTime<Utc>,
-        lease: chrono::Duration,
-        limit: i64,
-    ) -> Result<Vec<DueClaim>> {
-        let rows: Vec<(String, String)> = sqlx::query_as(DB::CLAIM_DUE)
-            .bind(now)
-            .bind(now + lease)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(key, customer_id)| DueClaim { customer_id, key })
-            .collect())
-    }
-
     async fn next_wake(&self) -> Result<Option<DateTime<Utc>>> {
         let row: Option<(DateTime<Utc>,)> = sqlx::query_as(
-            "SELECT wake_at FROM enrollments WHERE status = 'active' AND wake_at IS NOT NULL AND lease_until IS NULL \
+            "SELECT wake_at FROM enrollments WHERE status = 'active' AND wake_at IS NOT NULL \
              ORDER BY wake_at LIMIT 1",
         )
         .fetch_optional(&self.pool)
@@ -503,11 +556,17 @@ where
         now: DateTime<Utc>,
         lease: chrono::Duration,
         limit: i64,
+        by: &Claimer,
     ) -> Result<Vec<Queued>> {
+        let stale_before = now
+            .checked_sub_signed(by.stale_after)
+            .unwrap_or(DateTime::UNIX_EPOCH);
         let rows: Vec<QueuedRow> = sqlx::query_as(DB::CLAIM_OUTBOX)
             .bind(now)
             .bind(now + lease)
             .bind(limit)
+            .bind(by.instance.as_str())
+            .bind(stale_before)
             .fetch_all(&self.pool)
             .await?;
         let mut out = rows
@@ -516,6 +575,44 @@ where
             .collect::<Result<Vec<_>>>()?;
         out.sort_by_key(|r| (r.not_before, r.id));
         Ok(out)
+    }
+
+    async fn heartbeat(
+        &self,
+        instance: &str,
+        about: &str,
+        started_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO instances (id, started_at, heartbeat_at, about) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+        )
+        .bind(instance)
+        .bind(started_at)
+        .bind(now)
+        .bind(about)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn retire(&self, instance: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        // Claimed but not begun: free for the next claim at once. A row
+        // marked `sending` keeps its lease (its send may have gone out).
+        sqlx::query(
+            "UPDATE outbox SET lease_until = NULL WHERE claimed_by = $1 AND status = 'pending'",
+        )
+        .bind(instance)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM instances WHERE id = $1")
+            .bind(instance)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn next_outbox(&self) -> Result<Option<DateTime<Utc>>> {

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use sqlx::{QueryBuilder, Row};
 
-use super::sql::{Affected, Backend, MAX_ROWS, QUEUED_COLUMNS, SqlStore, status_str};
+use super::sql::{Affected, Backend, MAX_ROWS, QUEUED_COLUMNS, SqlStore, TAKE_OVER, status_str};
 use super::{Result, Writes};
 use crate::engine::outbox::OutboxStatus;
 use crate::engine::profile::Profile;
@@ -47,16 +47,17 @@ impl Backend for Sqlite {
     /// SQLite has one writer: the transaction itself is the lock.
     const LOCK: &'static str = "";
 
-    const CLAIM_DUE: &'static str = "UPDATE enrollments SET lease_until = $2 WHERE key IN (\
-        SELECT key FROM enrollments WHERE status = 'active' AND wake_at <= $1 \
-        AND (lease_until IS NULL OR lease_until < $1) ORDER BY wake_at LIMIT $3) \
-        RETURNING key, customer_id";
+    const LOCK_UNLESS_HELD: &'static str = "";
+
+    const TAKE_DUE: &'static str = "SELECT key, customer_id FROM enrollments \
+        WHERE status = 'active' AND wake_at <= $1 ORDER BY wake_at LIMIT $2";
 
     const CLAIM_OUTBOX: &'static str = const_format::concatcp!(
-        "UPDATE outbox SET lease_until = $2, attempts = attempts + 1, updated_at = $1 WHERE id IN (\
-         SELECT id FROM outbox WHERE ((status = 'pending' AND not_before <= $1) OR status = 'sending') \
-         AND (lease_until IS NULL OR lease_until < $1) ORDER BY not_before, id LIMIT $3) \
-         RETURNING ",
+        "UPDATE outbox SET lease_until = $2, attempts = attempts + 1, updated_at = $1, claimed_by = $4 \
+         WHERE id IN (SELECT id FROM outbox WHERE ((status = 'pending' AND not_before <= $1) OR status = 'sending') \
+         AND (lease_until IS NULL OR lease_until < $1 OR ",
+        TAKE_OVER,
+        " ) ORDER BY not_before, id LIMIT $3) RETURNING ",
         QUEUED_COLUMNS
     );
 

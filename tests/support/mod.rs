@@ -116,3 +116,17 @@ fn uuid_like() -> String {
         N.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// The service's flags as `aftercare run` parses them, defaults included.
+#[derive(clap::Parser)]
+struct Flags {
+    #[command(flatten)]
+    service: aftercare::config::ServiceArgs,
+}
+
+/// `aftercare run`'s configuration from `flags` (as on the command line),
+/// every other setting at its default.
+pub fn service_args(flags: &[&str]) -> aftercare::config::ServiceArgs {
+    <Flags as clap::Parser>::parse_from(std::iter::once("aftercare").chain(flags.iter().copied()))
+        .service
+}

@@ -300,3 +300,92 @@ fn preview_renders_a_locale_with_an_event() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("bad.json:1:"), "{}", stderr(&o));
 }
+
+/// Runs `validate` on `seq/` and the shipped templates; returns (code, stderr).
+fn validate_dir(d: &Path) -> (Option<i32>, String, String) {
+    let seq = d.join("seq");
+    let o = aftercare(&[
+        "validate",
+        "--sequences",
+        seq.to_str().unwrap(),
+        "--templates",
+        "templates",
+    ]);
+    (o.status.code(), stderr(&o), stdout(&o))
+}
+
+/// Issue 7, reproduction 4: durations and windows that crashed the service
+/// (and a `wait_until` that crashed `validate` itself) are errors with their
+/// place, not panics.
+#[test]
+fn validate_rejects_durations_past_ten_years_with_their_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "seq/_policies.yaml",
+        "frequency_cap: {max: 1, per: 15000000w}\npromo_share: {max_percent: 20, window: 15000000w}\n",
+    );
+    write(
+        d,
+        "seq/a.yaml",
+        "id: a\ncategory: transactional\ntrigger: {event: order.placed}\nsteps:\n  - email: order-confirmation\n  - wait: 15000000w\n  - wait_for: shipment.shipped\n    within: 15000000w\n  - wait_until: 'now + days(200000000000)'\n  - wait_until: 'now + days(100000000)'\n  - email: order-shipped\n",
+    );
+    let (code, err, _) = validate_dir(d);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let p = |f: &str| d.join(f).display().to_string();
+    for want in [
+        format!(
+            "{}:1:30: frequency_cap.per: \"15000000w\" is longer than 3650d (about 10 years)",
+            p("seq/_policies.yaml")
+        ),
+        format!(
+            "{}:2:40: promo_share.window: \"15000000w\" is longer than 3650d",
+            p("seq/_policies.yaml")
+        ),
+        format!(
+            "{}:6:11: wait: \"15000000w\" is longer than 3650d",
+            p("seq/a.yaml")
+        ),
+        format!(
+            "{}:8:13: within: \"15000000w\" is longer than 3650d",
+            p("seq/a.yaml")
+        ),
+        format!(
+            "{}:9:17: `now + days(200000000000)` fails on the sample event",
+            p("seq/a.yaml")
+        ),
+        format!(
+            "{}:10:17: `now + days(100000000)` fails on the sample event",
+            p("seq/a.yaml")
+        ),
+    ] {
+        assert!(err.contains(&want), "missing {want:?} in:\n{err}");
+    }
+}
+
+/// Issue 7, reproduction 1, as a user runs it: `simulate` on a file with
+/// that order exits 0 (it exited 101), and the events after it still run.
+#[test]
+fn simulate_survives_a_huge_replenish_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.jsonl");
+    let e = r#""occurred_at":"2026-05-01T10:00:00Z","customer":{"id":"c","email":"a@b.co"}"#;
+    std::fs::write(
+        &events,
+        format!(
+            "{{\"id\":\"p\",\"type\":\"order.placed\",{e},\"order\":{{\"id\":\"o\",\"placed_at\":\"2026-05-01T10:00:00Z\",\"items\":[{{\"sku\":\"x\",\"replenish_every_days\":100000000}}]}}}}\n\
+             {{\"id\":\"q\",\"type\":\"order.placed\",\"occurred_at\":\"2026-05-01T11:00:00Z\",\"customer\":{{\"id\":\"d\",\"email\":\"d@b.co\"}},\"order\":{{\"id\":\"o2\",\"placed_at\":\"2026-05-01T11:00:00Z\",\"items\":[{{\"sku\":\"x\"}}]}}}}\n"
+        ),
+    )
+    .unwrap();
+    let o = aftercare(&["simulate", "--events", events.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(r#""customer_id":"d""#),
+        "the next order still ran:\n{}",
+        stdout(&o)
+    );
+}

@@ -389,3 +389,67 @@ fn simulate_survives_a_huge_replenish_interval() {
         stdout(&o)
     );
 }
+
+const LOOP_A: &str = "id: a\ncategory: value\ntrigger: {event: order.placed}\nenroll: every_event\nsteps:\n  - email: order-confirmation\n  - wait: 1s\n  - start: b\n";
+const LOOP_B: &str = "id: b\ncategory: value\nenroll: every_event\nsteps:\n  - email: order-shipped\n  - if: 'has(order.total)'\n    then: [{start: a}]\n";
+
+/// Issue 7, item 4: a start cycle that can go round without a day of
+/// waiting is refused, with its path and the file of each hop; one that
+/// cannot repeat, or waits, is a warning with its path.
+#[test]
+fn validate_finds_start_loops_before_they_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let p = |f: &str| d.join(f).display().to_string();
+    // The issue's example: every_event, an email, 1s, start itself.
+    write(
+        d,
+        "seq/self.yaml",
+        "id: self\ncategory: value\ntrigger: {event: order.placed}\nenroll: every_event\nsteps:\n  - email: order-confirmation\n  - wait: 1s\n  - start: self\n",
+    );
+    write(d, "seq/a.yaml", LOOP_A);
+    write(d, "seq/b.yaml", LOOP_B);
+    let (code, err, _) = validate_dir(d);
+    assert_eq!(code, Some(1), "{err}");
+    for want in [
+        format!(
+            "{}:8:12: start cycle `self` ({}) → `self` goes round again after only 1s of waiting",
+            p("seq/self.yaml"),
+            p("seq/self.yaml")
+        ),
+        format!(
+            "{}:8:12: start cycle `a` ({}) → `b` ({}) → `a` goes round again after only 1s of waiting",
+            p("seq/a.yaml"),
+            p("seq/a.yaml"),
+            p("seq/b.yaml")
+        ),
+        "a cycle of every_event sequences must wait at least 1d per round".to_string(),
+    ] {
+        assert!(err.contains(&want), "missing {want:?} in:\n{err}");
+    }
+
+    // The same loops, each round waiting a week, or through a sequence that
+    // enrolls once per order: warnings, and validate passes.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let p = |f: &str| d.join(f).display().to_string();
+    write(d, "seq/a.yaml", &LOOP_A.replace("wait: 1s", "wait: 7d"));
+    write(
+        d,
+        "seq/b.yaml",
+        &LOOP_B.replace("enroll: every_event", "enroll: once_per_order"),
+    );
+    let (code, err, out) = validate_dir(d);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("1 warning(s)") || out.contains("warning(s)"),
+        "{out}"
+    );
+    let want = format!(
+        "{}:8:12: warning: start cycle `a` ({}) → `b` ({}) → `a` (a once_per_order or once_per_customer sequence in it stops the second round)",
+        p("seq/a.yaml"),
+        p("seq/a.yaml"),
+        p("seq/b.yaml")
+    );
+    assert!(err.contains(&want), "missing {want:?} in:\n{err}");
+}

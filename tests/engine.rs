@@ -725,3 +725,107 @@ steps:
         assert_eq!(e.wake_at(), None);
     }
 }
+
+const RUNAWAY: &str = r#"
+id: runaway
+category: transactional
+trigger: {event: order.placed}
+enroll: every_event
+steps: [{email: again}, {wait: 1s}, {start: runaway}]
+"#;
+
+/// Item 4 at run time: a sequence that starts itself every second (which
+/// `validate` refuses) is stopped by the per-customer ceiling: 50 emails and
+/// 100 enrollments in 24 hours by default, each refusal noted.
+#[test]
+fn the_per_customer_ceiling_stops_a_runaway() {
+    let cat = catalog(&[RUNAWAY]);
+    let mut list = CustomerState::default();
+    let start = t(T0);
+    let first = apply_event(
+        &cat,
+        &mut list,
+        &ev("e1", "order.placed", "c1", Some("o1"), T0),
+        start,
+    );
+    let mut emails = first.emails.len();
+    let mut notes = first.notes;
+    let mut now = start;
+    for _ in 0..500 {
+        now += Duration::seconds(1);
+        for i in 0..list.enrollments.len() {
+            if list.enrollments[i].wake_at().is_some_and(|w| w <= now) {
+                let c = apply_wake(&cat, &mut list, i, now);
+                emails += c.emails.len();
+                notes.extend(c.notes);
+            }
+        }
+    }
+    assert_eq!(emails, 50);
+    assert_eq!(list.enrollments.len(), 100);
+    assert!(
+        list.enrollments.iter().all(|e| !e.is_active()),
+        "the chain ended"
+    );
+    assert!(notes.iter().any(|n| n.message.contains(
+        "email `again` not enqueued: the customer reached the ceiling of 50 emails enqueued per 1d"
+    )));
+    assert!(notes.iter().any(|n| n.message.contains(
+        "not started: the customer reached the ceiling of 100 enrollments started per 1d"
+    )));
+    let tally = list.profile.as_ref().unwrap().tally.unwrap();
+    assert_eq!((tally.enrollments, tally.emails), (100, 50));
+    // The count travels with the profile, which the store saves.
+    let again = apply_event(
+        &cat,
+        &mut list,
+        &ev(
+            "e2",
+            "order.placed",
+            "c1",
+            Some("o2"),
+            "2026-11-20T12:00:00Z",
+        ),
+        t("2026-11-20T12:00:00Z"),
+    );
+    assert!(again.emails.is_empty());
+    assert!(again.profile.is_none(), "nothing counted, nothing to save");
+    // A day later the window has ended: the customer gets mail again.
+    let later = apply_event(
+        &cat,
+        &mut list,
+        &ev(
+            "e3",
+            "order.placed",
+            "c1",
+            Some("o3"),
+            "2026-11-21T10:00:01Z",
+        ),
+        t("2026-11-21T10:00:01Z"),
+    );
+    assert_eq!(templates(&later), ["again"]);
+    assert_eq!(later.profile.unwrap().tally.unwrap().emails, 1);
+}
+
+/// The ceiling is read from the policies file.
+#[test]
+fn the_ceiling_is_configurable() {
+    let (p, d) = parse_policies(
+        Path::new("_policies.yaml"),
+        "ceiling: {enrollments: 3, emails: 2, per: 1h}\n",
+    );
+    assert!(!d.has_errors(), "{d}");
+    let cat = Catalog::new(vec![seq(RUNAWAY)], p);
+    let mut list = CustomerState::default();
+    let mut sent = templates(&apply_event(
+        &cat,
+        &mut list,
+        &ev("e1", "order.placed", "c1", Some("o1"), T0),
+        t(T0),
+    ));
+    for s in 1..10 {
+        sent.extend(wake_all(&cat, &mut list, t(T0) + Duration::seconds(s)));
+    }
+    assert_eq!(sent, ["again", "again"]);
+    assert_eq!(list.enrollments.len(), 3);
+}

@@ -453,3 +453,35 @@ fn validate_finds_start_loops_before_they_run() {
     );
     assert!(err.contains(&want), "missing {want:?} in:\n{err}");
 }
+
+/// A condition whose tree is deep (a long chain of `+`) overflowed the
+/// stack when evaluated (an abort: `validate` runs each condition on a
+/// sample, the service on small-stacked threads). It is refused with its
+/// place; so is a deeply bracketed one.
+#[test]
+fn validate_refuses_a_deep_condition_without_crashing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let seq = |when: &str| {
+        format!(
+            "id: a\ncategory: transactional\ntrigger: {{event: order.placed, when: '{when}'}}\nsteps:\n  - email: order-confirmation\n"
+        )
+    };
+    let chain = format!("order.total{} > 1.0", " + 1.0".repeat(600));
+    write(d, "seq/a.yaml", &seq(&chain));
+    let (code, err, _) = validate_dir(d);
+    assert_eq!(code, Some(1), "{err}");
+    let want = format!(
+        "{}:3:38: trigger.when: the condition nests more than 32 levels deep",
+        d.join("seq/a.yaml").display()
+    );
+    assert!(err.contains(&want), "missing {want:?} in:\n{err}");
+    let brackets = format!("{}order.total{} > 1.0", "(".repeat(1000), ")".repeat(1000));
+    write(d, "seq/a.yaml", &seq(&brackets));
+    let (code, err, _) = validate_dir(d);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("3:38: trigger.when: invalid condition"),
+        "{err}"
+    );
+}

@@ -829,3 +829,33 @@ fn the_ceiling_is_configurable() {
     assert_eq!(sent, ["again", "again"]);
     assert_eq!(list.enrollments.len(), 3);
 }
+
+/// An `every_event` sequence that starts itself after a day (a warning in
+/// `validate`, not an error) nested each key in the next: after a few
+/// months a key passed what a PostgreSQL index takes and the scheduler's
+/// batch failed. Keys stay short and distinct.
+#[test]
+fn a_slow_self_start_keeps_its_keys_short() {
+    let cat = catalog(&[r#"
+id: daily
+category: transactional
+trigger: {event: order.placed}
+enroll: every_event
+steps: [{email: daily}, {wait: 1d}, {start: daily}]
+"#]);
+    let mut list = CustomerState::default();
+    apply_event(
+        &cat,
+        &mut list,
+        &ev("e1", "order.placed", "c1", Some("o1"), T0),
+        t(T0),
+    );
+    let mut sent = 1;
+    for day in 1..=200 {
+        sent += wake_all(&cat, &mut list, t(T0) + Duration::days(day)).len();
+        list.enrollments.retain(|e| e.is_active());
+    }
+    assert_eq!(sent, 201);
+    let e = &list.enrollments[0];
+    assert!(e.key.len() < 120, "{}", e.key);
+}

@@ -98,6 +98,52 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
     })
 }
 
+/// The longest condition, in bytes.
+pub const MAX_SOURCE: usize = 4096;
+
+/// The deepest expression tree a condition may build (brackets, calls and
+/// operators nest it; `&&` and `||` chains are balanced).
+pub const MAX_DEPTH: usize = 32;
+
+/// The compiler's stack: the parser takes tens of kilobytes per bracket in
+/// a debug build.
+const COMPILE_STACK: usize = 256 << 20;
+
+/// The depth of `e`, stopping early once past [`MAX_DEPTH`].
+fn depth(e: &cel::IdedExpr, at: usize) -> usize {
+    use cel::common::ast::{EntryExpr, Expr};
+    if at > MAX_DEPTH {
+        return at;
+    }
+    let below = |list: &mut dyn Iterator<Item = &cel::IdedExpr>| {
+        list.map(|c| depth(c, at + 1)).max().unwrap_or(at)
+    };
+    match &e.expr {
+        Expr::Call(c) => below(&mut c.target.iter().map(|t| &**t).chain(&c.args)),
+        Expr::Comprehension(c) => below(
+            &mut [
+                &c.iter_range,
+                &c.accu_init,
+                &c.loop_cond,
+                &c.loop_step,
+                &c.result,
+            ]
+            .into_iter(),
+        ),
+        Expr::List(l) => below(&mut l.elements.iter()),
+        Expr::Map(m) => below(&mut m.entries.iter().flat_map(|en| match &en.expr {
+            EntryExpr::MapEntry(me) => vec![&me.key, &me.value],
+            EntryExpr::StructField(f) => vec![&f.value],
+        })),
+        Expr::Struct(st) => below(&mut st.entries.iter().flat_map(|en| match &en.expr {
+            EntryExpr::MapEntry(me) => vec![&me.key, &me.value],
+            EntryExpr::StructField(f) => vec![&f.value],
+        })),
+        Expr::Select(sel) => below(&mut std::iter::once(&*sel.operand)),
+        _ => at,
+    }
+}
+
 /// `days(n)`: a duration of `n` days, refused beyond [`MAX_DAYS`].
 fn days(n: i64) -> Result<Value, cel::ExecutionError> {
     TimeDelta::try_days(n)
@@ -126,7 +172,39 @@ impl Condition {
     /// Compiles `source`; the error names what CEL could not parse and where
     /// inside the expression.
     pub fn compile(source: &str, line: u64, col: u64) -> Result<Self, String> {
-        let program = guarded(|| Ok(env().compile(source)))?.map_err(|errs| {
+        if source.len() > MAX_SOURCE {
+            return Err(format!(
+                "a condition is at most {MAX_SOURCE} bytes long; this one is {}",
+                source.len()
+            ));
+        }
+        // The parser recurses deeply for each bracket: on a thread of its own
+        // with a large stack, and the tree it builds is checked for depth
+        // there (and dropped there when refused), so that evaluations on the
+        // service's small-stacked threads never recurse deeper than
+        // MAX_DEPTH.
+        let parsed = std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .name("cel-compile".into())
+                .stack_size(COMPILE_STACK)
+                .spawn_scoped(s, || {
+                    guarded(|| {
+                        if let Ok(tree) = env().parser().parse(source)
+                            && depth(&tree, 0) > MAX_DEPTH
+                        {
+                            return Err(format!(
+                                "the condition nests more than {MAX_DEPTH} levels deep \
+                                 (a long chain of operators, or calls and lists within each other)"
+                            ));
+                        }
+                        Ok(env().compile(source))
+                    })
+                })
+                .map_err(|e| format!("cannot start the compiler thread: {e}"))?
+                .join()
+                .unwrap_or_else(|_| Err("the CEL compiler failed".into()))
+        })?;
+        let program = parsed.map_err(|errs| {
             errs.errors
                 .iter()
                 .map(|e| {
@@ -526,6 +604,40 @@ mod tests {
         assert!(err.contains("outside the years 1970-9999"), "{err}");
         let late = Condition::compile("now + days(2900000)", 1, 1).unwrap();
         assert_eq!(late.eval_timestamp(&b).unwrap().year(), 9966);
+    }
+
+    /// Deep expressions overflowed the stack (an abort, not a panic) in the
+    /// parser or in an evaluation. They are refused when they load, and what
+    /// is allowed evaluates on a small stack (this test thread's 2 MiB).
+    #[test]
+    fn deep_expressions_are_refused_not_a_stack_overflow() {
+        for (src, want) in [
+            (
+                format!("{}1{} > 0", "(".repeat(2100), ")".repeat(2100)),
+                "bytes long",
+            ),
+            (format!("{}1{} > 0", "(".repeat(1000), ")".repeat(1000)), ""),
+            (format!("1{} > 0", " + 1".repeat(1000)), "nests"),
+            (
+                format!("{}1{} == 1", "[".repeat(40), "]".repeat(40)),
+                "nests",
+            ),
+            (format!("customer{} == 1", ".a".repeat(1500)), "nests"),
+            (format!("{}1 > 0", "(".repeat(500)), ""),
+        ] {
+            let err = Condition::compile(&src, 1, 1).unwrap_err();
+            assert!(err.contains(want), "{err}");
+        }
+        let deepest = format!("1{} > 0", " + 1".repeat(MAX_DEPTH - 2));
+        assert_eq!(eval(&deepest), Ok(true));
+        let list = format!(
+            "{}1{} != []",
+            "[".repeat(MAX_DEPTH - 2),
+            "]".repeat(MAX_DEPTH - 2)
+        );
+        assert_eq!(eval(&list), Ok(true));
+        let parens = format!("{}order.total{} > 100.0", "(".repeat(90), ")".repeat(90));
+        assert_eq!(eval(&parens), Ok(true));
     }
 
     #[test]

@@ -300,3 +300,188 @@ fn preview_renders_a_locale_with_an_event() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("bad.json:1:"), "{}", stderr(&o));
 }
+
+/// Runs `validate` on `seq/` and the shipped templates; returns (code, stderr).
+fn validate_dir(d: &Path) -> (Option<i32>, String, String) {
+    let seq = d.join("seq");
+    let o = aftercare(&[
+        "validate",
+        "--sequences",
+        seq.to_str().unwrap(),
+        "--templates",
+        "templates",
+    ]);
+    (o.status.code(), stderr(&o), stdout(&o))
+}
+
+/// Issue 7, reproduction 4: durations and windows that crashed the service
+/// (and a `wait_until` that crashed `validate` itself) are errors with their
+/// place, not panics.
+#[test]
+fn validate_rejects_durations_past_ten_years_with_their_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "seq/_policies.yaml",
+        "frequency_cap: {max: 1, per: 15000000w}\npromo_share: {max_percent: 20, window: 15000000w}\n",
+    );
+    write(
+        d,
+        "seq/a.yaml",
+        "id: a\ncategory: transactional\ntrigger: {event: order.placed}\nsteps:\n  - email: order-confirmation\n  - wait: 15000000w\n  - wait_for: shipment.shipped\n    within: 15000000w\n  - wait_until: 'now + days(200000000000)'\n  - wait_until: 'now + days(100000000)'\n  - email: order-shipped\n",
+    );
+    let (code, err, _) = validate_dir(d);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let p = |f: &str| d.join(f).display().to_string();
+    for want in [
+        format!(
+            "{}:1:30: frequency_cap.per: \"15000000w\" is longer than 3650d (about 10 years)",
+            p("seq/_policies.yaml")
+        ),
+        format!(
+            "{}:2:40: promo_share.window: \"15000000w\" is longer than 3650d",
+            p("seq/_policies.yaml")
+        ),
+        format!(
+            "{}:6:11: wait: \"15000000w\" is longer than 3650d",
+            p("seq/a.yaml")
+        ),
+        format!(
+            "{}:8:13: within: \"15000000w\" is longer than 3650d",
+            p("seq/a.yaml")
+        ),
+        format!(
+            "{}:9:17: `now + days(200000000000)` fails on the sample event",
+            p("seq/a.yaml")
+        ),
+        format!(
+            "{}:10:17: `now + days(100000000)` fails on the sample event",
+            p("seq/a.yaml")
+        ),
+    ] {
+        assert!(err.contains(&want), "missing {want:?} in:\n{err}");
+    }
+}
+
+/// Issue 7, reproduction 1, as a user runs it: `simulate` on a file with
+/// that order exits 0 (it exited 101), and the events after it still run.
+#[test]
+fn simulate_survives_a_huge_replenish_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.jsonl");
+    let e = r#""occurred_at":"2026-05-01T10:00:00Z","customer":{"id":"c","email":"a@b.co"}"#;
+    std::fs::write(
+        &events,
+        format!(
+            "{{\"id\":\"p\",\"type\":\"order.placed\",{e},\"order\":{{\"id\":\"o\",\"placed_at\":\"2026-05-01T10:00:00Z\",\"items\":[{{\"sku\":\"x\",\"replenish_every_days\":100000000}}]}}}}\n\
+             {{\"id\":\"q\",\"type\":\"order.placed\",\"occurred_at\":\"2026-05-01T11:00:00Z\",\"customer\":{{\"id\":\"d\",\"email\":\"d@b.co\"}},\"order\":{{\"id\":\"o2\",\"placed_at\":\"2026-05-01T11:00:00Z\",\"items\":[{{\"sku\":\"x\"}}]}}}}\n"
+        ),
+    )
+    .unwrap();
+    let o = aftercare(&["simulate", "--events", events.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(r#""customer_id":"d""#),
+        "the next order still ran:\n{}",
+        stdout(&o)
+    );
+}
+
+const LOOP_A: &str = "id: a\ncategory: value\ntrigger: {event: order.placed}\nenroll: every_event\nsteps:\n  - email: order-confirmation\n  - wait: 1s\n  - start: b\n";
+const LOOP_B: &str = "id: b\ncategory: value\nenroll: every_event\nsteps:\n  - email: order-shipped\n  - if: 'has(order.total)'\n    then: [{start: a}]\n";
+
+/// Issue 7, item 4: a start cycle that can go round without a day of
+/// waiting is refused, with its path and the file of each hop; one that
+/// cannot repeat, or waits, is a warning with its path.
+#[test]
+fn validate_finds_start_loops_before_they_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let p = |f: &str| d.join(f).display().to_string();
+    // The issue's example: every_event, an email, 1s, start itself.
+    write(
+        d,
+        "seq/self.yaml",
+        "id: self\ncategory: value\ntrigger: {event: order.placed}\nenroll: every_event\nsteps:\n  - email: order-confirmation\n  - wait: 1s\n  - start: self\n",
+    );
+    write(d, "seq/a.yaml", LOOP_A);
+    write(d, "seq/b.yaml", LOOP_B);
+    let (code, err, _) = validate_dir(d);
+    assert_eq!(code, Some(1), "{err}");
+    for want in [
+        format!(
+            "{}:8:12: start cycle `self` ({}) → `self` goes round again after only 1s of waiting",
+            p("seq/self.yaml"),
+            p("seq/self.yaml")
+        ),
+        format!(
+            "{}:8:12: start cycle `a` ({}) → `b` ({}) → `a` goes round again after only 1s of waiting",
+            p("seq/a.yaml"),
+            p("seq/a.yaml"),
+            p("seq/b.yaml")
+        ),
+        "a cycle of every_event sequences must wait at least 1d per round".to_string(),
+    ] {
+        assert!(err.contains(&want), "missing {want:?} in:\n{err}");
+    }
+
+    // The same loops, each round waiting a week, or through a sequence that
+    // enrolls once per order: warnings, and validate passes.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let p = |f: &str| d.join(f).display().to_string();
+    write(d, "seq/a.yaml", &LOOP_A.replace("wait: 1s", "wait: 7d"));
+    write(
+        d,
+        "seq/b.yaml",
+        &LOOP_B.replace("enroll: every_event", "enroll: once_per_order"),
+    );
+    let (code, err, out) = validate_dir(d);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("1 warning(s)") || out.contains("warning(s)"),
+        "{out}"
+    );
+    let want = format!(
+        "{}:8:12: warning: start cycle `a` ({}) → `b` ({}) → `a` (a once_per_order or once_per_customer sequence in it stops the second round)",
+        p("seq/a.yaml"),
+        p("seq/a.yaml"),
+        p("seq/b.yaml")
+    );
+    assert!(err.contains(&want), "missing {want:?} in:\n{err}");
+}
+
+/// A condition whose tree is deep (a long chain of `+`) overflowed the
+/// stack when evaluated (an abort: `validate` runs each condition on a
+/// sample, the service on small-stacked threads). It is refused with its
+/// place; so is a deeply bracketed one.
+#[test]
+fn validate_refuses_a_deep_condition_without_crashing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let seq = |when: &str| {
+        format!(
+            "id: a\ncategory: transactional\ntrigger: {{event: order.placed, when: '{when}'}}\nsteps:\n  - email: order-confirmation\n"
+        )
+    };
+    let chain = format!("order.total{} > 1.0", " + 1.0".repeat(600));
+    write(d, "seq/a.yaml", &seq(&chain));
+    let (code, err, _) = validate_dir(d);
+    assert_eq!(code, Some(1), "{err}");
+    let want = format!(
+        "{}:3:38: trigger.when: the condition nests more than 32 levels deep",
+        d.join("seq/a.yaml").display()
+    );
+    assert!(err.contains(&want), "missing {want:?} in:\n{err}");
+    let brackets = format!("{}order.total{} > 1.0", "(".repeat(1000), ")".repeat(1000));
+    write(d, "seq/a.yaml", &seq(&brackets));
+    let (code, err, _) = validate_dir(d);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("3:38: trigger.when: invalid condition"),
+        "{err}"
+    );
+}

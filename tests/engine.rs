@@ -586,3 +586,276 @@ fn a_late_event_times_out_first_even_when_the_wake_up_is_behind() {
     let a = apply_event(&cat, &mut list, &in_time, t("2026-11-23T12:00:00Z"));
     assert_eq!(templates(&a), ["shipped"]);
 }
+
+// Issue 7: no input and no setting that got past validation makes the
+// engine panic; the enrollment pays, with its reason noted.
+
+/// The shipped sequences, templates and policies, as `run` loads them.
+fn shipped() -> aftercare::validate::Loaded {
+    let l = aftercare::validate::load(Path::new("sequences"), Path::new("templates"));
+    assert!(!l.diagnostics.has_errors(), "{}", l.diagnostics);
+    l
+}
+
+/// Reproduction 1: `replenish_every_days: 100000000` puts the shipped
+/// reorder's `wait_until` past every date. The reorder enrollment ends with
+/// the reason; the rest of the event (fulfilment) goes on.
+#[test]
+fn a_huge_replenish_interval_ends_only_the_reorder_enrollment() {
+    let l = shipped();
+    let mut e = Event::parse(
+        r#"{"id":"p","type":"order.placed","occurred_at":"2026-05-01T10:00:00Z","customer":{"id":"c","email":"a@b.co"},
+        "order":{"id":"o","placed_at":"2026-05-01T10:00:00Z","items":[{"sku":"x","replenish_every_days":30}]}}"#,
+    )
+    .unwrap();
+    // Set past any check at the boundary: the engine must hold on its own.
+    e.order.as_mut().unwrap().items[0].replenish_every_days = Some(100_000_000);
+    let mut state = CustomerState::default();
+    let out = apply_event(&l.catalog, &mut state, &e, t("2026-05-01T10:00:00Z"));
+    let reorder = state
+        .enrollments
+        .iter()
+        .find(|e| e.sequence == "reorder")
+        .expect("the reorder sequence was entered");
+    assert_eq!(reorder.status, Status::Exited);
+    let why = reorder.ended_reason.as_deref().unwrap();
+    assert!(
+        why.contains("wait_until") && why.contains("out of range"),
+        "{why}"
+    );
+    assert!(
+        out.notes
+            .iter()
+            .any(|n| n.sequence == "reorder" && n.message.contains("wait_until")),
+        "{:?}",
+        out.notes
+    );
+    assert!(
+        templates(&out).contains(&"order-confirmation".to_string()),
+        "{:?}",
+        templates(&out)
+    );
+}
+
+/// The expression of reproduction 1 written out: a `wait_until` past what
+/// dates hold (it panicked inside the CEL library) is a failed `wait_until`.
+#[test]
+fn a_wait_until_past_the_calendar_ends_the_enrollment() {
+    let cat = catalog(&[r#"
+id: far
+category: value
+trigger: {event: order.placed}
+steps:
+  - wait_until: "order.placed_at + days(100000000)"
+  - email: never
+  - wait_until: "order.placed_at + days(3000000)"
+  - email: never-either
+"#]);
+    let mut list = CustomerState::default();
+    let out = apply_event(
+        &cat,
+        &mut list,
+        &ev("e1", "order.placed", "c1", Some("o1"), T0),
+        t(T0),
+    );
+    assert!(out.emails.is_empty());
+    assert_eq!(list.enrollments[0].status, Status::Exited);
+    let why = list.enrollments[0].ended_reason.clone().unwrap();
+    assert!(
+        why.contains("wait_until") && why.contains("out of range"),
+        "{why}"
+    );
+}
+
+/// Reproduction 4 in the engine: waits and `within`s too long for the
+/// calendar (as if validation had been skipped) end the enrollment.
+#[test]
+fn waits_past_the_calendar_end_the_enrollment() {
+    use aftercare::sequence::plan::Op;
+    let mut seq = seq(r#"
+id: long
+category: value
+trigger: {event: order.placed}
+steps:
+  - wait: 1d
+  - email: never
+"#);
+    let mut waitfor = self::seq(
+        r#"
+id: longfor
+category: value
+trigger: {event: order.placed}
+steps:
+  - wait_for: shipment.shipped
+    within: 1d
+  - email: never-either
+"#,
+    );
+    let huge = chrono::TimeDelta::weeks(15_000_000);
+    for i in &mut seq.plan.instrs {
+        if let Op::Wait { duration, .. } = &mut i.op {
+            *duration = huge;
+        }
+    }
+    for i in &mut waitfor.plan.instrs {
+        if let Op::WaitFor { within, .. } = &mut i.op {
+            *within = huge;
+        }
+    }
+    let (p, _) = parse_policies(Path::new("_policies.yaml"), "default_timezone: UTC\n");
+    let cat = Catalog::new(vec![seq, waitfor], p);
+    let mut list = CustomerState::default();
+    let out = apply_event(
+        &cat,
+        &mut list,
+        &ev("e1", "order.placed", "c1", Some("o1"), T0),
+        t(T0),
+    );
+    assert!(out.emails.is_empty());
+    assert_eq!(list.enrollments.len(), 2);
+    for e in &list.enrollments {
+        assert_eq!(e.status, Status::Exited, "{}", e.sequence);
+        assert!(
+            e.ended_reason
+                .as_deref()
+                .unwrap()
+                .contains("past the dates"),
+            "{e:?}"
+        );
+        assert_eq!(e.wake_at(), None);
+    }
+}
+
+const RUNAWAY: &str = r#"
+id: runaway
+category: transactional
+trigger: {event: order.placed}
+enroll: every_event
+steps: [{email: again}, {wait: 1s}, {start: runaway}]
+"#;
+
+/// Item 4 at run time: a sequence that starts itself every second (which
+/// `validate` refuses) is stopped by the per-customer ceiling: 50 emails and
+/// 100 enrollments in 24 hours by default, each refusal noted.
+#[test]
+fn the_per_customer_ceiling_stops_a_runaway() {
+    let cat = catalog(&[RUNAWAY]);
+    let mut list = CustomerState::default();
+    let start = t(T0);
+    let first = apply_event(
+        &cat,
+        &mut list,
+        &ev("e1", "order.placed", "c1", Some("o1"), T0),
+        start,
+    );
+    let mut emails = first.emails.len();
+    let mut notes = first.notes;
+    let mut now = start;
+    for _ in 0..500 {
+        now += Duration::seconds(1);
+        for i in 0..list.enrollments.len() {
+            if list.enrollments[i].wake_at().is_some_and(|w| w <= now) {
+                let c = apply_wake(&cat, &mut list, i, now);
+                emails += c.emails.len();
+                notes.extend(c.notes);
+            }
+        }
+    }
+    assert_eq!(emails, 50);
+    assert_eq!(list.enrollments.len(), 100);
+    assert!(
+        list.enrollments.iter().all(|e| !e.is_active()),
+        "the chain ended"
+    );
+    assert!(notes.iter().any(|n| n.message.contains(
+        "email `again` not enqueued: the customer reached the ceiling of 50 emails enqueued per 1d"
+    )));
+    assert!(notes.iter().any(|n| n.message.contains(
+        "not started: the customer reached the ceiling of 100 enrollments started per 1d"
+    )));
+    let tally = list.profile.as_ref().unwrap().tally.unwrap();
+    assert_eq!((tally.enrollments, tally.emails), (100, 50));
+    // The count travels with the profile, which the store saves.
+    let again = apply_event(
+        &cat,
+        &mut list,
+        &ev(
+            "e2",
+            "order.placed",
+            "c1",
+            Some("o2"),
+            "2026-11-20T12:00:00Z",
+        ),
+        t("2026-11-20T12:00:00Z"),
+    );
+    assert!(again.emails.is_empty());
+    assert!(again.profile.is_none(), "nothing counted, nothing to save");
+    // A day later the window has ended: the customer gets mail again.
+    let later = apply_event(
+        &cat,
+        &mut list,
+        &ev(
+            "e3",
+            "order.placed",
+            "c1",
+            Some("o3"),
+            "2026-11-21T10:00:01Z",
+        ),
+        t("2026-11-21T10:00:01Z"),
+    );
+    assert_eq!(templates(&later), ["again"]);
+    assert_eq!(later.profile.unwrap().tally.unwrap().emails, 1);
+}
+
+/// The ceiling is read from the policies file.
+#[test]
+fn the_ceiling_is_configurable() {
+    let (p, d) = parse_policies(
+        Path::new("_policies.yaml"),
+        "ceiling: {enrollments: 3, emails: 2, per: 1h}\n",
+    );
+    assert!(!d.has_errors(), "{d}");
+    let cat = Catalog::new(vec![seq(RUNAWAY)], p);
+    let mut list = CustomerState::default();
+    let mut sent = templates(&apply_event(
+        &cat,
+        &mut list,
+        &ev("e1", "order.placed", "c1", Some("o1"), T0),
+        t(T0),
+    ));
+    for s in 1..10 {
+        sent.extend(wake_all(&cat, &mut list, t(T0) + Duration::seconds(s)));
+    }
+    assert_eq!(sent, ["again", "again"]);
+    assert_eq!(list.enrollments.len(), 3);
+}
+
+/// An `every_event` sequence that starts itself after a day (a warning in
+/// `validate`, not an error) nested each key in the next: after a few
+/// months a key passed what a PostgreSQL index takes and the scheduler's
+/// batch failed. Keys stay short and distinct.
+#[test]
+fn a_slow_self_start_keeps_its_keys_short() {
+    let cat = catalog(&[r#"
+id: daily
+category: transactional
+trigger: {event: order.placed}
+enroll: every_event
+steps: [{email: daily}, {wait: 1d}, {start: daily}]
+"#]);
+    let mut list = CustomerState::default();
+    apply_event(
+        &cat,
+        &mut list,
+        &ev("e1", "order.placed", "c1", Some("o1"), T0),
+        t(T0),
+    );
+    let mut sent = 1;
+    for day in 1..=200 {
+        sent += wake_all(&cat, &mut list, t(T0) + Duration::days(day)).len();
+        list.enrollments.retain(|e| e.is_active());
+    }
+    assert_eq!(sent, 201);
+    let e = &list.enrollments[0];
+    assert!(e.key.len() < 120, "{}", e.key);
+}

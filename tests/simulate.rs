@@ -203,3 +203,90 @@ fn sharded_runs_merge_in_order_and_repeat_exactly() {
     };
     assert_eq!(lines(&a), lines(&b));
 }
+
+/// Issue 7, reproduction 1: the order whose `replenish_every_days` puts the
+/// reorder reminder past every date. `simulate` (the same code as `run`)
+/// goes on: the order confirmation is sent, the reorder enrollment ends with
+/// its reason noted, and later events still run.
+#[test]
+fn a_huge_replenish_interval_costs_only_its_enrollment() {
+    let l = shipped();
+    let mut huge = event(1, 0, 1, 0, 0, false);
+    // Set past any check at the boundary: the engine must hold on its own.
+    huge.order.as_mut().unwrap().items[0].replenish_every_days = Some(100_000_000);
+    let after = event(2, 0, 2, 0, 60, false);
+    let w = simulate(&l.catalog, &l.templates, vec![huge, after], Until::Drained);
+    let notes: Vec<String> = w
+        .notes
+        .iter()
+        .filter(|(_, n)| n.sequence == "reorder")
+        .map(|(_, n)| n.message.clone())
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|m| m.contains("wait_until") && m.contains("out of range")),
+        "{notes:?}"
+    );
+    let sent = |c: &str, t: &str| {
+        w.delivered
+            .iter()
+            .any(|d| d.line.customer_id == c && d.line.template == t)
+    };
+    assert!(sent("c1", "order-confirmation"));
+    assert!(!sent("c1", "reorder-reminder"));
+    assert!(sent("c2", "order-confirmation"));
+    assert!(
+        sent("c2", "reorder-reminder"),
+        "the next customer's reorder still runs"
+    );
+    assert_eq!(w.pending, 0);
+}
+
+/// Issue 7, reproduction 4: a promo share window and a frequency cap too long
+/// for the calendar (as if validation had been skipped) do not stop the
+/// sender: every email is decided, none panics.
+#[test]
+fn policy_windows_past_the_calendar_do_not_panic() {
+    use aftercare::sequence::model::{FrequencyCap, PromoShare};
+    let l = shipped();
+    let mut catalog = (*l.catalog).clone();
+    let huge = chrono::TimeDelta::weeks(15_000_000);
+    catalog.policies.promo_share = Some(PromoShare {
+        max_percent: 20,
+        window: huge,
+    });
+    catalog.policies.frequency_cap = Some(FrequencyCap { max: 1, per: huge });
+    let catalog = std::sync::Arc::new(catalog);
+    // A coffee order (a reorder reminder, then a last call a week later)
+    // and a camera order (education and a promo) from customers with consent.
+    let coffee = event(1, 0, 1, 0, 0, false);
+    let camera = event(2, 0, 2, 0, 0, true);
+    let delivered = event(3, 4, 2, 0, 60 * 24 * 3, true);
+    let w = simulate(
+        &catalog,
+        &l.templates,
+        vec![coffee, camera, delivered],
+        Until::Drained,
+    );
+    assert_eq!(w.pending, 0);
+    let sent = |c: &str, t: &str| {
+        w.delivered
+            .iter()
+            .any(|d| d.line.customer_id == c && d.line.template == t)
+    };
+    assert!(
+        sent("c1", "reorder-reminder"),
+        "the first marketing email goes"
+    );
+    assert!(!sent("c1", "reorder-last-call"));
+    // The cap's window never ends within the calendar: the second marketing
+    // email is skipped with the reason.
+    assert!(
+        w.skipped
+            .iter()
+            .any(|s| s.reason.contains("before the year 9999")),
+        "{:?}",
+        w.skipped.iter().map(|s| &s.reason).collect::<Vec<_>>()
+    );
+}

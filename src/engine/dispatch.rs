@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashSet};
 use chrono::{DateTime, Utc};
 
 use super::customer::{Changes, CustomerState, NewEmail};
-use super::profile;
+use super::profile::{self, Counted, Profile};
 use super::state::{Context, EmailJob, Enrollment, enrollment_key};
 use super::{Effect, Input, advance, begin};
 use crate::event::Event;
@@ -77,12 +77,11 @@ pub fn apply_event(
             format!("{} ({})", event.kind, event.id),
         )
     });
-    // An event that repeats what is known writes nothing.
-    let changed = before.as_ref() != Some(&profile);
     state.profile = Some(profile);
     let mut out = Applied::default();
     let enrollments = &mut state.enrollments;
     let finished = &state.finished;
+    let tally = &mut state.profile;
     for i in 0..enrollments.len() {
         if !enrollments[i].is_active() {
             continue;
@@ -91,7 +90,12 @@ pub fn apply_event(
             continue;
         };
         let effects = advance(catalog, seq, &mut enrollments[i], Input::Event(event), now);
-        handle(catalog, enrollments, finished, i, effects, now, 0, &mut out);
+        let mut c = Customer {
+            enrollments,
+            finished,
+            profile: tally,
+        };
+        handle(catalog, &mut c, i, effects, now, 0, &mut out);
     }
     for id in catalog.triggers.get(&event.kind).into_iter().flatten() {
         let seq = &catalog.sequences[id];
@@ -122,18 +126,18 @@ pub fn apply_event(
             }
         }
         let context = Context::of_event(event);
-        enroll(
-            catalog,
+        let mut c = Customer {
             enrollments,
             finished,
-            &seq.id,
-            context,
-            &event.id,
-            now,
-            0,
-            &mut out,
+            profile: tally,
+        };
+        enroll(
+            catalog, &mut c, &seq.id, context, &event.id, now, 0, &mut out,
         );
     }
+    // An event that repeats what is known (and starts and sends nothing)
+    // writes nothing.
+    let changed = before.as_ref() != state.profile.as_ref();
     let mut changes = out.into_changes(state);
     if changed {
         changes.profile = state.profile.clone();
@@ -151,19 +155,16 @@ pub fn apply_wake(
     now: DateTime<Utc>,
 ) -> Changes {
     let mut out = Applied::default();
+    let tally = state.profile.as_ref().and_then(|p| p.tally);
     let enrollments = &mut state.enrollments;
     if let Some(seq) = catalog.get(&enrollments[idx].sequence) {
         let effects = advance(catalog, seq, &mut enrollments[idx], Input::Wake, now);
-        handle(
-            catalog,
+        let mut c = Customer {
             enrollments,
-            &state.finished,
-            idx,
-            effects,
-            now,
-            0,
-            &mut out,
-        );
+            finished: &state.finished,
+            profile: &mut state.profile,
+        };
+        handle(catalog, &mut c, idx, effects, now, 0, &mut out);
     } else if enrollments[idx].is_active() {
         // The sequence file was removed: end the enrollment visibly.
         let e = &mut enrollments[idx];
@@ -178,14 +179,52 @@ pub fn apply_wake(
             message: e.ended_reason.clone().unwrap_or_default(),
         });
     }
-    out.into_changes(state)
+    let counted = state.profile.as_ref().and_then(|p| p.tally) != tally;
+    let mut changes = out.into_changes(state);
+    if counted {
+        changes.profile = state.profile.clone();
+    }
+    changes
+}
+
+/// The parts of a [`CustomerState`] that starting and handling effects
+/// change, borrowed apart.
+struct Customer<'a> {
+    enrollments: &'a mut Vec<Enrollment>,
+    finished: &'a HashSet<String>,
+    /// Carries the ceiling's tally; `None` only for a customer never seen,
+    /// whose count could not be kept.
+    profile: &'a mut Option<Profile>,
+}
+
+impl Customer<'_> {
+    /// Counts one `what` against the per-customer ceiling; `false` past it.
+    fn count(&mut self, catalog: &Catalog, what: Counted, now: DateTime<Utc>) -> bool {
+        match self.profile {
+            Some(p) => p.count(&catalog.policies.ceiling, what, now),
+            None => true,
+        }
+    }
+}
+
+/// Why the ceiling refused, for the log.
+fn past_ceiling(catalog: &Catalog, what: Counted) -> String {
+    let c = &catalog.policies.ceiling;
+    let (n, what) = match what {
+        Counted::Enrollment => (c.enrollments, "enrollments started"),
+        Counted::Email => (c.emails, "emails enqueued"),
+    };
+    format!(
+        "the customer reached the ceiling of {n} {what} per {} (policies `ceiling`); \
+         a runaway sequence is the likely cause",
+        crate::sequence::duration::format(c.per)
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
 fn enroll(
     catalog: &Catalog,
-    enrollments: &mut Vec<Enrollment>,
-    finished: &HashSet<String>,
+    c: &mut Customer,
     sequence: &str,
     context: Context,
     origin: &str,
@@ -198,7 +237,7 @@ fn enroll(
     };
     let order_id = context.order.as_ref().map(|o| o.id.as_str());
     let key = enrollment_key(&seq.id, seq.enroll, &context.customer.id, order_id, origin);
-    if finished.contains(&key) || enrollments.iter().any(|e| e.key == key) {
+    if c.finished.contains(&key) || c.enrollments.iter().any(|e| e.key == key) {
         return;
     }
     if depth > MAX_START_DEPTH {
@@ -209,27 +248,28 @@ fn enroll(
         });
         return;
     }
+    if !c.count(catalog, Counted::Enrollment, now) {
+        let message = format!(
+            "not started: {}",
+            past_ceiling(catalog, Counted::Enrollment)
+        );
+        out.notes.push(Note {
+            enrollment_key: key,
+            sequence: seq.id.clone(),
+            message,
+        });
+        return;
+    }
     let (e, effects) = begin(catalog, seq, key, context, now);
-    enrollments.push(e);
-    let idx = enrollments.len() - 1;
+    c.enrollments.push(e);
+    let idx = c.enrollments.len() - 1;
     out.changed.insert(idx);
-    handle(
-        catalog,
-        enrollments,
-        finished,
-        idx,
-        effects,
-        now,
-        depth,
-        out,
-    );
+    handle(catalog, c, idx, effects, now, depth, out);
 }
 
-#[allow(clippy::too_many_arguments)]
 fn handle(
     catalog: &Catalog,
-    enrollments: &mut Vec<Enrollment>,
-    finished: &HashSet<String>,
+    c: &mut Customer,
     idx: usize,
     effects: Vec<Effect>,
     now: DateTime<Utc>,
@@ -240,8 +280,8 @@ fn handle(
         return;
     }
     out.changed.insert(idx);
-    let key = enrollments[idx].key.clone();
-    let sequence = enrollments[idx].sequence.clone();
+    let key = c.enrollments[idx].key.clone();
+    let sequence = c.enrollments[idx].sequence.clone();
     let note = |message: String| Note {
         enrollment_key: key.clone(),
         sequence: sequence.clone(),
@@ -249,22 +289,20 @@ fn handle(
     };
     for effect in effects {
         match effect {
-            Effect::Email(job) => out.emails.push(job),
+            Effect::Email(job) if c.count(catalog, Counted::Email, now) => out.emails.push(job),
+            Effect::Email(job) => {
+                let message = format!(
+                    "email `{}` not enqueued: {}",
+                    job.template,
+                    past_ceiling(catalog, Counted::Email)
+                );
+                out.notes.push(note(message));
+            }
             Effect::Start {
                 sequence: target,
                 context,
                 origin,
-            } => enroll(
-                catalog,
-                enrollments,
-                finished,
-                &target,
-                *context,
-                &origin,
-                now,
-                depth + 1,
-                out,
-            ),
+            } => enroll(catalog, c, &target, *context, &origin, now, depth + 1, out),
             Effect::Exited { reason } => out.notes.push(note(format!("exited: {reason}"))),
             Effect::Warn(w) => out.notes.push(note(w)),
             Effect::Completed | Effect::Sleep { .. } | Effect::AwaitEvent { .. } => {}

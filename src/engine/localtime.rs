@@ -1,6 +1,9 @@
 //! Wall-clock times in a customer's time zone, correct across DST changes.
 
-use chrono::{DateTime, Duration, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use chrono::{
+    DateTime, Days, Duration, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone,
+    Utc,
+};
 use chrono_tz::Tz;
 
 /// The first instant whose local time in `tz` is `local` or later: the
@@ -13,22 +16,24 @@ pub fn resolve(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
         LocalResult::None => {
             // In a gap: step forward minute by minute until local time exists;
             // gaps are at most a few hours, so this is bounded and rare.
+            // Checked steps: a gap at the end of the calendar stays total.
+            let minute = Duration::minutes(1);
             let mut probe = local;
             for _ in 0..(24 * 60) {
-                probe += Duration::minutes(1);
+                let Some(next) = probe.checked_add_signed(minute) else {
+                    break;
+                };
+                probe = next;
                 if let Some(t) = tz.from_local_datetime(&probe).earliest() {
                     // The jump happened at the first existing instant; its
                     // local time is later than `local`, which is what we want.
                     let jump = t.with_timezone(&Utc);
                     // Walk back while the earlier instant is still local >= `local`.
                     let mut best = jump;
-                    loop {
-                        let prev = best - Duration::minutes(1);
-                        if prev.with_timezone(&tz).naive_local() >= local {
-                            best = prev;
-                        } else {
-                            break;
-                        }
+                    while let Some(prev) = best.checked_sub_signed(minute)
+                        && prev.with_timezone(&tz).naive_local() >= local
+                    {
+                        best = prev;
                     }
                     return best;
                 }
@@ -40,9 +45,16 @@ pub fn resolve(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
 
 /// The first instant at or after `from` whose local time in `tz` is `time`.
 pub fn next_at(from: DateTime<Utc>, tz: Tz, time: NaiveTime) -> DateTime<Utc> {
-    let local_date: NaiveDate = from.with_timezone(&tz).date_naive();
+    // Checked: at the end of the calendar the local date may not exist.
+    let offset = tz.offset_from_utc_datetime(&from.naive_utc()).fix();
+    let Some(local) = from.naive_utc().checked_add_offset(offset) else {
+        return from;
+    };
+    let local_date: NaiveDate = local.date();
     for offset in 0..3 {
-        let day = local_date + Duration::days(offset);
+        let Some(day) = local_date.checked_add_days(Days::new(offset)) else {
+            break;
+        };
         let t = resolve(tz, day.and_time(time));
         if t >= from {
             return t;
@@ -89,6 +101,14 @@ mod tests {
         // The day after, 02:30 exists again (at UTC+2).
         let t = next_at(utc("2026-03-29T02:00:00Z"), Budapest, hm(2, 30));
         assert_eq!(t, utc("2026-03-30T00:30:00Z"));
+    }
+
+    #[test]
+    fn at_the_end_of_the_calendar_it_stays_total() {
+        let last = DateTime::<Utc>::MAX_UTC;
+        assert_eq!(next_at(last, Budapest, hm(10, 0)), last);
+        let end = NaiveDate::MAX.and_time(hm(23, 59));
+        assert_eq!(resolve(Tz::UTC, end), Utc.from_utc_datetime(&end));
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub mod state;
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, TimeDelta, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::event::Event;
@@ -245,7 +245,14 @@ fn run_from(
                 due_at: now,
             })),
             Op::Wait { duration, at } => {
-                let mut until = now + *duration;
+                let Some(mut until) = later(now, *duration) else {
+                    let reason = format!(
+                        "wait of {} from {now} ends past the dates aftercare can hold",
+                        crate::sequence::duration::format(*duration)
+                    );
+                    end(e, Status::Exited, reason, now, fx);
+                    return;
+                };
                 if let Some(at) = at {
                     let tz = e
                         .context
@@ -272,7 +279,14 @@ fn run_from(
                 }
             },
             Op::WaitFor { event, within, .. } => {
-                let until = now + *within;
+                let Some(until) = later(now, *within) else {
+                    let reason = format!(
+                        "wait_for {event} within {} from {now} ends past the dates aftercare can hold",
+                        crate::sequence::duration::format(*within)
+                    );
+                    end(e, Status::Exited, reason, now, fx);
+                    return;
+                };
                 e.waiting = Waiting::Event {
                     event: event.clone(),
                     until,
@@ -318,6 +332,13 @@ fn run_from(
     // never builds one; end visibly rather than loop.
     let reason = format!("internal: the plan of `{}` did not end", seq.id);
     end(e, Status::Exited, reason, now, fx);
+}
+
+/// `now + d`, or `None` past the years a wake-up may be stored at (9999):
+/// checked, so that no duration can make the engine panic.
+pub fn later(now: DateTime<Utc>, d: TimeDelta) -> Option<DateTime<Utc>> {
+    now.checked_add_signed(d)
+        .filter(|t| t.year() <= *crate::sequence::condition::YEARS.end())
 }
 
 /// A split's variant for a customer: the same customer always lands in the

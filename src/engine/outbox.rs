@@ -218,10 +218,15 @@ pub fn after_transport(
         },
         Err(TransportError::Transient(error)) => {
             let next = usize::try_from(row.retries).ok().and_then(|i| retry.get(i));
-            match next {
-                Some(s) => SendOutcome::Retry {
-                    at: now + chrono::Duration::seconds(*s),
-                    error,
+            let at =
+                next.map(|s| chrono::TimeDelta::try_seconds(*s).and_then(|d| super::later(now, d)));
+            match at {
+                Some(Some(at)) => SendOutcome::Retry { at, error },
+                Some(None) => SendOutcome::Failed {
+                    error: format!(
+                        "retry delay of {}s is past the dates aftercare can hold: {error}",
+                        next.copied().unwrap_or_default()
+                    ),
                 },
                 None => SendOutcome::Failed {
                     error: format!("gave up after {} retries: {error}", row.retries),
@@ -229,5 +234,53 @@ pub fn after_transport(
             }
         }
         Err(TransportError::Permanent(error)) => SendOutcome::Failed { error },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(retries: i64) -> Queued {
+        let e = crate::event::Event::parse(
+            r#"{"id":"e","type":"customer.updated","occurred_at":"2026-11-20T10:00:00Z","customer":{"id":"c","email":"a@b.example"}}"#,
+        )
+        .unwrap();
+        Queued {
+            id: 1,
+            idempotency_key: "k".into(),
+            customer_id: "c".into(),
+            sequence: "s".into(),
+            step: "e".into(),
+            template: "t".into(),
+            category: Category::Transactional,
+            status: OutboxStatus::Pending,
+            attempts: 1,
+            retries,
+            not_before: e.occurred_at,
+            context: Arc::new(Context::of_event(&e)),
+        }
+    }
+
+    /// A retry delay past the calendar fails the row instead of panicking.
+    #[test]
+    fn a_retry_past_the_calendar_fails_the_row() {
+        let now: DateTime<Utc> = "2026-11-20T10:00:00Z".parse().unwrap();
+        let transient = || Err(TransportError::Transient("421 busy".into()));
+        let at = after_transport(&row(0), "m", transient(), &[60], now);
+        assert_eq!(
+            at,
+            SendOutcome::Retry {
+                at: "2026-11-20T10:01:00Z".parse().unwrap(),
+                error: "421 busy".into()
+            }
+        );
+        for huge in [i64::MAX, 400_000 * 365 * 86_400] {
+            let out = after_transport(&row(0), "m", transient(), &[huge], now);
+            let SendOutcome::Failed { error } = out else {
+                panic!("{out:?}")
+            };
+            assert!(error.contains("past the dates"), "{error}");
+        }
     }
 }

@@ -11,7 +11,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, Duration, NaiveTime, Utc};
+use chrono::{DateTime, NaiveTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 
 use super::localtime;
@@ -47,6 +47,8 @@ pub enum Skip {
         total: usize,
         max_percent: u32,
     },
+    /// The rules put the earliest slot past the dates aftercare can hold.
+    NoSlot,
 }
 
 impl fmt::Display for Skip {
@@ -65,6 +67,7 @@ impl fmt::Display for Skip {
                 f,
                 "promo share: {promos} of {total} emails would be promos, above {max_percent}%"
             ),
+            Skip::NoSlot => f.write_str("no time to send it before the year 9999 (frequency cap)"),
         }
     }
 }
@@ -99,11 +102,13 @@ pub fn decide(
             return Decision::Skip(Skip::Sunset { unopened });
         }
     }
-    let at = earliest_slot(policies, due, to.timezone, history);
+    let Some(at) = earliest_slot(policies, due, to.timezone, history) else {
+        return Decision::Skip(Skip::NoSlot);
+    };
     if category == Category::Promo
         && let Some(share) = policies.promo_share
     {
-        let from = at - share.window;
+        let from = window_start(at, share.window);
         let in_window = history.iter().filter(|s| s.at > from && s.at <= at);
         let (mut total, mut promos) = (1usize, 1usize);
         for s in in_window {
@@ -136,13 +141,21 @@ fn unopened_streak(history: &[Sent]) -> u32 {
         .count() as u32
 }
 
-/// The earliest time at or after `due` outside quiet hours and within the cap.
+/// The start of the window of length `len` ending at `at`; checked, so that
+/// a window reaching before the calendar begins counts everything.
+fn window_start(at: DateTime<Utc>, len: TimeDelta) -> DateTime<Utc> {
+    at.checked_sub_signed(len)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// The earliest time at or after `due` outside quiet hours and within the
+/// cap; `None` when the cap pushes it past the dates aftercare can hold.
 fn earliest_slot(
     policies: &Policies,
     due: DateTime<Utc>,
     tz: Tz,
     history: &[Sent],
-) -> DateTime<Utc> {
+) -> Option<DateTime<Utc>> {
     let mut marketing: Vec<DateTime<Utc>> = history
         .iter()
         .filter(|s| s.category.is_marketing())
@@ -161,7 +174,7 @@ fn earliest_slot(
             t = out;
         }
         if let Some(cap) = policies.frequency_cap {
-            let from = t - cap.per;
+            let from = window_start(t, cap.per);
             let recent: Vec<&DateTime<Utc>> = marketing
                 .iter()
                 .filter(|s| **s > from && **s <= t)
@@ -169,7 +182,7 @@ fn earliest_slot(
             if recent.len() >= cap.max as usize {
                 // Wait until enough of them have left the window.
                 let oldest_to_leave = recent[recent.len() - cap.max as usize];
-                t = *oldest_to_leave + cap.per;
+                t = super::later(*oldest_to_leave, cap.per)?;
                 moved = true;
             }
         }
@@ -177,7 +190,7 @@ fn earliest_slot(
             break;
         }
     }
-    t
+    Some(t)
 }
 
 pub fn in_quiet_hours(local: NaiveTime, q: QuietHours) -> bool {
@@ -201,7 +214,7 @@ pub fn leave_quiet_hours(t: DateTime<Utc>, tz: Tz, q: QuietHours) -> DateTime<Ut
     // A DST gap can make the resolved end land back inside the window's
     // local span; it cannot make it earlier than t, which next_at ensures.
     debug_assert!(end >= t);
-    end.max(t + Duration::zero())
+    end.max(t)
 }
 
 #[cfg(test)]

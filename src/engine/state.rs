@@ -148,9 +148,22 @@ pub fn enrollment_key(
         (EnrollMode::OncePerOrder, None) | (EnrollMode::OncePerCustomer, _) => {
             format!("{sequence}/{customer_id}")
         }
-        (EnrollMode::EveryEvent, _) => format!("{sequence}/{customer_id}/@{origin}"),
+        (EnrollMode::EveryEvent, _) if origin.len() <= MAX_ORIGIN => {
+            format!("{sequence}/{customer_id}/@{origin}")
+        }
+        // A chain of `start`s nests each key in the next: past a few hops the
+        // origin is a hash, so that a loop that waits (allowed, with a
+        // warning) never grows a key past what a database index takes.
+        (EnrollMode::EveryEvent, _) => {
+            use sha2::{Digest, Sha256};
+            let h = hex::encode(&Sha256::digest(origin.as_bytes())[..16]);
+            format!("{sequence}/{customer_id}/@#{h}")
+        }
     }
 }
+
+/// The longest origin written out in an `every_event` enrollment key.
+const MAX_ORIGIN: usize = 64;
 
 /// One email the engine wants sent. The idempotency key is unique per
 /// enrollment and step, so the same decision taken twice enqueues once.

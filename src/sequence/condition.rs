@@ -5,16 +5,24 @@
 //! absent from the maps, so `has(order.total)` tells whether a field is set.
 //! Two additions: `days(n)` is a duration of n days, and
 //! `order.replenish_every_days` is the smallest interval among the items.
+//!
+//! The CEL library can panic on input it should refuse (a timestamp plus a
+//! duration past what dates hold panics inside chrono). Every compilation and
+//! evaluation runs under [`guarded`]: a panic becomes an error like any other,
+//! so that the condition fails and the one enrollment pays for it, never the
+//! batch or the process.
 
+use std::cell::Cell;
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::{Arc, Once, OnceLock};
 
 use cel::common::types::{
     CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelTimestamp,
 };
 use cel::common::value::Val;
 use cel::{Context, Env, Program, Value};
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Datelike, TimeDelta, Utc};
 use rust_decimal::prelude::ToPrimitive;
 
 use crate::event::{Customer, Event, Item, Money, Order, Review, Shipment};
@@ -40,9 +48,113 @@ impl std::fmt::Debug for Condition {
     }
 }
 
+/// `days(n)` takes at most this many days either way: 10,000 years, more
+/// than any two CEL timestamps (years 1 to 9999) lie apart, so that the
+/// library's own range checks see every sum and difference.
+pub const MAX_DAYS: i64 = 3_652_500;
+
+/// The years a `wait_until` may name.
+pub const YEARS: std::ops::RangeInclusive<i32> = 1970..=9999;
+
 fn env() -> &'static Arc<Env> {
     static ENV: OnceLock<Arc<Env>> = OnceLock::new();
     ENV.get_or_init(|| Arc::new(Env::stdlib()))
+}
+
+thread_local! {
+    /// Set while this thread runs CEL under [`guarded`].
+    static IN_CEL: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Installs, once, a panic hook that stays silent for a panic raised inside
+/// [`guarded`] on the same thread (it is caught, turned into an error and
+/// logged by the caller with the expression that caused it) and hands every
+/// other panic to the hook that was there before, so nothing else is hidden.
+fn quiet_cel_panics() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if !IN_CEL.with(Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Runs `f` (a call into the CEL library), turning a panic into an error.
+fn guarded<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    quiet_cel_panics();
+    let outer = IN_CEL.with(|c| c.replace(true));
+    let result = panic::catch_unwind(AssertUnwindSafe(f));
+    IN_CEL.with(|c| c.set(outer));
+    result.unwrap_or_else(|payload| {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        Err(format!("the CEL library failed: {what}"))
+    })
+}
+
+/// The longest condition, in bytes.
+pub const MAX_SOURCE: usize = 4096;
+
+/// The deepest expression tree a condition may build (brackets, calls and
+/// operators nest it; `&&` and `||` chains are balanced).
+pub const MAX_DEPTH: usize = 32;
+
+/// The compiler's stack: the parser takes tens of kilobytes per bracket in
+/// a debug build.
+const COMPILE_STACK: usize = 256 << 20;
+
+/// The depth of `e`, stopping early once past [`MAX_DEPTH`].
+fn depth(e: &cel::IdedExpr, at: usize) -> usize {
+    use cel::common::ast::{EntryExpr, Expr};
+    if at > MAX_DEPTH {
+        return at;
+    }
+    let below = |list: &mut dyn Iterator<Item = &cel::IdedExpr>| {
+        list.map(|c| depth(c, at + 1)).max().unwrap_or(at)
+    };
+    match &e.expr {
+        Expr::Call(c) => below(&mut c.target.iter().map(|t| &**t).chain(&c.args)),
+        Expr::Comprehension(c) => below(
+            &mut [
+                &c.iter_range,
+                &c.accu_init,
+                &c.loop_cond,
+                &c.loop_step,
+                &c.result,
+            ]
+            .into_iter(),
+        ),
+        Expr::List(l) => below(&mut l.elements.iter()),
+        Expr::Map(m) => below(&mut m.entries.iter().flat_map(|en| match &en.expr {
+            EntryExpr::MapEntry(me) => vec![&me.key, &me.value],
+            EntryExpr::StructField(f) => vec![&f.value],
+        })),
+        Expr::Struct(st) => below(&mut st.entries.iter().flat_map(|en| match &en.expr {
+            EntryExpr::MapEntry(me) => vec![&me.key, &me.value],
+            EntryExpr::StructField(f) => vec![&f.value],
+        })),
+        Expr::Select(sel) => below(&mut std::iter::once(&*sel.operand)),
+        _ => at,
+    }
+}
+
+/// `days(n)`: a duration of `n` days, refused beyond [`MAX_DAYS`].
+fn days(n: i64) -> Result<Value, cel::ExecutionError> {
+    TimeDelta::try_days(n)
+        .filter(|_| n.abs() <= MAX_DAYS)
+        .map(Value::Duration)
+        .ok_or_else(|| {
+            cel::ExecutionError::function_error(
+                "days",
+                format!("{n} days is out of range (at most {MAX_DAYS} either way)"),
+            )
+        })
 }
 
 /// What a condition sees.
@@ -60,7 +172,39 @@ impl Condition {
     /// Compiles `source`; the error names what CEL could not parse and where
     /// inside the expression.
     pub fn compile(source: &str, line: u64, col: u64) -> Result<Self, String> {
-        let program = env().compile(source).map_err(|errs| {
+        if source.len() > MAX_SOURCE {
+            return Err(format!(
+                "a condition is at most {MAX_SOURCE} bytes long; this one is {}",
+                source.len()
+            ));
+        }
+        // The parser recurses deeply for each bracket: on a thread of its own
+        // with a large stack, and the tree it builds is checked for depth
+        // there (and dropped there when refused), so that evaluations on the
+        // service's small-stacked threads never recurse deeper than
+        // MAX_DEPTH.
+        let parsed = std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .name("cel-compile".into())
+                .stack_size(COMPILE_STACK)
+                .spawn_scoped(s, || {
+                    guarded(|| {
+                        if let Ok(tree) = env().parser().parse(source)
+                            && depth(&tree, 0) > MAX_DEPTH
+                        {
+                            return Err(format!(
+                                "the condition nests more than {MAX_DEPTH} levels deep \
+                                 (a long chain of operators, or calls and lists within each other)"
+                            ));
+                        }
+                        Ok(env().compile(source))
+                    })
+                })
+                .map_err(|e| format!("cannot start the compiler thread: {e}"))?
+                .join()
+                .unwrap_or_else(|_| Err("the CEL compiler failed".into()))
+        })?;
+        let program = parsed.map_err(|errs| {
             errs.errors
                 .iter()
                 .map(|e| {
@@ -104,7 +248,11 @@ impl Condition {
         })
     }
 
-    fn run<'a>(&self, b: &Bindings<'a>) -> Result<Value, String> {
+    fn run(&self, b: &Bindings) -> Result<Value, String> {
+        guarded(|| self.run_unguarded(b))
+    }
+
+    fn run_unguarded<'a>(&self, b: &Bindings<'a>) -> Result<Value, String> {
         let mut ctx = Context::with_env(env().clone());
         // Building the maps is most of an evaluation's cost: only build the
         // variables the expression names.
@@ -131,8 +279,7 @@ impl Condition {
             ctx.add_variable_as_val("now", timestamp(b.now));
         }
         if self.uses_days {
-            ctx.add_function("days", |n: i64| Value::Duration(TimeDelta::days(n)))
-                .map_err(|e| e.to_string())?;
+            ctx.add_function("days", days).map_err(|e| e.to_string())?;
         }
         self.program.execute(&ctx).map_err(|e| e.to_string())
     }
@@ -148,9 +295,17 @@ impl Condition {
         }
     }
 
+    /// A time, within the years 1970 to 9999.
     pub fn eval_timestamp(&self, b: &Bindings) -> Result<DateTime<Utc>, String> {
         match self.run(b)? {
-            Value::Timestamp(t) => Ok(t.with_timezone(&Utc)),
+            Value::Timestamp(t) if YEARS.contains(&t.year()) => Ok(t.with_timezone(&Utc)),
+            Value::Timestamp(t) => Err(format!(
+                "`{}` gave {}, outside the years {}-{}",
+                self.source,
+                t.to_rfc3339(),
+                YEARS.start(),
+                YEARS.end()
+            )),
             other => Err(format!(
                 "`{}` gave {:?}, not a timestamp",
                 self.source,
@@ -405,6 +560,84 @@ mod tests {
             c.eval_timestamp(&b).unwrap(),
             "2026-12-13T10:00:00Z".parse::<DateTime<Utc>>().unwrap()
         );
+    }
+
+    /// Issue 7: what panicked inside the CEL library is an error, the
+    /// silence lasts only as long as the call, and `days` and `wait_until`
+    /// stay within the calendar.
+    #[test]
+    fn panics_inside_cel_are_errors_and_only_those_are_silenced() {
+        let e = event();
+        let b = Bindings {
+            customer: &e.customer,
+            order: e.order.as_ref(),
+            shipment: None,
+            review: None,
+            event: None,
+            now: "2026-11-21T00:00:00Z".parse().unwrap(),
+        };
+        let err = guarded::<()>(|| panic!("boom")).unwrap_err();
+        assert!(err.ends_with("the CEL library failed: boom"), "{err}");
+        assert!(!IN_CEL.with(Cell::get), "other panics are reported again");
+
+        let huge = Condition::compile("now + days(200000000000)", 1, 1).unwrap();
+        let err = huge.eval_timestamp(&b).unwrap_err();
+        assert!(err.contains("200000000000 days is out of range"), "{err}");
+        let reorder = Condition::compile(
+            "order.placed_at + days(order.replenish_every_days - 7)",
+            1,
+            1,
+        )
+        .unwrap();
+        let mut big = e.order.clone().unwrap();
+        big.items[1].replenish_every_days = Some(100_000_000);
+        let err = reorder
+            .eval_timestamp(&Bindings {
+                order: Some(&big),
+                ..b
+            })
+            .unwrap_err();
+        assert!(err.contains("out of range"), "{err}");
+        // Within CEL's range (years 1-9999) but not a time to wait for.
+        let early = Condition::compile("timestamp('1900-01-01T00:00:00Z')", 1, 1).unwrap();
+        let err = early.eval_timestamp(&b).unwrap_err();
+        assert!(err.contains("outside the years 1970-9999"), "{err}");
+        let late = Condition::compile("now + days(2900000)", 1, 1).unwrap();
+        assert_eq!(late.eval_timestamp(&b).unwrap().year(), 9966);
+    }
+
+    /// Deep expressions overflowed the stack (an abort, not a panic) in the
+    /// parser or in an evaluation. They are refused when they load, and what
+    /// is allowed evaluates on a small stack (this test thread's 2 MiB).
+    #[test]
+    fn deep_expressions_are_refused_not_a_stack_overflow() {
+        for (src, want) in [
+            (
+                format!("{}1{} > 0", "(".repeat(2100), ")".repeat(2100)),
+                "bytes long",
+            ),
+            (format!("{}1{} > 0", "(".repeat(1000), ")".repeat(1000)), ""),
+            (format!("1{} > 0", " + 1".repeat(1000)), "nests"),
+            (
+                format!("{}1{} == 1", "[".repeat(40), "]".repeat(40)),
+                "nests",
+            ),
+            (format!("customer{} == 1", ".a".repeat(1500)), "nests"),
+            (format!("{}1 > 0", "(".repeat(500)), ""),
+        ] {
+            let err = Condition::compile(&src, 1, 1).unwrap_err();
+            assert!(err.contains(want), "{err}");
+        }
+        let deepest = format!("1{} > 0", " + 1".repeat(MAX_DEPTH - 2));
+        assert_eq!(eval(&deepest), Ok(true));
+        let list = format!(
+            "{}1{} != []",
+            "[".repeat(MAX_DEPTH - 2),
+            "]".repeat(MAX_DEPTH - 2)
+        );
+        assert_eq!(eval(&list), Ok(true));
+        let parens = format!("{}order.total{} > 100.0", "(".repeat(90), ")".repeat(90));
+        assert_eq!(eval(&parens), Ok(true));
     }
 
     #[test]

@@ -2,6 +2,14 @@
 
 use chrono::TimeDelta;
 
+/// The longest duration aftercare takes anywhere (waits, `within`, policy
+/// windows, retry delays): 3650 days, about ten years. Anything longer is a
+/// typo, and a time that far ahead is past what dates can hold.
+pub const MAX: TimeDelta = TimeDelta::days(3650);
+
+/// [`MAX`] as the documentation and the messages write it.
+pub const MAX_TEXT: &str = "3650d (about 10 years)";
+
 pub fn parse(text: &str) -> Result<TimeDelta, String> {
     let s = text.trim();
     let bad = || format!("{text:?} is not a duration; write e.g. 30m, 2h, 3d or 2w");
@@ -31,6 +39,11 @@ pub fn parse(text: &str) -> Result<TimeDelta, String> {
     if !digits.is_empty() {
         return Err(format!(
             "{text:?} has no unit; write e.g. {digits}d (s, m, h, d or w)"
+        ));
+    }
+    if total > MAX {
+        return Err(format!(
+            "{text:?} is longer than {MAX_TEXT}, the longest duration aftercare takes"
         ));
     }
     Ok(total)
@@ -77,6 +90,30 @@ mod tests {
             assert!(parse(bad).is_err(), "{bad}");
         }
         assert!(parse("3").unwrap_err().contains("no unit"));
+    }
+
+    #[test]
+    fn ten_years_at_most() {
+        assert_eq!(parse("3650d").unwrap(), MAX);
+        assert_eq!(parse("521w3d").unwrap(), MAX);
+        for long in [
+            "3651d",
+            "522w",
+            "15000000w",
+            "3650d1s",
+            "99999999999999999999d",
+        ] {
+            let e = parse(long).unwrap_err();
+            assert!(
+                e.contains("3650d (about 10 years)") || e.contains("not a duration"),
+                "{long}: {e}"
+            );
+        }
+        assert!(
+            parse("15000000w")
+                .unwrap_err()
+                .contains("longer than 3650d")
+        );
     }
 
     #[test]

@@ -87,6 +87,7 @@ pub fn load_dir(dir: &Path) -> (Catalog, Diagnostics) {
     }
     let catalog = Catalog::new(sequences, policies);
     diags.extend(check_starts(&catalog));
+    diags.extend(super::loops::check(&catalog));
     (catalog, diags)
 }
 

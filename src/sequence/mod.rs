@@ -8,6 +8,7 @@
 pub mod condition;
 pub mod duration;
 pub mod load;
+pub mod loops;
 pub mod model;
 pub mod plan;
 pub mod policies;

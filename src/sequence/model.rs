@@ -167,6 +167,28 @@ pub struct PromoShare {
     pub window: TimeDelta,
 }
 
+/// A safety net against runaway sequences: at most `enrollments` started
+/// and `emails` enqueued per customer in a window of `per`. Unlike the other
+/// rules it always applies, at [`Ceiling::default`] unless the policies file
+/// sets it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ceiling {
+    pub enrollments: u32,
+    pub emails: u32,
+    pub per: TimeDelta,
+}
+
+impl Default for Ceiling {
+    /// Far above what a real customer gets in a day, far below a loop.
+    fn default() -> Self {
+        Self {
+            enrollments: 100,
+            emails: 50,
+            per: TimeDelta::hours(24),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policies {
     pub default_locale: String,
@@ -176,6 +198,7 @@ pub struct Policies {
     pub frequency_cap: Option<FrequencyCap>,
     pub promo_share: Option<PromoShare>,
     pub sunset_after_unopened: Option<u32>,
+    pub ceiling: Ceiling,
 }
 
 impl Default for Policies {
@@ -191,6 +214,7 @@ impl Default for Policies {
             frequency_cap: None,
             promo_share: None,
             sunset_after_unopened: None,
+            ceiling: Ceiling::default(),
         }
     }
 }

@@ -1,10 +1,11 @@
 //! `_policies.yaml`: the default locale and time zone, the sender, quiet
-//! hours, the frequency cap, the promo share and sunset. Every key is
-//! optional; a rule that is absent does not apply.
+//! hours, the frequency cap, the promo share, sunset and the per-customer
+//! ceiling. Every key is optional; a rule that is absent does not apply,
+//! except the ceiling, a safety net that applies at its defaults.
 
 use std::path::Path;
 
-use super::model::{FrequencyCap, Policies, PromoShare, QuietHours, Sender};
+use super::model::{Ceiling, FrequencyCap, Policies, PromoShare, QuietHours, Sender};
 use super::yaml::{self, Node, Reader};
 use crate::diagnostic::Diagnostics;
 use crate::event::EmailAddress;
@@ -17,6 +18,7 @@ const POLICY_KEYS: &[&str] = &[
     "frequency_cap",
     "promo_share",
     "sunset",
+    "ceiling",
 ];
 
 /// Reads the policies file. What is wrong is reported and left at its
@@ -61,6 +63,9 @@ pub fn parse_policies(file: &Path, text: &str) -> (Policies, Diagnostics) {
     }
     if let Some(n) = f.take("sunset") {
         p.sunset_after_unopened = sunset(&mut r, n);
+    }
+    if let Some(n) = f.take("ceiling") {
+        ceiling(&mut r, n, &mut p.ceiling);
     }
     r.finish(f, "policies", POLICY_KEYS);
     (p, r.diags)
@@ -180,6 +185,29 @@ fn sunset(r: &mut Reader, n: &Node) -> Option<u32> {
     after
 }
 
+/// `ceiling: {enrollments, emails, per}`: each key optional, the others keep
+/// their defaults.
+fn ceiling(r: &mut Reader, n: &Node, out: &mut Ceiling) {
+    let Some(mut c) = r.map(n, "ceiling") else {
+        return;
+    };
+    let mut count = |key: &str, r: &mut Reader, out: &mut u32| {
+        if let Some(v) = c.take(key) {
+            match r.uint(v, &format!("ceiling.{key}")) {
+                Some(0) => r.error(v, format!("ceiling.{key}: must be at least 1")),
+                Some(m) => *out = m,
+                None => {}
+            }
+        }
+    };
+    count("enrollments", r, &mut out.enrollments);
+    count("emails", r, &mut out.emails);
+    if let Some(per) = c.take("per").and_then(|d| r.duration(d, "ceiling.per")) {
+        out.per = per;
+    }
+    r.finish(c, "ceiling", &["enrollments", "emails", "per"]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,5 +227,44 @@ mod tests {
         assert!(s.contains("p.yaml:1:22: quiet_hours.start"), "{s}");
         assert!(s.contains("p.yaml:2:28: promo_share.max_percent"), "{s}");
         assert!(s.contains("p.yaml:3:1: unknown key `sunsett`"), "{s}");
+    }
+
+    #[test]
+    fn the_ceiling_has_defaults_and_each_key_can_be_set() {
+        let (p, d) = parse_policies(Path::new("p.yaml"), "default_locale: en\n");
+        assert!(d.0.is_empty(), "{d}");
+        assert_eq!(p.ceiling, Ceiling::default());
+        let (p, d) = parse_policies(Path::new("p.yaml"), "ceiling: {emails: 20}\n");
+        assert!(d.0.is_empty(), "{d}");
+        assert_eq!((p.ceiling.enrollments, p.ceiling.emails), (100, 20));
+        let (_, d) = parse_policies(
+            Path::new("p.yaml"),
+            "ceiling: {enrollments: 0, per: 15000000w, mails: 3}\n",
+        );
+        let s = d.to_string();
+        assert!(
+            s.contains("p.yaml:1:24: ceiling.enrollments: must be at least 1"),
+            "{s}"
+        );
+        assert!(
+            s.contains("p.yaml:1:32: ceiling.per: \"15000000w\" is longer than 3650d"),
+            "{s}"
+        );
+        assert!(s.contains("unknown key `mails`"), "{s}");
+    }
+
+    /// Reproduction 4 of issue 7: windows that ended past the calendar.
+    #[test]
+    fn policy_windows_are_ten_years_at_most() {
+        let (_, d) = parse_policies(
+            Path::new("p.yaml"),
+            "frequency_cap: {max: 1, per: 15000000w}\npromo_share: {max_percent: 20, window: 15000000w}\n",
+        );
+        let s = d.to_string();
+        assert!(s.contains("p.yaml:1:30: frequency_cap.per: \"15000000w\" is longer than 3650d (about 10 years)"), "{s}");
+        assert!(
+            s.contains("p.yaml:2:40: promo_share.window: \"15000000w\" is longer than 3650d"),
+            "{s}"
+        );
     }
 }

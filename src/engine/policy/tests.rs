@@ -360,3 +360,44 @@ proptest! {
         }
     }
 }
+
+/// Issue 7, reproduction 4: a cap or a promo window longer than the calendar
+/// (as if validation had been skipped) decides without panicking: the window
+/// counts everything, and a slot past the year 9999 is a skip with its reason.
+#[test]
+fn windows_past_the_calendar_are_checked_not_panics() {
+    let huge = TimeDelta::weeks(15_000_000);
+    let mut p = policies();
+    p.frequency_cap = Some(FrequencyCap { max: 1, per: huge });
+    p.promo_share = Some(PromoShare {
+        max_percent: 50,
+        window: huge,
+    });
+    let due = utc("2026-11-20T12:00:00Z");
+    assert_eq!(
+        decide(&p, Category::Value, due, &to(Budapest), &[]),
+        Decision::SendAt(due)
+    );
+    let history = [sent("2026-11-19T12:00:00Z", Category::Transactional)];
+    assert_eq!(
+        decide(&p, Category::Promo, due, &to(Budapest), &history),
+        Decision::SendAt(due)
+    );
+    let history = [sent("2026-11-19T12:00:00Z", Category::Value)];
+    let d = decide(&p, Category::Value, due, &to(Budapest), &history);
+    assert_eq!(d, Decision::Skip(Skip::NoSlot));
+    let Decision::Skip(why) = d else {
+        unreachable!()
+    };
+    assert!(why.to_string().contains("before the year 9999"));
+    // At the edges of time too.
+    for at in [DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC] {
+        let _ = decide(
+            &p,
+            Category::Promo,
+            at,
+            &to(New_York),
+            &[sent("2026-11-19T12:00:00Z", Category::Value)],
+        );
+    }
+}

@@ -1,8 +1,10 @@
 //! `POST /v1/events`: one event or a JSON array. With a webhook secret the
 //! body must carry `X-Aftercare-Signature: sha256=<hex HMAC-SHA256 of the raw
 //! body>`. 202 once the transaction has committed; 400 with a reason per
-//! invalid item (dead-lettered; the valid ones are still taken); 413 past the
-//! body limit.
+//! invalid item (dead-lettered; the valid ones are still taken), an item
+//! being invalid when it breaks a limit of the event schema
+//! (`crate::event::limits`) or when the store refuses it even alone; 413 past
+//! the body limit; 503 only while the store is unavailable.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -22,7 +24,7 @@ use tokio::sync::Notify;
 
 use crate::clock::Clock;
 use crate::sequence::model::Catalog;
-use crate::store::Store;
+use crate::store::{DeadLetter, Store};
 
 pub const SIGNATURE_HEADER: &str = "x-aftercare-signature";
 
@@ -127,28 +129,27 @@ async fn post_events<S: Store>(
     };
     let now = app.clock.now();
     let mut events = Vec::with_capacity(items.len());
+    // The item index of each event.
+    let mut positions = Vec::with_capacity(items.len());
     let mut rejected = Vec::new();
     for (index, raw) in items.iter().enumerate() {
         match crate::ingest::parse(raw.get().as_bytes()) {
-            Ok(ev) => events.push(ev),
+            Ok(ev) => {
+                events.push(ev);
+                positions.push(index);
+            }
             Err(reason) => {
-                let id = serde_json::from_str::<serde_json::Value>(raw.get())
-                    .ok()
-                    .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_string));
                 let letter = crate::ingest::dead(
                     "http",
                     reason.clone(),
                     raw.get().as_bytes(),
                     Some(format!("item {index}")),
                 );
-                if let Err(e) = app.store.dead_letter(&letter, now).await {
-                    tracing::error!("dead letter: {e}");
-                    return error(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "storage unavailable, retry",
-                    );
+                if let Err(r) =
+                    reject(&app.store, raw, index, letter, reason, now, &mut rejected).await
+                {
+                    return r;
                 }
-                rejected.push(Rejected { index, id, reason });
             }
         }
     }
@@ -163,6 +164,31 @@ async fn post_events<S: Store>(
                 );
             }
         };
+    for refused in report.refused {
+        let index = positions[refused.index];
+        let letter = crate::ingest::dead(
+            "http",
+            refused.reason,
+            items[index].get().as_bytes(),
+            Some(format!("item {index}")),
+        );
+        // The database's own words stay with the operator.
+        let answer = STORE_REFUSED.to_string();
+        if let Err(r) = reject(
+            &app.store,
+            items[index],
+            index,
+            letter,
+            answer,
+            now,
+            &mut rejected,
+        )
+        .await
+        {
+            return r;
+        }
+    }
+    rejected.sort_by_key(|r| r.index);
     app.kick.notify_waiters();
     let status = if rejected.is_empty() {
         StatusCode::ACCEPTED
@@ -175,6 +201,45 @@ async fn post_events<S: Store>(
         rejected,
     };
     (status, Json(answer)).into_response()
+}
+
+/// The reason given for an item the store refused even alone.
+pub const STORE_REFUSED: &str =
+    "the store refused this event; its reason is kept with the dead letter";
+
+/// Keeps the dead letter of item `index` and notes `reason` for the answer;
+/// the answer to give at once if the dead letter could not be kept.
+async fn reject<S: Store>(
+    store: &S,
+    raw: &RawValue,
+    index: usize,
+    letter: DeadLetter,
+    reason: String,
+    now: chrono::DateTime<chrono::Utc>,
+    rejected: &mut Vec<Rejected>,
+) -> Result<(), Response> {
+    if let Err(e) = store.dead_letter(&letter, now).await {
+        tracing::error!("dead letter: {e}");
+        return Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage unavailable, retry",
+        ));
+    }
+    let id = serde_json::from_str::<serde_json::Value>(raw.get())
+        .ok()
+        .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(quoted_id));
+    rejected.push(Rejected { index, id, reason });
+    Ok(())
+}
+
+/// An id quoted back to the sender: at most the id limit, no NUL.
+fn quoted_id(id: &str) -> String {
+    let max = crate::event::limits::ID_BYTES;
+    let mut end = id.len().min(max);
+    while !id.is_char_boundary(end) {
+        end -= 1;
+    }
+    id[..end].replace('\0', "\u{fffd}")
 }
 
 #[cfg(test)]

@@ -15,7 +15,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::{
-    DeadLetter, DeliveryView, DueClaim, OutboxView, Result, Store, Transition, Tx, Writes,
+    DeadLetter, DeliveryView, DueClaim, OutboxView, Result, Store, StoredDeadLetter, Transition,
+    Tx, Writes,
 };
 use crate::engine::customer::CustomerState;
 use crate::engine::outbox::{OutboxStatus, Outcome, Queued};
@@ -63,7 +64,9 @@ struct Mem {
     next_id: i64,
     deliveries: Vec<DeliveryView>,
     suppressions: HashMap<String, String>,
-    dead_letters: Vec<DeadLetter>,
+    dead_letters: Vec<StoredDeadLetter>,
+    /// Index in `dead_letters` by [`DeadLetter::identity`].
+    dead_letter_ids: HashMap<String, usize>,
     settings: HashMap<String, String>,
 }
 
@@ -494,8 +497,27 @@ impl Store for MemStore {
             .map(|(t, _)| *t))
     }
 
-    async fn dead_letter(&self, letter: &DeadLetter, _now: DateTime<Utc>) -> Result<()> {
-        self.inner.lock().await.dead_letters.push(letter.clone());
+    async fn dead_letter(&self, letter: &DeadLetter, now: DateTime<Utc>) -> Result<()> {
+        let mut mem = self.inner.lock().await;
+        let mem = &mut *mem;
+        match mem.dead_letter_ids.get(&letter.identity()) {
+            Some(&i) => {
+                let kept = &mut mem.dead_letters[i];
+                kept.count += 1;
+                kept.last_seen_at = now;
+                kept.letter.origin = letter.origin.clone();
+            }
+            None => {
+                mem.dead_letter_ids
+                    .insert(letter.identity(), mem.dead_letters.len());
+                mem.dead_letters.push(StoredDeadLetter {
+                    letter: letter.clone(),
+                    count: 1,
+                    first_seen_at: now,
+                    last_seen_at: now,
+                });
+            }
+        }
         Ok(())
     }
 
@@ -541,7 +563,7 @@ impl Store for MemStore {
         Ok(self.inner.lock().await.deliveries.clone())
     }
 
-    async fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
+    async fn dead_letters(&self) -> Result<Vec<StoredDeadLetter>> {
         Ok(self.inner.lock().await.dead_letters.clone())
     }
 

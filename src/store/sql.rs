@@ -21,8 +21,8 @@ use sqlx::{
 };
 
 use super::{
-    DeadLetter, DeliveryView, DueClaim, Error, OutboxView, Result, Store, Transition, Tx, Writes,
-    parse_stored,
+    DeadLetter, DeliveryView, DueClaim, Error, OutboxView, Result, Store, StoredDeadLetter,
+    Transition, Tx, Writes, parse_stored,
 };
 use crate::engine::customer::CustomerState;
 use crate::engine::outbox::{OutboxStatus, Outcome, Queued};
@@ -450,7 +450,7 @@ where
     for<'r> QueuedRow: FromRow<'r, DB::Row>,
     for<'r> OutboxViewRow: FromRow<'r, DB::Row>,
     for<'r> DeliveryRow: FromRow<'r, DB::Row>,
-    for<'r> DeadLetter: FromRow<'r, DB::Row>,
+    for<'r> StoredDeadLetter: FromRow<'r, DB::Row>,
     for<'r> (String, String): FromRow<'r, DB::Row>,
     for<'r> (DateTime<Utc>,): FromRow<'r, DB::Row>,
     for<'r> (String,): FromRow<'r, DB::Row>,
@@ -529,14 +529,19 @@ where
     }
 
     async fn dead_letter(&self, l: &DeadLetter, now: DateTime<Utc>) -> Result<()> {
+        let identity = l.identity();
         sqlx::query(
-            "INSERT INTO dead_letters (source, reason, payload, origin, received_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO dead_letters (source, reason, payload, origin, received_at, hash, count, last_seen_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 1, $5) \
+             ON CONFLICT (hash) DO UPDATE SET count = dead_letters.count + 1, \
+               last_seen_at = excluded.last_seen_at, origin = excluded.origin",
         )
         .bind(l.source.as_str())
         .bind(l.reason.as_str())
         .bind(l.payload.as_str())
         .bind(l.origin.as_deref())
         .bind(now)
+        .bind(identity.as_str())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -610,12 +615,13 @@ where
             .collect()
     }
 
-    async fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
-        Ok(
-            sqlx::query_as("SELECT source, reason, payload, origin FROM dead_letters ORDER BY id")
-                .fetch_all(&self.pool)
-                .await?,
+    async fn dead_letters(&self) -> Result<Vec<StoredDeadLetter>> {
+        Ok(sqlx::query_as(
+            "SELECT source, reason, payload, origin, count, received_at AS first_seen_at, \
+             last_seen_at FROM dead_letters ORDER BY id",
         )
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     async fn enrollments_of(&self, customer_id: &str) -> Result<Vec<Enrollment>> {

@@ -301,7 +301,16 @@ async fn items_past_a_limit_are_refused_alone<S: Store>(store: S) {
     ];
     let mut items: Vec<String> = vec![good("ok1", "c-ok")];
     items.extend(bad.iter().map(|(b, _)| b.clone()));
-    items.push(good("ok2", "c-ok2"));
+    // Every id at its limit (256 bytes, in two-byte characters) is taken.
+    let at_limit = |c: char| c.to_string().repeat(128);
+    items.push(
+        good("ok2", "c-ok2")
+            .replace(r#""id":"ok2""#, &format!(r#""id":"{}""#, at_limit('é')))
+            .replace(r#""id":"c-ok2""#, &format!(r#""id":"{}""#, at_limit('ő')))
+            .replace(r#""id":"o-ok2""#, &format!(r#""id":"{}""#, at_limit('ű')))
+            .replace(r#""id":"s-o-ok2""#, &format!(r#""id":"{}""#, at_limit('á')))
+            .replace("CAM-200", &at_limit('í')),
+    );
     let (status, answer) = post(&app, format!("[{}]", items.join(","))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(answer["accepted"], 2, "the valid items are still taken");

@@ -432,7 +432,9 @@ async fn dead_letters_and_settings<S: Store>(s: S) {
         payload: "{\"bad\": 1}".into(),
         origin: Some("shop-events/0/42".into()),
     };
-    s.dead_letter(&l, t(T0)).await.unwrap();
+    s.keep_dead_letters(std::slice::from_ref(&l), t(T0))
+        .await
+        .unwrap();
     let kept = s.dead_letters().await.unwrap();
     assert_eq!(kept.len(), 1);
     assert_eq!(kept[0].letter, l);
@@ -446,9 +448,9 @@ async fn dead_letters_and_settings<S: Store>(s: S) {
         ..l.clone()
     };
     let later = t(T0) + chrono::Duration::hours(1);
-    for _ in 0..3 {
-        s.dead_letter(&again, later).await.unwrap();
-    }
+    s.keep_dead_letters(std::slice::from_ref(&again), later)
+        .await
+        .unwrap();
     // Another reason or another payload is another letter.
     let other_reason = DeadLetter {
         reason: "id: must not be empty".into(),
@@ -458,8 +460,16 @@ async fn dead_letters_and_settings<S: Store>(s: S) {
         payload: "{\"bad\": 2}".into(),
         ..l.clone()
     };
-    s.dead_letter(&other_reason, later).await.unwrap();
-    s.dead_letter(&other_payload, later).await.unwrap();
+    // Several at once, identical ones among them: counted before they are
+    // written, and with those already kept.
+    let batch = [
+        other_reason.clone(),
+        again.clone(),
+        other_payload.clone(),
+        again.clone(),
+    ];
+    s.keep_dead_letters(&batch, later).await.unwrap();
+    s.keep_dead_letters(&[], later).await.unwrap();
     let kept = s.dead_letters().await.unwrap();
     assert_eq!(kept.len(), 3, "{kept:?}");
     assert_eq!(kept[0].letter, again);

@@ -10,7 +10,7 @@ use std::path::Path;
 use crate::clock::Clock;
 use crate::event::limits;
 use crate::sequence::model::Catalog;
-use crate::store::{IngestReport, Store};
+use crate::store::{DeadLetter, IngestReport, Store};
 
 pub const BATCH: usize = 1000;
 
@@ -124,70 +124,66 @@ pub async fn ingest_file<S: Store>(
     let mut batch = Vec::with_capacity(BATCH);
     // The line number of each event in the batch.
     let mut numbers = Vec::with_capacity(BATCH);
+    // Dead letters not yet kept (a batch's worth at a time, in one transaction).
+    let mut letters: Vec<DeadLetter> = Vec::new();
+    let mut held = 0; // their payloads' bytes
     let mut lines = Lines::new(std::io::BufReader::new(file), limits::EVENT_BYTES);
     let origin = |n: usize| format!("{}:{n}", path.display());
-    while let Some(line) = lines.next_line()? {
-        bar.inc(line.len as u64);
-        let parsed = match line.text(limits::EVENT_BYTES) {
-            None => continue,
-            Some(text) => text.and_then(|t| super::parse(t.as_bytes())),
-        };
-        match parsed {
-            Ok(ev) => {
-                batch.push(ev);
-                numbers.push(line.number);
-            }
-            Err(reason) => {
-                report.invalid += 1;
-                let origin = origin(line.number);
-                bar.suspend(|| eprintln!("{origin}: skipped: {reason}"));
-                let letter = super::dead("file", reason, &line.bytes, Some(origin));
-                store.dead_letter(&letter, clock.now()).await?;
+    let mut done = false;
+    while !done {
+        match lines.next_line()? {
+            None => done = true,
+            Some(line) => {
+                bar.inc(line.len as u64);
+                let parsed = match line.text(limits::EVENT_BYTES) {
+                    None => continue,
+                    Some(text) => text.and_then(|t| super::parse(t.as_bytes())),
+                };
+                match parsed {
+                    Ok(ev) => {
+                        batch.push(ev);
+                        numbers.push(line.number);
+                    }
+                    Err(reason) => {
+                        report.invalid += 1;
+                        let origin = origin(line.number);
+                        bar.suspend(|| eprintln!("{origin}: skipped: {reason}"));
+                        let letter = super::dead("file", reason, &line.bytes, Some(origin));
+                        held += letter.payload.len();
+                        letters.push(letter);
+                    }
+                }
             }
         }
-        if batch.len() >= BATCH {
-            let r = commit(store, catalog, clock, &batch, &numbers, &origin, &bar).await?;
+        if batch.len() >= BATCH || (done && !batch.is_empty()) {
+            let r = super::ingest_batch(store, catalog, &batch, "file", clock.now()).await?;
+            for refused in &r.refused {
+                // As parsed: the line itself is no longer held.
+                let origin = origin(numbers[refused.index]);
+                bar.suspend(|| eprintln!("{origin}: skipped: {}", refused.reason));
+                let payload = serde_json::to_string(&batch[refused.index])?;
+                let reason = refused.reason.clone();
+                let letter = super::dead("file", reason, payload.as_bytes(), Some(origin));
+                held += letter.payload.len();
+                letters.push(letter);
+            }
             report.invalid += r.refused.len();
             report.ingested.add(r);
             batch.clear();
             numbers.clear();
             bar.set_message(format!("{} events", report.ingested.applied));
         }
-    }
-    if !batch.is_empty() {
-        let r = commit(store, catalog, clock, &batch, &numbers, &origin, &bar).await?;
-        report.invalid += r.refused.len();
-        report.ingested.add(r);
+        if letters.len() >= BATCH
+            || held >= 16 * limits::EVENT_BYTES
+            || (done && !letters.is_empty())
+        {
+            store.keep_dead_letters(&letters, clock.now()).await?;
+            letters.clear();
+            held = 0;
+        }
     }
     bar.finish_and_clear();
     Ok(report)
-}
-
-/// Ingests a batch and dead-letters the events the store refused (as
-/// parsed: the line itself is no longer held).
-async fn commit<S: Store>(
-    store: &S,
-    catalog: &Catalog,
-    clock: &dyn Clock,
-    batch: &[crate::event::Event],
-    numbers: &[usize],
-    origin: &impl Fn(usize) -> String,
-    bar: &indicatif::ProgressBar,
-) -> anyhow::Result<IngestReport> {
-    let r = super::ingest_batch(store, catalog, batch, "file", clock.now()).await?;
-    for refused in &r.refused {
-        let origin = origin(numbers[refused.index]);
-        bar.suspend(|| eprintln!("{origin}: skipped: {}", refused.reason));
-        let payload = serde_json::to_string(&batch[refused.index])?;
-        let letter = super::dead(
-            "file",
-            refused.reason.clone(),
-            payload.as_bytes(),
-            Some(origin),
-        );
-        store.dead_letter(&letter, clock.now()).await?;
-    }
-    Ok(r)
 }
 
 #[cfg(test)]

@@ -131,27 +131,18 @@ async fn post_events<S: Store>(
     let mut events = Vec::with_capacity(items.len());
     // The item index of each event.
     let mut positions = Vec::with_capacity(items.len());
-    let mut rejected = Vec::new();
+    let mut rejected = Rejections::default();
     for (index, raw) in items.iter().enumerate() {
         match crate::ingest::parse(raw.get().as_bytes()) {
             Ok(ev) => {
                 events.push(ev);
                 positions.push(index);
             }
-            Err(reason) => {
-                let letter = crate::ingest::dead(
-                    "http",
-                    reason.clone(),
-                    raw.get().as_bytes(),
-                    Some(format!("item {index}")),
-                );
-                if let Err(r) =
-                    reject(&app.store, raw, index, letter, reason, now, &mut rejected).await
-                {
-                    return r;
-                }
-            }
+            Err(reason) => rejected.add(raw, index, reason.clone(), reason),
         }
+    }
+    if let Err(r) = rejected.keep(&app.store, now).await {
+        return r;
     }
     let report =
         match crate::ingest::ingest_batch(&app.store, &app.catalog, &events, "http", now).await {
@@ -166,28 +157,13 @@ async fn post_events<S: Store>(
         };
     for refused in report.refused {
         let index = positions[refused.index];
-        let letter = crate::ingest::dead(
-            "http",
-            refused.reason,
-            items[index].get().as_bytes(),
-            Some(format!("item {index}")),
-        );
         // The database's own words stay with the operator.
-        let answer = STORE_REFUSED.to_string();
-        if let Err(r) = reject(
-            &app.store,
-            items[index],
-            index,
-            letter,
-            answer,
-            now,
-            &mut rejected,
-        )
-        .await
-        {
-            return r;
-        }
+        rejected.add(items[index], index, refused.reason, STORE_REFUSED.into());
     }
+    if let Err(r) = rejected.keep(&app.store, now).await {
+        return r;
+    }
+    let mut rejected = rejected.answer;
     rejected.sort_by_key(|r| r.index);
     app.kick.notify_waiters();
     let status = if rejected.is_empty() {
@@ -207,29 +183,53 @@ async fn post_events<S: Store>(
 pub const STORE_REFUSED: &str =
     "the store refused this event; its reason is kept with the dead letter";
 
-/// Keeps the dead letter of item `index` and notes `reason` for the answer;
-/// the answer to give at once if the dead letter could not be kept.
-async fn reject<S: Store>(
-    store: &S,
-    raw: &RawValue,
-    index: usize,
-    letter: DeadLetter,
-    reason: String,
-    now: chrono::DateTime<chrono::Utc>,
-    rejected: &mut Vec<Rejected>,
-) -> Result<(), Response> {
-    if let Err(e) = store.dead_letter(&letter, now).await {
-        tracing::error!("dead letter: {e}");
-        return Err(error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "storage unavailable, retry",
+/// The items refused so far: their dead letters, kept a request's worth at
+/// a time (one transaction), and what the answer says of them.
+#[derive(Default)]
+struct Rejections {
+    letters: Vec<DeadLetter>,
+    answer: Vec<Rejected>,
+}
+
+impl Rejections {
+    /// Item `index` is refused: `why` goes in its dead letter, `reason` in
+    /// the answer.
+    fn add(&mut self, raw: &RawValue, index: usize, why: String, reason: String) {
+        self.letters.push(crate::ingest::dead(
+            "http",
+            why,
+            raw.get().as_bytes(),
+            Some(format!("item {index}")),
         ));
+        #[derive(serde::Deserialize)]
+        struct Id<'a> {
+            #[serde(borrow)]
+            id: Option<std::borrow::Cow<'a, str>>,
+        }
+        let id = serde_json::from_str::<Id>(raw.get())
+            .ok()
+            .and_then(|i| i.id)
+            .map(|i| quoted_id(&i));
+        self.answer.push(Rejected { index, id, reason });
     }
-    let id = serde_json::from_str::<serde_json::Value>(raw.get())
-        .ok()
-        .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(quoted_id));
-    rejected.push(Rejected { index, id, reason });
-    Ok(())
+
+    /// Keeps the dead letters added since the last call; the answer to give
+    /// at once if they could not be kept.
+    async fn keep<S: Store>(
+        &mut self,
+        store: &S,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), Response> {
+        let letters = std::mem::take(&mut self.letters);
+        if let Err(e) = store.keep_dead_letters(&letters, now).await {
+            tracing::error!("dead letter: {e}");
+            return Err(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage unavailable, retry",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// An id quoted back to the sender: at most the id limit, no NUL.

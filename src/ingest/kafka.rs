@@ -314,10 +314,9 @@ async fn apply<S: Store>(
         messages,
         dead,
     } = group;
-    for (m, reason) in dead {
-        if !dead_letter(store, clock, cfg, dlq, m, reason, stop).await {
-            return false;
-        }
+    let dead: Vec<(&OwnedMessage, &str)> = dead.iter().map(|(m, r)| (*m, r.as_str())).collect();
+    if !dead_letters(store, clock, cfg, dlq, &dead, stop).await {
+        return false;
     }
     let mut wait = Duration::from_millis(200);
     let report = loop {
@@ -339,52 +338,61 @@ async fn apply<S: Store>(
         refused = report.refused.len(),
         "batch committed"
     );
-    for refused in &report.refused {
-        let m = messages[refused.index];
-        if !dead_letter(store, clock, cfg, dlq, m, &refused.reason, stop).await {
-            return false;
-        }
-    }
-    true
+    let refused: Vec<(&OwnedMessage, &str)> = report
+        .refused
+        .iter()
+        .map(|r| (messages[r.index], r.reason.as_str()))
+        .collect();
+    dead_letters(store, clock, cfg, dlq, &refused, stop).await
 }
 
-/// Sends a message to `<topic>.dlq` with its reason, and keeps it in the
-/// dead-letter table (retrying while the store is unavailable). Returns
-/// false if asked to stop first.
-async fn dead_letter<S: Store>(
+/// Sends each message to `<topic>.dlq` with its reason, and keeps them in
+/// the dead-letter table in one transaction (retrying while the store is
+/// unavailable). Returns false if asked to stop first.
+async fn dead_letters<S: Store>(
     store: &S,
     clock: &dyn Clock,
     cfg: &KafkaConfig,
     dlq: &FutureProducer,
-    m: &OwnedMessage,
-    reason: &str,
+    messages: &[(&OwnedMessage, &str)],
     stop: &CancellationToken,
 ) -> bool {
-    let origin = format!("{}/{}/{}", m.topic(), m.partition(), m.offset());
-    tracing::warn!(%origin, "dead letter: {reason}");
-    let payload = m.payload().unwrap_or_default();
+    if messages.is_empty() {
+        return true;
+    }
     let dlq_topic = cfg.dlq();
-    let mut record = FutureRecord::to(&dlq_topic).payload(payload).headers(
-        OwnedHeaders::new()
-            .insert(Header {
-                key: "aftercare-reason",
-                value: Some(reason.as_bytes()),
-            })
-            .insert(Header {
-                key: "aftercare-origin",
-                value: Some(origin.as_bytes()),
-            }),
-    );
-    if let Some(k) = m.key() {
-        record = record.key(k);
+    let mut letters = Vec::with_capacity(messages.len());
+    for (m, reason) in messages {
+        let origin = format!("{}/{}/{}", m.topic(), m.partition(), m.offset());
+        tracing::warn!(%origin, "dead letter: {reason}");
+        let payload = m.payload().unwrap_or_default();
+        let mut record = FutureRecord::to(&dlq_topic).payload(payload).headers(
+            OwnedHeaders::new()
+                .insert(Header {
+                    key: "aftercare-reason",
+                    value: Some(reason.as_bytes()),
+                })
+                .insert(Header {
+                    key: "aftercare-origin",
+                    value: Some(origin.as_bytes()),
+                }),
+        );
+        if let Some(k) = m.key() {
+            record = record.key(k);
+        }
+        if let Err((e, _)) = dlq.send(record, Duration::from_secs(30)).await {
+            tracing::error!(%origin, "could not produce to {dlq_topic}: {e}; kept in the dead_letters table");
+        }
+        letters.push(super::dead(
+            "kafka",
+            reason.to_string(),
+            payload,
+            Some(origin),
+        ));
     }
-    if let Err((e, _)) = dlq.send(record, Duration::from_secs(30)).await {
-        tracing::error!(%origin, "could not produce to {dlq_topic}: {e}; kept in the dead_letters table");
-    }
-    let letter = super::dead("kafka", reason.to_string(), payload, Some(origin));
     let mut wait = Duration::from_millis(200);
-    while let Err(e) = store.dead_letter(&letter, clock.now()).await {
-        tracing::error!("dead letter: {e}");
+    while let Err(e) = store.keep_dead_letters(&letters, clock.now()).await {
+        tracing::error!("dead letters: {e}");
         if sleep_or_stop(wait, stop).await {
             return false;
         }

@@ -16,7 +16,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::{
     DeadLetter, DeliveryView, DueClaim, OutboxView, Result, Store, StoredDeadLetter, Transition,
-    Tx, Writes,
+    Tx, Writes, count_dead_letters,
 };
 use crate::engine::customer::CustomerState;
 use crate::engine::outbox::{OutboxStatus, Outcome, Queued};
@@ -497,25 +497,26 @@ impl Store for MemStore {
             .map(|(t, _)| *t))
     }
 
-    async fn dead_letter(&self, letter: &DeadLetter, now: DateTime<Utc>) -> Result<()> {
+    async fn keep_dead_letters(&self, letters: &[DeadLetter], now: DateTime<Utc>) -> Result<()> {
         let mut mem = self.inner.lock().await;
         let mem = &mut *mem;
-        match mem.dead_letter_ids.get(&letter.identity()) {
-            Some(&i) => {
-                let kept = &mut mem.dead_letters[i];
-                kept.count += 1;
-                kept.last_seen_at = now;
-                kept.letter.origin = letter.origin.clone();
-            }
-            None => {
-                mem.dead_letter_ids
-                    .insert(letter.identity(), mem.dead_letters.len());
-                mem.dead_letters.push(StoredDeadLetter {
-                    letter: letter.clone(),
-                    count: 1,
-                    first_seen_at: now,
-                    last_seen_at: now,
-                });
+        for (identity, letter, count) in count_dead_letters(letters) {
+            match mem.dead_letter_ids.get(&identity) {
+                Some(&i) => {
+                    let kept = &mut mem.dead_letters[i];
+                    kept.count += count;
+                    kept.last_seen_at = now;
+                    kept.letter.origin = letter.origin;
+                }
+                None => {
+                    mem.dead_letter_ids.insert(identity, mem.dead_letters.len());
+                    mem.dead_letters.push(StoredDeadLetter {
+                        letter,
+                        count,
+                        first_seen_at: now,
+                        last_seen_at: now,
+                    });
+                }
             }
         }
         Ok(())

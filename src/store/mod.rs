@@ -217,6 +217,27 @@ impl DeadLetter {
     }
 }
 
+/// Letters by identity, in the order first seen, each with how many times it
+/// came and its latest origin.
+pub(crate) fn count_dead_letters(letters: &[DeadLetter]) -> Vec<(String, DeadLetter, i64)> {
+    let mut out: Vec<(String, DeadLetter, i64)> = Vec::new();
+    let mut at: HashMap<String, usize> = HashMap::new();
+    for l in letters {
+        let id = l.identity();
+        match at.get(&id) {
+            Some(&i) => {
+                out[i].1.origin = l.origin.clone();
+                out[i].2 += 1;
+            }
+            None => {
+                at.insert(id.clone(), out.len());
+                out.push((id, l.clone(), 1));
+            }
+        }
+    }
+    out
+}
+
 /// A dead letter as kept: identical ones are counted, not multiplied.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct StoredDeadLetter {
@@ -379,11 +400,13 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// The earliest `not_before` of an unclaimed pending row.
     fn next_outbox(&self) -> impl Future<Output = Result<Option<DateTime<Utc>>>> + Send;
 
-    /// Keeps a dead letter; one identical to a kept one (same
-    /// [`DeadLetter::identity`]) counts once more and takes the new origin.
-    fn dead_letter(
+    /// Keeps dead letters, all in one transaction. One identical to a kept
+    /// one (same [`DeadLetter::identity`]) counts once more and takes the
+    /// new origin, so 10,000 identical letters are one row counted 10,000
+    /// times.
+    fn keep_dead_letters(
         &self,
-        letter: &DeadLetter,
+        letters: &[DeadLetter],
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<()>> + Send;
 

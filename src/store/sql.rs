@@ -22,7 +22,7 @@ use sqlx::{
 
 use super::{
     DeadLetter, DeliveryView, DueClaim, Error, OutboxView, Result, Store, StoredDeadLetter,
-    Transition, Tx, Writes, parse_stored,
+    Transition, Tx, Writes, count_dead_letters, parse_stored,
 };
 use crate::engine::customer::CustomerState;
 use crate::engine::outbox::{OutboxStatus, Outcome, Queued};
@@ -528,22 +528,29 @@ where
         Ok(row.map(|r| r.0))
     }
 
-    async fn dead_letter(&self, l: &DeadLetter, now: DateTime<Utc>) -> Result<()> {
-        let identity = l.identity();
-        sqlx::query(
-            "INSERT INTO dead_letters (source, reason, payload, origin, received_at, hash, count, last_seen_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 1, $5) \
-             ON CONFLICT (hash) DO UPDATE SET count = dead_letters.count + 1, \
-               last_seen_at = excluded.last_seen_at, origin = excluded.origin",
-        )
-        .bind(l.source.as_str())
-        .bind(l.reason.as_str())
-        .bind(l.payload.as_str())
-        .bind(l.origin.as_deref())
-        .bind(now)
-        .bind(identity.as_str())
-        .execute(&self.pool)
-        .await?;
+    async fn keep_dead_letters(&self, letters: &[DeadLetter], now: DateTime<Utc>) -> Result<()> {
+        if letters.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for (identity, l, count) in count_dead_letters(letters) {
+            sqlx::query(
+                "INSERT INTO dead_letters (source, reason, payload, origin, received_at, hash, count, last_seen_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $5) \
+                 ON CONFLICT (hash) DO UPDATE SET count = dead_letters.count + excluded.count, \
+                   last_seen_at = excluded.last_seen_at, origin = excluded.origin",
+            )
+            .bind(l.source.as_str())
+            .bind(l.reason.as_str())
+            .bind(l.payload.as_str())
+            .bind(l.origin.as_deref())
+            .bind(now)
+            .bind(identity.as_str())
+            .bind(count)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

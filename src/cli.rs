@@ -294,13 +294,27 @@ fn preview(
 }
 
 fn read_events(file: &Path) -> anyhow::Result<(Vec<Event>, usize)> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let (events, bad) = simulate::parse_events(&text);
-    for b in &bad {
-        eprintln!("{}:{}: skipped: {}", file.display(), b.line, b.message);
+    let f = std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?;
+    let max = crate::event::limits::EVENT_BYTES;
+    let mut lines = crate::ingest::file::Lines::new(std::io::BufReader::new(f), max);
+    let (mut events, mut bad) = (Vec::new(), 0);
+    while let Some(line) = lines
+        .next_line()
+        .with_context(|| format!("reading {}", file.display()))?
+    {
+        let parsed = match line.text(max) {
+            None => continue,
+            Some(text) => text.and_then(|t| Event::parse(t).map_err(|e| e.message)),
+        };
+        match parsed {
+            Ok(ev) => events.push(ev),
+            Err(message) => {
+                bad += 1;
+                eprintln!("{}:{}: skipped: {message}", file.display(), line.number);
+            }
+        }
     }
-    Ok((events, bad.len()))
+    Ok((events, bad))
 }
 
 fn parse_until(s: &str, last_event: Option<DateTime<Utc>>) -> anyhow::Result<Until> {
@@ -336,7 +350,6 @@ struct IndexedLine {
 
 impl EventIndex {
     fn open(path: &Path) -> anyhow::Result<Self> {
-        use std::io::BufRead;
         #[derive(serde::Deserialize)]
         struct Who {
             id: String,
@@ -349,41 +362,37 @@ impl EventIndex {
         }
         let file =
             std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
-        let mut reader = std::io::BufReader::new(&file);
+        let max = crate::event::limits::EVENT_BYTES;
+        let mut reader = crate::ingest::file::Lines::new(std::io::BufReader::new(&file), max);
         let mut lines = Vec::new();
         let mut bad = 0;
-        let (mut offset, mut line_no) = (0u64, 0usize);
-        let mut line = String::new();
-        loop {
-            line.clear();
-            let n = reader
-                .read_line(&mut line)
-                .with_context(|| format!("reading {}", path.display()))?;
-            if n == 0 {
-                break;
-            }
-            line_no += 1;
-            let l = line.trim();
-            if !(l.is_empty() || l.starts_with('#') || l.starts_with("//")) {
-                match serde_json::from_str::<Head>(l) {
-                    Ok(h) => lines.push((
-                        h.id,
-                        IndexedLine {
-                            at: h.occurred_at,
-                            customer: h.customer.id,
-                            line_no,
-                            offset,
-                            len: n,
-                        },
-                    )),
-                    Err(_) => {
-                        bad += 1;
-                        let message = Event::parse(l).err().map(|e| e.message).unwrap_or_default();
-                        eprintln!("{}:{line_no}: skipped: {message}", path.display());
-                    }
+        while let Some(line) = reader
+            .next_line()
+            .with_context(|| format!("reading {}", path.display()))?
+        {
+            let line_no = line.number;
+            let head = match line.text(max) {
+                None => continue,
+                Some(Err(message)) => Err(message),
+                Some(Ok(l)) => serde_json::from_str::<Head>(l)
+                    .map_err(|_| Event::parse(l).err().map(|e| e.message).unwrap_or_default()),
+            };
+            match head {
+                Ok(h) => lines.push((
+                    h.id,
+                    IndexedLine {
+                        at: h.occurred_at,
+                        customer: h.customer.id,
+                        line_no,
+                        offset: line.offset,
+                        len: line.len,
+                    },
+                )),
+                Err(message) => {
+                    bad += 1;
+                    eprintln!("{}:{line_no}: skipped: {message}", path.display());
                 }
             }
-            offset += n as u64;
         }
         lines.sort_by_key(|(_, l)| l.at);
         // A customer's duplicates reach the same shard, whose store counts

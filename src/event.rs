@@ -56,7 +56,7 @@ pub struct Customer {
     pub timezone: Option<Tz>,
     #[serde(default)]
     pub marketing_consent: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "capped_tags")]
     pub tags: Vec<String>,
     #[serde(default)]
     pub attributes: serde_json::Map<String, serde_json::Value>,
@@ -73,7 +73,7 @@ pub struct Order {
     pub currency: Option<String>,
     #[serde(default)]
     pub total: Option<Money>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "capped_items")]
     pub items: Vec<Item>,
 }
 
@@ -140,7 +140,7 @@ impl<'de> Deserialize<'de> for Money {
             fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Money, E> {
                 s.parse::<Decimal>()
                     .map(Money)
-                    .map_err(|_| E::custom(format!("{s:?} is not a decimal amount")))
+                    .map_err(|_| E::custom(format!("{:?} is not a decimal amount", preview(s))))
             }
             fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Money, E> {
                 Err(E::custom(format!(
@@ -170,7 +170,17 @@ impl fmt::Display for Money {
     }
 }
 
-/// An address that has one `@`, something on both sides and no whitespace.
+/// An address the transport can send to. Checked with the parser the
+/// transport itself uses (lettre's `Address`, and its `Mailbox` reading of the
+/// same text must agree), so an address accepted here never fails at send as
+/// "invalid address". On top of that: at most [`limits::EMAIL_BYTES`] bytes,
+/// a domain with a dot, no whitespace, control characters or `<>,;`.
+///
+/// Internationalised addresses: a domain in Unicode (`anna@bücher.example`)
+/// is kept in its ASCII form (`anna@xn--bcher-kva.example`), which every mail
+/// server takes and which is what bounces and suppressions report; a local
+/// part in Unicode (`ānna@example.com`, RFC 6531) is accepted as it is and
+/// reaches only servers that offer SMTPUTF8.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
 pub struct EmailAddress(String);
@@ -178,23 +188,39 @@ pub struct EmailAddress(String);
 impl EmailAddress {
     pub fn parse(s: &str) -> Result<Self, String> {
         let trimmed = s.trim();
-        let ok = match trimmed.split_once('@') {
-            Some((local, domain)) => {
-                !local.is_empty()
-                    && !domain.is_empty()
-                    && !domain.contains('@')
-                    && domain.contains('.')
-                    && !domain.starts_with('.')
-                    && !domain.ends_with('.')
-                    && !trimmed.chars().any(|c| c.is_whitespace() || c.is_control())
-                    && !trimmed.contains(['<', '>', ',', ';'])
-            }
-            None => false,
+        let bad = |why: &str| Err(format!("{s:?} is not an email address ({why})"));
+        if trimmed.len() > limits::EMAIL_BYTES {
+            return Err(format!(
+                "an email address of {} bytes is longer than the limit of {}",
+                trimmed.len(),
+                limits::EMAIL_BYTES
+            ));
+        }
+        if trimmed.chars().any(|c| c.is_whitespace() || c.is_control())
+            || trimmed.contains(['<', '>', ',', ';'])
+        {
+            return bad("no spaces, control characters or <>,; in an address");
+        }
+        let address = match trimmed.parse::<lettre::Address>() {
+            Ok(a) => a,
+            Err(e) => return bad(&e.to_string()),
         };
-        if ok {
-            Ok(Self(trimmed.to_string()))
-        } else {
-            Err(format!("{s:?} is not an email address"))
+        // The transport reads the address as a mailbox: it must read the
+        // same address, with no display name and nothing left over.
+        match trimmed.parse::<lettre::message::Mailbox>() {
+            Ok(m) if m.name.is_none() && m.email == address => {}
+            _ => return bad("not readable as a mailbox"),
+        }
+        let domain = address.domain();
+        if !domain.contains('.') || domain.starts_with('.') || domain.ends_with('.') {
+            return bad("the domain needs a dot, as in example.com");
+        }
+        if domain.is_ascii() {
+            return Ok(Self(trimmed.to_string()));
+        }
+        match idna::domain_to_ascii(domain) {
+            Ok(ascii) => Ok(Self(format!("{}@{ascii}", address.user()))),
+            Err(_) => bad("the domain is not a valid internationalised domain name"),
         }
     }
 
@@ -216,6 +242,46 @@ impl fmt::Display for EmailAddress {
     }
 }
 
+/// The limits every event is held to, whatever its source (docs/EVENTS.md
+/// and the README's "Limits" list them). Past one, the event is refused with
+/// the field at fault: a 400 for that item over HTTP, a dead letter from
+/// Kafka or a file.
+pub mod limits {
+    use std::ops::RangeInclusive;
+
+    /// One event as JSON text.
+    pub const EVENT_BYTES: usize = 1024 * 1024;
+    /// `id`, `customer.id`, `order.id`, `shipment.id`, `order.items[].sku`.
+    pub const ID_BYTES: usize = 256;
+    /// `type`.
+    pub const TYPE_BYTES: usize = 64;
+    /// `customer.email` (RFC 5321's limit on a path).
+    pub const EMAIL_BYTES: usize = 254;
+    /// `customer.locale`: letters, digits, `-` and `_`, as in `hu-HU`.
+    pub const LOCALE_BYTES: usize = 35;
+    /// Every other string: `customer.first_name`, `customer.tags[]`,
+    /// `order.number`, `order.items[].name` and `.category`,
+    /// `shipment.carrier`, `shipment.tracking_number`.
+    pub const TEXT_BYTES: usize = 1024;
+    /// `shipment.tracking_url` (`http` or `https` only).
+    pub const URL_BYTES: usize = 2048;
+    /// `order.items`.
+    pub const ITEMS: usize = 1000;
+    /// `customer.tags`.
+    pub const TAGS: usize = 100;
+    /// `customer.attributes` and `data`, each as JSON text.
+    pub const DOCUMENT_BYTES: usize = 64 * 1024;
+    /// `order.items[].replenish_every_days`: a day to ten years.
+    pub const REPLENISH_DAYS: RangeInclusive<u32> = 1..=3650;
+    /// `order.items[].quantity`.
+    pub const QUANTITY: RangeInclusive<u32> = 0..=1_000_000;
+    /// `order.total` and `order.items[].unit_price` lie strictly between
+    /// minus and plus this many units (a trillion).
+    pub const MONEY_UNITS: i64 = 1_000_000_000_000;
+    /// Years of `occurred_at` and `order.placed_at`.
+    pub const YEARS: RangeInclusive<i32> = 1970..=9999;
+}
+
 /// Why an event was rejected: the field path (`customer.email`) and what is wrong.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{message}")]
@@ -226,74 +292,307 @@ pub struct EventError {
 impl Event {
     /// Parses and validates one event from JSON text.
     pub fn parse(text: &str) -> Result<Event, EventError> {
+        if text.len() > limits::EVENT_BYTES {
+            return Err(EventError {
+                message: format!(
+                    "the event is {} bytes of JSON, more than the limit of {}",
+                    text.len(),
+                    limits::EVENT_BYTES
+                ),
+            });
+        }
         let de = &mut serde_json::Deserializer::from_str(text);
         let event: Event = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
             let msg = strip_position(&inner.to_string());
-            let message = if path == "." || path.is_empty() {
+            // `?` is where serde_path_to_error puts a syntax error.
+            let message = if matches!(path.as_str(), "." | "?" | "") {
                 msg
             } else {
                 format!("{path}: {msg}")
             };
             EventError { message }
         })?;
-        event.check()?;
+        event.check().map_err(|message| EventError { message })?;
         Ok(event)
     }
 
-    fn check(&self) -> Result<(), EventError> {
-        let fail = |m: &str| {
-            Err(EventError {
-                message: m.to_string(),
-            })
-        };
-        if self.id.trim().is_empty() {
-            return fail("id: must not be empty");
+    fn check(&self) -> Result<(), String> {
+        id("id", &self.id)?;
+        if self.kind.len() > limits::TYPE_BYTES {
+            return Err(too_long("type", self.kind.len(), limits::TYPE_BYTES));
         }
         if !is_event_type(&self.kind) {
-            return fail("type: must look like \"order.placed\" (lowercase words joined by a dot)");
+            return Err(
+                "type: must look like \"order.placed\" (lowercase words joined by a dot)".into(),
+            );
         }
-        if self.customer.id.trim().is_empty() {
-            return fail("customer.id: must not be empty");
-        }
+        timestamp("occurred_at", &self.occurred_at)?;
+        check_customer(&self.customer)?;
         let needs_order = self.kind.starts_with("order.")
             || self.kind.starts_with("shipment.")
             || self.kind.starts_with("review.");
         match &self.order {
             None if needs_order => {
-                return fail(&format!(
-                    "order: a {} event must carry its order",
-                    self.kind
-                ));
+                return Err(format!("order: a {} event must carry its order", self.kind));
             }
-            Some(o) if o.id.trim().is_empty() => return fail("order.id: must not be empty"),
-            _ => {}
+            Some(o) => check_order(o)?,
+            None => {}
         }
         if self.kind.starts_with("shipment.") && self.shipment.is_none() {
-            return fail(&format!(
+            return Err(format!(
                 "shipment: a {} event must carry its shipment",
                 self.kind
             ));
         }
-        if let Some(cur) = self.order.as_ref().and_then(|o| o.currency.as_deref())
-            && (cur.len() != 3 || !cur.chars().all(|c| c.is_ascii_uppercase()))
-        {
-            return fail(&format!(
-                "order.currency: {cur:?} is not an ISO 4217 code such as \"EUR\""
-            ));
+        if let Some(s) = &self.shipment {
+            check_shipment(s)?;
         }
         if let Some(rating) = self.review.as_ref().and_then(|r| r.rating)
             && !(1..=5).contains(&rating)
         {
-            return fail(&format!("review.rating: {rating} is not between 1 and 5"));
+            return Err(format!("review.rating: {rating} is not between 1 and 5"));
         }
+        document("data", &self.data)?;
         Ok(())
     }
 
     pub fn order_id(&self) -> Option<&str> {
         self.order.as_ref().map(|o| o.id.as_str())
     }
+}
+
+fn check_customer(c: &Customer) -> Result<(), String> {
+    id("customer.id", &c.id)?;
+    opt_text("customer.first_name", &c.first_name, limits::TEXT_BYTES)?;
+    if let Some(l) = &c.locale {
+        text("customer.locale", l, limits::LOCALE_BYTES)?;
+        if l.is_empty()
+            || !l
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+        {
+            return Err(format!(
+                "customer.locale: {l:?} is not a locale such as \"hu-HU\" (letters, digits, - and _)"
+            ));
+        }
+    }
+    for (i, t) in c.tags.iter().enumerate() {
+        text(&format!("customer.tags[{i}]"), t, limits::TEXT_BYTES)?;
+    }
+    document("customer.attributes", &c.attributes)
+}
+
+fn check_order(o: &Order) -> Result<(), String> {
+    id("order.id", &o.id)?;
+    opt_text("order.number", &o.number, limits::TEXT_BYTES)?;
+    if let Some(t) = &o.placed_at {
+        timestamp("order.placed_at", t)?;
+    }
+    if let Some(cur) = o.currency.as_deref()
+        && (cur.len() != 3 || !cur.chars().all(|c| c.is_ascii_uppercase()))
+    {
+        return Err(format!(
+            "order.currency: {:?} is not an ISO 4217 code such as \"EUR\"",
+            preview(cur)
+        ));
+    }
+    money("order.total", o.total)?;
+    // More than `limits::ITEMS` items never get this far: the list stops
+    // being read at the limit (see `capped_items`).
+    for (i, item) in o.items.iter().enumerate() {
+        let at = |field: &str| format!("order.items[{i}].{field}");
+        id(&at("sku"), &item.sku)?;
+        opt_text(&at("name"), &item.name, limits::TEXT_BYTES)?;
+        opt_text(&at("category"), &item.category, limits::TEXT_BYTES)?;
+        if !limits::QUANTITY.contains(&item.quantity) {
+            return Err(format!(
+                "{}: {} is not between {} and {}",
+                at("quantity"),
+                item.quantity,
+                limits::QUANTITY.start(),
+                limits::QUANTITY.end()
+            ));
+        }
+        money(&at("unit_price"), item.unit_price)?;
+        if let Some(d) = item.replenish_every_days
+            && !limits::REPLENISH_DAYS.contains(&d)
+        {
+            return Err(format!(
+                "{}: {d} is not between {} and {} days",
+                at("replenish_every_days"),
+                limits::REPLENISH_DAYS.start(),
+                limits::REPLENISH_DAYS.end()
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_shipment(s: &Shipment) -> Result<(), String> {
+    id("shipment.id", &s.id)?;
+    opt_text("shipment.carrier", &s.carrier, limits::TEXT_BYTES)?;
+    opt_text(
+        "shipment.tracking_number",
+        &s.tracking_number,
+        limits::TEXT_BYTES,
+    )?;
+    if let Some(u) = &s.tracking_url {
+        text("shipment.tracking_url", u, limits::URL_BYTES)?;
+        let ok = url::Url::parse(u)
+            .is_ok_and(|p| matches!(p.scheme(), "http" | "https") && p.host().is_some());
+        if !ok {
+            return Err(format!(
+                "shipment.tracking_url: {:?} is not an http:// or https:// URL",
+                preview(u)
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn too_long(path: &str, len: usize, max: usize) -> String {
+    format!("{path}: {len} bytes, longer than the limit of {max}")
+}
+
+/// A string's checks: its length and no NUL (PostgreSQL cannot store one,
+/// and no shop means one).
+fn text(path: &str, s: &str, max: usize) -> Result<(), String> {
+    if s.len() > max {
+        return Err(too_long(path, s.len(), max));
+    }
+    if s.contains('\0') {
+        return Err(format!("{path}: contains a NUL character (\\u0000)"));
+    }
+    Ok(())
+}
+
+fn opt_text(path: &str, s: &Option<String>, max: usize) -> Result<(), String> {
+    s.as_deref().map_or(Ok(()), |s| text(path, s, max))
+}
+
+fn id(path: &str, s: &str) -> Result<(), String> {
+    text(path, s, limits::ID_BYTES)?;
+    if s.trim().is_empty() {
+        return Err(format!("{path}: must not be empty"));
+    }
+    Ok(())
+}
+
+fn timestamp(path: &str, t: &DateTime<Utc>) -> Result<(), String> {
+    use chrono::Datelike;
+    if limits::YEARS.contains(&t.year()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{path}: the year {} is outside {} to {}",
+            t.year(),
+            limits::YEARS.start(),
+            limits::YEARS.end()
+        ))
+    }
+}
+
+fn money(path: &str, m: Option<Money>) -> Result<(), String> {
+    match m {
+        Some(Money(d)) if d.abs() >= Decimal::from(limits::MONEY_UNITS) => Err(format!(
+            "{path}: {d} is not between -{max} and {max} (exclusive)",
+            max = limits::MONEY_UNITS
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A free-form JSON object (`customer.attributes`, `data`): its size as
+/// JSON, and no NUL in any key or string inside.
+fn document(path: &str, map: &serde_json::Map<String, serde_json::Value>) -> Result<(), String> {
+    if map.is_empty() {
+        return Ok(());
+    }
+    let len = serde_json::to_string(map).map(|s| s.len()).unwrap_or(0);
+    if len > limits::DOCUMENT_BYTES {
+        return Err(too_long(path, len, limits::DOCUMENT_BYTES));
+    }
+    no_nul_in(path, map)
+}
+
+fn no_nul_in(path: &str, map: &serde_json::Map<String, serde_json::Value>) -> Result<(), String> {
+    use serde_json::Value;
+    fn walk(path: &str, v: &Value) -> Result<(), String> {
+        match v {
+            Value::String(s) if s.contains('\0') => {
+                Err(format!("{path}: contains a NUL character (\\u0000)"))
+            }
+            Value::Array(a) => a
+                .iter()
+                .enumerate()
+                .try_for_each(|(i, v)| walk(&format!("{path}[{i}]"), v)),
+            Value::Object(o) => no_nul_in(path, o),
+            _ => Ok(()),
+        }
+    }
+    map.iter().try_for_each(|(k, v)| {
+        let at = format!("{path}.{}", k.escape_debug());
+        if k.contains('\0') {
+            return Err(format!("{at}: a key contains a NUL character (\\u0000)"));
+        }
+        walk(&at, v)
+    })
+}
+
+/// The first 100 characters of a value quoted in a message.
+fn preview(s: &str) -> String {
+    match s.char_indices().nth(100) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// Reads a JSON array but stops with an error past `max` elements, so an
+/// order with 300,000 items costs no more than one with `max + 1`.
+fn capped<'de, D, T>(d: D, max: usize, what: &'static str) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct V<T> {
+        max: usize,
+        what: &'static str,
+        item: std::marker::PhantomData<T>,
+    }
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            write!(f, "a list of at most {} {}", self.max, self.what)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.max));
+            while let Some(x) = seq.next_element()? {
+                if out.len() == self.max {
+                    return Err(serde::de::Error::custom(format!(
+                        "more than {} {} (the limit)",
+                        self.max, self.what
+                    )));
+                }
+                out.push(x);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(V {
+        max,
+        what,
+        item: std::marker::PhantomData,
+    })
+}
+
+fn capped_items<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Item>, D::Error> {
+    capped(d, limits::ITEMS, "items")
+}
+
+fn capped_tags<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    capped(d, limits::TAGS, "tags")
 }
 
 fn is_event_type(s: &str) -> bool {
@@ -376,6 +675,242 @@ mod tests {
         let text = r#"{"id":"e2","type":"shipment.shipped","occurred_at":"2026-11-20T10:00:00Z",
             "customer":{"id":"c1","email":"a@b.example"},"shipment":{"id":"s1"}}"#;
         assert!(error_of(text).starts_with("order:"));
+    }
+
+    const GOOD_ITEMS: &str = r#"[{"sku":"A","unit_price":"129.90","replenish_every_days":30},{"sku":"B","replenish_every_days":14}]"#;
+
+    #[test]
+    fn limits_are_refused_with_the_field_at_fault() {
+        let long_id = format!("\"{}\"", "x".repeat(limits::ID_BYTES + 1));
+        let items = format!("[{}]", vec![r#"{"sku":"a"}"#; limits::ITEMS + 1].join(","));
+        let tags = format!("[{}]", vec![r#""t""#; limits::TAGS + 1].join(","));
+        let cases: Vec<(String, &str)> = vec![
+            (
+                GOOD.replace(r#""id":"e1""#, &format!(r#""id":{long_id}"#)),
+                "id: 257 bytes, longer than the limit of 256",
+            ),
+            (
+                GOOD.replace(r#""id":"e1""#, r#""id":"a\u0000b""#),
+                "id: contains a NUL character",
+            ),
+            (
+                GOOD.replace(r#""id":"c1""#, &format!(r#""id":{long_id}"#)),
+                "customer.id: 257 bytes",
+            ),
+            (
+                GOOD.replace(r#""id":"o1""#, r#""id":"o\u0000""#),
+                "order.id: contains a NUL",
+            ),
+            (
+                GOOD.replace(r#""sku":"B""#, &format!(r#""sku":{long_id}"#)),
+                "order.items[1].sku: 257 bytes",
+            ),
+            (
+                GOOD.replace(
+                    r#""replenish_every_days":14"#,
+                    r#""replenish_every_days":100000000"#,
+                ),
+                "order.items[1].replenish_every_days: 100000000 is not between 1 and 3650 days",
+            ),
+            (
+                GOOD.replace(
+                    r#""replenish_every_days":14"#,
+                    r#""replenish_every_days":0"#,
+                ),
+                "order.items[1].replenish_every_days: 0 is not between",
+            ),
+            (
+                GOOD.replace(r#""sku":"B""#, r#""sku":"B","quantity":2000000"#),
+                "order.items[1].quantity: 2000000 is not between 0 and 1000000",
+            ),
+            (
+                GOOD.replace(GOOD_ITEMS, &items),
+                "order.items: more than 1000 items (the limit)",
+            ),
+            (
+                GOOD.replace(r#""timezone""#, &format!(r#""tags":{tags},"timezone""#)),
+                "customer.tags: more than 100 tags",
+            ),
+            (
+                GOOD.replace(r#""timezone""#, r#""tags":["ok","a\u0000"],"timezone""#),
+                "customer.tags[1]: contains a NUL",
+            ),
+            (
+                GOOD.replace(r#""timezone""#, r#""first_name":"A\u0000","timezone""#),
+                "customer.first_name: contains a NUL",
+            ),
+            (
+                GOOD.replace(
+                    r#""timezone""#,
+                    &format!(
+                        r#""first_name":"{}","timezone""#,
+                        "n".repeat(limits::TEXT_BYTES + 1)
+                    ),
+                ),
+                "customer.first_name: 1025 bytes",
+            ),
+            (
+                GOOD.replace(r#""timezone""#, r#""locale":"../../etc","timezone""#),
+                "customer.locale: \"../../etc\" is not a locale",
+            ),
+            (
+                GOOD.replace(
+                    r#""timezone""#,
+                    r#""attributes":{"a":{"b":["x","\u0000"]}},"timezone""#,
+                ),
+                "customer.attributes.a.b[1]: contains a NUL",
+            ),
+            (
+                GOOD.replace(
+                    r#""timezone""#,
+                    &format!(
+                        r#""attributes":{{"big":"{}"}},"timezone""#,
+                        "b".repeat(limits::DOCUMENT_BYTES)
+                    ),
+                ),
+                "customer.attributes: 65546 bytes, longer than the limit of 65536",
+            ),
+            (
+                GOOD.replace(r#""total":"129.90""#, r#""total":"1000000000000""#),
+                "order.total: 1000000000000 is not between",
+            ),
+            (
+                GOOD.replace(
+                    r#""unit_price":"129.90""#,
+                    r#""unit_price":"-1000000000000.5""#,
+                ),
+                "order.items[0].unit_price: -1000000000000.5 is not between",
+            ),
+            (
+                GOOD.replace("2026-11-20T10:00:00Z", "+10000-01-01T00:00:00Z"),
+                "occurred_at: the year 10000 is outside 1970 to 9999",
+            ),
+            (
+                GOOD.replace("2026-11-20T10:00:00Z", "1969-12-31T23:59:59Z"),
+                "occurred_at: the year 1969 is outside",
+            ),
+            (
+                GOOD.replace(
+                    r#""currency""#,
+                    r#""placed_at":"0000-01-01T00:00:00Z","currency""#,
+                ),
+                "order.placed_at: the year 0 is outside",
+            ),
+            (
+                GOOD.replace(r#""order":"#, r#""data":{"k":"\u0000"},"order":"#),
+                "data.k: contains a NUL",
+            ),
+            (
+                format!("{}{}", GOOD, " ".repeat(limits::EVENT_BYTES)),
+                "more than the limit of 1048576",
+            ),
+        ];
+        for (text, expected) in cases {
+            let msg = error_of(&text);
+            assert!(msg.contains(expected), "expected {expected:?} in {msg:?}");
+        }
+        // At the limits, accepted.
+        let at_limits = GOOD
+            .replace(
+                r#""replenish_every_days":14"#,
+                r#""replenish_every_days":3650"#,
+            )
+            .replace(
+                r#""id":"e1""#,
+                &format!(r#""id":"{}""#, "e".repeat(limits::ID_BYTES)),
+            )
+            .replace("2026-11-20T10:00:00Z", "9999-12-31T23:59:59Z");
+        Event::parse(&at_limits).unwrap();
+        let items = format!("[{}]", vec![r#"{"sku":"a"}"#; limits::ITEMS].join(","));
+        assert_eq!(
+            Event::parse(&GOOD.replace(GOOD_ITEMS, &items))
+                .unwrap()
+                .order
+                .unwrap()
+                .items
+                .len(),
+            limits::ITEMS
+        );
+    }
+
+    fn shipment_with_url(url: &str) -> String {
+        format!(
+            r#"{{"id":"e3","type":"shipment.shipped","occurred_at":"2026-11-20T10:00:00Z",
+            "customer":{{"id":"c1","email":"a@b.example"}},"order":{{"id":"o1"}},
+            "shipment":{{"id":"s1","tracking_url":{}}}}}"#,
+            serde_json::to_string(url).unwrap()
+        )
+    }
+
+    #[test]
+    fn tracking_urls_are_http_or_https() {
+        for bad in [
+            "javascript:alert(1)",
+            "JavaScript:alert(1)",
+            "data:text/html,<script>alert(1)</script>",
+            "ftp://track.example/1",
+            "//track.example/1",
+            "track.example/1",
+            "https://",
+            "http://exa mple.com/",
+        ] {
+            let msg = error_of(&shipment_with_url(bad));
+            assert!(
+                msg.starts_with("shipment.tracking_url:") && msg.contains("http"),
+                "{bad}: {msg}"
+            );
+        }
+        for good in [
+            "https://track.example/JV123?x=1&y=2",
+            "HTTP://track.example/1",
+        ] {
+            Event::parse(&shipment_with_url(good)).unwrap();
+        }
+    }
+
+    #[test]
+    fn addresses_are_those_the_transport_can_send_to() {
+        for bad in [
+            "a..b@c.d",
+            ".a@b.c",
+            "a.@b.c",
+            "a@-b.c",
+            "a(x)@b.c",
+            "a@b",
+            "a@b..c",
+            "\"a b\"@c.d",
+            "Anna <a@b.c>",
+            "a@b.c, d@e.f",
+            "a@b.c\r\nBcc: x@y.z",
+            "a\u{0}@b.c",
+            "anna",
+            "@b.c",
+        ] {
+            let e = EmailAddress::parse(bad);
+            assert!(e.is_err(), "{bad:?} accepted as {e:?}");
+            let msg = error_of(
+                &GOOD.replace("\"anna@example.com\"", &serde_json::to_string(bad).unwrap()),
+            );
+            assert!(msg.starts_with("customer.email: "), "{bad:?}: {msg}");
+        }
+        let long = format!("{}@example.com", "a".repeat(limits::EMAIL_BYTES));
+        assert!(
+            EmailAddress::parse(&long)
+                .unwrap_err()
+                .contains("longer than the limit")
+        );
+        for (good, stored) in [
+            ("anna@example.com", "anna@example.com"),
+            (" Anna.Nagy+shop@Example.COM ", "Anna.Nagy+shop@Example.COM"),
+            ("anna@bücher.example", "anna@xn--bcher-kva.example"),
+            ("ānna@example.com", "ānna@example.com"),
+        ] {
+            let a = EmailAddress::parse(good).unwrap();
+            assert_eq!(a.as_str(), stored);
+            // What the transport does with it (send::build_message).
+            let m: lettre::message::Mailbox = a.as_str().parse().unwrap();
+            assert_eq!(m.email.to_string(), stored);
+        }
     }
 
     #[test]

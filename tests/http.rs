@@ -165,7 +165,7 @@ async fn invalid_items_get_reasons_and_are_dead_lettered<S: Store>(store: S) {
     );
     let dead = store.dead_letters().await.unwrap();
     assert_eq!(dead.len(), 2);
-    assert!(dead.iter().all(|d| d.source == "http"));
+    assert!(dead.iter().all(|d| d.letter.source == "http"));
     for (body, what) in [("not json", "invalid JSON"), ("", "empty body")] {
         let r = http.post(app.url()).body(body).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::BAD_REQUEST);
@@ -317,6 +317,267 @@ async fn readiness_names_the_failed_check() {
     app.shutdown().await;
 }
 
+/// Posts `body` and returns the status and the JSON answer.
+async fn post(app: &App, body: String) -> (StatusCode, serde_json::Value) {
+    let r = reqwest::Client::new()
+        .post(app.url())
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap())
+}
+
+/// The reasons given for the rejected items, by item index.
+fn reasons(answer: &serde_json::Value) -> Vec<(u64, String)> {
+    answer["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["index"].as_u64().unwrap(),
+                r["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Issue 7, reproductions 1, 3, 7 and 12: each item past a limit gets a 400
+/// naming its field and a dead letter; the others in the array are taken.
+async fn items_past_a_limit_are_refused_alone<S: Store>(store: S) {
+    let app = spawn_app(store.clone(), None).await;
+    let now = now_rfc3339();
+    // Reproduction 1, as the issue sent it: one event, alone.
+    let e = r#""occurred_at":"2026-05-01T10:00:00Z","customer":{"id":"c","email":"a@b.co"}"#;
+    let repro = format!(
+        r#"{{"id":"p","type":"order.placed",{e},"order":{{"id":"o","placed_at":"2026-05-01T10:00:00Z","items":[{{"sku":"x","replenish_every_days":100000000}}]}}}}"#
+    );
+    let (status, answer) = post(&app, repro).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer["accepted"], 0);
+    assert_eq!(
+        reasons(&answer),
+        [(
+            0,
+            "order.items[0].replenish_every_days: 100000000 is not between 1 and 3650 days".into()
+        )]
+    );
+    let good =
+        |id: &str, c: &str| event_json(id, "order.placed", c, &format!("o-{id}"), &now, true);
+    let bad: Vec<(String, &str)> = vec![
+        (
+            good("l1", "c1").replace(
+                r#""quantity":1"#,
+                r#""quantity":1,"replenish_every_days":100000000"#,
+            ),
+            "order.items[0].replenish_every_days: 100000000 is not between 1 and 3650 days",
+        ),
+        (
+            good("l2", "c2").replace(r#""first_name":"Anna""#, r#""first_name":"An\u0000na""#),
+            "customer.first_name: contains a NUL character",
+        ),
+        (
+            good("l3", "c3").replace(r#""id":"l3""#, &format!(r#""id":"{}""#, "x".repeat(10_000))),
+            "id: 10000 bytes, longer than the limit of 256",
+        ),
+        (
+            good("l4", "c4").replace("https://t.example/o-l4", "javascript:alert(1)"),
+            "shipment.tracking_url: \"javascript:alert(1)\" is not an http:// or https:// URL",
+        ),
+        (
+            good("l5", "c5").replace("c5@example.com", "a..b@c.d"),
+            "customer.email: \"a..b@c.d\" is not an email address",
+        ),
+        (
+            good("l6", "c6").replace("c6@example.com", ".a@b.c"),
+            "customer.email: \".a@b.c\" is not an email address",
+        ),
+        (
+            good("l7", "c7").replace("c7@example.com", "a@-b.c"),
+            "customer.email: \"a@-b.c\" is not an email address",
+        ),
+        (
+            good("l8", "c8").replace("c8@example.com", "a(x)@b.c"),
+            "customer.email: \"a(x)@b.c\" is not an email address",
+        ),
+        (
+            good("l9", "c9").replacen(&now, "+10000-01-01T00:00:00Z", 1),
+            "occurred_at: the year 10000 is outside 1970 to 9999",
+        ),
+    ];
+    let mut items: Vec<String> = vec![good("ok1", "c-ok")];
+    items.extend(bad.iter().map(|(b, _)| b.clone()));
+    // Every id at its limit (256 bytes, in two-byte characters) is taken.
+    let at_limit = |c: char| c.to_string().repeat(128);
+    items.push(
+        good("ok2", "c-ok2")
+            .replace(r#""id":"ok2""#, &format!(r#""id":"{}""#, at_limit('é')))
+            .replace(r#""id":"c-ok2""#, &format!(r#""id":"{}""#, at_limit('ő')))
+            .replace(r#""id":"o-ok2""#, &format!(r#""id":"{}""#, at_limit('ű')))
+            .replace(r#""id":"s-o-ok2""#, &format!(r#""id":"{}""#, at_limit('á')))
+            .replace("CAM-200", &at_limit('í')),
+    );
+    let (status, answer) = post(&app, format!("[{}]", items.join(","))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer["accepted"], 2, "the valid items are still taken");
+    let got = reasons(&answer);
+    assert_eq!(got.len(), bad.len(), "{got:?}");
+    for ((index, reason), (i, (_, want))) in got.iter().zip(bad.iter().enumerate()) {
+        assert_eq!(*index, i as u64 + 1);
+        assert!(
+            reason.starts_with(want),
+            "item {index}: {reason:?}, expected {want:?}"
+        );
+    }
+    assert_eq!(store.event_count().await.unwrap(), 2);
+    let dead = store.dead_letters().await.unwrap();
+    assert_eq!(
+        dead.len(),
+        1 + bad.len(),
+        "one dead letter per refused item"
+    );
+    assert!(dead.iter().all(|d| d.letter.source == "http"));
+    assert!(
+        dead.iter().all(|d| !d.letter.payload.contains('\0')),
+        "a store can keep every dead letter"
+    );
+    // The good ones are mailed.
+    eml_files(&app.outbox, 2).await;
+    app.shutdown().await;
+}
+
+/// Issue 7, reproduction 2: an order of 300,000 items (3.6 MB, under the
+/// body limit) is refused at the event size limit, one of 50,000 items
+/// (600 KB) at the items limit, and the service goes on.
+async fn an_order_of_300000_items_is_refused<S: Store>(store: S) {
+    let app = spawn_app(store.clone(), None).await;
+    let order = |n: usize| {
+        let items = vec![r#"{"sku":"a"}"#; n].join(",");
+        format!(
+            r#"{{"id":"big-{n}","type":"order.placed","occurred_at":"{}","customer":{{"id":"c","email":"a@b.co"}},"order":{{"id":"o","items":[{items}]}}}}"#,
+            now_rfc3339()
+        )
+    };
+    let body = order(300_000);
+    assert!(body.len() > 3_500_000 && body.len() < aftercare::http::BODY_LIMIT);
+    let (status, answer) = post(&app, body.clone()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        reasons(&answer),
+        [(
+            0,
+            format!(
+                "the event is {} bytes of JSON, more than the limit of 1048576",
+                body.len()
+            )
+        )]
+    );
+    let (status, answer) = post(&app, order(50_000)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        reasons(&answer),
+        [(0, "order.items: more than 1000 items (the limit)".into())]
+    );
+    assert_eq!(store.event_count().await.unwrap(), 0);
+    assert_eq!(store.outbox().await.unwrap().len(), 0);
+    let health = reqwest::get(format!("http://{}/health", app.addr))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    // 1,000 items are taken, and the next event too.
+    assert_eq!(post(&app, order(1000)).await.0, StatusCode::ACCEPTED);
+    let next = event_json("after", "order.placed", "c2", "o2", &now_rfc3339(), true);
+    assert_eq!(post(&app, next).await.0, StatusCode::ACCEPTED);
+    assert_eq!(store.event_count().await.unwrap(), 2);
+    app.shutdown().await;
+}
+
+/// Issue 7, reproduction 12: identical invalid items resent are counted,
+/// not multiplied.
+async fn identical_dead_letters_are_counted<S: Store>(store: S) {
+    let app = spawn_app(store.clone(), None).await;
+    let bad = event_json("same", "order.placed", "c", "o", &now_rfc3339(), true)
+        .replace("c@example.com", "a..b@c.d");
+    let body = format!("[{}]", vec![bad.as_str(); 2000].join(","));
+    for _ in 0..2 {
+        let (status, answer) = post(&app, body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(answer["rejected"].as_array().unwrap().len(), 2000);
+    }
+    let other = bad.replace("\"same\"", "\"other\"");
+    assert_eq!(post(&app, other).await.0, StatusCode::BAD_REQUEST);
+    let dead = store.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    assert_eq!(dead[0].count, 4000);
+    assert_eq!(
+        dead[0].letter.origin.as_deref(),
+        Some("item 1999"),
+        "the latest origin"
+    );
+    assert!(dead[0].last_seen_at >= dead[0].first_seen_at);
+    assert_eq!(dead[1].count, 1);
+    app.shutdown().await;
+}
+
+/// Issue 7, reproduction 3 and item 2: an event the database refuses for a
+/// reason the limits do not catch (here a trigger the test installs) is
+/// dead-lettered alone with the database's message; the rest of the batch
+/// commits and is mailed.
+async fn an_event_the_store_refuses_does_not_fail_its_batch<S: Store>(store: S) {
+    let app = spawn_app(store.clone(), None).await;
+    let now = now_rfc3339();
+    let ids = ["b1", "b2", "poison-1", "b3", "b4", "b5", "poison-2", "b6"];
+    let items: Vec<String> = ids
+        .iter()
+        .map(|id| {
+            event_json(
+                id,
+                "order.placed",
+                &format!("c-{id}"),
+                &format!("o-{id}"),
+                &now,
+                true,
+            )
+        })
+        .collect();
+    let (status, answer) = post(&app, format!("[{}]", items.join(","))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["accepted"], 6);
+    let got = reasons(&answer);
+    assert_eq!(got.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [2, 6]);
+    for (_, reason) in &got {
+        assert_eq!(reason, aftercare::ingest::http::STORE_REFUSED);
+    }
+    assert_eq!(answer["rejected"][0]["id"], "poison-1");
+    assert_eq!(store.event_count().await.unwrap(), 6);
+    // The database's message is kept with the dead letter.
+    let dead = store.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 2);
+    for (d, id) in dead.iter().zip(["poison-1", "poison-2"]) {
+        let reason = &d.letter.reason;
+        assert!(
+            reason.starts_with("the store refused this event: "),
+            "{reason}"
+        );
+        assert!(reason.contains("poisoned event"), "{reason}");
+        assert!(d.letter.payload.contains(&format!("\"{id}\"")));
+    }
+    assert_eq!(dead[0].letter.origin.as_deref(), Some("item 2"));
+    eml_files(&app.outbox, 6).await;
+    // Sent again: the six are duplicates, the two refused again, counted.
+    let (status, answer) = post(&app, format!("[{}]", items.join(","))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        (answer["accepted"].as_u64(), answer["duplicates"].as_u64()),
+        (Some(0), Some(6))
+    );
+    let dead = store.dead_letters().await.unwrap();
+    assert_eq!((dead.len(), dead[0].count), (2, 2));
+    app.shutdown().await;
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -345,4 +606,78 @@ both!(
     webhook_takes_events_and_mail_goes_out,
     invalid_items_get_reasons_and_are_dead_lettered,
     signatures_are_required_when_a_secret_is_set,
+    items_past_a_limit_are_refused_alone,
+    an_order_of_300000_items_is_refused,
+    identical_dead_letters_are_counted,
 );
+
+/// A database that refuses events whose id starts with `poison`, as a
+/// database may refuse a value for its own reasons.
+mod refusing {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        let (store, _dir) = crate::support::sqlite().await;
+        sqlx::query(
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON events WHEN NEW.id LIKE 'poison%' \
+             BEGIN SELECT RAISE(ABORT, 'poisoned event'); END",
+        )
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        super::an_event_the_store_refuses_does_not_fail_its_batch(store).await;
+    }
+
+    async fn pg_trigger(store: &aftercare::store::PgStore, errcode: &str) {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE FUNCTION refuse_poison() RETURNS trigger AS $$ BEGIN \
+             IF NEW.id LIKE 'poison%' THEN RAISE EXCEPTION 'poisoned event %', NEW.id \
+             USING ERRCODE = '{errcode}'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
+        )))
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON events \
+             FOR EACH ROW EXECUTE FUNCTION refuse_poison()",
+        )
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        let db = crate::support::PgDb::new().await;
+        // 22023 invalid_parameter_value: a data exception.
+        pg_trigger(&db.store, "22023").await;
+        super::an_event_the_store_refuses_does_not_fail_its_batch(db.store.clone()).await;
+        db.drop().await;
+    }
+
+    /// A database that says it is out of resources is unavailable: the
+    /// batch is answered 503 (retry), nothing is dead-lettered.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_unavailable_is_retried_not_dead_lettered() {
+        use aftercare::store::Store;
+        let db = crate::support::PgDb::new().await;
+        // 53000 insufficient_resources.
+        pg_trigger(&db.store, "53000").await;
+        let app = super::spawn_app(db.store.clone(), None).await;
+        let now = super::now_rfc3339();
+        let items: Vec<String> = ["u1", "poison-u", "u2"]
+            .iter()
+            .map(|id| crate::support::event_json(id, "order.placed", id, id, &now, true))
+            .collect();
+        let r = reqwest::Client::new()
+            .post(app.url())
+            .body(format!("[{}]", items.join(",")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(db.store.event_count().await.unwrap(), 0);
+        assert!(db.store.dead_letters().await.unwrap().is_empty());
+        app.shutdown().await;
+        db.drop().await;
+    }
+}

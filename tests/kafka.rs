@@ -184,11 +184,12 @@ async fn duplicates_are_applied_once_and_poison_is_dead_lettered() {
     assert_eq!(sent.len(), 31, "and sent once");
     let dead = s.dead_letters().await.unwrap();
     assert!(
-        dead.iter()
-            .all(|d| d.source == "kafka" && d.origin.as_deref().unwrap().starts_with(&topic))
+        dead.iter().all(|d| d.letter.source == "kafka"
+            && d.letter.origin.as_deref().unwrap().starts_with(&topic))
     );
     assert!(dead.iter().any(|d| {
-        d.reason
+        d.letter
+            .reason
             .contains("order.total: money must be a decimal string")
     }));
     stop.cancel();
@@ -428,5 +429,118 @@ async fn two_instances_share_the_partitions_and_send_each_email_once() {
     assert_eq!(sent, keys.len(), "no email sent twice");
     terminate(&mut a);
     terminate(&mut b);
+    db.drop().await;
+}
+
+/// Issue 7 over Kafka: an event past a limit (reproduction 1), a payload
+/// with a raw NUL byte, and an event the database refuses for its own
+/// reasons (a trigger the test installs; reproduction 3) each go to
+/// `<topic>.dlq` and `dead_letters` alone; the others commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_and_store_refusals_are_dead_lettered_alone() {
+    let db = PgDb::new().await;
+    sqlx::query(
+        "CREATE FUNCTION refuse_poison() RETURNS trigger AS $$ BEGIN \
+         IF NEW.id LIKE 'poison%' THEN RAISE EXCEPTION 'poisoned event %', NEW.id \
+         USING ERRCODE = '22023'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
+    )
+    .execute(&db.store.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON events \
+         FOR EACH ROW EXECUTE FUNCTION refuse_poison()",
+    )
+    .execute(&db.store.pool)
+    .await
+    .unwrap();
+    let topic = unique("limits");
+    create_topics(&topic, 1).await;
+    let at = now();
+    let good = |id: &str| {
+        let c = format!("c-{id}");
+        let ev = event_json(id, "order.placed", &c, &format!("o-{id}"), &at, true);
+        (c, ev)
+    };
+    let (rc, r) = good("too-long-a-wait");
+    let msgs = vec![
+        good("k1"),
+        (
+            rc,
+            r.replace(
+                r#""quantity":1"#,
+                r#""quantity":1,"replenish_every_days":100000000"#,
+            ),
+        ),
+        ("c-nul".to_string(), "{\"id\":\"n\u{0}ul\"}".to_string()),
+        good("k2"),
+        good("poison-k"),
+        good("k3"),
+    ];
+    produce(&topic, &msgs).await;
+    let dir = tempfile::tempdir().unwrap();
+    let stop = CancellationToken::new();
+    let svc = tokio::spawn(serve(
+        db.store.clone(),
+        args(
+            &db.url,
+            &topic,
+            &unique("g"),
+            dir.path(),
+            vec![Role::Ingest],
+        ),
+        loaded(),
+        Arc::new(SystemClock),
+        stop.clone(),
+        None,
+    ));
+    let s = db.store.clone();
+    wait_for(
+        "3 events and 3 dead letters",
+        Duration::from_secs(60),
+        async || s.event_count().await.unwrap() == 3 && s.dead_letters().await.unwrap().len() == 3,
+    )
+    .await;
+    stop.cancel();
+    svc.await.unwrap().unwrap();
+    let dead = s.dead_letters().await.unwrap();
+    let reason_of = |needle: &str| {
+        dead.iter()
+            .find(|d| d.letter.reason.contains(needle))
+            .unwrap_or_else(|| panic!("no dead letter for {needle}: {dead:?}"))
+    };
+    reason_of("order.items[0].replenish_every_days: 100000000 is not between 1 and 3650 days");
+    let refused = reason_of("the store refused this event");
+    assert!(refused.letter.reason.contains("poisoned event poison-k"));
+    assert!(refused.letter.payload.contains("\"poison-k\""));
+    let nul = reason_of("control character");
+    assert_eq!(nul.letter.payload, "{\"id\":\"n\u{fffd}ul\"}");
+    assert!(dead.iter().all(|d| d.letter.source == "kafka"));
+
+    let dlq: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", unique("dlq-reader"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    dlq.subscribe(&[&format!("{topic}.dlq")]).unwrap();
+    let mut reasons = Vec::new();
+    while reasons.len() < 3 {
+        let m = tokio::time::timeout(Duration::from_secs(30), dlq.recv())
+            .await
+            .expect("dlq message")
+            .unwrap();
+        let h = m.headers().expect("headers");
+        let reason = h
+            .iter()
+            .find(|h| h.key == "aftercare-reason")
+            .and_then(|h| h.value)
+            .unwrap();
+        reasons.push(String::from_utf8_lossy(reason).into_owned());
+    }
+    assert!(
+        reasons.iter().any(|r| r.contains("poisoned event")),
+        "{reasons:?}"
+    );
     db.drop().await;
 }

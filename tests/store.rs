@@ -512,8 +512,53 @@ async fn dead_letters_and_settings<S: Store>(s: S) {
         payload: "{\"bad\": 1}".into(),
         origin: Some("shop-events/0/42".into()),
     };
-    s.dead_letter(&l, t(T0)).await.unwrap();
-    assert_eq!(s.dead_letters().await.unwrap(), [l]);
+    s.keep_dead_letters(std::slice::from_ref(&l), t(T0))
+        .await
+        .unwrap();
+    let kept = s.dead_letters().await.unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].letter, l);
+    assert_eq!(
+        (kept[0].count, kept[0].first_seen_at, kept[0].last_seen_at),
+        (1, t(T0), t(T0))
+    );
+    // The same letter again, from elsewhere: counted, with its new origin.
+    let again = DeadLetter {
+        origin: Some("shop-events/1/7".into()),
+        ..l.clone()
+    };
+    let later = t(T0) + chrono::Duration::hours(1);
+    s.keep_dead_letters(std::slice::from_ref(&again), later)
+        .await
+        .unwrap();
+    // Another reason or another payload is another letter.
+    let other_reason = DeadLetter {
+        reason: "id: must not be empty".into(),
+        ..l.clone()
+    };
+    let other_payload = DeadLetter {
+        payload: "{\"bad\": 2}".into(),
+        ..l.clone()
+    };
+    // Several at once, identical ones among them: counted before they are
+    // written, and with those already kept.
+    let batch = [
+        other_reason.clone(),
+        again.clone(),
+        other_payload.clone(),
+        again.clone(),
+    ];
+    s.keep_dead_letters(&batch, later).await.unwrap();
+    s.keep_dead_letters(&[], later).await.unwrap();
+    let kept = s.dead_letters().await.unwrap();
+    assert_eq!(kept.len(), 3, "{kept:?}");
+    assert_eq!(kept[0].letter, again);
+    assert_eq!(
+        (kept[0].count, kept[0].first_seen_at, kept[0].last_seen_at),
+        (4, t(T0), later)
+    );
+    assert_eq!((&kept[1].letter, kept[1].count), (&other_reason, 1));
+    assert_eq!((&kept[2].letter, kept[2].count), (&other_payload, 1));
     assert_eq!(s.setting("secret").await.unwrap(), None);
     assert_eq!(s.init_setting("secret", "one").await.unwrap(), "one");
     assert_eq!(

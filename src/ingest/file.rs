@@ -1,13 +1,16 @@
 //! `aftercare ingest FILE.jsonl`: backfills through the same ingest path, in
-//! batches, with a progress bar on a terminal. Bad lines are dead-lettered
-//! with their line number and reported; the rest goes on.
+//! batches, with a progress bar on a terminal. A line that cannot be used (not
+//! UTF-8, not JSON, not a valid event, longer than an event may be, or
+//! refused by the store) is dead-lettered with its line number and reported;
+//! the rest goes on.
 
-use std::io::{BufRead, IsTerminal};
+use std::io::{BufRead, IsTerminal, Read};
 use std::path::Path;
 
 use crate::clock::Clock;
+use crate::event::limits;
 use crate::sequence::model::Catalog;
-use crate::store::{IngestReport, Store};
+use crate::store::{DeadLetter, IngestReport, Store};
 
 pub const BATCH: usize = 1000;
 
@@ -15,6 +18,88 @@ pub const BATCH: usize = 1000;
 pub struct FileReport {
     pub ingested: IngestReport,
     pub invalid: usize,
+}
+
+/// One line of a JSON-lines file, as bytes: a file may hold anything.
+#[derive(Debug)]
+pub struct Line {
+    /// From 1.
+    pub number: usize,
+    /// Where the line starts in the file.
+    pub offset: u64,
+    /// Bytes the line takes in the file, its end of line included.
+    pub len: usize,
+    /// The line without its end of line, cut after `max` bytes.
+    pub bytes: Vec<u8>,
+}
+
+impl Line {
+    /// The text to parse, or why there is none: `None` for a blank line
+    /// or a comment (`#`, `//`).
+    pub fn text(&self, max: usize) -> Option<Result<&str, String>> {
+        let trimmed = self.bytes.trim_ascii();
+        if trimmed.is_empty() || trimmed.starts_with(b"#") || trimmed.starts_with(b"//") {
+            return None;
+        }
+        if self.bytes.len() > max {
+            return Some(Err(format!(
+                "the line is longer than the limit of {max} bytes for an event"
+            )));
+        }
+        Some(std::str::from_utf8(trimmed).map_err(|e| {
+            format!(
+                "the line is not UTF-8 text (an invalid byte at column {})",
+                e.valid_up_to() + 1
+            )
+        }))
+    }
+}
+
+/// Reads a file line by line as bytes, holding at most `max + 1` bytes of a
+/// line (the rest of a longer line is skipped, counted in [`Line::len`]).
+pub struct Lines<R> {
+    reader: R,
+    max: usize,
+    number: usize,
+    offset: u64,
+}
+
+impl<R: BufRead> Lines<R> {
+    pub fn new(reader: R, max: usize) -> Self {
+        Self {
+            reader,
+            max,
+            number: 0,
+            offset: 0,
+        }
+    }
+
+    pub fn next_line(&mut self) -> std::io::Result<Option<Line>> {
+        let mut bytes = Vec::new();
+        let mut n = <&mut R as Read>::take(&mut self.reader, self.max as u64 + 1)
+            .read_until(b'\n', &mut bytes)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if bytes.last() != Some(&b'\n') && n > self.max {
+            n += self.reader.skip_until(b'\n')?;
+        }
+        if bytes.last() == Some(&b'\n') {
+            bytes.pop();
+            if bytes.last() == Some(&b'\r') {
+                bytes.pop();
+            }
+        }
+        self.number += 1;
+        let line = Line {
+            number: self.number,
+            offset: self.offset,
+            len: n,
+            bytes,
+        };
+        self.offset += n as u64;
+        Ok(Some(line))
+    }
 }
 
 pub async fn ingest_file<S: Store>(
@@ -37,35 +122,106 @@ pub async fn ingest_file<S: Store>(
     };
     let mut report = FileReport::default();
     let mut batch = Vec::with_capacity(BATCH);
-    let reader = std::io::BufReader::new(file);
-    for (i, line) in reader.lines().enumerate() {
-        let line = line?;
-        bar.inc(line.len() as u64 + 1);
-        let text = line.trim();
-        if text.is_empty() || text.starts_with('#') || text.starts_with("//") {
-            continue;
-        }
-        match super::parse(text.as_bytes()) {
-            Ok(ev) => batch.push(ev),
-            Err(reason) => {
-                report.invalid += 1;
-                let origin = format!("{}:{}", path.display(), i + 1);
-                bar.suspend(|| eprintln!("{origin}: skipped: {reason}"));
-                let letter = super::dead("file", reason, text.as_bytes(), Some(origin));
-                store.dead_letter(&letter, clock.now()).await?;
+    // The line number of each event in the batch.
+    let mut numbers = Vec::with_capacity(BATCH);
+    // Dead letters not yet kept (a batch's worth at a time, in one transaction).
+    let mut letters: Vec<DeadLetter> = Vec::new();
+    let mut held = 0; // their payloads' bytes
+    let mut lines = Lines::new(std::io::BufReader::new(file), limits::EVENT_BYTES);
+    let origin = |n: usize| format!("{}:{n}", path.display());
+    let mut done = false;
+    while !done {
+        match lines.next_line()? {
+            None => done = true,
+            Some(line) => {
+                bar.inc(line.len as u64);
+                let parsed = match line.text(limits::EVENT_BYTES) {
+                    None => continue,
+                    Some(text) => text.and_then(|t| super::parse(t.as_bytes())),
+                };
+                match parsed {
+                    Ok(ev) => {
+                        batch.push(ev);
+                        numbers.push(line.number);
+                    }
+                    Err(reason) => {
+                        report.invalid += 1;
+                        let origin = origin(line.number);
+                        bar.suspend(|| eprintln!("{origin}: skipped: {reason}"));
+                        let letter = super::dead("file", reason, &line.bytes, Some(origin));
+                        held += letter.payload.len();
+                        letters.push(letter);
+                    }
+                }
             }
         }
-        if batch.len() >= BATCH {
+        if batch.len() >= BATCH || (done && !batch.is_empty()) {
             let r = super::ingest_batch(store, catalog, &batch, "file", clock.now()).await?;
+            for refused in &r.refused {
+                // As parsed: the line itself is no longer held.
+                let origin = origin(numbers[refused.index]);
+                bar.suspend(|| eprintln!("{origin}: skipped: {}", refused.reason));
+                let payload = serde_json::to_string(&batch[refused.index])?;
+                let reason = refused.reason.clone();
+                let letter = super::dead("file", reason, payload.as_bytes(), Some(origin));
+                held += letter.payload.len();
+                letters.push(letter);
+            }
+            report.invalid += r.refused.len();
             report.ingested.add(r);
             batch.clear();
+            numbers.clear();
             bar.set_message(format!("{} events", report.ingested.applied));
         }
-    }
-    if !batch.is_empty() {
-        let r = super::ingest_batch(store, catalog, &batch, "file", clock.now()).await?;
-        report.ingested.add(r);
+        if letters.len() >= BATCH
+            || held >= 16 * limits::EVENT_BYTES
+            || (done && !letters.is_empty())
+        {
+            store.keep_dead_letters(&letters, clock.now()).await?;
+            letters.clear();
+            held = 0;
+        }
     }
     bar.finish_and_clear();
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_read_as_bytes_and_cut_at_the_limit() {
+        let data = b"one\r\n\xff\xfe\n0123456789abcdef\nlast";
+        let mut lines = Lines::new(&data[..], 8);
+        let mut got = Vec::new();
+        while let Some(l) = lines.next_line().unwrap() {
+            got.push((
+                l.number,
+                l.offset,
+                l.len,
+                l.bytes.clone(),
+                l.text(8).map(|t| t.map(str::to_string)),
+            ));
+        }
+        assert_eq!(got.len(), 4);
+        assert_eq!(got[0], (1, 0, 5, b"one".to_vec(), Some(Ok("one".into()))));
+        assert_eq!(
+            got[1].4,
+            Some(Err(
+                "the line is not UTF-8 text (an invalid byte at column 1)".into()
+            ))
+        );
+        assert_eq!((got[2].1, got[2].2, got[2].3.len()), (8, 17, 9));
+        assert_eq!(
+            got[2].4,
+            Some(Err(
+                "the line is longer than the limit of 8 bytes for an event".into()
+            ))
+        );
+        assert_eq!(
+            got[3],
+            (4, 25, 4, b"last".to_vec(), Some(Ok("last".into())))
+        );
+    }
 }

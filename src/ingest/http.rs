@@ -1,8 +1,10 @@
 //! `POST /v1/events`: one event or a JSON array. With a webhook secret the
 //! body must carry `X-Aftercare-Signature: sha256=<hex HMAC-SHA256 of the raw
 //! body>`. 202 once the transaction has committed; 400 with a reason per
-//! invalid item (dead-lettered; the valid ones are still taken); 413 past the
-//! body limit.
+//! invalid item (dead-lettered; the valid ones are still taken), an item
+//! being invalid when it breaks a limit of the event schema
+//! (`crate::event::limits`) or when the store refuses it even alone; 413 past
+//! the body limit; 503 only while the store is unavailable.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -22,7 +24,7 @@ use tokio::sync::Notify;
 
 use crate::clock::Clock;
 use crate::sequence::model::Catalog;
-use crate::store::Store;
+use crate::store::{DeadLetter, Store};
 
 pub const SIGNATURE_HEADER: &str = "x-aftercare-signature";
 
@@ -127,30 +129,20 @@ async fn post_events<S: Store>(
     };
     let now = app.clock.now();
     let mut events = Vec::with_capacity(items.len());
-    let mut rejected = Vec::new();
+    // The item index of each event.
+    let mut positions = Vec::with_capacity(items.len());
+    let mut rejected = Rejections::default();
     for (index, raw) in items.iter().enumerate() {
         match crate::ingest::parse(raw.get().as_bytes()) {
-            Ok(ev) => events.push(ev),
-            Err(reason) => {
-                let id = serde_json::from_str::<serde_json::Value>(raw.get())
-                    .ok()
-                    .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_string));
-                let letter = crate::ingest::dead(
-                    "http",
-                    reason.clone(),
-                    raw.get().as_bytes(),
-                    Some(format!("item {index}")),
-                );
-                if let Err(e) = app.store.dead_letter(&letter, now).await {
-                    tracing::error!("dead letter: {e}");
-                    return error(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "storage unavailable, retry",
-                    );
-                }
-                rejected.push(Rejected { index, id, reason });
+            Ok(ev) => {
+                events.push(ev);
+                positions.push(index);
             }
+            Err(reason) => rejected.add(raw, index, reason.clone(), reason),
         }
+    }
+    if let Err(r) = rejected.keep(&app.store, now).await {
+        return r;
     }
     let report =
         match crate::ingest::ingest_batch(&app.store, &app.catalog, &events, "http", now).await {
@@ -163,6 +155,16 @@ async fn post_events<S: Store>(
                 );
             }
         };
+    for refused in report.refused {
+        let index = positions[refused.index];
+        // The database's own words stay with the operator.
+        rejected.add(items[index], index, refused.reason, STORE_REFUSED.into());
+    }
+    if let Err(r) = rejected.keep(&app.store, now).await {
+        return r;
+    }
+    let mut rejected = rejected.answer;
+    rejected.sort_by_key(|r| r.index);
     app.kick.notify_waiters();
     let status = if rejected.is_empty() {
         StatusCode::ACCEPTED
@@ -175,6 +177,69 @@ async fn post_events<S: Store>(
         rejected,
     };
     (status, Json(answer)).into_response()
+}
+
+/// The reason given for an item the store refused even alone.
+pub const STORE_REFUSED: &str =
+    "the store refused this event; its reason is kept with the dead letter";
+
+/// The items refused so far: their dead letters, kept a request's worth at
+/// a time (one transaction), and what the answer says of them.
+#[derive(Default)]
+struct Rejections {
+    letters: Vec<DeadLetter>,
+    answer: Vec<Rejected>,
+}
+
+impl Rejections {
+    /// Item `index` is refused: `why` goes in its dead letter, `reason` in
+    /// the answer.
+    fn add(&mut self, raw: &RawValue, index: usize, why: String, reason: String) {
+        self.letters.push(crate::ingest::dead(
+            "http",
+            why,
+            raw.get().as_bytes(),
+            Some(format!("item {index}")),
+        ));
+        #[derive(serde::Deserialize)]
+        struct Id<'a> {
+            #[serde(borrow)]
+            id: Option<std::borrow::Cow<'a, str>>,
+        }
+        let id = serde_json::from_str::<Id>(raw.get())
+            .ok()
+            .and_then(|i| i.id)
+            .map(|i| quoted_id(&i));
+        self.answer.push(Rejected { index, id, reason });
+    }
+
+    /// Keeps the dead letters added since the last call; the answer to give
+    /// at once if they could not be kept.
+    async fn keep<S: Store>(
+        &mut self,
+        store: &S,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), Response> {
+        let letters = std::mem::take(&mut self.letters);
+        if let Err(e) = store.keep_dead_letters(&letters, now).await {
+            tracing::error!("dead letter: {e}");
+            return Err(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage unavailable, retry",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// An id quoted back to the sender: at most the id limit, no NUL.
+fn quoted_id(id: &str) -> String {
+    let max = crate::event::limits::ID_BYTES;
+    let mut end = id.len().min(max);
+    while !id.is_char_boundary(end) {
+        end -= 1;
+    }
+    id[..end].replace('\0', "\u{fffd}")
 }
 
 #[cfg(test)]

@@ -2,8 +2,8 @@
 //! once. Offsets are stored only after the batch's transaction has committed
 //! (auto-commit then sends stored offsets); on partition revoke and on
 //! shutdown the stored offsets are committed synchronously. Messages that do
-//! not parse or validate go to `<topic>.dlq` and `dead_letters` with their
-//! reason; consumption goes on.
+//! not parse or validate, and events the store refuses even alone, go to
+//! `<topic>.dlq` and `dead_letters` with their reason; consumption goes on.
 //!
 //! The loop is an explicit state machine: Consuming (collect a batch) →
 //! Applying (one transaction, retried until it commits or we stop) →
@@ -229,11 +229,9 @@ pub async fn run<S: Store>(
             match m.payload().map(super::parse) {
                 Some(Ok(ev)) => {
                     let shard = shard_of(&ev.customer.id, cfg.shards);
-                    groups
-                        .entry((m.partition(), shard))
-                        .or_default()
-                        .events
-                        .push(ev);
+                    let group = groups.entry((m.partition(), shard)).or_default();
+                    group.events.push(ev);
+                    group.messages.push(m);
                 }
                 Some(Err(reason)) => groups
                     .entry((m.partition(), 0))
@@ -293,12 +291,15 @@ pub async fn run<S: Store>(
 #[derive(Default)]
 struct Group<'a> {
     events: Vec<Event>,
+    /// The message of each event.
+    messages: Vec<&'a OwnedMessage>,
     dead: Vec<(&'a OwnedMessage, String)>,
 }
 
 /// Dead-letters the bad messages and ingests the good ones in one
-/// transaction, retrying while the database is unavailable. Returns false if
-/// asked to stop before it could commit.
+/// transaction, retrying while the database is unavailable; events the store
+/// refuses even alone are dead-lettered too. Returns false if asked to stop
+/// before it could commit.
 async fn apply<S: Store>(
     store: &S,
     catalog: &Catalog,
@@ -308,12 +309,63 @@ async fn apply<S: Store>(
     group: &Group<'_>,
     stop: &CancellationToken,
 ) -> bool {
-    let Group { events, dead } = group;
-    for (m, reason) in dead {
+    let Group {
+        events,
+        messages,
+        dead,
+    } = group;
+    let dead: Vec<(&OwnedMessage, &str)> = dead.iter().map(|(m, r)| (*m, r.as_str())).collect();
+    if !dead_letters(store, clock, cfg, dlq, &dead, stop).await {
+        return false;
+    }
+    let mut wait = Duration::from_millis(200);
+    let report = loop {
+        match super::ingest_batch(store, catalog, events, "kafka", clock.now()).await {
+            Ok(r) => break r,
+            Err(e) => {
+                tracing::error!(events = events.len(), "ingest failed, retrying: {e}");
+                if sleep_or_stop(wait, stop).await {
+                    return false;
+                }
+                wait = (wait * 2).min(Duration::from_secs(10));
+            }
+        }
+    };
+    tracing::debug!(
+        applied = report.applied,
+        duplicates = report.duplicates,
+        emails = report.emails,
+        refused = report.refused.len(),
+        "batch committed"
+    );
+    let refused: Vec<(&OwnedMessage, &str)> = report
+        .refused
+        .iter()
+        .map(|r| (messages[r.index], r.reason.as_str()))
+        .collect();
+    dead_letters(store, clock, cfg, dlq, &refused, stop).await
+}
+
+/// Sends each message to `<topic>.dlq` with its reason, and keeps them in
+/// the dead-letter table in one transaction (retrying while the store is
+/// unavailable). Returns false if asked to stop first.
+async fn dead_letters<S: Store>(
+    store: &S,
+    clock: &dyn Clock,
+    cfg: &KafkaConfig,
+    dlq: &FutureProducer,
+    messages: &[(&OwnedMessage, &str)],
+    stop: &CancellationToken,
+) -> bool {
+    if messages.is_empty() {
+        return true;
+    }
+    let dlq_topic = cfg.dlq();
+    let mut letters = Vec::with_capacity(messages.len());
+    for (m, reason) in messages {
         let origin = format!("{}/{}/{}", m.topic(), m.partition(), m.offset());
         tracing::warn!(%origin, "dead letter: {reason}");
         let payload = m.payload().unwrap_or_default();
-        let dlq_topic = cfg.dlq();
         let mut record = FutureRecord::to(&dlq_topic).payload(payload).headers(
             OwnedHeaders::new()
                 .insert(Header {
@@ -331,37 +383,22 @@ async fn apply<S: Store>(
         if let Err((e, _)) = dlq.send(record, Duration::from_secs(30)).await {
             tracing::error!(%origin, "could not produce to {dlq_topic}: {e}; kept in the dead_letters table");
         }
-        let letter = super::dead("kafka", reason.clone(), payload, Some(origin));
-        let mut wait = Duration::from_millis(200);
-        while let Err(e) = store.dead_letter(&letter, clock.now()).await {
-            tracing::error!("dead letter: {e}");
-            if sleep_or_stop(wait, stop).await {
-                return false;
-            }
-            wait = (wait * 2).min(Duration::from_secs(10));
-        }
+        letters.push(super::dead(
+            "kafka",
+            reason.to_string(),
+            payload,
+            Some(origin),
+        ));
     }
     let mut wait = Duration::from_millis(200);
-    loop {
-        match super::ingest_batch(store, catalog, events, "kafka", clock.now()).await {
-            Ok(r) => {
-                tracing::debug!(
-                    applied = r.applied,
-                    duplicates = r.duplicates,
-                    emails = r.emails,
-                    "batch committed"
-                );
-                return true;
-            }
-            Err(e) => {
-                tracing::error!(events = events.len(), "ingest failed, retrying: {e}");
-                if sleep_or_stop(wait, stop).await {
-                    return false;
-                }
-                wait = (wait * 2).min(Duration::from_secs(10));
-            }
+    while let Err(e) = store.keep_dead_letters(&letters, clock.now()).await {
+        tracing::error!("dead letters: {e}");
+        if sleep_or_stop(wait, stop).await {
+            return false;
         }
+        wait = (wait * 2).min(Duration::from_secs(10));
     }
+    true
 }
 
 async fn sleep_or_stop(d: Duration, stop: &CancellationToken) -> bool {

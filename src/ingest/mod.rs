@@ -2,22 +2,75 @@
 //! in one transaction it records each event id (a duplicate is skipped),
 //! loads each customer under lock, asks the engine what the event changes,
 //! and writes the enrollments and outbox rows with their idempotency keys.
+//!
+//! A batch never fails because of one event. Events are checked against the
+//! documented limits when parsed ([`Event::parse`], shared by every source);
+//! and should the store still refuse a batch for something other than being
+//! unavailable, the batch is cut in halves until the event it refuses stands
+//! alone: that event is reported (the caller dead-letters it with the store's
+//! message) and every other one commits.
 
 pub mod file;
 pub mod http;
 pub mod kafka;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use chrono::{DateTime, Utc};
 
 use crate::engine::dispatch;
 use crate::event::Event;
 use crate::sequence::model::Catalog;
-use crate::store::{DeadLetter, IngestReport, Store, Tx, Writes};
+use crate::store::{DeadLetter, IngestReport, Refused, Store, Tx, Writes};
+
+/// Ingests a batch, in one transaction when the store takes it. Returns once
+/// every event has committed or been refused: an error only when the store
+/// is unavailable (then some parts may have committed; their events are
+/// duplicates when the batch comes again). Events the store refuses even
+/// alone are in [`IngestReport::refused`], for the caller to dead-letter.
+pub async fn ingest_batch<S: Store>(
+    store: &S,
+    catalog: &Catalog,
+    events: &[Event],
+    source: &str,
+    now: DateTime<Utc>,
+) -> crate::store::Result<IngestReport> {
+    let mut report = IngestReport::default();
+    // Ranges still to commit, in order: a customer's events keep theirs.
+    let mut todo = VecDeque::new();
+    todo.push_back(0..events.len());
+    while let Some(range) = todo.pop_front() {
+        if range.is_empty() {
+            continue;
+        }
+        match commit_batch(store, catalog, &events[range.clone()], source, now).await {
+            Ok(r) => report.add(r),
+            Err(e) if e.is_unavailable() => return Err(e),
+            Err(e) if range.len() == 1 => {
+                let ev = &events[range.start];
+                tracing::warn!(event_id = %ev.id, customer_id = %ev.customer.id,
+                    "the store refused the event: {e}");
+                report.refused.push(Refused {
+                    index: range.start,
+                    reason: format!("the store refused this event: {e}"),
+                });
+            }
+            Err(e) => {
+                tracing::warn!(
+                    events = range.len(),
+                    "the store refused a batch, looking for the event at fault: {e}"
+                );
+                let mid = range.start + range.len() / 2;
+                todo.push_front(mid..range.end);
+                todo.push_front(range.start..mid);
+            }
+        }
+    }
+    Ok(report)
+}
 
 /// Ingests a batch in one transaction. Returns once it has committed.
-pub async fn ingest_batch<S: Store>(
+async fn commit_batch<S: Store>(
     store: &S,
     catalog: &Catalog,
     events: &[Event],
@@ -83,11 +136,34 @@ pub fn parse(payload: &[u8]) -> Result<Event, String> {
     Event::parse(text).map_err(|e| e.message)
 }
 
+/// A dead letter for `payload` as received. A store must be able to keep
+/// it whatever it holds: bytes that are not UTF-8 become U+FFFD, NUL becomes
+/// U+FFFD (PostgreSQL cannot store it), and past [`DEAD_PAYLOAD_BYTES`] the
+/// payload is cut (the reason says so).
 pub fn dead(source: &str, reason: String, payload: &[u8], origin: Option<String>) -> DeadLetter {
+    let clean = |s: &str| s.replace('\0', "\u{fffd}");
+    let cut = payload.len() > DEAD_PAYLOAD_BYTES;
+    let mut kept = &payload[..payload.len().min(DEAD_PAYLOAD_BYTES)];
+    if cut
+        && let Err(e) = std::str::from_utf8(kept)
+        && e.error_len().is_none()
+    {
+        // A character cut in two at the end is not a fault of the payload.
+        kept = &kept[..e.valid_up_to()];
+    }
+    let text = String::from_utf8_lossy(kept);
+    let reason = if cut {
+        format!("{reason} (the payload is cut to its first {DEAD_PAYLOAD_BYTES} bytes)")
+    } else {
+        reason
+    };
     DeadLetter {
         source: source.to_string(),
-        reason,
-        payload: String::from_utf8_lossy(payload).into_owned(),
-        origin,
+        reason: clean(&reason),
+        payload: clean(&text),
+        origin: origin.map(|o| clean(&o)),
     }
 }
+
+/// The most of a payload a dead letter keeps: the largest event accepted.
+pub const DEAD_PAYLOAD_BYTES: usize = crate::event::limits::EVENT_BYTES;

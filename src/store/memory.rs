@@ -15,8 +15,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::{
-    Claimer, DeadLetter, DeliveryView, Due, DueClaim, OutboxView, Result, Store, Transition, Tx,
-    Writes,
+    Claimer, DeadLetter, DeliveryView, Due, DueClaim, OutboxView, Result, Store, StoredDeadLetter,
+    Transition, Tx, Writes, count_dead_letters,
 };
 use crate::engine::customer::CustomerState;
 use crate::engine::outbox::{OutboxStatus, Outcome, Queued};
@@ -64,7 +64,9 @@ struct Mem {
     next_id: i64,
     deliveries: Vec<DeliveryView>,
     suppressions: HashMap<String, String>,
-    dead_letters: Vec<DeadLetter>,
+    dead_letters: Vec<StoredDeadLetter>,
+    /// Index in `dead_letters` by [`DeadLetter::identity`].
+    dead_letter_ids: HashMap<String, usize>,
     settings: HashMap<String, String>,
     /// Heartbeats by instance id.
     instances: HashMap<String, DateTime<Utc>>,
@@ -521,8 +523,28 @@ impl Store for MemStore {
             .map(|(t, _)| *t))
     }
 
-    async fn dead_letter(&self, letter: &DeadLetter, _now: DateTime<Utc>) -> Result<()> {
-        self.inner.lock().await.dead_letters.push(letter.clone());
+    async fn keep_dead_letters(&self, letters: &[DeadLetter], now: DateTime<Utc>) -> Result<()> {
+        let mut mem = self.inner.lock().await;
+        let mem = &mut *mem;
+        for (identity, letter, count) in count_dead_letters(letters) {
+            match mem.dead_letter_ids.get(&identity) {
+                Some(&i) => {
+                    let kept = &mut mem.dead_letters[i];
+                    kept.count += count;
+                    kept.last_seen_at = now;
+                    kept.letter.origin = letter.origin;
+                }
+                None => {
+                    mem.dead_letter_ids.insert(identity, mem.dead_letters.len());
+                    mem.dead_letters.push(StoredDeadLetter {
+                        letter,
+                        count,
+                        first_seen_at: now,
+                        last_seen_at: now,
+                    });
+                }
+            }
+        }
         Ok(())
     }
 
@@ -568,7 +590,7 @@ impl Store for MemStore {
         Ok(self.inner.lock().await.deliveries.clone())
     }
 
-    async fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
+    async fn dead_letters(&self) -> Result<Vec<StoredDeadLetter>> {
         Ok(self.inner.lock().await.dead_letters.clone())
     }
 

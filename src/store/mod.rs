@@ -55,6 +55,48 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+impl Error {
+    /// Whether the database could not be reached, was busy or out of
+    /// resources: the same work is worth trying again later. Any other error
+    /// is about what was written, and an ingest batch looks for the event
+    /// at fault (`ingest::ingest_batch`).
+    pub fn is_unavailable(&self) -> bool {
+        use sqlx::Error as E;
+        let Error::Database(e) = self else {
+            return matches!(self, Error::Migration(_));
+        };
+        match e {
+            E::Io(_)
+            | E::Tls(_)
+            | E::Protocol(_)
+            | E::PoolTimedOut
+            | E::PoolClosed
+            | E::WorkerCrashed
+            | E::BeginFailed
+            | E::Configuration(_) => true,
+            E::Database(db) => {
+                if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                    // SQLSTATE classes: 08 connection, 40 rollback (serialization,
+                    // deadlock), 53 insufficient resources, 57 operator
+                    // intervention (shutdown, cancel, timeouts), 58 system error;
+                    // 25006 a read-only transaction, 55P03 a lock not available.
+                    let code = pg.code();
+                    matches!(code.get(..2), Some("08" | "40" | "53" | "57" | "58"))
+                        || matches!(code, "25006" | "55P03")
+                } else if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                    // Primary result codes: BUSY, LOCKED, NOMEM, READONLY,
+                    // INTERRUPT, IOERR, FULL, CANTOPEN, PROTOCOL.
+                    let code = db.code().and_then(|c| c.parse::<i32>().ok()).unwrap_or(0);
+                    matches!(code & 0xff, 5 | 6 | 7 | 8 | 9 | 10 | 13 | 14 | 15)
+                } else {
+                    false
+                }
+            }
+            _ => false,
+        }
+    }
+}
+
 /// The outcome of one ingest transaction.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct IngestReport {
@@ -65,6 +107,18 @@ pub struct IngestReport {
     /// What the operator should know (exits, failed conditions), also logged.
     #[serde(skip)]
     pub notes: Vec<Note>,
+    /// Events the store would not take even alone, by their index in the
+    /// batch given to `ingest::ingest_batch`, with the store's message. The
+    /// caller dead-letters them.
+    #[serde(skip)]
+    pub refused: Vec<Refused>,
+}
+
+/// An event the store refused (see [`IngestReport::refused`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub index: usize,
+    pub reason: String,
 }
 
 impl IngestReport {
@@ -73,6 +127,7 @@ impl IngestReport {
         self.duplicates += other.duplicates;
         self.emails += other.emails;
         self.notes.extend(other.notes);
+        self.refused.extend(other.refused);
     }
 }
 
@@ -161,12 +216,61 @@ pub struct DeliveryView {
     pub detail: String,
 }
 
+/// Something received that could not be used, with why.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct DeadLetter {
     pub source: String,
     pub reason: String,
     pub payload: String,
+    /// Where it came from (topic/partition/offset, file:line, HTTP item).
     pub origin: Option<String>,
+}
+
+impl DeadLetter {
+    /// What makes two dead letters the same: source, reason and payload
+    /// (not where they came from). Hex SHA-256.
+    pub fn identity(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for part in [&self.source, &self.reason, &self.payload] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part.as_bytes());
+        }
+        hex::encode(h.finalize())
+    }
+}
+
+/// Letters by identity, in the order first seen, each with how many times it
+/// came and its latest origin.
+pub(crate) fn count_dead_letters(letters: &[DeadLetter]) -> Vec<(String, DeadLetter, i64)> {
+    let mut out: Vec<(String, DeadLetter, i64)> = Vec::new();
+    let mut at: HashMap<String, usize> = HashMap::new();
+    for l in letters {
+        let id = l.identity();
+        match at.get(&id) {
+            Some(&i) => {
+                out[i].1.origin = l.origin.clone();
+                out[i].2 += 1;
+            }
+            None => {
+                at.insert(id.clone(), out.len());
+                out.push((id, l.clone(), 1));
+            }
+        }
+    }
+    out
+}
+
+/// A dead letter as kept: identical ones are counted, not multiplied.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct StoredDeadLetter {
+    #[serde(flatten)]
+    #[sqlx(flatten)]
+    pub letter: DeadLetter,
+    /// How many times it was received.
+    pub count: i64,
+    pub first_seen_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
 }
 
 /// Everything a batch of decisions changes, collected in memory and written
@@ -340,9 +444,13 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// The earliest `not_before` of an unclaimed pending row.
     fn next_outbox(&self) -> impl Future<Output = Result<Option<DateTime<Utc>>>> + Send;
 
-    fn dead_letter(
+    /// Keeps dead letters, all in one transaction. One identical to a kept
+    /// one (same [`DeadLetter::identity`]) counts once more and takes the
+    /// new origin, so 10,000 identical letters are one row counted 10,000
+    /// times.
+    fn keep_dead_letters(
         &self,
-        letter: &DeadLetter,
+        letters: &[DeadLetter],
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<()>> + Send;
 
@@ -353,7 +461,8 @@ pub trait Store: Clone + Send + Sync + 'static {
     // Reading, for operators and tests.
     fn outbox(&self) -> impl Future<Output = Result<Vec<OutboxView>>> + Send;
     fn deliveries(&self) -> impl Future<Output = Result<Vec<DeliveryView>>> + Send;
-    fn dead_letters(&self) -> impl Future<Output = Result<Vec<DeadLetter>>> + Send;
+    /// In the order first seen.
+    fn dead_letters(&self) -> impl Future<Output = Result<Vec<StoredDeadLetter>>> + Send;
     fn enrollments_of(
         &self,
         customer_id: &str,

@@ -21,8 +21,8 @@ use sqlx::{
 };
 
 use super::{
-    Claimer, DeadLetter, DeliveryView, Due, DueClaim, Error, OutboxView, Result, Store, Transition,
-    Tx, Writes, parse_stored,
+    Claimer, DeadLetter, DeliveryView, Due, DueClaim, Error, OutboxView, Result, Store,
+    StoredDeadLetter, Transition, Tx, Writes, count_dead_letters, parse_stored,
 };
 use crate::engine::customer::CustomerState;
 use crate::engine::outbox::{OutboxStatus, Outcome, Queued};
@@ -503,7 +503,7 @@ where
     for<'r> QueuedRow: FromRow<'r, DB::Row>,
     for<'r> OutboxViewRow: FromRow<'r, DB::Row>,
     for<'r> DeliveryRow: FromRow<'r, DB::Row>,
-    for<'r> DeadLetter: FromRow<'r, DB::Row>,
+    for<'r> StoredDeadLetter: FromRow<'r, DB::Row>,
     for<'r> (String, String): FromRow<'r, DB::Row>,
     for<'r> (DateTime<Utc>,): FromRow<'r, DB::Row>,
     for<'r> (String,): FromRow<'r, DB::Row>,
@@ -625,17 +625,29 @@ where
         Ok(row.map(|r| r.0))
     }
 
-    async fn dead_letter(&self, l: &DeadLetter, now: DateTime<Utc>) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO dead_letters (source, reason, payload, origin, received_at) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(l.source.as_str())
-        .bind(l.reason.as_str())
-        .bind(l.payload.as_str())
-        .bind(l.origin.as_deref())
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
+    async fn keep_dead_letters(&self, letters: &[DeadLetter], now: DateTime<Utc>) -> Result<()> {
+        if letters.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for (identity, l, count) in count_dead_letters(letters) {
+            sqlx::query(
+                "INSERT INTO dead_letters (source, reason, payload, origin, received_at, hash, count, last_seen_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $5) \
+                 ON CONFLICT (hash) DO UPDATE SET count = dead_letters.count + excluded.count, \
+                   last_seen_at = excluded.last_seen_at, origin = excluded.origin",
+            )
+            .bind(l.source.as_str())
+            .bind(l.reason.as_str())
+            .bind(l.payload.as_str())
+            .bind(l.origin.as_deref())
+            .bind(now)
+            .bind(identity.as_str())
+            .bind(count)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -707,12 +719,13 @@ where
             .collect()
     }
 
-    async fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
-        Ok(
-            sqlx::query_as("SELECT source, reason, payload, origin FROM dead_letters ORDER BY id")
-                .fetch_all(&self.pool)
-                .await?,
+    async fn dead_letters(&self) -> Result<Vec<StoredDeadLetter>> {
+        Ok(sqlx::query_as(
+            "SELECT source, reason, payload, origin, count, received_at AS first_seen_at, \
+             last_seen_at FROM dead_letters ORDER BY id",
         )
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     async fn enrollments_of(&self, customer_id: &str) -> Result<Vec<Enrollment>> {

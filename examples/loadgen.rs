@@ -362,12 +362,17 @@ async fn wait_events(db: &str, count: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The order that started seeded enrollment `i`.
+fn seed_event(i: usize) -> anyhow::Result<Event> {
+    Event::parse(&format!(
+        r#"{{"id":"seed{i}","type":"order.placed","occurred_at":"2026-11-01T00:00:00Z","customer":{{"id":"c{i}","email":"c{i}@example.com"}},"order":{{"id":"o{i}"}}}}"#
+    ))
+    .map_err(|e| anyhow::anyhow!(e.message))
+}
+
 fn bench_enrollment(i: usize, wake: DateTime<Utc>) -> anyhow::Result<Enrollment> {
     let customer = format!("c{i}");
-    let ev = Event::parse(&format!(
-        r#"{{"id":"seed{i}","type":"order.placed","occurred_at":"2026-11-01T00:00:00Z","customer":{{"id":"{customer}","email":"{customer}@example.com"}},"order":{{"id":"o{i}"}}}}"#
-    ))
-    .map_err(|e| anyhow::anyhow!(e.message))?;
+    let ev = seed_event(i)?;
     let ms = wake.timestamp_millis();
     Ok(Enrollment {
         key: format!("bench/{customer}/o{i}@{ms}"),
@@ -430,9 +435,31 @@ async fn seed(
     }
     copy.send(buf.as_bytes()).await?;
     copy.finish().await?;
+    // Each enrollment's customer, as ingest would have stored them with it.
+    let mut copy = conn
+        .copy_in_raw("COPY customers (id, email, profile, updated_at) FROM STDIN (FORMAT csv)")
+        .await?;
+    buf.clear();
+    for i in 0..total {
+        let profile = aftercare::engine::profile::update(None, &seed_event(i)?);
+        let json = serde_json::to_string(&profile)?.replace('"', "\"\"");
+        buf.push_str(&format!(
+            "{},{},\"{json}\",{}\n",
+            profile.customer.id,
+            profile.customer.email,
+            now.to_rfc3339()
+        ));
+        if buf.len() > (4 << 20) {
+            copy.send(buf.as_bytes()).await?;
+            buf.clear();
+        }
+    }
+    copy.send(buf.as_bytes()).await?;
+    copy.finish().await?;
     sqlx::query("ANALYZE enrollments")
         .execute(&store.pool)
         .await?;
+    sqlx::query("ANALYZE customers").execute(&store.pool).await?;
     println!(
         "seeded {total} enrollments ({due} due now, {steady} due at 1000/s from +{start_in}s) in {:.1} s",
         start.elapsed().as_secs_f64()

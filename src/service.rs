@@ -175,7 +175,7 @@ pub async fn serve<S: Store>(
         }
     }
     if roles.contains(&Role::Schedule) {
-        // Each loop runs `PARALLEL` wake transactions at once; they take
+        // Independent loops, one wake transaction each at a time; they take
         // disjoint rows, as separate instances would.
         for _ in 0..crate::schedule::LOOPS {
             let fut = crate::schedule::run(

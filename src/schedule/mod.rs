@@ -18,10 +18,10 @@ use crate::store::{Due, Store, Tx, Writes};
 
 /// Enrollments one transaction takes and wakes.
 pub const CHUNK: i64 = 250;
-/// Transactions at once per scheduler loop.
-pub const PARALLEL: usize = 4;
-/// Scheduler loops per instance (`run` with the schedule role).
-pub const LOOPS: usize = 1;
+/// Scheduler loops per instance (`run` with the schedule role), each one
+/// transaction at a time. Measured (docs/BENCHMARKS.md): four independent
+/// loops drain faster than the same transactions run in lockstep rounds.
+pub const LOOPS: usize = 4;
 /// Idle polling: new work from another instance is seen within this.
 pub const IDLE: Duration = Duration::from_millis(200);
 
@@ -82,35 +82,14 @@ pub async fn wake<S: Store>(
     Ok(woken)
 }
 
-/// One round: [`PARALLEL`] transactions, each taking and waking up to
-/// [`CHUNK`] due enrollments. On PostgreSQL they take disjoint rows
-/// (`SKIP LOCKED`); on SQLite and in memory they run one after another.
+/// One round: one transaction taking and waking up to [`CHUNK`] due
+/// enrollments.
 pub async fn tick<S: Store>(
     store: &S,
     catalog: &Catalog,
     now: DateTime<Utc>,
 ) -> crate::store::Result<Woken> {
-    let rounds = (0..PARALLEL).map(|_| wake(store, catalog, now, CHUNK));
-    let mut woken = Woken::default();
-    let mut failed = None;
-    for r in futures_util::future::join_all(rounds).await {
-        match r {
-            Ok(w) => {
-                woken.ran += w.ran;
-                woken.notes.extend(w.notes);
-            }
-            Err(e) => failed = Some(e),
-        }
-    }
-    match failed {
-        // Nothing ran: let the loop back off.
-        Some(e) if woken.ran == 0 => Err(e),
-        Some(e) => {
-            tracing::error!("wake failed, due again in the next round: {e}");
-            Ok(woken)
-        }
-        None => Ok(woken),
-    }
+    wake(store, catalog, now, CHUNK).await
 }
 
 /// Runs until `stop`, waking due enrollments as they fall due.

@@ -5,6 +5,7 @@
 
 pub mod data;
 pub mod helpers;
+mod layout;
 mod text;
 
 use std::collections::BTreeMap;
@@ -38,7 +39,32 @@ struct LocaleFile {
     /// written, rendered only to report an error in the file's own lines.
     inlined: bool,
     text: TextPart,
+    /// `_layouts/<name>`, registered.
     layout: Option<String>,
+    /// The registered names of the parts, made once.
+    names: Names,
+}
+
+/// The registry names of one locale's parts.
+#[derive(Debug, Clone)]
+struct Names {
+    subject: String,
+    preheader: String,
+    html: String,
+    html_src: String,
+    text: String,
+}
+
+impl Names {
+    fn new(id: &str, locale: &str) -> Self {
+        Names {
+            subject: name(id, locale, "subject"),
+            preheader: name(id, locale, "preheader"),
+            html: name(id, locale, "html"),
+            html_src: name(id, locale, "html#src"),
+            text: name(id, locale, "text"),
+        }
+    }
 }
 
 /// Where the text part of a locale comes from.
@@ -66,6 +92,9 @@ pub struct Templates {
     /// The sources of `_partials/`, inlined into bodies at load time.
     partials: BTreeMap<String, String>,
     sets: BTreeMap<String, TemplateSet>,
+    /// Layouts that [`layout::simple`] allows to be laid out once.
+    simple_layouts: std::collections::BTreeSet<String>,
+    skeletons: layout::Skeletons,
     pub default_locale: String,
     pub dir: PathBuf,
 }
@@ -106,10 +135,12 @@ impl Templates {
             hb
         };
         let mut t = Templates {
-            hb: registry(handlebars::html_escape),
+            hb: registry(layout::escape_html),
             hb_text: registry(handlebars::no_escape),
             partials: BTreeMap::new(),
             sets: BTreeMap::new(),
+            simple_layouts: Default::default(),
+            skeletons: Default::default(),
             default_locale: default_locale.to_string(),
             dir: dir.to_path_buf(),
         };
@@ -148,7 +179,12 @@ impl Templates {
                     }
                     r
                 } else {
-                    t.hb.register_template_string(&format!("_layouts/{stem}"), &src)
+                    let name = format!("_layouts/{stem}");
+                    let r = t.hb.register_template_string(&name, &src);
+                    if r.is_ok() && t.hb.get_template(&name).is_some_and(layout::simple) {
+                        t.simple_layouts.insert(name);
+                    }
+                    r
                 };
                 if let Err(e) = result {
                     diags.push(template_error(&file, 0, &e));
@@ -348,7 +384,8 @@ impl Templates {
             has_preheader: preheader.is_some(),
             inlined,
             text: TextPart::PerMessage,
-            layout: layout.map(|l| l.0),
+            layout: layout.map(|l| format!("_layouts/{}", l.0)),
+            names: Names::new(id, locale),
         })
     }
 
@@ -441,19 +478,28 @@ impl Templates {
             .sets
             .get(id)
             .ok_or_else(|| RenderError::Unknown(id.to_string()))?;
-        let mut candidates: Vec<String> = Vec::new();
+        let find = |c: &str| {
+            set.locales
+                .keys()
+                .find(|k| k.eq_ignore_ascii_case(c))
+                .map(String::as_str)
+        };
         if let Some(w) = wanted {
-            let w = w.replace('_', "-");
-            candidates.push(w.clone());
-            if let Some((lang, _)) = w.split_once('-') {
-                candidates.push(lang.to_string());
+            let w: std::borrow::Cow<str> = match w.contains('_') {
+                true => w.replace('_', "-").into(),
+                false => w.into(),
+            };
+            if let Some(k) = find(&w) {
+                return Ok(k);
+            }
+            if let Some((lang, _)) = w.split_once('-')
+                && let Some(k) = find(lang)
+            {
+                return Ok(k);
             }
         }
-        candidates.push(self.default_locale.clone());
-        for c in &candidates {
-            if let Some((k, _)) = set.locales.iter().find(|(k, _)| k.eq_ignore_ascii_case(c)) {
-                return Ok(k.as_str());
-            }
+        if let Some(k) = find(&self.default_locale) {
+            return Ok(k);
         }
         Err(RenderError::NoLocale {
             template: id.to_string(),
@@ -489,64 +535,58 @@ impl Templates {
         // One handlebars context for every part: `render` would serialise the
         // data again for each.
         let mut ctx = handlebars::Context::from(data);
-        let file = lf.file.display().to_string();
-        let render = |part: &str, ctx: &handlebars::Context| {
-            let (first_line, hb) = match part {
-                "subject" => (lf.subject_line, &self.hb),
-                "preheader" => (lf.preheader_line, &self.hb),
-                "html" => (lf.body_line, &self.hb),
-                _ => (1, &self.hb_text),
-            };
-            hb.render_with_context(&name(id, &locale, part), ctx)
-                .map_err(|e| {
-                    // Report the error in the lines of the body as written.
-                    let e = match part {
-                        "html" if lf.inlined => self
-                            .hb
-                            .render_with_context(&name(id, &locale, "html#src"), ctx)
+        let n = &lf.names;
+        let render = |hb: &Handlebars<'static>, part: &str, ctx: &handlebars::Context| {
+            hb.render_with_context(part, ctx).map_err(|e| {
+                // Report the error in the lines of the body as written.
+                let (first_line, e) = match part {
+                    p if p == n.subject => (lf.subject_line, e),
+                    p if p == n.preheader => (lf.preheader_line, e),
+                    p if p == n.html && lf.inlined => (
+                        lf.body_line,
+                        self.hb
+                            .render_with_context(&n.html_src, ctx)
                             .err()
                             .unwrap_or(e),
-                        _ => e,
-                    };
-                    render_error(&file, first_line, e)
-                })
+                    ),
+                    p if p == n.html => (lf.body_line, e),
+                    _ => (1, e),
+                };
+                render_error(&lf.file.display().to_string(), first_line, e)
+            })
         };
-        let subject = collapse(&render("subject", &ctx)?);
+        let subject = collapse(&render(&self.hb, &n.subject, &ctx)?);
         let preheader = if lf.has_preheader {
-            Some(collapse(&render("preheader", &ctx)?))
+            Some(collapse(&render(&self.hb, &n.preheader, &ctx)?))
         } else {
             None
         };
-        let body = render("html", &ctx)?;
+        let body = render(&self.hb, &n.html, &ctx)?;
         // The text part comes from the body alone: the layout's chrome
         // (hidden preheader, header table) reads badly as plain text.
         let text = match (parts, lf.text) {
             (Parts::NoText, _) => String::new(),
-            (Parts::All, TextPart::Own) => render("text", &ctx)?,
-            (Parts::All, TextPart::Derived) => text::finish(&render("text", &ctx)?),
+            (Parts::All, TextPart::Own) => render(&self.hb_text, &n.text, &ctx)?,
+            (Parts::All, TextPart::Derived) => text::finish(&render(&self.hb_text, &n.text, &ctx)?),
             (Parts::All, TextPart::PerMessage) => html_to_text(&body),
         };
         let html = match &lf.layout {
             // The layout only wraps what was rendered; a check can skip it.
             Some(_) if parts == Parts::NoText => body,
             Some(layout) => {
-                if let Some(obj) = ctx.data_mut().as_object_mut() {
-                    obj.insert("body".into(), body.into());
-                    obj.insert("subject".into(), subject.clone().into());
-                    obj.insert(
-                        "preheader".into(),
-                        preheader.clone().unwrap_or_default().into(),
-                    );
+                let filled = match self.simple_layouts.contains(layout) {
+                    true => self.skeletons.render(
+                        &self.hb,
+                        layout,
+                        ctx.data(),
+                        [&subject, preheader.as_deref().unwrap_or(""), &body],
+                    ),
+                    false => None,
+                };
+                match filled {
+                    Some(html) => html,
+                    None => self.render_layout(layout, &mut ctx, &subject, &preheader, body)?,
                 }
-                self.hb
-                    .render_with_context(&format!("_layouts/{layout}"), &ctx)
-                    .map_err(|e| {
-                        render_error(
-                            &format!("{}/_layouts/{layout}.hbs", self.dir.display()),
-                            1,
-                            e,
-                        )
-                    })?
             }
             None => body,
         };
@@ -557,6 +597,29 @@ impl Templates {
             html,
             text,
         })
+    }
+
+    /// The layout rendered by handlebars around the parts (a layout that
+    /// cannot be laid out once).
+    fn render_layout(
+        &self,
+        layout: &str,
+        ctx: &mut handlebars::Context,
+        subject: &str,
+        preheader: &Option<String>,
+        body: String,
+    ) -> Result<String, RenderError> {
+        if let Some(obj) = ctx.data_mut().as_object_mut() {
+            obj.insert("body".into(), body.into());
+            obj.insert("subject".into(), subject.into());
+            obj.insert(
+                "preheader".into(),
+                preheader.clone().unwrap_or_default().into(),
+            );
+        }
+        self.hb
+            .render_with_context(layout, ctx)
+            .map_err(|e| render_error(&format!("{}/{layout}.hbs", self.dir.display()), 1, e))
     }
 }
 
@@ -573,7 +636,14 @@ pub enum Parts {
 
 /// Subjects are one line, whatever the template's whitespace.
 fn collapse(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+    let mut out = String::with_capacity(s.len());
+    for w in s.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(w);
+    }
+    out
 }
 
 /// Plain text for the text part: no table borders, links as numbered

@@ -3,9 +3,10 @@
 
 use std::path::Path;
 
+use aftercare::send::{Envelope, build_message, mailbox};
 use aftercare::sequence::model::Policies;
 use aftercare::template::data::sample_data;
-use aftercare::template::{RenderError, Templates};
+use aftercare::template::{MAX_SUBJECT_CHARS, RenderError, Templates};
 
 fn shipped() -> Templates {
     let (t, d) = Templates::load(Path::new("templates"), "en");
@@ -199,4 +200,154 @@ fn a_text_part_overrides_the_derived_one() {
         t.render("t", None, &data).unwrap().text,
         "Plain hello Sam\n"
     );
+}
+
+/// A template with the shipped layout, in a folder of its own.
+fn with_layout(dir: &Path, front: &str, body: &str) -> Templates {
+    write(
+        dir,
+        "_layouts/base.hbs",
+        &std::fs::read_to_string("templates/_layouts/base.hbs").unwrap(),
+    );
+    write(
+        dir,
+        "t/en.hbs",
+        &format!("---\n{front}layout: base\n---\n{body}"),
+    );
+    let (t, d) = Templates::load(dir, "en");
+    assert!(!d.has_errors(), "{d}");
+    t
+}
+
+fn message(content: &aftercare::template::Rendered, to: &str) -> String {
+    let env = Envelope {
+        to,
+        idempotency_key: "k1",
+        sequence: "s",
+        template: "t",
+        date: "2026-05-01T10:00:00Z".parse().unwrap(),
+    };
+    let msg = build_message(&Policies::default(), &env, content).expect("builds");
+    String::from_utf8(msg.formatted()).unwrap()
+}
+
+/// The message's header block, each line as written (folded lines apart).
+fn header_lines(msg: &str) -> Vec<&str> {
+    msg.split("\r\n\r\n")
+        .next()
+        .unwrap()
+        .split("\r\n")
+        .collect()
+}
+
+#[test]
+fn subjects_preheaders_and_text_parts_are_not_html_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = with_layout(
+        dir.path(),
+        "subject: \"Order {{order.number}}\"\npreheader: \"Pre {{order.number}}\"\n",
+        "<p>Number {{order.number}}</p>\n",
+    );
+    let mut data = sample_data(&Policies::default(), "t", None);
+    data["order"]["number"] = "A&B-O'Neil=1".into();
+    let r = t.render("t", None, &data).unwrap();
+    assert_eq!(r.subject, "Order A&B-O'Neil=1");
+    assert_eq!(r.preheader.as_deref(), Some("Pre A&B-O'Neil=1"));
+    assert_eq!(r.text, "Number A&B-O'Neil=1\n");
+    // The HTML part escapes once, in the title, the preheader and the body.
+    let once = "A&amp;B-O&#x27;Neil&#x3D;1";
+    assert!(
+        r.html.contains(&format!("<title>Order {once}</title>")),
+        "{}",
+        r.html
+    );
+    assert!(r.html.contains(&format!(">Pre {once}&#847;")), "{}", r.html);
+    assert!(r.html.contains(&format!("<p>Number {once}</p>")));
+    assert!(!r.html.contains("&amp;amp;"));
+    let msg = message(&r, "a@b.co");
+    assert!(
+        header_lines(&msg).contains(&"Subject: Order A&B-O'Neil=1"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_huge_subject_is_cut_and_no_header_line_passes_998() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = with_layout(
+        dir.path(),
+        "subject: \"Hi {{customer.first_name}}\"\n",
+        "<p>x</p>\n",
+    );
+    let mut data = sample_data(&Policies::default(), "t", None);
+    for name in [
+        "x".repeat(100_003),
+        "word ".repeat(20_000),
+        "é".repeat(100_003),
+    ] {
+        data["customer"]["first_name"] = name.clone().into();
+        let r = t.render("t", None, &data).unwrap();
+        assert_eq!(r.subject.chars().count(), MAX_SUBJECT_CHARS, "{name:.20}");
+        assert!(r.subject.starts_with("Hi ") && r.subject.ends_with('\u{2026}'));
+        let msg = message(&r, "a@b.co");
+        for line in header_lines(&msg) {
+            assert!(line.len() <= 998, "{} bytes: {line:.60}", line.len());
+        }
+    }
+    // Short subjects are left alone.
+    data["customer"]["first_name"] = "Sam".into();
+    assert_eq!(t.render("t", None, &data).unwrap().subject, "Hi Sam");
+}
+
+#[test]
+fn customer_data_cannot_add_a_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = with_layout(
+        dir.path(),
+        "subject: \"Hi {{customer.first_name}}\"\npreheader: \"{{customer.first_name}}\"\n",
+        "<p>x</p>\n",
+    );
+    let mut data = sample_data(&Policies::default(), "t", None);
+    data["customer"]["first_name"] = "Sam\r\nBcc: evil@attacker.example\nX-Evil: 1".into();
+    let r = t.render("t", None, &data).unwrap();
+    let msg = message(&r, "a@b.co");
+    for line in header_lines(&msg) {
+        assert!(
+            !line.starts_with("Bcc:") && !line.starts_with("X-Evil:"),
+            "{msg}"
+        );
+    }
+    // An address cannot carry a header either.
+    assert!(mailbox("a@b.co\r\nBcc: evil@attacker.example").is_err());
+    assert!(mailbox("a@b.co\nBcc: evil@attacker.example").is_err());
+}
+
+#[test]
+fn non_ascii_addresses_are_encoded_or_refused_with_the_reason() {
+    // A domain with non-ASCII labels is written in its IDNA form.
+    let m = mailbox("kunde@bücher.example").unwrap();
+    assert_eq!(m.email.to_string(), "kunde@xn--bcher-kva.example");
+    // A display name is RFC 2047-encoded; the header is ASCII.
+    let dir = tempfile::tempdir().unwrap();
+    let t = with_layout(dir.path(), "subject: Hi\n", "<p>x</p>\n");
+    let data = sample_data(&Policies::default(), "t", None);
+    let r = t.render("t", None, &data).unwrap();
+    let msg = message(&r, "kunde@bücher.example");
+    let to: Vec<&str> = header_lines(&msg)
+        .into_iter()
+        .filter(|l| l.starts_with("To:"))
+        .collect();
+    assert_eq!(to, ["To: kunde@xn--bcher-kva.example"], "{msg}");
+    assert!(header_lines(&msg).iter().all(|l| l.is_ascii()), "{msg}");
+    // A non-ASCII local part has no ASCII form: refused, saying why.
+    let err = mailbox("jörg@example.com").unwrap_err().to_string();
+    assert!(err.contains("SMTPUTF8"), "{err}");
+    let env = Envelope {
+        to: "jörg@example.com",
+        idempotency_key: "k",
+        sequence: "s",
+        template: "t",
+        date: "2026-05-01T10:00:00Z".parse().unwrap(),
+    };
+    assert!(build_message(&Policies::default(), &env, &r).is_err());
 }

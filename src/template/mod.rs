@@ -327,11 +327,14 @@ impl Templates {
         }
         let (subject, sl, sc) = subject?;
         let mut ok = true;
+        // Subject and preheader are text: rendered without HTML escaping (the
+        // layout escapes them where it puts them into HTML).
         let mut reg = |part: &str, text: &str, line: u64, col: u64, diags: &mut Diagnostics| {
-            if let Err(e) = self
-                .hb
-                .register_template_string(&name(id, locale, part), text)
-            {
+            let hb = match part {
+                "html" => &mut self.hb,
+                _ => &mut self.hb_text,
+            };
+            if let Err(e) = hb.register_template_string(&name(id, locale, part), text) {
                 let mut d = template_error(file, line.saturating_sub(1), &e);
                 if line > 0 && d.line == line {
                     d.col += col.saturating_sub(1);
@@ -555,9 +558,9 @@ impl Templates {
                 render_error(&lf.file.display().to_string(), first_line, e)
             })
         };
-        let subject = collapse(&render(&self.hb, &n.subject, &ctx)?);
+        let subject = cut(collapse(&render(&self.hb_text, &n.subject, &ctx)?));
         let preheader = if lf.has_preheader {
-            Some(collapse(&render(&self.hb, &n.preheader, &ctx)?))
+            Some(collapse(&render(&self.hb_text, &n.preheader, &ctx)?))
         } else {
             None
         };
@@ -632,6 +635,25 @@ pub enum Parts {
     /// enough to know that the email renders and what its subject is (for
     /// `simulate`, which must not pay for what it does not print).
     NoText,
+}
+
+/// The longest subject sent, in characters; a longer one is cut to this
+/// length, its last character an ellipsis. Mail clients show 40-80
+/// characters; the limit keeps the header far below RFC 5322's 998
+/// characters per line even where it cannot be folded (no spaces).
+pub const MAX_SUBJECT_CHARS: usize = 255;
+
+fn cut(subject: String) -> String {
+    match subject.char_indices().nth(MAX_SUBJECT_CHARS) {
+        None => subject,
+        Some(_) => {
+            let (end, _) = subject
+                .char_indices()
+                .nth(MAX_SUBJECT_CHARS - 1)
+                .unwrap_or((subject.len(), ' '));
+            format!("{}\u{2026}", subject[..end].trim_end())
+        }
+    }
 }
 
 /// Subjects are one line, whatever the template's whitespace.

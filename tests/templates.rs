@@ -351,3 +351,135 @@ fn non_ascii_addresses_are_encoded_or_refused_with_the_reason() {
     };
     assert!(build_message(&Policies::default(), &env, &r).is_err());
 }
+
+/// Sequences that send template `t`, and templates whose partials include
+/// each other: `a` -> `b` -> `a`, `self` -> `self` (inside an `#if`), and an
+/// inline partial that includes itself.
+fn include_loops(dir: &Path) {
+    write(
+        dir,
+        "seq/s.yaml",
+        "id: s\ncategory: transactional\ntrigger: {event: order.placed}\nsteps:\n  - email: t\n  - email: u\n  - email: v\n  - email: ok\n",
+    );
+    write(dir, "tpl/_partials/a.hbs", "{{> b}}\n");
+    write(dir, "tpl/_partials/b.hbs", "x\n{{> a}}\n");
+    write(
+        dir,
+        "tpl/_partials/self.hbs",
+        "{{#if customer.id}}{{> self}}{{/if}}\n",
+    );
+    write(
+        dir,
+        "tpl/_partials/fine.hbs",
+        "<b>{{customer.first_name}}</b>\n",
+    );
+    write(
+        dir,
+        "tpl/t/en.hbs",
+        "---\nsubject: Hi\n---\n<p>{{> a}}</p>\n",
+    );
+    write(
+        dir,
+        "tpl/u/en.hbs",
+        "---\nsubject: Hi\n---\n<p>{{> self}}</p>\n",
+    );
+    write(
+        dir,
+        "tpl/v/en.hbs",
+        "---\nsubject: Hi\n---\n{{#*inline \"x\"}}<i>{{> x}}</i>{{/inline}}\n<p>{{> x}}</p>\n",
+    );
+    write(
+        dir,
+        "tpl/ok/en.hbs",
+        "---\nsubject: Hi\n---\n<p>{{> fine}}</p>\n",
+    );
+    write(
+        dir,
+        "tpl/w/en.hbs",
+        "---\nsubject: Hi\n---\n<p>{{> (lookup customer \"id\")}}</p>\n",
+    );
+}
+
+#[test]
+fn partials_that_include_each_other_are_validate_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    include_loops(dir.path());
+    let loaded = aftercare::validate::load(&dir.path().join("seq"), &dir.path().join("tpl"));
+    let text = loaded.diagnostics.to_string();
+    let p = |f: &str| dir.path().join("tpl").join(f).display().to_string();
+    for want in [
+        format!(
+            "{}:1:1: partials include each other without end: {}:1:1 (`a`) includes `b` -> {}:2:1 (`b`) includes `a` -> back to `a`",
+            p("_partials/a.hbs"),
+            p("_partials/a.hbs"),
+            p("_partials/b.hbs")
+        ),
+        format!(
+            "{}:1:20: partials include each other without end: {}:1:20 (`self`) includes `self` -> back to `self`",
+            p("_partials/self.hbs"),
+            p("_partials/self.hbs")
+        ),
+        format!(
+            "{}:4:20: partials include each other without end: {}:4:20 (inline partial `x`) includes `x` -> back to inline partial `x`",
+            p("v/en.hbs"),
+            p("v/en.hbs")
+        ),
+        format!(
+            "{}:4:4: a partial's name must be written out",
+            p("w/en.hbs")
+        ),
+        format!(
+            "{}:4:4: left out: it includes `a`, which cannot be rendered",
+            p("t/en.hbs")
+        ),
+        format!(
+            "{}:4:4: left out: it includes `self`, which cannot be rendered",
+            p("u/en.hbs")
+        ),
+    ] {
+        assert!(text.contains(&want), "missing {want:?} in:\n{text}");
+    }
+    // The templates that reach a loop are left out; the others render.
+    let t = &loaded.templates;
+    for id in ["t", "u", "v", "w"] {
+        assert!(!t.contains(id), "{id} is left out");
+    }
+    let data = sample_data(&Policies::default(), "ok", None);
+    assert!(
+        t.render("ok", None, &data)
+            .unwrap()
+            .html
+            .contains("<b>Sam</b>")
+    );
+}
+
+#[test]
+fn validate_and_preview_report_include_loops_instead_of_crashing() {
+    let dir = tempfile::tempdir().unwrap();
+    include_loops(dir.path());
+    let seq = dir.path().join("seq");
+    let tpl = dir.path().join("tpl");
+    for args in [
+        vec!["validate"],
+        vec!["preview", "t"],
+        vec!["simulate", "--events", "examples/events.jsonl"],
+        vec!["run"],
+    ] {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_aftercare"));
+        cmd.args(&args)
+            .env_remove("AFTERCARE_SEQUENCES")
+            .env_remove("AFTERCARE_TEMPLATES")
+            .arg("--sequences")
+            .arg(&seq)
+            .arg("--templates")
+            .arg(&tpl);
+        let o = cmd.output().expect("runs");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("partials include each other without end")
+                && err.contains(&tpl.join("_partials/b.hbs").display().to_string()),
+            "{args:?}: {err}"
+        );
+    }
+}

@@ -5,6 +5,7 @@
 
 pub mod data;
 pub mod helpers;
+mod includes;
 mod layout;
 mod text;
 
@@ -157,6 +158,12 @@ impl Templates {
                 return (t, diags);
             }
         };
+        // Where each registered template comes from, for include errors.
+        let mut origins: BTreeMap<String, includes::Origin> = BTreeMap::new();
+        let origin = |file: &Path, first_line: u64| includes::Origin {
+            file: file.to_path_buf(),
+            first_line,
+        };
         // Partials and layouts first: templates refer to them.
         for special in ["_partials", "_layouts"] {
             let sub = dir.join(special);
@@ -175,12 +182,14 @@ impl Templates {
                     if r.is_ok() {
                         // Checked by the first registration.
                         let _ = t.hb_text.register_partial(&stem, &src);
+                        origins.insert(stem.clone(), origin(&file, 1));
                         t.partials.insert(stem, src);
                     }
                     r
                 } else {
                     let name = format!("_layouts/{stem}");
                     let r = t.hb.register_template_string(&name, &src);
+                    origins.insert(name.clone(), origin(&file, 1));
                     if r.is_ok() && t.hb.get_template(&name).is_some_and(layout::simple) {
                         t.simple_layouts.insert(name);
                     }
@@ -198,13 +207,80 @@ impl Templates {
             if !sub.is_dir() || id.starts_with('_') || id.starts_with('.') {
                 continue;
             }
-            let mut set = t.load_set(&id, &sub, &mut diags);
-            t.derive_text_parts(&id, &mut set);
+            let set = t.load_set(&id, &sub, &mut diags);
             if !set.locales.is_empty() {
                 t.sets.insert(id, set);
             }
         }
+        for set in t.sets.values() {
+            for (locale, lf) in &set.locales {
+                let n = &lf.names;
+                let text = lf.file.with_file_name(format!("{locale}.txt.hbs"));
+                for (name, file, line) in [
+                    (&n.subject, lf.file.as_path(), lf.subject_line),
+                    (&n.preheader, &lf.file, lf.preheader_line),
+                    (&n.html, &lf.file, lf.body_line),
+                    (&n.html_src, &lf.file, lf.body_line),
+                    (&n.text, &text, 1),
+                ] {
+                    origins.insert(name.clone(), origin(file, line));
+                }
+            }
+        }
+        // Nothing that can include itself is ever rendered (here, the sample
+        // renders below would overflow the stack).
+        t.refuse_include_loops(&origins, &mut diags);
+        let ids: Vec<String> = t.sets.keys().cloned().collect();
+        for id in ids {
+            if let Some(mut set) = t.sets.remove(&id) {
+                t.derive_text_parts(&id, &mut set);
+                t.sets.insert(id, set);
+            }
+        }
         (t, diags)
+    }
+
+    /// Reports include loops and computed partial names ([`includes`]) and
+    /// leaves out every template that can reach one.
+    fn refuse_include_loops(
+        &mut self,
+        origins: &BTreeMap<String, includes::Origin>,
+        diags: &mut Diagnostics,
+    ) {
+        let mut refused = std::collections::BTreeSet::new();
+        for hb in [&self.hb, &self.hb_text] {
+            let templates = hb
+                .get_templates()
+                .iter()
+                .map(|(k, v)| (k.as_str(), v))
+                .collect();
+            let (found, names) = includes::check(&templates, origins);
+            for d in found {
+                if !diags.0.contains(&d) {
+                    diags.push(d);
+                }
+            }
+            refused.extend(names);
+        }
+        if refused.is_empty() {
+            return;
+        }
+        for name in &refused {
+            self.hb.unregister_template(name);
+            self.hb_text.unregister_template(name);
+            self.partials.remove(name);
+            self.simple_layouts.remove(name);
+        }
+        for set in self.sets.values_mut() {
+            set.locales.retain(|_, lf| {
+                let n = &lf.names;
+                ![&n.subject, &n.preheader, &n.html, &n.html_src, &n.text]
+                    .into_iter()
+                    .chain(&lf.layout)
+                    .any(|name| refused.contains(name))
+            });
+        }
+        self.sets.retain(|_, set| !set.locales.is_empty());
     }
 
     fn load_set(&mut self, id: &str, dir: &Path, diags: &mut Diagnostics) -> TemplateSet {

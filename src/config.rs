@@ -54,6 +54,9 @@ pub struct ServiceArgs {
     /// Retry schedule after transient send failures: comma list of durations.
     #[arg(long, env = "AFTERCARE_SMTP_RETRY")]
     pub smtp_retry: Option<String>,
+    /// The largest email sent, in bytes; a larger one is skipped with the reason.
+    #[arg(long, env = "AFTERCARE_MAX_EMAIL_BYTES", default_value_t = crate::send::worker::DEFAULT_MAX_EMAIL_BYTES)]
+    pub max_email_bytes: usize,
     /// Roles to run (default: all), e.g. `--roles ingest,http`.
     #[arg(long, value_delimiter = ',', value_enum)]
     pub roles: Vec<Role>,

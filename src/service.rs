@@ -149,6 +149,7 @@ pub async fn serve<S: Store>(
             clock: clock.clone(),
             retry: args.retry_schedule()?,
             compose: Compose::Message,
+            max_email_bytes: args.max_email_bytes,
         };
         let fut = worker.run(kick.clone(), stop.clone());
         tasks.spawn(async move {

@@ -333,6 +333,7 @@ fn drive<T: Transport>(
             clock: Arc::new(clock.clone()),
             retry: worker::DEFAULT_RETRY.to_vec(),
             compose,
+            max_email_bytes: worker::DEFAULT_MAX_EMAIL_BYTES,
         },
         store,
         clock,

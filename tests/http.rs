@@ -53,6 +53,7 @@ async fn spawn_app<S: Store>(store: S, secret: Option<&str>) -> App {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         webhook_secret: secret.map(str::to_string),
         smtp_retry: None,
+        max_email_bytes: aftercare::send::worker::DEFAULT_MAX_EMAIL_BYTES,
         roles: vec![Role::Http, Role::Schedule, Role::Send],
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

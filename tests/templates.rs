@@ -483,3 +483,105 @@ fn validate_and_preview_report_include_loops_instead_of_crashing() {
         );
     }
 }
+
+/// The sender, as the service runs it, over the memory store: one order
+/// confirmation, sent with a size limit of `max` bytes.
+async fn send_one_confirmation(
+    max: usize,
+) -> (
+    Vec<aftercare::send::worker::Handled>,
+    aftercare::store::MemStore,
+    tempfile::TempDir,
+) {
+    use aftercare::clock::ManualClock;
+    use aftercare::send::transport::EmlDir;
+    use aftercare::send::worker::{Compose, DEFAULT_RETRY, Worker};
+    use aftercare::store::MemStore;
+    use std::sync::Arc;
+
+    let loaded = aftercare::validate::load(Path::new("sequences"), Path::new("templates"));
+    assert!(!loaded.diagnostics.has_errors(), "{}", loaded.diagnostics);
+    let event = aftercare::event::Event::parse(
+        r#"{"id":"e1","type":"order.placed","occurred_at":"2026-05-01T10:00:00Z",
+            "customer":{"id":"c1","email":"a@b.co","locale":"en"},
+            "order":{"id":"o1","number":"1001","placed_at":"2026-05-01T10:00:00Z",
+                     "currency":"EUR","total":"10",
+                     "items":[{"sku":"CAM-1","name":"Camera","category":"camera",
+                               "quantity":1,"unit_price":"10"}]}}"#,
+    )
+    .unwrap();
+    let now: chrono::DateTime<chrono::Utc> = "2026-05-01T10:00:00Z".parse().unwrap();
+    let store = MemStore::new();
+    aftercare::ingest::ingest_batch(&store, &loaded.catalog, &[event], "test", now)
+        .await
+        .unwrap();
+    let outbox = tempfile::tempdir().unwrap();
+    let worker = Worker {
+        store: store.clone(),
+        catalog: loaded.catalog.clone(),
+        templates: loaded.templates.clone(),
+        transport: EmlDir {
+            dir: outbox.path().to_path_buf(),
+        },
+        clock: Arc::new(ManualClock::new(now + chrono::Duration::minutes(1))),
+        retry: DEFAULT_RETRY.to_vec(),
+        compose: Compose::Message,
+        max_email_bytes: max,
+    };
+    let mut handled = worker.tick().await.unwrap();
+    // Nothing comes back for another try.
+    handled.extend(worker.tick().await.unwrap());
+    (handled, store, outbox)
+}
+
+#[tokio::test]
+async fn an_email_over_the_size_limit_is_skipped_with_the_reason() {
+    use aftercare::engine::outbox::{OutboxStatus, Outcome, SendPlan};
+    use aftercare::send::worker::Done;
+    use aftercare::store::Store;
+
+    let (handled, store, outbox) = send_one_confirmation(2_000).await;
+    let confirmation: Vec<_> = handled
+        .iter()
+        .filter(|h| h.row.template == "order-confirmation")
+        .collect();
+    assert_eq!(confirmation.len(), 1, "{handled:?}");
+    let Done::Planned(SendPlan::Skip { reason }) = &confirmation[0].done else {
+        panic!("expected a skip, got {:?}", confirmation[0].done);
+    };
+    assert!(
+        reason.starts_with("email too large: ")
+            && reason.contains("more than the limit of 2000 (AFTERCARE_MAX_EMAIL_BYTES)"),
+        "{reason}"
+    );
+    assert_eq!(std::fs::read_dir(outbox.path()).unwrap().count(), 0);
+    let row = store
+        .outbox()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.template == "order-confirmation")
+        .unwrap();
+    assert_eq!(row.status, OutboxStatus::Skipped);
+    assert_eq!(row.last_error.as_deref(), Some(reason.as_str()));
+    let logged: Vec<_> = store
+        .deliveries()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|d| d.outbox_id == row.id)
+        .map(|d| (d.outcome, d.detail))
+        .collect();
+    assert_eq!(logged, [(Outcome::Skipped, reason.clone())]);
+
+    // Under the default limit the same email is sent.
+    let (handled, _, outbox) =
+        send_one_confirmation(aftercare::send::worker::DEFAULT_MAX_EMAIL_BYTES).await;
+    assert!(
+        handled
+            .iter()
+            .any(|h| h.row.template == "order-confirmation" && h.done == Done::Sent),
+        "{handled:?}"
+    );
+    assert_eq!(std::fs::read_dir(outbox.path()).unwrap().count(), 1);
+}

@@ -69,6 +69,9 @@ pub struct ServiceArgs {
     /// claimed emails are taken over by another (a duration: `5s`).
     #[arg(long, env = "AFTERCARE_HEARTBEAT_TIMEOUT", default_value = "5s")]
     pub heartbeat_timeout: String,
+    /// The largest email sent, in bytes; a larger one is skipped with the reason.
+    #[arg(long, env = "AFTERCARE_MAX_EMAIL_BYTES", default_value_t = crate::send::worker::DEFAULT_MAX_EMAIL_BYTES)]
+    pub max_email_bytes: usize,
     /// Roles to run (default: all), e.g. `--roles ingest,http`.
     #[arg(long, value_delimiter = ',', value_enum)]
     pub roles: Vec<Role>,

@@ -203,6 +203,7 @@ pub async fn serve<S: Store>(
             retry,
             compose: Compose::Message,
             instance: instance.clone(),
+            max_email_bytes: args.max_email_bytes,
         };
         let fut = worker.run(kick.clone(), stop.clone());
         tasks.spawn(async move {

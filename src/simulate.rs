@@ -334,6 +334,7 @@ fn drive<T: Transport>(
             retry: worker::DEFAULT_RETRY.to_vec(),
             compose,
             instance: crate::instance::Instance::solo(),
+            max_email_bytes: worker::DEFAULT_MAX_EMAIL_BYTES,
         },
         store,
         clock,

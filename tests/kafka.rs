@@ -84,6 +84,7 @@ fn args(db_url: &str, topic: &str, group: &str, outbox: &Path, roles: Vec<Role>)
         http_addr: "127.0.0.1:0".parse().unwrap(),
         webhook_secret: None,
         smtp_retry: None,
+        max_email_bytes: aftercare::send::worker::DEFAULT_MAX_EMAIL_BYTES,
         roles,
         ..support::service_args(&[])
     }

@@ -42,6 +42,33 @@ pub enum BuildError {
     Message(String),
 }
 
+/// An address (with an optional display name) as a header can carry it
+/// without SMTPUTF8: a domain with non-ASCII labels is written in its ASCII
+/// form (IDNA, `xn--`), as RFC 5890 says; a display name is RFC 2047-encoded
+/// by lettre. A local part with non-ASCII characters has no ASCII form at
+/// all: such an address works only end to end over SMTPUTF8 (RFC 6531),
+/// which aftercare does not use, so it is refused with that reason.
+pub fn mailbox(s: &str) -> Result<Mailbox, BuildError> {
+    let bad = |why: String| BuildError::Address(s.to_string(), why);
+    let mb: Mailbox = s
+        .parse()
+        .map_err(|e: lettre::address::AddressError| bad(e.to_string()))?;
+    if mb.email.user().is_ascii() && mb.email.domain().is_ascii() {
+        return Ok(mb);
+    }
+    if !mb.email.user().is_ascii() {
+        return Err(bad(
+            "the part before @ has non-ASCII characters: such an address needs SMTPUTF8, \
+             which aftercare does not use"
+                .into(),
+        ));
+    }
+    let domain = idna::domain_to_ascii(mb.email.domain())
+        .map_err(|e| bad(format!("the domain has no ASCII form: {e}")))?;
+    let email = lettre::Address::new(mb.email.user(), domain).map_err(|e| bad(e.to_string()))?;
+    Ok(Mailbox::new(mb.name, email))
+}
+
 /// Builds the RFC 5322 message: multipart/alternative with the text part
 /// first, so clients that cannot show HTML show the text.
 pub fn build_message(
@@ -49,11 +76,11 @@ pub fn build_message(
     env: &Envelope,
     content: &Rendered,
 ) -> Result<lettre::Message, BuildError> {
-    let parse = |s: &str| {
-        s.parse::<Mailbox>()
-            .map_err(|e| BuildError::Address(s.to_string(), e.to_string()))
-    };
+    let parse = mailbox;
     let (_, sender_email) = policies.sender.name_and_email();
+    // The subject is one line of at most `MAX_SUBJECT_CHARS` (the renderer
+    // sees to that); lettre folds it at spaces and encodes non-ASCII words
+    // (RFC 2047), so no line of the header passes RFC 5322's 998.
     let mut b = lettre::Message::builder()
         .from(parse(&policies.sender.from)?)
         .to(parse(env.to)?)

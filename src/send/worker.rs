@@ -29,6 +29,11 @@ pub const LEASE: chrono::Duration = chrono::Duration::seconds(60);
 /// presumed dead). See [`Transport::deadline`].
 pub const SENDING_LEASE: chrono::Duration = chrono::Duration::minutes(5);
 pub const BATCH: i64 = 50;
+/// The largest message sent, in bytes as handed to the transport (1 MiB);
+/// `AFTERCARE_MAX_EMAIL_BYTES` changes it. A larger one is skipped, not sent
+/// and not retried. Mail providers refuse messages of 10-25 MB, and clients
+/// clip far smaller HTML (Gmail at 102 KB).
+pub const DEFAULT_MAX_EMAIL_BYTES: usize = 1 << 20;
 pub const IDLE: Duration = Duration::from_millis(200);
 
 /// Waits after transient failures: minutes, then hours, about four days in all.
@@ -141,6 +146,29 @@ pub async fn finish<S: Store>(
     tx.commit().await
 }
 
+/// Records that a row marked `sending` will not be sent as it is (the
+/// message it renders to is too large): skipped with `reason`, not retried.
+pub async fn skip<S: Store>(
+    store: &S,
+    row: &Queued,
+    now: DateTime<Utc>,
+    reason: &str,
+) -> crate::store::Result<()> {
+    let mut tx = store.begin().await?;
+    if !tx
+        .transition(row, &Transition::Skip { reason }, now)
+        .await?
+    {
+        return Err(Error::Conflict(format!(
+            "outbox row {} was claimed again; skip of attempt {} dropped",
+            row.id, row.attempts
+        )));
+    }
+    tx.log_delivery(row, now, Outcome::Skipped, reason, None)
+        .await?;
+    tx.commit().await
+}
+
 /// How much of a message the worker builds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compose {
@@ -182,6 +210,16 @@ pub struct Worker<S, T> {
     pub compose: Compose,
     /// Who claims rows; a worker whose heartbeat is late sends nothing.
     pub instance: Instance,
+    /// See [`DEFAULT_MAX_EMAIL_BYTES`].
+    pub max_email_bytes: usize,
+}
+
+/// Why a rendered row is not handed to the transport.
+enum NotSent {
+    /// Given up: recorded as failed.
+    Failed(String),
+    /// Never to be sent as it is: recorded as skipped, as the policy's skips.
+    Skip(String),
 }
 
 impl<S: Store, T: Transport> Worker<S, T> {
@@ -228,6 +266,11 @@ impl<S: Store, T: Transport> Worker<S, T> {
             SendPlan::Stale => return Ok(Done::Planned(plan)),
         }
         let outcome = match self.render(row, profile.as_ref(), now) {
+            Err(NotSent::Skip(reason)) => {
+                tracing::warn!(outbox_id = row.id, key = %row.idempotency_key, "{reason}");
+                skip(&self.store, row, self.clock.now(), &reason).await?;
+                return Ok(Done::Planned(SendPlan::Skip { reason }));
+            }
             Ok(out) => {
                 let result =
                     match tokio::time::timeout(deadline, self.transport.deliver(&out)).await {
@@ -238,7 +281,7 @@ impl<S: Store, T: Transport> Worker<S, T> {
                     };
                 outbox::after_transport(row, &out.message_id, result, &self.retry, now)
             }
-            Err(error) => SendOutcome::Failed { error },
+            Err(NotSent::Failed(error)) => SendOutcome::Failed { error },
         };
         match &outcome {
             SendOutcome::Sent { .. } => {
@@ -260,7 +303,7 @@ impl<S: Store, T: Transport> Worker<S, T> {
         row: &Queued,
         profile: Option<&Profile>,
         now: DateTime<Utc>,
-    ) -> Result<Outgoing, String> {
+    ) -> Result<Outgoing, NotSent> {
         let policies = &self.catalog.policies;
         let context = outbox::render_context(row, profile);
         let data = data::build(
@@ -283,7 +326,10 @@ impl<S: Store, T: Transport> Worker<S, T> {
                 data,
                 parts,
             )
-            .map_err(|e| format!("render: {e}"))?;
+            .map_err(|e| NotSent::Failed(format!("render: {e}")))?;
+        // The parts alone already too large: not worth building the message.
+        let parts = content.html.len() + content.text.len();
+        self.within_limit(parts)?;
         let to = context.customer.email.to_string();
         let (_, sender) = policies.sender.name_and_email();
         let bytes = match self.compose {
@@ -295,9 +341,11 @@ impl<S: Store, T: Transport> Worker<S, T> {
                     template: &row.template,
                     date: now,
                 };
-                build_message(policies, &env, &content)
-                    .map_err(|e| e.to_string())?
-                    .formatted()
+                let bytes = build_message(policies, &env, &content)
+                    .map_err(|e| NotSent::Failed(e.to_string()))?
+                    .formatted();
+                self.within_limit(bytes.len())?;
+                bytes
             }
             Compose::Check => Vec::new(),
         };
@@ -319,6 +367,17 @@ impl<S: Store, T: Transport> Worker<S, T> {
                 subject: content.subject,
             },
         })
+    }
+
+    fn within_limit(&self, size: usize) -> Result<(), NotSent> {
+        match size > self.max_email_bytes {
+            true => Err(NotSent::Skip(format!(
+                "email too large: {size} bytes, more than the limit of {} \
+                 (AFTERCARE_MAX_EMAIL_BYTES)",
+                self.max_email_bytes
+            ))),
+            false => Ok(()),
+        }
     }
 
     /// Runs until `stop`, sending rows as they fall due.

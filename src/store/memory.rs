@@ -370,6 +370,9 @@ impl Tx for MemTx {
                 rec.row.status = OutboxStatus::Skipped;
                 rec.last_error = Some(reason.to_string());
                 rec.lease_until = None;
+                // A row skipped after it was marked `sending` (too large) no
+                // longer counts toward caps, as in SQL.
+                mem.sent_mut(&customer).retain(|(id, _)| *id != row.id);
             }
             Transition::Sent { message_id } => {
                 rec.row.status = OutboxStatus::Sent;

@@ -44,7 +44,10 @@ impl HelperDef for MoneyHelper {
         out: &mut dyn Output,
     ) -> HelperResult {
         let amount = param(h, 0, "money")?;
-        let currency = param(h, 1, "money")?.render();
+        let currency = match param(h, 1, "money")? {
+            Value::String(s) => std::borrow::Cow::Borrowed(s.as_str()),
+            other => std::borrow::Cow::Owned(other.render()),
+        };
         let amount: Decimal = match amount {
             Value::Null => return Ok(()),
             Value::String(s) => s.parse(),
@@ -86,10 +89,12 @@ fn symbol(currency: &str) -> Option<&'static str> {
 }
 
 pub fn format_money(amount: Decimal, currency: &str, locale: &str) -> String {
+    use std::fmt::Write;
     let digits = minor_units(currency);
     let rounded = amount.round_dp_with_strategy(digits, RoundingStrategy::MidpointAwayFromZero);
     let negative = rounded.is_sign_negative() && !rounded.is_zero();
-    let plain = format!("{:.*}", digits as usize, rounded.abs());
+    let mut plain = String::with_capacity(32);
+    let _ = write!(plain, "{:.*}", digits as usize, rounded.abs());
     let (int, frac) = plain.split_once('.').unwrap_or((&plain, ""));
     // Separators and symbol placement by language.
     let lang = language(locale);
@@ -98,24 +103,31 @@ pub fn format_money(amount: Decimal, currency: &str, locale: &str) -> String {
         "de" | "nl" | "es" | "it" | "pt" | "da" => ('.', ',', true),
         _ => (',', '.', false),
     };
-    let mut grouped = String::new();
+    let symbol = symbol(currency);
+    let before = symbol.filter(|s| !symbol_after && s.chars().count() == 1);
+    let mut out = String::with_capacity(plain.len() + 16);
+    if negative {
+        out.push('-');
+    }
+    if let Some(s) = before {
+        out.push_str(s);
+    }
+    // The integer part is ASCII digits.
     for (i, c) in int.chars().enumerate() {
         if i > 0 && (int.len() - i) % 3 == 0 {
-            grouped.push(group);
+            out.push(group);
         }
-        grouped.push(c);
+        out.push(c);
     }
-    let number = if frac.is_empty() {
-        grouped
-    } else {
-        format!("{grouped}{point}{frac}")
-    };
-    let sign = if negative { "-" } else { "" };
-    match symbol(currency) {
-        Some(s) if symbol_after || s.chars().count() > 1 => format!("{sign}{number}\u{a0}{s}"),
-        Some(s) => format!("{sign}{s}{number}"),
-        None => format!("{sign}{number}\u{a0}{currency}"),
+    if !frac.is_empty() {
+        out.push(point);
+        out.push_str(frac);
     }
+    if before.is_none() {
+        out.push('\u{a0}');
+        out.push_str(symbol.unwrap_or(currency));
+    }
+    out
 }
 
 /// `{{date order.placed_at}}` or `{{date order.placed_at "%d.%m.%Y"}}`, in the
@@ -150,18 +162,21 @@ impl HelperDef for DateHelper {
         let locale = root_str(ctx, "_locale").unwrap_or("en");
         let custom = h.param(1).map(|p| p.value().render());
         let (fmt, chrono_locale) = date_style(locale);
-        let fmt = custom.as_deref().unwrap_or(fmt);
-        if chrono::format::StrftimeItems::new(fmt).any(|i| matches!(i, chrono::format::Item::Error))
+        // The built-in formats are known to be valid.
+        if let Some(fmt) = &custom
+            && chrono::format::StrftimeItems::new(fmt)
+                .any(|i| matches!(i, chrono::format::Item::Error))
         {
             return Err(RenderErrorReason::Other(format!(
                 "date: {fmt:?} is not a valid date format"
             ))
             .into());
         }
-        out.write(
-            &t.with_timezone(&tz)
-                .format_localized(fmt, chrono_locale)
-                .to_string(),
+        let fmt = custom.as_deref().unwrap_or(fmt);
+        write!(
+            out,
+            "{}",
+            t.with_timezone(&tz).format_localized(fmt, chrono_locale)
         )?;
         Ok(())
     }

@@ -5,6 +5,8 @@
 
 pub mod data;
 pub mod helpers;
+mod includes;
+mod layout;
 mod text;
 
 use std::collections::BTreeMap;
@@ -38,7 +40,32 @@ struct LocaleFile {
     /// written, rendered only to report an error in the file's own lines.
     inlined: bool,
     text: TextPart,
+    /// `_layouts/<name>`, registered.
     layout: Option<String>,
+    /// The registered names of the parts, made once.
+    names: Names,
+}
+
+/// The registry names of one locale's parts.
+#[derive(Debug, Clone)]
+struct Names {
+    subject: String,
+    preheader: String,
+    html: String,
+    html_src: String,
+    text: String,
+}
+
+impl Names {
+    fn new(id: &str, locale: &str) -> Self {
+        Names {
+            subject: name(id, locale, "subject"),
+            preheader: name(id, locale, "preheader"),
+            html: name(id, locale, "html"),
+            html_src: name(id, locale, "html#src"),
+            text: name(id, locale, "text"),
+        }
+    }
 }
 
 /// Where the text part of a locale comes from.
@@ -66,6 +93,9 @@ pub struct Templates {
     /// The sources of `_partials/`, inlined into bodies at load time.
     partials: BTreeMap<String, String>,
     sets: BTreeMap<String, TemplateSet>,
+    /// Layouts that [`layout::simple`] allows to be laid out once.
+    simple_layouts: std::collections::BTreeSet<String>,
+    skeletons: layout::Skeletons,
     pub default_locale: String,
     pub dir: PathBuf,
 }
@@ -106,10 +136,12 @@ impl Templates {
             hb
         };
         let mut t = Templates {
-            hb: registry(handlebars::html_escape),
+            hb: registry(layout::escape_html),
             hb_text: registry(handlebars::no_escape),
             partials: BTreeMap::new(),
             sets: BTreeMap::new(),
+            simple_layouts: Default::default(),
+            skeletons: Default::default(),
             default_locale: default_locale.to_string(),
             dir: dir.to_path_buf(),
         };
@@ -125,6 +157,12 @@ impl Templates {
                 ));
                 return (t, diags);
             }
+        };
+        // Where each registered template comes from, for include errors.
+        let mut origins: BTreeMap<String, includes::Origin> = BTreeMap::new();
+        let origin = |file: &Path, first_line: u64| includes::Origin {
+            file: file.to_path_buf(),
+            first_line,
         };
         // Partials and layouts first: templates refer to them.
         for special in ["_partials", "_layouts"] {
@@ -144,11 +182,18 @@ impl Templates {
                     if r.is_ok() {
                         // Checked by the first registration.
                         let _ = t.hb_text.register_partial(&stem, &src);
+                        origins.insert(stem.clone(), origin(&file, 1));
                         t.partials.insert(stem, src);
                     }
                     r
                 } else {
-                    t.hb.register_template_string(&format!("_layouts/{stem}"), &src)
+                    let name = format!("_layouts/{stem}");
+                    let r = t.hb.register_template_string(&name, &src);
+                    origins.insert(name.clone(), origin(&file, 1));
+                    if r.is_ok() && t.hb.get_template(&name).is_some_and(layout::simple) {
+                        t.simple_layouts.insert(name);
+                    }
+                    r
                 };
                 if let Err(e) = result {
                     diags.push(template_error(&file, 0, &e));
@@ -162,13 +207,80 @@ impl Templates {
             if !sub.is_dir() || id.starts_with('_') || id.starts_with('.') {
                 continue;
             }
-            let mut set = t.load_set(&id, &sub, &mut diags);
-            t.derive_text_parts(&id, &mut set);
+            let set = t.load_set(&id, &sub, &mut diags);
             if !set.locales.is_empty() {
                 t.sets.insert(id, set);
             }
         }
+        for set in t.sets.values() {
+            for (locale, lf) in &set.locales {
+                let n = &lf.names;
+                let text = lf.file.with_file_name(format!("{locale}.txt.hbs"));
+                for (name, file, line) in [
+                    (&n.subject, lf.file.as_path(), lf.subject_line),
+                    (&n.preheader, &lf.file, lf.preheader_line),
+                    (&n.html, &lf.file, lf.body_line),
+                    (&n.html_src, &lf.file, lf.body_line),
+                    (&n.text, &text, 1),
+                ] {
+                    origins.insert(name.clone(), origin(file, line));
+                }
+            }
+        }
+        // Nothing that can include itself is ever rendered (here, the sample
+        // renders below would overflow the stack).
+        t.refuse_include_loops(&origins, &mut diags);
+        let ids: Vec<String> = t.sets.keys().cloned().collect();
+        for id in ids {
+            if let Some(mut set) = t.sets.remove(&id) {
+                t.derive_text_parts(&id, &mut set);
+                t.sets.insert(id, set);
+            }
+        }
         (t, diags)
+    }
+
+    /// Reports include loops and computed partial names ([`includes`]) and
+    /// leaves out every template that can reach one.
+    fn refuse_include_loops(
+        &mut self,
+        origins: &BTreeMap<String, includes::Origin>,
+        diags: &mut Diagnostics,
+    ) {
+        let mut refused = std::collections::BTreeSet::new();
+        for hb in [&self.hb, &self.hb_text] {
+            let templates = hb
+                .get_templates()
+                .iter()
+                .map(|(k, v)| (k.as_str(), v))
+                .collect();
+            let (found, names) = includes::check(&templates, origins);
+            for d in found {
+                if !diags.0.contains(&d) {
+                    diags.push(d);
+                }
+            }
+            refused.extend(names);
+        }
+        if refused.is_empty() {
+            return;
+        }
+        for name in &refused {
+            self.hb.unregister_template(name);
+            self.hb_text.unregister_template(name);
+            self.partials.remove(name);
+            self.simple_layouts.remove(name);
+        }
+        for set in self.sets.values_mut() {
+            set.locales.retain(|_, lf| {
+                let n = &lf.names;
+                ![&n.subject, &n.preheader, &n.html, &n.html_src, &n.text]
+                    .into_iter()
+                    .chain(&lf.layout)
+                    .any(|name| refused.contains(name))
+            });
+        }
+        self.sets.retain(|_, set| !set.locales.is_empty());
     }
 
     fn load_set(&mut self, id: &str, dir: &Path, diags: &mut Diagnostics) -> TemplateSet {
@@ -291,11 +403,14 @@ impl Templates {
         }
         let (subject, sl, sc) = subject?;
         let mut ok = true;
+        // Subject and preheader are text: rendered without HTML escaping (the
+        // layout escapes them where it puts them into HTML).
         let mut reg = |part: &str, text: &str, line: u64, col: u64, diags: &mut Diagnostics| {
-            if let Err(e) = self
-                .hb
-                .register_template_string(&name(id, locale, part), text)
-            {
+            let hb = match part {
+                "html" => &mut self.hb,
+                _ => &mut self.hb_text,
+            };
+            if let Err(e) = hb.register_template_string(&name(id, locale, part), text) {
                 let mut d = template_error(file, line.saturating_sub(1), &e);
                 if line > 0 && d.line == line {
                     d.col += col.saturating_sub(1);
@@ -348,7 +463,8 @@ impl Templates {
             has_preheader: preheader.is_some(),
             inlined,
             text: TextPart::PerMessage,
-            layout: layout.map(|l| l.0),
+            layout: layout.map(|l| format!("_layouts/{}", l.0)),
+            names: Names::new(id, locale),
         })
     }
 
@@ -441,19 +557,28 @@ impl Templates {
             .sets
             .get(id)
             .ok_or_else(|| RenderError::Unknown(id.to_string()))?;
-        let mut candidates: Vec<String> = Vec::new();
+        let find = |c: &str| {
+            set.locales
+                .keys()
+                .find(|k| k.eq_ignore_ascii_case(c))
+                .map(String::as_str)
+        };
         if let Some(w) = wanted {
-            let w = w.replace('_', "-");
-            candidates.push(w.clone());
-            if let Some((lang, _)) = w.split_once('-') {
-                candidates.push(lang.to_string());
+            let w: std::borrow::Cow<str> = match w.contains('_') {
+                true => w.replace('_', "-").into(),
+                false => w.into(),
+            };
+            if let Some(k) = find(&w) {
+                return Ok(k);
+            }
+            if let Some((lang, _)) = w.split_once('-')
+                && let Some(k) = find(lang)
+            {
+                return Ok(k);
             }
         }
-        candidates.push(self.default_locale.clone());
-        for c in &candidates {
-            if let Some((k, _)) = set.locales.iter().find(|(k, _)| k.eq_ignore_ascii_case(c)) {
-                return Ok(k.as_str());
-            }
+        if let Some(k) = find(&self.default_locale) {
+            return Ok(k);
         }
         Err(RenderError::NoLocale {
             template: id.to_string(),
@@ -489,64 +614,58 @@ impl Templates {
         // One handlebars context for every part: `render` would serialise the
         // data again for each.
         let mut ctx = handlebars::Context::from(data);
-        let file = lf.file.display().to_string();
-        let render = |part: &str, ctx: &handlebars::Context| {
-            let (first_line, hb) = match part {
-                "subject" => (lf.subject_line, &self.hb),
-                "preheader" => (lf.preheader_line, &self.hb),
-                "html" => (lf.body_line, &self.hb),
-                _ => (1, &self.hb_text),
-            };
-            hb.render_with_context(&name(id, &locale, part), ctx)
-                .map_err(|e| {
-                    // Report the error in the lines of the body as written.
-                    let e = match part {
-                        "html" if lf.inlined => self
-                            .hb
-                            .render_with_context(&name(id, &locale, "html#src"), ctx)
+        let n = &lf.names;
+        let render = |hb: &Handlebars<'static>, part: &str, ctx: &handlebars::Context| {
+            hb.render_with_context(part, ctx).map_err(|e| {
+                // Report the error in the lines of the body as written.
+                let (first_line, e) = match part {
+                    p if p == n.subject => (lf.subject_line, e),
+                    p if p == n.preheader => (lf.preheader_line, e),
+                    p if p == n.html && lf.inlined => (
+                        lf.body_line,
+                        self.hb
+                            .render_with_context(&n.html_src, ctx)
                             .err()
                             .unwrap_or(e),
-                        _ => e,
-                    };
-                    render_error(&file, first_line, e)
-                })
+                    ),
+                    p if p == n.html => (lf.body_line, e),
+                    _ => (1, e),
+                };
+                render_error(&lf.file.display().to_string(), first_line, e)
+            })
         };
-        let subject = collapse(&render("subject", &ctx)?);
+        let subject = cut(collapse(&render(&self.hb_text, &n.subject, &ctx)?));
         let preheader = if lf.has_preheader {
-            Some(collapse(&render("preheader", &ctx)?))
+            Some(collapse(&render(&self.hb_text, &n.preheader, &ctx)?))
         } else {
             None
         };
-        let body = render("html", &ctx)?;
+        let body = render(&self.hb, &n.html, &ctx)?;
         // The text part comes from the body alone: the layout's chrome
         // (hidden preheader, header table) reads badly as plain text.
         let text = match (parts, lf.text) {
             (Parts::NoText, _) => String::new(),
-            (Parts::All, TextPart::Own) => render("text", &ctx)?,
-            (Parts::All, TextPart::Derived) => text::finish(&render("text", &ctx)?),
+            (Parts::All, TextPart::Own) => render(&self.hb_text, &n.text, &ctx)?,
+            (Parts::All, TextPart::Derived) => text::finish(&render(&self.hb_text, &n.text, &ctx)?),
             (Parts::All, TextPart::PerMessage) => html_to_text(&body),
         };
         let html = match &lf.layout {
             // The layout only wraps what was rendered; a check can skip it.
             Some(_) if parts == Parts::NoText => body,
             Some(layout) => {
-                if let Some(obj) = ctx.data_mut().as_object_mut() {
-                    obj.insert("body".into(), body.into());
-                    obj.insert("subject".into(), subject.clone().into());
-                    obj.insert(
-                        "preheader".into(),
-                        preheader.clone().unwrap_or_default().into(),
-                    );
+                let filled = match self.simple_layouts.contains(layout) {
+                    true => self.skeletons.render(
+                        &self.hb,
+                        layout,
+                        ctx.data(),
+                        [&subject, preheader.as_deref().unwrap_or(""), &body],
+                    ),
+                    false => None,
+                };
+                match filled {
+                    Some(html) => html,
+                    None => self.render_layout(layout, &mut ctx, &subject, &preheader, body)?,
                 }
-                self.hb
-                    .render_with_context(&format!("_layouts/{layout}"), &ctx)
-                    .map_err(|e| {
-                        render_error(
-                            &format!("{}/_layouts/{layout}.hbs", self.dir.display()),
-                            1,
-                            e,
-                        )
-                    })?
             }
             None => body,
         };
@@ -557,6 +676,29 @@ impl Templates {
             html,
             text,
         })
+    }
+
+    /// The layout rendered by handlebars around the parts (a layout that
+    /// cannot be laid out once).
+    fn render_layout(
+        &self,
+        layout: &str,
+        ctx: &mut handlebars::Context,
+        subject: &str,
+        preheader: &Option<String>,
+        body: String,
+    ) -> Result<String, RenderError> {
+        if let Some(obj) = ctx.data_mut().as_object_mut() {
+            obj.insert("body".into(), body.into());
+            obj.insert("subject".into(), subject.into());
+            obj.insert(
+                "preheader".into(),
+                preheader.clone().unwrap_or_default().into(),
+            );
+        }
+        self.hb
+            .render_with_context(layout, ctx)
+            .map_err(|e| render_error(&format!("{}/{layout}.hbs", self.dir.display()), 1, e))
     }
 }
 
@@ -571,9 +713,35 @@ pub enum Parts {
     NoText,
 }
 
+/// The longest subject sent, in characters; a longer one is cut to this
+/// length, its last character an ellipsis. Mail clients show 40-80
+/// characters; the limit keeps the header far below RFC 5322's 998
+/// characters per line even where it cannot be folded (no spaces).
+pub const MAX_SUBJECT_CHARS: usize = 255;
+
+fn cut(subject: String) -> String {
+    match subject.char_indices().nth(MAX_SUBJECT_CHARS) {
+        None => subject,
+        Some(_) => {
+            let (end, _) = subject
+                .char_indices()
+                .nth(MAX_SUBJECT_CHARS - 1)
+                .unwrap_or((subject.len(), ' '));
+            format!("{}\u{2026}", subject[..end].trim_end())
+        }
+    }
+}
+
 /// Subjects are one line, whatever the template's whitespace.
 fn collapse(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+    let mut out = String::with_capacity(s.len());
+    for w in s.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(w);
+    }
+    out
 }
 
 /// Plain text for the text part: no table borders, links as numbered

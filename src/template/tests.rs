@@ -146,3 +146,42 @@ fn inlined_partials_render_as_the_partials_do() {
         "order-confirmation uses a partial in every locale"
     );
 }
+
+#[test]
+fn skeletons_render_as_handlebars_does() {
+    let t = shipped();
+    assert!(t.simple_layouts.contains("_layouts/base"));
+    let p = Policies::default();
+    let mut laid_out = 0;
+    for id in t.ids() {
+        for locale in t.locales(id) {
+            for base in variants(&p, id) {
+                for extra in [
+                    json!({}),
+                    json!({"order": {"number": "A&B-O'Neil=1 <x>"}}),
+                    json!({"sender": {"name": "Shop \"&\" Co", "email": null}}),
+                ] {
+                    let mut d = base.clone();
+                    data::merge(&mut d, &extra);
+                    let r = t.render(id, Some(&locale), &d).unwrap();
+                    let lf = &t.sets[id].locales[&r.locale];
+                    let Some(layout) = &lf.layout else {
+                        continue;
+                    };
+                    let body = t
+                        .render_with(id, Some(&locale), d.clone(), Parts::NoText)
+                        .unwrap()
+                        .html;
+                    d["_locale"] = locale.clone().into();
+                    let mut ctx = handlebars::Context::from(d);
+                    let want = t
+                        .render_layout(layout, &mut ctx, &r.subject, &r.preheader, body)
+                        .unwrap();
+                    assert_eq!(r.html, want, "{id}/{locale} {extra}");
+                    laid_out += 1;
+                }
+            }
+        }
+    }
+    assert!(laid_out > 100, "{laid_out}");
+}

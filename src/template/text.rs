@@ -444,7 +444,7 @@ pub fn finish(text: &str) -> String {
             continue;
         }
         blank = false;
-        if line.len() <= WIDTH || unicode_width::UnicodeWidthStr::width(line) <= WIDTH {
+        if fits(line) {
             out.push_str(line);
             out.push('\n');
             continue;
@@ -455,6 +455,23 @@ pub fn finish(text: &str) -> String {
         out.pop();
     }
     out
+}
+
+/// Whether `line` is at most [`WIDTH`] columns wide. Characters below
+/// U+1100 are at most one column wide, so a line of at most [`WIDTH`] of them
+/// fits without looking each up.
+fn fits(line: &str) -> bool {
+    if line.len() <= WIDTH {
+        return true;
+    }
+    let mut count = 0;
+    for c in line.chars() {
+        count += 1;
+        if count > WIDTH || c >= '\u{1100}' {
+            return unicode_width::UnicodeWidthStr::width(line) <= WIDTH;
+        }
+    }
+    true
 }
 
 /// Wraps one line longer than [`WIDTH`] into `out`.

@@ -459,7 +459,9 @@ async fn seed(
     sqlx::query("ANALYZE enrollments")
         .execute(&store.pool)
         .await?;
-    sqlx::query("ANALYZE customers").execute(&store.pool).await?;
+    sqlx::query("ANALYZE customers")
+        .execute(&store.pool)
+        .await?;
     println!(
         "seeded {total} enrollments ({due} due now, {steady} due at 1000/s from +{start_in}s) in {:.1} s",
         start.elapsed().as_secs_f64()

@@ -68,6 +68,25 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// Splits a webhook body into its items: one event, or each element of a
+/// JSON array. The error is the 400 message for a body that is no JSON.
+pub fn split_body(body: &[u8]) -> Result<Vec<&RawValue>, String> {
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}")),
+        Some(_) => serde_json::from_slice::<&RawValue>(body)
+            .map(|v| vec![v])
+            .map_err(|e| format!("invalid JSON: {e}")),
+        None => Err("empty body: send an event or an array of events".to_string()),
+    }
+}
+
+/// The `id` of a rejected item, when it has a string one, to name it in the answer.
+pub fn item_id(raw: &str) -> Option<String> {
+    serde_json::from_str::<serde_json::Value>(raw)
+        .ok()
+        .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_string))
+}
+
 /// What the webhook needs.
 pub struct Webhook<S> {
     pub store: S,
@@ -111,21 +130,9 @@ async fn post_events<S: Store>(
             );
         }
     }
-    let items: Vec<&RawValue> = match body.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'[') => match serde_json::from_slice(&body) {
-            Ok(v) => v,
-            Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")),
-        },
-        Some(_) => match serde_json::from_slice::<&RawValue>(&body) {
-            Ok(v) => vec![v],
-            Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")),
-        },
-        None => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "empty body: send an event or an array of events",
-            );
-        }
+    let items = match split_body(&body) {
+        Ok(items) => items,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
     };
     let now = app.clock.now();
     let mut events = Vec::with_capacity(items.len());

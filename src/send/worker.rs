@@ -265,7 +265,7 @@ impl<S: Store, T: Transport> Worker<S, T> {
             }
             SendPlan::Stale => return Ok(Done::Planned(plan)),
         }
-        let outcome = match self.render(row, profile.as_ref(), now) {
+        let outcome = match off_the_runtime(|| self.render(row, profile.as_ref(), now)) {
             Err(NotSent::Skip(reason)) => {
                 tracing::warn!(outbox_id = row.id, key = %row.idempotency_key, "{reason}");
                 skip(&self.store, row, self.clock.now(), &reason).await?;
@@ -385,5 +385,17 @@ impl<S: Store, T: Transport> Worker<S, T> {
         let batch = || async { Ok(self.tick().await?.len()) };
         let next = || self.store.next_outbox();
         crate::poll::run("sender", self.clock.clone(), IDLE, kick, stop, batch, next).await;
+    }
+}
+
+/// Runs CPU-heavy `work` (rendering a message) without holding up the other
+/// tasks of a multi-threaded runtime (health checks, HTTP, shutdown): the
+/// runtime hands this thread's other tasks to another thread meanwhile. On
+/// a single-threaded runtime (`simulate`, `demo` on their virtual clock)
+/// there is nobody to hand them to, and `work` simply runs.
+fn off_the_runtime<R>(work: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
     }
 }

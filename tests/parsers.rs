@@ -86,7 +86,7 @@ proptest! {
     }
 
     #[test]
-    fn durations_round_trip_through_their_shortest_form(secs in 1i64..=10 * 366 * 86_400) {
+    fn durations_round_trip_through_their_shortest_form(secs in 1i64..=3650 * 86_400) {
         let d = TimeDelta::seconds(secs);
         let text = duration::format(d);
         prop_assert_eq!(duration::parse(&text), Ok(d), "{}", text);

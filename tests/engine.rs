@@ -51,6 +51,16 @@ fn ev(id: &str, kind: &str, c: &str, o: Option<&str>, at: &str) -> Event {
     .unwrap()
 }
 
+/// Customer c1's order o1, placed at `T0`.
+fn first_order(cat: &Catalog, state: &mut CustomerState) -> Changes {
+    apply_event(
+        cat,
+        state,
+        &ev("e1", "order.placed", "c1", Some("o1"), T0),
+        t(T0),
+    )
+}
+
 fn templates(a: &Changes) -> Vec<String> {
     a.emails.iter().map(|e| e.job.template.clone()).collect()
 }
@@ -100,12 +110,7 @@ steps:
 fn email_wait_for_and_start() {
     let cat = catalog(&[FULFILMENT, EDUCATION]);
     let mut list = CustomerState::default();
-    let a = apply_event(
-        &cat,
-        &mut list,
-        &ev("e1", "order.placed", "c1", Some("o1"), T0),
-        t(T0),
-    );
+    let a = first_order(&cat, &mut list);
     assert_eq!(templates(&a), ["confirmation"]);
     assert_eq!(
         a.emails[0].job.idempotency_key,
@@ -165,12 +170,7 @@ fn email_wait_for_and_start() {
 fn wait_for_times_out_into_on_timeout_then_goes_on() {
     let cat = catalog(&[FULFILMENT, EDUCATION]);
     let mut list = CustomerState::default();
-    apply_event(
-        &cat,
-        &mut list,
-        &ev("e1", "order.placed", "c1", Some("o1"), T0),
-        t(T0),
-    );
+    first_order(&cat, &mut list);
     assert!(wake_all(&cat, &mut list, t("2026-11-23T09:59:59Z")).is_empty());
     assert_eq!(
         wake_all(&cat, &mut list, t("2026-11-23T10:00:00Z")),
@@ -198,12 +198,7 @@ fn wait_for_times_out_into_on_timeout_then_goes_on() {
 fn the_second_timeout_exits() {
     let cat = catalog(&[FULFILMENT, EDUCATION]);
     let mut list = CustomerState::default();
-    apply_event(
-        &cat,
-        &mut list,
-        &ev("e1", "order.placed", "c1", Some("o1"), T0),
-        t(T0),
-    );
+    first_order(&cat, &mut list);
     wake_all(&cat, &mut list, t("2026-11-23T10:00:00Z"));
     assert!(wake_all(&cat, &mut list, t("2026-12-07T10:00:00Z")).is_empty());
     assert_eq!(list.enrollments[0].status, Status::Exited);
@@ -214,12 +209,7 @@ fn the_second_timeout_exits() {
 fn exit_when_is_scoped_to_the_order_unless_told_otherwise() {
     let cat = catalog(&[FULFILMENT, EDUCATION]);
     let mut list = CustomerState::default();
-    apply_event(
-        &cat,
-        &mut list,
-        &ev("e1", "order.placed", "c1", Some("o1"), T0),
-        t(T0),
-    );
+    first_order(&cat, &mut list);
     apply_event(
         &cat,
         &mut list,
@@ -250,12 +240,7 @@ steps:
   - email: reorder-reminder
 "#]);
     let mut list = CustomerState::default();
-    apply_event(
-        &reorder,
-        &mut list,
-        &ev("e1", "order.placed", "c1", Some("o1"), T0),
-        t(T0),
-    );
+    first_order(&reorder, &mut list);
     assert_eq!(list.enrollments.len(), 1);
     let again = ev(
         "e2",
@@ -405,12 +390,7 @@ steps:
   - email: at-once
 "#]);
     let mut list = CustomerState::default();
-    apply_event(
-        &cat,
-        &mut list,
-        &ev("e1", "order.placed", "c1", Some("o1"), T0),
-        t(T0),
-    );
+    first_order(&cat, &mut list);
     assert_eq!(
         list.enrollments[0].wake_at(),
         Some(t(T0) + Duration::days(23))
@@ -434,12 +414,7 @@ steps:
   - email: never
 "#]);
     let mut list = CustomerState::default();
-    let a = apply_event(
-        &cat,
-        &mut list,
-        &ev("e1", "order.placed", "c1", Some("o1"), T0),
-        t(T0),
-    );
+    let a = first_order(&cat, &mut list);
     // The attribute is missing: the condition fails, counts as false, and says so.
     assert_eq!(templates(&a), ["everyone"]);
     assert!(
@@ -484,12 +459,7 @@ steps:
 "#;
     let mut list = CustomerState::default();
     let cat1 = catalog(&[v1]);
-    apply_event(
-        &cat1,
-        &mut list,
-        &ev("e1", "order.placed", "c1", Some("o1"), T0),
-        t(T0),
-    );
+    first_order(&cat1, &mut list);
     let started_on = list.enrollments[0].version.clone();
     let mut edited = list.clone();
 
@@ -532,12 +502,7 @@ steps: [{email: b}, {start: a}]
 "#;
     let cat = catalog(&[a, b]);
     let mut list = CustomerState::default();
-    let out = apply_event(
-        &cat,
-        &mut list,
-        &ev("e1", "order.placed", "c1", Some("o1"), T0),
-        t(T0),
-    );
+    let out = first_order(&cat, &mut list);
     assert!(
         list.enrollments.len() <= 20,
         "bounded, got {}",
@@ -550,12 +515,7 @@ steps: [{email: b}, {start: a}]
 fn a_late_event_times_out_first_even_when_the_wake_up_is_behind() {
     let cat = catalog(&[FULFILMENT, EDUCATION]);
     let mut list = CustomerState::default();
-    apply_event(
-        &cat,
-        &mut list,
-        &ev("e1", "order.placed", "c1", Some("o1"), T0),
-        t(T0),
-    );
+    first_order(&cat, &mut list);
     // The scheduler is behind: the shipment (after the 3-day deadline) comes first.
     let late = ev(
         "e2",
@@ -570,12 +530,7 @@ fn a_late_event_times_out_first_even_when_the_wake_up_is_behind() {
     assert_eq!(templates(&a), ["delayed", "shipped"]);
     // A shipment that happened in time but is processed late still counts.
     let mut list = CustomerState::default();
-    apply_event(
-        &cat,
-        &mut list,
-        &ev("e1", "order.placed", "c1", Some("o1"), T0),
-        t(T0),
-    );
+    first_order(&cat, &mut list);
     let in_time = ev(
         "e3",
         "shipment.shipped",
@@ -652,12 +607,7 @@ steps:
   - email: never-either
 "#]);
     let mut list = CustomerState::default();
-    let out = apply_event(
-        &cat,
-        &mut list,
-        &ev("e1", "order.placed", "c1", Some("o1"), T0),
-        t(T0),
-    );
+    let out = first_order(&cat, &mut list);
     assert!(out.emails.is_empty());
     assert_eq!(list.enrollments[0].status, Status::Exited);
     let why = list.enrollments[0].ended_reason.clone().unwrap();
@@ -705,12 +655,7 @@ steps:
     let (p, _) = parse_policies(Path::new("_policies.yaml"), "default_timezone: UTC\n");
     let cat = Catalog::new(vec![seq, waitfor], p);
     let mut list = CustomerState::default();
-    let out = apply_event(
-        &cat,
-        &mut list,
-        &ev("e1", "order.placed", "c1", Some("o1"), T0),
-        t(T0),
-    );
+    let out = first_order(&cat, &mut list);
     assert!(out.emails.is_empty());
     assert_eq!(list.enrollments.len(), 2);
     for e in &list.enrollments {
@@ -817,12 +762,7 @@ fn the_ceiling_is_configurable() {
     assert!(!d.has_errors(), "{d}");
     let cat = Catalog::new(vec![seq(RUNAWAY)], p);
     let mut list = CustomerState::default();
-    let mut sent = templates(&apply_event(
-        &cat,
-        &mut list,
-        &ev("e1", "order.placed", "c1", Some("o1"), T0),
-        t(T0),
-    ));
+    let mut sent = templates(&first_order(&cat, &mut list));
     for s in 1..10 {
         sent.extend(wake_all(&cat, &mut list, t(T0) + Duration::seconds(s)));
     }
@@ -844,12 +784,7 @@ enroll: every_event
 steps: [{email: daily}, {wait: 1d}, {start: daily}]
 "#]);
     let mut list = CustomerState::default();
-    apply_event(
-        &cat,
-        &mut list,
-        &ev("e1", "order.placed", "c1", Some("o1"), T0),
-        t(T0),
-    );
+    first_order(&cat, &mut list);
     let mut sent = 1;
     for day in 1..=200 {
         sent += wake_all(&cat, &mut list, t(T0) + Duration::days(day)).len();

@@ -222,14 +222,13 @@ where
         ids: &[String],
         skip_held: bool,
     ) -> Result<HashMap<String, CustomerState>> {
-        let every = !skip_held;
         let lock = if skip_held {
             DB::LOCK_UNLESS_HELD
         } else {
             DB::LOCK
         };
         let mut out: HashMap<String, CustomerState> = HashMap::with_capacity(ids.len());
-        if every {
+        if !skip_held {
             out.extend(ids.iter().map(|id| (id.clone(), CustomerState::default())));
         }
         for chunk in ids.chunks(MAX_ROWS) {
@@ -244,7 +243,7 @@ where
                 out.entry(id.clone()).or_default().profile = profile;
                 locked.push(id);
             }
-            let chunk = if every { chunk } else { &locked[..] };
+            let chunk = if skip_held { &locked[..] } else { chunk };
             if chunk.is_empty() {
                 continue;
             }

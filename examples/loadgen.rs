@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use aftercare::engine::state::{Context, Enrollment, Status, Waiting};
+use aftercare::engine::state::{Context, Enrollment, Mark, Status, Waiting};
 use aftercare::event::Event;
 use aftercare::store::{PgStore, Store};
 use chrono::{DateTime, Utc};
@@ -387,6 +387,8 @@ fn bench_enrollment(i: usize, wake: DateTime<Utc>) -> anyhow::Result<Enrollment>
         started_at: wake - chrono::Duration::days(1),
         updated_at: wake - chrono::Duration::days(1),
         ended_reason: None,
+        mark: Some(Mark::of(&ev)),
+        history: None,
     })
 }
 

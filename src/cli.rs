@@ -80,9 +80,14 @@ pub enum Command {
         #[command(flatten)]
         service: Box<ServiceArgs>,
     },
-    /// Feed a JSON-lines file of events through the ingest path (backfills).
+    /// Feed a JSON-lines file of events through the ingest path.
     Ingest {
         file: PathBuf,
+        /// The file is history: replay it on its own time, so each customer
+        /// ends where they would be now; emails that were due before now are
+        /// recorded as skipped (`backfill`), never sent.
+        #[arg(long)]
+        backfill: bool,
         #[command(flatten)]
         db: DatabaseArgs,
     },
@@ -140,12 +145,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(service::run(*service, loaded))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Ingest { file, db } => {
+        Command::Ingest { file, backfill, db } => {
             let loaded = match load_or_fail(&cli.sequences, &cli.templates) {
                 Ok(l) => l,
                 Err(code) => return Ok(code),
             };
-            runtime()?.block_on(ingest_cmd(&db.database_url, &loaded.catalog, &file))
+            let mode = if backfill {
+                crate::ingest::file::Mode::Backfill
+            } else {
+                crate::ingest::file::Mode::Live
+            };
+            runtime()?.block_on(ingest_cmd(&db.database_url, &loaded.catalog, &file, mode))
         }
         Command::Migrate { db } => runtime()?.block_on(async {
             crate::with_store!(&db.database_url, |store| {
@@ -181,14 +191,27 @@ async fn ingest_cmd(
     url: &str,
     catalog: &crate::sequence::model::Catalog,
     file: &Path,
+    mode: crate::ingest::file::Mode,
 ) -> anyhow::Result<ExitCode> {
     crate::with_store!(url, |store| {
         store.migrate().await?;
-        let r = crate::ingest::file::ingest_file(&store, catalog, &SystemClock, file).await?;
-        eprintln!(
-            "{} events applied, {} duplicate, {} invalid (dead-lettered); {} emails enqueued",
-            r.ingested.applied, r.ingested.duplicates, r.invalid, r.ingested.emails
-        );
+        let r = crate::ingest::file::ingest_file(&store, catalog, &SystemClock, file, mode).await?;
+        match mode {
+            crate::ingest::file::Mode::Live => eprintln!(
+                "{} events applied, {} duplicate, {} invalid (dead-lettered); {} emails enqueued",
+                r.ingested.applied, r.ingested.duplicates, r.invalid, r.ingested.emails
+            ),
+            crate::ingest::file::Mode::Backfill => eprintln!(
+                "{} events replayed as history, {} duplicate, {} invalid (dead-lettered); \
+                 {} customers caught up to now; {} emails that were due before now recorded \
+                 as skipped (backfill), none sent",
+                r.ingested.applied,
+                r.ingested.duplicates,
+                r.invalid,
+                r.customers,
+                r.ingested.emails
+            ),
+        }
         Ok(ExitCode::SUCCESS)
     })
 }

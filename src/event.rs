@@ -42,6 +42,12 @@ pub struct Event {
     pub review: Option<Review>,
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub data: serde_json::Map<String, serde_json::Value>,
+    /// A past event imported as history (`aftercare ingest --backfill`, the
+    /// Kafka header `aftercare-history: true`, or this field): it is replayed
+    /// on its own time, so the customer ends where they would be now, and
+    /// the emails it would have caused are recorded as skipped, never sent.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub history: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -545,3 +545,135 @@ async fn limits_and_store_refusals_are_dead_lettered_alone() {
     );
     db.drop().await;
 }
+
+/// Events out of order and history, from Kafka as from the webhook: a
+/// shipment before its order, a cancellation before its order, a delivery
+/// before its shipment (each pair in separate batches), and an order marked
+/// as history with the `aftercare-history: true` header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_order_and_history_events_from_kafka() {
+    use aftercare::engine::outbox::OutboxStatus;
+    use aftercare::engine::state::{Status, Waiting};
+    use rdkafka::message::{Header, OwnedHeaders};
+
+    let db = support::PgDb::new().await;
+    let topic = unique("order");
+    create_topics(&topic, 2).await;
+    let at = |minutes: i64| {
+        (chrono::Utc::now() - chrono::Duration::minutes(minutes))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let e = |id: &str, kind: &str, c: &str, minutes: i64| {
+        (
+            c.to_string(),
+            event_json(id, kind, c, &format!("o-{c}"), &at(minutes), true),
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let group = unique("g");
+    let stop = CancellationToken::new();
+    let svc = tokio::spawn(serve(
+        db.store.clone(),
+        args(&db.url, &topic, &group, dir.path(), vec![Role::Ingest]),
+        loaded(),
+        Arc::new(SystemClock),
+        stop.clone(),
+        None,
+    ));
+    let s = db.store.clone();
+    produce(
+        &topic,
+        &[
+            e("k1-s", "shipment.shipped", "k1", 30),
+            e("k2-x", "order.cancelled", "k2", 30),
+            e("k3-p", "order.placed", "k3", 60),
+            e("k3-d", "shipment.delivered", "k3", 10),
+        ],
+    )
+    .await;
+    // History: an order placed ten days ago, marked by the header.
+    let p: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .unwrap();
+    let old = event_json(
+        "k4-p",
+        "order.placed",
+        "k4",
+        "o-k4",
+        &at(10 * 24 * 60),
+        true,
+    );
+    let headers = OwnedHeaders::new().insert(Header {
+        key: "aftercare-history",
+        value: Some("true"),
+    });
+    p.send(
+        FutureRecord::to(&topic)
+            .key("k4")
+            .payload(&old)
+            .headers(headers),
+        Duration::from_secs(30),
+    )
+    .await
+    .map_err(|(e, _)| e)
+    .unwrap();
+    wait_for("the first 5 events", Duration::from_secs(60), async || {
+        s.event_count().await.unwrap() == 5
+    })
+    .await;
+    produce(
+        &topic,
+        &[
+            e("k1-p", "order.placed", "k1", 60),
+            e("k2-p", "order.placed", "k2", 60),
+            e("k3-s", "shipment.shipped", "k3", 30),
+        ],
+    )
+    .await;
+    wait_for("all 8 events", Duration::from_secs(60), async || {
+        s.event_count().await.unwrap() == 8
+    })
+    .await;
+    stop.cancel();
+    svc.await.unwrap().unwrap();
+
+    let outbox = s.outbox().await.unwrap();
+    let of = |c: &str| {
+        let mut rows: Vec<_> = outbox.iter().filter(|o| o.customer_id == c).collect();
+        rows.sort_by_key(|o| o.id);
+        rows.iter()
+            .map(|o| (o.template.clone(), o.status))
+            .collect::<Vec<_>>()
+    };
+    let pending = |t: &str| (t.to_string(), OutboxStatus::Pending);
+    assert_eq!(
+        of("k1"),
+        [pending("order-confirmation"), pending("order-shipped")]
+    );
+    let k1 = s.enrollments_of("k1").await.unwrap();
+    assert!(
+        matches!(&k1[0].waiting, Waiting::Event { event, .. } if event == "shipment.delivered"),
+        "{k1:?}"
+    );
+    assert!(of("k2").is_empty(), "a cancelled order is not confirmed");
+    assert!(s.enrollments_of("k2").await.unwrap().is_empty());
+    assert_eq!(
+        of("k3"),
+        [
+            pending("order-confirmation"),
+            pending("order-shipped"),
+            pending("order-delivered")
+        ]
+    );
+    let k3 = s.enrollments_of("k3").await.unwrap();
+    assert!(
+        k3.iter()
+            .any(|e| e.sequence == "fulfilment" && e.status == Status::Completed)
+    );
+    assert_eq!(
+        of("k4"),
+        [("order-confirmation".to_string(), OutboxStatus::Skipped)]
+    );
+    db.drop().await;
+}

@@ -12,7 +12,7 @@ use aftercare::instance::Instance;
 use aftercare::schedule;
 use aftercare::send::worker;
 use aftercare::sequence::model::Category;
-use aftercare::store::{Claimer, DeadLetter, DueClaim, Store, Tx};
+use aftercare::store::{Claimer, DeadLetter, DueClaim, LookBack, Store, Tx};
 use chrono::{DateTime, Duration, Utc};
 use support::{catalog, event, t};
 
@@ -90,7 +90,10 @@ async fn due_enrollments_are_claimed_once_and_woken<S: Store>(s: S) {
     .unwrap();
     {
         let mut tx = s.begin().await.unwrap();
-        let due = tx.claim_due(t(T0) + Duration::days(1), 10).await.unwrap();
+        let due = tx
+            .claim_due(t(T0) + Duration::days(1), 10, &LookBack::none())
+            .await
+            .unwrap();
         assert!(due.claims.is_empty(), "nothing due after one day");
     }
     assert_eq!(
@@ -101,7 +104,7 @@ async fn due_enrollments_are_claimed_once_and_woken<S: Store>(s: S) {
     {
         // Claimed by a transaction that dies before it commits (a crash).
         let mut tx = s.begin().await.unwrap();
-        let taken = tx.claim_due(due, 10).await.unwrap();
+        let taken = tx.claim_due(due, 10, &LookBack::none()).await.unwrap();
         assert_eq!(
             taken.claims,
             [DueClaim {
@@ -712,12 +715,15 @@ async fn postgres_claims_skip_what_others_hold() {
 
     // Ingest holds c00 (and would write its enrollments next).
     let mut ingest = s.begin().await.unwrap();
-    ingest.lock_customers(&["c00".to_string()]).await.unwrap();
+    ingest
+        .lock_customers(&["c00".to_string()], &LookBack::none())
+        .await
+        .unwrap();
 
     let mut a = s.begin().await.unwrap();
     let mut b = s.begin().await.unwrap();
-    let got_a = a.claim_due(due, 15).await.unwrap();
-    let got_b = b.claim_due(due, 100).await.unwrap();
+    let got_a = a.claim_due(due, 15, &LookBack::none()).await.unwrap();
+    let got_b = b.claim_due(due, 100, &LookBack::none()).await.unwrap();
     let keys = |d: &aftercare::store::Due| -> HashSet<String> {
         d.claims.iter().map(|c| c.key.clone()).collect()
     };

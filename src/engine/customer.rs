@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::dispatch::Note;
 use super::profile::Profile;
 use super::state::{Context, EmailJob, Enrollment};
+use crate::event::Event;
 
 /// What the store knows of one customer, loaded under the customer's lock.
 #[derive(Debug, Default, Clone)]
@@ -19,13 +20,31 @@ pub struct CustomerState {
     /// `once_*` entry, and their state is not needed. Shared, so that a
     /// store kept in memory hands it out without copying.
     pub finished: Arc<HashSet<String>>,
+    /// The customer's recent events of the types a sequence may look back
+    /// for ([`Catalog::looked_back`]), oldest first (by
+    /// [`Mark`](super::state::Mark) order). The store loads those of the
+    /// last [`LOOK_BACK`]; the dispatcher adds each event it applies.
+    ///
+    /// [`Catalog::looked_back`]: crate::sequence::model::Catalog::looked_back
+    pub recent: Vec<Arc<Event>>,
 }
+
+/// How far back a customer's recorded events count for a `wait_for` or an
+/// `exit_when` reached later: an event that arrives up to this long before
+/// its turn (out of order) is still taken in.
+pub const LOOK_BACK: chrono::TimeDelta = chrono::TimeDelta::days(7);
+
+/// At most this many recent events of one customer are loaded (the latest).
+pub const LOOK_BACK_EVENTS: usize = 200;
 
 /// An email to enqueue, with the context it is rendered from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEmail {
     pub job: EmailJob,
     pub context: Arc<Context>,
+    /// Recorded as skipped with this reason, never sent: an email a history
+    /// import replays (it was due before the import).
+    pub skip: Option<String>,
 }
 
 /// What one input changed for one customer.
@@ -40,6 +59,21 @@ pub struct Changes {
     pub suppress: Option<(String, String)>,
     /// What the operator should know (exits, failed conditions).
     pub notes: Vec<Note>,
+}
+
+impl Changes {
+    /// Takes in what a later decision on the same customer changed.
+    pub fn merge(&mut self, later: Changes) {
+        if later.profile.is_some() {
+            self.profile = later.profile;
+        }
+        self.enrollments.extend(later.enrollments);
+        self.emails.extend(later.emails);
+        if later.suppress.is_some() {
+            self.suppress = later.suppress;
+        }
+        self.notes.extend(later.notes);
+    }
 }
 
 /// Which of `n` shards a customer belongs to, the same in every process and

@@ -4,14 +4,15 @@
 //! [`Changes`]. One function per input: [`apply_event`], [`apply_wake`].
 
 use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
 use super::customer::{Changes, CustomerState, NewEmail};
 use super::profile::{self, Counted, Profile};
-use super::state::{Context, EmailJob, Enrollment, enrollment_key};
-use super::{Effect, Input, advance, begin};
-use crate::event::Event;
+use super::state::{Context, EmailJob, Enrollment, Mark, Waiting, correlates, enrollment_key};
+use super::{Effect, Input, advance, begin, holds};
+use crate::event::{Customer, Event};
 use crate::sequence::condition::Bindings;
 use crate::sequence::model::Catalog;
 
@@ -48,6 +49,7 @@ impl Applied {
                 Some(NewEmail {
                     context: e.context.clone(),
                     job,
+                    skip: None,
                 })
             })
             .collect();
@@ -63,7 +65,157 @@ impl Applied {
 /// Applies `event` to the customer: updates the profile, moves the active
 /// enrollments on, starts the sequences it triggers, and pairs each email
 /// with the context of the enrollment that sent it.
+///
+/// A live event first catches up the customer's history (see
+/// [`Event::history`]); a history event is replayed on its own time.
 pub fn apply_event(
+    catalog: &Catalog,
+    state: &mut CustomerState,
+    event: &Event,
+    now: DateTime<Utc>,
+) -> Changes {
+    if event.history {
+        return replay_event(catalog, state, event, now);
+    }
+    let mut changes = catch_up(catalog, state, now);
+    changes.merge(live_event(catalog, state, event, now));
+    changes
+}
+
+/// Wakes enrollment `idx` of the customer (its `wake_at` has passed, or the
+/// caller thinks so). History of the customer is caught up first.
+pub fn apply_wake(
+    catalog: &Catalog,
+    state: &mut CustomerState,
+    idx: usize,
+    now: DateTime<Utc>,
+) -> Changes {
+    let mut changes = catch_up(catalog, state, now);
+    changes.merge(wake_one(catalog, state, idx, now));
+    changes
+}
+
+/// Replays a history event as if it were happening at `occurred_at`: the
+/// customer's history enrollments first wake up to then on their own time,
+/// then the event applies at that time. Every email this makes is recorded
+/// as skipped (`backfill`), and the enrollments it moves are history until
+/// caught up ([`Enrollment::history`]).
+fn replay_event(
+    catalog: &Catalog,
+    state: &mut CustomerState,
+    event: &Event,
+    now: DateTime<Utc>,
+) -> Changes {
+    let at = event.occurred_at.min(now);
+    let mut changes = replay_wakes(catalog, state, |_| Some(at), now);
+    let first_new = state.enrollments.len();
+    let mut applied = live_event(catalog, state, event, at);
+    as_history(&mut applied, now);
+    changes.merge(applied);
+    // The customer's history goes on: every enrollment still open stays
+    // history, caught up once this import has settled.
+    for (i, e) in state.enrollments.iter_mut().enumerate() {
+        if e.is_active()
+            && (e.history.is_some() || changes.enrollments.contains(&i) || i >= first_new)
+        {
+            e.history = Some(now);
+            changes.enrollments.insert(i);
+        }
+    }
+    changes
+}
+
+/// Catches the customer's history up to now: each history enrollment wakes
+/// on its own time through every step that ended by its import (emails
+/// recorded as skipped), then is live again; a step that ends after the
+/// import runs as usual.
+pub fn catch_up(catalog: &Catalog, state: &mut CustomerState, now: DateTime<Utc>) -> Changes {
+    if !state
+        .enrollments
+        .iter()
+        .any(|e| e.is_active() && e.history.is_some())
+    {
+        return Changes::default();
+    }
+    let mut changes = replay_wakes(catalog, state, |e| e.history, now);
+    for (i, e) in state.enrollments.iter_mut().enumerate() {
+        if e.history.take().is_some() {
+            changes.enrollments.insert(i);
+        }
+    }
+    changes
+}
+
+/// Wakes the customer's history enrollments in the order their steps end,
+/// each at the time its step ends, while that is no later than `bound` of
+/// it. Enrollments they start are history too.
+fn replay_wakes(
+    catalog: &Catalog,
+    state: &mut CustomerState,
+    bound: impl Fn(&Enrollment) -> Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Changes {
+    let mut changes = Changes::default();
+    // Each wake-up moves its enrollment past a step; the bound only guards
+    // against a sequence that would not move.
+    for _ in 0..MAX_REPLAYED_WAKES {
+        let next = state
+            .enrollments
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.history.is_some())
+            .filter_map(|(i, e)| {
+                let until = e.until()?;
+                (until <= bound(e)?.min(now)).then_some((until, i))
+            })
+            .min();
+        let Some((at, i)) = next else {
+            return changes;
+        };
+        let imported = state.enrollments[i].history;
+        let first_new = state.enrollments.len();
+        let mut woke = wake_one(catalog, state, i, at);
+        as_history(&mut woke, imported.unwrap_or(now));
+        for e in &mut state.enrollments[first_new..] {
+            if e.is_active() {
+                e.history = imported;
+            }
+        }
+        changes.merge(woke);
+    }
+    changes.notes.push(Note {
+        enrollment_key: String::new(),
+        sequence: String::new(),
+        message: format!(
+            "history replay stopped after {MAX_REPLAYED_WAKES} wake-ups of one customer"
+        ),
+    });
+    changes
+}
+
+/// The most wake-ups one history replay of a customer runs.
+const MAX_REPLAYED_WAKES: usize = 10_000;
+
+/// Marks every email of `changes` as history: recorded, not sent.
+fn as_history(changes: &mut Changes, imported: DateTime<Utc>) {
+    for m in &mut changes.emails {
+        m.skip = Some(format!(
+            "backfill: due before the history import at {}",
+            imported.to_rfc3339()
+        ));
+    }
+}
+
+/// Applies a live `event` at `now`: updates the profile, moves the active
+/// enrollments on, starts the sequences it triggers, and pairs each email
+/// with the context of the enrollment that sent it.
+///
+/// Every decision reads the customer as the store knows them (the profile
+/// merged from all events so far), never the partial copy in `event`.
+/// Events the customer had before ([`CustomerState::recent`]) count for a
+/// `wait_for` or `exit_when` an enrollment reaches now, if they came after
+/// the event the enrollment last took in.
+fn live_event(
     catalog: &Catalog,
     state: &mut CustomerState,
     event: &Event,
@@ -77,24 +229,25 @@ pub fn apply_event(
             format!("{} ({})", event.kind, event.id),
         )
     });
+    let customer = profile.customer.clone();
     state.profile = Some(profile);
     let mut out = Applied::default();
-    let enrollments = &mut state.enrollments;
-    let finished = &state.finished;
-    let tally = &mut state.profile;
-    for i in 0..enrollments.len() {
-        if !enrollments[i].is_active() {
+    let mut c = Parts::of(state);
+    for i in 0..c.enrollments.len() {
+        if !c.enrollments[i].is_active() {
             continue;
         }
-        let Some(seq) = catalog.get(&enrollments[i].sequence) else {
+        let Some(seq) = catalog.get(&c.enrollments[i].sequence) else {
             continue;
         };
-        let effects = advance(catalog, seq, &mut enrollments[i], Input::Event(event), now);
-        let mut c = Customer {
-            enrollments,
-            finished,
-            profile: tally,
-        };
+        know(&mut c.enrollments[i], &customer);
+        let effects = advance(
+            catalog,
+            seq,
+            &mut c.enrollments[i],
+            Input::Event(event),
+            now,
+        );
         handle(catalog, &mut c, i, effects, now, 0, &mut out);
     }
     for id in catalog.triggers.get(&event.kind).into_iter().flatten() {
@@ -102,7 +255,7 @@ pub fn apply_event(
         let trigger = seq.trigger.as_ref().expect("indexed by trigger");
         if let Some(cond) = &trigger.when {
             let b = Bindings {
-                customer: &event.customer,
+                customer: &customer,
                 order: event.order.as_ref(),
                 shipment: event.shipment.as_ref(),
                 review: event.review.as_ref(),
@@ -125,16 +278,14 @@ pub fn apply_event(
                 }
             }
         }
-        let context = Context::of_event(event);
-        let mut c = Customer {
-            enrollments,
-            finished,
-            profile: tally,
+        let context = Context::new(event, &customer);
+        let origin = Origin {
+            id: &event.id,
+            mark: Mark::of(event),
         };
-        enroll(
-            catalog, &mut c, &seq.id, context, &event.id, now, 0, &mut out,
-        );
+        enroll(catalog, &mut c, &seq.id, context, origin, now, 0, &mut out);
     }
+    remember(catalog, state, event);
     // An event that repeats what is known (and starts and sends nothing)
     // writes nothing.
     let changed = before.as_ref() != state.profile.as_ref();
@@ -146,9 +297,27 @@ pub fn apply_event(
     changes
 }
 
-/// Wakes enrollment `idx` of the customer (its `wake_at` has passed, or the
-/// caller thinks so).
-pub fn apply_wake(
+/// Keeps `event` among the customer's recent events if a sequence may look
+/// back for its type.
+fn remember(catalog: &Catalog, state: &mut CustomerState, event: &Event) {
+    if !catalog.looked_back.contains(&event.kind) {
+        return;
+    }
+    let at = state
+        .recent
+        .partition_point(|e| (e.occurred_at, &e.id) <= (event.occurred_at, &event.id));
+    state.recent.insert(at, Arc::new(event.clone()));
+}
+
+/// Makes the enrollment's customer the stored one.
+fn know(e: &mut Enrollment, customer: &Customer) {
+    if e.context.customer != *customer {
+        Arc::make_mut(&mut e.context).customer = customer.clone();
+    }
+}
+
+/// Wakes enrollment `idx` at `now` if its step has ended by then.
+fn wake_one(
     catalog: &Catalog,
     state: &mut CustomerState,
     idx: usize,
@@ -156,18 +325,17 @@ pub fn apply_wake(
 ) -> Changes {
     let mut out = Applied::default();
     let tally = state.profile.as_ref().and_then(|p| p.tally);
-    let enrollments = &mut state.enrollments;
-    if let Some(seq) = catalog.get(&enrollments[idx].sequence) {
-        let effects = advance(catalog, seq, &mut enrollments[idx], Input::Wake, now);
-        let mut c = Customer {
-            enrollments,
-            finished: &state.finished,
-            profile: &mut state.profile,
-        };
+    let customer = state.profile.as_ref().map(|p| p.customer.clone());
+    let mut c = Parts::of(state);
+    if let Some(seq) = catalog.get(&c.enrollments[idx].sequence) {
+        if let Some(customer) = &customer {
+            know(&mut c.enrollments[idx], customer);
+        }
+        let effects = advance(catalog, seq, &mut c.enrollments[idx], Input::Wake, now);
         handle(catalog, &mut c, idx, effects, now, 0, &mut out);
-    } else if enrollments[idx].is_active() {
+    } else if c.enrollments[idx].is_active() {
         // The sequence file was removed: end the enrollment visibly.
-        let e = &mut enrollments[idx];
+        let e = &mut c.enrollments[idx];
         e.status = super::state::Status::Exited;
         e.waiting = super::state::Waiting::Nothing;
         e.ended_reason = Some(format!("sequence `{}` no longer exists", e.sequence));
@@ -188,16 +356,33 @@ pub fn apply_wake(
 }
 
 /// The parts of a [`CustomerState`] that starting and handling effects
-/// change, borrowed apart.
-struct Customer<'a> {
+/// use, borrowed apart.
+struct Parts<'a> {
     enrollments: &'a mut Vec<Enrollment>,
     finished: &'a HashSet<String>,
     /// Carries the ceiling's tally; `None` only for a customer never seen,
     /// whose count could not be kept.
     profile: &'a mut Option<Profile>,
+    recent: &'a [Arc<Event>],
 }
 
-impl Customer<'_> {
+/// What started an enrollment: an event (its id and mark), or another
+/// enrollment (its key, and the last event it took in).
+struct Origin<'a> {
+    id: &'a str,
+    mark: Mark,
+}
+
+impl<'a> Parts<'a> {
+    fn of(state: &'a mut CustomerState) -> Self {
+        Parts {
+            enrollments: &mut state.enrollments,
+            finished: &state.finished,
+            profile: &mut state.profile,
+            recent: &state.recent,
+        }
+    }
+
     /// Counts one `what` against the per-customer ceiling; `false` past it.
     fn count(&mut self, catalog: &Catalog, what: Counted, now: DateTime<Utc>) -> bool {
         match self.profile {
@@ -224,10 +409,10 @@ fn past_ceiling(catalog: &Catalog, what: Counted) -> String {
 #[allow(clippy::too_many_arguments)]
 fn enroll(
     catalog: &Catalog,
-    c: &mut Customer,
+    c: &mut Parts,
     sequence: &str,
     context: Context,
-    origin: &str,
+    origin: Origin,
     now: DateTime<Utc>,
     depth: usize,
     out: &mut Applied,
@@ -236,7 +421,13 @@ fn enroll(
         return;
     };
     let order_id = context.order.as_ref().map(|o| o.id.as_str());
-    let key = enrollment_key(&seq.id, seq.enroll, &context.customer.id, order_id, origin);
+    let key = enrollment_key(
+        &seq.id,
+        seq.enroll,
+        &context.customer.id,
+        order_id,
+        origin.id,
+    );
     if c.finished.contains(&key) || c.enrollments.iter().any(|e| e.key == key) {
         return;
     }
@@ -245,6 +436,20 @@ fn enroll(
             enrollment_key: key,
             sequence: seq.id.clone(),
             message: format!("not started: `start` chain deeper than {MAX_START_DEPTH}"),
+        });
+        return;
+    }
+    // An exit already recorded after the trigger (an `order.cancelled` that
+    // overtook its `order.placed`) stops the enrollment before it starts.
+    if let Some((rule, ev)) = recorded_exit(seq, c.recent, &context, &origin.mark, now, out) {
+        out.notes.push(Note {
+            enrollment_key: key,
+            sequence: seq.id.clone(),
+            message: format!(
+                "not started: exit_when {rule} ({}) is already recorded, at {}",
+                ev.id,
+                ev.occurred_at.to_rfc3339()
+            ),
         });
         return;
     }
@@ -260,7 +465,7 @@ fn enroll(
         });
         return;
     }
-    let (e, effects) = begin(catalog, seq, key, context, now);
+    let (e, effects) = begin(catalog, seq, key, context, origin.mark, now);
     c.enrollments.push(e);
     let idx = c.enrollments.len() - 1;
     out.changed.insert(idx);
@@ -269,7 +474,7 @@ fn enroll(
 
 fn handle(
     catalog: &Catalog,
-    c: &mut Customer,
+    c: &mut Parts,
     idx: usize,
     effects: Vec<Effect>,
     now: DateTime<Utc>,
@@ -302,10 +507,109 @@ fn handle(
                 sequence: target,
                 context,
                 origin,
-            } => enroll(catalog, c, &target, *context, &origin, now, depth + 1, out),
+            } => {
+                let origin = Origin {
+                    id: &origin,
+                    mark: c.enrollments[idx].mark(),
+                };
+                enroll(catalog, c, &target, *context, origin, now, depth + 1, out)
+            }
             Effect::Exited { reason } => out.notes.push(note(format!("exited: {reason}"))),
             Effect::Warn(w) => out.notes.push(note(w)),
             Effect::Completed | Effect::Sleep { .. } | Effect::AwaitEvent { .. } => {}
         }
     }
+    take_recorded(catalog, c, idx, now, depth, out);
+}
+
+/// If enrollment `idx` now waits for an event the customer already had
+/// (recorded after the event it last took in, before its deadline), it takes
+/// that event in at once, as if it had just arrived: events that arrive out
+/// of order still move sequences the right way.
+fn take_recorded(
+    catalog: &Catalog,
+    c: &mut Parts,
+    idx: usize,
+    now: DateTime<Utc>,
+    depth: usize,
+    out: &mut Applied,
+) {
+    let e = &c.enrollments[idx];
+    let Waiting::Event { event: kind, until } = &e.waiting else {
+        return;
+    };
+    let (kind, until) = (kind.clone(), *until);
+    let Some(seq) = catalog.get(&e.sequence) else {
+        return;
+    };
+    let mark = e.mark();
+    let recent = c.recent;
+    let candidates = recent
+        .iter()
+        .filter(|ev| ev.kind == kind && ev.occurred_at < until && mark.before(ev));
+    for ev in candidates {
+        let effects = advance(catalog, seq, &mut c.enrollments[idx], Input::Event(ev), now);
+        if effects.iter().all(|f| matches!(f, Effect::Warn(_))) {
+            // It did not concern this enrollment (another order, a `when`
+            // that does not hold): try the next one.
+            let e = &c.enrollments[idx];
+            out.notes.extend(effects.into_iter().map(|f| Note {
+                enrollment_key: e.key.clone(),
+                sequence: e.sequence.clone(),
+                message: match f {
+                    Effect::Warn(w) => w,
+                    _ => unreachable!("only warnings"),
+                },
+            }));
+            continue;
+        }
+        let e = &c.enrollments[idx];
+        out.notes.push(Note {
+            enrollment_key: e.key.clone(),
+            sequence: e.sequence.clone(),
+            message: format!(
+                "took in {} ({}, at {}), recorded before the enrollment waited for it",
+                ev.kind,
+                ev.id,
+                ev.occurred_at.to_rfc3339()
+            ),
+        });
+        handle(catalog, c, idx, effects, now, depth, out);
+        return;
+    }
+}
+
+/// The first `exit_when` rule of `seq` that an event recorded after `mark`
+/// meets, for an enrollment about to start with `context`.
+fn recorded_exit<'e>(
+    seq: &crate::sequence::model::Sequence,
+    recent: &'e [Arc<Event>],
+    context: &Context,
+    mark: &Mark,
+    now: DateTime<Utc>,
+    out: &mut Applied,
+) -> Option<(&'e str, &'e Event)> {
+    let order_id = context.order.as_ref().map(|o| o.id.as_str());
+    for rule in &seq.exit_when {
+        for ev in recent.iter().filter(|ev| {
+            ev.kind == rule.event
+                && mark.before(ev)
+                && correlates(&context.customer.id, order_id, ev, rule.scope)
+        }) {
+            let mut warnings = Vec::new();
+            if holds(rule.when.as_ref(), context, Some(ev), now, &mut warnings) {
+                return Some((ev.kind.as_str(), ev));
+            }
+            out.notes
+                .extend(warnings.into_iter().filter_map(|f| match f {
+                    Effect::Warn(w) => Some(Note {
+                        enrollment_key: String::new(),
+                        sequence: seq.id.clone(),
+                        message: w,
+                    }),
+                    _ => None,
+                }));
+        }
+    }
+    None
 }

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::event::Event;
 use crate::sequence::model::{Catalog, Sequence};
 use crate::sequence::plan::Op;
-use state::{Context, EmailJob, Enrollment, Status, Waiting};
+use state::{Context, EmailJob, Enrollment, Mark, Status, Waiting};
 
 /// What drives an enrollment forward.
 #[derive(Debug, Clone, Copy)]
@@ -53,12 +53,14 @@ pub enum Effect {
     Warn(String),
 }
 
-/// Starts a new enrollment and runs it to its first wait.
+/// Starts a new enrollment and runs it to its first wait. `mark` is the
+/// event that started it (see [`Enrollment::mark`]).
 pub fn begin(
     catalog: &Catalog,
     seq: &Sequence,
     key: String,
     context: Context,
+    mark: Mark,
     now: DateTime<Utc>,
 ) -> (Enrollment, Vec<Effect>) {
     let mut e = Enrollment {
@@ -74,6 +76,8 @@ pub fn begin(
         started_at: now,
         updated_at: now,
         ended_reason: None,
+        mark: Some(mark),
+        history: None,
     };
     let mut effects = Vec::new();
     run_from(catalog, seq, &mut e, seq.plan.entry, now, &mut effects);
@@ -142,6 +146,9 @@ pub fn advance(
                 && holds(when.as_ref(), &e.context, Some(ev), now, &mut effects)
             {
                 Arc::make_mut(&mut e.context).absorb(ev);
+                if e.mark().before(ev) {
+                    e.mark = Some(Mark::of(ev));
+                }
                 mark_version(e, seq);
                 run_from(catalog, seq, e, instr.next, now, &mut effects);
             }

@@ -52,9 +52,20 @@ impl Context {
         }
     }
 
-    /// Takes in what `e` carries.
+    /// The context of an enrollment `e` starts, for the customer as the
+    /// store knows them (`e` may leave out what earlier events said).
+    pub fn new(e: &Event, customer: &Customer) -> Self {
+        Self {
+            customer: customer.clone(),
+            order: e.order.clone(),
+            shipment: e.shipment.clone(),
+            review: e.review.clone(),
+        }
+    }
+
+    /// Takes in the order, shipment and review `e` carries. The customer is
+    /// not taken from the event: the dispatcher keeps it the stored one.
     pub fn absorb(&mut self, e: &Event) {
-        self.customer = e.customer.clone();
         if let Some(o) = &e.order {
             // A shipment event may carry only the order id: keep what we know.
             let keep = self.order.as_ref().is_some_and(|mine| mine.id == o.id)
@@ -103,11 +114,68 @@ pub struct Enrollment {
     pub updated_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_reason: Option<String>,
+    /// The last event the enrollment took in (its trigger, then each event
+    /// a `wait_for` took): a recorded event counts for a later `wait_for`
+    /// or `exit_when` only if it comes after this one. `None` in rows from
+    /// before it was kept: then `started_at` stands for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mark: Option<Mark>,
+    /// Set while the enrollment is history being replayed: the (real) time
+    /// of the history import that last moved it. Its wake-ups due by then
+    /// are history too: they run on their own time and their emails are
+    /// recorded, not sent. The scheduler catches it up [`HISTORY_SETTLE`]
+    /// after the import, so that the rest of the customer's history can
+    /// arrive first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<DateTime<Utc>>,
+}
+
+/// How long after a history import the scheduler waits before catching its
+/// enrollments up to now (a live event for the customer catches them up at
+/// once).
+pub const HISTORY_SETTLE: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+/// Where an event stands in a customer's history: by when it occurred,
+/// then by id (so that two events at one instant have an order).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Mark {
+    pub at: DateTime<Utc>,
+    pub id: String,
+}
+
+impl Mark {
+    pub fn of(e: &Event) -> Self {
+        Self {
+            at: e.occurred_at,
+            id: e.id.clone(),
+        }
+    }
+
+    /// Whether `e` comes after this mark.
+    pub fn before(&self, e: &Event) -> bool {
+        (self.at, self.id.as_str()) < (e.occurred_at, e.id.as_str())
+    }
 }
 
 impl Enrollment {
     /// When the scheduler must wake this enrollment, if ever.
     pub fn wake_at(&self) -> Option<DateTime<Utc>> {
+        let until = self.until()?;
+        match self.history {
+            // History is caught up once the import has settled.
+            Some(imported) => {
+                let settled = imported
+                    .checked_add_signed(HISTORY_SETTLE)
+                    .unwrap_or(imported);
+                Some(until.max(settled))
+            }
+            None => Some(until),
+        }
+    }
+
+    /// When the step the enrollment waits in ends (on its own time, which
+    /// for history is before the scheduler's [`Enrollment::wake_at`]).
+    pub fn until(&self) -> Option<DateTime<Utc>> {
         match (&self.status, &self.waiting) {
             (Status::Active, Waiting::Time { until }) => Some(*until),
             (Status::Active, Waiting::Event { until, .. }) => Some(*until),
@@ -119,17 +187,31 @@ impl Enrollment {
         self.status == Status::Active
     }
 
+    /// The last event the enrollment took in (see [`Enrollment::mark`]).
+    pub fn mark(&self) -> Mark {
+        self.mark.clone().unwrap_or_else(|| Mark {
+            at: self.started_at,
+            id: String::new(),
+        })
+    }
+
     /// Whether `event` concerns this enrollment: same customer, and same order
     /// when both carry one, unless the rule's scope is the whole customer.
     pub fn correlates(&self, event: &Event, scope: Scope) -> bool {
-        if event.customer.id != self.customer_id {
-            return false;
-        }
-        match (scope, &self.order_id, event.order_id()) {
-            (Scope::Customer, _, _) => true,
-            (Scope::Order, Some(mine), Some(theirs)) => mine == theirs,
-            (Scope::Order, _, _) => true,
-        }
+        correlates(&self.customer_id, self.order_id.as_deref(), event, scope)
+    }
+}
+
+/// Whether `event` concerns an enrollment of `customer_id` (and `order_id`):
+/// see [`Enrollment::correlates`].
+pub fn correlates(customer_id: &str, order_id: Option<&str>, event: &Event, scope: Scope) -> bool {
+    if event.customer.id != customer_id {
+        return false;
+    }
+    match (scope, order_id, event.order_id()) {
+        (Scope::Customer, _, _) => true,
+        (Scope::Order, Some(mine), Some(theirs)) => mine == theirs,
+        (Scope::Order, _, _) => true,
     }
 }
 

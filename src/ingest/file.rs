@@ -1,8 +1,14 @@
-//! `aftercare ingest FILE.jsonl`: backfills through the same ingest path, in
-//! batches, with a progress bar on a terminal. A line that cannot be used (not
-//! UTF-8, not JSON, not a valid event, longer than an event may be, or
+//! `aftercare ingest FILE.jsonl`: feeds a file through the same ingest path,
+//! in batches, with a progress bar on a terminal. A line that cannot be used
+//! (not UTF-8, not JSON, not a valid event, longer than an event may be, or
 //! refused by the store) is dead-lettered with its line number and reported;
 //! the rest goes on.
+//!
+//! `aftercare ingest --backfill FILE.jsonl` imports history: the events are
+//! read in `occurred_at` order (the file need not be sorted), each marked as
+//! history ([`crate::event::Event::history`]) so that it is replayed on its
+//! own time, and once the file is done every customer in it is caught up to
+//! now ([`crate::schedule::catch_up`]).
 
 use std::io::{BufRead, IsTerminal, Read};
 use std::path::Path;
@@ -18,6 +24,18 @@ pub const BATCH: usize = 1000;
 pub struct FileReport {
     pub ingested: IngestReport,
     pub invalid: usize,
+    /// Customers a backfill caught up to now.
+    pub customers: usize,
+}
+
+/// How a file is fed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Events as they come, in file order, live.
+    #[default]
+    Live,
+    /// History: in `occurred_at` order, replayed on their own time.
+    Backfill,
 }
 
 /// One line of a JSON-lines file, as bytes: a file may hold anything.
@@ -102,11 +120,83 @@ impl<R: BufRead> Lines<R> {
     }
 }
 
+/// Lines of a file in `occurred_at` order (stable; lines without a readable
+/// time first, where they are dead-lettered as usual), read back one by one:
+/// only each line's place and time are held.
+struct ByTime {
+    file: std::fs::File,
+    order: std::vec::IntoIter<(usize, u64, usize)>,
+    max: usize,
+}
+
+impl ByTime {
+    fn open(path: &Path, max: usize) -> anyhow::Result<Self> {
+        #[derive(serde::Deserialize)]
+        struct Head {
+            occurred_at: chrono::DateTime<chrono::Utc>,
+        }
+        let file = std::fs::File::open(path)?;
+        let mut lines = Lines::new(std::io::BufReader::new(&file), max);
+        let mut index = Vec::new();
+        while let Some(line) = lines.next_line()? {
+            let at = match line.text(max) {
+                None => continue,
+                Some(Ok(text)) => serde_json::from_str::<Head>(text)
+                    .ok()
+                    .map(|h| h.occurred_at),
+                Some(Err(_)) => None,
+            };
+            index.push((at, (line.number, line.offset, line.len)));
+        }
+        index.sort_by_key(|(at, _)| *at);
+        let order: Vec<_> = index.into_iter().map(|(_, place)| place).collect();
+        Ok(Self {
+            file,
+            order: order.into_iter(),
+            max,
+        })
+    }
+
+    fn next_line(&mut self) -> std::io::Result<Option<Line>> {
+        use std::os::unix::fs::FileExt;
+        let Some((number, offset, len)) = self.order.next() else {
+            return Ok(None);
+        };
+        let mut bytes = vec![0; len.min(self.max + 1)];
+        self.file.read_exact_at(&mut bytes, offset)?;
+        while matches!(bytes.last(), Some(b'\n' | b'\r')) {
+            bytes.pop();
+        }
+        Ok(Some(Line {
+            number,
+            offset,
+            len,
+            bytes,
+        }))
+    }
+}
+
+/// Where a file's lines come from: in file order, or in time order.
+enum Source<R> {
+    InOrder(Lines<R>),
+    ByTime(ByTime),
+}
+
+impl<R: BufRead> Source<R> {
+    fn next_line(&mut self) -> std::io::Result<Option<Line>> {
+        match self {
+            Source::InOrder(l) => l.next_line(),
+            Source::ByTime(t) => t.next_line(),
+        }
+    }
+}
+
 pub async fn ingest_file<S: Store>(
     store: &S,
     catalog: &Catalog,
     clock: &dyn Clock,
     path: &Path,
+    mode: Mode,
 ) -> anyhow::Result<FileReport> {
     let file = std::fs::File::open(path)?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -127,7 +217,15 @@ pub async fn ingest_file<S: Store>(
     // Dead letters not yet kept (a batch's worth at a time, in one transaction).
     let mut letters: Vec<DeadLetter> = Vec::new();
     let mut held = 0; // their payloads' bytes
-    let mut lines = Lines::new(std::io::BufReader::new(file), limits::EVENT_BYTES);
+    let mut lines = match mode {
+        Mode::Live => Source::InOrder(Lines::new(
+            std::io::BufReader::new(file),
+            limits::EVENT_BYTES,
+        )),
+        Mode::Backfill => Source::ByTime(ByTime::open(path, limits::EVENT_BYTES)?),
+    };
+    // The customers a backfill catches up once the file is done.
+    let mut customers = std::collections::BTreeSet::new();
     let origin = |n: usize| format!("{}:{n}", path.display());
     let mut done = false;
     while !done {
@@ -140,7 +238,11 @@ pub async fn ingest_file<S: Store>(
                     Some(text) => text.and_then(|t| super::parse(t.as_bytes())),
                 };
                 match parsed {
-                    Ok(ev) => {
+                    Ok(mut ev) => {
+                        if mode == Mode::Backfill {
+                            ev.history = true;
+                            customers.insert(ev.customer.id.clone());
+                        }
                         batch.push(ev);
                         numbers.push(line.number);
                     }
@@ -183,6 +285,12 @@ pub async fn ingest_file<S: Store>(
         }
     }
     bar.finish_and_clear();
+    if mode == Mode::Backfill {
+        let customers: Vec<String> = customers.into_iter().collect();
+        report.ingested.emails +=
+            crate::schedule::catch_up(store, catalog, &customers, clock.now()).await?;
+        report.customers = customers.len();
+    }
     Ok(report)
 }
 

@@ -227,7 +227,8 @@ pub async fn run<S: Store>(
         let mut groups: BTreeMap<(i32, usize), Group> = BTreeMap::new();
         for m in &batch {
             match m.payload().map(super::parse) {
-                Some(Ok(ev)) => {
+                Some(Ok(mut ev)) => {
+                    ev.history |= is_history(m);
                     let shard = shard_of(&ev.customer.id, cfg.shards);
                     let group = groups.entry((m.partition(), shard)).or_default();
                     group.events.push(ev);
@@ -399,6 +400,26 @@ async fn dead_letters<S: Store>(
         wait = (wait * 2).min(Duration::from_secs(10));
     }
     true
+}
+
+/// The message header that marks an event as history (see
+/// [`Event::history`]): `aftercare-history: true`.
+pub const HISTORY_HEADER: &str = "aftercare-history";
+
+/// Whether the message carries [`HISTORY_HEADER`] with the value `true` (or
+/// `1`; case ignored).
+fn is_history<M: Message>(m: &M) -> bool {
+    use rdkafka::message::Headers;
+    m.headers().is_some_and(|hs| {
+        hs.iter().any(|h| {
+            h.key.eq_ignore_ascii_case(HISTORY_HEADER)
+                && h.value.is_some_and(|v| {
+                    let v = String::from_utf8_lossy(v);
+                    let v = v.trim();
+                    v.eq_ignore_ascii_case("true") || v == "1"
+                })
+        })
+    })
 }
 
 async fn sleep_or_stop(d: Duration, stop: &CancellationToken) -> bool {

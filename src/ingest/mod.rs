@@ -14,14 +14,14 @@ pub mod file;
 pub mod http;
 pub mod kafka;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 
 use chrono::{DateTime, Utc};
 
 use crate::engine::dispatch;
 use crate::event::Event;
 use crate::sequence::model::Catalog;
-use crate::store::{DeadLetter, IngestReport, Refused, Store, Tx, Writes};
+use crate::store::{DeadLetter, IngestReport, LookBack, Refused, Store, Tx, Writes};
 
 /// Ingests a batch, in one transaction when the store takes it. Returns once
 /// every event has committed or been refused: an error only when the store
@@ -94,6 +94,9 @@ async fn commit_batch<S: Store>(
         tx.commit().await?;
         return Ok(report);
     }
+    // Each customer's events apply in the order they occurred (arrival
+    // order for ties), whatever order they came in.
+    fresh.sort_by_key(|e| e.occurred_at);
     // Make sure each customer has a row to lock, then lock and load them.
     let mut first_email: BTreeMap<&str, &str> = BTreeMap::new();
     for ev in &fresh {
@@ -104,7 +107,12 @@ async fn commit_batch<S: Store>(
     let pairs: Vec<(&str, &str)> = first_email.iter().map(|(c, e)| (*c, *e)).collect();
     tx.ensure_customers(&pairs, now).await?;
     let ids: Vec<String> = first_email.keys().map(|c| c.to_string()).collect();
-    let mut states = tx.lock_customers(&ids).await?;
+    // The batch's own events are not history: each is added as it applies.
+    let batch: HashSet<String> = fresh.iter().map(|e| e.id.clone()).collect();
+    let earliest = fresh.iter().map(|e| e.occurred_at).min().unwrap_or(now);
+    let mut look_back = LookBack::of(catalog, earliest.min(now));
+    look_back.except = &batch;
+    let mut states = tx.lock_customers(&ids, &look_back).await?;
     let mut writes = Writes::default();
     let mut changed: BTreeMap<&str, BTreeSet<usize>> = BTreeMap::new();
     for ev in fresh {

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 use crate::engine::dispatch::{self, Note};
 use crate::sequence::model::Catalog;
-use crate::store::{Due, Store, Tx, Writes};
+use crate::store::{Due, LookBack, Store, Tx, Writes};
 
 /// Enrollments one transaction takes and wakes.
 pub const CHUNK: i64 = 250;
@@ -46,7 +46,9 @@ pub async fn wake<S: Store>(
     let Due {
         claims,
         customers: mut states,
-    } = tx.claim_due(now, limit).await?;
+    } = tx
+        .claim_due(now, limit, &LookBack::of(catalog, now))
+        .await?;
     let mut woken = Woken::default();
     if claims.is_empty() {
         return Ok(woken);
@@ -80,6 +82,41 @@ pub async fn wake<S: Store>(
     tx.write(writes, now).await?;
     tx.commit().await?;
     Ok(woken)
+}
+
+/// Catches up the history of `customers` at once, without waiting for the
+/// import to settle (`aftercare ingest --backfill`, whose file holds all of
+/// it): each ends at the step it would be at now, with the emails that were
+/// due before now recorded as skipped. Returns how many outbox rows it wrote
+/// (all of them skipped).
+pub async fn catch_up<S: Store>(
+    store: &S,
+    catalog: &Catalog,
+    customers: &[String],
+    now: DateTime<Utc>,
+) -> crate::store::Result<usize> {
+    let mut emails = 0;
+    for chunk in customers.chunks(CHUNK as usize) {
+        let mut tx = store.begin().await?;
+        let mut states = tx
+            .lock_customers(chunk, &LookBack::of(catalog, now))
+            .await?;
+        let mut writes = Writes::default();
+        for id in chunk {
+            let Some(mut state) = states.remove(id) else {
+                continue;
+            };
+            let changes = dispatch::catch_up(catalog, &mut state, now);
+            for n in &changes.notes {
+                tracing::info!(sequence = %n.sequence, enrollment = %n.enrollment_key, "{}", n.message);
+            }
+            let idxs = writes.absorb(changes);
+            writes.take_enrollments(state, &idxs);
+        }
+        emails += tx.write(writes, now).await?;
+        tx.commit().await?;
+    }
+    Ok(emails)
 }
 
 /// One round: one transaction taking and waking up to [`CHUNK`] due

@@ -1,7 +1,7 @@
 //! The typed model of sequences and policies, built by [`super::load`],
 //! [`super::steps`] and [`super::policies`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 
 use chrono::{NaiveTime, TimeDelta};
@@ -226,6 +226,11 @@ pub struct Catalog {
     pub policies: Policies,
     /// Sequence ids by the event type that triggers them.
     pub triggers: HashMap<String, Vec<String>>,
+    /// Event types an enrollment may look back for when it starts or starts
+    /// waiting (each `wait_for` and `exit_when` event): the ingest and the
+    /// scheduler load a customer's recent events of these types, so that an
+    /// event that arrived before its turn still counts.
+    pub looked_back: BTreeSet<String>,
 }
 
 impl Catalog {
@@ -242,10 +247,20 @@ impl Catalog {
         for ids in triggers.values_mut() {
             ids.sort();
         }
+        let mut looked_back = BTreeSet::new();
+        for s in &sequences {
+            looked_back.extend(s.exit_when.iter().map(|r| r.event.clone()));
+            for i in &s.plan.instrs {
+                if let super::plan::Op::WaitFor { event, .. } = &i.op {
+                    looked_back.insert(event.clone());
+                }
+            }
+        }
         Self {
             sequences: sequences.into_iter().map(|s| (s.id.clone(), s)).collect(),
             policies,
             triggers,
+            looked_back,
         }
     }
 

@@ -8,15 +8,15 @@
 //! of finished enrollments, the context of finished emails, the delivery
 //! log), so that a long simulation stays small.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::{
-    Claimer, DeadLetter, DeliveryView, Due, DueClaim, OutboxView, Result, Store, StoredDeadLetter,
-    Transition, Tx, Writes, count_dead_letters,
+    Claimer, DeadLetter, DeliveryView, Due, DueClaim, LookBack, OutboxView, Result, Store,
+    StoredDeadLetter, Transition, Tx, Writes, count_dead_letters,
 };
 use crate::engine::customer::CustomerState;
 use crate::engine::outbox::{OutboxStatus, Outcome, Queued};
@@ -70,7 +70,15 @@ struct Mem {
     settings: HashMap<String, String>,
     /// Heartbeats by instance id.
     instances: HashMap<String, DateTime<Utc>>,
+    /// What the last load looked back for: a lean store keeps recent events
+    /// of these types only, and forgets those older than `since` now and then.
+    look_back: Option<(BTreeSet<String>, DateTime<Utc>)>,
+    /// Events recorded since a lean store last forgot old ones.
+    recorded_since_sweep: usize,
 }
+
+/// How many events a lean store records between sweeps of old recent events.
+const SWEEP_EVERY: usize = 10_000;
 
 #[derive(Default)]
 struct CustomerRec {
@@ -82,6 +90,9 @@ struct CustomerRec {
     all: Vec<String>,
     /// Mail sent (or being sent), by outbox id.
     sent: Vec<(i64, Sent)>,
+    /// Recorded events, in the order recorded (a lean store keeps only
+    /// recent ones of the types looked back for).
+    recent: Vec<Arc<Event>>,
 }
 
 struct EnrollmentRec {
@@ -155,6 +166,39 @@ impl Mem {
         }
     }
 
+    /// Records the rows just written (`fresh`: key → id) for `skipped`
+    /// (key → reason) as skipped, with their delivery log entries.
+    fn skip_written(
+        &mut self,
+        skipped: &BTreeMap<String, String>,
+        fresh: &HashMap<String, i64>,
+        now: DateTime<Utc>,
+    ) {
+        for (key, reason) in skipped {
+            let Some(&id) = fresh.get(key) else {
+                continue;
+            };
+            let Some(rec) = self.outbox.get_mut(&id) else {
+                continue;
+            };
+            self.queue.remove(&(rec.row.not_before, id));
+            rec.row.status = OutboxStatus::Skipped;
+            rec.last_error = Some(reason.clone());
+            if self.lean {
+                self.outbox.remove(&id);
+                continue;
+            }
+            self.deliveries.push(DeliveryView {
+                outbox_id: id,
+                idempotency_key: key.clone(),
+                attempt: 0,
+                at: now,
+                outcome: Outcome::Skipped,
+                detail: reason.clone(),
+            });
+        }
+    }
+
     fn sent_mut(&mut self, customer_id: &str) -> &mut Vec<(i64, Sent)> {
         &mut self
             .customers
@@ -175,10 +219,29 @@ impl Tx for MemTx {
         _source: &str,
         _now: DateTime<Utc>,
     ) -> Result<HashSet<String>> {
+        let mem = &mut *self.mem;
         let mut fresh = HashSet::with_capacity(events.len());
         for ev in events {
-            if self.mem.events.insert(ev.id.clone()) {
+            if mem.events.insert(ev.id.clone()) {
                 fresh.insert(ev.id.clone());
+                let wanted = !mem.lean
+                    || mem
+                        .look_back
+                        .as_ref()
+                        .is_none_or(|(kinds, _)| kinds.contains(&ev.kind));
+                if wanted {
+                    let c = mem.customers.entry(ev.customer.id.clone()).or_default();
+                    c.recent.push(Arc::new((*ev).clone()));
+                    mem.recorded_since_sweep += 1;
+                }
+            }
+        }
+        if mem.lean && mem.recorded_since_sweep >= SWEEP_EVERY {
+            mem.recorded_since_sweep = 0;
+            if let Some((_, since)) = &mem.look_back {
+                for c in mem.customers.values_mut() {
+                    c.recent.retain(|e| e.occurred_at >= *since);
+                }
             }
         }
         Ok(fresh)
@@ -199,12 +262,25 @@ impl Tx for MemTx {
         Ok(())
     }
 
-    async fn lock_customers(&mut self, ids: &[String]) -> Result<HashMap<String, CustomerState>> {
+    async fn lock_customers(
+        &mut self,
+        ids: &[String],
+        look_back: &LookBack<'_>,
+    ) -> Result<HashMap<String, CustomerState>> {
+        if self.mem.lean {
+            self.mem.look_back = Some((look_back.kinds.clone(), look_back.since));
+        }
         let mem = &*self.mem;
         let mut out = HashMap::with_capacity(ids.len());
         for id in ids {
             let mut st = CustomerState::default();
             if let Some(c) = mem.customers.get(id) {
+                if !look_back.kinds.is_empty() {
+                    let recent = c.recent.iter().filter(|e| {
+                        look_back.kinds.contains(&e.kind) && e.occurred_at >= look_back.since
+                    });
+                    st.recent = look_back.keep(recent.cloned().collect());
+                }
                 st.profile = c.profile.clone();
                 st.finished = c.finished.clone();
                 st.enrollments = c
@@ -221,7 +297,12 @@ impl Tx for MemTx {
         Ok(out)
     }
 
-    async fn claim_due(&mut self, now: DateTime<Utc>, limit: i64) -> Result<Due> {
+    async fn claim_due(
+        &mut self,
+        now: DateTime<Utc>,
+        limit: i64,
+        look_back: &LookBack<'_>,
+    ) -> Result<Due> {
         // The transaction holds the whole store: nothing is held by another.
         let claims: Vec<DueClaim> = self
             .mem
@@ -237,7 +318,7 @@ impl Tx for MemTx {
         let mut ids: Vec<String> = claims.iter().map(|c| c.customer_id.clone()).collect();
         ids.sort();
         ids.dedup();
-        let customers = self.lock_customers(&ids).await?;
+        let customers = self.lock_customers(&ids, look_back).await?;
         Ok(Due { claims, customers })
     }
 
@@ -249,8 +330,9 @@ impl Tx for MemTx {
             .and_then(|c| c.profile.clone()))
     }
 
-    async fn write(&mut self, w: Writes, _now: DateTime<Utc>) -> Result<usize> {
+    async fn write(&mut self, w: Writes, now: DateTime<Utc>) -> Result<usize> {
         let mem = &mut *self.mem;
+        let mut fresh_ids = HashMap::new();
         for (id, p) in w.profiles {
             mem.customers.entry(id).or_default().profile = Some(p);
         }
@@ -279,6 +361,7 @@ impl Tx for MemTx {
                 not_before: j.due_at,
                 context: m.context,
             };
+            fresh_ids.insert(key.clone(), id);
             mem.outbox_keys.insert(key);
             mem.queue.insert((row.not_before, id));
             mem.outbox.insert(
@@ -297,6 +380,7 @@ impl Tx for MemTx {
         for (email, reason) in w.suppress {
             mem.suppressions.entry(email).or_insert(reason);
         }
+        mem.skip_written(&w.skipped, &fresh_ids, now);
         Ok(written)
     }
 

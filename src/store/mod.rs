@@ -20,14 +20,16 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::engine::customer::{Changes, CustomerState, NewEmail};
+use std::sync::Arc;
+
+use crate::engine::customer::{Changes, CustomerState, LOOK_BACK, LOOK_BACK_EVENTS, NewEmail};
 use crate::engine::dispatch::Note;
 use crate::engine::outbox::{OutboxStatus, Outcome, Queued};
 use crate::engine::policy::Sent;
 use crate::engine::profile::Profile;
 use crate::engine::state::Enrollment;
 use crate::event::Event;
-use crate::sequence::model::Category;
+use crate::sequence::model::{Catalog, Category};
 
 pub use memory::MemStore;
 pub use postgres::PgStore;
@@ -130,6 +132,52 @@ impl IngestReport {
         self.refused.extend(other.refused);
     }
 }
+
+/// Which of a customer's recorded events a load brings along
+/// ([`CustomerState::recent`]): those of `kinds` that occurred at or after
+/// `since`, the latest [`LOOK_BACK_EVENTS`] of each customer, except the
+/// events in `except` (the batch being applied, which the dispatcher adds in
+/// order as it applies them).
+#[derive(Debug, Clone, Copy)]
+pub struct LookBack<'a> {
+    pub kinds: &'a BTreeSet<String>,
+    pub since: DateTime<Utc>,
+    pub except: &'a HashSet<String>,
+}
+
+impl<'a> LookBack<'a> {
+    /// The look-back of `catalog` at `now`: [`LOOK_BACK`] of its looked-back
+    /// types.
+    pub fn of(catalog: &'a Catalog, now: DateTime<Utc>) -> Self {
+        Self {
+            kinds: &catalog.looked_back,
+            since: now.checked_sub_signed(LOOK_BACK).unwrap_or(now),
+            except: &NO_IDS,
+        }
+    }
+
+    /// Loads no events.
+    pub fn none() -> LookBack<'static> {
+        LookBack {
+            kinds: &NO_KINDS,
+            since: DateTime::<Utc>::MIN_UTC,
+            except: &NO_IDS,
+        }
+    }
+
+    /// Keeps the events of one load, newest last, dropping those in `except`
+    /// and all but the latest [`LOOK_BACK_EVENTS`].
+    pub(crate) fn keep(&self, mut events: Vec<Arc<Event>>) -> Vec<Arc<Event>> {
+        events.retain(|e| !self.except.contains(&e.id));
+        events.sort_by(|a, b| (a.occurred_at, &a.id).cmp(&(b.occurred_at, &b.id)));
+        let cut = events.len().saturating_sub(LOOK_BACK_EVENTS);
+        events.drain(..cut);
+        events
+    }
+}
+
+static NO_IDS: std::sync::LazyLock<HashSet<String>> = std::sync::LazyLock::new(HashSet::new);
+static NO_KINDS: BTreeSet<String> = BTreeSet::new();
 
 /// An enrollment claimed by the scheduler.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -280,6 +328,9 @@ pub struct Writes {
     pub profiles: BTreeMap<String, Profile>,
     pub enrollments: BTreeMap<String, Enrollment>,
     pub emails: BTreeMap<String, NewEmail>,
+    /// Emails among `emails` to record as skipped, by key, with the reason
+    /// (history imports: see [`NewEmail::skip`]).
+    pub skipped: BTreeMap<String, String>,
     pub suppress: BTreeMap<String, String>,
 }
 
@@ -291,6 +342,11 @@ impl Writes {
             self.profiles.insert(p.customer.id.clone(), p);
         }
         for m in changes.emails {
+            if let Some(reason) = &m.skip {
+                self.skipped
+                    .entry(m.job.idempotency_key.clone())
+                    .or_insert_with(|| reason.clone());
+            }
             self.emails
                 .entry(m.job.idempotency_key.clone())
                 .or_insert(m);
@@ -332,12 +388,13 @@ pub trait Tx: Send {
     ) -> impl Future<Output = Result<()>> + Send;
 
     /// Loads the customers `ids` (sorted, unique) with their active
-    /// enrollments and the keys of their finished ones, holding each
-    /// customer's lock until the transaction ends. A customer without a row
-    /// gets an empty state.
+    /// enrollments, the keys of their finished ones and their recent events
+    /// as `look_back` says, holding each customer's lock until the
+    /// transaction ends. A customer without a row gets an empty state.
     fn lock_customers(
         &mut self,
         ids: &[String],
+        look_back: &LookBack<'_>,
     ) -> impl Future<Output = Result<HashMap<String, CustomerState>>> + Send;
 
     /// Takes up to `limit` enrollments due at `now`, oldest first, and locks
@@ -351,6 +408,7 @@ pub trait Tx: Send {
         &mut self,
         now: DateTime<Utc>,
         limit: i64,
+        look_back: &LookBack<'_>,
     ) -> impl Future<Output = Result<Due>> + Send;
 
     /// Loads one customer's profile under the customer's lock.

@@ -7,7 +7,7 @@
 //! database (which Rust types it can bind and read); both PostgreSQL and
 //! SQLite provide all of it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -21,10 +21,10 @@ use sqlx::{
 };
 
 use super::{
-    Claimer, DeadLetter, DeliveryView, Due, DueClaim, Error, OutboxView, Result, Store,
+    Claimer, DeadLetter, DeliveryView, Due, DueClaim, Error, LookBack, OutboxView, Result, Store,
     StoredDeadLetter, Transition, Tx, Writes, count_dead_letters, parse_stored,
 };
-use crate::engine::customer::CustomerState;
+use crate::engine::customer::{CustomerState, LOOK_BACK_EVENTS};
 use crate::engine::outbox::{OutboxStatus, Outcome, Queued};
 use crate::engine::policy::Sent;
 use crate::engine::profile::Profile;
@@ -211,6 +211,9 @@ where
     String: for<'r> Decode<'r, DB> + Type<DB>,
     Json<Option<Profile>>: for<'r> Decode<'r, DB> + Type<DB>,
     Option<Json<Enrollment>>: for<'r> Decode<'r, DB> + Type<DB>,
+    Json<Event>: for<'r> Decode<'r, DB> + Type<DB>,
+    DateTime<Utc>: for<'t> Encode<'t, DB> + Type<DB>,
+    i64: for<'r> Decode<'r, DB> + for<'t> Encode<'t, DB> + Type<DB>,
     for<'r> &'r str: ColumnIndex<DB::Row>,
 {
     /// Loads customers with their enrollments, holding each customer's row
@@ -221,6 +224,7 @@ where
         &mut self,
         ids: &[String],
         skip_held: bool,
+        look_back: &LookBack<'_>,
     ) -> Result<HashMap<String, CustomerState>> {
         let lock = if skip_held {
             DB::LOCK_UNLESS_HELD
@@ -267,12 +271,106 @@ where
                     }
                 }
             }
+            self.load_recent(chunk, look_back, &mut out).await?;
         }
         for st in out.values_mut() {
             st.enrollments
                 .sort_by(|a, b| (a.started_at, &a.key).cmp(&(b.started_at, &b.key)));
         }
         Ok(out)
+    }
+
+    /// Records the outbox rows just written for `skipped` (key → reason) as
+    /// skipped, each with its entry in the delivery log. Rows that were there
+    /// before (a key already pending or sent) are left as they are.
+    async fn skip_written(
+        &mut self,
+        skipped: &BTreeMap<String, String>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut by_reason: BTreeMap<&str, Vec<&String>> = BTreeMap::new();
+        for (key, reason) in skipped {
+            by_reason.entry(reason).or_default().push(key);
+        }
+        for (reason, keys) in by_reason {
+            for chunk in keys.chunks(MAX_ROWS) {
+                let mut q = QueryBuilder::<DB>::new("UPDATE outbox SET status = ");
+                q.push_bind(OutboxStatus::Skipped.as_str());
+                q.push(", last_error = ");
+                q.push_bind(reason);
+                q.push(", updated_at = ");
+                q.push_bind(now);
+                q.push(" WHERE status = 'pending' AND attempts = 0 AND created_at = ");
+                q.push_bind(now);
+                q.push(" AND idempotency_key IN ");
+                push_in(&mut q, chunk.iter().copied());
+                q.push(" RETURNING id, idempotency_key, customer_id");
+                let rows = q.build().fetch_all(&mut *self.tx).await?;
+                if rows.is_empty() {
+                    continue;
+                }
+                let mut log = QueryBuilder::<DB>::new(
+                    "INSERT INTO deliveries (outbox_id, idempotency_key, customer_id, attempt, at, \
+                     outcome, detail) ",
+                );
+                let mut entries = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    let id: i64 = r.try_get("id")?;
+                    let key: String = r.try_get("idempotency_key")?;
+                    let customer: String = r.try_get("customer_id")?;
+                    entries.push((id, key, customer));
+                }
+                log.push_values(&entries, |mut b, (id, key, customer)| {
+                    b.push_bind(*id)
+                        .push_bind(key.as_str())
+                        .push_bind(customer.as_str())
+                        .push_bind(0_i64)
+                        .push_bind(now)
+                        .push_bind(Outcome::Skipped.as_str())
+                        .push_bind(reason);
+                });
+                log.build().execute(&mut *self.tx).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads the recent events `look_back` asks for of the customers `ids`.
+    async fn load_recent(
+        &mut self,
+        ids: &[String],
+        look_back: &LookBack<'_>,
+        out: &mut HashMap<String, CustomerState>,
+    ) -> Result<()> {
+        if look_back.kinds.is_empty() {
+            return Ok(());
+        }
+        // The latest of each customer only: one customer's flood of events
+        // cannot make every load of them slow.
+        let mut q = QueryBuilder::<DB>::new(
+            "SELECT customer_id, payload FROM (SELECT customer_id, payload, row_number() \
+             OVER (PARTITION BY customer_id ORDER BY occurred_at DESC, id DESC) AS n \
+             FROM events WHERE customer_id IN ",
+        );
+        push_in(&mut q, ids);
+        q.push(" AND type IN ");
+        push_in(&mut q, look_back.kinds);
+        q.push(" AND occurred_at >= ");
+        q.push_bind(look_back.since);
+        q.push(") recent WHERE n <= ");
+        q.push(LOOK_BACK_EVENTS.to_string());
+        let mut found: HashMap<String, Vec<Arc<Event>>> = HashMap::new();
+        for r in q.build().fetch_all(&mut *self.tx).await? {
+            let id: String = r.try_get("customer_id")?;
+            let Json(event): Json<Event> = r.try_get("payload")?;
+            found.entry(id).or_default().push(Arc::new(event));
+        }
+        for (id, events) in found {
+            if let Some(st) = out.get_mut(&id) {
+                st.recent = look_back.keep(events);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -287,6 +385,7 @@ where
     DateTime<Utc>: for<'t> Encode<'t, DB> + Type<DB>,
     Json<Option<Profile>>: for<'r> Decode<'r, DB> + Type<DB>,
     Option<Json<Enrollment>>: for<'r> Decode<'r, DB> + Type<DB>,
+    Json<Event>: for<'r> Decode<'r, DB> + Type<DB>,
     for<'r> &'r str: ColumnIndex<DB::Row>,
     for<'r> HistoryRow: FromRow<'r, DB::Row>,
     for<'r> (String, i64): FromRow<'r, DB::Row>,
@@ -311,11 +410,20 @@ where
         DB::ensure_customers(&mut self.tx, customers, now).await
     }
 
-    async fn lock_customers(&mut self, ids: &[String]) -> Result<HashMap<String, CustomerState>> {
-        self.load_customers(ids, false).await
+    async fn lock_customers(
+        &mut self,
+        ids: &[String],
+        look_back: &LookBack<'_>,
+    ) -> Result<HashMap<String, CustomerState>> {
+        self.load_customers(ids, false, look_back).await
     }
 
-    async fn claim_due(&mut self, now: DateTime<Utc>, limit: i64) -> Result<Due> {
+    async fn claim_due(
+        &mut self,
+        now: DateTime<Utc>,
+        limit: i64,
+        look_back: &LookBack<'_>,
+    ) -> Result<Due> {
         let rows: Vec<(String, String)> = sqlx::query_as(DB::TAKE_DUE)
             .bind(now)
             .bind(limit)
@@ -324,7 +432,7 @@ where
         let mut ids: Vec<String> = rows.iter().map(|(_, c)| c.clone()).collect();
         ids.sort();
         ids.dedup();
-        let customers = self.load_customers(&ids, true).await?;
+        let customers = self.load_customers(&ids, true, look_back).await?;
         let claims = rows
             .into_iter()
             .filter(|(_, c)| customers.contains_key(c))
@@ -342,7 +450,9 @@ where
     }
 
     async fn write(&mut self, w: Writes, now: DateTime<Utc>) -> Result<usize> {
-        DB::write(&mut self.tx, &w, now).await
+        let written = DB::write(&mut self.tx, &w, now).await?;
+        self.skip_written(&w.skipped, now).await?;
+        Ok(written)
     }
 
     async fn outbox_state(&mut self, id: i64) -> Result<Option<(OutboxStatus, i64)>> {

@@ -2,6 +2,8 @@
 //! fresh databases (a temporary SQLite file, or a new PostgreSQL database).
 #![allow(dead_code)]
 
+pub mod app;
+
 use std::path::Path;
 use std::sync::LazyLock;
 

@@ -5,6 +5,8 @@
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+
 use super::dispatch::Note;
 use super::profile::Profile;
 use super::state::{Context, EmailJob, Enrollment};
@@ -20,6 +22,9 @@ pub struct CustomerState {
     /// `once_*` entry, and their state is not needed. Shared, so that a
     /// store kept in memory hands it out without copying.
     pub finished: Arc<HashSet<String>>,
+    /// When each of the finished enrollments started: with the active ones,
+    /// what the per-customer ceiling counts.
+    pub finished_starts: Arc<Vec<DateTime<Utc>>>,
     /// The customer's recent events of the types a sequence may look back
     /// for ([`Catalog::looked_back`]), oldest first (by
     /// [`Mark`](super::state::Mark) order). The store loads those of the

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::customer::{Changes, CustomerState, NewEmail};
-use super::profile::{self, Counted, Profile};
+use super::profile;
 use super::state::{Context, EmailJob, Enrollment, Mark, Waiting, correlates, enrollment_key};
 use super::{Effect, Input, advance, begin, holds};
 use crate::event::{Customer, Event};
@@ -324,7 +324,6 @@ fn wake_one(
     now: DateTime<Utc>,
 ) -> Changes {
     let mut out = Applied::default();
-    let tally = state.profile.as_ref().and_then(|p| p.tally);
     let customer = state.profile.as_ref().map(|p| p.customer.clone());
     let mut c = Parts::of(state);
     if let Some(seq) = catalog.get(&c.enrollments[idx].sequence) {
@@ -347,12 +346,7 @@ fn wake_one(
             message: e.ended_reason.clone().unwrap_or_default(),
         });
     }
-    let counted = state.profile.as_ref().and_then(|p| p.tally) != tally;
-    let mut changes = out.into_changes(state);
-    if counted {
-        changes.profile = state.profile.clone();
-    }
-    changes
+    out.into_changes(state)
 }
 
 /// The parts of a [`CustomerState`] that starting and handling effects
@@ -360,9 +354,8 @@ fn wake_one(
 struct Parts<'a> {
     enrollments: &'a mut Vec<Enrollment>,
     finished: &'a HashSet<String>,
-    /// Carries the ceiling's tally; `None` only for a customer never seen,
-    /// whose count could not be kept.
-    profile: &'a mut Option<Profile>,
+    /// When the customer's finished enrollments started.
+    finished_starts: &'a [DateTime<Utc>],
     recent: &'a [Arc<Event>],
 }
 
@@ -378,32 +371,29 @@ impl<'a> Parts<'a> {
         Parts {
             enrollments: &mut state.enrollments,
             finished: &state.finished,
-            profile: &mut state.profile,
+            finished_starts: &state.finished_starts,
             recent: &state.recent,
         }
     }
 
-    /// Counts one `what` against the per-customer ceiling; `false` past it.
-    fn count(&mut self, catalog: &Catalog, what: Counted, now: DateTime<Utc>) -> bool {
-        match self.profile {
-            Some(p) => p.count(&catalog.policies.ceiling, what, now),
-            None => true,
-        }
+    /// Whether the per-customer ceiling lets one more enrollment start at
+    /// `now`: fewer than `ceiling.enrollments` started in the `ceiling.per`
+    /// before it. Counted from what is loaded anyway (the enrollments and
+    /// when the finished ones started), so it costs no write.
+    fn may_start(&self, catalog: &Catalog, now: DateTime<Utc>) -> bool {
+        let c = &catalog.policies.ceiling;
+        let Some(since) = now.checked_sub_signed(c.per) else {
+            return true;
+        };
+        let started = self
+            .enrollments
+            .iter()
+            .map(|e| e.started_at)
+            .chain(self.finished_starts.iter().copied())
+            .filter(|t| *t > since)
+            .count();
+        started < c.enrollments as usize
     }
-}
-
-/// Why the ceiling refused, for the log.
-fn past_ceiling(catalog: &Catalog, what: Counted) -> String {
-    let c = &catalog.policies.ceiling;
-    let (n, what) = match what {
-        Counted::Enrollment => (c.enrollments, "enrollments started"),
-        Counted::Email => (c.emails, "emails enqueued"),
-    };
-    format!(
-        "the customer reached the ceiling of {n} {what} per {} (policies `ceiling`); \
-         a runaway sequence is the likely cause",
-        crate::sequence::duration::format(c.per)
-    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -453,10 +443,13 @@ fn enroll(
         });
         return;
     }
-    if !c.count(catalog, Counted::Enrollment, now) {
+    if !c.may_start(catalog, now) {
+        let ceiling = &catalog.policies.ceiling;
         let message = format!(
-            "not started: {}",
-            past_ceiling(catalog, Counted::Enrollment)
+            "not started: the customer reached the ceiling of {} enrollments started per {} \
+             (policies `ceiling`); a runaway sequence is the likely cause",
+            ceiling.enrollments,
+            crate::sequence::duration::format(ceiling.per)
         );
         out.notes.push(Note {
             enrollment_key: key,
@@ -494,15 +487,7 @@ fn handle(
     };
     for effect in effects {
         match effect {
-            Effect::Email(job) if c.count(catalog, Counted::Email, now) => out.emails.push(job),
-            Effect::Email(job) => {
-                let message = format!(
-                    "email `{}` not enqueued: {}",
-                    job.template,
-                    past_ceiling(catalog, Counted::Email)
-                );
-                out.notes.push(note(message));
-            }
+            Effect::Email(job) => out.emails.push(job),
             Effect::Start {
                 sequence: target,
                 context,

@@ -168,6 +168,9 @@ pub fn decide(catalog: &Catalog, ctx: &SendContext, now: DateTime<Utc>) -> SendP
         };
     };
     let policies = &catalog.policies;
+    if let Some(reason) = past_ceiling(catalog, ctx.history, now) {
+        return SendPlan::Skip { reason };
+    }
     let to = recipient(catalog, profile, ctx.suppressed);
     let tz = to.timezone;
     match policy::decide(policies, ctx.row.category, now, &to, ctx.history) {
@@ -190,6 +193,24 @@ pub fn decide(catalog: &Catalog, ctx: &SendContext, now: DateTime<Utc>) -> SendP
             reason: why.to_string(),
         },
     }
+}
+
+/// Why the per-customer ceiling stops this email, if it does: the customer
+/// was sent `ceiling.emails` emails (of any category) in the `ceiling.per`
+/// before `now`. A safety net against runaway sequences, counted from the
+/// history the sender loads anyway.
+fn past_ceiling(catalog: &Catalog, history: &[Sent], now: DateTime<Utc>) -> Option<String> {
+    let c = &catalog.policies.ceiling;
+    let since = now.checked_sub_signed(c.per)?;
+    let sent = history.iter().filter(|s| s.at > since).count();
+    (sent >= c.emails as usize).then(|| {
+        format!(
+            "ceiling: the customer was sent {sent} emails in the last {} \
+             (policies `ceiling`: {} at most); a runaway sequence is the likely cause",
+            crate::sequence::duration::format(c.per),
+            c.emails
+        )
+    })
 }
 
 /// The context an email is rendered from: the enrollment's, with the
@@ -260,6 +281,45 @@ mod tests {
             not_before: e.occurred_at,
             context: Arc::new(Context::of_event(&e)),
         }
+    }
+
+    /// The sender's half of the per-customer ceiling: past `ceiling.emails`
+    /// sent in `ceiling.per`, any category is skipped with the reason.
+    #[test]
+    fn the_ceiling_skips_mail_past_its_count() {
+        let mut catalog = Catalog::default();
+        catalog.policies.ceiling.emails = 3;
+        let now: DateTime<Utc> = "2026-11-20T10:00:00Z".parse().unwrap();
+        let sent = |hours_ago: i64| Sent {
+            at: now - chrono::TimeDelta::hours(hours_ago),
+            category: Category::Transactional,
+            opened: None,
+        };
+        let r = row(0);
+        let profile = crate::engine::profile::update(
+            None,
+            &crate::event::Event::parse(
+                r#"{"id":"e","type":"customer.updated","occurred_at":"2026-11-20T10:00:00Z","customer":{"id":"c","email":"a@b.example"}}"#,
+            )
+            .unwrap(),
+        );
+        let plan = |history: &[Sent]| {
+            let ctx = SendContext {
+                row: &r,
+                profile: Some(&profile),
+                suppressed: false,
+                history,
+            };
+            decide(&catalog, &ctx, now)
+        };
+        assert_eq!(plan(&[sent(1), sent(2), sent(30)]), SendPlan::Send);
+        let SendPlan::Skip { reason } = plan(&[sent(1), sent(2), sent(3)]) else {
+            panic!("not skipped")
+        };
+        assert!(
+            reason.starts_with("ceiling: the customer was sent 3 emails in the last 1d"),
+            "{reason}"
+        );
     }
 
     /// A retry delay past the calendar fails the row instead of panicking.

@@ -1,11 +1,9 @@
 //! What the service knows of a customer across events: the latest details,
 //! consent and suppression. Pure: the store keeps it, this updates it.
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Customer, Event};
-use crate::sequence::model::Ceiling;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
@@ -14,57 +12,6 @@ pub struct Profile {
     pub suppressed: bool,
     /// Set by `customer.unsubscribed`; only a later explicit consent clears it.
     pub unsubscribed: bool,
-    /// What the per-customer ceiling has counted in its current window.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tally: Option<Tally>,
-}
-
-/// Enrollments started and emails enqueued for one customer in the window
-/// that began at `since` and lasts [`Ceiling::per`]. The window is fixed (it
-/// starts at the first count after the last one ended), so a customer gets at
-/// most twice the ceiling in any stretch of `per`: enough to stop a runaway,
-/// and one small record to keep.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Tally {
-    pub since: DateTime<Utc>,
-    pub enrollments: u32,
-    pub emails: u32,
-}
-
-/// What the ceiling counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Counted {
-    Enrollment,
-    Email,
-}
-
-impl Profile {
-    /// Counts one more `what` at `now` if the ceiling allows it; `false`
-    /// (and nothing counted) once the window's ceiling is reached.
-    pub fn count(&mut self, ceiling: &Ceiling, what: Counted, now: DateTime<Utc>) -> bool {
-        let fresh = Tally {
-            since: now,
-            enrollments: 0,
-            emails: 0,
-        };
-        let tally = self.tally.get_or_insert(fresh);
-        let ended = tally
-            .since
-            .checked_add_signed(ceiling.per)
-            .is_none_or(|end| now >= end);
-        if ended {
-            *tally = fresh;
-        }
-        let (n, max) = match what {
-            Counted::Enrollment => (&mut tally.enrollments, ceiling.enrollments),
-            Counted::Email => (&mut tally.emails, ceiling.emails),
-        };
-        if *n >= max {
-            return false;
-        }
-        *n += 1;
-        true
-    }
 }
 
 impl Profile {
@@ -81,7 +28,6 @@ pub fn update(existing: Option<Profile>, event: &Event) -> Profile {
         customer: incoming.clone(),
         suppressed: false,
         unsubscribed: false,
-        tally: None,
     });
     let c = &mut p.customer;
     c.email = incoming.email.clone();

@@ -86,6 +86,8 @@ struct CustomerRec {
     /// Keys of the active enrollments.
     active: Vec<String>,
     finished: Arc<HashSet<String>>,
+    /// When each finished enrollment started.
+    finished_starts: Arc<Vec<DateTime<Utc>>>,
     /// Every enrollment key in the order they started (not in a lean store).
     all: Vec<String>,
     /// Mail sent (or being sent), by outbox id.
@@ -136,7 +138,9 @@ impl Mem {
         }
         if !e.is_active() {
             customer.active.retain(|k| *k != e.key);
-            Arc::make_mut(&mut customer.finished).insert(e.key.clone());
+            if Arc::make_mut(&mut customer.finished).insert(e.key.clone()) {
+                Arc::make_mut(&mut customer.finished_starts).push(e.started_at);
+            }
             if self.lean {
                 self.enrollments.remove(&e.key);
                 return;
@@ -283,6 +287,7 @@ impl Tx for MemTx {
                 }
                 st.profile = c.profile.clone();
                 st.finished = c.finished.clone();
+                st.finished_starts = c.finished_starts.clone();
                 st.enrollments = c
                     .active
                     .iter()

@@ -212,7 +212,7 @@ where
     Json<Option<Profile>>: for<'r> Decode<'r, DB> + Type<DB>,
     Option<Json<Enrollment>>: for<'r> Decode<'r, DB> + Type<DB>,
     Json<Event>: for<'r> Decode<'r, DB> + Type<DB>,
-    DateTime<Utc>: for<'t> Encode<'t, DB> + Type<DB>,
+    DateTime<Utc>: for<'r> Decode<'r, DB> + for<'t> Encode<'t, DB> + Type<DB>,
     i64: for<'r> Decode<'r, DB> + for<'t> Encode<'t, DB> + Type<DB>,
     for<'r> &'r str: ColumnIndex<DB::Row>,
 {
@@ -253,7 +253,8 @@ where
             }
             // Finished enrollments by key only: their state is not needed.
             let mut q = QueryBuilder::<DB>::new(
-                "SELECT customer_id, key, CASE WHEN status = 'active' THEN state END AS state \
+                "SELECT customer_id, key, started_at, \
+                 CASE WHEN status = 'active' THEN state END AS state \
                  FROM enrollments WHERE customer_id IN ",
             );
             // No ORDER BY: sorting carries the JSON state (PostgreSQL spilled
@@ -267,6 +268,7 @@ where
                         Some(Json(e)) => st.enrollments.push(e),
                         None => {
                             Arc::make_mut(&mut st.finished).insert(r.try_get("key")?);
+                            Arc::make_mut(&mut st.finished_starts).push(r.try_get("started_at")?);
                         }
                     }
                 }
@@ -382,7 +384,7 @@ where
     for<'t> Option<&'t str>: Encode<'t, DB> + Type<DB>,
     i64: for<'r> Decode<'r, DB> + for<'t> Encode<'t, DB> + Type<DB>,
     String: for<'r> Decode<'r, DB> + Type<DB>,
-    DateTime<Utc>: for<'t> Encode<'t, DB> + Type<DB>,
+    DateTime<Utc>: for<'r> Decode<'r, DB> + for<'t> Encode<'t, DB> + Type<DB>,
     Json<Option<Profile>>: for<'r> Decode<'r, DB> + Type<DB>,
     Option<Json<Enrollment>>: for<'r> Decode<'r, DB> + Type<DB>,
     Json<Event>: for<'r> Decode<'r, DB> + Type<DB>,

@@ -1,4 +1,5 @@
-//! The command line: `validate`, `preview`, `simulate` and `demo`.
+//! The command line: `validate`, `schema`, `preview`, `simulate`, `demo`,
+//! `run`, `ingest` and `migrate`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -48,6 +49,8 @@ pub struct Cli {
 pub enum Command {
     /// Check sequences, policies and templates; errors as file:line:col.
     Validate,
+    /// Print the JSON Schema of events (docs/event.schema.json).
+    Schema,
     /// Render one template for one locale and print it.
     Preview {
         /// Template id (a folder under the templates folder).
@@ -103,6 +106,10 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Validate => Ok(validate_cmd(&cli.sequences, &cli.templates)),
+        Command::Schema => {
+            print!("{}", crate::schema::event_schema_text());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Preview {
             template,
             locale,

@@ -485,3 +485,17 @@ fn validate_refuses_a_deep_condition_without_crashing() {
         "{err}"
     );
 }
+
+/// Issue 8: the schema shops validate against is the one the code
+/// generates, printed by `aftercare schema`.
+#[test]
+fn schema_prints_the_checked_in_json_schema() {
+    let o = aftercare(&["schema"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let checked_in = std::fs::read_to_string("docs/event.schema.json").unwrap();
+    assert_eq!(
+        stdout(&o),
+        checked_in,
+        "docs/event.schema.json is stale: cargo run -- schema > docs/event.schema.json"
+    );
+}

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use crate::clock::Clock;
 use crate::event::limits;
+use crate::ingest::listened::{Watch, kinds_taken};
 use crate::sequence::model::Catalog;
 use crate::store::{DeadLetter, IngestReport, Store};
 
@@ -18,6 +19,8 @@ pub const BATCH: usize = 1000;
 pub struct FileReport {
     pub ingested: IngestReport,
     pub invalid: usize,
+    /// Events of types no sequence listens to and not documented.
+    pub unknown_types: usize,
 }
 
 /// One line of a JSON-lines file, as bytes: a file may hold anything.
@@ -129,6 +132,9 @@ pub async fn ingest_file<S: Store>(
     let mut held = 0; // their payloads' bytes
     let mut lines = Lines::new(std::io::BufReader::new(file), limits::EVENT_BYTES);
     let origin = |n: usize| format!("{}:{n}", path.display());
+    // Event types nobody listens to: said as the service says them, and
+    // what is left at the end of the file.
+    let watch = Watch::new(catalog);
     let mut done = false;
     while !done {
         match lines.next_line()? {
@@ -168,6 +174,9 @@ pub async fn ingest_file<S: Store>(
                 letters.push(letter);
             }
             report.invalid += r.refused.len();
+            let taken = kinds_taken(&batch, &r.refused);
+            let unheard = bar.suspend(|| watch.note(taken, clock.now()));
+            report.unknown_types += unheard.unknown.iter().map(|u| u.events).sum::<usize>();
             report.ingested.add(r);
             batch.clear();
             numbers.clear();
@@ -183,6 +192,7 @@ pub async fn ingest_file<S: Store>(
         }
     }
     bar.finish_and_clear();
+    watch.flush();
     Ok(report)
 }
 

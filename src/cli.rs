@@ -1,4 +1,5 @@
-//! The command line: `validate`, `preview`, `simulate` and `demo`.
+//! The command line: `validate`, `schema`, `preview`, `simulate`, `demo`,
+//! `run`, `ingest` and `migrate`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -47,7 +48,15 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check sequences, policies and templates; errors as file:line:col.
-    Validate,
+    Validate {
+        /// Also check a JSON-lines events file: every line against the event
+        /// schema (errors as FILE:LINE), and its event types against the
+        /// sequences (warnings for types nothing listens to).
+        #[arg(long)]
+        events: Option<PathBuf>,
+    },
+    /// Print the JSON Schema of events (docs/event.schema.json).
+    Schema,
     /// Render one template for one locale and print it.
     Preview {
         /// Template id (a folder under the templates folder).
@@ -107,7 +116,13 @@ pub enum Command {
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Validate => Ok(validate_cmd(&cli.sequences, &cli.templates)),
+        Command::Validate { events } => {
+            validate_cmd(&cli.sequences, &cli.templates, events.as_deref())
+        }
+        Command::Schema => {
+            print!("{}", crate::schema::event_schema_text());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Preview {
             template,
             locale,
@@ -212,26 +227,45 @@ async fn ingest_cmd(
                 r.ingested.emails
             ),
         }
+        if r.unknown_types > 0 {
+            eprintln!(
+                "{} events of types no sequence listens to and not documented (see the warnings above; \
+                 aftercare validate --events {} lists them)",
+                r.unknown_types,
+                file.display()
+            );
+        }
         Ok(ExitCode::SUCCESS)
     })
 }
 
-fn validate_cmd(sequences: &Path, templates: &Path) -> ExitCode {
+fn validate_cmd(
+    sequences: &Path,
+    templates: &Path,
+    events: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
     let loaded = validate::load(sequences, templates);
-    let d = &loaded.diagnostics;
+    let mut d = loaded.diagnostics.clone();
+    let mut counted = String::new();
+    if let Some(file) = events {
+        let checked = validate::check_events(file, &loaded.catalog)
+            .with_context(|| format!("reading {}", file.display()))?;
+        counted = format!(", {} event(s)", checked.events);
+        d.extend(checked.diagnostics);
+    }
     eprint!("{d}");
     let errors = d.errors().count();
     let warnings = d.0.len() - errors;
     if errors > 0 {
         eprintln!("{errors} error(s), {warnings} warning(s)");
-        ExitCode::from(1)
+        Ok(ExitCode::from(1))
     } else {
         println!(
-            "ok: {} sequence(s), {} template(s), {warnings} warning(s)",
+            "ok: {} sequence(s), {} template(s){counted}, {warnings} warning(s)",
             loaded.catalog.sequences.len(),
             loaded.templates.ids().count()
         );
-        ExitCode::SUCCESS
+        Ok(ExitCode::SUCCESS)
     }
 }
 

@@ -37,6 +37,23 @@ impl Diagnostic {
         }
     }
 
+    /// An error in a file read line by line (a JSON-lines events file),
+    /// shown as `file:line: message`.
+    pub fn line_error(file: &Path, line: u64, message: impl Into<String>) -> Self {
+        Self {
+            col: 0,
+            ..Self::error(file, line, 1, message)
+        }
+    }
+
+    /// A warning shown as `file:line: warning: message`.
+    pub fn line_warning(file: &Path, line: u64, message: impl Into<String>) -> Self {
+        Self {
+            col: 0,
+            ..Self::warning(file, line, 1, message)
+        }
+    }
+
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
     }
@@ -48,14 +65,12 @@ impl fmt::Display for Diagnostic {
             Severity::Error => "",
             Severity::Warning => "warning: ",
         };
-        write!(
-            f,
-            "{}:{}:{}: {level}{}",
-            self.file.display(),
-            self.line,
-            self.col,
-            self.message
-        )
+        write!(f, "{}:{}", self.file.display(), self.line)?;
+        // Column 0: a line-oriented file, where the line is the place.
+        if self.col > 0 {
+            write!(f, ":{}", self.col)?;
+        }
+        write!(f, ": {level}{}", self.message)
     }
 }
 
@@ -98,3 +113,66 @@ impl fmt::Display for Diagnostics {
 }
 
 impl std::error::Error for Diagnostics {}
+
+/// The allowed name nearest to a misspelt one, if it is near enough to help:
+/// the "did you mean" of unknown YAML keys and of unknown event types.
+pub fn closest<'a>(name: &str, allowed: &[&'a str]) -> Option<&'a str> {
+    allowed
+        .iter()
+        .filter(|a| **a != name)
+        .map(|a| (edit_distance(name, a), *a))
+        .filter(|(d, a)| *d <= 2.max(a.len() / 4))
+        .min()
+        .map(|(_, a)| a)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn misspelt_names_get_a_suggestion() {
+        assert_eq!(
+            closest("wiat_for", &["wait_for", "email"]),
+            Some("wait_for")
+        );
+        assert_eq!(closest("zzz", &["wait_for", "email"]), None);
+        assert_eq!(
+            closest("shipment.shiped", &["shipment.shipped", "order.placed"]),
+            Some("shipment.shipped")
+        );
+        // A name is no suggestion for itself.
+        assert_eq!(closest("email", &["email"]), None);
+    }
+
+    #[test]
+    fn a_line_oriented_place_has_no_column() {
+        let f = Path::new("events.jsonl");
+        assert_eq!(
+            Diagnostic::line_error(f, 3, "id: must not be empty").to_string(),
+            "events.jsonl:3: id: must not be empty"
+        );
+        assert_eq!(
+            Diagnostic::line_warning(f, 4, "odd").to_string(),
+            "events.jsonl:4: warning: odd"
+        );
+        assert_eq!(
+            Diagnostic::error(f, 3, 7, "x").to_string(),
+            "events.jsonl:3:7: x"
+        );
+    }
+}

@@ -8,7 +8,10 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use rust_decimal::Decimal;
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::schema;
 
 /// Event types the shipped sequences and the service understand. Other types
 /// are accepted (a shop may publish its own) but `validate` warns when a
@@ -27,11 +30,15 @@ pub const KNOWN_TYPES: &[&str] = &[
     "email.complained",
 ];
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Event {
+    #[schemars(length(min = 1, max = limits::ID_BYTES), regex(pattern = schema::ID))]
     pub id: String,
     #[serde(rename = "type")]
+    #[schemars(length(max = limits::TYPE_BYTES), regex(pattern = schema::TYPE))]
+    #[schemars(extend("examples" = KNOWN_TYPES))]
     pub kind: String,
+    #[schemars(regex(pattern = schema::YEARS))]
     pub occurred_at: DateTime<Utc>,
     pub customer: Customer,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -50,51 +57,67 @@ pub struct Event {
     pub history: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Customer {
+    #[schemars(length(min = 1, max = limits::ID_BYTES), regex(pattern = schema::ID))]
     pub id: String,
     pub email: EmailAddress,
     #[serde(default)]
+    #[schemars(length(max = limits::TEXT_BYTES), regex(pattern = schema::TEXT))]
     pub first_name: Option<String>,
     #[serde(default)]
+    #[schemars(length(min = 1, max = limits::LOCALE_BYTES), regex(pattern = schema::LOCALE))]
     pub locale: Option<String>,
     #[serde(default)]
+    #[schemars(with = "Option<schema::TimeZone>")]
     pub timezone: Option<Tz>,
     #[serde(default)]
     pub marketing_consent: Option<bool>,
     #[serde(default, deserialize_with = "capped_tags")]
+    #[schemars(length(max = limits::TAGS))]
+    #[schemars(inner(length(max = limits::TEXT_BYTES), regex(pattern = schema::TEXT)))]
     pub tags: Vec<String>,
     #[serde(default)]
     pub attributes: serde_json::Map<String, serde_json::Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Order {
+    #[schemars(length(min = 1, max = limits::ID_BYTES), regex(pattern = schema::ID))]
     pub id: String,
     #[serde(default)]
+    #[schemars(length(max = limits::TEXT_BYTES), regex(pattern = schema::TEXT))]
     pub number: Option<String>,
     #[serde(default)]
+    #[schemars(regex(pattern = schema::YEARS))]
     pub placed_at: Option<DateTime<Utc>>,
     #[serde(default)]
+    #[schemars(regex(pattern = schema::CURRENCY))]
     pub currency: Option<String>,
     #[serde(default)]
     pub total: Option<Money>,
     #[serde(default, deserialize_with = "capped_items")]
+    #[schemars(length(max = limits::ITEMS))]
     pub items: Vec<Item>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Item {
+    #[schemars(length(min = 1, max = limits::ID_BYTES), regex(pattern = schema::ID))]
     pub sku: String,
     #[serde(default)]
+    #[schemars(length(max = limits::TEXT_BYTES), regex(pattern = schema::TEXT))]
     pub name: Option<String>,
     #[serde(default)]
+    #[schemars(length(max = limits::TEXT_BYTES), regex(pattern = schema::TEXT))]
     pub category: Option<String>,
     #[serde(default = "one")]
+    #[schemars(range(min = *limits::QUANTITY.start(), max = *limits::QUANTITY.end()))]
     pub quantity: u32,
     #[serde(default)]
     pub unit_price: Option<Money>,
     #[serde(default)]
+    #[schemars(range(min = *limits::REPLENISH_DAYS.start(), max = *limits::REPLENISH_DAYS.end()))]
     pub replenish_every_days: Option<u32>,
 }
 
@@ -102,20 +125,25 @@ fn one() -> u32 {
     1
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Shipment {
+    #[schemars(length(min = 1, max = limits::ID_BYTES), regex(pattern = schema::ID))]
     pub id: String,
     #[serde(default)]
+    #[schemars(length(max = limits::TEXT_BYTES), regex(pattern = schema::TEXT))]
     pub carrier: Option<String>,
     #[serde(default)]
+    #[schemars(length(max = limits::TEXT_BYTES), regex(pattern = schema::TEXT))]
     pub tracking_number: Option<String>,
     #[serde(default)]
+    #[schemars(length(max = limits::URL_BYTES), regex(pattern = schema::HTTP_URL), url)]
     pub tracking_url: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Review {
     #[serde(default)]
+    #[schemars(range(min = 1, max = 5))]
     pub rating: Option<u8>,
 }
 
@@ -354,7 +382,16 @@ impl Event {
             || self.kind.starts_with("review.");
         match &self.order {
             None if needs_order => {
-                return Err(format!("order: a {} event must carry its order", self.kind));
+                // "an order.placed event", "a review.submitted event".
+                let article = if self.kind.starts_with("order.") {
+                    "an"
+                } else {
+                    "a"
+                };
+                return Err(format!(
+                    "order: {article} {} event must carry its order",
+                    self.kind
+                ));
             }
             Some(o) => check_order(o)?,
             None => {}
@@ -694,6 +731,13 @@ mod tests {
         let text = r#"{"id":"e2","type":"shipment.shipped","occurred_at":"2026-11-20T10:00:00Z",
             "customer":{"id":"c1","email":"a@b.example"},"shipment":{"id":"s1"}}"#;
         assert!(error_of(text).starts_with("order:"));
+        let placed = text
+            .replace("shipment.shipped", "order.placed")
+            .replace(r#","shipment":{"id":"s1"}"#, "");
+        assert_eq!(
+            error_of(&placed),
+            "order: an order.placed event must carry its order"
+        );
     }
 
     const GOOD_ITEMS: &str = r#"[{"sku":"A","unit_price":"129.90","replenish_every_days":30},{"sku":"B","replenish_every_days":14}]"#;

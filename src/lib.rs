@@ -11,6 +11,7 @@ pub mod ingest;
 pub mod instance;
 pub mod poll;
 pub mod schedule;
+pub mod schema;
 pub mod send;
 pub mod sequence;
 pub mod service;

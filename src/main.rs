@@ -18,6 +18,7 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match std::env::var("AFTERCARE_LOG_FORMAT").as_deref() {
         Ok("json") => logs.json().init(),
@@ -34,6 +35,13 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Colours only on a terminal: logs piped to a file, journald or a log
+/// shipper would otherwise carry escape codes. `NO_COLOR` (no-color.org)
+/// turns them off on a terminal too.
+fn colour(stream: &impl std::io::IsTerminal) -> bool {
+    stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// mimalloc rather than glibc's malloc: under the churn of many small

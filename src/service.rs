@@ -5,6 +5,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
+use futures_util::FutureExt;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -15,6 +16,7 @@ use crate::config::{Role, ServiceArgs};
 use crate::http::{Readiness, router};
 use crate::ingest::http::Webhook;
 use crate::ingest::kafka::{self, KafkaConfig};
+use crate::ingest::listened::Watch;
 use crate::instance::Instance;
 use crate::send::transport::EmlDir;
 use crate::send::worker::{Compose, Worker};
@@ -156,6 +158,10 @@ pub async fn serve<S: Store>(
     ));
     let kick = Arc::new(Notify::new());
     let mut tasks = JoinSet::new();
+    // Event types nobody listens to, counted across Kafka and HTTP; the
+    // task says the hourly counts (and what is left when stopping).
+    let watch = Arc::new(Watch::new(&loaded.catalog));
+    tasks.spawn(watch.clone().run(clock.clone(), stop.clone()).map(Ok));
     if roles.contains(&Role::Ingest) {
         match &args.kafka_brokers {
             Some(brokers) => {
@@ -166,6 +172,7 @@ pub async fn serve<S: Store>(
                     clock.clone(),
                     cfg,
                     kick.clone(),
+                    watch.clone(),
                     stop.clone(),
                 ));
             }
@@ -226,6 +233,7 @@ pub async fn serve<S: Store>(
                 clock: clock.clone(),
                 secret: args.webhook_secret.clone(),
                 kick: kick.clone(),
+                watch: watch.clone(),
             },
             Readiness {
                 store: store.clone(),

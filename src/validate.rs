@@ -1,12 +1,16 @@
 //! Loading sequences, policies and templates together and checking them
 //! against each other: what `validate` reports and what every other command
-//! runs at start.
+//! runs at start. Also `validate --events`: an events file checked against
+//! the event schema and the sequences.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::engine::state::Context;
+use crate::event::{Event, limits};
+use crate::ingest::file::Lines;
+use crate::ingest::listened::{Hearing, Listeners};
 use crate::sequence::condition::Condition;
 use crate::sequence::load::{load_dir, walk};
 use crate::sequence::model::{Catalog, StepKind};
@@ -153,4 +157,68 @@ fn check_conditions(catalog: &Catalog) -> Diagnostics {
         }
     }
     diags
+}
+
+/// What `validate --events` found in an events file.
+pub struct EventsChecked {
+    pub diagnostics: Diagnostics,
+    /// Lines that are valid events.
+    pub events: usize,
+}
+
+/// Checks a JSON-lines events file as ingest would read it: every line that
+/// is not a valid event is an error at `FILE:LINE` (all of them, not the
+/// first); each event type that nothing listens to is a warning at its first
+/// line, with its count (and the nearest known type, for one that is not
+/// documented either). Unknown types are warnings, not errors: a shop may
+/// publish types of its own, and ingest accepts them.
+pub fn check_events(path: &Path, catalog: &Catalog) -> std::io::Result<EventsChecked> {
+    let file = std::fs::File::open(path)?;
+    let mut lines = Lines::new(std::io::BufReader::new(file), limits::EVENT_BYTES);
+    let mut diagnostics = Diagnostics::default();
+    let mut events = 0;
+    // Each type's first line and count.
+    let mut types: std::collections::BTreeMap<String, (u64, usize)> = Default::default();
+    while let Some(line) = lines.next_line()? {
+        let number = line.number as u64;
+        let parsed = match line.text(limits::EVENT_BYTES) {
+            None => continue,
+            Some(text) => text.and_then(|t| Event::parse(t).map_err(|e| e.message)),
+        };
+        match parsed {
+            Ok(ev) => {
+                events += 1;
+                types.entry(ev.kind).or_insert((number, 0)).1 += 1;
+            }
+            Err(message) => diagnostics.push(Diagnostic::line_error(path, number, message)),
+        }
+    }
+    let listeners = Listeners::of(catalog);
+    for (kind, (line, n)) in &types {
+        let events = match n {
+            1 => "1 event".to_string(),
+            n => format!("{n} events"),
+        };
+        let message = match listeners.hearing(kind) {
+            Hearing::Listened => continue,
+            Hearing::Unused => format!(
+                "event type {kind:?} is documented, but no sequence listens to it: {events}, \
+                 the first on this line"
+            ),
+            Hearing::Unknown { suggestion } => {
+                let hint = suggestion
+                    .map(|s| format!(" (did you mean {s}?)"))
+                    .unwrap_or_default();
+                format!(
+                    "event type {kind:?} is not listened to by any sequence and is not a \
+                     documented type: {events}, the first on this line{hint}"
+                )
+            }
+        };
+        diagnostics.push(Diagnostic::line_warning(path, *line, message));
+    }
+    Ok(EventsChecked {
+        diagnostics: diagnostics.sorted(),
+        events,
+    })
 }

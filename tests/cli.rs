@@ -1,8 +1,14 @@
 //! The `aftercare` binary as a marketer uses it: validate, preview, simulate
 //! and demo, on the shipped content and on broken files.
 
+mod support;
+
+use std::io::{BufRead, Read, Write};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use support::event_json;
 
 fn aftercare(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_aftercare"))
@@ -484,4 +490,308 @@ fn validate_refuses_a_deep_condition_without_crashing() {
         err.contains("3:38: trigger.when: invalid condition"),
         "{err}"
     );
+}
+
+/// Issue 8: an events file checked before it is sent. Every line that is not
+/// an event is an error at FILE:LINE; types nothing listens to are warnings
+/// with a suggestion; exit 1 only for the errors.
+#[test]
+fn validate_checks_an_events_file_line_by_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = "2026-11-20T10:00:00Z";
+    let good = event_json("v1", "order.placed", "c1", "o1", at, true);
+    let typo = |id: &str| event_json(id, "shipment.shiped", "c1", "o1", at, true);
+    let lines = [
+        good.clone(),
+        good.replace("\"129.90\"", "129.9")
+            .replace("\"v1\"", "\"v2\""),
+        typo("v3"),
+        String::new(),
+        good.replace("c1@example.com", "a..b@c.d")
+            .replace("\"v1\"", "\"v5\""),
+        typo("v6"),
+        event_json("v7", "shop.loyalty_points", "c1", "o1", at, true),
+        event_json("v8", "shipment.delayed", "c1", "o1", at, true),
+        "{not json".to_string(),
+    ];
+    let file = dir.path().join("events.jsonl");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let f = file.display().to_string();
+    let o = aftercare(&["validate", "--events", &f]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    for want in [
+        format!("{f}:2: order.total: money must be a decimal string"),
+        format!("{f}:5: customer.email: "),
+        format!("{f}:9: "),
+        format!(
+            "{f}:3: warning: event type \"shipment.shiped\" is not listened to by any sequence \
+             and is not a documented type: 2 events, the first on this line (did you mean \
+             shipment.shipped?)"
+        ),
+        format!(
+            "{f}:7: warning: event type \"shop.loyalty_points\" is not listened to by any \
+             sequence and is not a documented type: 1 event, the first on this line\n"
+        ),
+        format!(
+            "{f}:8: warning: event type \"shipment.delayed\" is documented, but no sequence \
+             listens to it: 1 event, the first on this line"
+        ),
+        "3 error(s), 3 warning(s)".to_string(),
+    ] {
+        assert!(err.contains(&want), "missing {want:?} in:\n{err}");
+    }
+    // Warnings alone pass.
+    std::fs::write(&file, [good, typo("v3")].join("\n")).unwrap();
+    let o = aftercare(&["validate", "--events", &f]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).starts_with("ok: 4 sequence(s), ")
+            && stdout(&o).contains(", 2 event(s), 1 warning(s)"),
+        "{}",
+        stdout(&o)
+    );
+    // The shipped examples are clean but for the one type nothing uses.
+    let o = aftercare(&["validate", "--events", "examples/events.jsonl"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        !stderr(&o).contains("not a documented type"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// Issue 8: `- exit` alone is an exit step, as `- exit: true` is.
+#[test]
+fn a_bare_exit_ends_the_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "seq/a.yaml",
+        "id: a\ncategory: transactional\ntrigger: {event: order.placed}\nsteps:\n  \
+         - email: order-confirmation\n  - exit\n  - email: order-shipped\n",
+    );
+    let (code, err, out) = validate_dir(d);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("ok: 1 sequence(s)"), "{out}");
+    let events = d.join("events.jsonl");
+    std::fs::write(
+        &events,
+        event_json(
+            "x1",
+            "order.placed",
+            "c1",
+            "o1",
+            "2026-11-20T10:00:00Z",
+            true,
+        ),
+    )
+    .unwrap();
+    let o = aftercare(&[
+        "simulate",
+        "--events",
+        events.to_str().unwrap(),
+        "--sequences",
+        d.join("seq").to_str().unwrap(),
+        "--templates",
+        "templates",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let sent: Vec<&str> = out.lines().collect();
+    assert_eq!(sent.len(), 1, "only the email before the exit: {out}");
+    assert!(out.contains("\"template\":\"order-confirmation\""), "{out}");
+    // A key beside `exit` is named in an exit step (not "a exit step").
+    write(
+        d,
+        "seq/a.yaml",
+        "id: a\ncategory: transactional\nsteps:\n  - exit: true\n    after: 1d\n  - exti\n",
+    );
+    let (code, err, _) = validate_dir(d);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains(":5:5: unknown key `after` in an exit step;"),
+        "{err}"
+    );
+    assert!(
+        err.contains(":6:5: step: `exti` is not a step (did you mean `exit`?)"),
+        "{err}"
+    );
+}
+
+/// Issue 8: the schema shops validate against is the one the code
+/// generates, printed by `aftercare schema`.
+#[test]
+fn schema_prints_the_checked_in_json_schema() {
+    let o = aftercare(&["schema"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let checked_in = std::fs::read_to_string("docs/event.schema.json").unwrap();
+    assert_eq!(
+        stdout(&o),
+        checked_in,
+        "docs/event.schema.json is stale: cargo run -- schema > docs/event.schema.json"
+    );
+}
+
+/// Issue 8: a backfill names the event types nothing listens to, once each
+/// with its count, in logs without colour codes when stderr is no terminal.
+#[test]
+fn ingest_warns_of_unheard_types_in_plain_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = "2026-11-20T10:00:00Z";
+    let lines: Vec<String> = (0..3)
+        .map(|i| event_json(&format!("i{i}"), "shipment.shiped", "c1", "o1", at, true))
+        .chain([event_json("i9", "order.placed", "c1", "o1", at, true)])
+        .collect();
+    let file = dir.path().join("events.jsonl");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_aftercare"))
+        .args(["ingest", file.to_str().unwrap()])
+        .env(
+            "AFTERCARE_DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("a.db").display()),
+        )
+        .env_remove("AFTERCARE_SEQUENCES")
+        .env_remove("AFTERCARE_TEMPLATES")
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert_eq!(
+        err.matches(
+            "event type \"shipment.shiped\" is not listened to by any sequence and is \
+                     not a documented type: 3 events in the last hour (did you mean \
+                     shipment.shipped?)"
+        )
+        .count(),
+        1,
+        "{err}"
+    );
+    assert!(err.contains("4 events applied"), "{err}");
+    assert!(
+        err.contains("3 events of types no sequence listens to"),
+        "{err}"
+    );
+    assert!(!err.contains('\x1b'), "colour codes in piped logs: {err:?}");
+}
+
+/// A child `aftercare run` with its stderr read line by line.
+struct Service {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: String,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Service {
+    fn start(dir: &Path) -> Service {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_aftercare"))
+            .arg("run")
+            .env(
+                "AFTERCARE_DATABASE_URL",
+                format!("sqlite://{}", dir.join("a.db").display()),
+            )
+            .env("AFTERCARE_HTTP_ADDR", "127.0.0.1:0")
+            .env("AFTERCARE_OUTBOX_DIR", dir.join("outbox"))
+            .env_remove("AFTERCARE_KAFKA_BROKERS")
+            .env_remove("AFTERCARE_SEQUENCES")
+            .env_remove("AFTERCARE_TEMPLATES")
+            .env_remove("AFTERCARE_LOG_FORMAT")
+            .env_remove("RUST_LOG")
+            .env_remove("NO_COLOR")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start aftercare run");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Service {
+            child,
+            lines,
+            seen: String::new(),
+        }
+    }
+
+    /// Waits for a log line containing `what`; returns it.
+    fn wait_for(&mut self, what: &str) -> String {
+        let end = Instant::now() + Duration::from_secs(30);
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push_str(&line);
+                    self.seen.push('\n');
+                    if line.contains(what) {
+                        return line;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!("no log line with {what:?} in:\n{}", self.seen);
+    }
+}
+
+/// One HTTP/1.1 POST over a plain socket; returns the whole answer.
+fn post(addr: &str, body: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST /v1/events HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+/// Issue 8: the service, as run, answers and logs a type nobody listens to,
+/// and its logs carry no colour codes when stderr is a pipe.
+#[test]
+fn the_service_names_unheard_types_in_answers_and_plain_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut svc = Service::start(dir.path());
+    let line = svc.wait_for("http listening");
+    let addr = line
+        .split("addr=")
+        .nth(1)
+        .and_then(|a| a.split_whitespace().next())
+        .expect("the address in the log line")
+        .to_string();
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let body = format!(
+        "[{}]",
+        event_json("s1", "shipment.shiped", "c1", "o1", &now, true)
+    );
+    let answer = post(&addr, &body);
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    assert!(
+        answer.contains(
+            r#""unknown_types":[{"type":"shipment.shiped","events":1,"did_you_mean":"shipment.shipped"}]"#
+        ),
+        "{answer}"
+    );
+    svc.wait_for(
+        "event type \"shipment.shiped\" is not listened to by any sequence and is not a \
+         documented type: 1 event in the last hour (did you mean shipment.shipped?)",
+    );
+    assert!(!svc.seen.contains('\x1b'), "colour codes: {:?}", svc.seen);
 }

@@ -172,8 +172,15 @@ async fn invalid_items_get_reasons_and_are_dead_lettered<S: Store>(store: S) {
         assert!(r.text().await.unwrap().contains(what));
     }
     let huge = "x".repeat(aftercare::http::BODY_LIMIT + 1);
-    let r = http.post(app.url()).body(huge).send().await.unwrap();
+    let r = http
+        .post(app.url())
+        .header("X-Request-Id", "big-one")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(r.headers()["x-request-id"], "big-one");
     app.shutdown().await;
 }
 
@@ -511,10 +518,10 @@ async fn identical_dead_letters_are_counted<S: Store>(store: S) {
     let dead = store.dead_letters().await.unwrap();
     assert_eq!(dead.len(), 2, "{dead:?}");
     assert_eq!(dead[0].count, 4000);
-    assert_eq!(
-        dead[0].letter.origin.as_deref(),
-        Some("item 1999"),
-        "the latest origin"
+    let origin = dead[0].letter.origin.as_deref().unwrap_or_default();
+    assert!(
+        origin.starts_with("http 127.0.0.1:") && origin.ends_with(" item 1999"),
+        "the latest origin: {origin}"
     );
     assert!(dead[0].last_seen_at >= dead[0].first_seen_at);
     assert_eq!(dead[1].count, 1);
@@ -564,7 +571,8 @@ async fn an_event_the_store_refuses_does_not_fail_its_batch<S: Store>(store: S) 
         assert!(reason.contains("poisoned event"), "{reason}");
         assert!(d.letter.payload.contains(&format!("\"{id}\"")));
     }
-    assert_eq!(dead[0].letter.origin.as_deref(), Some("item 2"));
+    let origin = dead[0].letter.origin.as_deref().unwrap_or_default();
+    assert!(origin.ends_with(" item 2"), "{origin}");
     eml_files(&app.outbox, 6).await;
     // Sent again: the six are duplicates, the two refused again, counted.
     let (status, answer) = post(&app, format!("[{}]", items.join(","))).await;
@@ -575,6 +583,116 @@ async fn an_event_the_store_refuses_does_not_fail_its_batch<S: Store>(store: S) 
     );
     let dead = store.dead_letters().await.unwrap();
     assert_eq!((dead.len(), dead[0].count), (2, 2));
+    app.shutdown().await;
+}
+
+/// Issue 8: event types that nothing listens to are accepted and named in
+/// the answer, with the nearest known type.
+async fn unheard_types_are_named_in_the_answer<S: Store>(store: S) {
+    let app = spawn_app(store.clone(), None).await;
+    let now = now_rfc3339();
+    let items: Vec<String> = [
+        ("u1", "shipment.shiped"),
+        ("u2", "shipment.shiped"),
+        ("u3", "shop.loyalty_points"),
+        ("u4", "shipment.delayed"),
+        ("u5", "order.placed"),
+    ]
+    .iter()
+    .map(|(id, kind)| event_json(id, kind, "c-u", "o-u", &now, true))
+    .collect();
+    let (status, answer) = post(&app, format!("[{}]", items.join(","))).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(answer["accepted"], 5);
+    assert_eq!(
+        answer["unknown_types"],
+        serde_json::json!([
+            {"type": "shipment.shiped", "events": 2, "did_you_mean": "shipment.shipped"},
+            {"type": "shop.loyalty_points", "events": 1}
+        ])
+    );
+    assert_eq!(
+        answer["unused_types"],
+        serde_json::json!([{"type": "shipment.delayed", "events": 1}])
+    );
+    assert_eq!(store.event_count().await.unwrap(), 5);
+    // Only listened types: nothing to say.
+    let (_, answer) = post(&app, items[4].replace("\"u5\"", "\"u6\"")).await;
+    assert_eq!(answer["unknown_types"], serde_json::json!([]));
+    assert_eq!(answer["unused_types"], serde_json::json!([]));
+    app.shutdown().await;
+}
+
+/// Issue 8: the dead letters of a request name the client's address and the
+/// request id, which the answer gives back (the client's own when sensible).
+async fn dead_letters_name_the_client_and_the_request<S: Store>(store: S) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app(store.clone(), None).await;
+    // Over a plain socket, to know the client's address.
+    let mut socket = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let client = socket.local_addr().unwrap();
+    let body = r#"[{"id": "r1"}]"#;
+    let request = format!(
+        "POST /v1/events HTTP/1.1\r\nHost: {}\r\nX-Request-Id: shop-req-42\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        app.addr,
+        body.len()
+    );
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    socket.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("\r\nx-request-id: shop-req-42\r\n"),
+        "{answer}"
+    );
+    assert!(answer.contains(r#""request_id":"shop-req-42""#), "{answer}");
+    let origin = |payload: &str, letters: &[aftercare::store::StoredDeadLetter]| {
+        letters
+            .iter()
+            .find(|d| d.letter.payload.contains(payload))
+            .and_then(|d| d.letter.origin.clone())
+            .unwrap_or_default()
+    };
+    let dead = store.dead_letters().await.unwrap();
+    assert_eq!(
+        origin("r1", &dead),
+        format!("http {client} request shop-req-42 item 0")
+    );
+    // A request id with a space (or too long, or not ASCII) is replaced.
+    let r = reqwest::Client::new()
+        .post(app.url())
+        .header("X-Request-Id", "two words")
+        .body(r#"[{"id": "r2"}]"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert!(
+        id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id}"
+    );
+    let answer: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(answer["request_id"], id.as_str());
+    let dead = store.dead_letters().await.unwrap();
+    let o = origin("r2", &dead);
+    assert!(
+        o.starts_with("http 127.0.0.1:") && o.ends_with(&format!(" request {id} item 0")),
+        "{o}"
+    );
+    // A request without one gets one too, in the header and the body.
+    let r = reqwest::Client::new()
+        .post(app.url())
+        .body("not json")
+        .send()
+        .await
+        .unwrap();
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    let answer: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(answer["request_id"], id.as_str());
     app.shutdown().await;
 }
 
@@ -609,6 +727,8 @@ both!(
     items_past_a_limit_are_refused_alone,
     an_order_of_300000_items_is_refused,
     identical_dead_letters_are_counted,
+    unheard_types_are_named_in_the_answer,
+    dead_letters_name_the_client_and_the_request,
 );
 
 /// A database that refuses events whose id starts with `poison`, as a

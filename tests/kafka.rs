@@ -386,6 +386,64 @@ async fn kill_9_in_the_middle_of_a_stream_loses_and_duplicates_nothing() {
     db.drop().await;
 }
 
+/// Issue 8: a type nothing listens to, from Kafka, is logged with its count
+/// and the nearest known type (the events are still applied).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unheard_types_from_kafka_are_logged() {
+    let db = PgDb::new().await;
+    let topic = unique("typo");
+    create_topics(&topic, 1).await;
+    let msgs: Vec<(String, String)> = (0..3)
+        .map(|i| {
+            let ev = event_json(
+                &format!("t{i}"),
+                "shipment.shiped",
+                "c-t",
+                "o-t",
+                &now(),
+                true,
+            );
+            ("c-t".to_string(), ev)
+        })
+        .collect();
+    produce(&topic, &msgs).await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("run.log");
+    let mut run = spawn_run(
+        &db.url,
+        &topic,
+        &unique("g"),
+        &dir.path().join("outbox"),
+        &log,
+    );
+    let s = db.store.clone();
+    wait_for("the events", Duration::from_secs(60), async || {
+        s.event_count().await.unwrap() == 3
+    })
+    .await;
+    let warned = || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["fields"]["event_type"] == "shipment.shiped")
+            .map(|v| v["fields"]["message"].as_str().unwrap_or("").to_string())
+            .collect::<Vec<String>>()
+    };
+    wait_for("the warning", Duration::from_secs(10), async || {
+        !warned().is_empty()
+    })
+    .await;
+    let lines = warned();
+    assert_eq!(lines.len(), 1, "one line within the hour: {lines:?}");
+    assert!(
+        lines[0].contains("is not a documented type: ")
+            && lines[0].ends_with("in the last hour (did you mean shipment.shipped?)"),
+        "{lines:?}"
+    );
+    terminate(&mut run);
+    db.drop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_the_partitions_and_send_each_email_once() {
     let db = PgDb::new().await;

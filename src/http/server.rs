@@ -15,12 +15,14 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::http::{Request, Response, StatusCode};
 use axum::response::IntoResponse;
 use hyper::body::Incoming;
@@ -94,10 +96,10 @@ pub async fn serve(
     let freed = Arc::new(Notify::new());
     let mut tasks = tokio::task::JoinSet::new();
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors, most likely: let some close.
                     tracing::warn!("http accept: {e}");
@@ -127,7 +129,7 @@ pub async fn serve(
         let app = app.clone();
         let (conns, freed, stop) = (conns.clone(), freed.clone(), stop.clone());
         tasks.spawn(async move {
-            connection(stream, app, limits, busy, close, stop).await;
+            connection(stream, peer, app, limits, busy, close, stop).await;
             conns.lock().expect("connection table").open.remove(&id);
             freed.notify_waiters();
         });
@@ -177,16 +179,19 @@ async fn make_room(
 }
 
 /// Drives one connection until it ends, is closed to make room, or the
-/// service stops.
+/// service stops. Each request carries the client's address as axum's
+/// `ConnectInfo<SocketAddr>` extension.
 async fn connection(
     stream: tokio::net::TcpStream,
+    peer: SocketAddr,
     app: Router,
     limits: Limits,
     busy: Arc<AtomicUsize>,
     close: CancellationToken,
     stop: CancellationToken,
 ) {
-    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(peer));
         let app = app.clone();
         let in_request = InRequest::new(&busy);
         async move {

@@ -15,6 +15,7 @@ use std::path::Path;
 
 use crate::clock::Clock;
 use crate::event::limits;
+use crate::ingest::listened::{Watch, kinds_taken};
 use crate::sequence::model::Catalog;
 use crate::store::{DeadLetter, IngestReport, Store};
 
@@ -26,6 +27,8 @@ pub struct FileReport {
     pub invalid: usize,
     /// Customers a backfill caught up to now.
     pub customers: usize,
+    /// Events of types no sequence listens to and not documented.
+    pub unknown_types: usize,
 }
 
 /// How a file is fed.
@@ -227,6 +230,9 @@ pub async fn ingest_file<S: Store>(
     // The customers a backfill catches up once the file is done.
     let mut customers = std::collections::BTreeSet::new();
     let origin = |n: usize| format!("{}:{n}", path.display());
+    // Event types nobody listens to: said as the service says them, and
+    // what is left at the end of the file.
+    let watch = Watch::new(catalog);
     let mut done = false;
     while !done {
         match lines.next_line()? {
@@ -270,6 +276,9 @@ pub async fn ingest_file<S: Store>(
                 letters.push(letter);
             }
             report.invalid += r.refused.len();
+            let taken = kinds_taken(&batch, &r.refused);
+            let unheard = bar.suspend(|| watch.note(taken, clock.now()));
+            report.unknown_types += unheard.unknown.iter().map(|u| u.events).sum::<usize>();
             report.ingested.add(r);
             batch.clear();
             numbers.clear();
@@ -291,6 +300,7 @@ pub async fn ingest_file<S: Store>(
             crate::schedule::catch_up(store, catalog, &customers, clock.now()).await?;
         report.customers = customers.len();
     }
+    watch.flush();
     Ok(report)
 }
 

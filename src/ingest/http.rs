@@ -5,17 +5,25 @@
 //! being invalid when it breaks a limit of the event schema
 //! (`crate::event::limits`) or when the store refuses it even alone; 413 past
 //! the body limit; 503 only while the store is unavailable.
+//!
+//! The answer also names the event types of the request that nothing
+//! listens to (`unknown_types`, `unused_types`; they are still accepted),
+//! and every answer carries a request id (the client's `X-Request-Id` when
+//! it is a sensible one), which the request's dead letters name with the
+//! client's address.
 
-use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use hmac::{Hmac, KeyInit, Mac};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use sha2::Sha256;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -23,10 +31,15 @@ use axum::routing::post;
 use tokio::sync::Notify;
 
 use crate::clock::Clock;
+use crate::ingest::listened::{Unheard, Watch, kinds_taken};
 use crate::sequence::model::Catalog;
 use crate::store::{DeadLetter, Store};
 
 pub const SIGNATURE_HEADER: &str = "x-aftercare-signature";
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The longest client request id taken; a longer one is replaced.
+pub const REQUEST_ID_BYTES: usize = 128;
 
 #[derive(Debug, Serialize)]
 pub struct Rejected {
@@ -41,10 +54,71 @@ pub struct Answer {
     pub accepted: usize,
     pub duplicates: usize,
     pub rejected: Vec<Rejected>,
+    /// Types of the accepted items that no sequence listens to and that
+    /// are not documented: a typo, most likely.
+    pub unknown_types: Vec<Unheard>,
+    /// Documented types of the accepted items that no sequence listens to.
+    pub unused_types: Vec<Unheard>,
+    pub request_id: String,
 }
 
-fn error(status: StatusCode, msg: impl Into<String>) -> Response {
-    (status, Json(serde_json::json!({"error": msg.into()}))).into_response()
+fn error(request: &RequestId, status: StatusCode, msg: impl Into<String>) -> Response {
+    let body = serde_json::json!({"error": msg.into(), "request_id": request.id});
+    request.answer(status, Json(body))
+}
+
+/// Who sent a request: its id and the client's address, for the answer and
+/// the dead letters.
+pub struct RequestId {
+    pub id: String,
+    pub peer: Option<SocketAddr>,
+}
+
+impl RequestId {
+    /// The client's `X-Request-Id` when it is 1 to [`REQUEST_ID_BYTES`]
+    /// printable ASCII characters (no spaces), else a new one.
+    pub fn of(headers: &HeaderMap, peer: Option<SocketAddr>) -> Self {
+        let given = headers
+            .get(REQUEST_ID_HEADER)
+            .map(HeaderValue::as_bytes)
+            .filter(|v| {
+                (1..=REQUEST_ID_BYTES).contains(&v.len()) && v.iter().all(u8::is_ascii_graphic)
+            })
+            .and_then(|v| std::str::from_utf8(v).ok());
+        Self {
+            id: given.map_or_else(new_request_id, str::to_string),
+            peer,
+        }
+    }
+
+    /// Where item `index` of this request came from, for its dead letter.
+    pub fn origin(&self, index: usize) -> String {
+        match self.peer {
+            Some(peer) => format!("http {peer} request {} item {index}", self.id),
+            None => format!("http request {} item {index}", self.id),
+        }
+    }
+
+    /// `body` with the request id in its `X-Request-Id` header.
+    fn answer(&self, status: StatusCode, body: impl IntoResponse) -> Response {
+        let mut r = (status, body).into_response();
+        if let Ok(v) = HeaderValue::from_str(&self.id) {
+            r.headers_mut().insert(REQUEST_ID_HEADER, v);
+        }
+        r
+    }
+}
+
+/// 16 hex digits, unlikely to repeat within a process or across processes:
+/// a counter and the process id hashed with a randomly keyed hasher.
+fn new_request_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(NEXT.fetch_add(1, Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    format!("{:016x}", h.finish())
 }
 
 /// Checks `sha256=<hex>` against the HMAC of `body`, in constant time.
@@ -95,6 +169,8 @@ pub struct Webhook<S> {
     pub secret: Option<String>,
     /// Wakes the scheduler and sender at once after new work is written.
     pub kick: Arc<Notify>,
+    /// Event types nobody listens to, counted with the other sources'.
+    pub watch: Arc<Watch>,
 }
 
 impl<S: Clone> Clone for Webhook<S> {
@@ -105,6 +181,7 @@ impl<S: Clone> Clone for Webhook<S> {
             clock: self.clock.clone(),
             secret: self.secret.clone(),
             kick: self.kick.clone(),
+            watch: self.watch.clone(),
         }
     }
 }
@@ -118,13 +195,21 @@ pub fn routes<S: Store>(webhook: Webhook<S>) -> Router {
 
 async fn post_events<S: Store>(
     State(app): State<Webhook<S>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let request = RequestId::of(&headers, peer.map(|Extension(ConnectInfo(a))| a));
+    // Past the body limit (413) or unreadable: answered with the request id too.
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return error(&request, rejection.status(), rejection.body_text()),
+    };
     if let Some(secret) = &app.secret {
         let header = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
         if !verify(secret, &body, header) {
             return error(
+                &request,
                 StatusCode::UNAUTHORIZED,
                 "missing or wrong X-Aftercare-Signature (sha256=<hex HMAC-SHA256 of the body>)",
             );
@@ -132,13 +217,13 @@ async fn post_events<S: Store>(
     }
     let items = match split_body(&body) {
         Ok(items) => items,
-        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
+        Err(msg) => return error(&request, StatusCode::BAD_REQUEST, msg),
     };
     let now = app.clock.now();
     let mut events = Vec::with_capacity(items.len());
     // The item index of each event.
     let mut positions = Vec::with_capacity(items.len());
-    let mut rejected = Rejections::default();
+    let mut rejected = Rejections::new(&request);
     for (index, raw) in items.iter().enumerate() {
         match crate::ingest::parse(raw.get().as_bytes()) {
             Ok(ev) => {
@@ -157,11 +242,14 @@ async fn post_events<S: Store>(
             Err(e) => {
                 tracing::error!("ingest: {e}");
                 return error(
+                    &request,
                     StatusCode::SERVICE_UNAVAILABLE,
                     "storage unavailable, retry",
                 );
             }
         };
+    // The types taken (duplicates too: a resent typo is still a typo).
+    let survey = app.watch.note(kinds_taken(&events, &report.refused), now);
     for refused in report.refused {
         let index = positions[refused.index];
         // The database's own words stay with the operator.
@@ -182,8 +270,11 @@ async fn post_events<S: Store>(
         accepted: report.applied,
         duplicates: report.duplicates,
         rejected,
+        unknown_types: survey.unknown,
+        unused_types: survey.unused,
+        request_id: request.id.clone(),
     };
-    (status, Json(answer)).into_response()
+    request.answer(status, Json(answer))
 }
 
 /// The reason given for an item the store refused even alone.
@@ -192,13 +283,21 @@ pub const STORE_REFUSED: &str =
 
 /// The items refused so far: their dead letters, kept a request's worth at
 /// a time (one transaction), and what the answer says of them.
-#[derive(Default)]
-struct Rejections {
+struct Rejections<'r> {
+    request: &'r RequestId,
     letters: Vec<DeadLetter>,
     answer: Vec<Rejected>,
 }
 
-impl Rejections {
+impl<'r> Rejections<'r> {
+    fn new(request: &'r RequestId) -> Self {
+        Self {
+            request,
+            letters: Vec::new(),
+            answer: Vec::new(),
+        }
+    }
+
     /// Item `index` is refused: `why` goes in its dead letter, `reason` in
     /// the answer.
     fn add(&mut self, raw: &RawValue, index: usize, why: String, reason: String) {
@@ -206,7 +305,7 @@ impl Rejections {
             "http",
             why,
             raw.get().as_bytes(),
-            Some(format!("item {index}")),
+            Some(self.request.origin(index)),
         ));
         #[derive(serde::Deserialize)]
         struct Id<'a> {
@@ -231,6 +330,7 @@ impl Rejections {
         if let Err(e) = store.keep_dead_letters(&letters, now).await {
             tracing::error!("dead letter: {e}");
             return Err(error(
+                self.request,
                 StatusCode::SERVICE_UNAVAILABLE,
                 "storage unavailable, retry",
             ));
@@ -262,5 +362,33 @@ mod tests {
         assert!(!verify("k", b"body", None));
         assert!(!verify("k", b"body", Some("sha256=zz")));
         assert!(!verify("k", b"body", Some(s.trim_start_matches("sha256="))));
+    }
+
+    #[test]
+    fn request_ids_are_the_clients_when_sensible() {
+        let peer: SocketAddr = "127.0.0.1:54321".parse().unwrap();
+        let with = |v: &[u8]| {
+            let mut h = HeaderMap::new();
+            h.insert(REQUEST_ID_HEADER, HeaderValue::from_bytes(v).unwrap());
+            RequestId::of(&h, Some(peer))
+        };
+        let r = with(b"shop-42");
+        assert_eq!(r.id, "shop-42");
+        assert_eq!(r.origin(3), "http 127.0.0.1:54321 request shop-42 item 3");
+        let long = [b'x'; REQUEST_ID_BYTES + 1];
+        for bad in [
+            &b"two words"[..],
+            &b"caf\xc3\xa9"[..],
+            &long[..],
+            &b"tab\there"[..],
+        ] {
+            let r = with(bad);
+            assert_eq!(r.id.len(), 16, "{bad:?} -> {}", r.id);
+            assert!(r.id.bytes().all(|b| b.is_ascii_hexdigit()));
+        }
+        let a = RequestId::of(&HeaderMap::new(), None);
+        let b = RequestId::of(&HeaderMap::new(), None);
+        assert_ne!(a.id, b.id);
+        assert_eq!(a.origin(0), format!("http request {} item 0", a.id));
     }
 }

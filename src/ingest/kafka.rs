@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 use crate::engine::customer::shard_of;
 use crate::event::Event;
+use crate::ingest::listened::Watch;
 use crate::sequence::model::Catalog;
 use crate::store::Store;
 
@@ -186,6 +187,7 @@ pub async fn run<S: Store>(
     clock: Arc<dyn Clock>,
     cfg: KafkaConfig,
     kick: Arc<Notify>,
+    watch: Arc<Watch>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     ensure_topics(&cfg).await;
@@ -254,6 +256,7 @@ pub async fn run<S: Store>(
                 clock.as_ref(),
                 &cfg,
                 &dlq,
+                &watch,
                 group,
                 &stop,
             ));
@@ -301,12 +304,14 @@ struct Group<'a> {
 /// transaction, retrying while the database is unavailable; events the store
 /// refuses even alone are dead-lettered too. Returns false if asked to stop
 /// before it could commit.
+#[allow(clippy::too_many_arguments)]
 async fn apply<S: Store>(
     store: &S,
     catalog: &Catalog,
     clock: &dyn Clock,
     cfg: &KafkaConfig,
     dlq: &FutureProducer,
+    watch: &Watch,
     group: &Group<'_>,
     stop: &CancellationToken,
 ) -> bool {
@@ -332,6 +337,10 @@ async fn apply<S: Store>(
             }
         }
     };
+    watch.note(
+        super::listened::kinds_taken(events, &report.refused),
+        clock.now(),
+    );
     tracing::debug!(
         applied = report.applied,
         duplicates = report.duplicates,

@@ -13,6 +13,7 @@
 pub mod file;
 pub mod http;
 pub mod kafka;
+pub mod listened;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 

@@ -362,4 +362,40 @@ steps:
             );
         }
     }
+
+    #[test]
+    fn exit_is_a_bare_word_or_exit_true() {
+        let text = "id: x\ncategory: value\nsteps:\n  - email: a\n  - exit\n  - exit: true\n";
+        let (seq, d) = parse_sequence(Path::new("s.yaml"), text);
+        assert!(!d.has_errors(), "{d}");
+        let steps: Vec<(String, bool)> = seq
+            .unwrap()
+            .steps
+            .iter()
+            .map(|s| (s.id.clone(), matches!(s.kind, StepKind::Exit)))
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                ("a".to_string(), false),
+                ("exit".to_string(), true),
+                ("exit~2".to_string(), true)
+            ]
+        );
+        let errs = errors(
+            "id: x\ncategory: value\nsteps:\n  - exti\n  - wait\n  - exit: true\n    after: 1d\n  - exit: false\n",
+        );
+        let expect = [
+            "s.yaml:4:5: step: `exti` is not a step (did you mean `exit`?)",
+            "s.yaml:5:5: step: `wait` is not a step (`wait` needs a value: `wait: …`)",
+            "s.yaml:7:5: unknown key `after` in an exit step;",
+            "s.yaml:8:11: exit: write `exit: true` (or the bare word `- exit`)",
+        ];
+        for e in expect {
+            assert!(
+                errs.iter().any(|x| x.starts_with(e)),
+                "missing {e:?} in {errs:#?}"
+            );
+        }
+    }
 }

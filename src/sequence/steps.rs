@@ -5,7 +5,8 @@ use std::collections::HashMap;
 
 use super::duration;
 use super::model::{Scope, Step, StepKind, Variant};
-use super::yaml::{Fields, Node, Reader};
+use super::yaml::{Fields, Node, Reader, Value};
+use crate::diagnostic::closest;
 
 const STEP_KINDS: &[&str] = &[
     "email",
@@ -94,6 +95,9 @@ impl StepBuilder<'_, '_> {
 
     /// Finds the step's one kind key and hands the step to its builder.
     fn step(&mut self, n: &Node, prefix: &str) -> Option<Step> {
+        if let Value::Str(word) = &n.value {
+            return self.bare_word(n, word, prefix);
+        }
         let mut f = self.r.map(n, "step")?;
         let mut kinds: Vec<&str> = STEP_KINDS.iter().copied().filter(|k| f.has(k)).collect();
         kinds.sort_by_key(|k| f.key_node(k).map(|n| (n.line, n.col)));
@@ -321,11 +325,43 @@ impl StepBuilder<'_, '_> {
     fn exit(&mut self, f: Fields, mut site: Site) -> Option<Step> {
         let ok = self.r.boolean(site.value, "exit");
         if ok == Some(false) {
-            self.r
-                .error(site.value, "exit: write `exit: true`, or remove the step");
+            self.r.error(
+                site.value,
+                "exit: write `exit: true` (or the bare word `- exit`), or remove the step",
+            );
         }
         let id = self.claim_id(&mut site, "exit");
-        self.r.finish(f, "a exit step", &["id", "exit"]);
+        self.r.finish(f, "an exit step", &["id", "exit"]);
         (ok == Some(true)).then(|| site.step(id, StepKind::Exit))
+    }
+
+    /// A step written as a bare word: `- exit` is the one step that needs no
+    /// value; any other word is an error that says how a step is written.
+    fn bare_word(&mut self, n: &Node, word: &str, prefix: &str) -> Option<Step> {
+        if word.trim() == "exit" {
+            let mut site = Site {
+                node: n,
+                value: n,
+                explicit: None,
+                prefix,
+            };
+            let id = self.claim_id(&mut site, "exit");
+            return Some(site.step(id, StepKind::Exit));
+        }
+        let w = word.trim();
+        let hint = match closest(w, STEP_KINDS) {
+            _ if STEP_KINDS.contains(&w) => format!(" (`{w}` needs a value: `{w}: …`)"),
+            Some("exit") => " (did you mean `exit`?)".to_string(),
+            Some(kind) => format!(" (did you mean `{kind}: …`?)"),
+            None => String::new(),
+        };
+        self.r.error(
+            n,
+            format!(
+                "step: `{word}` is not a step{hint}; a step is a mapping such as \
+                 `email: order-confirmation` (only `exit` may stand alone)"
+            ),
+        );
+        None
     }
 }

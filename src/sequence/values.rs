@@ -9,6 +9,7 @@ use super::condition::Condition;
 use super::duration;
 use super::model::{Category, Scope};
 use super::yaml::{Node, Reader, Value};
+use crate::diagnostic::closest;
 use crate::event::KNOWN_TYPES;
 
 impl Reader<'_> {
@@ -89,10 +90,14 @@ impl Reader<'_> {
     pub fn event_type(&mut self, n: &Node, what: &str) -> Option<String> {
         let s = self.string(n, what)?;
         if !KNOWN_TYPES.contains(&s.as_str()) {
+            let hint = match closest(&s, KNOWN_TYPES) {
+                Some(c) => format!("did you mean `{c}`?"),
+                None => "is it a typo?".into(),
+            };
             self.warning(
                 n,
                 format!(
-                    "{what}: `{s}` is not a known event type ({}); is it a typo?",
+                    "{what}: `{s}` is not a known event type ({}); {hint}",
                     KNOWN_TYPES.join(", ")
                 ),
             );

@@ -11,7 +11,7 @@ use std::path::Path;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
-use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::diagnostic::{Diagnostic, Diagnostics, closest};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
@@ -319,30 +319,6 @@ impl<'n> Fields<'n> {
     }
 }
 
-/// The allowed name nearest to a misspelt one, if it is near enough to help.
-fn closest<'a>(name: &str, allowed: &[&'a str]) -> Option<&'a str> {
-    allowed
-        .iter()
-        .map(|a| (edit_distance(name, a), *a))
-        .filter(|(d, a)| *d <= 2.max(a.len() / 4))
-        .min()
-        .map(|(_, a)| a)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -369,14 +345,5 @@ mod tests {
     fn syntax_errors_have_a_place() {
         let d = parse(Path::new("s.yaml"), "id: [unclosed\nname: x\n").unwrap_err();
         assert!(d.line >= 1 && d.message.starts_with("invalid YAML"), "{d}");
-    }
-
-    #[test]
-    fn misspelt_keys_get_a_suggestion() {
-        assert_eq!(
-            closest("wiat_for", &["wait_for", "email"]),
-            Some("wait_for")
-        );
-        assert_eq!(closest("zzz", &["wait_for", "email"]), None);
     }
 }

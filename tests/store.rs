@@ -372,6 +372,114 @@ async fn a_customers_emails_are_claimed_one_at_a_time_in_order<S: Store>(s: S) {
     assert_eq!(who_what(&claim(&b, later).await), [("c1", "order-shipped")]);
 }
 
+/// Issue 8: the service (or its scheduler) was down for a week. An email
+/// that becomes sendable more than its category's `stale_after` (3d for
+/// transactional) after it was due is skipped as stale; one due an hour ago
+/// goes. A wait that ended during the outage counts from its end, not from
+/// when the scheduler got to it.
+async fn emails_long_past_due_are_skipped_as_stale<S: Store>(s: S) {
+    use aftercare::clock::ManualClock;
+    use aftercare::send::transport::{EmlDir, Recorder};
+    use aftercare::send::worker::{Compose, Done, Worker};
+    use std::sync::Arc;
+
+    let cat = catalog();
+    let now = t(T0);
+    let ten_days_ago = now - Duration::days(10);
+    let hour_ago = now - Duration::hours(1);
+    let placed = |c: &str, at: DateTime<Utc>| {
+        let e = event(
+            &format!("{c}-placed"),
+            "order.placed",
+            c,
+            "o1",
+            &at.to_rfc3339(),
+            true,
+        );
+        (e, at)
+    };
+    for (e, at) in [placed("old", ten_days_ago), placed("new", hour_ago)] {
+        ingest_batch(&s, cat, &[e], "test", at).await.unwrap();
+    }
+    // The scheduler comes back too: `old`'s wait for the shipment ended
+    // seven days ago; its delay notice was due then.
+    assert_eq!(schedule::tick(&s, cat, now).await.unwrap().ran, 1);
+    let delayed = s
+        .outbox()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|o| o.template == "shipping-delayed")
+        .unwrap();
+    assert_eq!(delayed.due_at, ten_days_ago + Duration::days(3));
+    let recorder = Recorder::<EmlDir>::new(None);
+    let templates = aftercare::template::Templates::load(std::path::Path::new("templates"), "en").0;
+    let worker = Worker {
+        store: s.clone(),
+        catalog: Arc::new(cat.clone()),
+        templates: Arc::new(templates),
+        transport: recorder.clone(),
+        clock: Arc::new(ManualClock::new(now)),
+        retry: worker::DEFAULT_RETRY.to_vec(),
+        compose: Compose::Check,
+        instance: Instance::solo(),
+        max_email_bytes: worker::DEFAULT_MAX_EMAIL_BYTES,
+    };
+    let mut handled = Vec::new();
+    loop {
+        let round = worker.tick().await.unwrap();
+        if round.is_empty() {
+            break;
+        }
+        handled.extend(round);
+    }
+    let done: Vec<(&str, &str, &Done)> = handled
+        .iter()
+        .map(|h| (h.row.customer_id.as_str(), h.row.template.as_str(), &h.done))
+        .collect();
+    let stale = |late: &str, due: DateTime<Utc>| {
+        Done::Planned(SendPlan::Skip {
+            reason: format!(
+                "stale: {late} after it was due at {}, more than stale_after.transactional (3d)",
+                due.to_rfc3339()
+            ),
+        })
+    };
+    assert_eq!(
+        done,
+        [
+            ("old", "order-confirmation", &stale("1w3d", ten_days_ago)),
+            ("new", "order-confirmation", &Done::Sent),
+            ("old", "shipping-delayed", &stale("1w", delayed.due_at)),
+        ]
+    );
+    let sent: Vec<String> = recorder.take().into_iter().map(|a| a.customer_id).collect();
+    assert_eq!(sent, ["new"]);
+    // The delivery log says why, and the rows are final.
+    let skipped: Vec<String> = s
+        .deliveries()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|d| d.outcome == Outcome::Skipped)
+        .map(|d| d.detail)
+        .collect();
+    assert_eq!(skipped.len(), 2);
+    assert!(
+        skipped.iter().all(|why| why.starts_with("stale: ")),
+        "{skipped:?}"
+    );
+    let statuses: Vec<OutboxStatus> = s.outbox().await.unwrap().iter().map(|o| o.status).collect();
+    assert_eq!(
+        statuses,
+        [
+            OutboxStatus::Skipped,
+            OutboxStatus::Sent,
+            OutboxStatus::Skipped
+        ]
+    );
+}
+
 async fn marketing_is_deferred_or_skipped_with_a_reason<S: Store>(s: S) {
     let cat = catalog();
     let wake = value_email_for(&s, "ca", true).await;
@@ -789,6 +897,7 @@ conformance!(
     unsubscribe_and_bounce_are_remembered,
     two_schedulers_wake_each_enrollment_once,
     a_customers_emails_are_claimed_one_at_a_time_in_order,
+    emails_long_past_due_are_skipped_as_stale,
 );
 
 /// On PostgreSQL two transactions claim at once: each takes rows the other

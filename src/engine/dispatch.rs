@@ -156,6 +156,9 @@ pub fn apply_wake(
 ) -> Changes {
     let mut out = Applied::default();
     let tally = state.profile.as_ref().and_then(|p| p.tally);
+    // What the wake-up sends was due when the wait ended, however late the
+    // scheduler gets to it (`stale_after` measures from there).
+    let due = state.enrollments[idx].wake_at().map_or(now, |w| w.min(now));
     let enrollments = &mut state.enrollments;
     if let Some(seq) = catalog.get(&enrollments[idx].sequence) {
         let effects = advance(catalog, seq, &mut enrollments[idx], Input::Wake, now);
@@ -178,6 +181,9 @@ pub fn apply_wake(
             sequence: e.sequence.clone(),
             message: e.ended_reason.clone().unwrap_or_default(),
         });
+    }
+    for job in &mut out.emails {
+        job.due_at = due;
     }
     let counted = state.profile.as_ref().and_then(|p| p.tally) != tally;
     let mut changes = out.into_changes(state);

@@ -341,6 +341,7 @@ impl Tx for MemTx {
                 attempts: 0,
                 retries: 0,
                 not_before: j.due_at,
+                due_at: j.due_at,
                 context: m.context,
             };
             mem.outbox_keys.insert(key);
@@ -646,6 +647,7 @@ impl Store for MemStore {
                 status: r.row.status,
                 attempts: r.row.attempts,
                 not_before: r.row.not_before,
+                due_at: r.row.due_at,
                 message_id: r.message_id.clone(),
                 last_error: r.last_error.clone(),
                 sent_at: r.sent_at,

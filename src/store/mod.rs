@@ -200,6 +200,8 @@ pub struct OutboxView {
     pub status: OutboxStatus,
     pub attempts: i64,
     pub not_before: DateTime<Utc>,
+    /// When it first became due (see [`Queued::due_at`]).
+    pub due_at: DateTime<Utc>,
     pub message_id: Option<String>,
     pub last_error: Option<String>,
     pub sent_at: Option<DateTime<Utc>>,

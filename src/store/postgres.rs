@@ -227,9 +227,9 @@ impl Backend for Postgres {
             // customer's emails due at one time, the lower id goes first.
             written = sqlx::query(
                 "INSERT INTO outbox (idempotency_key, customer_id, sequence, step, template, category, \
-                   status, attempts, not_before, context, created_at, updated_at) \
+                   status, attempts, not_before, due_at, context, created_at, updated_at) \
                  SELECT o.key, o.customer_id, o.sequence, o.step, o.template, o.category, $9, 0, \
-                   o.due_at, o.context::json, $10, $10 \
+                   o.due_at, o.due_at, o.context::json, $10, $10 \
                  FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
                    $7::timestamptz[], $8::text[]) WITH ORDINALITY \
                    AS o(key, customer_id, sequence, step, template, category, due_at, context, n) \

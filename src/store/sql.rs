@@ -107,11 +107,20 @@ pub trait Affected {
 }
 
 /// Columns of a claimed outbox row, in `RETURNING` and `SELECT` lists.
-pub const QUEUED_COLUMNS: &str = "id, idempotency_key, customer_id, sequence, step, template, \
-     category, status, attempts, retries, not_before, context";
+pub const QUEUED_COLUMNS: &str = concatcp!(
+    "id, idempotency_key, customer_id, sequence, step, template, \
+     category, status, attempts, retries, not_before, ",
+    DUE_AT,
+    ", context"
+);
+
+/// When a row first became due. Rows written before migration 0006 (or by
+/// an older instance during an upgrade) have no `due_at`; they were due when
+/// they were written.
+pub const DUE_AT: &str = "COALESCE(due_at, created_at) AS due_at";
 
 /// Rows per multi-row statement: far below both databases' limits on bound
-/// parameters (SQLite's 32,766 with 12 per row).
+/// parameters (SQLite's 32,766 with 13 per row at most).
 pub const MAX_ROWS: usize = 1000;
 
 /// A store on a database pool.
@@ -145,6 +154,7 @@ pub struct QueuedRow {
     attempts: i64,
     retries: i64,
     not_before: DateTime<Utc>,
+    due_at: DateTime<Utc>,
     context: Json<Context>,
 }
 
@@ -164,6 +174,7 @@ impl TryFrom<QueuedRow> for Queued {
             attempts: r.attempts,
             retries: r.retries,
             not_before: r.not_before,
+            due_at: r.due_at,
             context: Arc::new(r.context.0),
         })
     }
@@ -181,6 +192,7 @@ pub struct OutboxViewRow {
     status: String,
     attempts: i64,
     not_before: DateTime<Utc>,
+    due_at: DateTime<Utc>,
     message_id: Option<String>,
     last_error: Option<String>,
     sent_at: Option<DateTime<Utc>>,
@@ -697,10 +709,12 @@ where
     }
 
     async fn outbox(&self) -> Result<Vec<OutboxView>> {
-        let rows: Vec<OutboxViewRow> = sqlx::query_as(
+        let rows: Vec<OutboxViewRow> = sqlx::query_as(concatcp!(
             "SELECT id, idempotency_key, customer_id, sequence, step, template, category, status, \
-             attempts, not_before, message_id, last_error, sent_at FROM outbox ORDER BY id",
-        )
+             attempts, not_before, ",
+            DUE_AT,
+            ", message_id, last_error, sent_at FROM outbox ORDER BY id"
+        ))
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
@@ -716,6 +730,7 @@ where
                     status: parse_stored("outbox status", &r.status, OutboxStatus::parse)?,
                     attempts: r.attempts,
                     not_before: r.not_before,
+                    due_at: r.due_at,
                     message_id: r.message_id,
                     last_error: r.last_error,
                     sent_at: r.sent_at,

@@ -174,7 +174,7 @@ impl Backend for Sqlite {
         for chunk in emails.chunks(MAX_ROWS) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO outbox (idempotency_key, customer_id, sequence, step, template, category, \
-                 status, attempts, not_before, context, created_at, updated_at) ",
+                 status, attempts, not_before, due_at, context, created_at, updated_at) ",
             );
             q.push_values(chunk, |mut b, m| {
                 let j = &m.job;
@@ -186,6 +186,7 @@ impl Backend for Sqlite {
                     .push_bind(j.category.as_str())
                     .push_bind(OutboxStatus::Pending.as_str())
                     .push_bind(0_i64)
+                    .push_bind(j.due_at)
                     .push_bind(j.due_at)
                     .push_bind(Json(&m.context))
                     .push_bind(now)

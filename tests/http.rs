@@ -1,6 +1,6 @@
 //! The events webhook against the real service (started in-process on port
 //! 0, over PostgreSQL and over SQLite): statuses, signatures, dead letters,
-//! body limits, and the email that comes out the other end.
+//! body limits, and the emails that come out the other end, in order.
 
 mod support;
 
@@ -9,10 +9,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aftercare::clock::SystemClock;
+use aftercare::clock::{Clock, SystemClock};
 use aftercare::config::{DatabaseArgs, Role, ServiceArgs};
-use aftercare::engine::outbox::Outcome;
+use aftercare::engine::outbox::{Outcome, TransportError};
 use aftercare::ingest::http::sign;
+use aftercare::instance::Instance;
+use aftercare::send::transport::{EmlDir, Outgoing, Transport};
+use aftercare::send::worker::{Compose, DEFAULT_MAX_EMAIL_BYTES, DEFAULT_RETRY, Worker};
 use aftercare::service::{Loaded, serve};
 use aftercare::store::Store;
 use reqwest::StatusCode;
@@ -44,6 +47,17 @@ async fn spawn_app<S: Store>(store: S, secret: Option<&str>) -> App {
 
 /// Starts the service with `flags` (as on the command line) over `store`.
 async fn spawn_app_with<S: Store>(store: S, secret: Option<&str>, flags: &[&str]) -> App {
+    let roles = [Role::Http, Role::Schedule, Role::Send];
+    spawn_app_as(store, secret, flags, &roles).await
+}
+
+/// Starts the service with only `roles`.
+async fn spawn_app_as<S: Store>(
+    store: S,
+    secret: Option<&str>,
+    flags: &[&str],
+    roles: &[Role],
+) -> App {
     let dir = tempfile::tempdir().unwrap();
     let outbox = dir.path().join("outbox");
     let args = ServiceArgs {
@@ -54,7 +68,7 @@ async fn spawn_app_with<S: Store>(store: S, secret: Option<&str>, flags: &[&str]
         outbox_dir: outbox.clone(),
         http_addr: "127.0.0.1:0".parse().unwrap(),
         webhook_secret: secret.map(str::to_string),
-        roles: vec![Role::Http, Role::Schedule, Role::Send],
+        roles: roles.to_vec(),
         ..support::service_args(flags)
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -696,6 +710,149 @@ async fn dead_letters_name_the_client_and_the_request<S: Store>(store: S) {
     app.shutdown().await;
 }
 
+/// The `.eml` transport, with confirmations slow to go (a slow SMTP answer):
+/// what comes after them would overtake them if it could.
+struct SlowConfirmations {
+    eml: EmlDir,
+    slow: Duration,
+}
+
+impl Transport for SlowConfirmations {
+    fn deadline(&self) -> Duration {
+        self.eml.deadline()
+    }
+
+    async fn deliver(&self, m: &Outgoing) -> Result<String, TransportError> {
+        if m.about.template == "order-confirmation" {
+            tokio::time::sleep(self.slow).await;
+        }
+        self.eml.deliver(m).await
+    }
+}
+
+/// A sender instance (`run --roles send`) with `loops` workers claiming side
+/// by side, writing `.eml` files to `outbox`; stops with `stop`.
+async fn spawn_sender<S: Store>(
+    store: &S,
+    outbox: &Path,
+    loops: usize,
+    stop: &CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let instance = Instance::new(clock.now(), aftercare::instance::STALE_AFTER);
+    instance.beat(store, clock.now()).await.unwrap();
+    let mut tasks = vec![tokio::spawn(instance.clone().run(
+        store.clone(),
+        clock.clone(),
+        stop.clone(),
+    ))];
+    let templates = Arc::new(aftercare::template::Templates::load(Path::new("templates"), "en").0);
+    for _ in 0..loops {
+        let worker = Worker {
+            store: store.clone(),
+            catalog: Arc::new(support::catalog().clone()),
+            templates: templates.clone(),
+            transport: SlowConfirmations {
+                eml: EmlDir {
+                    dir: outbox.to_path_buf(),
+                },
+                slow: Duration::from_millis(600),
+            },
+            clock: clock.clone(),
+            retry: DEFAULT_RETRY.to_vec(),
+            compose: Compose::Message,
+            instance: instance.clone(),
+            max_email_bytes: DEFAULT_MAX_EMAIL_BYTES,
+        };
+        let kick = Arc::new(tokio::sync::Notify::new());
+        tasks.push(tokio::spawn(worker.run(kick, stop.clone())));
+    }
+    tasks
+}
+
+/// Issue 8: one webhook call with `[order.placed, shipment.shipped,
+/// shipment.delivered]` sent the "delivered" email before the "shipped"
+/// one. Through the webhook, with two sender instances of three workers
+/// each: every customer's three emails go out in order, whether the events
+/// come in one call or one call each while the confirmation is still being
+/// sent; and the next email of a customer is handed to the transport only
+/// after the one before it is done.
+async fn a_customers_emails_go_out_in_order<S: Store>(store: S) {
+    let app = spawn_app_as(store.clone(), None, &[], &[Role::Http, Role::Schedule]).await;
+    let stop = CancellationToken::new();
+    let mut senders = spawn_sender(&store, &app.outbox, 3, &stop).await;
+    senders.extend(spawn_sender(&store, &app.outbox, 3, &stop).await);
+    let now = now_rfc3339();
+    let kinds = ["order.placed", "shipment.shipped", "shipment.delivered"];
+    let customers: Vec<String> = (0..8).map(|i| format!("in-order-{i}")).collect();
+    let calls = customers.iter().enumerate().map(|(i, c)| {
+        let items: Vec<String> = kinds
+            .iter()
+            .map(|k| event_json(&format!("{c}/{k}"), k, c, "o1", &now, true))
+            .collect();
+        let app = &app;
+        async move {
+            if i % 2 == 0 {
+                let (status, answer) = post(app, format!("[{}]", items.join(","))).await;
+                assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+                return;
+            }
+            // One call per event, the next once the confirmation is on its
+            // way (the workers poll every 200 ms).
+            for item in items {
+                let (status, answer) = post(app, item).await;
+                assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    });
+    futures_util::future::join_all(calls).await;
+    let want = 3 * customers.len();
+    let mut sent_log = Vec::new();
+    for _ in 0..300 {
+        sent_log = store.deliveries().await.unwrap();
+        sent_log.retain(|d| d.outcome == Outcome::Sent);
+        if sent_log.len() >= want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(sent_log.len(), want, "each sent once");
+    assert_eq!(eml_files(&app.outbox, want).await.len(), want);
+    let outbox = store.outbox().await.unwrap();
+    for c in &customers {
+        // The delivery log, in the order it was written.
+        let sent: Vec<_> = sent_log
+            .iter()
+            .filter_map(|d| {
+                let row = outbox.iter().find(|o| o.id == d.outbox_id)?;
+                (row.customer_id == *c).then_some((row, d.at))
+            })
+            .collect();
+        let templates: Vec<&str> = sent.iter().map(|(o, _)| o.template.as_str()).collect();
+        assert_eq!(
+            templates,
+            ["order-confirmation", "order-shipped", "order-delivered"],
+            "{c}"
+        );
+        for pair in sent.windows(2) {
+            let ((_, done), (next, _)) = (pair[0], pair[1]);
+            let began = next.sent_at.expect("marked sending when handed over");
+            assert!(
+                began >= done,
+                "{c}: {} handed to the transport at {began}, before the email \
+                 before it was done at {done}",
+                next.template
+            );
+        }
+    }
+    stop.cancel();
+    for task in senders {
+        task.await.unwrap();
+    }
+    app.shutdown().await;
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -729,6 +886,7 @@ both!(
     identical_dead_letters_are_counted,
     unheard_types_are_named_in_the_answer,
     dead_letters_name_the_client_and_the_request,
+    a_customers_emails_go_out_in_order,
 );
 
 /// A database that refuses events whose id starts with `poison`, as a

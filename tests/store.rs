@@ -5,14 +5,14 @@ mod support;
 
 use std::collections::HashSet;
 
-use aftercare::engine::outbox::{OutboxStatus, Outcome, SendOutcome, SendPlan};
+use aftercare::engine::outbox::{OutboxStatus, Outcome, Queued, SendOutcome, SendPlan};
 use aftercare::engine::state::Status;
 use aftercare::ingest::ingest_batch;
 use aftercare::instance::Instance;
 use aftercare::schedule;
 use aftercare::send::worker;
 use aftercare::sequence::model::Category;
-use aftercare::store::{Claimer, DeadLetter, DueClaim, LookBack, Store, Tx};
+use aftercare::store::{Claimer, DeadLetter, DueClaim, LookBack, Store, Transition, Tx};
 use chrono::{DateTime, Duration, Utc};
 use support::{catalog, event, t};
 
@@ -243,25 +243,15 @@ async fn value_email_for<S: Store>(s: &S, c: &str, consent: bool) -> DateTime<Ut
         event(&format!("{c}3"), "shipment.delivered", c, o, T0, consent),
     ];
     ingest_batch(s, cat, &evs, "test", t(T0)).await.unwrap();
-    // Send the three transactional emails.
+    // Send the three transactional emails, one claim each (in order).
     let now = t(T0);
-    for row in s
-        .claim_outbox(now, Duration::seconds(60), 10, &solo())
-        .await
-        .unwrap()
-    {
-        assert_eq!(
-            worker::plan(s, cat, &row, now, worker::SENDING_LEASE)
-                .await
-                .unwrap()
-                .0,
-            SendPlan::Send
-        );
-        let sent = SendOutcome::Sent {
-            message_id: "<m@x>".into(),
-            detail: "ok".into(),
-        };
-        worker::finish(s, &row, now, &sent).await.unwrap();
+    for _ in 0..3 {
+        let rows = s
+            .claim_outbox(now, Duration::seconds(60), 10, &solo())
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1, "a customer's emails one at a time");
+        send(s, &rows[0], now).await;
     }
     // Education waits a day (to 11:00 Budapest on the 21st), then until the
     // next 10:00 in Budapest: 2026-11-22T09:00Z.
@@ -275,6 +265,222 @@ async fn value_email_for<S: Store>(s: &S, c: &str, consent: bool) -> DateTime<Ut
     let wake = t("2026-11-22T09:00:00Z");
     assert_eq!(schedule::tick(s, cat, wake).await.unwrap().ran, 1);
     wake
+}
+
+/// Decides and records `row` as sent at `now`.
+async fn send<S: Store>(s: &S, row: &Queued, now: DateTime<Utc>) {
+    let (plan, _) = worker::plan(s, catalog(), row, now, worker::SENDING_LEASE)
+        .await
+        .unwrap();
+    assert_eq!(plan, SendPlan::Send, "{}", row.idempotency_key);
+    let sent = SendOutcome::Sent {
+        message_id: format!("<{}@x>", row.id),
+        detail: "ok".into(),
+    };
+    worker::finish(s, row, now, &sent).await.unwrap();
+}
+
+/// `(customer, step)` of each row.
+fn who_what(rows: &[Queued]) -> Vec<(&str, &str)> {
+    rows.iter()
+        .map(|r| (r.customer_id.as_str(), r.step.as_str()))
+        .collect()
+}
+
+/// Issue 8: one webhook call with `[order.placed, shipment.shipped,
+/// shipment.delivered]` sent "delivered" before "shipped": the rows were
+/// written in idempotency-key order, and a claim took all three at once. Now
+/// the rows keep the engine's order, and a claim takes a customer's first
+/// due email only (the next once it is done, or moved later); other
+/// customers' go alongside, on any instance.
+async fn a_customers_emails_are_claimed_one_at_a_time_in_order<S: Store>(s: S) {
+    let cat = catalog();
+    let now = t(T0);
+    let kinds = ["order.placed", "shipment.shipped", "shipment.delivered"];
+    let mut batch = Vec::new();
+    for (i, kind) in kinds.iter().enumerate() {
+        for c in ["c1", "c2"] {
+            batch.push(event(&format!("{c}-{i}"), kind, c, "o1", T0, true));
+        }
+    }
+    ingest_batch(&s, cat, &batch, "test", now).await.unwrap();
+    let out = s.outbox().await.unwrap();
+    for c in ["c1", "c2"] {
+        let steps: Vec<&str> = out
+            .iter()
+            .filter(|o| o.customer_id == c)
+            .map(|o| o.step.as_str())
+            .collect();
+        assert_eq!(
+            steps,
+            ["order-confirmation", "order-shipped", "order-delivered"],
+            "rows (by id) in the order the engine emitted them"
+        );
+    }
+    let timeout = Duration::seconds(5);
+    let (a, b) = (Instance::new(now, timeout), Instance::new(now, timeout));
+    a.beat(&s, now).await.unwrap();
+    b.beat(&s, now).await.unwrap();
+    let claim = |by: &Instance, at: DateTime<Utc>| {
+        let (s, by) = (s.clone(), by.claimer.clone());
+        async move { s.claim_outbox(at, worker::LEASE, 10, &by).await.unwrap() }
+    };
+    let first = claim(&a, now).await;
+    assert_eq!(
+        who_what(&first),
+        [("c1", "order-confirmation"), ("c2", "order-confirmation")]
+    );
+    assert!(
+        claim(&b, now).await.is_empty(),
+        "the next emails wait while the first are claimed"
+    );
+    // c1's confirmation is sent: its shipped email is next, and only it.
+    send(&s, &first[0], now).await;
+    let shipped = claim(&b, now).await;
+    assert_eq!(who_what(&shipped), [("c1", "order-shipped")]);
+    // c2's confirmation is being sent: c2's next email waits for it.
+    let (plan, _) = worker::plan(&s, cat, &first[1], now, worker::SENDING_LEASE)
+        .await
+        .unwrap();
+    assert_eq!(plan, SendPlan::Send);
+    assert!(claim(&b, now).await.is_empty());
+    // `a` dies while sending. Once its heartbeat is stale `b` takes the
+    // confirmation over, and still not the email after it.
+    let gone = now + timeout + Duration::seconds(1);
+    b.beat(&s, gone).await.unwrap();
+    let taken = claim(&b, gone).await;
+    assert_eq!(who_what(&taken), [("c2", "order-confirmation")]);
+    assert_eq!(taken[0].status, OutboxStatus::Sending);
+    send(&s, &taken[0], gone).await;
+    // c1's shipped email is moved an hour later (as the send policy defers a
+    // marketing email, or a transient failure retries): c1's delivered email,
+    // due before that, goes first. c2 goes on in order.
+    let later = now + Duration::hours(1);
+    let mut tx = s.begin().await.unwrap();
+    let moved = Transition::Defer { until: later };
+    assert!(tx.transition(&shipped[0], &moved, gone).await.unwrap());
+    tx.commit().await.unwrap();
+    let next = claim(&b, gone).await;
+    assert_eq!(
+        who_what(&next),
+        [("c2", "order-shipped"), ("c1", "order-delivered")]
+    );
+    for row in &next {
+        send(&s, row, gone).await;
+    }
+    let last = claim(&b, gone).await;
+    assert_eq!(who_what(&last), [("c2", "order-delivered")]);
+    send(&s, &last[0], gone).await;
+    b.beat(&s, later).await.unwrap();
+    assert_eq!(who_what(&claim(&b, later).await), [("c1", "order-shipped")]);
+}
+
+/// Issue 8: the service (or its scheduler) was down for a week. An email
+/// that becomes sendable more than its category's `stale_after` (3d for
+/// transactional) after it was due is skipped as stale; one due an hour ago
+/// goes. A wait that ended during the outage counts from its end, not from
+/// when the scheduler got to it.
+async fn emails_long_past_due_are_skipped_as_stale<S: Store>(s: S) {
+    use aftercare::clock::ManualClock;
+    use aftercare::send::transport::{EmlDir, Recorder};
+    use aftercare::send::worker::{Compose, Done, Worker};
+    use std::sync::Arc;
+
+    let cat = catalog();
+    let now = t(T0);
+    let ten_days_ago = now - Duration::days(10);
+    let hour_ago = now - Duration::hours(1);
+    let placed = |c: &str, at: DateTime<Utc>| {
+        let e = event(
+            &format!("{c}-placed"),
+            "order.placed",
+            c,
+            "o1",
+            &at.to_rfc3339(),
+            true,
+        );
+        (e, at)
+    };
+    for (e, at) in [placed("old", ten_days_ago), placed("new", hour_ago)] {
+        ingest_batch(&s, cat, &[e], "test", at).await.unwrap();
+    }
+    // The scheduler comes back too: `old`'s wait for the shipment ended
+    // seven days ago; its delay notice was due then.
+    assert_eq!(schedule::tick(&s, cat, now).await.unwrap().ran, 1);
+    let delayed = s
+        .outbox()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|o| o.template == "shipping-delayed")
+        .unwrap();
+    assert_eq!(delayed.due_at, ten_days_ago + Duration::days(3));
+    let recorder = Recorder::<EmlDir>::new(None);
+    let templates = aftercare::template::Templates::load(std::path::Path::new("templates"), "en").0;
+    let worker = Worker {
+        store: s.clone(),
+        catalog: Arc::new(cat.clone()),
+        templates: Arc::new(templates),
+        transport: recorder.clone(),
+        clock: Arc::new(ManualClock::new(now)),
+        retry: worker::DEFAULT_RETRY.to_vec(),
+        compose: Compose::Check,
+        instance: Instance::solo(),
+        max_email_bytes: worker::DEFAULT_MAX_EMAIL_BYTES,
+    };
+    let mut handled = Vec::new();
+    loop {
+        let round = worker.tick().await.unwrap();
+        if round.is_empty() {
+            break;
+        }
+        handled.extend(round);
+    }
+    let done: Vec<(&str, &str, &Done)> = handled
+        .iter()
+        .map(|h| (h.row.customer_id.as_str(), h.row.template.as_str(), &h.done))
+        .collect();
+    let stale = |late: &str, due: DateTime<Utc>| {
+        Done::Planned(SendPlan::Skip {
+            reason: format!(
+                "stale: {late} after it was due at {}, more than stale_after.transactional (3d)",
+                due.to_rfc3339()
+            ),
+        })
+    };
+    assert_eq!(
+        done,
+        [
+            ("old", "order-confirmation", &stale("1w3d", ten_days_ago)),
+            ("new", "order-confirmation", &Done::Sent),
+            ("old", "shipping-delayed", &stale("1w", delayed.due_at)),
+        ]
+    );
+    let sent: Vec<String> = recorder.take().into_iter().map(|a| a.customer_id).collect();
+    assert_eq!(sent, ["new"]);
+    // The delivery log says why, and the rows are final.
+    let skipped: Vec<String> = s
+        .deliveries()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|d| d.outcome == Outcome::Skipped)
+        .map(|d| d.detail)
+        .collect();
+    assert_eq!(skipped.len(), 2);
+    assert!(
+        skipped.iter().all(|why| why.starts_with("stale: ")),
+        "{skipped:?}"
+    );
+    let statuses: Vec<OutboxStatus> = s.outbox().await.unwrap().iter().map(|o| o.status).collect();
+    assert_eq!(
+        statuses,
+        [
+            OutboxStatus::Skipped,
+            OutboxStatus::Sent,
+            OutboxStatus::Skipped
+        ]
+    );
 }
 
 async fn marketing_is_deferred_or_skipped_with_a_reason<S: Store>(s: S) {
@@ -693,6 +899,8 @@ conformance!(
     dead_letters_and_settings,
     unsubscribe_and_bounce_are_remembered,
     two_schedulers_wake_each_enrollment_once,
+    a_customers_emails_are_claimed_one_at_a_time_in_order,
+    emails_long_past_due_are_skipped_as_stale,
 );
 
 /// On PostgreSQL two transactions claim at once: each takes rows the other

@@ -324,6 +324,9 @@ fn wake_one(
     now: DateTime<Utc>,
 ) -> Changes {
     let mut out = Applied::default();
+    // What the wake-up sends was due when the wait ended, however late the
+    // scheduler gets to it (`stale_after` measures from there).
+    let due = state.enrollments[idx].until().map_or(now, |w| w.min(now));
     let customer = state.profile.as_ref().map(|p| p.customer.clone());
     let mut c = Parts::of(state);
     if let Some(seq) = catalog.get(&c.enrollments[idx].sequence) {
@@ -345,6 +348,9 @@ fn wake_one(
             sequence: e.sequence.clone(),
             message: e.ended_reason.clone().unwrap_or_default(),
         });
+    }
+    for job in &mut out.emails {
+        job.due_at = due;
     }
     out.into_changes(state)
 }

@@ -12,6 +12,7 @@ use serde::Serialize;
 use super::policy::{self, Decision, Recipient, Sent};
 use super::profile::Profile;
 use super::state::Context;
+use crate::sequence::duration::format as format_duration;
 use crate::sequence::model::{Catalog, Category};
 
 /// Where an outbox row stands.
@@ -90,7 +91,12 @@ pub struct Queued {
     pub attempts: i64,
     /// Transient transport failures so far (the retry schedule's position).
     pub retries: i64,
+    /// Not to be sent before: starts at `due_at`, moved by deferrals and
+    /// retries.
     pub not_before: DateTime<Utc>,
+    /// When the email first became due; never moved. How late it would go
+    /// is measured from here (`stale_after`).
+    pub due_at: DateTime<Utc>,
     pub context: Arc<Context>,
 }
 
@@ -160,7 +166,9 @@ pub fn recipient(catalog: &Catalog, profile: &Profile, suppressed: bool) -> Reci
     }
 }
 
-/// The send policy for a claimed row, at `now`.
+/// The send policy for a claimed row, at `now`: the policy's rules, then
+/// whether the email would go too late after it was due (`stale_after`;
+/// a deferral that would make it so skips it at once).
 pub fn decide(catalog: &Catalog, ctx: &SendContext, now: DateTime<Utc>) -> SendPlan {
     let Some(profile) = ctx.profile else {
         return SendPlan::Skip {
@@ -173,24 +181,32 @@ pub fn decide(catalog: &Catalog, ctx: &SendContext, now: DateTime<Utc>) -> SendP
     }
     let to = recipient(catalog, profile, ctx.suppressed);
     let tz = to.timezone;
-    match policy::decide(policies, ctx.row.category, now, &to, ctx.history) {
-        Decision::SendAt(t) if t <= now => SendPlan::Send,
-        Decision::SendAt(until) => {
-            let quiet = policies
-                .quiet_hours
-                .is_some_and(|q| policy::in_quiet_hours(now.with_timezone(&tz).time(), q));
-            let reason = if quiet {
-                "quiet hours"
-            } else {
-                "frequency cap"
+    let until = match policy::decide(policies, ctx.row.category, now, &to, ctx.history) {
+        Decision::SendAt(t) => t,
+        Decision::Skip(why) => {
+            return SendPlan::Skip {
+                reason: why.to_string(),
             };
-            SendPlan::Defer {
-                until,
-                reason: format!("{reason}: deferred to {}", until.to_rfc3339()),
-            }
         }
-        Decision::Skip(why) => SendPlan::Skip {
-            reason: why.to_string(),
+    };
+    let deferred_by = (until > now).then(|| {
+        let quiet = policies
+            .quiet_hours
+            .is_some_and(|q| policy::in_quiet_hours(now.with_timezone(&tz).time(), q));
+        if quiet {
+            "quiet hours"
+        } else {
+            "frequency cap"
+        }
+    });
+    if let Some(stale) = stale(catalog, ctx.row, until.max(now), deferred_by) {
+        return stale;
+    }
+    match deferred_by {
+        None => SendPlan::Send,
+        Some(why) => SendPlan::Defer {
+            until,
+            reason: format!("{why}: deferred to {}", until.to_rfc3339()),
         },
     }
 }
@@ -210,6 +226,37 @@ fn past_ceiling(catalog: &Catalog, history: &[Sent], now: DateTime<Utc>) -> Opti
             crate::sequence::duration::format(c.per),
             c.emails
         )
+    })
+}
+
+/// A skip for a row that would go at `at`, more than its category's
+/// `stale_after` after it first became due (a service or scheduler that was
+/// down, retries, deferrals); `None` while it is still in time.
+/// `deferred_by` names the rule that would hold it until `at`.
+pub fn stale(
+    catalog: &Catalog,
+    row: &Queued,
+    at: DateTime<Utc>,
+    deferred_by: Option<&str>,
+) -> Option<SendPlan> {
+    let limit = catalog.policies.stale_after.of(row.category);
+    let late = at.signed_duration_since(row.due_at);
+    if late <= limit {
+        return None;
+    }
+    // Whole minutes: the seconds of a lateness in days say nothing.
+    let late = format_duration(chrono::TimeDelta::minutes(late.num_minutes()));
+    let when = match deferred_by {
+        Some(rule) => format!("{rule} would defer it to {}, ", at.to_rfc3339()),
+        None => String::new(),
+    };
+    Some(SendPlan::Skip {
+        reason: format!(
+            "stale: {when}{late} after it was due at {}, more than stale_after.{} ({})",
+            row.due_at.to_rfc3339(),
+            row.category.as_str(),
+            format_duration(limit)
+        ),
     })
 }
 
@@ -279,6 +326,7 @@ mod tests {
             attempts: 1,
             retries,
             not_before: e.occurred_at,
+            due_at: e.occurred_at,
             context: Arc::new(Context::of_event(&e)),
         }
     }
@@ -320,6 +368,136 @@ mod tests {
             reason.starts_with("ceiling: the customer was sent 3 emails in the last 1d"),
             "{reason}"
         );
+    }
+
+    fn catalog(policies: &str) -> Catalog {
+        let (p, d) = crate::sequence::policies::parse_policies(
+            std::path::Path::new("_policies.yaml"),
+            policies,
+        );
+        assert!(d.0.is_empty(), "{d}");
+        Catalog::new(Vec::new(), p)
+    }
+
+    /// Row `row(0)` of `category`, first due at `due`.
+    fn due(category: Category, due: &str) -> Queued {
+        let due: DateTime<Utc> = due.parse().unwrap();
+        Queued {
+            category,
+            not_before: due,
+            due_at: due,
+            ..row(0)
+        }
+    }
+
+    /// The decision at `now` for a customer who consents to marketing.
+    fn plan(catalog: &Catalog, row: &Queued, history: &[Sent], now: &str) -> SendPlan {
+        plan_for(catalog, row, history, now, true)
+    }
+
+    fn plan_for(
+        catalog: &Catalog,
+        row: &Queued,
+        history: &[Sent],
+        now: &str,
+        consent: bool,
+    ) -> SendPlan {
+        let mut profile = Profile {
+            customer: row.context.customer.clone(),
+            suppressed: false,
+            unsubscribed: false,
+        };
+        profile.customer.marketing_consent = Some(consent);
+        let ctx = SendContext {
+            row,
+            profile: Some(&profile),
+            suppressed: false,
+            history,
+        };
+        decide(catalog, &ctx, now.parse().unwrap())
+    }
+
+    fn skipped(plan: SendPlan) -> String {
+        match plan {
+            SendPlan::Skip { reason } => reason,
+            other => panic!("expected a skip, got {other:?}"),
+        }
+    }
+
+    /// The service was down for a week and more: mail due 10 days ago is
+    /// skipped as stale, mail due an hour ago goes.
+    #[test]
+    fn an_email_long_past_its_due_time_is_skipped_as_stale() {
+        let cat = catalog("");
+        let now = "2026-11-20T10:00:00Z";
+        let old = due(Category::Transactional, "2026-11-10T10:00:00Z");
+        assert_eq!(
+            skipped(plan(&cat, &old, &[], now)),
+            "stale: 1w3d after it was due at 2026-11-10T10:00:00+00:00, \
+             more than stale_after.transactional (3d)"
+        );
+        let recent = due(Category::Transactional, "2026-11-20T09:00:00Z");
+        assert_eq!(plan(&cat, &recent, &[], now), SendPlan::Send);
+        // At the limit it still goes; past it, not.
+        let edge = due(Category::Value, "2026-11-18T10:00:00Z");
+        assert_eq!(plan(&cat, &edge, &[], now), SendPlan::Send);
+        let past = due(Category::Value, "2026-11-18T09:59:00Z");
+        let reason = skipped(plan(&cat, &past, &[], now));
+        assert!(
+            reason.ends_with("more than stale_after.value (2d)"),
+            "{reason}"
+        );
+    }
+
+    /// "Due" is when the email first became due: a deferral moved
+    /// `not_before`, and the lateness still counts from `due_at`.
+    #[test]
+    fn lateness_counts_from_the_first_due_time_not_the_deferred_one() {
+        let cat = catalog("stale_after: {promo: 6h}\n");
+        let mut row = due(Category::Promo, "2026-11-20T02:00:00Z");
+        row.not_before = "2026-11-20T09:00:00Z".parse().unwrap();
+        let reason = skipped(plan(&cat, &row, &[], "2026-11-20T09:00:00Z"));
+        assert_eq!(
+            reason,
+            "stale: 7h after it was due at 2026-11-20T02:00:00+00:00, \
+             more than stale_after.promo (6h)"
+        );
+        // The policy's own skips come first and keep their reasons.
+        let no_consent = plan_for(&cat, &row, &[], "2026-11-20T09:00:00Z", false);
+        assert_eq!(skipped(no_consent), "no marketing consent");
+    }
+
+    /// A deferral that would send the email past its `stale_after` skips it
+    /// now instead of holding it for a send that will never come.
+    #[test]
+    fn a_deferral_past_stale_after_skips_at_once() {
+        let policies = "frequency_cap: {max: 1, per: 16h}\nstale_after: {value: 12h}\n";
+        let cat = catalog(policies);
+        let now = "2026-11-20T10:00:00Z";
+        let sent = |at: &str| Sent {
+            at: at.parse().unwrap(),
+            category: Category::Value,
+            opened: None,
+        };
+        let row = due(Category::Value, "2026-11-20T08:00:00Z");
+        // Sent at 06:00: the cap defers to 22:00, 14h after it was due.
+        let reason = skipped(plan(&cat, &row, &[sent("2026-11-20T06:00:00Z")], now));
+        assert_eq!(
+            reason,
+            "stale: frequency cap would defer it to 2026-11-20T22:00:00+00:00, \
+             14h after it was due at 2026-11-20T08:00:00+00:00, more than stale_after.value (12h)"
+        );
+        // Sent at 01:00: deferred to 17:00, 9h after due: in time, deferred.
+        match plan(&cat, &row, &[sent("2026-11-20T01:00:00Z")], now) {
+            SendPlan::Defer { until, reason } => {
+                assert_eq!(
+                    until,
+                    "2026-11-20T17:00:00Z".parse::<DateTime<Utc>>().unwrap()
+                );
+                assert!(reason.starts_with("frequency cap"), "{reason}");
+            }
+            other => panic!("expected a deferral, got {other:?}"),
+        }
     }
 
     /// A retry delay past the calendar fails the row instead of panicking.

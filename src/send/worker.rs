@@ -67,8 +67,10 @@ pub async fn plan<S: Store>(
     let plan = match tx.outbox_state(row.id).await? {
         Some((status, attempts)) if attempts == row.attempts => {
             if status == OutboxStatus::Sending {
-                // A worker died between deciding and finishing: the decision stands.
-                SendPlan::Send
+                // A worker died between deciding and finishing: the decision
+                // stands, unless the email has gone stale meanwhile (the
+                // service was down for days).
+                outbox::stale(catalog, row, now, None).unwrap_or(SendPlan::Send)
             } else {
                 let history = tx.sent_history(&row.customer_id, row.id).await?;
                 let suppressed = match &profile {

@@ -189,6 +189,46 @@ impl Default for Ceiling {
     }
 }
 
+/// How late an email may still go, by category, counted from when it first
+/// became due (deferrals and retries included); one that would go later is
+/// skipped as stale. Like the ceiling it always applies, at
+/// [`StaleAfter::default`] unless the policies file sets it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StaleAfter {
+    pub transactional: TimeDelta,
+    pub value: TimeDelta,
+    pub promo: TimeDelta,
+}
+
+impl StaleAfter {
+    /// The shortest `stale_after` taken: anything shorter would drop mail in
+    /// normal running (a retry an hour later, a night of quiet hours).
+    pub const MIN: TimeDelta = TimeDelta::hours(1);
+
+    pub fn of(&self, category: Category) -> TimeDelta {
+        match category {
+            Category::Transactional => self.transactional,
+            Category::Value => self.value,
+            Category::Promo => self.promo,
+        }
+    }
+}
+
+impl Default for StaleAfter {
+    /// An order or shipping notice still helps a few days late (the receipt,
+    /// the tracking link), but not once the parcel has long arrived; a
+    /// marketing email is timed to a moment (the first days with a product,
+    /// an offer) and only surprises later. Both stay above what the shipped
+    /// rules defer by (quiet hours and a 16h cap: about a day).
+    fn default() -> Self {
+        Self {
+            transactional: TimeDelta::days(3),
+            value: TimeDelta::days(2),
+            promo: TimeDelta::days(2),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policies {
     pub default_locale: String,
@@ -199,6 +239,7 @@ pub struct Policies {
     pub promo_share: Option<PromoShare>,
     pub sunset_after_unopened: Option<u32>,
     pub ceiling: Ceiling,
+    pub stale_after: StaleAfter,
 }
 
 impl Default for Policies {
@@ -215,6 +256,7 @@ impl Default for Policies {
             promo_share: None,
             sunset_after_unopened: None,
             ceiling: Ceiling::default(),
+            stale_after: StaleAfter::default(),
         }
     }
 }

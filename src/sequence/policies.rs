@@ -1,11 +1,15 @@
 //! `_policies.yaml`: the default locale and time zone, the sender, quiet
-//! hours, the frequency cap, the promo share, sunset and the per-customer
-//! ceiling. Every key is optional; a rule that is absent does not apply,
-//! except the ceiling, a safety net that applies at its defaults.
+//! hours, the frequency cap, the promo share, sunset, the per-customer
+//! ceiling and how late an email may go (`stale_after`). Every key is
+//! optional; a rule that is absent does not apply, except the ceiling and
+//! `stale_after`, safety nets that apply at their defaults.
 
 use std::path::Path;
 
-use super::model::{Ceiling, FrequencyCap, Policies, PromoShare, QuietHours, Sender};
+use super::duration;
+use super::model::{
+    Category, Ceiling, FrequencyCap, Policies, PromoShare, QuietHours, Sender, StaleAfter,
+};
 use super::yaml::{self, Node, Reader};
 use crate::diagnostic::Diagnostics;
 use crate::event::EmailAddress;
@@ -19,6 +23,7 @@ const POLICY_KEYS: &[&str] = &[
     "promo_share",
     "sunset",
     "ceiling",
+    "stale_after",
 ];
 
 /// Reads the policies file. What is wrong is reported and left at its
@@ -66,6 +71,9 @@ pub fn parse_policies(file: &Path, text: &str) -> (Policies, Diagnostics) {
     }
     if let Some(n) = f.take("ceiling") {
         ceiling(&mut r, n, &mut p.ceiling);
+    }
+    if let Some(n) = f.take("stale_after") {
+        stale_after(&mut r, n, &mut p.stale_after);
     }
     r.finish(f, "policies", POLICY_KEYS);
     (p, r.diags)
@@ -208,8 +216,40 @@ fn ceiling(r: &mut Reader, n: &Node, out: &mut Ceiling) {
     r.finish(c, "ceiling", &["enrollments", "emails", "per"]);
 }
 
+/// `stale_after: {transactional, value, promo}`: each key optional, the
+/// others keep their defaults; at least [`StaleAfter::MIN`].
+fn stale_after(r: &mut Reader, n: &Node, out: &mut StaleAfter) {
+    let Some(mut c) = r.map(n, "stale_after") else {
+        return;
+    };
+    for category in [Category::Transactional, Category::Value, Category::Promo] {
+        let key = category.as_str();
+        let Some(v) = c.take(key) else { continue };
+        let what = format!("stale_after.{key}");
+        match r.duration(v, &what) {
+            Some(d) if d < StaleAfter::MIN => r.error(
+                v,
+                format!(
+                    "{what}: must be at least {} (shorter would skip mail that is only \
+                     retried or deferred)",
+                    duration::format(StaleAfter::MIN)
+                ),
+            ),
+            Some(d) => match category {
+                Category::Transactional => out.transactional = d,
+                Category::Value => out.value = d,
+                Category::Promo => out.promo = d,
+            },
+            None => {}
+        }
+    }
+    r.finish(c, "stale_after", &["transactional", "value", "promo"]);
+}
+
 #[cfg(test)]
 mod tests {
+    use chrono::TimeDelta;
+
     use super::*;
 
     #[test]
@@ -251,6 +291,52 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("unknown key `mails`"), "{s}");
+    }
+
+    #[test]
+    fn stale_after_has_defaults_and_is_checked() {
+        let (p, d) = parse_policies(Path::new("p.yaml"), "default_locale: en\n");
+        assert!(d.0.is_empty(), "{d}");
+        assert_eq!(p.stale_after, StaleAfter::default());
+        assert_eq!(
+            p.stale_after.of(Category::Transactional),
+            TimeDelta::days(3)
+        );
+        assert_eq!(p.stale_after.of(Category::Promo), TimeDelta::days(2));
+        let (p, d) = parse_policies(Path::new("p.yaml"), "stale_after: {value: 12h}\n");
+        assert!(d.0.is_empty(), "{d}");
+        assert_eq!(p.stale_after.value, TimeDelta::hours(12));
+        assert_eq!(
+            p.stale_after.transactional,
+            TimeDelta::days(3),
+            "default kept"
+        );
+        let (p, d) = parse_policies(
+            Path::new("p.yaml"),
+            "stale_after: {transactional: 30m, value: 3x, promo: 4000d, marketing: 1d}\n",
+        );
+        let s = d.to_string();
+        assert!(
+            s.contains("p.yaml:1:30: stale_after.transactional: must be at least 1h"),
+            "{s}"
+        );
+        assert!(
+            s.contains("p.yaml:1:42: stale_after.value: \"3x\" is not a duration"),
+            "{s}"
+        );
+        assert!(
+            s.contains("p.yaml:1:53: stale_after.promo: \"4000d\" is longer than 3650d"),
+            "{s}"
+        );
+        assert!(
+            s.contains("p.yaml:1:60: unknown key `marketing` in stale_after"),
+            "{s}"
+        );
+        assert_eq!(
+            p.stale_after,
+            StaleAfter::default(),
+            "what is wrong is left at its default"
+        );
     }
 
     /// Reproduction 4 of issue 7: windows that ended past the calendar.

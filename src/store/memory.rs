@@ -61,6 +61,8 @@ struct Mem {
     outbox_keys: HashSet<String>,
     /// `(not_before, id)` of pending and sending rows: what a claim may take.
     queue: BTreeSet<(DateTime<Utc>, i64)>,
+    /// The same rows by customer: the claim keeps each customer's in order.
+    queued_of: HashMap<String, BTreeSet<(DateTime<Utc>, i64)>>,
     next_id: i64,
     deliveries: Vec<DeliveryView>,
     suppressions: HashMap<String, String>,
@@ -115,6 +117,50 @@ fn leased(lease: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
     lease.is_some_and(|l| l >= now)
 }
 
+/// What a claim at `now` sees of other rows: whether a row is held by a
+/// claimer, and whether it is due.
+struct ClaimView<'a> {
+    now: DateTime<Utc>,
+    /// A claimer whose heartbeat is older than this is gone.
+    stale_before: DateTime<Utc>,
+    instances: &'a HashMap<String, DateTime<Utc>>,
+}
+
+impl ClaimView<'_> {
+    /// Claimed or being sent, by a claimer still alive.
+    fn held(&self, rec: &OutboxRec) -> bool {
+        let claimer_gone = rec
+            .claimed_by
+            .as_ref()
+            .and_then(|c| self.instances.get(c))
+            .is_some_and(|beat| *beat < self.stale_before);
+        leased(rec.lease_until, self.now) && !claimer_gone
+    }
+
+    /// Pending and due, or `sending` (being sent, or to be taken over).
+    fn due(&self, rec: &OutboxRec) -> bool {
+        match rec.row.status {
+            OutboxStatus::Pending => rec.row.not_before <= self.now,
+            _ => true,
+        }
+    }
+
+    /// Whether a row of the customer, `mine` by `(not_before, id)`, must wait
+    /// for another of theirs: one in flight, or one due that comes earlier
+    /// (as `sql::IN_ORDER`).
+    fn waits(
+        &self,
+        mine: (DateTime<Utc>, i64),
+        theirs: &BTreeSet<(DateTime<Utc>, i64)>,
+        outbox: &HashMap<i64, OutboxRec>,
+    ) -> bool {
+        theirs.iter().filter(|k| k.1 != mine.1).any(|k| {
+            let rec = &outbox[&k.1];
+            self.held(rec) || (self.due(rec) && *k < mine)
+        })
+    }
+}
+
 impl Mem {
     fn save_enrollment(&mut self, e: Enrollment) {
         let customer = self.customers.entry(e.customer_id.clone()).or_default();
@@ -155,15 +201,32 @@ impl Mem {
         );
     }
 
+    /// Puts a new row in the claim queue.
+    fn enqueue(&mut self, id: i64, customer_id: &str, not_before: DateTime<Utc>) {
+        self.queue.insert((not_before, id));
+        self.queued_of
+            .entry(customer_id.to_string())
+            .or_default()
+            .insert((not_before, id));
+    }
+
     /// Moves a row's place in the claim queue (or takes it out).
     fn requeue(&mut self, id: i64, before: (OutboxStatus, DateTime<Utc>)) {
         let in_queue = |s| matches!(s, OutboxStatus::Pending | OutboxStatus::Sending);
+        let customer = self.outbox[&id].row.customer_id.clone();
         if in_queue(before.0) {
             self.queue.remove(&(before.1, id));
+            if let Some(rows) = self.queued_of.get_mut(&customer) {
+                rows.remove(&(before.1, id));
+                if rows.is_empty() {
+                    self.queued_of.remove(&customer);
+                }
+            }
         }
         let rec = &self.outbox[&id];
         if in_queue(rec.row.status) {
-            self.queue.insert((rec.row.not_before, id));
+            let not_before = rec.row.not_before;
+            self.enqueue(id, &customer, not_before);
         } else if self.lean {
             // Final: a lean store keeps only the key (and the history).
             self.outbox.remove(&id);
@@ -345,7 +408,8 @@ impl Tx for MemTx {
             mem.save_enrollment(e);
         }
         let mut written = 0;
-        for (key, m) in w.emails {
+        for m in w.emails {
+            let key = m.job.idempotency_key.clone();
             if mem.outbox_keys.contains(&key) {
                 continue;
             }
@@ -364,11 +428,12 @@ impl Tx for MemTx {
                 attempts: 0,
                 retries: 0,
                 not_before: j.due_at,
+                due_at: j.due_at,
                 context: m.context,
             };
             fresh_ids.insert(key.clone(), id);
             mem.outbox_keys.insert(key);
-            mem.queue.insert((row.not_before, id));
+            mem.enqueue(id, &row.customer_id, row.not_before);
             mem.outbox.insert(
                 id,
                 OutboxRec {
@@ -550,26 +615,28 @@ impl Store for MemStore {
         let mut mem = self.inner.lock().await;
         let mem = &mut *mem;
         let mut out = Vec::new();
-        for (not_before, id) in &mem.queue {
+        let view = ClaimView {
+            now,
+            stale_before,
+            instances: &mem.instances,
+        };
+        for &(not_before, id) in &mem.queue {
             if out.len() as i64 >= limit {
                 break;
             }
-            let rec = mem.outbox.get_mut(id).expect("indexed");
-            let ready = match rec.row.status {
-                OutboxStatus::Pending => *not_before <= now,
-                _ => true,
-            };
-            if !ready {
+            if not_before > now {
+                // A row being sent was due when claimed: past this, nothing is.
                 break;
             }
-            let claimer_gone = rec
-                .claimed_by
-                .as_ref()
-                .and_then(|c| mem.instances.get(c))
-                .is_some_and(|beat| *beat < stale_before);
-            if leased(rec.lease_until, now) && !claimer_gone {
+            let rec = &mem.outbox[&id];
+            if view.held(rec) {
                 continue;
             }
+            let theirs = &mem.queued_of[&rec.row.customer_id];
+            if view.waits((not_before, id), theirs, &mem.outbox) {
+                continue;
+            }
+            let rec = mem.outbox.get_mut(&id).expect("indexed");
             rec.lease_until = Some(now + lease);
             rec.claimed_by = Some(by.instance.clone());
             rec.row.attempts += 1;
@@ -669,6 +736,7 @@ impl Store for MemStore {
                 status: r.row.status,
                 attempts: r.row.attempts,
                 not_before: r.row.not_before,
+                due_at: r.row.due_at,
                 message_id: r.message_id.clone(),
                 last_error: r.last_error.clone(),
                 sent_at: r.sent_at,

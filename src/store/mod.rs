@@ -248,6 +248,8 @@ pub struct OutboxView {
     pub status: OutboxStatus,
     pub attempts: i64,
     pub not_before: DateTime<Utc>,
+    /// When it first became due (see [`Queued::due_at`]).
+    pub due_at: DateTime<Utc>,
     pub message_id: Option<String>,
     pub last_error: Option<String>,
     pub sent_at: Option<DateTime<Utc>>,
@@ -327,7 +329,13 @@ pub struct StoredDeadLetter {
 pub struct Writes {
     pub profiles: BTreeMap<String, Profile>,
     pub enrollments: BTreeMap<String, Enrollment>,
-    pub emails: BTreeMap<String, NewEmail>,
+    /// In the order the engine emitted them: the store gives the rows ids in
+    /// this order, and a customer's emails due at the same time go out in id
+    /// order. (Kept in a map by idempotency key, `…#order-delivered` came
+    /// before `…#order-shipped`, and went out first.)
+    pub emails: Vec<NewEmail>,
+    /// Idempotency keys of `emails`: the first email with a key is kept.
+    email_keys: HashSet<String>,
     /// Emails among `emails` to record as skipped, by key, with the reason
     /// (history imports: see [`NewEmail::skip`]).
     pub skipped: BTreeMap<String, String>,
@@ -342,14 +350,14 @@ impl Writes {
             self.profiles.insert(p.customer.id.clone(), p);
         }
         for m in changes.emails {
+            if !self.email_keys.insert(m.job.idempotency_key.clone()) {
+                continue;
+            }
             if let Some(reason) = &m.skip {
                 self.skipped
-                    .entry(m.job.idempotency_key.clone())
-                    .or_insert_with(|| reason.clone());
+                    .insert(m.job.idempotency_key.clone(), reason.clone());
             }
-            self.emails
-                .entry(m.job.idempotency_key.clone())
-                .or_insert(m);
+            self.emails.push(m);
         }
         if let Some((email, reason)) = changes.suppress {
             self.suppress.entry(email).or_insert(reason);
@@ -477,7 +485,10 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// Claims up to `limit` outbox rows due at `now` for `by`, counting an
     /// attempt, in `(not_before, id)` order. A row another claimer holds is
     /// taken when its lease has ended or its claimer's heartbeat is older
-    /// than `by.stale_after`.
+    /// than `by.stale_after`. A customer's rows are taken one at a time and
+    /// in order: never while another row of the customer is held (claimed or
+    /// `sending`, by a claimer still alive), nor while a row of theirs that
+    /// comes earlier by `(not_before, id)` is due.
     fn claim_outbox(
         &self,
         now: DateTime<Utc>,

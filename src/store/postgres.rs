@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use sqlx::Transaction;
 
-use super::sql::{Affected, Backend, QUEUED_COLUMNS, SqlStore, TAKE_OVER, status_str};
+use super::sql::{Affected, Backend, IN_ORDER, QUEUED_COLUMNS, SqlStore, TAKE_OVER, status_str};
 use super::{Result, Writes};
 use crate::engine::outbox::OutboxStatus;
 use crate::event::Event;
@@ -44,10 +44,12 @@ impl Backend for Postgres {
 
     const CLAIM_OUTBOX: &'static str = const_format::concatcp!(
         "UPDATE outbox SET lease_until = $2, attempts = attempts + 1, updated_at = $1, claimed_by = $4 \
-         WHERE id IN (SELECT id FROM outbox WHERE ((status = 'pending' AND not_before <= $1) OR status = 'sending') \
+         WHERE id IN (SELECT id FROM outbox WHERE status IN ('pending', 'sending') AND not_before <= $1 \
          AND (lease_until IS NULL OR lease_until < $1 OR ",
         TAKE_OVER,
-        " ) ORDER BY not_before, id LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING ",
+        ") AND ",
+        IN_ORDER,
+        " ORDER BY not_before, id LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING ",
         QUEUED_COLUMNS
     );
 
@@ -210,7 +212,7 @@ impl Backend for Postgres {
             let mut categories = Vec::with_capacity(n);
             let mut due = Vec::with_capacity(n);
             let mut contexts = Vec::with_capacity(n);
-            for m in w.emails.values() {
+            for m in &w.emails {
                 let j = &m.job;
                 keys.push(j.idempotency_key.as_str());
                 customers.push(j.customer_id.as_str());
@@ -221,14 +223,17 @@ impl Backend for Postgres {
                 due.push(j.due_at);
                 contexts.push(serde_json::to_string(&m.context)?);
             }
+            // Ids in the order of the arrays (the engine's order): among a
+            // customer's emails due at one time, the lower id goes first.
             written = sqlx::query(
                 "INSERT INTO outbox (idempotency_key, customer_id, sequence, step, template, category, \
-                   status, attempts, not_before, context, created_at, updated_at) \
+                   status, attempts, not_before, due_at, context, created_at, updated_at) \
                  SELECT o.key, o.customer_id, o.sequence, o.step, o.template, o.category, $9, 0, \
-                   o.not_before, o.context::json, $10, $10 \
+                   o.due_at, o.due_at, o.context::json, $10, $10 \
                  FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-                   $7::timestamptz[], $8::text[]) \
-                   AS o(key, customer_id, sequence, step, template, category, not_before, context) \
+                   $7::timestamptz[], $8::text[]) WITH ORDINALITY \
+                   AS o(key, customer_id, sequence, step, template, category, due_at, context, n) \
+                 ORDER BY o.n \
                  ON CONFLICT (idempotency_key) DO NOTHING",
             )
             .bind(&keys)

@@ -45,8 +45,12 @@ pub trait Backend:
     /// another transaction holds: `$1` now, `$2` limit; returns
     /// `key, customer_id`.
     const TAKE_DUE: &'static str;
-    /// Claims due outbox rows: `$1` now, `$2` lease end, `$3` limit;
-    /// returns [`QUEUED_COLUMNS`].
+    /// Claims due outbox rows: `$1` now, `$2` lease end, `$3` limit, `$4`
+    /// the claimer, `$5` stale before; returns [`QUEUED_COLUMNS`]. It walks
+    /// the `outbox_queue (not_before, id)` index of pending and sending rows
+    /// (a row being sent was due when claimed, so `not_before <= now` takes
+    /// it too) and stops at the limit, keeping each customer's rows in order
+    /// ([`IN_ORDER`]).
     const CLAIM_OUTBOX: &'static str;
     fn migrator() -> &'static Migrator;
 
@@ -79,17 +83,44 @@ pub trait Backend:
 pub const TAKE_OVER: &str = "EXISTS (SELECT 1 FROM instances i \
      WHERE i.id = outbox.claimed_by AND i.heartbeat_at < $5)";
 
+/// The claim condition that keeps each customer's emails in order: a row is
+/// not taken while another row of its customer is in flight (claimed or
+/// being sent, by a claimer whose heartbeat is fresh: `$1` now, `$5` stale
+/// before), nor while a row of its customer that comes earlier by
+/// `(not_before, id)` is due (pending and due, or `sending` and to be taken
+/// over). So a claim takes at most the first due row of a customer, and the
+/// next only once that one is done or deferred past it. Each row asks only its
+/// customer's unfinished rows, through the `outbox_customer (customer_id,
+/// status)` index.
+pub const IN_ORDER: &str = "NOT EXISTS (SELECT 1 FROM outbox e \
+     WHERE e.customer_id = outbox.customer_id AND e.status IN ('pending', 'sending') \
+     AND e.id <> outbox.id AND ( \
+       (e.lease_until >= $1 AND NOT EXISTS (SELECT 1 FROM instances i \
+         WHERE i.id = e.claimed_by AND i.heartbeat_at < $5)) \
+       OR ((e.status = 'sending' OR e.not_before <= $1) \
+         AND (e.not_before < outbox.not_before \
+           OR (e.not_before = outbox.not_before AND e.id < outbox.id)))))";
+
 /// How many rows a statement changed (each backend's result type has it).
 pub trait Affected {
     fn rows(&self) -> u64;
 }
 
 /// Columns of a claimed outbox row, in `RETURNING` and `SELECT` lists.
-pub const QUEUED_COLUMNS: &str = "id, idempotency_key, customer_id, sequence, step, template, \
-     category, status, attempts, retries, not_before, context";
+pub const QUEUED_COLUMNS: &str = concatcp!(
+    "id, idempotency_key, customer_id, sequence, step, template, \
+     category, status, attempts, retries, not_before, ",
+    DUE_AT,
+    ", context"
+);
+
+/// When a row first became due. Rows written before migration 0006 (or by
+/// an older instance during an upgrade) have no `due_at`; they were due when
+/// they were written.
+pub const DUE_AT: &str = "COALESCE(due_at, created_at) AS due_at";
 
 /// Rows per multi-row statement: far below both databases' limits on bound
-/// parameters (SQLite's 32,766 with 12 per row).
+/// parameters (SQLite's 32,766 with 13 per row at most).
 pub const MAX_ROWS: usize = 1000;
 
 /// A store on a database pool.
@@ -123,6 +154,7 @@ pub struct QueuedRow {
     attempts: i64,
     retries: i64,
     not_before: DateTime<Utc>,
+    due_at: DateTime<Utc>,
     context: Json<Context>,
 }
 
@@ -142,6 +174,7 @@ impl TryFrom<QueuedRow> for Queued {
             attempts: r.attempts,
             retries: r.retries,
             not_before: r.not_before,
+            due_at: r.due_at,
             context: Arc::new(r.context.0),
         })
     }
@@ -159,6 +192,7 @@ pub struct OutboxViewRow {
     status: String,
     attempts: i64,
     not_before: DateTime<Utc>,
+    due_at: DateTime<Utc>,
     message_id: Option<String>,
     last_error: Option<String>,
     sent_at: Option<DateTime<Utc>>,
@@ -727,9 +761,12 @@ where
     }
 
     async fn next_outbox(&self) -> Result<Option<DateTime<Utc>>> {
+        // A row being sent always holds a lease, so these are the unclaimed
+        // pending rows; written with the index's own condition, so that
+        // SQLite, too, reads them from `outbox_queue` in order.
         let row: Option<(DateTime<Utc>,)> = sqlx::query_as(
-            "SELECT not_before FROM outbox WHERE status = 'pending' AND lease_until IS NULL \
-             ORDER BY not_before LIMIT 1",
+            "SELECT not_before FROM outbox WHERE status IN ('pending', 'sending') \
+             AND lease_until IS NULL ORDER BY not_before LIMIT 1",
         )
         .fetch_optional(&self.pool)
         .await?;
@@ -784,10 +821,12 @@ where
     }
 
     async fn outbox(&self) -> Result<Vec<OutboxView>> {
-        let rows: Vec<OutboxViewRow> = sqlx::query_as(
+        let rows: Vec<OutboxViewRow> = sqlx::query_as(concatcp!(
             "SELECT id, idempotency_key, customer_id, sequence, step, template, category, status, \
-             attempts, not_before, message_id, last_error, sent_at FROM outbox ORDER BY id",
-        )
+             attempts, not_before, ",
+            DUE_AT,
+            ", message_id, last_error, sent_at FROM outbox ORDER BY id"
+        ))
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
@@ -803,6 +842,7 @@ where
                     status: parse_stored("outbox status", &r.status, OutboxStatus::parse)?,
                     attempts: r.attempts,
                     not_before: r.not_before,
+                    due_at: r.due_at,
                     message_id: r.message_id,
                     last_error: r.last_error,
                     sent_at: r.sent_at,

@@ -15,7 +15,9 @@ use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use sqlx::{QueryBuilder, Row};
 
-use super::sql::{Affected, Backend, MAX_ROWS, QUEUED_COLUMNS, SqlStore, TAKE_OVER, status_str};
+use super::sql::{
+    Affected, Backend, IN_ORDER, MAX_ROWS, QUEUED_COLUMNS, SqlStore, TAKE_OVER, status_str,
+};
 use super::{Result, Writes};
 use crate::engine::outbox::OutboxStatus;
 use crate::engine::profile::Profile;
@@ -54,10 +56,12 @@ impl Backend for Sqlite {
 
     const CLAIM_OUTBOX: &'static str = const_format::concatcp!(
         "UPDATE outbox SET lease_until = $2, attempts = attempts + 1, updated_at = $1, claimed_by = $4 \
-         WHERE id IN (SELECT id FROM outbox WHERE ((status = 'pending' AND not_before <= $1) OR status = 'sending') \
+         WHERE id IN (SELECT id FROM outbox WHERE status IN ('pending', 'sending') AND not_before <= $1 \
          AND (lease_until IS NULL OR lease_until < $1 OR ",
         TAKE_OVER,
-        " ) ORDER BY not_before, id LIMIT $3) RETURNING ",
+        ") AND ",
+        IN_ORDER,
+        " ORDER BY not_before, id LIMIT $3) RETURNING ",
         QUEUED_COLUMNS
     );
 
@@ -166,11 +170,11 @@ impl Backend for Sqlite {
             q.build().execute(&mut **tx).await?;
         }
         let mut written = 0;
-        let emails: Vec<_> = w.emails.values().collect();
+        let emails: Vec<_> = w.emails.iter().collect();
         for chunk in emails.chunks(MAX_ROWS) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO outbox (idempotency_key, customer_id, sequence, step, template, category, \
-                 status, attempts, not_before, context, created_at, updated_at) ",
+                 status, attempts, not_before, due_at, context, created_at, updated_at) ",
             );
             q.push_values(chunk, |mut b, m| {
                 let j = &m.job;
@@ -182,6 +186,7 @@ impl Backend for Sqlite {
                     .push_bind(j.category.as_str())
                     .push_bind(OutboxStatus::Pending.as_str())
                     .push_bind(0_i64)
+                    .push_bind(j.due_at)
                     .push_bind(j.due_at)
                     .push_bind(Json(&m.context))
                     .push_bind(now)

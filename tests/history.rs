@@ -46,8 +46,12 @@ fn aftercare(args: &[&str], database_url: &str) -> Output {
         .expect("run aftercare")
 }
 
+/// Days before the test began (one instant for the whole test, so that
+/// times written to the file and times expected agree).
 fn days_ago(d: i64) -> DateTime<Utc> {
-    Utc::now().with_nanosecond(0).unwrap() - Duration::days(d)
+    static START: std::sync::LazyLock<DateTime<Utc>> =
+        std::sync::LazyLock::new(|| Utc::now().with_nanosecond(0).unwrap());
+    *START - Duration::days(d)
 }
 
 async fn active<S: Store>(store: &S, customer: &str, sequence: &str) -> Vec<Waiting> {

@@ -31,7 +31,61 @@ pub struct CustomerState {
     /// last [`LOOK_BACK`]; the dispatcher adds each event it applies.
     ///
     /// [`Catalog::looked_back`]: crate::sequence::model::Catalog::looked_back
-    pub recent: Vec<Arc<Event>>,
+    pub recent: Vec<Recorded>,
+}
+
+/// A recorded event as the look-back holds it: what picks the candidates
+/// (type, time, id), and the event itself, read from its stored JSON only
+/// when it is a candidate (most recorded events never are: they were taken
+/// in when they arrived).
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub id: String,
+    pub kind: String,
+    pub occurred_at: DateTime<Utc>,
+    body: Body,
+}
+
+#[derive(Debug, Clone)]
+enum Body {
+    Event(Arc<Event>),
+    Json(Arc<str>),
+}
+
+impl Recorded {
+    pub fn of(event: Arc<Event>) -> Self {
+        Self {
+            id: event.id.clone(),
+            kind: event.kind.clone(),
+            occurred_at: event.occurred_at,
+            body: Body::Event(event),
+        }
+    }
+
+    /// An event as stored: its JSON is read when needed.
+    pub fn stored(id: String, kind: String, occurred_at: DateTime<Utc>, json: String) -> Self {
+        Self {
+            id,
+            kind,
+            occurred_at,
+            body: Body::Json(json.into()),
+        }
+    }
+
+    /// The event; `None` if its stored JSON does not read as one (it was
+    /// written by this program, so only a damaged row gets here; it is
+    /// passed over).
+    pub fn event(&self) -> Option<Arc<Event>> {
+        match &self.body {
+            Body::Event(e) => Some(e.clone()),
+            Body::Json(text) => serde_json::from_str(text).ok().map(Arc::new),
+        }
+    }
+
+    /// Whether it comes after `mark` (by time, then id).
+    pub fn after(&self, mark: &super::state::Mark) -> bool {
+        (mark.at, mark.id.as_str()) < (self.occurred_at, self.id.as_str())
+    }
 }
 
 /// How far back a customer's recorded events count for a `wait_for` or an

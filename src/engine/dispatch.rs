@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::customer::{Changes, CustomerState, NewEmail};
+use super::customer::{Changes, CustomerState, NewEmail, Recorded};
 use super::profile;
 use super::state::{Context, EmailJob, Enrollment, Mark, Waiting, correlates, enrollment_key};
 use super::{Effect, Input, advance, begin, holds};
@@ -306,7 +306,9 @@ fn remember(catalog: &Catalog, state: &mut CustomerState, event: &Event) {
     let at = state
         .recent
         .partition_point(|e| (e.occurred_at, &e.id) <= (event.occurred_at, &event.id));
-    state.recent.insert(at, Arc::new(event.clone()));
+    state
+        .recent
+        .insert(at, Recorded::of(Arc::new(event.clone())));
 }
 
 /// Makes the enrollment's customer the stored one.
@@ -362,7 +364,7 @@ struct Parts<'a> {
     finished: &'a HashSet<String>,
     /// When the customer's finished enrollments started.
     finished_starts: &'a [DateTime<Utc>],
-    recent: &'a [Arc<Event>],
+    recent: &'a [Recorded],
 }
 
 /// What started an enrollment: an event (its id and mark), or another
@@ -437,12 +439,13 @@ fn enroll(
     }
     // An exit already recorded after the trigger (an `order.cancelled` that
     // overtook its `order.placed`) stops the enrollment before it starts.
-    if let Some((rule, ev)) = recorded_exit(seq, c.recent, &context, &origin.mark, now, out) {
+    if let Some(ev) = recorded_exit(seq, c.recent, &context, &origin.mark, now, out) {
         out.notes.push(Note {
             enrollment_key: key,
             sequence: seq.id.clone(),
             message: format!(
-                "not started: exit_when {rule} ({}) is already recorded, at {}",
+                "not started: exit_when {} ({}) is already recorded, at {}",
+                ev.kind,
                 ev.id,
                 ev.occurred_at.to_rfc3339()
             ),
@@ -537,9 +540,16 @@ fn take_recorded(
     let recent = c.recent;
     let candidates = recent
         .iter()
-        .filter(|ev| ev.kind == kind && ev.occurred_at < until && mark.before(ev));
+        .filter(|r| r.kind == kind && r.occurred_at < until && r.after(&mark))
+        .filter_map(Recorded::event);
     for ev in candidates {
-        let effects = advance(catalog, seq, &mut c.enrollments[idx], Input::Event(ev), now);
+        let effects = advance(
+            catalog,
+            seq,
+            &mut c.enrollments[idx],
+            Input::Event(&ev),
+            now,
+        );
         if effects.iter().all(|f| matches!(f, Effect::Warn(_))) {
             // It did not concern this enrollment (another order, a `when`
             // that does not hold): try the next one.
@@ -572,24 +582,25 @@ fn take_recorded(
 
 /// The first `exit_when` rule of `seq` that an event recorded after `mark`
 /// meets, for an enrollment about to start with `context`.
-fn recorded_exit<'e>(
+fn recorded_exit(
     seq: &crate::sequence::model::Sequence,
-    recent: &'e [Arc<Event>],
+    recent: &[Recorded],
     context: &Context,
     mark: &Mark,
     now: DateTime<Utc>,
     out: &mut Applied,
-) -> Option<(&'e str, &'e Event)> {
+) -> Option<Arc<Event>> {
     let order_id = context.order.as_ref().map(|o| o.id.as_str());
     for rule in &seq.exit_when {
-        for ev in recent.iter().filter(|ev| {
-            ev.kind == rule.event
-                && mark.before(ev)
-                && correlates(&context.customer.id, order_id, ev, rule.scope)
-        }) {
+        let candidates = recent
+            .iter()
+            .filter(|r| r.kind == rule.event && r.after(mark))
+            .filter_map(Recorded::event)
+            .filter(|ev| correlates(&context.customer.id, order_id, ev, rule.scope));
+        for ev in candidates {
             let mut warnings = Vec::new();
-            if holds(rule.when.as_ref(), context, Some(ev), now, &mut warnings) {
-                return Some((ev.kind.as_str(), ev));
+            if holds(rule.when.as_ref(), context, Some(&ev), now, &mut warnings) {
+                return Some(ev);
             }
             out.notes
                 .extend(warnings.into_iter().filter_map(|f| match f {

@@ -18,7 +18,7 @@ use super::{
     Claimer, DeadLetter, DeliveryView, Due, DueClaim, LookBack, OutboxView, Result, Store,
     StoredDeadLetter, Transition, Tx, Writes, count_dead_letters,
 };
-use crate::engine::customer::CustomerState;
+use crate::engine::customer::{CustomerState, Recorded};
 use crate::engine::outbox::{OutboxStatus, Outcome, Queued};
 use crate::engine::policy::Sent;
 use crate::engine::profile::Profile;
@@ -346,7 +346,8 @@ impl Tx for MemTx {
                     let recent = c.recent.iter().filter(|e| {
                         look_back.kinds.contains(&e.kind) && e.occurred_at >= look_back.since
                     });
-                    st.recent = look_back.keep(recent.cloned().collect());
+                    let recent = recent.map(|e| Recorded::of(e.clone())).collect();
+                    st.recent = look_back.keep(recent);
                 }
                 st.profile = c.profile.clone();
                 st.finished = c.finished.clone();

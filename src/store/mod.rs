@@ -20,9 +20,9 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use std::sync::Arc;
-
-use crate::engine::customer::{Changes, CustomerState, LOOK_BACK, LOOK_BACK_EVENTS, NewEmail};
+use crate::engine::customer::{
+    Changes, CustomerState, LOOK_BACK, LOOK_BACK_EVENTS, NewEmail, Recorded,
+};
 use crate::engine::dispatch::Note;
 use crate::engine::outbox::{OutboxStatus, Outcome, Queued};
 use crate::engine::policy::Sent;
@@ -167,7 +167,7 @@ impl<'a> LookBack<'a> {
 
     /// Keeps the events of one load, newest last, dropping those in `except`
     /// and all but the latest [`LOOK_BACK_EVENTS`].
-    pub(crate) fn keep(&self, mut events: Vec<Arc<Event>>) -> Vec<Arc<Event>> {
+    pub(crate) fn keep(&self, mut events: Vec<Recorded>) -> Vec<Recorded> {
         events.retain(|e| !self.except.contains(&e.id));
         events.sort_by(|a, b| (a.occurred_at, &a.id).cmp(&(b.occurred_at, &b.id)));
         let cut = events.len().saturating_sub(LOOK_BACK_EVENTS);

@@ -24,7 +24,7 @@ use super::{
     Claimer, DeadLetter, DeliveryView, Due, DueClaim, Error, LookBack, OutboxView, Result, Store,
     StoredDeadLetter, Transition, Tx, Writes, count_dead_letters, parse_stored,
 };
-use crate::engine::customer::{CustomerState, LOOK_BACK_EVENTS};
+use crate::engine::customer::{CustomerState, LOOK_BACK_EVENTS, Recorded};
 use crate::engine::outbox::{OutboxStatus, Outcome, Queued};
 use crate::engine::policy::Sent;
 use crate::engine::profile::Profile;
@@ -245,7 +245,6 @@ where
     String: for<'r> Decode<'r, DB> + Type<DB>,
     Json<Option<Profile>>: for<'r> Decode<'r, DB> + Type<DB>,
     Option<Json<Enrollment>>: for<'r> Decode<'r, DB> + Type<DB>,
-    Json<Event>: for<'r> Decode<'r, DB> + Type<DB>,
     DateTime<Utc>: for<'r> Decode<'r, DB> + for<'t> Encode<'t, DB> + Type<DB>,
     i64: for<'r> Decode<'r, DB> + for<'t> Encode<'t, DB> + Type<DB>,
     for<'r> &'r str: ColumnIndex<DB::Row>,
@@ -384,7 +383,8 @@ where
         // The latest of each customer only: one customer's flood of events
         // cannot make every load of them slow.
         let mut q = QueryBuilder::<DB>::new(
-            "SELECT customer_id, payload FROM (SELECT customer_id, payload, row_number() \
+            "SELECT customer_id, id, type, occurred_at, CAST(payload AS TEXT) AS payload \
+             FROM (SELECT customer_id, id, type, occurred_at, payload, row_number() \
              OVER (PARTITION BY customer_id ORDER BY occurred_at DESC, id DESC) AS n \
              FROM events WHERE customer_id IN ",
         );
@@ -395,11 +395,16 @@ where
         q.push_bind(look_back.since);
         q.push(") recent WHERE n <= ");
         q.push(LOOK_BACK_EVENTS.to_string());
-        let mut found: HashMap<String, Vec<Arc<Event>>> = HashMap::new();
+        let mut found: HashMap<String, Vec<Recorded>> = HashMap::new();
         for r in q.build().fetch_all(&mut *self.tx).await? {
-            let id: String = r.try_get("customer_id")?;
-            let Json(event): Json<Event> = r.try_get("payload")?;
-            found.entry(id).or_default().push(Arc::new(event));
+            let customer: String = r.try_get("customer_id")?;
+            let event = Recorded::stored(
+                r.try_get("id")?,
+                r.try_get("type")?,
+                r.try_get("occurred_at")?,
+                r.try_get("payload")?,
+            );
+            found.entry(customer).or_default().push(event);
         }
         for (id, events) in found {
             if let Some(st) = out.get_mut(&id) {
@@ -421,7 +426,6 @@ where
     DateTime<Utc>: for<'r> Decode<'r, DB> + for<'t> Encode<'t, DB> + Type<DB>,
     Json<Option<Profile>>: for<'r> Decode<'r, DB> + Type<DB>,
     Option<Json<Enrollment>>: for<'r> Decode<'r, DB> + Type<DB>,
-    Json<Event>: for<'r> Decode<'r, DB> + Type<DB>,
     for<'r> &'r str: ColumnIndex<DB::Row>,
     for<'r> HistoryRow: FromRow<'r, DB::Row>,
     for<'r> (String, i64): FromRow<'r, DB::Row>,

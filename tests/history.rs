@@ -17,23 +17,7 @@ use chrono::{DateTime, Duration, Timelike, Utc};
 const ANNA: &str = r#"{"id":"CUST","email":"CUST@example.com","first_name":"Anna","locale":"hu-HU","timezone":"Europe/Budapest","marketing_consent":true}"#;
 
 fn ev(id: &str, kind: &str, customer: &str, order: &str, at: DateTime<Utc>) -> String {
-    let customer = ANNA.replace("CUST", customer);
-    let order = if kind == "order.placed" {
-        format!(
-            r#"{{"id":"{order}","number":"N-{order}","currency":"EUR","total":"129.90","items":[{{"sku":"CAM-200","name":"DSLR 200","category":"camera","quantity":1,"unit_price":"129.90"}}]}}"#
-        )
-    } else {
-        format!(r#"{{"id":"{order}"}}"#)
-    };
-    let shipment = if kind.starts_with("shipment.") {
-        format!(r#","shipment":{{"id":"s-{id}","carrier":"GLS"}}"#)
-    } else {
-        String::new()
-    };
-    format!(
-        r#"{{"id":"{id}","type":"{kind}","occurred_at":"{}","customer":{customer},"order":{order}{shipment}}}"#,
-        at.to_rfc3339()
-    )
+    support::shop_event(id, kind, &ANNA.replace("CUST", customer), order, at)
 }
 
 fn aftercare(args: &[&str], database_url: &str) -> Output {

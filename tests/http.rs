@@ -4,42 +4,22 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use aftercare::clock::{Clock, SystemClock};
-use aftercare::config::{DatabaseArgs, Role, ServiceArgs};
+use aftercare::config::Role;
 use aftercare::engine::outbox::{Outcome, TransportError};
 use aftercare::ingest::http::sign;
 use aftercare::instance::Instance;
 use aftercare::send::transport::{EmlDir, Outgoing, Transport};
 use aftercare::send::worker::{Compose, DEFAULT_MAX_EMAIL_BYTES, DEFAULT_RETRY, Worker};
-use aftercare::service::{Loaded, serve};
 use aftercare::store::Store;
 use reqwest::StatusCode;
+use support::app::{self, App};
 use support::event_json;
 use tokio_util::sync::CancellationToken;
-
-struct App {
-    addr: SocketAddr,
-    stop: CancellationToken,
-    done: tokio::task::JoinHandle<anyhow::Result<()>>,
-    outbox: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl App {
-    fn url(&self) -> String {
-        format!("http://{}/v1/events", self.addr)
-    }
-
-    async fn shutdown(self) {
-        self.stop.cancel();
-        self.done.await.unwrap().unwrap();
-    }
-}
 
 async fn spawn_app<S: Store>(store: S, secret: Option<&str>) -> App {
     spawn_app_with(store, secret, &[]).await
@@ -48,51 +28,7 @@ async fn spawn_app<S: Store>(store: S, secret: Option<&str>) -> App {
 /// Starts the service with `flags` (as on the command line) over `store`.
 async fn spawn_app_with<S: Store>(store: S, secret: Option<&str>, flags: &[&str]) -> App {
     let roles = [Role::Http, Role::Schedule, Role::Send];
-    spawn_app_as(store, secret, flags, &roles).await
-}
-
-/// Starts the service with only `roles`.
-async fn spawn_app_as<S: Store>(
-    store: S,
-    secret: Option<&str>,
-    flags: &[&str],
-    roles: &[Role],
-) -> App {
-    let dir = tempfile::tempdir().unwrap();
-    let outbox = dir.path().join("outbox");
-    let args = ServiceArgs {
-        db: DatabaseArgs {
-            database_url: "unused".into(),
-        },
-        kafka_brokers: None,
-        outbox_dir: outbox.clone(),
-        http_addr: "127.0.0.1:0".parse().unwrap(),
-        webhook_secret: secret.map(str::to_string),
-        roles: roles.to_vec(),
-        ..support::service_args(flags)
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let loaded = Loaded {
-        catalog: Arc::new(support::catalog().clone()),
-        templates: Arc::new(aftercare::template::Templates::load(Path::new("templates"), "en").0),
-    };
-    let stop = CancellationToken::new();
-    let done = tokio::spawn(serve(
-        store,
-        args,
-        loaded,
-        Arc::new(SystemClock),
-        stop.clone(),
-        Some(listener),
-    ));
-    App {
-        addr,
-        stop,
-        done,
-        outbox,
-        _dir: dir,
-    }
+    app::spawn_with(store, secret, flags, &roles).await
 }
 
 fn now_rfc3339() -> String {
@@ -778,7 +714,7 @@ async fn spawn_sender<S: Store>(
 /// sent; and the next email of a customer is handed to the transport only
 /// after the one before it is done.
 async fn a_customers_emails_go_out_in_order<S: Store>(store: S) {
-    let app = spawn_app_as(store.clone(), None, &[], &[Role::Http, Role::Schedule]).await;
+    let app = app::spawn_with(store.clone(), None, &[], &[Role::Http, Role::Schedule]).await;
     let stop = CancellationToken::new();
     let mut senders = spawn_sender(&store, &app.outbox, 3, &stop).await;
     senders.extend(spawn_sender(&store, &app.outbox, 3, &stop).await);

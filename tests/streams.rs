@@ -17,25 +17,7 @@ const ANNA: &str = r#"{"id":"anna","email":"anna@example.com","first_name":"Anna
 const ANNA_BARE: &str = r#"{"id":"anna","email":"anna@example.com"}"#;
 
 fn ev(id: &str, kind: &str, customer: &str, order: &str, at: DateTime<Utc>) -> String {
-    let at = at.to_rfc3339();
-    let order = if kind == "order.placed" {
-        format!(
-            r#"{{"id":"{order}","number":"N-{order}","currency":"EUR","total":"129.90","items":[{{"sku":"CAM-200","name":"DSLR 200","category":"camera","quantity":1,"unit_price":"129.90"}}]}}"#
-        )
-    } else {
-        format!(r#"{{"id":"{order}"}}"#)
-    };
-    let shipment = if kind.starts_with("shipment.") {
-        format!(
-            r#","shipment":{{"id":"s-{order}","carrier":"GLS"}}"#,
-            order = id
-        )
-    } else {
-        String::new()
-    };
-    format!(
-        r#"{{"id":"{id}","type":"{kind}","occurred_at":"{at}","customer":{customer},"order":{order}{shipment}}}"#
-    )
+    support::shop_event(id, kind, customer, order, at)
 }
 
 /// The templates of the customer's outbox rows, in creation order.

@@ -53,6 +53,17 @@ impl App {
 /// Starts the service over `store` with `roles`, every other setting at its
 /// default.
 pub async fn spawn<S: Store>(store: S, roles: &[Role]) -> App {
+    spawn_with(store, None, &[], roles).await
+}
+
+/// Starts the service over `store` with `roles`, the webhook `secret` and
+/// `flags` (as on the command line).
+pub async fn spawn_with<S: Store>(
+    store: S,
+    secret: Option<&str>,
+    flags: &[&str],
+    roles: &[Role],
+) -> App {
     let dir = tempfile::tempdir().unwrap();
     let outbox = dir.path().join("outbox");
     let args = ServiceArgs {
@@ -62,8 +73,9 @@ pub async fn spawn<S: Store>(store: S, roles: &[Role]) -> App {
         kafka_brokers: None,
         outbox_dir: outbox.clone(),
         http_addr: "127.0.0.1:0".parse().unwrap(),
+        webhook_secret: secret.map(str::to_string),
         roles: roles.to_vec(),
-        ..super::service_args(&[])
+        ..super::service_args(flags)
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

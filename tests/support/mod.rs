@@ -132,3 +132,25 @@ pub fn service_args(flags: &[&str]) -> aftercare::config::ServiceArgs {
     <Flags as clap::Parser>::parse_from(std::iter::once("aftercare").chain(flags.iter().copied()))
         .service
 }
+
+/// An event as a shop sends it: `customer` is the customer's JSON object
+/// (all a shop knows, or only `id` and `email`); an `order.placed` carries a
+/// camera order, other types only the order id; `shipment.*` a shipment.
+pub fn shop_event(id: &str, kind: &str, customer: &str, order: &str, at: DateTime<Utc>) -> String {
+    let order = if kind == "order.placed" {
+        format!(
+            r#"{{"id":"{order}","number":"N-{order}","currency":"EUR","total":"129.90","items":[{{"sku":"CAM-200","name":"DSLR 200","category":"camera","quantity":1,"unit_price":"129.90"}}]}}"#
+        )
+    } else {
+        format!(r#"{{"id":"{order}"}}"#)
+    };
+    let shipment = if kind.starts_with("shipment.") {
+        format!(r#","shipment":{{"id":"s-{id}","carrier":"GLS"}}"#)
+    } else {
+        String::new()
+    };
+    format!(
+        r#"{{"id":"{id}","type":"{kind}","occurred_at":"{}","customer":{customer},"order":{order}{shipment}}}"#,
+        at.to_rfc3339()
+    )
+}

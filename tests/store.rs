@@ -855,6 +855,40 @@ async fn two_schedulers_wake_each_enrollment_once<S: Store>(s: S) {
     assert_eq!(delayed, 120);
 }
 
+/// A history import, then a live event of the same customer: the history's
+/// emails are recorded as skipped and never stand in the way of the live
+/// email, which is claimed (issue 8; the memory store once kept a skipped
+/// row in the customer's queue).
+async fn a_history_import_then_live_mail_is_claimed<S: Store>(s: S) {
+    let cat = catalog();
+    let now = t(T0);
+    let mut placed = event(
+        "h1",
+        "order.placed",
+        "c1",
+        "o1",
+        "2026-11-10T10:00:00Z",
+        true,
+    );
+    placed.history = true;
+    ingest_batch(&s, cat, &[placed], "test", now).await.unwrap();
+    let shipped = event("l1", "shipment.shipped", "c1", "o1", T0, true);
+    ingest_batch(&s, cat, &[shipped], "test", now)
+        .await
+        .unwrap();
+    let rows = s
+        .claim_outbox(now, worker::LEASE, 10, &solo())
+        .await
+        .unwrap();
+    let steps: Vec<&str> = rows.iter().map(|r| r.step.as_str()).collect();
+    assert_eq!(steps, ["order-shipped"]);
+}
+
+#[tokio::test]
+async fn a_history_import_then_live_mail_is_claimed_in_a_lean_memory_store() {
+    a_history_import_then_live_mail_is_claimed(aftercare::store::MemStore::lean()).await;
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -901,6 +935,7 @@ conformance!(
     two_schedulers_wake_each_enrollment_once,
     a_customers_emails_are_claimed_one_at_a_time_in_order,
     emails_long_past_due_are_skipped_as_stale,
+    a_history_import_then_live_mail_is_claimed,
 );
 
 /// On PostgreSQL two transactions claim at once: each takes rows the other

@@ -141,7 +141,8 @@ impl ClaimView<'_> {
     fn due(&self, rec: &OutboxRec) -> bool {
         match rec.row.status {
             OutboxStatus::Pending => rec.row.not_before <= self.now,
-            _ => true,
+            OutboxStatus::Sending => true,
+            OutboxStatus::Sent | OutboxStatus::Skipped | OutboxStatus::Failed => false,
         }
     }
 
@@ -248,11 +249,13 @@ impl Mem {
             let Some(rec) = self.outbox.get_mut(&id) else {
                 continue;
             };
-            self.queue.remove(&(rec.row.not_before, id));
+            let before = (rec.row.status, rec.row.not_before);
             rec.row.status = OutboxStatus::Skipped;
             rec.last_error = Some(reason.clone());
+            // Out of the claim queue and the customer's queue (a lean
+            // store forgets the row there).
+            self.requeue(id, before);
             if self.lean {
-                self.outbox.remove(&id);
                 continue;
             }
             self.deliveries.push(DeliveryView {

@@ -198,6 +198,63 @@ async fn a_late_order_takes_in_its_shipment_however_late_it_comes<S: Store>(stor
     app.shutdown().await;
 }
 
+/// Clocks disagree: the warehouse stamps the shipment two seconds before
+/// the shop stamps the order. Applied in time order within the call, the
+/// shipment comes first, and still counts for the order's wait.
+async fn a_shipment_stamped_a_little_before_its_order_still_counts<S: Store>(store: S) {
+    let app = app::spawn(store.clone(), &[Role::Http]).await;
+    let placed = ago(10);
+    app.post(&[
+        ev("p", "order.placed", ANNA, "o1", placed),
+        ev(
+            "s",
+            "shipment.shipped",
+            ANNA_BARE,
+            "o1",
+            placed - Duration::seconds(2),
+        ),
+    ])
+    .await;
+    assert_eq!(
+        emails(&store, "anna").await,
+        ["order-confirmation", "order-shipped"]
+    );
+    app.shutdown().await;
+}
+
+/// A coffee order with a 30-day refill: it starts a reorder reminder.
+fn coffee(id: &str, order: &str, at: DateTime<Utc>, history: bool) -> String {
+    let at = at.to_rfc3339();
+    format!(
+        r#"{{"id":"{id}","type":"order.placed","occurred_at":"{at}","history":{history},"customer":{ANNA},
+        "order":{{"id":"{order}","placed_at":"{at}","currency":"EUR","total":"12.00",
+        "items":[{{"sku":"BEANS","name":"Beans","quantity":1,"unit_price":"12.00","replenish_every_days":30}}]}}}}"#
+    )
+    .replace('\n', " ")
+}
+
+/// A history import after live data: last year's order does not end this
+/// month's reorder reminder (`exit_when: order.placed, scope: customer`),
+/// because it happened before the enrollment's own order.
+async fn history_does_not_move_live_enrollments<S: Store>(store: S) {
+    let app = app::spawn(store.clone(), &[Role::Http]).await;
+    app.post(&[coffee("o2", "o2", ago(60 * 24), false)]).await;
+    let reorder = enrollment(&store, "anna", "reorder").await.unwrap();
+    assert_eq!(reorder.status, Status::Active);
+    app.post(&[coffee("o1", "o1", Utc::now() - Duration::days(365), true)])
+        .await;
+    let live = store
+        .enrollments_of("anna")
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.key == reorder.key)
+        .unwrap();
+    assert_eq!(live.status, Status::Active, "{live:?}");
+    assert!(live.history.is_none());
+    app.shutdown().await;
+}
+
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod pg {
@@ -229,4 +286,6 @@ on_both_stores!(
     a_cancellation_before_its_order_stops_the_sequence_from_starting,
     one_call_out_of_order_applies_in_the_order_things_happened,
     a_late_order_takes_in_its_shipment_however_late_it_comes,
+    a_shipment_stamped_a_little_before_its_order_still_counts,
+    history_does_not_move_live_enrollments,
 );

@@ -82,9 +82,10 @@ impl Recorded {
         }
     }
 
-    /// Whether it comes after `mark` (by time, then id).
-    pub fn after(&self, mark: &super::state::Mark) -> bool {
-        (mark.at, mark.id.as_str()) < (self.occurred_at, self.id.as_str())
+    /// Whether it may move an enrollment whose last event is `mark` (see
+    /// [`super::state::Mark::admits`]).
+    pub fn admitted_by(&self, mark: &super::state::Mark) -> bool {
+        mark.admits(&self.id, self.occurred_at)
     }
 }
 

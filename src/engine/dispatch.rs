@@ -398,7 +398,9 @@ impl<'a> Parts<'a> {
             .iter()
             .map(|e| e.started_at)
             .chain(self.finished_starts.iter().copied())
-            .filter(|t| *t > since)
+            // Starts later than `now` (live ones, during a history replay)
+            // are not in its window.
+            .filter(|t| *t > since && *t <= now)
             .count();
         started < c.enrollments as usize
     }
@@ -540,7 +542,7 @@ fn take_recorded(
     let recent = c.recent;
     let candidates = recent
         .iter()
-        .filter(|r| r.kind == kind && r.occurred_at < until && r.after(&mark))
+        .filter(|r| r.kind == kind && r.occurred_at < until && r.admitted_by(&mark))
         .filter_map(Recorded::event);
     for ev in candidates {
         let effects = advance(
@@ -594,7 +596,7 @@ fn recorded_exit(
     for rule in &seq.exit_when {
         let candidates = recent
             .iter()
-            .filter(|r| r.kind == rule.event && r.after(mark))
+            .filter(|r| r.kind == rule.event && r.admitted_by(mark))
             .filter_map(Recorded::event)
             .filter(|ev| correlates(&context.customer.id, order_id, ev, rule.scope));
         for ev in candidates {

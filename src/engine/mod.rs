@@ -113,6 +113,9 @@ pub fn advance(
     };
     let instr = &seq.plan.instrs[idx];
     match input {
+        // An event from before the enrollment's last one (a history import,
+        // a late event) does not move it.
+        Input::Event(ev) if !e.admits(ev) => {}
         Input::Event(ev) => {
             for rule in &seq.exit_when {
                 if ev.kind == rule.event

@@ -406,6 +406,7 @@ mod tests {
             customer: row.context.customer.clone(),
             suppressed: false,
             unsubscribed: false,
+            as_of: None,
         };
         profile.customer.marketing_consent = Some(consent);
         let ctx = SendContext {

@@ -1,6 +1,7 @@
 //! What the service knows of a customer across events: the latest details,
 //! consent and suppression. Pure: the store keeps it, this updates it.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Customer, Event};
@@ -12,6 +13,10 @@ pub struct Profile {
     pub suppressed: bool,
     /// Set by `customer.unsubscribed`; only a later explicit consent clears it.
     pub unsubscribed: bool,
+    /// When the event that last changed the profile occurred: an older event
+    /// cannot undo what it said (see [`update`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<DateTime<Utc>>,
 }
 
 impl Profile {
@@ -22,13 +27,43 @@ impl Profile {
 
 /// The profile after `event`: details the event carries replace what was
 /// known; fields it leaves out keep their last value.
+///
+/// An event older than the last change to the profile (a late event, a
+/// history import after live data) cannot undo a newer one: it only fills
+/// in what is not known, and it can withdraw consent or suppress an address
+/// but never give consent back or change the address.
 pub fn update(existing: Option<Profile>, event: &Event) -> Profile {
-    let incoming = &event.customer;
+    let fresh = existing.is_none();
     let mut p = existing.unwrap_or_else(|| Profile {
-        customer: incoming.clone(),
+        customer: event.customer.clone(),
         suppressed: false,
         unsubscribed: false,
+        as_of: None,
     });
+    let newer = fresh || p.as_of.is_none_or(|t| event.occurred_at >= t);
+    let before = p.clone();
+    if newer {
+        take_newer(&mut p, event);
+    } else {
+        fill_in(&mut p.customer, &event.customer);
+    }
+    match event.kind.as_str() {
+        "customer.unsubscribed" => {
+            p.unsubscribed = true;
+            p.customer.marketing_consent = Some(false);
+        }
+        "email.bounced" | "email.complained" => p.suppressed = true,
+        _ => {}
+    }
+    if newer && (fresh || p != before) {
+        p.as_of = Some(event.occurred_at);
+    }
+    p
+}
+
+/// What a newer event says replaces what was known.
+fn take_newer(p: &mut Profile, event: &Event) {
+    let incoming = &event.customer;
     let c = &mut p.customer;
     c.email = incoming.email.clone();
     if incoming.first_name.is_some() {
@@ -52,13 +87,91 @@ pub fn update(existing: Option<Profile>, event: &Event) -> Profile {
     for (k, v) in &incoming.attributes {
         c.attributes.insert(k.clone(), v.clone());
     }
-    match event.kind.as_str() {
-        "customer.unsubscribed" => {
-            p.unsubscribed = true;
-            p.customer.marketing_consent = Some(false);
-        }
-        "email.bounced" | "email.complained" => p.suppressed = true,
-        _ => {}
+}
+
+/// What an older event says counts only where nothing is known. Consent it
+/// withdraws is withdrawn (the safe side); consent it gives is not taken.
+fn fill_in(c: &mut Customer, old: &Customer) {
+    if c.first_name.is_none() {
+        c.first_name = old.first_name.clone();
     }
-    p
+    if c.locale.is_none() {
+        c.locale = old.locale.clone();
+    }
+    if c.timezone.is_none() {
+        c.timezone = old.timezone;
+    }
+    if old.marketing_consent == Some(false) || c.marketing_consent.is_none() {
+        c.marketing_consent = old.marketing_consent.or(c.marketing_consent);
+    }
+    if c.tags.is_empty() {
+        c.tags = old.tags.clone();
+    }
+    for (k, v) in &old.attributes {
+        c.attributes.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(id: &str, kind: &str, at: &str, customer: &str) -> Event {
+        Event::parse(&format!(
+            r#"{{"id":"{id}","type":"{kind}","occurred_at":"{at}","customer":{customer}}}"#
+        ))
+        .unwrap()
+    }
+
+    /// A history import after live data: the year-old consent and address
+    /// do not come back over last week's unsubscribe and new address.
+    #[test]
+    fn an_older_event_cannot_undo_a_newer_one() {
+        let live = ev(
+            "u",
+            "customer.unsubscribed",
+            "2026-11-20T10:00:00Z",
+            r#"{"id":"c","email":"new@example.com"}"#,
+        );
+        let p = update(None, &live);
+        assert!(!p.marketing_consent());
+        let old = ev(
+            "o",
+            "customer.updated",
+            "2025-11-20T10:00:00Z",
+            r#"{"id":"c","email":"old@example.com","marketing_consent":true,"locale":"hu-HU"}"#,
+        );
+        let p = update(Some(p), &old);
+        assert!(p.unsubscribed);
+        assert!(!p.marketing_consent());
+        assert_eq!(p.customer.email.as_str(), "new@example.com");
+        // What was not known is filled in.
+        assert_eq!(p.customer.locale.as_deref(), Some("hu-HU"));
+        // A newer event still decides.
+        let newer = ev(
+            "n",
+            "customer.updated",
+            "2026-11-21T10:00:00Z",
+            r#"{"id":"c","email":"new@example.com","marketing_consent":true}"#,
+        );
+        let p = update(Some(p), &newer);
+        assert!(p.marketing_consent());
+    }
+
+    /// An event that repeats what is known leaves the profile as it was, so
+    /// that ingest writes nothing for it.
+    #[test]
+    fn a_repeat_changes_nothing() {
+        let e = |id: &str, at: &str| {
+            ev(
+                id,
+                "customer.updated",
+                at,
+                r#"{"id":"c","email":"a@example.com"}"#,
+            )
+        };
+        let p = update(None, &e("1", "2026-11-20T10:00:00Z"));
+        let q = update(Some(p.clone()), &e("2", "2026-11-21T10:00:00Z"));
+        assert_eq!(p, q);
+    }
 }

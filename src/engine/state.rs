@@ -155,7 +155,22 @@ impl Mark {
     pub fn before(&self, e: &Event) -> bool {
         (self.at, self.id.as_str()) < (e.occurred_at, e.id.as_str())
     }
+
+    /// Whether an event `id` that occurred at `at` may move an enrollment
+    /// whose last event is this mark: any other event that occurred after
+    /// it, or less than [`CLOCK_SKEW`] before it (the systems that publish
+    /// events do not share a clock).
+    pub fn admits(&self, id: &str, at: DateTime<Utc>) -> bool {
+        id != self.id
+            && at
+                .checked_add_signed(CLOCK_SKEW)
+                .is_none_or(|later| later > self.at)
+    }
 }
+
+/// How much earlier than an enrollment's last event another event may have
+/// occurred and still move it (see [`Mark::admits`]).
+pub const CLOCK_SKEW: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
 
 impl Enrollment {
     /// When the scheduler must wake this enrollment, if ever.
@@ -185,6 +200,15 @@ impl Enrollment {
 
     pub fn is_active(&self) -> bool {
         self.status == Status::Active
+    }
+
+    /// Whether `event` may move the enrollment: one that occurred (well)
+    /// before the last event it took in cannot (a history import, a late
+    /// event). Rows from before marks were kept admit every event.
+    pub fn admits(&self, event: &Event) -> bool {
+        self.mark
+            .as_ref()
+            .is_none_or(|m| m.admits(&event.id, event.occurred_at))
     }
 
     /// The last event the enrollment took in (see [`Enrollment::mark`]).

@@ -229,6 +229,8 @@ pub async fn ingest_file<S: Store>(
     };
     // The customers a backfill catches up once the file is done.
     let mut customers = std::collections::BTreeSet::new();
+    // When the backfill's history begins.
+    let mut earliest: Option<chrono::DateTime<chrono::Utc>> = None;
     let origin = |n: usize| format!("{}:{n}", path.display());
     // Event types nobody listens to: said as the service says them, and
     // what is left at the end of the file.
@@ -248,6 +250,8 @@ pub async fn ingest_file<S: Store>(
                         if mode == Mode::Backfill {
                             ev.history = true;
                             customers.insert(ev.customer.id.clone());
+                            earliest =
+                                Some(earliest.map_or(ev.occurred_at, |t| t.min(ev.occurred_at)));
                         }
                         batch.push(ev);
                         numbers.push(line.number);
@@ -296,8 +300,9 @@ pub async fn ingest_file<S: Store>(
     bar.finish_and_clear();
     if mode == Mode::Backfill {
         let customers: Vec<String> = customers.into_iter().collect();
+        let since = earliest.unwrap_or_else(|| clock.now());
         report.ingested.emails +=
-            crate::schedule::catch_up(store, catalog, &customers, clock.now()).await?;
+            crate::schedule::catch_up(store, catalog, &customers, since, clock.now()).await?;
         report.customers = customers.len();
     }
     watch.flush();

@@ -89,18 +89,21 @@ pub async fn wake<S: Store>(
 /// it): each ends at the step it would be at now, with the emails that were
 /// due before now recorded as skipped. Returns how many outbox rows it wrote
 /// (all of them skipped).
+///
+/// `since` is when the history began: the look-back reaches back from there
+/// (the wake-ups it replays happened then, not now).
 pub async fn catch_up<S: Store>(
     store: &S,
     catalog: &Catalog,
     customers: &[String],
+    since: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> crate::store::Result<usize> {
     let mut emails = 0;
     for chunk in customers.chunks(CHUNK as usize) {
         let mut tx = store.begin().await?;
-        let mut states = tx
-            .lock_customers(chunk, &LookBack::of(catalog, now))
-            .await?;
+        let look_back = LookBack::of(catalog, since.min(now));
+        let mut states = tx.lock_customers(chunk, &look_back).await?;
         let mut writes = Writes::default();
         for id in chunk {
             let Some(mut state) = states.remove(id) else {

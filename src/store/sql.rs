@@ -393,8 +393,10 @@ where
         push_in(&mut q, look_back.kinds);
         q.push(" AND occurred_at >= ");
         q.push_bind(look_back.since);
+        // The batch's own events are dropped after (`LookBack::keep`): make
+        // room for them, so that the latest others still number the cap.
         q.push(") recent WHERE n <= ");
-        q.push(LOOK_BACK_EVENTS.to_string());
+        q.push((LOOK_BACK_EVENTS + look_back.except.len()).to_string());
         let mut found: HashMap<String, Vec<Recorded>> = HashMap::new();
         for r in q.build().fetch_all(&mut *self.tx).await? {
             let customer: String = r.try_get("customer_id")?;

@@ -35,14 +35,28 @@ pub async fn run<B, BF, N, NF>(
     N: FnMut() -> NF,
     NF: Future<Output = crate::store::Result<Option<DateTime<Utc>>>>,
 {
+    // Empty batches in a row while work was already due: that work is held
+    // (by another transaction, or behind a customer's email in flight), and
+    // the pause doubles from `AT_LEAST` up to `idle` instead of spinning.
+    let mut held = 0u32;
     while !stop.is_cancelled() {
         let mut pause = idle;
         match batch().await {
-            Ok(n) if n > 0 => continue,
+            Ok(n) if n > 0 => {
+                held = 0;
+                continue;
+            }
             Ok(_) => {
                 if let Ok(Some(next)) = next_due().await {
                     let until = (next - clock.now()).to_std().unwrap_or(Duration::ZERO);
-                    pause = pause.min(until).max(AT_LEAST);
+                    let floor = if until.is_zero() {
+                        held = held.saturating_add(1);
+                        AT_LEAST.saturating_mul(1 << held.min(10)).min(idle)
+                    } else {
+                        held = 0;
+                        AT_LEAST
+                    };
+                    pause = pause.min(until).max(floor);
                 }
             }
             Err(e) => {

@@ -229,10 +229,16 @@ fn live_event(
             format!("{} ({})", event.kind, event.id),
         )
     });
-    let customer = profile.customer.clone();
     state.profile = Some(profile);
     let mut out = Applied::default();
-    let mut c = Parts::of(state);
+    // The stored customer, beside the parts the decisions change.
+    let customer = &state.profile.as_ref().expect("set above").customer;
+    let mut c = Parts {
+        enrollments: &mut state.enrollments,
+        finished: &state.finished,
+        finished_starts: &state.finished_starts,
+        recent: &state.recent,
+    };
     for i in 0..c.enrollments.len() {
         if !c.enrollments[i].is_active() {
             continue;
@@ -240,7 +246,7 @@ fn live_event(
         let Some(seq) = catalog.get(&c.enrollments[i].sequence) else {
             continue;
         };
-        know(&mut c.enrollments[i], &customer);
+        know(&mut c.enrollments[i], customer);
         let effects = advance(
             catalog,
             seq,
@@ -255,7 +261,7 @@ fn live_event(
         let trigger = seq.trigger.as_ref().expect("indexed by trigger");
         if let Some(cond) = &trigger.when {
             let b = Bindings {
-                customer: &customer,
+                customer,
                 order: event.order.as_ref(),
                 shipment: event.shipment.as_ref(),
                 review: event.review.as_ref(),
@@ -278,7 +284,7 @@ fn live_event(
                 }
             }
         }
-        let context = Context::new(event, &customer);
+        let context = Context::new(event, customer);
         let origin = Origin {
             id: &event.id,
             mark: Mark::of(event),

@@ -80,7 +80,7 @@ struct Mem {
 }
 
 /// How many events a lean store records between sweeps of old recent events.
-const SWEEP_EVERY: usize = 10_000;
+const SWEEP_EVERY: usize = 2_000;
 
 #[derive(Default)]
 struct CustomerRec {
@@ -95,8 +95,9 @@ struct CustomerRec {
     /// Mail sent (or being sent), by outbox id.
     sent: Vec<(i64, Sent)>,
     /// Recorded events, in the order recorded (a lean store keeps only
-    /// recent ones of the types looked back for).
-    recent: Vec<Arc<Event>>,
+    /// recent ones of the types looked back for, as JSON text: a third of
+    /// the memory of parsed events).
+    recent: Vec<Recorded>,
 }
 
 struct EnrollmentRec {
@@ -300,8 +301,14 @@ impl Tx for MemTx {
                         .as_ref()
                         .is_none_or(|(kinds, _)| kinds.contains(&ev.kind));
                 if wanted {
+                    let recorded = if mem.lean {
+                        let json = serde_json::to_string(ev)?;
+                        Recorded::stored(ev.id.clone(), ev.kind.clone(), ev.occurred_at, json)
+                    } else {
+                        Recorded::of(Arc::new((*ev).clone()))
+                    };
                     let c = mem.customers.entry(ev.customer.id.clone()).or_default();
-                    c.recent.push(Arc::new((*ev).clone()));
+                    c.recent.push(recorded);
                     mem.recorded_since_sweep += 1;
                 }
             }
@@ -338,7 +345,10 @@ impl Tx for MemTx {
         look_back: &LookBack<'_>,
     ) -> Result<HashMap<String, CustomerState>> {
         if self.mem.lean {
-            self.mem.look_back = Some((look_back.kinds.clone(), look_back.since));
+            match &mut self.mem.look_back {
+                Some((kinds, since)) if kinds == look_back.kinds => *since = look_back.since,
+                other => *other = Some((look_back.kinds.clone(), look_back.since)),
+            }
         }
         let mem = &*self.mem;
         let mut out = HashMap::with_capacity(ids.len());
@@ -349,8 +359,7 @@ impl Tx for MemTx {
                     let recent = c.recent.iter().filter(|e| {
                         look_back.kinds.contains(&e.kind) && e.occurred_at >= look_back.since
                     });
-                    let recent = recent.map(|e| Recorded::of(e.clone())).collect();
-                    st.recent = look_back.keep(recent);
+                    st.recent = look_back.keep(recent.cloned().collect());
                 }
                 st.profile = c.profile.clone();
                 st.finished = c.finished.clone();

@@ -180,6 +180,42 @@ fn simulate_prints_the_documented_lines_deterministically() {
     assert!(summary.contains("1 duplicate"), "{summary}");
 }
 
+/// Issue 8, item 1, as `simulate` shows it: the shipped education waits end
+/// `at: "10:00"` in each customer's own time zone, known from their first
+/// event, although the delivery events that start education carry none.
+/// (`tests/streams.rs` checks the same of `run` through the webhook.)
+#[test]
+fn simulate_waits_until_ten_in_each_customers_own_time_zone() {
+    let o = aftercare(&["simulate", "--events", "examples/events.jsonl"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let zones = [
+        ("c_anna", chrono_tz::Europe::Budapest),
+        ("c_ploy", chrono_tz::Asia::Bangkok),
+        ("c_wei", chrono_tz::Asia::Shanghai),
+    ];
+    let mut seen = 0;
+    for line in stdout(&o).lines() {
+        let l: serde_json::Value = serde_json::from_str(line).unwrap();
+        if l["sequence"] != "education" {
+            continue;
+        }
+        let Some((_, tz)) = zones.iter().find(|(c, _)| l["customer_id"] == *c) else {
+            continue;
+        };
+        let at: chrono::DateTime<chrono::Utc> = l["at"].as_str().unwrap().parse().unwrap();
+        let local = at.with_timezone(tz);
+        assert_eq!(
+            local.format("%H:%M").to_string(),
+            "10:00",
+            "{} {} at {at}",
+            l["customer_id"],
+            l["template"]
+        );
+        seen += 1;
+    }
+    assert!(seen >= 5, "education emails of the three customers: {seen}");
+}
+
 #[test]
 fn simulate_until_stops_the_clock() {
     let all = aftercare(&["simulate", "--events", "examples/events.jsonl"]);

@@ -5,10 +5,14 @@
 //! the rest goes on.
 //!
 //! `aftercare ingest --backfill FILE.jsonl` imports history: the events are
-//! read in `occurred_at` order (the file need not be sorted), each marked as
-//! history ([`crate::event::Event::history`]) so that it is replayed on its
-//! own time, and once the file is done every customer in it is caught up to
-//! now ([`crate::schedule::catch_up`]).
+//! read customer by customer, each customer's in `occurred_at` order (the
+//! file need not be sorted), each marked as history
+//! ([`crate::event::Event::history`]) so that it is replayed on its own time,
+//! and once the file is done every customer in it is caught up to now
+//! ([`crate::schedule::catch_up`]). Customer by customer, so that one
+//! customer's history is applied within seconds, not spread over the whole
+//! import: a scheduler running beside it (which catches a customer's history
+//! up a minute after it last moved) never catches a customer up halfway.
 
 use std::io::{BufRead, IsTerminal, Read};
 use std::path::Path;
@@ -37,7 +41,8 @@ pub enum Mode {
     /// Events as they come, in file order, live.
     #[default]
     Live,
-    /// History: in `occurred_at` order, replayed on their own time.
+    /// History: customer by customer in `occurred_at` order, replayed on
+    /// their own time.
     Backfill,
 }
 
@@ -123,35 +128,41 @@ impl<R: BufRead> Lines<R> {
     }
 }
 
-/// Lines of a file in `occurred_at` order (stable; lines without a readable
-/// time first, where they are dead-lettered as usual), read back one by one:
-/// only each line's place and time are held.
-struct ByTime {
+/// Lines of a file grouped by customer, each customer's in `occurred_at`
+/// order (stable; lines without a readable customer and time first, where
+/// they are dead-lettered as usual), read back one by one: only each line's
+/// place, customer and time are held.
+struct ByCustomer {
     file: std::fs::File,
     order: std::vec::IntoIter<(usize, u64, usize)>,
     max: usize,
 }
 
-impl ByTime {
+impl ByCustomer {
     fn open(path: &Path, max: usize) -> anyhow::Result<Self> {
+        #[derive(serde::Deserialize)]
+        struct Who {
+            id: String,
+        }
         #[derive(serde::Deserialize)]
         struct Head {
             occurred_at: chrono::DateTime<chrono::Utc>,
+            customer: Who,
         }
         let file = std::fs::File::open(path)?;
         let mut lines = Lines::new(std::io::BufReader::new(&file), max);
         let mut index = Vec::new();
         while let Some(line) = lines.next_line()? {
-            let at = match line.text(max) {
+            let key = match line.text(max) {
                 None => continue,
                 Some(Ok(text)) => serde_json::from_str::<Head>(text)
                     .ok()
-                    .map(|h| h.occurred_at),
+                    .map(|h| (h.customer.id, h.occurred_at)),
                 Some(Err(_)) => None,
             };
-            index.push((at, (line.number, line.offset, line.len)));
+            index.push((key, (line.number, line.offset, line.len)));
         }
-        index.sort_by_key(|(at, _)| *at);
+        index.sort_by(|a, b| a.0.cmp(&b.0));
         let order: Vec<_> = index.into_iter().map(|(_, place)| place).collect();
         Ok(Self {
             file,
@@ -182,14 +193,14 @@ impl ByTime {
 /// Where a file's lines come from: in file order, or in time order.
 enum Source<R> {
     InOrder(Lines<R>),
-    ByTime(ByTime),
+    ByCustomer(ByCustomer),
 }
 
 impl<R: BufRead> Source<R> {
     fn next_line(&mut self) -> std::io::Result<Option<Line>> {
         match self {
             Source::InOrder(l) => l.next_line(),
-            Source::ByTime(t) => t.next_line(),
+            Source::ByCustomer(t) => t.next_line(),
         }
     }
 }
@@ -225,7 +236,7 @@ pub async fn ingest_file<S: Store>(
             std::io::BufReader::new(file),
             limits::EVENT_BYTES,
         )),
-        Mode::Backfill => Source::ByTime(ByTime::open(path, limits::EVENT_BYTES)?),
+        Mode::Backfill => Source::ByCustomer(ByCustomer::open(path, limits::EVENT_BYTES)?),
     };
     // The customers a backfill catches up once the file is done.
     let mut customers = std::collections::BTreeSet::new();

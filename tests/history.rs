@@ -202,3 +202,46 @@ async fn a_live_event_catches_the_history_up_first() {
     app.shutdown().await;
     db.drop().await;
 }
+
+/// History sent over the webhook, then a live event: the catch-up wakes the
+/// enrollments at their own, earlier times, and looks back from there, not
+/// from now. The review the customer wrote two days after delivery (18 days
+/// ago) stops the review request that education starts 16 days after
+/// delivery; looking back only from now, it was missed, and the customer
+/// would have been reminded to review, live, three days from now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catch_up_looks_back_from_the_history_not_from_now() {
+    use aftercare::config::Role;
+    let db = support::PgDb::new().await;
+    let app = support::app::spawn(db.store.clone(), &[Role::Http]).await;
+    let delivered = days_ago(20);
+    let history = |id: &str, kind: &str, at: DateTime<Utc>| {
+        ev(id, kind, "rev", "o1", at).replacen('{', r#"{"history":true,"#, 1)
+    };
+    app.post(&[
+        history("p", "order.placed", delivered - Duration::days(2)),
+        history("s", "shipment.shipped", delivered - Duration::days(1)),
+        history("d", "shipment.delivered", delivered),
+        history("r", "review.submitted", delivered + Duration::days(2)),
+    ])
+    .await;
+    app.post(&[ev("u", "customer.updated", "rev", "o1", days_ago(0))])
+        .await;
+    let all = db.store.enrollments_of("rev").await.unwrap();
+    assert!(
+        all.iter().all(|e| e.history.is_none()),
+        "caught up: {all:?}"
+    );
+    assert!(
+        !all.iter().any(|e| e.sequence == "review-request"),
+        "no review request for a customer who reviewed: {all:?}"
+    );
+    assert!(
+        all.iter()
+            .any(|e| e.sequence == "education" && e.status == Status::Completed)
+    );
+    let outbox = db.store.outbox().await.unwrap();
+    assert!(outbox.iter().all(|o| o.status == OutboxStatus::Skipped));
+    app.shutdown().await;
+    db.drop().await;
+}

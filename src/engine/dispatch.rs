@@ -114,10 +114,13 @@ fn replay_event(
     changes.merge(applied);
     // The customer's history goes on: every enrollment still open stays
     // history, caught up once this import has settled.
+    // An enrollment the replay ended is history no more.
     for (i, e) in state.enrollments.iter_mut().enumerate() {
-        if e.is_active()
-            && (e.history.is_some() || changes.enrollments.contains(&i) || i >= first_new)
-        {
+        if !e.is_active() {
+            if e.history.take().is_some() {
+                changes.enrollments.insert(i);
+            }
+        } else if e.history.is_some() || changes.enrollments.contains(&i) || i >= first_new {
             e.history = Some(now);
             changes.enrollments.insert(i);
         }

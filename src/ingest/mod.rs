@@ -114,6 +114,7 @@ async fn commit_batch<S: Store>(
     let mut look_back = LookBack::of(catalog, earliest.min(now));
     look_back.except = &batch;
     let mut states = tx.lock_customers(&ids, &look_back).await?;
+    crate::store::widen_for_history(&mut tx, catalog, &mut states, &batch).await?;
     let mut writes = Writes::default();
     let mut changed: BTreeMap<&str, BTreeSet<usize>> = BTreeMap::new();
     for ev in fresh {

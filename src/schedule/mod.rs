@@ -3,7 +3,7 @@
 //! batch is claimed and woken in one transaction, so the work of a crashed
 //! instance is due again as soon as its connection is gone.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,6 +53,7 @@ pub async fn wake<S: Store>(
     if claims.is_empty() {
         return Ok(woken);
     }
+    crate::store::widen_for_history(&mut tx, catalog, &mut states, &HashSet::new()).await?;
     let mut writes = Writes::default();
     let mut changed: BTreeMap<&str, BTreeSet<usize>> = BTreeMap::new();
     for claim in &claims {

@@ -403,6 +403,23 @@ impl Tx for MemTx {
         Ok(Due { claims, customers })
     }
 
+    async fn reload_recent(
+        &mut self,
+        states: &mut HashMap<String, CustomerState>,
+        ids: &[String],
+        look_back: &LookBack<'_>,
+    ) -> Result<()> {
+        for id in ids {
+            if let (Some(c), Some(st)) = (self.mem.customers.get(id), states.get_mut(id)) {
+                let recent = c.recent.iter().filter(|e| {
+                    look_back.kinds.contains(&e.kind) && e.occurred_at >= look_back.since
+                });
+                st.recent = look_back.keep(recent.cloned().collect());
+            }
+        }
+        Ok(())
+    }
+
     async fn lock_profile(&mut self, customer_id: &str) -> Result<Option<Profile>> {
         Ok(self
             .mem

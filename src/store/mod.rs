@@ -176,6 +176,38 @@ impl<'a> LookBack<'a> {
     }
 }
 
+/// Widens the look-back of the customers in `states` whose history is
+/// still to be caught up (rare: a history import via Kafka or the webhook),
+/// to 7 days before the earliest last event of those enrollments: their
+/// catch-up wakes them at those earlier times. `except` as in [`LookBack`].
+pub async fn widen_for_history<T: Tx>(
+    tx: &mut T,
+    catalog: &Catalog,
+    states: &mut HashMap<String, CustomerState>,
+    except: &HashSet<String>,
+) -> Result<()> {
+    let mut since: Option<DateTime<Utc>> = None;
+    let mut ids = Vec::new();
+    for (id, st) in states.iter() {
+        let marks = st
+            .enrollments
+            .iter()
+            .filter(|e| e.is_active() && e.history.is_some())
+            .map(|e| e.mark().at);
+        if let Some(at) = marks.min() {
+            since = Some(since.map_or(at, |s| s.min(at)));
+            ids.push(id.clone());
+        }
+    }
+    let Some(since) = since else {
+        return Ok(());
+    };
+    ids.sort();
+    let mut look_back = LookBack::of(catalog, since);
+    look_back.except = except;
+    tx.reload_recent(states, &ids, &look_back).await
+}
+
 static NO_IDS: std::sync::LazyLock<HashSet<String>> = std::sync::LazyLock::new(HashSet::new);
 static NO_KINDS: BTreeSet<String> = BTreeSet::new();
 
@@ -418,6 +450,16 @@ pub trait Tx: Send {
         limit: i64,
         look_back: &LookBack<'_>,
     ) -> impl Future<Output = Result<Due>> + Send;
+
+    /// Loads again, as `look_back` says, the recent events of customers
+    /// this transaction already holds (`states`): a history catch-up wakes
+    /// enrollments at their own, earlier times, and looks back from there.
+    fn reload_recent(
+        &mut self,
+        states: &mut HashMap<String, CustomerState>,
+        ids: &[String],
+        look_back: &LookBack<'_>,
+    ) -> impl Future<Output = Result<()>> + Send;
 
     /// Loads one customer's profile under the customer's lock.
     fn lock_profile(

@@ -482,6 +482,18 @@ where
             .collect();
         Ok(Due { claims, customers })
     }
+    async fn reload_recent(
+        &mut self,
+        states: &mut HashMap<String, CustomerState>,
+        ids: &[String],
+        look_back: &LookBack<'_>,
+    ) -> Result<()> {
+        for chunk in ids.chunks(MAX_ROWS) {
+            self.load_recent(chunk, look_back, states).await?;
+        }
+        Ok(())
+    }
+
     async fn lock_profile(&mut self, customer_id: &str) -> Result<Option<Profile>> {
         let sql = format!("SELECT profile FROM customers WHERE id = $1{}", DB::LOCK);
         let row: Option<(Json<Option<Profile>>,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))

@@ -100,6 +100,17 @@ struct CustomerRec {
     recent: Vec<Recorded>,
 }
 
+impl CustomerRec {
+    /// The recorded events `look_back` asks for, as a load hands them out.
+    fn recent_for(&self, look_back: &LookBack<'_>) -> Vec<Recorded> {
+        let recent = self
+            .recent
+            .iter()
+            .filter(|e| look_back.kinds.contains(&e.kind) && e.occurred_at >= look_back.since);
+        look_back.keep(recent.cloned().collect())
+    }
+}
+
 struct EnrollmentRec {
     customer_id: String,
     state: Enrollment,
@@ -356,10 +367,7 @@ impl Tx for MemTx {
             let mut st = CustomerState::default();
             if let Some(c) = mem.customers.get(id) {
                 if !look_back.kinds.is_empty() {
-                    let recent = c.recent.iter().filter(|e| {
-                        look_back.kinds.contains(&e.kind) && e.occurred_at >= look_back.since
-                    });
-                    st.recent = look_back.keep(recent.cloned().collect());
+                    st.recent = c.recent_for(look_back);
                 }
                 st.profile = c.profile.clone();
                 st.finished = c.finished.clone();
@@ -411,10 +419,7 @@ impl Tx for MemTx {
     ) -> Result<()> {
         for id in ids {
             if let (Some(c), Some(st)) = (self.mem.customers.get(id), states.get_mut(id)) {
-                let recent = c.recent.iter().filter(|e| {
-                    look_back.kinds.contains(&e.kind) && e.occurred_at >= look_back.since
-                });
-                st.recent = look_back.keep(recent.cloned().collect());
+                st.recent = c.recent_for(look_back);
             }
         }
         Ok(())

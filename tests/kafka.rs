@@ -97,6 +97,54 @@ fn loaded() -> Loaded {
     }
 }
 
+/// Starts the service in-process over `store` with `args`; stop it with the
+/// token, then await the task.
+fn start(
+    store: &PgStore,
+    args: ServiceArgs,
+) -> (
+    CancellationToken,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let stop = CancellationToken::new();
+    let svc = tokio::spawn(serve(
+        store.clone(),
+        args,
+        loaded(),
+        Arc::new(SystemClock),
+        stop.clone(),
+        None,
+    ));
+    (stop, svc)
+}
+
+/// The `aftercare-reason` headers of the first `n` messages of
+/// `<topic>.dlq`.
+async fn dlq_reasons(topic: &str, n: usize) -> Vec<String> {
+    let dlq: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", unique("dlq-reader"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    dlq.subscribe(&[&format!("{topic}.dlq")]).unwrap();
+    let mut reasons = Vec::new();
+    while reasons.len() < n {
+        let m = tokio::time::timeout(Duration::from_secs(30), dlq.recv())
+            .await
+            .expect("dlq message")
+            .unwrap();
+        let h = m.headers().expect("headers");
+        let reason = h
+            .iter()
+            .find(|h| h.key == "aftercare-reason")
+            .and_then(|h| h.value)
+            .unwrap();
+        reasons.push(String::from_utf8_lossy(reason).into_owned());
+    }
+    reasons
+}
+
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
@@ -147,9 +195,8 @@ async fn duplicates_are_applied_once_and_poison_is_dead_lettered() {
 
     let dir = tempfile::tempdir().unwrap();
     let group = unique("g");
-    let stop = CancellationToken::new();
-    let svc = tokio::spawn(serve(
-        db.store.clone(),
+    let (stop, svc) = start(
+        &db.store,
         args(
             &db.url,
             &topic,
@@ -157,11 +204,7 @@ async fn duplicates_are_applied_once_and_poison_is_dead_lettered() {
             dir.path(),
             vec![Role::Ingest, Role::Send],
         ),
-        loaded(),
-        Arc::new(SystemClock),
-        stop.clone(),
-        None,
-    ));
+    );
     let s = db.store.clone();
     wait_for(
         "31 events and 2 dead letters",
@@ -197,39 +240,14 @@ async fn duplicates_are_applied_once_and_poison_is_dead_lettered() {
     svc.await.unwrap().unwrap();
 
     // The poison also went to <topic>.dlq, with its reason.
-    let dlq: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("group.id", unique("dlq-reader"))
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    dlq.subscribe(&[&format!("{topic}.dlq")]).unwrap();
-    let mut reasons = Vec::new();
-    while reasons.len() < 2 {
-        let m = tokio::time::timeout(Duration::from_secs(30), dlq.recv())
-            .await
-            .expect("dlq message")
-            .unwrap();
-        let h = m.headers().expect("headers");
-        let reason = h
-            .iter()
-            .find(|h| h.key == "aftercare-reason")
-            .and_then(|h| h.value)
-            .unwrap();
-        reasons.push(String::from_utf8_lossy(reason).into_owned());
-    }
+    let reasons = dlq_reasons(&topic, 2).await;
     assert!(reasons.iter().any(|r| r.contains("money")), "{reasons:?}");
 
     // Offsets were committed on shutdown: the same group reads nothing again.
-    let stop = CancellationToken::new();
-    let svc = tokio::spawn(serve(
-        db.store.clone(),
+    let (stop, svc) = start(
+        &db.store,
         args(&db.url, &topic, &group, dir.path(), vec![Role::Ingest]),
-        loaded(),
-        Arc::new(SystemClock),
-        stop.clone(),
-        None,
-    ));
+    );
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(s.dead_letters().await.unwrap().len(), 2, "nothing re-read");
     stop.cancel();
@@ -538,9 +556,8 @@ async fn limits_and_store_refusals_are_dead_lettered_alone() {
     ];
     produce(&topic, &msgs).await;
     let dir = tempfile::tempdir().unwrap();
-    let stop = CancellationToken::new();
-    let svc = tokio::spawn(serve(
-        db.store.clone(),
+    let (stop, svc) = start(
+        &db.store,
         args(
             &db.url,
             &topic,
@@ -548,11 +565,7 @@ async fn limits_and_store_refusals_are_dead_lettered_alone() {
             dir.path(),
             vec![Role::Ingest],
         ),
-        loaded(),
-        Arc::new(SystemClock),
-        stop.clone(),
-        None,
-    ));
+    );
     let s = db.store.clone();
     wait_for(
         "3 events and 3 dead letters",
@@ -576,27 +589,7 @@ async fn limits_and_store_refusals_are_dead_lettered_alone() {
     assert_eq!(nul.letter.payload, "{\"id\":\"n\u{fffd}ul\"}");
     assert!(dead.iter().all(|d| d.letter.source == "kafka"));
 
-    let dlq: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("group.id", unique("dlq-reader"))
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    dlq.subscribe(&[&format!("{topic}.dlq")]).unwrap();
-    let mut reasons = Vec::new();
-    while reasons.len() < 3 {
-        let m = tokio::time::timeout(Duration::from_secs(30), dlq.recv())
-            .await
-            .expect("dlq message")
-            .unwrap();
-        let h = m.headers().expect("headers");
-        let reason = h
-            .iter()
-            .find(|h| h.key == "aftercare-reason")
-            .and_then(|h| h.value)
-            .unwrap();
-        reasons.push(String::from_utf8_lossy(reason).into_owned());
-    }
+    let reasons = dlq_reasons(&topic, 3).await;
     assert!(
         reasons.iter().any(|r| r.contains("poisoned event")),
         "{reasons:?}"
@@ -629,15 +622,10 @@ async fn out_of_order_and_history_events_from_kafka() {
     };
     let dir = tempfile::tempdir().unwrap();
     let group = unique("g");
-    let stop = CancellationToken::new();
-    let svc = tokio::spawn(serve(
-        db.store.clone(),
+    let (stop, svc) = start(
+        &db.store,
         args(&db.url, &topic, &group, dir.path(), vec![Role::Ingest]),
-        loaded(),
-        Arc::new(SystemClock),
-        stop.clone(),
-        None,
-    ));
+    );
     let s = db.store.clone();
     produce(
         &topic,

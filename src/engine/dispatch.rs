@@ -113,8 +113,8 @@ fn replay_event(
     as_history(&mut applied, now);
     changes.merge(applied);
     // The customer's history goes on: every enrollment still open stays
-    // history, caught up once this import has settled.
-    // An enrollment the replay ended is history no more.
+    // history, caught up once this import has settled; one the replay ended
+    // is history no more.
     for (i, e) in state.enrollments.iter_mut().enumerate() {
         if !e.is_active() {
             if e.history.take().is_some() {

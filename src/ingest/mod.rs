@@ -110,8 +110,8 @@ async fn commit_batch<S: Store>(
     let ids: Vec<String> = first_email.keys().map(|c| c.to_string()).collect();
     // The batch's own events are not history: each is added as it applies.
     let batch: HashSet<String> = fresh.iter().map(|e| e.id.clone()).collect();
-    let earliest = fresh.iter().map(|e| e.occurred_at).min().unwrap_or(now);
-    let mut look_back = LookBack::of(catalog, earliest.min(now));
+    // Sorted above: the first event is the earliest.
+    let mut look_back = LookBack::of(catalog, fresh[0].occurred_at.min(now));
     look_back.except = &batch;
     let mut states = tx.lock_customers(&ids, &look_back).await?;
     crate::store::widen_for_history(&mut tx, catalog, &mut states, &batch).await?;

@@ -8,7 +8,7 @@
 //! of finished enrollments, the context of finished emails, the delivery
 //! log), so that a long simulation stays small.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -246,18 +246,10 @@ impl Mem {
         }
     }
 
-    /// Records the rows just written (`fresh`: key → id) for `skipped`
-    /// (key → reason) as skipped, with their delivery log entries.
-    fn skip_written(
-        &mut self,
-        skipped: &BTreeMap<String, String>,
-        fresh: &HashMap<String, i64>,
-        now: DateTime<Utc>,
-    ) {
-        for (key, reason) in skipped {
-            let Some(&id) = fresh.get(key) else {
-                continue;
-            };
+    /// Records the rows just written in `skipped` (key, id, reason) as
+    /// skipped, with their delivery log entries.
+    fn skip_written(&mut self, skipped: Vec<(String, i64, String)>, now: DateTime<Utc>) {
+        for (key, id, reason) in skipped {
             let Some(rec) = self.outbox.get_mut(&id) else {
                 continue;
             };
@@ -272,11 +264,11 @@ impl Mem {
             }
             self.deliveries.push(DeliveryView {
                 outbox_id: id,
-                idempotency_key: key.clone(),
+                idempotency_key: key,
                 attempt: 0,
                 at: now,
                 outcome: Outcome::Skipped,
-                detail: reason.clone(),
+                detail: reason,
             });
         }
     }
@@ -435,7 +427,8 @@ impl Tx for MemTx {
 
     async fn write(&mut self, w: Writes, now: DateTime<Utc>) -> Result<usize> {
         let mem = &mut *self.mem;
-        let mut fresh_ids = HashMap::new();
+        // Rows just written that a history import records as skipped.
+        let mut skipped = Vec::new();
         for (id, p) in w.profiles {
             mem.customers.entry(id).or_default().profile = Some(p);
         }
@@ -466,7 +459,9 @@ impl Tx for MemTx {
                 due_at: j.due_at,
                 context: m.context,
             };
-            fresh_ids.insert(key.clone(), id);
+            if let Some(reason) = m.skip {
+                skipped.push((key.clone(), id, reason));
+            }
             mem.outbox_keys.insert(key);
             mem.enqueue(id, &row.customer_id, row.not_before);
             mem.outbox.insert(
@@ -485,7 +480,7 @@ impl Tx for MemTx {
         for (email, reason) in w.suppress {
             mem.suppressions.entry(email).or_insert(reason);
         }
-        mem.skip_written(&w.skipped, &fresh_ids, now);
+        mem.skip_written(skipped, now);
         Ok(written)
     }
 

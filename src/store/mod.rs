@@ -368,9 +368,6 @@ pub struct Writes {
     pub emails: Vec<NewEmail>,
     /// Idempotency keys of `emails`: the first email with a key is kept.
     email_keys: HashSet<String>,
-    /// Emails among `emails` to record as skipped, by key, with the reason
-    /// (history imports: see [`NewEmail::skip`]).
-    pub skipped: BTreeMap<String, String>,
     pub suppress: BTreeMap<String, String>,
 }
 
@@ -384,10 +381,6 @@ impl Writes {
         for m in changes.emails {
             if !self.email_keys.insert(m.job.idempotency_key.clone()) {
                 continue;
-            }
-            if let Some(reason) = &m.skip {
-                self.skipped
-                    .insert(m.job.idempotency_key.clone(), reason.clone());
             }
             self.emails.push(m);
         }

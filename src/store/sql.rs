@@ -24,7 +24,7 @@ use super::{
     Claimer, DeadLetter, DeliveryView, Due, DueClaim, Error, LookBack, OutboxView, Result, Store,
     StoredDeadLetter, Transition, Tx, Writes, count_dead_letters, parse_stored,
 };
-use crate::engine::customer::{CustomerState, LOOK_BACK_EVENTS, Recorded};
+use crate::engine::customer::{CustomerState, LOOK_BACK_EVENTS, NewEmail, Recorded};
 use crate::engine::outbox::{OutboxStatus, Outcome, Queued};
 use crate::engine::policy::Sent;
 use crate::engine::profile::Profile;
@@ -315,17 +315,19 @@ where
         Ok(out)
     }
 
-    /// Records the outbox rows just written for `skipped` (key → reason) as
-    /// skipped, each with its entry in the delivery log. Rows that were there
-    /// before (a key already pending or sent) are left as they are.
-    async fn skip_written(
-        &mut self,
-        skipped: &BTreeMap<String, String>,
-        now: DateTime<Utc>,
-    ) -> Result<()> {
+    /// Records the outbox rows just written for the `emails` a history
+    /// import skips ([`NewEmail::skip`]) as skipped, each with its entry in
+    /// the delivery log. Rows that were there before (a key already pending
+    /// or sent) are left as they are.
+    async fn skip_written(&mut self, emails: &[NewEmail], now: DateTime<Utc>) -> Result<()> {
         let mut by_reason: BTreeMap<&str, Vec<&String>> = BTreeMap::new();
-        for (key, reason) in skipped {
-            by_reason.entry(reason).or_default().push(key);
+        for m in emails {
+            if let Some(reason) = &m.skip {
+                by_reason
+                    .entry(reason)
+                    .or_default()
+                    .push(&m.job.idempotency_key);
+            }
         }
         for (reason, keys) in by_reason {
             for chunk in keys.chunks(MAX_ROWS) {
@@ -505,7 +507,7 @@ where
 
     async fn write(&mut self, w: Writes, now: DateTime<Utc>) -> Result<usize> {
         let written = DB::write(&mut self.tx, &w, now).await?;
-        self.skip_written(&w.skipped, now).await?;
+        self.skip_written(&w.emails, now).await?;
         Ok(written)
     }
 

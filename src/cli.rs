@@ -83,6 +83,25 @@ pub enum Command {
         #[arg(long, short)]
         verbose: bool,
     },
+    /// Render a template and send it to one address through the configured
+    /// transport (AFTERCARE_SMTP_URL, else an .eml file), marked as a test:
+    /// never counted toward caps, never tracked, not in the outbox.
+    SendTest {
+        /// Template id (a folder under the templates folder).
+        template: String,
+        /// Where to send it.
+        #[arg(long)]
+        to: String,
+        /// Locale to render (falls back hu-HU -> hu -> default).
+        #[arg(long)]
+        locale: Option<String>,
+        /// An event (JSON) to render with, or template data merged over the sample.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        // The transport's settings are `run`'s.
+        #[command(flatten)]
+        service: Box<ServiceArgs>,
+    },
     /// The service: Kafka and HTTP ingest, scheduler, sender.
     Run {
         // Boxed: the service's settings outweigh every other command's.
@@ -148,6 +167,28 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             verbose,
         ),
         Command::Demo { events, outbox } => demo(&cli.sequences, &cli.templates, &events, &outbox),
+        Command::SendTest {
+            template,
+            to,
+            locale,
+            data,
+            service,
+        } => {
+            let loaded = match load_or_fail(&cli.sequences, &cli.templates) {
+                Ok(l) => l,
+                Err(code) => return Ok(code),
+            };
+            let (value, wanted) =
+                template_data(&loaded, &template, locale.as_deref(), data.as_deref())?;
+            runtime()?.block_on(send_test(
+                &loaded,
+                &service,
+                &template,
+                &to,
+                wanted.as_deref(),
+                value,
+            ))
+        }
         Command::Run { service } => {
             let loaded = match load_or_fail(&cli.sequences, &cli.templates) {
                 Ok(l) => l,
@@ -294,6 +335,30 @@ fn preview(
         Ok(l) => l,
         Err(code) => return Ok(code),
     };
+    let (value, wanted) = template_data(&loaded, id, locale, data_file)?;
+    let r = loaded.templates.render(id, wanted.as_deref(), &value)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "Locale: {}", r.locale)?;
+    writeln!(out, "Subject: {}", r.subject)?;
+    if let Some(p) = &r.preheader {
+        writeln!(out, "Preheader: {p}")?;
+    }
+    writeln!(out, "\n{}", r.text.trim_end())?;
+    if html {
+        writeln!(out, "\n----- HTML -----\n{}", r.html)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The data a template is rendered with for `preview` and `send-test`: the
+/// template's sample, or an event, or data merged over the sample; and the
+/// locale wanted (`--locale`, else the data's customer's).
+fn template_data(
+    loaded: &Loaded,
+    id: &str,
+    locale: Option<&str>,
+    data_file: Option<&Path>,
+) -> anyhow::Result<(serde_json::Value, Option<String>)> {
     let policies = &loaded.catalog.policies;
     if !loaded.templates.contains(id) {
         let known: Vec<&str> = loaded.templates.ids().map(String::as_str).collect();
@@ -336,18 +401,43 @@ fn preview(
     if let (Some(l), Some(obj)) = (&wanted, value.pointer_mut("/customer")) {
         obj["locale"] = l.clone().into();
     }
-    let r = loaded.templates.render(id, wanted.as_deref(), &value)?;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "Locale: {}", r.locale)?;
-    writeln!(out, "Subject: {}", r.subject)?;
-    if let Some(p) = &r.preheader {
-        writeln!(out, "Preheader: {p}")?;
+    Ok((value, wanted))
+}
+
+async fn send_test(
+    loaded: &Loaded,
+    args: &ServiceArgs,
+    template: &str,
+    to: &str,
+    locale: Option<&str>,
+    value: serde_json::Value,
+) -> anyhow::Result<ExitCode> {
+    let transport = service::outbound(args)?;
+    let (_, bounces) = args.sending()?;
+    let policies = &loaded.catalog.policies;
+    let content = loaded.templates.render(template, locale, &value)?;
+    let m = crate::send::test_message(
+        policies,
+        template,
+        to,
+        bounces.as_deref(),
+        Utc::now(),
+        &content,
+    )?;
+    use crate::send::transport::Transport as _;
+    match transport.deliver(&m).await {
+        Ok(reply) => {
+            println!(
+                "sent {template} ({}) to {to}: {reply}\nSubject: {}",
+                content.locale, content.subject
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("not sent: {e}");
+            Ok(ExitCode::from(1))
+        }
     }
-    writeln!(out, "\n{}", r.text.trim_end())?;
-    if html {
-        writeln!(out, "\n----- HTML -----\n{}", r.html)?;
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn read_events(file: &Path) -> anyhow::Result<(Vec<Event>, usize)> {

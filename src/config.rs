@@ -41,9 +41,23 @@ pub struct ServiceArgs {
     pub kafka_topic: String,
     #[arg(long, env = "AFTERCARE_KAFKA_GROUP", default_value = "aftercare")]
     pub kafka_group: String,
-    /// `smtp://host:port`; unset: write .eml files to the outbox folder.
-    #[arg(long, env = "AFTERCARE_SMTP_URL")]
+    /// `smtp://host:port` (plain), `smtp://user:pass@host:587` (STARTTLS),
+    /// `smtps://host:465` (TLS); unset: write .eml files to the outbox folder.
+    #[arg(long, env = "AFTERCARE_SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<String>,
+    /// Connecting to the relay, and each reply, must come within this.
+    #[arg(long, env = "AFTERCARE_SMTP_TIMEOUT", default_value = "30s")]
+    pub smtp_timeout: String,
+    /// Connections to the relay kept open at most.
+    #[arg(long, env = "AFTERCARE_SMTP_POOL", default_value_t = 16)]
+    pub smtp_pool: u32,
+    /// Emails handed to the transport at once by this instance's sender.
+    #[arg(long, env = "AFTERCARE_SEND_CONCURRENCY", default_value_t = 16)]
+    pub send_concurrency: usize,
+    /// Where bounces go (the envelope sender, `+<message token>` added);
+    /// unset: the sender's own address from `_policies.yaml`.
+    #[arg(long, env = "AFTERCARE_BOUNCE_ADDRESS")]
+    pub bounce_address: Option<String>,
     #[arg(long, env = "AFTERCARE_OUTBOX_DIR", default_value = "./outbox")]
     pub outbox_dir: PathBuf,
     #[arg(long, env = "AFTERCARE_HTTP_ADDR", default_value = "127.0.0.1:8080")]
@@ -120,6 +134,55 @@ impl ServiceArgs {
             );
         }
         Ok(d)
+    }
+
+    /// The SMTP transport's settings, checked; `None` without
+    /// `AFTERCARE_SMTP_URL`.
+    pub fn smtp(&self) -> anyhow::Result<Option<crate::send::smtp::Settings>> {
+        let Some(url) = &self.smtp_url else {
+            return Ok(None);
+        };
+        let endpoint = crate::send::smtp::Endpoint::parse(url)
+            .map_err(|e| anyhow::anyhow!("AFTERCARE_SMTP_URL: {e}"))?;
+        let timeout = crate::sequence::duration::parse(&self.smtp_timeout)
+            .map_err(|e| anyhow::anyhow!("AFTERCARE_SMTP_TIMEOUT: {e}"))?;
+        if timeout < chrono::Duration::seconds(1) || timeout > chrono::Duration::minutes(10) {
+            anyhow::bail!(
+                "AFTERCARE_SMTP_TIMEOUT: {:?} is outside 1s to 10m",
+                self.smtp_timeout
+            );
+        }
+        if !(1..=1000).contains(&self.smtp_pool) {
+            anyhow::bail!(
+                "AFTERCARE_SMTP_POOL: {} is outside 1 to 1000",
+                self.smtp_pool
+            );
+        }
+        Ok(Some(crate::send::smtp::Settings {
+            endpoint,
+            timeout: timeout.to_std()?,
+            pool: self.smtp_pool,
+        }))
+    }
+
+    /// The sender's concurrency and bounce address, checked.
+    pub fn sending(&self) -> anyhow::Result<(usize, Option<String>)> {
+        if !(1..=1000).contains(&self.send_concurrency) {
+            anyhow::bail!(
+                "AFTERCARE_SEND_CONCURRENCY: {} is outside 1 to 1000",
+                self.send_concurrency
+            );
+        }
+        if let Some(a) = &self.bounce_address {
+            let mb = crate::send::mailbox(a)
+                .map_err(|e| anyhow::anyhow!("AFTERCARE_BOUNCE_ADDRESS: {e}"))?;
+            if mb.name.is_some() {
+                anyhow::bail!(
+                    "AFTERCARE_BOUNCE_ADDRESS: {a:?}: write the address alone, without a name"
+                );
+            }
+        }
+        Ok((self.send_concurrency, self.bounce_address.clone()))
     }
 
     /// The retry schedule in seconds, checked.

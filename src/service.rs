@@ -18,7 +18,8 @@ use crate::ingest::http::Webhook;
 use crate::ingest::kafka::{self, KafkaConfig};
 use crate::ingest::listened::Watch;
 use crate::instance::Instance;
-use crate::send::transport::EmlDir;
+use crate::send::smtp::Smtp;
+use crate::send::transport::{EmlDir, Outbound};
 use crate::send::worker::{Compose, Worker};
 use crate::sequence::model::Catalog;
 use crate::store::Store;
@@ -53,12 +54,6 @@ pub struct Loaded {
 }
 
 pub async fn run(args: ServiceArgs, loaded: Loaded) -> anyhow::Result<()> {
-    if args.smtp_url.is_some() {
-        bail!(
-            "AFTERCARE_SMTP_URL is set, but SMTP delivery is not built yet; unset it to write .eml files to {}",
-            args.outbox_dir.display()
-        );
-    }
     let url = args.db.database_url.clone();
     // Held until `run` returns; the operating system lets go on a crash.
     let _only_instance = sqlite_lock(&url)?;
@@ -73,6 +68,23 @@ pub async fn run(args: ServiceArgs, loaded: Loaded) -> anyhow::Result<()> {
         None
     )
     .await)
+}
+
+/// SMTP when `AFTERCARE_SMTP_URL` is set, else `.eml` files in the outbox
+/// folder.
+pub fn outbound(args: &ServiceArgs) -> anyhow::Result<Outbound> {
+    Ok(match args.smtp()? {
+        Some(settings) => {
+            tracing::info!(server = %format!("{}:{}", settings.endpoint.host, settings.endpoint.port),
+                security = ?settings.endpoint.security, "sending over SMTP");
+            Outbound::Smtp(
+                Smtp::new(&settings).map_err(|e| anyhow::anyhow!("AFTERCARE_SMTP_URL: {e}"))?,
+            )
+        }
+        None => Outbound::Eml(EmlDir {
+            dir: args.outbox_dir.clone(),
+        }),
+    })
 }
 
 /// SQLite has one writer: a second `run` on the same file would only fight
@@ -142,6 +154,8 @@ pub async fn serve<S: Store>(
     store.migrate().await.context("applying migrations")?;
     let roles = args.roles();
     let retry = args.retry_schedule()?;
+    let transport = outbound(&args)?;
+    let (concurrency, bounces) = args.sending()?;
     let http_limits = args.http_limits()?;
     let instance = Instance::new(clock.now(), args.heartbeat_timeout()?);
     instance
@@ -203,14 +217,15 @@ pub async fn serve<S: Store>(
             store: store.clone(),
             catalog: loaded.catalog.clone(),
             templates: loaded.templates.clone(),
-            transport: EmlDir {
-                dir: args.outbox_dir.clone(),
-            },
+            transport,
             clock: clock.clone(),
             retry,
             compose: Compose::Message,
             instance: instance.clone(),
             max_email_bytes: args.max_email_bytes,
+            concurrency,
+            bounces,
+            paused: Default::default(),
         };
         let fut = worker.run(kick.clone(), stop.clone());
         tasks.spawn(async move {
@@ -237,7 +252,8 @@ pub async fn serve<S: Store>(
             },
             Readiness {
                 store: store.clone(),
-                outbox_dir: roles.contains(&Role::Send).then(|| args.outbox_dir.clone()),
+                outbox_dir: (roles.contains(&Role::Send) && args.smtp_url.is_none())
+                    .then(|| args.outbox_dir.clone()),
             },
         );
         let stop_http = stop.clone();

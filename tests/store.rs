@@ -427,6 +427,9 @@ async fn emails_long_past_due_are_skipped_as_stale<S: Store>(s: S) {
         compose: Compose::Check,
         instance: Instance::solo(),
         max_email_bytes: worker::DEFAULT_MAX_EMAIL_BYTES,
+        concurrency: 1,
+        bounces: None,
+        paused: Default::default(),
     };
     let mut handled = Vec::new();
     loop {

@@ -255,31 +255,7 @@ async fn history_does_not_move_live_enrollments<S: Store>(store: S) {
     app.shutdown().await;
 }
 
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod pg {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let db = super::support::PgDb::new().await;
-                    super::$name(db.store.clone()).await;
-                    db.drop().await;
-                }
-            )*
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let (store, _dir) = super::support::sqlite().await;
-                    super::$name(store).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_stores!(
+support::on_both_stores!(
     the_stored_customer_is_the_truth,
     a_shipment_before_its_order_is_taken_in_when_the_order_comes,
     a_delivery_before_its_shipment_is_taken_in_after_it,

@@ -134,14 +134,42 @@ pub enum TransportError {
     /// Final (a 5xx reply, a message the server will never take).
     #[error("permanent: {0}")]
     Permanent(String),
+    /// Final, and the server said the address itself does not exist or
+    /// takes no mail (`550 5.1.1`): the address is suppressed.
+    #[error("recipient refused: {0}")]
+    Refused(String),
+    /// The server could not be reached or would not talk (connection
+    /// refused, greeting timed out, TLS failed): not the message's fault.
+    /// The row goes back to the queue without using a retry, and the sender
+    /// pauses until the server answers again.
+    #[error("server unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// What becomes of a row after its transport call.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SendOutcome {
-    Sent { message_id: String, detail: String },
-    Retry { at: DateTime<Utc>, error: String },
-    Failed { error: String },
+    Sent {
+        message_id: String,
+        detail: String,
+    },
+    Retry {
+        at: DateTime<Utc>,
+        error: String,
+    },
+    /// Back to the queue at `at` without using a retry (the server was
+    /// unavailable: nothing was said about this message).
+    Held {
+        at: DateTime<Utc>,
+        error: String,
+    },
+    Failed {
+        error: String,
+    },
+    /// Failed, and the recipient's address is to be suppressed.
+    Refused {
+        error: String,
+    },
 }
 
 impl SendOutcome {
@@ -149,7 +177,8 @@ impl SendOutcome {
         match self {
             SendOutcome::Sent { .. } => Outcome::Sent,
             SendOutcome::Retry { .. } => Outcome::Retry,
-            SendOutcome::Failed { .. } => Outcome::Failed,
+            SendOutcome::Held { .. } => Outcome::Deferred,
+            SendOutcome::Failed { .. } | SendOutcome::Refused { .. } => Outcome::Failed,
         }
     }
 }
@@ -271,7 +300,8 @@ pub fn render_context(row: &Queued, profile: Option<&Profile>) -> Context {
 }
 
 /// What a transport's answer means for the row: a transient failure is
-/// retried after `retry[retries]` seconds until the schedule runs out.
+/// retried after `retry[retries]` seconds until the schedule runs out; an
+/// unavailable server costs no retry.
 pub fn after_transport(
     row: &Queued,
     message_id: &str,
@@ -302,6 +332,10 @@ pub fn after_transport(
             }
         }
         Err(TransportError::Permanent(error)) => SendOutcome::Failed { error },
+        Err(TransportError::Refused(error)) => SendOutcome::Refused { error },
+        // Due again at once: the sender that found the server away pauses
+        // and probes it before claiming anything more.
+        Err(TransportError::Unavailable(error)) => SendOutcome::Held { at: now, error },
     }
 }
 

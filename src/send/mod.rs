@@ -3,6 +3,7 @@
 //! `.eml` folder here; SMTP later) take the finished bytes.
 
 pub mod eml;
+pub mod smtp;
 pub mod transport;
 pub mod worker;
 
@@ -23,6 +24,33 @@ pub fn message_id(idempotency_key: &str, sender_email: &str) -> String {
         .unwrap_or("aftercare.invalid");
     let h = Sha256::digest(idempotency_key.as_bytes());
     format!("<{}@{domain}>", hex::encode(&h[..16]))
+}
+
+/// The envelope sender for a message: `bounces` with `+<token>` added to its
+/// local part, the token being the Message-ID's own (`hello+3f…9a@shop.example`
+/// for `<3f…9a@shop.example>`). A bounce comes back to that address, and
+/// the token names the message it is about (VERP, with one address for
+/// every recipient's bounces). A local part too long for the token (RFC
+/// 5321 allows 64 octets) gets none.
+pub fn return_path(bounces: &str, message_id: &str) -> String {
+    let token = message_id
+        .trim_start_matches('<')
+        .split('@')
+        .next()
+        .unwrap_or_default();
+    match bounces.rsplit_once('@') {
+        Some((local, domain)) if local.len() + 1 + token.len() <= 64 && !token.is_empty() => {
+            format!("{local}+{token}@{domain}")
+        }
+        _ => bounces.to_string(),
+    }
+}
+
+/// The message token a return path carries, if it is one of ours.
+pub fn return_path_token(address: &str) -> Option<&str> {
+    let (local, _) = address.rsplit_once('@')?;
+    let (_, token) = local.rsplit_once('+')?;
+    (token.len() == 32 && token.bytes().all(|b| b.is_ascii_hexdigit())).then_some(token)
 }
 
 /// What one message needs besides its rendered content.
@@ -117,4 +145,116 @@ pub fn build_message(
         ));
     }
     Ok(msg)
+}
+
+/// A test send (`aftercare send-test`): the template as it would go, to
+/// `to`, with a Message-ID of its own (never an outbox row's) and the header
+/// `X-Aftercare-Test: true`. Nothing is stored: it counts toward no cap,
+/// and carries no tracking.
+pub fn test_message(
+    policies: &Policies,
+    template: &str,
+    to: &str,
+    bounces: Option<&str>,
+    now: DateTime<Utc>,
+    content: &Rendered,
+) -> Result<transport::Outgoing, BuildError> {
+    let key = format!(
+        "send-test/{template}/{}",
+        now.timestamp_nanos_opt().unwrap_or_default()
+    );
+    let env = Envelope {
+        to,
+        idempotency_key: &key,
+        sequence: "send-test",
+        template,
+        date: now,
+    };
+    let mut msg = build_message(policies, &env, content)?;
+    msg.headers_mut().insert_raw(HeaderValue::new(
+        HeaderName::new_from_ascii_str("X-Aftercare-Test"),
+        "true".to_string(),
+    ));
+    let (_, sender) = policies.sender.name_and_email();
+    let id = message_id(&key, &sender);
+    Ok(transport::Outgoing {
+        from: return_path(bounces.unwrap_or(&sender), &id),
+        message_id: id,
+        to: to.to_string(),
+        bytes: msg.formatted(),
+        about: transport::About {
+            date: now,
+            to: to.to_string(),
+            idempotency_key: key,
+            customer_id: String::new(),
+            sequence: "send-test".into(),
+            step: template.to_string(),
+            template: template.to_string(),
+            category: crate::sequence::model::Category::Transactional,
+            locale: content.locale.clone(),
+            subject: content.subject.clone(),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_return_path_names_its_message() {
+        let id = message_id("fulfilment/c/o#order-confirmation", "hello@shop.example");
+        let rp = return_path("bounces@shop.example", &id);
+        let token = id.trim_start_matches('<').split('@').next().unwrap();
+        assert_eq!(rp, format!("bounces+{token}@shop.example"));
+        assert_eq!(return_path_token(&rp), Some(token));
+        assert_eq!(return_path_token("bounces@shop.example"), None);
+        // No room for the token: the address as it is.
+        let long = format!("{}@shop.example", "b".repeat(40));
+        assert_eq!(return_path(&long, &id), long);
+    }
+
+    /// The headers of a built message, by name.
+    fn header_names(bytes: &[u8]) -> Vec<String> {
+        let m = mail_parser::MessageParser::default().parse(bytes).unwrap();
+        let mut names: Vec<String> = m
+            .headers()
+            .iter()
+            .map(|h| h.name().to_ascii_lowercase())
+            .collect();
+        names.sort();
+        names
+    }
+
+    proptest! {
+        /// Whatever a subject rendered from customer data holds (line breaks,
+        /// header-like text, encoded-word look-alikes), the message has
+        /// exactly its own headers: none can be injected.
+        #[test]
+        fn no_subject_injects_a_header(subject in "(\\PC|[\r\n\t\0]|Bcc: x@evil.example|=\\?utf-8\\?){0,40}") {
+            let policies = crate::sequence::model::Policies::default();
+            let env = Envelope {
+                to: "anna@example.com",
+                idempotency_key: "k",
+                sequence: "fulfilment",
+                template: "order-confirmation",
+                date: "2026-11-26T10:00:00Z".parse().unwrap(),
+            };
+            let content = Rendered {
+                locale: "hu".into(),
+                subject: subject.clone(),
+                preheader: None,
+                html: "<p>x</p>".into(),
+                text: "x".into(),
+            };
+            let bytes = build_message(&policies, &env, &content).unwrap().formatted();
+            let mut expected = vec![
+                "content-language", "content-type", "date", "from", "message-id",
+                "mime-version", "subject", "to", "x-aftercare-sequence", "x-aftercare-template",
+            ];
+            expected.sort();
+            prop_assert_eq!(header_names(&bytes), expected);
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! Where finished messages go. A transport says whether a failure is worth
-//! retrying (`Transient`) or final (`Permanent`); SMTP plugs in here.
+//! retrying (`Transient`), final (`Permanent`), final and the address bad
+//! (`Refused`), or whether the server could not be reached (`Unavailable`).
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -14,6 +15,8 @@ use crate::sequence::model::Category;
 #[derive(Debug, Clone)]
 pub struct Outgoing {
     pub message_id: String,
+    /// The envelope sender (SMTP `MAIL FROM`, the future `Return-Path`):
+    /// where bounces go, naming this message ([`super::return_path`]).
     pub from: String,
     pub to: String,
     /// The whole RFC 5322 message (empty when the worker only checks).
@@ -45,6 +48,43 @@ pub trait Transport: Send + Sync + 'static {
     /// another worker may take it over.
     fn deadline(&self) -> std::time::Duration {
         std::time::Duration::from_secs(150)
+    }
+
+    /// Whether the transport can take mail now: after it was found
+    /// unavailable, the sender asks this before claiming more rows.
+    fn probe(&self) -> impl Future<Output = bool> + Send {
+        async { true }
+    }
+}
+
+/// The transport `run` and `send-test` use: SMTP when `AFTERCARE_SMTP_URL`
+/// is set, else `.eml` files.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    Smtp(super::smtp::Smtp),
+    Eml(EmlDir),
+}
+
+impl Transport for Outbound {
+    fn deadline(&self) -> std::time::Duration {
+        match self {
+            Outbound::Smtp(t) => t.deadline(),
+            Outbound::Eml(t) => t.deadline(),
+        }
+    }
+
+    async fn probe(&self) -> bool {
+        match self {
+            Outbound::Smtp(t) => t.probe().await,
+            Outbound::Eml(t) => t.probe().await,
+        }
+    }
+
+    async fn deliver(&self, m: &Outgoing) -> Result<String, Error> {
+        match self {
+            Outbound::Smtp(t) => t.deliver(m).await,
+            Outbound::Eml(t) => t.deliver(m).await,
+        }
     }
 }
 

@@ -10,8 +10,10 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use futures_util::StreamExt as _;
+
 use super::transport::{About, Outgoing, Transport};
-use super::{Envelope, build_message, message_id};
+use super::{Envelope, build_message, message_id, return_path};
 use crate::clock::Clock;
 use crate::engine::outbox::{
     self, OutboxStatus, Outcome, Queued, SendContext, SendOutcome, SendPlan,
@@ -131,10 +133,27 @@ pub async fn finish<S: Store>(
             detail.as_str(),
             Some(message_id.as_str()),
         ),
-        SendOutcome::Retry { at, error } => {
-            (Transition::Retry { at: *at, error }, error.as_str(), None)
+        SendOutcome::Retry { at, error } => (
+            Transition::Retry {
+                at: *at,
+                error,
+                counted: true,
+            },
+            error.as_str(),
+            None,
+        ),
+        SendOutcome::Held { at, error } => (
+            Transition::Retry {
+                at: *at,
+                error,
+                counted: false,
+            },
+            error.as_str(),
+            None,
+        ),
+        SendOutcome::Failed { error } | SendOutcome::Refused { error } => {
+            (Transition::Failed { error }, error.as_str(), None)
         }
-        SendOutcome::Failed { error } => (Transition::Failed { error }, error.as_str(), None),
     };
     if !tx.transition(row, &transition, now).await? {
         // A newer claim owns the row: this worker's late result is dropped.
@@ -196,6 +215,8 @@ pub enum Done {
     Sent,
     /// A transient failure, tried again later.
     Retry(String),
+    /// The transport was unavailable: back in the queue, no retry used.
+    Held(String),
     /// Given up: a permanent failure, a render error, or retries spent.
     Failed(String),
     /// The store failed; the claim's lease brings the row back.
@@ -214,6 +235,68 @@ pub struct Worker<S, T> {
     pub instance: Instance,
     /// See [`DEFAULT_MAX_EMAIL_BYTES`].
     pub max_email_bytes: usize,
+    /// Rows handled at once (transport calls in flight); 1 keeps the
+    /// claimed order, as `simulate` and `demo` need.
+    pub concurrency: usize,
+    /// The address bounces go to, as [`return_path`] extends it per
+    /// message; `None`: the sender's own address.
+    pub bounces: Option<String>,
+    /// Set while the transport is unavailable.
+    pub paused: Pause,
+}
+
+/// The sender's pause while its transport is unavailable: no rows are
+/// claimed until it ends, and then only once the transport answers a probe.
+/// Each failed probe doubles the pause, from 1 s up to a minute. Real time
+/// (tokio's clock), not the service clock: it is about a server, not about
+/// emails.
+#[derive(Debug, Default)]
+pub struct Pause(std::sync::Mutex<Option<(tokio::time::Instant, Duration)>>);
+
+impl Pause {
+    const FIRST: Duration = Duration::from_secs(1);
+    const LONGEST: Duration = Duration::from_secs(60);
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(tokio::time::Instant, Duration)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts a pause, unless one is under way (the rows in flight when the
+    /// transport went away all find it so).
+    fn start(&self) -> Duration {
+        let mut p = self.lock();
+        match *p {
+            Some((_, d)) => d,
+            None => {
+                *p = Some((tokio::time::Instant::now() + Self::FIRST, Self::FIRST));
+                Self::FIRST
+            }
+        }
+    }
+
+    /// Lengthens the pause after a failed probe.
+    fn extend(&self) -> Duration {
+        let mut p = self.lock();
+        let length = match *p {
+            Some((_, d)) => (d * 2).min(Self::LONGEST),
+            None => Self::FIRST,
+        };
+        *p = Some((tokio::time::Instant::now() + length, length));
+        length
+    }
+
+    /// When the pause under way ends, if there is one.
+    fn until(&self) -> Option<tokio::time::Instant> {
+        self.lock().map(|(at, _)| at)
+    }
+
+    pub fn active(&self) -> bool {
+        self.until().is_some()
+    }
+
+    fn end(&self) {
+        *self.lock() = None;
+    }
 }
 
 /// Why a rendered row is not handed to the transport.
@@ -228,26 +311,41 @@ impl<S: Store, T: Transport> Worker<S, T> {
     /// Claims and processes one batch; returns what became of each row.
     pub async fn tick(&self) -> crate::store::Result<Vec<Handled>> {
         let now = self.clock.now();
+        let concurrency = self.concurrency.max(1);
+        let batch = BATCH.max(2 * concurrency as i64);
         let rows = self
             .store
-            .claim_outbox(now, LEASE, BATCH, &self.instance.claimer)
+            .claim_outbox(now, LEASE, batch, &self.instance.claimer)
             .await?;
-        let mut handled = Vec::with_capacity(rows.len());
-        for row in rows {
-            let done = match self.process(&row).await {
-                Ok(done) => done,
-                Err(e) => {
-                    tracing::error!(outbox_id = row.id, key = %row.idempotency_key, "send failed, retried after the lease: {e}");
-                    Done::Error(e.to_string())
-                }
-            };
-            handled.push(Handled { at: now, row, done });
-        }
+        let handled = futures_util::stream::iter(rows)
+            .map(|row| async move {
+                let done = match self.process(&row).await {
+                    Ok(done) => done,
+                    Err(e) => {
+                        tracing::error!(outbox_id = row.id, key = %row.idempotency_key, "send failed, retried after the lease: {e}");
+                        Done::Error(e.to_string())
+                    }
+                };
+                Handled { at: now, row, done }
+            })
+            .buffered(concurrency)
+            .collect()
+            .await;
         Ok(handled)
     }
 
     async fn process(&self, row: &Queued) -> crate::store::Result<Done> {
         let now = self.clock.now();
+        if self.paused.active() {
+            // The transport went away while this batch was under way: the
+            // claim is let go, and the row is taken again once it is back.
+            let mut tx = self.store.begin().await?;
+            let until = row.not_before;
+            tx.transition(row, &Transition::Defer { until }, now)
+                .await?;
+            tx.commit().await?;
+            return Ok(Done::Planned(SendPlan::Stale));
+        }
         if !self.instance.may_send(now) {
             // Another instance may take this row over any moment now.
             return Ok(Done::Error(
@@ -289,14 +387,58 @@ impl<S: Store, T: Transport> Worker<S, T> {
             SendOutcome::Sent { .. } => {
                 tracing::info!(outbox_id = row.id, key = %row.idempotency_key, sequence = %row.sequence, step = %row.step, "sent")
             }
+            SendOutcome::Held { error, .. } => {
+                let pause = self.paused.start();
+                tracing::warn!(outbox_id = row.id, key = %row.idempotency_key,
+                    "transport unavailable, sending paused for {pause:?}: {error}")
+            }
             other => tracing::warn!(outbox_id = row.id, key = %row.idempotency_key, "{other:?}"),
         }
-        finish(&self.store, row, self.clock.now(), &outcome).await?;
+        let finished = self.clock.now();
+        finish(&self.store, row, finished, &outcome).await?;
+        if let (SendOutcome::Refused { error }, Some(p)) = (&outcome, &profile) {
+            self.bounced(row, p, error, finished).await?;
+        }
         Ok(match outcome {
             SendOutcome::Sent { .. } => Done::Sent,
             SendOutcome::Retry { error, .. } => Done::Retry(error),
-            SendOutcome::Failed { error } => Done::Failed(error),
+            SendOutcome::Held { error, .. } => Done::Held(error),
+            SendOutcome::Failed { error } | SendOutcome::Refused { error } => Done::Failed(error),
         })
+    }
+
+    /// The server refused the recipient for good: that is a hard bounce, and
+    /// it goes into the customer's history as one, as a relay's bounce
+    /// would, through the one ingest path (which suppresses the address).
+    /// Its id is the row's and attempt's, so a second report is one event.
+    async fn bounced(
+        &self,
+        row: &Queued,
+        p: &Profile,
+        reply: &str,
+        now: DateTime<Utc>,
+    ) -> crate::store::Result<()> {
+        let json = serde_json::json!({
+            "id": format!("smtp-refused:{}:{}", row.id, row.attempts),
+            "type": "email.bounced",
+            "occurred_at": now,
+            "customer": {"id": p.customer.id, "email": p.customer.email},
+            "data": {"kind": "hard", "reply": reply, "idempotency_key": row.idempotency_key},
+        });
+        let event = match crate::event::Event::parse(&json.to_string()) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(
+                    outbox_id = row.id,
+                    "could not record the refusal as a bounce: {e}"
+                );
+                return Ok(());
+            }
+        };
+        crate::ingest::ingest_batch(&self.store, &self.catalog, &[event], "smtp", now).await?;
+        tracing::warn!(outbox_id = row.id, customer_id = %p.customer.id,
+            "the server refused the address for good: recorded as a hard bounce, the address is suppressed");
+        Ok(())
     }
 
     /// Renders the row for the customer as the store knows them now.
@@ -351,9 +493,10 @@ impl<S: Store, T: Transport> Worker<S, T> {
             }
             Compose::Check => Vec::new(),
         };
+        let id = message_id(&row.idempotency_key, &sender);
         Ok(Outgoing {
-            message_id: message_id(&row.idempotency_key, &sender),
-            from: sender,
+            from: return_path(self.bounces.as_deref().unwrap_or(&sender), &id),
+            message_id: id,
             to: to.clone(),
             bytes,
             about: About {
@@ -382,9 +525,26 @@ impl<S: Store, T: Transport> Worker<S, T> {
         }
     }
 
-    /// Runs until `stop`, sending rows as they fall due.
+    /// Runs until `stop`, sending rows as they fall due. While the transport
+    /// is unavailable, claims nothing: waits out the pause, then probes.
     pub async fn run(self, kick: Arc<Notify>, stop: CancellationToken) {
-        let batch = || async { Ok(self.tick().await?.len()) };
+        let stopping = stop.clone();
+        let batch = || async {
+            if let Some(until) = self.paused.until() {
+                tokio::select! {
+                    _ = stopping.cancelled() => return Ok(0),
+                    _ = tokio::time::sleep_until(until) => {}
+                }
+                if !self.transport.probe().await {
+                    let pause = self.paused.extend();
+                    tracing::warn!("transport still unavailable, sending paused for {pause:?}");
+                    return Ok(0);
+                }
+                tracing::info!("transport available again, sending resumes");
+                self.paused.end();
+            }
+            Ok(self.tick().await?.len())
+        };
         let next = || self.store.next_outbox();
         crate::poll::run("sender", self.clock.clone(), IDLE, kick, stop, batch, next).await;
     }

@@ -564,10 +564,10 @@ impl Tx for MemTx {
                 rec.last_error = None;
                 rec.lease_until = None;
             }
-            Transition::Retry { at, error } => {
+            Transition::Retry { at, error, counted } => {
                 rec.row.status = OutboxStatus::Pending;
                 rec.row.not_before = *at;
-                rec.row.retries += 1;
+                rec.row.retries += i64::from(*counted);
                 rec.last_error = Some(error.to_string());
                 rec.sent_at = None;
                 rec.lease_until = None;

@@ -256,10 +256,13 @@ pub enum Transition<'a> {
     Sent {
         message_id: &'a str,
     },
-    /// Only from `Sending`.
+    /// Only from `Sending`: back to `pending` at `at`. `counted` moves the
+    /// retry schedule on (a transient failure); an unavailable server does
+    /// not.
     Retry {
         at: DateTime<Utc>,
         error: &'a str,
+        counted: bool,
     },
     /// Only from `Sending`.
     Failed {

@@ -600,16 +600,17 @@ where
             .bind(row.attempts)
             .bind(now)
             .bind(*message_id),
-            Transition::Retry { at, error } => sqlx::query(concatcp!(
+            Transition::Retry { at, error, counted } => sqlx::query(concatcp!(
                 "UPDATE outbox SET status = 'pending', last_error = $4, not_before = $5, sent_at = NULL, \
-                 retries = retries + 1, lease_until = NULL, updated_at = $3",
+                 retries = retries + $6, lease_until = NULL, updated_at = $3",
                 FROM_SENDING
             ))
             .bind(row.id)
             .bind(row.attempts)
             .bind(now)
             .bind(*error)
-            .bind(*at),
+            .bind(*at)
+            .bind(i64::from(*counted)),
             Transition::Failed { error } => sqlx::query(concatcp!(
                 "UPDATE outbox SET status = 'failed', last_error = $4, lease_until = NULL, updated_at = $3",
                 FROM_SENDING

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod smtp;
 
 use std::path::Path;
 use std::sync::LazyLock;
@@ -154,3 +155,33 @@ pub fn shop_event(id: &str, kind: &str, customer: &str, order: &str, at: DateTim
         at.to_rfc3339()
     )
 }
+
+/// Runs each named `async fn(store)` of the calling test file as two tests,
+/// `pg::NAME` on a fresh PostgreSQL database and `sqlite::NAME` on a fresh
+/// SQLite file.
+#[allow(unused_macros)]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod pg {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = super::support::PgDb::new().await;
+                    super::$name(db.store.clone()).await;
+                    db.drop().await;
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (store, _dir) = super::support::sqlite().await;
+                    super::$name(store).await;
+                }
+            )*
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_both_stores;

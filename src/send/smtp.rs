@@ -1,0 +1,345 @@
+//! Delivery over SMTP: lettre's pooled async transport, and what a server's
+//! reply means for the row (sent, retried, failed, the recipient refused, or
+//! the server unavailable).
+//!
+//! `AFTERCARE_SMTP_URL`:
+//! - `smtp://host:port`: plain SMTP, for a relay on the same host or network;
+//! - `smtp://user:pass@host:587`: STARTTLS required (a password never goes
+//!   in clear), then AUTH;
+//! - `smtps://[user:pass@]host:465`: TLS from the first byte.
+//!
+//! `?tls=required` asks for STARTTLS without credentials too.
+
+use std::time::Duration;
+
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::response::Code;
+use lettre::transport::smtp::{AsyncSmtpTransport, PoolConfig};
+use lettre::{AsyncTransport as _, Tokio1Executor};
+
+use super::transport::{Error, Outgoing, Transport};
+
+/// How to talk to the relay, as read from `AFTERCARE_SMTP_URL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    /// User and password, percent-decoded.
+    pub credentials: Option<(String, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    Plain,
+    StartTls,
+    Tls,
+}
+
+impl Endpoint {
+    /// Reads an `smtp://` or `smtps://` URL; the error says what is wrong
+    /// with it (the password never appears in it).
+    pub fn parse(url: &str) -> Result<Endpoint, String> {
+        let u = url::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
+        if !matches!(u.scheme(), "smtp" | "smtps") {
+            return Err(format!(
+                "scheme {:?}: write smtp://host:port, smtp://user:pass@host:587 \
+                 (STARTTLS) or smtps://host:465",
+                u.scheme()
+            ));
+        }
+        let host = match u.host() {
+            Some(url::Host::Domain(d)) => d.to_string(),
+            Some(url::Host::Ipv4(a)) => a.to_string(),
+            Some(url::Host::Ipv6(a)) => a.to_string(),
+            None => return Err("no host: write smtp://host:port".into()),
+        };
+        let decode = |s: &str, what: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .map(|s| s.into_owned())
+                .map_err(|_| format!("the {what} is not UTF-8 once percent-decoded"))
+        };
+        let credentials = match (u.username(), u.password()) {
+            ("", None) => None,
+            ("", Some(_)) => return Err("a password without a user name".into()),
+            (_, None) => return Err("a user name without a password: write user:pass@".into()),
+            (user, Some(pass)) => Some((decode(user, "user name")?, decode(pass, "password")?)),
+        };
+        let mut tls = None;
+        for (k, v) in u.query_pairs() {
+            match (k.as_ref(), v.as_ref()) {
+                ("tls", "required") => tls = Some(Security::StartTls),
+                ("tls", other) => {
+                    return Err(format!(
+                        "tls={other:?}: the only choice is tls=required (STARTTLS); \
+                         smtps:// is TLS from the start"
+                    ));
+                }
+                (other, _) => return Err(format!("unknown parameter {other:?}")),
+            }
+        }
+        if u.path().len() > 1 {
+            return Err(format!("unexpected path {:?}", u.path()));
+        }
+        let (security, default_port) = match u.scheme() {
+            "smtp" if credentials.is_some() || tls.is_some() => (Security::StartTls, 587),
+            "smtp" => (Security::Plain, 25),
+            _ => (Security::Tls, 465),
+        };
+        Ok(Endpoint {
+            host,
+            port: u.port().unwrap_or(default_port),
+            security,
+            credentials,
+        })
+    }
+}
+
+/// The SMTP transport's settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub endpoint: Endpoint,
+    /// Connecting, and each command's reply, must come within this.
+    pub timeout: Duration,
+    /// Connections kept open to the relay at most.
+    pub pool: u32,
+}
+
+/// Sends through a relay over a pool of connections.
+#[derive(Clone)]
+pub struct Smtp {
+    inner: AsyncSmtpTransport<Tokio1Executor>,
+    timeout: Duration,
+    /// `host:port`, for messages.
+    server: String,
+}
+
+impl std::fmt::Debug for Smtp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Smtp")
+            .field("server", &self.server)
+            .finish()
+    }
+}
+
+impl Smtp {
+    pub fn new(s: &Settings) -> Result<Smtp, String> {
+        let e = &s.endpoint;
+        let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(e.host.as_str())
+            .port(e.port)
+            .timeout(Some(s.timeout))
+            .pool_config(
+                PoolConfig::new()
+                    .max_size(s.pool)
+                    .idle_timeout(Duration::from_secs(60)),
+            );
+        let params = || {
+            TlsParameters::new(e.host.clone())
+                .map_err(|err| format!("TLS settings for {}: {err}", e.host))
+        };
+        b = match e.security {
+            Security::Plain => b.tls(Tls::None),
+            Security::StartTls => b.tls(Tls::Required(params()?)),
+            Security::Tls => b.tls(Tls::Wrapper(params()?)),
+        };
+        if let Some((user, pass)) = &e.credentials {
+            b = b.credentials(Credentials::new(user.clone(), pass.clone()));
+        }
+        Ok(Smtp {
+            inner: b.build(),
+            timeout: s.timeout,
+            server: format!("{}:{}", e.host, e.port),
+        })
+    }
+}
+
+impl Transport for Smtp {
+    /// Connecting, greeting, TLS, AUTH, MAIL, RCPT, DATA and the message:
+    /// a handful of timeouts at worst.
+    fn deadline(&self) -> Duration {
+        self.timeout * 6
+    }
+
+    async fn probe(&self) -> bool {
+        matches!(self.inner.test_connection().await, Ok(true))
+    }
+
+    async fn deliver(&self, m: &Outgoing) -> Result<String, Error> {
+        let address = |s: &str| {
+            super::mailbox(s)
+                .map(|mb| mb.email)
+                .map_err(|e| Error::Permanent(e.to_string()))
+        };
+        let envelope =
+            lettre::address::Envelope::new(Some(address(&m.from)?), vec![address(&m.to)?])
+                .map_err(|e| Error::Permanent(format!("envelope: {e}")))?;
+        match self.inner.send_raw(&envelope, &m.bytes).await {
+            Ok(r) => Ok(reply(r.code(), &r.message().collect::<Vec<_>>().join(" "))),
+            Err(e) => {
+                let text = std::error::Error::source(&e)
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
+                match e.status() {
+                    Some(code) => Err(classify(code, &text)),
+                    // No reply to judge: the connection, TLS or a timeout.
+                    // If the server answers a fresh connection, the failure
+                    // was this message's (a retry counts); if not, the server
+                    // is down and the message waits for it without using one.
+                    None => {
+                        let what = format!("{}: {e}", self.server);
+                        if self.probe().await {
+                            Err(Error::Transient(what))
+                        } else {
+                            Err(Error::Unavailable(what))
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A reply as the delivery log shows it: `250 2.0.0 Ok: queued as 4F2A`.
+fn reply(code: Code, text: &str) -> String {
+    let text = text.trim();
+    match text.is_empty() {
+        true => code.to_string(),
+        false => format!("{code} {text}"),
+    }
+}
+
+/// What a negative reply means: 4xx is tried again; 5xx is final, and when
+/// the server says the recipient's address itself is bad (RFC 3463 address
+/// status X.1.x, or "mailbox disabled" X.2.1) the address is suppressed.
+/// Without an enhanced status code, a 550, 551 or 553 that speaks of the
+/// user, mailbox or recipient counts as such; any other 5xx (a policy or
+/// content refusal, a message too large) fails this email only.
+pub fn classify(code: Code, text: &str) -> Error {
+    let line = reply(code, text);
+    let basic = code.to_string();
+    if basic.starts_with('4') {
+        return Error::Transient(line);
+    }
+    if refuses_recipient(&basic, text) {
+        Error::Refused(line)
+    } else {
+        Error::Permanent(line)
+    }
+}
+
+fn refuses_recipient(basic: &str, text: &str) -> bool {
+    if let Some((class, subject, detail)) = enhanced(text) {
+        // X.1.7 and X.1.8 are about the sender's address, not the recipient's.
+        return class == 5
+            && ((subject == 1 && !matches!(detail, 7 | 8)) || (subject, detail) == (2, 1));
+    }
+    let lower = text.to_ascii_lowercase();
+    matches!(basic, "550" | "551" | "553")
+        && ["user", "mailbox", "recipient", "no such", "does not exist"]
+            .iter()
+            .any(|w| lower.contains(w))
+}
+
+/// The enhanced status code (RFC 3463) a reply's text starts with.
+fn enhanced(text: &str) -> Option<(u8, u16, u16)> {
+    let first = text.split_whitespace().next()?;
+    let mut parts = first.split('.');
+    let class = parts.next()?.parse().ok()?;
+    let subject = parts.next()?.parse().ok()?;
+    let detail = parts.next()?.parse().ok()?;
+    (parts.next().is_none() && matches!(class, 2 | 4 | 5)).then_some((class, subject, detail))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lettre::transport::smtp::response::{Category, Detail, Severity};
+
+    fn code(s: &str) -> Code {
+        let b = s.as_bytes();
+        let severity = match b[0] {
+            b'4' => Severity::TransientNegativeCompletion,
+            _ => Severity::PermanentNegativeCompletion,
+        };
+        let category = match b[1] {
+            b'5' => Category::MailSystem,
+            b'3' => Category::Unspecified3,
+            _ => Category::Connections,
+        };
+        let detail = match b[2] {
+            b'0' => Detail::Zero,
+            b'1' => Detail::One,
+            b'2' => Detail::Two,
+            b'3' => Detail::Three,
+            _ => Detail::Four,
+        };
+        Code::new(severity, category, detail)
+    }
+
+    fn kind(c: &str, text: &str) -> &'static str {
+        match classify(code(c), text) {
+            Error::Transient(_) => "retry",
+            Error::Permanent(_) => "failed",
+            Error::Refused(_) => "refused",
+            Error::Unavailable(_) => "unavailable",
+        }
+    }
+
+    #[test]
+    fn replies_are_sorted_by_what_they_say_about_the_recipient() {
+        assert_eq!(kind("451", "4.3.0 try again later"), "retry");
+        assert_eq!(kind("421", "4.7.0 too many connections"), "retry");
+        assert_eq!(kind("550", "5.1.1 <a@b.example>: user unknown"), "refused");
+        assert_eq!(kind("550", "5.1.10 null MX"), "refused");
+        assert_eq!(kind("550", "5.2.1 mailbox disabled"), "refused");
+        assert_eq!(kind("553", "5.1.3 bad address syntax"), "refused");
+        // About the message or the sender, not the recipient.
+        assert_eq!(kind("554", "5.7.1 message rejected as spam"), "failed");
+        assert_eq!(kind("550", "5.7.1 no, your content"), "failed");
+        assert_eq!(kind("552", "5.3.4 message too big"), "failed");
+        assert_eq!(kind("553", "5.1.7 bad sender address"), "failed");
+        // No enhanced code: the words decide.
+        assert_eq!(kind("550", "no such user here"), "refused");
+        assert_eq!(kind("550", "spam detected"), "failed");
+        assert_eq!(kind("554", "user unknown"), "failed");
+    }
+
+    #[test]
+    fn the_reply_keeps_code_and_text() {
+        match classify(code("550"), "5.1.1 user unknown") {
+            Error::Refused(s) => assert_eq!(s, "550 5.1.1 user unknown"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn urls_say_what_is_wrong() {
+        let e = Endpoint::parse("smtp://127.0.0.1:2525").unwrap();
+        assert_eq!(
+            (e.port, e.security, e.credentials),
+            (2525, Security::Plain, None)
+        );
+        let e = Endpoint::parse("smtp://me%40shop:p%3Ass@relay.example").unwrap();
+        assert_eq!((e.port, e.security), (587, Security::StartTls));
+        assert_eq!(e.credentials, Some(("me@shop".into(), "p:ss".into())));
+        let e = Endpoint::parse("smtps://relay.example").unwrap();
+        assert_eq!((e.port, e.security), (465, Security::Tls));
+        let e = Endpoint::parse("smtp://relay.example?tls=required").unwrap();
+        assert_eq!((e.port, e.security), (587, Security::StartTls));
+        for (bad, why) in [
+            ("http://relay.example", "scheme \"http\""),
+            ("smtp://relay.example?tls=none", "tls=\"none\""),
+            ("smtp://user@relay.example", "without a password"),
+            ("smtp://relay.example/x", "unexpected path"),
+            ("smtp://relay.example?x=1", "unknown parameter"),
+            ("relay.example:25", "scheme"),
+        ] {
+            let e = Endpoint::parse(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        let e = Endpoint::parse("smtp://u:secret@").unwrap_err();
+        assert!(!e.contains("secret"), "{e}");
+    }
+}

@@ -1,0 +1,369 @@
+//! Delivery over SMTP to a real server (aiosmtpd, `tests/support/smtp.rs`),
+//! through the real service: events by the webhook, mail read back from the
+//! server's Maildir with a MIME parser. Over PostgreSQL and SQLite.
+
+mod support;
+
+use std::time::Duration;
+
+use aftercare::config::Role;
+use aftercare::engine::outbox::{OutboxStatus, Outcome};
+use aftercare::send::{message_id, return_path};
+use aftercare::store::{DeliveryView, Store};
+use chrono::Utc;
+use mail_parser::{MessageParser, MimeHeaders as _};
+use support::app::{self, App};
+use support::smtp::SmtpServer;
+
+/// Starts the HTTP and send roles, sending to `smtp` with `flags` added.
+async fn service<S: Store>(store: &S, smtp: &str, flags: &[&str]) -> App {
+    let mut all = vec!["--smtp-url", smtp];
+    all.extend_from_slice(flags);
+    app::spawn_with(store.clone(), None, &all, &[Role::Http, Role::Send]).await
+}
+
+fn customer(id: &str, email: &str, name: &str, locale: &str) -> String {
+    serde_json::json!({"id": id, "email": email, "first_name": name, "locale": locale,
+        "timezone": "Europe/Budapest", "marketing_consent": true})
+    .to_string()
+}
+
+fn order(id: &str, kind: &str, customer: &str, order: &str) -> String {
+    support::shop_event(
+        id,
+        kind,
+        customer,
+        order,
+        Utc::now() - chrono::Duration::seconds(5),
+    )
+}
+
+/// Waits (up to 60 s) until `done` holds of the store's delivery log.
+async fn until_log<S: Store>(store: &S, what: &str, done: impl Fn(&[DeliveryView]) -> bool) {
+    for _ in 0..600 {
+        let log = store.deliveries().await.unwrap();
+        if done(&log) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = store.deliveries().await.unwrap();
+    panic!("waited 60 s for {what}; the delivery log: {log:#?}");
+}
+
+fn sent_count(log: &[DeliveryView]) -> usize {
+    log.iter().filter(|d| d.outcome == Outcome::Sent).count()
+}
+
+/// The sender's address from the shipped `_policies.yaml`.
+fn sender() -> String {
+    support::catalog().policies.sender.name_and_email().1
+}
+
+async fn mail_is_multipart_utf8_and_traceable<S: Store>(store: S) {
+    let server = SmtpServer::start();
+    let app = service(&store, &server.url(), &[]).await;
+    let people = [
+        (
+            "somchai",
+            "somchai@example.com",
+            "สมชาย",
+            "th",
+            "ยืนยันคำสั่งซื้อ",
+        ),
+        ("li", "li.na@example.com", "李娜", "zh", "您的订单"),
+        ("ivan", "ivan@example.com", "Иван", "bg", "Поръчката Ви"),
+        (
+            "arpad",
+            "arpad@example.com",
+            "Árpád Őze",
+            "hu",
+            "Rendelését",
+        ),
+        ("jane", "jane@example.com", "Jane", "en", "Your order"),
+    ];
+    for (id, email, name, locale, _) in people {
+        let c = customer(id, email, name, locale);
+        app.post(&[order(
+            &format!("p-{id}"),
+            "order.placed",
+            &c,
+            &format!("o-{id}"),
+        )])
+        .await;
+    }
+    until_log(&store, "five confirmations sent", |l| sent_count(l) == 5).await;
+    let rows = store.outbox().await.unwrap();
+    let messages = server.messages();
+    assert_eq!(messages.len(), 5);
+    for (id, email, name, _, subject_words) in people {
+        let row = rows.iter().find(|r| r.customer_id == id).unwrap();
+        let mid = message_id(&row.idempotency_key, &sender());
+        let raw = messages
+            .iter()
+            .find(|m| String::from_utf8_lossy(m).contains(mid.as_str()))
+            .unwrap_or_else(|| panic!("no message with Message-ID {mid}"));
+        // Every header line is ASCII: UTF-8 travels RFC 2047-encoded.
+        let end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        assert!(raw[..end].is_ascii(), "non-ASCII header in {id}'s message");
+        let m = MessageParser::default().parse(raw).unwrap();
+        let subject = m.subject().unwrap();
+        assert!(subject.contains(subject_words), "{id}: {subject}");
+        assert!(subject.contains(&format!("N-o-{id}")), "{id}: {subject}");
+        assert_eq!(
+            m.message_id(),
+            Some(mid.trim_matches(|c| c == '<' || c == '>'))
+        );
+        assert_eq!(
+            m.to().unwrap().first().unwrap().address(),
+            Some(email),
+            "{id}"
+        );
+        let header = |n: &str| m.header_raw(n).map(str::trim).map(str::to_string);
+        assert_eq!(
+            header("X-Aftercare-Sequence").as_deref(),
+            Some("fulfilment")
+        );
+        assert_eq!(
+            header("X-Aftercare-Template").as_deref(),
+            Some("order-confirmation")
+        );
+        assert_eq!(
+            header("Return-Path"),
+            Some(format!("<{}>", return_path(&sender(), &mid)))
+        );
+        let ct = m.content_type().unwrap();
+        assert_eq!(
+            (ct.ctype(), ct.subtype()),
+            ("multipart", Some("alternative"))
+        );
+        let text = m.body_text(0).unwrap();
+        let html = m.body_html(0).unwrap();
+        let first = name.split(' ').next().unwrap();
+        assert!(text.contains(first), "{id}'s text part: {text}");
+        assert!(html.contains(first), "{id}'s HTML part");
+        assert!(m.text_part(0).unwrap().is_text() && m.html_part(0).is_some());
+    }
+    // The delivery log keeps the server's reply to each.
+    for d in store.deliveries().await.unwrap() {
+        assert!(d.detail.starts_with("250 2.0.0 OK queued as "), "{d:?}");
+    }
+    app.shutdown().await;
+}
+
+async fn a_4xx_is_retried_and_delivered_once<S: Store>(store: S) {
+    let server = SmtpServer::start();
+    let app = service(&store, &server.url(), &["--smtp-retry", "1s,1s,1s"]).await;
+    let c = customer("later", "later-1@example.com", "Lena", "en");
+    app.post(&[order("p", "order.placed", &c, "o1")]).await;
+    until_log(&store, "the confirmation sent", |l| sent_count(l) == 1).await;
+    let codes: Vec<u16> = server.rcpts().into_iter().map(|(_, c)| c).collect();
+    assert_eq!(codes, [451, 451, 250]);
+    let log = store.deliveries().await.unwrap();
+    let outcomes: Vec<Outcome> = log.iter().map(|d| d.outcome).collect();
+    assert_eq!(outcomes, [Outcome::Retry, Outcome::Retry, Outcome::Sent]);
+    assert!(
+        log[0].detail.starts_with("451 4.3.0 try again later"),
+        "{log:?}"
+    );
+    assert_eq!(server.messages().len(), 1);
+    app.shutdown().await;
+}
+
+async fn a_5xx_recipient_is_tried_once_and_suppressed<S: Store>(store: S) {
+    let server = SmtpServer::start();
+    let app = service(&store, &server.url(), &["--smtp-retry", "1s"]).await;
+    let gone = customer("gone", "refused-1@example.com", "Gone", "en");
+    let spam = customer("spam", "spam-1@example.com", "Sam", "en");
+    app.post(&[
+        order("p1", "order.placed", &gone, "o1"),
+        order("p2", "order.placed", &spam, "o2"),
+    ])
+    .await;
+    until_log(&store, "both confirmations failed", |l| {
+        l.iter().filter(|d| d.outcome == Outcome::Failed).count() == 2
+    })
+    .await;
+    let log = store.deliveries().await.unwrap();
+    let failed = |key: &str| {
+        log.iter()
+            .find(|d| d.idempotency_key.contains(key) && d.outcome == Outcome::Failed)
+            .unwrap()
+            .detail
+            .clone()
+    };
+    assert!(failed("o1").starts_with("550 5.1.1"), "{log:#?}");
+    assert!(failed("o2").starts_with("554 5.7.1"), "{log:#?}");
+    // The shipments: the refused address gets nothing more, transactional
+    // included; a message refused for its content suppresses nobody.
+    app.post(&[
+        order("s1", "shipment.shipped", &gone, "o1"),
+        order("s2", "shipment.shipped", &spam, "o2"),
+    ])
+    .await;
+    until_log(&store, "both shipment emails decided", |l| {
+        l.iter()
+            .filter(|d| {
+                d.idempotency_key.contains("order-shipped") || d.idempotency_key.ends_with(":2")
+            })
+            .count()
+            >= 2
+            || l.len() >= 4
+    })
+    .await;
+    let log = store.deliveries().await.unwrap();
+    let skipped: Vec<&DeliveryView> = log
+        .iter()
+        .filter(|d| d.outcome == Outcome::Skipped)
+        .collect();
+    assert_eq!(skipped.len(), 1, "{log:#?}");
+    assert!(skipped[0].idempotency_key.contains("o1"), "{log:#?}");
+    assert!(skipped[0].detail.contains("suppressed"), "{log:#?}");
+    let tries = |addr: &str| server.rcpts().iter().filter(|(a, _)| a == addr).count();
+    assert_eq!(tries("refused-1@example.com"), 1, "tried once, never again");
+    assert_eq!(tries("spam-1@example.com"), 2);
+    app.shutdown().await;
+}
+
+async fn a_server_down_for_a_while_loses_nothing<S: Store>(store: S) {
+    let port = support::smtp::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("smtp://127.0.0.1:{port}");
+    let app = service(&store, &url, &["--smtp-timeout", "2s"]).await;
+    let events: Vec<String> = (0..20)
+        .map(|i| {
+            let c = customer(&format!("c{i}"), &format!("c{i}@example.com"), "Kim", "en");
+            order(&format!("p{i}"), "order.placed", &c, &format!("o{i}"))
+        })
+        .collect();
+    app.post(&events).await;
+    until_log(&store, "a send held for the server", |l| {
+        l.iter().any(|d| d.outcome == Outcome::Deferred)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let held = store.deliveries().await.unwrap();
+    // Backing off, not spinning: the rows in flight when the server was
+    // found away are held (16 at once by default), then nothing is claimed
+    // until the server answers a probe.
+    assert!(
+        held.len() <= 16,
+        "{} log rows while the server was down",
+        held.len()
+    );
+    assert!(
+        held.iter().all(|d| d.outcome == Outcome::Deferred),
+        "{held:#?}"
+    );
+    assert!(
+        held[0].detail.contains("unavailable") || held[0].detail.contains("127.0.0.1"),
+        "{held:?}"
+    );
+    let server = SmtpServer::start_at(port, dir.path());
+    until_log(&store, "all twenty sent", |l| sent_count(l) == 20).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let messages = server.messages();
+    assert_eq!(messages.len(), 20, "each email exactly once");
+    let rows = store.outbox().await.unwrap();
+    assert!(
+        rows.iter().all(|r| r.status == OutboxStatus::Sent),
+        "{rows:#?}"
+    );
+    // Waiting for the server used none of the retries.
+    let log = store.deliveries().await.unwrap();
+    assert!(log.iter().all(|d| d.outcome != Outcome::Retry), "{log:#?}");
+    app.shutdown().await;
+}
+
+support::on_both_stores!(
+    mail_is_multipart_utf8_and_traceable,
+    a_4xx_is_retried_and_delivered_once,
+    a_5xx_recipient_is_tried_once_and_suppressed,
+    a_server_down_for_a_while_loses_nothing,
+);
+
+fn send_test(server: &SmtpServer, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_aftercare"))
+        .arg("send-test")
+        .args(args)
+        .env("AFTERCARE_SMTP_URL", server.url())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn send_test_mails_the_real_thing_marked_as_a_test() {
+    let server = SmtpServer::start();
+    let o = send_test(
+        &server,
+        &[
+            "order-confirmation",
+            "--to",
+            "marketer@example.com",
+            "--locale",
+            "th",
+        ],
+    );
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("250 2.0.0 OK"), "{out}");
+    let messages = server.messages();
+    assert_eq!(messages.len(), 1);
+    let m = MessageParser::default().parse(&messages[0]).unwrap();
+    assert_eq!(
+        m.header_raw("X-Aftercare-Test").map(str::trim),
+        Some("true")
+    );
+    assert!(
+        m.subject().unwrap().contains("ยืนยันคำสั่งซื้อ"),
+        "{:?}",
+        m.subject()
+    );
+    assert!(m.body_html(0).is_some() && m.body_text(0).is_some());
+    // A second test send is a message of its own, not a duplicate.
+    assert!(
+        send_test(
+            &server,
+            &["order-confirmation", "--to", "marketer@example.com"]
+        )
+        .status
+        .success()
+    );
+    let ids: std::collections::HashSet<String> = server
+        .messages()
+        .iter()
+        .map(|r| {
+            MessageParser::default()
+                .parse(r)
+                .unwrap()
+                .message_id()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(ids.len(), 2);
+}
+
+#[test]
+fn send_test_says_why_it_did_not_send() {
+    let server = SmtpServer::start();
+    let o = send_test(&server, &["order-confirmation", "--to", "not an address"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("invalid address \"not an address\""), "{err}");
+    let o = send_test(
+        &server,
+        &["order-confirmation", "--to", "refused-9@example.com"],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("550 5.1.1"), "{err}");
+    let o = send_test(&server, &["no-such-template", "--to", "a@example.com"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("unknown template `no-such-template`"), "{err}");
+    assert!(server.messages().is_empty());
+}

@@ -425,7 +425,14 @@ async fn send_test(
         &content,
     )?;
     use crate::send::transport::Transport as _;
-    match transport.deliver(&m).await {
+    let deadline = transport.deadline();
+    let sent = match tokio::time::timeout(deadline, transport.deliver(&m)).await {
+        Ok(r) => r,
+        Err(_) => Err(crate::send::transport::Error::Transient(format!(
+            "the transport did not answer within {deadline:?}"
+        ))),
+    };
+    match sent {
         Ok(reply) => {
             println!(
                 "sent {template} ({}) to {to}: {reply}\nSubject: {}",

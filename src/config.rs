@@ -45,9 +45,14 @@ pub struct ServiceArgs {
     /// `smtps://host:465` (TLS); unset: write .eml files to the outbox folder.
     #[arg(long, env = "AFTERCARE_SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<String>,
-    /// Connecting to the relay, and each reply, must come within this.
+    /// Connecting to the relay must succeed within this, and one message's
+    /// whole exchange within twice this.
     #[arg(long, env = "AFTERCARE_SMTP_TIMEOUT", default_value = "30s")]
     pub smtp_timeout: String,
+    /// A PEM file of certificates to trust for the relay's TLS besides the
+    /// Web PKI roots (a private CA, a self-signed relay).
+    #[arg(long, env = "AFTERCARE_SMTP_CA_FILE")]
+    pub smtp_ca_file: Option<PathBuf>,
     /// Connections to the relay kept open at most.
     #[arg(long, env = "AFTERCARE_SMTP_POOL", default_value_t = 16)]
     pub smtp_pool: u32,
@@ -158,10 +163,27 @@ impl ServiceArgs {
                 self.smtp_pool
             );
         }
+        let ca = match &self.smtp_ca_file {
+            None => None,
+            Some(f) => {
+                let pem = std::fs::read(f).map_err(|e| {
+                    anyhow::anyhow!("AFTERCARE_SMTP_CA_FILE: reading {}: {e}", f.display())
+                })?;
+                if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+                    anyhow::bail!(
+                        "AFTERCARE_SMTP_CA_FILE: {} holds no PEM certificate \
+                         (-----BEGIN CERTIFICATE-----)",
+                        f.display()
+                    );
+                }
+                Some(pem)
+            }
+        };
         Ok(Some(crate::send::smtp::Settings {
             endpoint,
             timeout: timeout.to_std()?,
             pool: self.smtp_pool,
+            ca,
         }))
     }
 

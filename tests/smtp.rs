@@ -367,3 +367,129 @@ fn send_test_says_why_it_did_not_send() {
     assert!(err.contains("unknown template `no-such-template`"), "{err}");
     assert!(server.messages().is_empty());
 }
+
+/// A private CA and a certificate it signed for 127.0.0.1, made with
+/// openssl: (CA certificate, server certificate, server key).
+fn private_ca(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let p = |f: &str| dir.join(f);
+    let openssl = |args: &[&str]| {
+        let o = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    std::fs::write(
+        p("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=aftercare test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "leaf.csr",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "leaf.ext",
+        "-out",
+        "cert.pem",
+    ]);
+    (p("ca.pem"), p("cert.pem"), p("key.pem"))
+}
+
+/// `smtp://user:pass@host` requires STARTTLS, then authenticates; the
+/// relay's own certificate is trusted through AFTERCARE_SMTP_CA_FILE, and
+/// without it the certificate is refused and nothing is sent.
+#[test]
+fn credentials_go_only_over_starttls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = private_ca(dir.path());
+    let server = SmtpServer::start_secure(&cert, &key, "shop", "s3cr:t");
+    let url = format!("smtp://shop:s3cr%3At@127.0.0.1:{}", server.port);
+    let run = |ca: Option<&std::path::Path>| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_aftercare"));
+        c.args([
+            "send-test",
+            "order-confirmation",
+            "--to",
+            "marketer@example.com",
+        ])
+        .args(["--smtp-timeout", "5s"])
+        .env("AFTERCARE_SMTP_URL", &url)
+        .env("NO_COLOR", "1");
+        if let Some(ca) = ca {
+            c.env("AFTERCARE_SMTP_CA_FILE", ca);
+        }
+        c.output().unwrap()
+    };
+    let o = run(None);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "sent without a trusted certificate"
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("s3cr"), "the password in a message: {err}");
+    assert!(server.messages().is_empty());
+    let o = run(Some(&ca));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(server.messages().len(), 1);
+    // A wrong password is a refusal by the relay, said as it said it.
+    let bad = format!("smtp://shop:wrong@127.0.0.1:{}", server.port);
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_aftercare"))
+        .args([
+            "send-test",
+            "order-confirmation",
+            "--to",
+            "marketer@example.com",
+        ])
+        .env("AFTERCARE_SMTP_URL", &bad)
+        .env("AFTERCARE_SMTP_CA_FILE", &ca)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("535"), "{err}");
+    assert_eq!(server.messages().len(), 1);
+}

@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::response::Code;
 use lettre::transport::smtp::{AsyncSmtpTransport, PoolConfig};
 use lettre::{AsyncTransport as _, Tokio1Executor};
@@ -105,6 +105,9 @@ pub struct Settings {
     pub timeout: Duration,
     /// Connections kept open to the relay at most.
     pub pool: u32,
+    /// A PEM certificate (or several) trusted besides the Web PKI roots:
+    /// a relay with a private CA's or its own certificate.
+    pub ca: Option<Vec<u8>>,
 }
 
 /// Sends through a relay over a pool of connections.
@@ -136,7 +139,13 @@ impl Smtp {
                     .idle_timeout(Duration::from_secs(60)),
             );
         let params = || {
-            TlsParameters::new(e.host.clone())
+            let mut p = TlsParameters::builder(e.host.clone());
+            if let Some(pem) = &s.ca {
+                let cert = Certificate::from_pem(pem)
+                    .map_err(|err| format!("AFTERCARE_SMTP_CA_FILE: {err}"))?;
+                p = p.add_root_certificate(cert);
+            }
+            p.build_rustls()
                 .map_err(|err| format!("TLS settings for {}: {err}", e.host))
         };
         b = match e.security {
@@ -155,15 +164,27 @@ impl Smtp {
     }
 }
 
+impl Smtp {
+    /// The longest one message's exchange may take, from asking the pool for
+    /// a connection to the reply after DATA: lettre bounds connecting by
+    /// `AFTERCARE_SMTP_TIMEOUT`, not each reply, so the whole exchange is
+    /// bounded here, by twice that.
+    fn exchange(&self) -> Duration {
+        self.timeout * 2
+    }
+}
+
 impl Transport for Smtp {
-    /// Connecting, greeting, TLS, AUTH, MAIL, RCPT, DATA and the message:
-    /// a handful of timeouts at worst.
+    /// One message's exchange ([`Smtp::exchange`]) and a probe after it.
     fn deadline(&self) -> Duration {
-        self.timeout * 6
+        self.timeout * 4
     }
 
     async fn probe(&self) -> bool {
-        matches!(self.inner.test_connection().await, Ok(true))
+        matches!(
+            tokio::time::timeout(self.exchange(), self.inner.test_connection()).await,
+            Ok(Ok(true))
+        )
     }
 
     async fn deliver(&self, m: &Outgoing) -> Result<String, Error> {
@@ -175,7 +196,22 @@ impl Transport for Smtp {
         let envelope =
             lettre::address::Envelope::new(Some(address(&m.from)?), vec![address(&m.to)?])
                 .map_err(|e| Error::Permanent(format!("envelope: {e}")))?;
-        match self.inner.send_raw(&envelope, &m.bytes).await {
+        let sent = tokio::time::timeout(self.exchange(), self.inner.send_raw(&envelope, &m.bytes));
+        let Ok(sent) = sent.await else {
+            // The relay went quiet mid-exchange: whether it took the message
+            // is unknown, so it is tried again (the Message-ID lets the
+            // receiver drop a copy); the connection is dropped with the call.
+            let what = format!(
+                "{}: no reply within {:?} (AFTERCARE_SMTP_TIMEOUT)",
+                self.server,
+                self.exchange()
+            );
+            return Err(match self.probe().await {
+                true => Error::Transient(what),
+                false => Error::Unavailable(what),
+            });
+        };
+        match sent {
             Ok(r) => Ok(reply(r.code(), &r.message().collect::<Vec<_>>().join(" "))),
             Err(e) => {
                 let text = std::error::Error::source(&e)
@@ -219,6 +255,15 @@ fn reply(code: Code, text: &str) -> String {
 pub fn classify(code: Code, text: &str) -> Error {
     let line = reply(code, text);
     let basic = code.to_string();
+    if matches!(basic.as_str(), "530" | "534" | "535" | "538") {
+        // Authentication refused or required: aftercare's settings, not the
+        // message, are wrong; every email would fail the same way. The
+        // sender pauses and probes (a probe authenticates too) until an
+        // operator fixes AFTERCARE_SMTP_URL.
+        return Error::Unavailable(format!(
+            "{line} (the relay refuses aftercare's credentials: check AFTERCARE_SMTP_URL)"
+        ));
+    }
     if basic.starts_with('4') {
         return Error::Transient(line);
     }
@@ -304,6 +349,12 @@ mod tests {
         assert_eq!(kind("550", "no such user here"), "refused");
         assert_eq!(kind("550", "spam detected"), "failed");
         assert_eq!(kind("554", "user unknown"), "failed");
+        // Our credentials, not the message: every email would fail alike.
+        assert_eq!(
+            kind("535", "5.7.8 Authentication credentials invalid"),
+            "unavailable"
+        );
+        assert_eq!(kind("530", "5.7.0 Authentication required"), "unavailable");
     }
 
     #[test]

@@ -34,11 +34,31 @@ impl SmtpServer {
     /// Starts a server on `port` keeping mail in `dir` (a restart after
     /// [`SmtpServer::stop`] keeps what it had).
     pub fn start_at(port: u16, dir: &Path) -> SmtpServer {
+        SmtpServer::spawn(port, dir, &[])
+    }
+
+    /// Starts a server that requires STARTTLS (with `cert` and `key`) and
+    /// then AUTH as `user` with `password`.
+    pub fn start_secure(cert: &Path, key: &Path, user: &str, password: &str) -> SmtpServer {
+        let dir = tempfile::tempdir().unwrap();
+        let args = [
+            cert.to_str().unwrap(),
+            key.to_str().unwrap(),
+            user,
+            password,
+        ];
+        let mut s = SmtpServer::spawn(free_port(), dir.path(), &args);
+        s._keep = Some(dir);
+        s
+    }
+
+    fn spawn(port: u16, dir: &Path, extra: &[&str]) -> SmtpServer {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_server.py");
         let mut child = Command::new("/usr/bin/python3")
             .arg(script)
             .arg(port.to_string())
             .arg(dir)
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -3,7 +3,10 @@ python3-aiosmtpd), answering per recipient as a relay would, and keeping
 every accepted message in a Maildir with the envelope sender as its
 Return-Path, the way a delivering MTA writes it.
 
-    /usr/bin/python3 tests/support/smtp_server.py PORT MAILDIR
+    /usr/bin/python3 tests/support/smtp_server.py PORT MAILDIR [CERT KEY USER PASS]
+
+With CERT, KEY, USER and PASS it requires STARTTLS and then AUTH (PLAIN or
+LOGIN) with that user and password, as a submission relay does.
 
 How it answers, by the recipient's local part:
 - `refused...`: 550 5.1.1 at RCPT (the address does not exist);
@@ -68,12 +71,38 @@ class Relay:
 
 def main():
     port, maildir = int(sys.argv[1]), sys.argv[2]
+    secure = {}
+    if len(sys.argv) == 7:
+        import ssl
+
+        from aiosmtpd.smtp import AuthResult
+
+        cert, key, user, password = sys.argv[3:7]
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert, key)
+
+        def authenticator(server, session, envelope, mechanism, auth_data):
+            ok = (
+                auth_data.login.decode() == user
+                and auth_data.password.decode() == password
+            )
+            # Not handled: aiosmtpd answers a failure with 535.
+            return AuthResult(success=ok, handled=False)
+
+        secure = dict(
+            tls_context=context,
+            require_starttls=True,
+            auth_required=True,
+            auth_require_tls=True,
+            authenticator=authenticator,
+        )
     controller = Controller(
         Relay(maildir),
         hostname="127.0.0.1",
         port=port,
         data_size_limit=32 * 1024 * 1024,
         enable_SMTPUTF8=True,
+        **secure,
     )
     controller.start()
     print("ready", flush=True)

@@ -493,3 +493,62 @@ fn credentials_go_only_over_starttls() {
     assert!(err.contains("535"), "{err}");
     assert_eq!(server.messages().len(), 1);
 }
+
+/// Lines that start with a dot survive the trip (RFC 5321 dot-stuffing),
+/// and a lone "." in a body cannot end the message early and smuggle a
+/// second one in: lettre 0.11.23 is what the registry has (the issue asks
+/// for 0.11.24, which carries a fix for a dot-stuffing advisory), so this
+/// checks the case against the real server for the version in use.
+#[tokio::test]
+async fn dots_at_line_starts_arrive_as_written() {
+    use aftercare::send::smtp::{Endpoint, Settings, Smtp};
+    use aftercare::send::transport::{About, Outgoing, Transport};
+    let server = SmtpServer::start();
+    let body = ".first line\r\n..two dots\r\n.\r\nMAIL FROM:<evil@example.com>\r\nRCPT TO:<victim@example.com>\r\nDATA\r\nSubject: smuggled\r\n\r\nhi\r\n.\r\nlast line .\r\n";
+    let msg = lettre::Message::builder()
+        .from("shop@example.com".parse().unwrap())
+        .to("dots@example.com".parse().unwrap())
+        .subject("dots")
+        .header(lettre::message::header::ContentTransferEncoding::SevenBit)
+        .body(body.to_string())
+        .unwrap();
+    let settings = Settings {
+        endpoint: Endpoint::parse(&server.url()).unwrap(),
+        timeout: Duration::from_secs(5),
+        pool: 1,
+        ca: None,
+    };
+    let smtp = Smtp::new(&settings).unwrap();
+    let about = About {
+        date: Utc::now(),
+        to: "dots@example.com".into(),
+        idempotency_key: "k".into(),
+        customer_id: "c".into(),
+        sequence: "s".into(),
+        step: "s".into(),
+        template: "t".into(),
+        category: aftercare::sequence::model::Category::Transactional,
+        locale: "en".into(),
+        subject: "dots".into(),
+    };
+    let out = Outgoing {
+        message_id: "<m@example.com>".into(),
+        from: "shop@example.com".into(),
+        to: "dots@example.com".into(),
+        bytes: msg.formatted(),
+        about,
+    };
+    smtp.deliver(&out).await.unwrap();
+    // Two in a row on one pooled connection: the second is intact too.
+    smtp.deliver(&out).await.unwrap();
+    let messages = server.messages();
+    assert_eq!(messages.len(), 2, "one message each, nothing smuggled");
+    for raw in &messages {
+        let m = MessageParser::default().parse(raw).unwrap();
+        assert_eq!(m.subject(), Some("dots"));
+        let got = m.body_text(0).unwrap().replace("\r\n", "\n");
+        assert_eq!(got.trim_end(), body.replace("\r\n", "\n").trim_end());
+    }
+    let rcpts: Vec<String> = server.rcpts().into_iter().map(|(a, _)| a).collect();
+    assert_eq!(rcpts, ["dots@example.com", "dots@example.com"]);
+}

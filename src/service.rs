@@ -142,6 +142,7 @@ pub async fn serve<S: Store>(
     store.migrate().await.context("applying migrations")?;
     let roles = args.roles();
     let retry = args.retry_schedule()?;
+    let dkim = args.dkim.load()?.map(Arc::new);
     let http_limits = args.http_limits()?;
     let instance = Instance::new(clock.now(), args.heartbeat_timeout()?);
     instance
@@ -211,6 +212,7 @@ pub async fn serve<S: Store>(
             compose: Compose::Message,
             instance: instance.clone(),
             max_email_bytes: args.max_email_bytes,
+            dkim,
         };
         let fut = worker.run(kick.clone(), stop.clone());
         tasks.spawn(async move {

@@ -335,6 +335,7 @@ fn drive<T: Transport>(
             compose,
             instance: crate::instance::Instance::solo(),
             max_email_bytes: worker::DEFAULT_MAX_EMAIL_BYTES,
+            dkim: None,
         },
         store,
         clock,

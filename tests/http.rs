@@ -699,6 +699,7 @@ async fn spawn_sender<S: Store>(
             compose: Compose::Message,
             instance: instance.clone(),
             max_email_bytes: DEFAULT_MAX_EMAIL_BYTES,
+            dkim: None,
         };
         let kick = Arc::new(tokio::sync::Notify::new());
         tasks.push(tokio::spawn(worker.run(kick, stop.clone())));

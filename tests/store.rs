@@ -427,6 +427,7 @@ async fn emails_long_past_due_are_skipped_as_stale<S: Store>(s: S) {
         compose: Compose::Check,
         instance: Instance::solo(),
         max_email_bytes: worker::DEFAULT_MAX_EMAIL_BYTES,
+        dkim: None,
     };
     let mut handled = Vec::new();
     loop {

@@ -527,6 +527,7 @@ async fn send_one_confirmation(
         retry: DEFAULT_RETRY.to_vec(),
         compose: Compose::Message,
         max_email_bytes: max,
+        dkim: None,
         instance: aftercare::instance::Instance::solo(),
     };
     let mut handled = worker.tick().await.unwrap();

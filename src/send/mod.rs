@@ -2,6 +2,7 @@
 //! idempotency key, the trace headers, multipart text + HTML. Transports (the
 //! `.eml` folder here; SMTP later) take the finished bytes.
 
+pub mod dkim;
 pub mod eml;
 pub mod transport;
 pub mod worker;

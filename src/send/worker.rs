@@ -214,6 +214,8 @@ pub struct Worker<S, T> {
     pub instance: Instance,
     /// See [`DEFAULT_MAX_EMAIL_BYTES`].
     pub max_email_bytes: usize,
+    /// Signs every message when a DKIM key is configured.
+    pub dkim: Option<Arc<super::dkim::Signer>>,
 }
 
 /// Why a rendered row is not handed to the transport.
@@ -343,9 +345,9 @@ impl<S: Store, T: Transport> Worker<S, T> {
                     template: &row.template,
                     date: now,
                 };
-                let bytes = build_message(policies, &env, &content)
-                    .map_err(|e| NotSent::Failed(e.to_string()))?
-                    .formatted();
+                let message = build_message(policies, &env, &content)
+                    .map_err(|e| NotSent::Failed(e.to_string()))?;
+                let bytes = super::dkim::finish(self.dkim.as_deref(), message, now);
                 self.within_limit(bytes.len())?;
                 bytes
             }

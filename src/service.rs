@@ -143,6 +143,13 @@ pub async fn serve<S: Store>(
     let roles = args.roles();
     let retry = args.retry_schedule()?;
     let dkim = args.dkim.load()?.map(Arc::new);
+    if let Some(d) = &dkim {
+        let (_, from) = loaded.catalog.policies.sender.name_and_email();
+        tracing::info!(record = %d.record().name, algorithm = d.algorithm(), "DKIM signing on");
+        if let Some(w) = d.alignment_warning(&from) {
+            tracing::warn!("{w}");
+        }
+    }
     let http_limits = args.http_limits()?;
     let instance = Instance::new(clock.now(), args.heartbeat_timeout()?);
     instance

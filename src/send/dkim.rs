@@ -216,7 +216,9 @@ impl Key {
                     hash_len: Some(32),
                     prefix: SHA256_DIGEST_INFO.into(),
                 };
-                k.sign(padding, digest)
+                // Blinded with fresh randomness, so that the time a
+                // signature takes tells nothing about the key.
+                k.sign_with_rng(&mut rsa::rand_core::OsRng, padding, digest)
                     .expect("a key of at least 1024 bits signs a SHA-256 digest")
             }
             Key::Ed25519(k) => k.sign(digest).to_bytes().to_vec(),
@@ -316,6 +318,22 @@ impl Signer {
     /// `rsa` or `ed25519`.
     pub fn algorithm(&self) -> &'static str {
         self.algorithm
+    }
+
+    /// A warning when mail from `from` (an address) would not pass DMARC
+    /// with this signature: the signing domain must be the From domain or a
+    /// parent of it.
+    pub fn alignment_warning(&self, from: &str) -> Option<String> {
+        let domain = from.rsplit_once('@').map(|(_, d)| d)?;
+        let domain = idna::domain_to_ascii(domain).ok()?;
+        let aligned = domain == self.domain || domain.ends_with(&format!(".{}", self.domain));
+        (!aligned).then(|| {
+            format!(
+                "DKIM signs for {} but the sender is {from}: DMARC needs the signing domain to \
+                 be the From address's domain or a parent of it (AFTERCARE_DKIM_DOMAIN)",
+                self.domain
+            )
+        })
     }
 
     /// `message` (a whole RFC 5322 message, CRLF line ends) with a
@@ -608,6 +626,19 @@ mod tests {
         let mut h = Sha256::new();
         relaxed_header(&mut h, "SubJect", b" AbC \r\n\t de  f ");
         assert_eq!(b64(&h.finalize()), sha(b"subject:AbC de f"));
+    }
+
+    #[test]
+    fn the_signing_domain_must_align_with_the_sender() {
+        let key = Key::Ed25519(Box::new(ed25519_dalek::SigningKey::from_bytes(&[7; 32])));
+        let s = Signer::new("s1", "shop.example", key).unwrap();
+        assert_eq!(s.alignment_warning("hello@shop.example"), None);
+        assert_eq!(s.alignment_warning("news@mail.shop.example"), None);
+        let w = s.alignment_warning("hello@othershop.example").unwrap();
+        assert!(
+            w.contains("DKIM signs for shop.example but the sender is hello@othershop.example"),
+            "{w}"
+        );
     }
 
     #[test]

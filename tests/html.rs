@@ -240,6 +240,13 @@ fn mjml_templates_are_sent_as_html_tables() {
         !text.contains("mj-") && !text.contains("Night scenes"),
         "{text}"
     );
+    // Paragraph by paragraph (CRLF in the message), the button a link.
+    let text = text.replace("\r\n", "\n");
+    assert!(
+        text.contains("next step is a tripod.") && text.contains("\n\nChoose one"),
+        "{text}"
+    );
+    assert!(text.contains("https://shop.example/c/tripods"), "{text}");
 }
 
 fn aftercare(args: &[&str]) -> Output {

@@ -38,6 +38,65 @@ fn has_style(html: &str) -> bool {
         .any(|w| w[0] == b'<' && w[1..].eq_ignore_ascii_case(b"style"))
 }
 
+/// An MJML body as plain HTML, for its text part: `<mj-text>` a paragraph,
+/// `<mj-button href>` a link in a paragraph, `<mj-divider>` a rule,
+/// `<mj-head>` left out; every other MJML tag is dropped, its content kept.
+/// (mrml's HTML would do too, but its blocks are `<div>`s in table cells,
+/// which read as text without a blank line between paragraphs.)
+pub fn mjml_text_html(mjml: &str) -> String {
+    let mut out = String::with_capacity(mjml.len());
+    let mut i = 0;
+    while let Some(off) = mjml[i..].find('<') {
+        let at = i + off;
+        out.push_str(&mjml[i..at]);
+        let after = &mjml[at + 1..];
+        let closing = after.starts_with('/');
+        let name_from = if closing { &after[1..] } else { after };
+        let Some(end) = mjml[at..].find('>').map(|e| at + e + 1) else {
+            i = at;
+            break;
+        };
+        if !name_from.starts_with("mj") {
+            out.push('<');
+            i = at + 1;
+            continue;
+        }
+        let tag = &mjml[at..end];
+        let name: String = name_from
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        match (name.as_str(), closing) {
+            ("mj-head", false) => {
+                i = mjml[end..]
+                    .find("</mj-head>")
+                    .map_or(mjml.len(), |e| end + e + "</mj-head>".len());
+                continue;
+            }
+            ("mj-text", false) => out.push_str("<p>"),
+            ("mj-text", true) => out.push_str("</p>"),
+            ("mj-button", false) => {
+                let href = attribute(tag, "href").unwrap_or_default();
+                out.push_str(&format!("<p><a href=\"{href}\">"));
+            }
+            ("mj-button", true) => out.push_str("</a></p>"),
+            ("mj-divider", _) => out.push_str("<hr>"),
+            _ => {}
+        }
+        i = end;
+    }
+    out.push_str(&mjml[i..]);
+    out
+}
+
+/// The value of `name="…"` in a tag, as written.
+fn attribute<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
+    let key = format!(" {name}=\"");
+    let start = tag.find(&key)? + key.len();
+    let len = tag[start..].find('"')?;
+    Some(&tag[start..start + len])
+}
+
 /// A source an MJML document was rendered from, to point an MJML error at
 /// the line that wrote it.
 pub struct Source<'a> {
@@ -245,6 +304,20 @@ mod tests {
         assert!(
             fragment.contains("Hi") && fragment.contains("<table"),
             "{fragment}"
+        );
+    }
+
+    #[test]
+    fn mjml_bodies_read_as_paragraphs() {
+        let html = mjml_text_html(
+            "<mjml><mj-head><mj-title>T</mj-title><mj-style>p { color: red }</mj-style></mj-head>\
+             <mj-body><mj-section><mj-column><mj-text font-size=\"2px\">Hi <b>you</b> &amp; me</mj-text>\
+             <mj-divider /><mj-button href=\"https://x.example/?a=1&amp;b=2\">Go</mj-button>\
+             <mj-text>Bye</mj-text></mj-column></mj-section></mj-body></mjml>",
+        );
+        assert_eq!(
+            html,
+            "<p>Hi <b>you</b> &amp; me</p><hr><p><a href=\"https://x.example/?a=1&amp;b=2\">Go</a></p><p>Bye</p>"
         );
     }
 

@@ -722,7 +722,7 @@ impl Templates {
             (Parts::All, TextPart::Own) => render(&self.hb_text, &n.text, &ctx)?,
             (Parts::All, TextPart::Derived) => text::finish(&render(&self.hb_text, &n.text, &ctx)?),
             (Parts::All, TextPart::PerMessage) if lf.mjml => {
-                html_to_text(&self.mjml_to_html(lf, None, &body)?)
+                html_to_text(&html::mjml_text_html(&body))
             }
             (Parts::All, TextPart::PerMessage) => html_to_text(&body),
         };
@@ -771,8 +771,8 @@ impl Templates {
         })
     }
 
-    /// The HTML of a rendered MJML template (`layout` around it, or the body
-    /// alone); an error points at the line of the template or layout that
+    /// The HTML of a rendered MJML template (with its `layout` around it);
+    /// an error points at the line of the template or layout that
     /// wrote the faulty MJML, when it can be found.
     fn mjml_to_html(
         &self,

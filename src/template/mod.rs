@@ -394,7 +394,9 @@ impl Templates {
                     file,
                     1,
                     1,
-                    format!("text part without an HTML part: add {locale}.hbs"),
+                    format!(
+                        "text part without an HTML part: add {locale}.hbs or {locale}.mjml.hbs"
+                    ),
                 )),
             }
         }

@@ -1,5 +1,5 @@
 //! The command line: `validate`, `schema`, `preview`, `simulate`, `demo`,
-//! `run`, `ingest` and `migrate`.
+//! `run`, `ingest`, `migrate` and `dkim-record`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -124,6 +124,11 @@ pub enum Command {
         #[command(flatten)]
         db: DatabaseArgs,
     },
+    /// Print the DNS TXT record that publishes the configured DKIM key.
+    DkimRecord {
+        #[command(flatten)]
+        dkim: crate::send::dkim::DkimArgs,
+    },
     /// Feed the sample events through the shipped sequences; write .eml files.
     Demo {
         #[arg(long, default_value = "examples/events.jsonl")]
@@ -166,6 +171,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             until.as_deref(),
             verbose,
         ),
+        Command::DkimRecord { dkim } => dkim_record(&dkim),
         Command::Demo { events, outbox } => demo(&cli.sequences, &cli.templates, &events, &outbox),
         Command::SendTest {
             template,
@@ -416,11 +422,13 @@ async fn send_test(
     let (_, bounces) = args.sending()?;
     let policies = &loaded.catalog.policies;
     let content = loaded.templates.render(template, locale, &value)?;
+    let dkim = args.dkim.load()?;
     let m = crate::send::test_message(
         policies,
         template,
         to,
         bounces.as_deref(),
+        dkim.as_ref(),
         Utc::now(),
         &content,
     )?;
@@ -818,5 +826,21 @@ fn demo(
         sim.delivered.len(),
         outbox.display()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `dkim-record`: the TXT record for the key `run` would sign with.
+fn dkim_record(args: &crate::send::dkim::DkimArgs) -> anyhow::Result<ExitCode> {
+    let Some(signer) = args.load()? else {
+        bail!(
+            "DKIM is not configured: set AFTERCARE_DKIM_SELECTOR, AFTERCARE_DKIM_DOMAIN and \
+             AFTERCARE_DKIM_KEY_FILE (README: DKIM)"
+        );
+    };
+    let r = signer.record();
+    println!("name:  {}", r.name);
+    println!("type:  TXT");
+    println!("value: {}", r.value);
+    println!("zone file:\n{r}");
     Ok(ExitCode::SUCCESS)
 }

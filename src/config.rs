@@ -91,6 +91,9 @@ pub struct ServiceArgs {
     /// The largest email sent, in bytes; a larger one is skipped with the reason.
     #[arg(long, env = "AFTERCARE_MAX_EMAIL_BYTES", default_value_t = crate::send::worker::DEFAULT_MAX_EMAIL_BYTES)]
     pub max_email_bytes: usize,
+    /// DKIM signing: AFTERCARE_DKIM_SELECTOR, _DOMAIN and _KEY_FILE (all or none).
+    #[command(flatten)]
+    pub dkim: crate::send::dkim::DkimArgs,
     /// Roles to run (default: all), e.g. `--roles ingest,http`.
     #[arg(long, value_delimiter = ',', value_enum)]
     pub roles: Vec<Role>,

@@ -156,6 +156,14 @@ pub async fn serve<S: Store>(
     let retry = args.retry_schedule()?;
     let transport = outbound(&args)?;
     let (concurrency, bounces) = args.sending()?;
+    let dkim = args.dkim.load()?.map(Arc::new);
+    if let Some(d) = &dkim {
+        let (_, from) = loaded.catalog.policies.sender.name_and_email();
+        tracing::info!(record = %d.record().name, algorithm = d.algorithm(), "DKIM signing on");
+        if let Some(w) = d.alignment_warning(&from) {
+            tracing::warn!("{w}");
+        }
+    }
     let http_limits = args.http_limits()?;
     let instance = Instance::new(clock.now(), args.heartbeat_timeout()?);
     instance
@@ -226,6 +234,7 @@ pub async fn serve<S: Store>(
             concurrency,
             bounces,
             paused: Default::default(),
+            dkim,
         };
         let fut = worker.run(kick.clone(), stop.clone());
         tasks.spawn(async move {

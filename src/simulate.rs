@@ -338,6 +338,7 @@ fn drive<T: Transport>(
             concurrency: 1,
             bounces: None,
             paused: Default::default(),
+            dkim: None,
         },
         store,
         clock,

@@ -702,6 +702,7 @@ async fn spawn_sender<S: Store>(
             concurrency: 1,
             bounces: None,
             paused: Default::default(),
+            dkim: None,
         };
         let kick = Arc::new(tokio::sync::Notify::new());
         tasks.push(tokio::spawn(worker.run(kick, stop.clone())));

@@ -430,6 +430,7 @@ async fn emails_long_past_due_are_skipped_as_stale<S: Store>(s: S) {
         concurrency: 1,
         bounces: None,
         paused: Default::default(),
+        dkim: None,
     };
     let mut handled = Vec::new();
     loop {

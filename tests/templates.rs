@@ -530,6 +530,7 @@ async fn send_one_confirmation(
         concurrency: 1,
         bounces: None,
         paused: Default::default(),
+        dkim: None,
         instance: aftercare::instance::Instance::solo(),
     };
     let mut handled = worker.tick().await.unwrap();

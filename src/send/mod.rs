@@ -2,6 +2,7 @@
 //! idempotency key, the trace headers, multipart text + HTML. Transports (the
 //! `.eml` folder here; SMTP later) take the finished bytes.
 
+pub mod dkim;
 pub mod eml;
 pub mod smtp;
 pub mod transport;
@@ -149,13 +150,14 @@ pub fn build_message(
 
 /// A test send (`aftercare send-test`): the template as it would go, to
 /// `to`, with a Message-ID of its own (never an outbox row's) and the header
-/// `X-Aftercare-Test: true`. Nothing is stored: it counts toward no cap,
+/// `X-Aftercare-Test: true`, DKIM-signed as a real one would be. Nothing is stored: it counts toward no cap,
 /// and carries no tracking.
 pub fn test_message(
     policies: &Policies,
     template: &str,
     to: &str,
     bounces: Option<&str>,
+    dkim: Option<&dkim::Signer>,
     now: DateTime<Utc>,
     content: &Rendered,
 ) -> Result<transport::Outgoing, BuildError> {
@@ -181,7 +183,7 @@ pub fn test_message(
         from: return_path(bounces.unwrap_or(&sender), &id),
         message_id: id,
         to: to.to_string(),
-        bytes: msg.formatted(),
+        bytes: dkim::finish(dkim, msg, now),
         about: transport::About {
             date: now,
             to: to.to_string(),

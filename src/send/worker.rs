@@ -243,6 +243,8 @@ pub struct Worker<S, T> {
     pub bounces: Option<String>,
     /// Set while the transport is unavailable.
     pub paused: Pause,
+    /// Signs every message when a DKIM key is configured.
+    pub dkim: Option<Arc<super::dkim::Signer>>,
 }
 
 /// The sender's pause while its transport is unavailable: no rows are
@@ -485,9 +487,9 @@ impl<S: Store, T: Transport> Worker<S, T> {
                     template: &row.template,
                     date: now,
                 };
-                let bytes = build_message(policies, &env, &content)
-                    .map_err(|e| NotSent::Failed(e.to_string()))?
-                    .formatted();
+                let message = build_message(policies, &env, &content)
+                    .map_err(|e| NotSent::Failed(e.to_string()))?;
+                let bytes = super::dkim::finish(self.dkim.as_deref(), message, now);
                 self.within_limit(bytes.len())?;
                 bytes
             }

@@ -1,10 +1,12 @@
-//! Email templates: `templates/<id>/<locale>.hbs` with YAML front matter
-//! (`subject`, optional `preheader` and `layout`), optional `<locale>.txt.hbs`
-//! for the text part, `_layouts/` and `_partials/`, locale fallback and strict
-//! rendering.
+//! Email templates: `templates/<id>/<locale>.hbs` (HTML) or
+//! `<locale>.mjml.hbs` (MJML) with YAML front matter (`subject`, optional
+//! `preheader` and `layout`), optional `<locale>.txt.hbs` for the text part,
+//! `_layouts/` and `_partials/`, locale fallback and strict rendering. The
+//! HTML part is finished in [`html`]: MJML to HTML, CSS inlined.
 
 pub mod data;
 pub mod helpers;
+pub mod html;
 mod includes;
 mod layout;
 mod text;
@@ -42,6 +44,8 @@ struct LocaleFile {
     text: TextPart,
     /// `_layouts/<name>`, registered.
     layout: Option<String>,
+    /// The body (and its layout) are MJML: `<locale>.mjml.hbs`.
+    mjml: bool,
     /// The registered names of the parts, made once.
     names: Names,
 }
@@ -80,6 +84,14 @@ enum TextPart {
     PerMessage,
 }
 
+#[derive(Debug, Clone)]
+struct LayoutFile {
+    file: PathBuf,
+    source: String,
+    /// `<name>.mjml.hbs`.
+    mjml: bool,
+}
+
 #[derive(Debug, Clone, Default)]
 struct TemplateSet {
     locales: BTreeMap<String, LocaleFile>,
@@ -95,6 +107,8 @@ pub struct Templates {
     sets: BTreeMap<String, TemplateSet>,
     /// Layouts that [`layout::simple`] allows to be laid out once.
     simple_layouts: std::collections::BTreeSet<String>,
+    /// Each registered layout's file and source; MJML errors point into them.
+    layouts: BTreeMap<String, LayoutFile>,
     skeletons: layout::Skeletons,
     pub default_locale: String,
     pub dir: PathBuf,
@@ -141,6 +155,7 @@ impl Templates {
             partials: BTreeMap::new(),
             sets: BTreeMap::new(),
             simple_layouts: Default::default(),
+            layouts: BTreeMap::new(),
             skeletons: Default::default(),
             default_locale: default_locale.to_string(),
             dir: dir.to_path_buf(),
@@ -171,7 +186,9 @@ impl Templates {
                 continue;
             }
             for file in sorted_entries(&sub).unwrap_or_default() {
-                let Some(stem) = hbs_stem(&file) else {
+                let mjml = special == "_layouts" && mjml_stem(&file).is_some();
+                let Some(stem) = hbs_stem(&file).or_else(|| mjml_stem(&file).filter(|_| mjml))
+                else {
                     continue;
                 };
                 let Some(src) = read(&file, &mut diags) else {
@@ -188,6 +205,26 @@ impl Templates {
                     r
                 } else {
                     let name = format!("_layouts/{stem}");
+                    if let Some(other) = t.layouts.get(&name) {
+                        diags.push(Diagnostic::error(
+                            &file,
+                            1,
+                            1,
+                            format!(
+                                "layout `{stem}` is defined twice: here and in {}",
+                                other.file.display()
+                            ),
+                        ));
+                        continue;
+                    }
+                    t.layouts.insert(
+                        name.clone(),
+                        LayoutFile {
+                            file: file.clone(),
+                            source: src.clone(),
+                            mjml,
+                        },
+                    );
                     let r = t.hb.register_template_string(&name, &src);
                     origins.insert(name.clone(), origin(&file, 1));
                     if r.is_ok() && t.hb.get_template(&name).is_some_and(layout::simple) {
@@ -305,21 +342,35 @@ impl Templates {
             if fname.ends_with(".txt.hbs") {
                 continue;
             }
-            let Some(locale) = hbs_stem(file) else {
+            let mjml = mjml_stem(file);
+            let Some(locale) = hbs_stem(file).or_else(|| mjml.clone()) else {
                 if !fname.starts_with('.') {
                     diags.push(Diagnostic::warning(
                         file,
                         1,
                         1,
-                        "ignored: templates are <locale>.hbs, <locale>.txt.hbs or sample.json",
+                        "ignored: templates are <locale>.hbs, <locale>.mjml.hbs, \
+                         <locale>.txt.hbs or sample.json",
                     ));
                 }
                 continue;
             };
+            if let Some(other) = set.locales.get(&locale) {
+                diags.push(Diagnostic::error(
+                    file,
+                    1,
+                    1,
+                    format!(
+                        "two HTML parts for locale {locale}: this file and {}; keep one",
+                        other.file.display()
+                    ),
+                ));
+                continue;
+            }
             let Some(src) = read(file, diags) else {
                 continue;
             };
-            if let Some(lf) = self.register_locale(id, &locale, file, &src, diags) {
+            if let Some(lf) = self.register_locale(id, &locale, file, &src, mjml.is_some(), diags) {
                 set.locales.insert(locale, lf);
             }
         }
@@ -343,7 +394,9 @@ impl Templates {
                     file,
                     1,
                     1,
-                    format!("text part without an HTML part: add {locale}.hbs"),
+                    format!(
+                        "text part without an HTML part: add {locale}.hbs or {locale}.mjml.hbs"
+                    ),
                 )),
             }
         }
@@ -356,6 +409,7 @@ impl Templates {
         locale: &str,
         file: &Path,
         src: &str,
+        mjml: bool,
         diags: &mut Diagnostics,
     ) -> Option<LocaleFile> {
         let (front, body, body_line) = match split_front_matter(src) {
@@ -455,6 +509,26 @@ impl Templates {
             ));
             ok = false;
         }
+        if let Some((l, ll, lc)) = &layout
+            && let Some(lay) = self.layouts.get(&format!("_layouts/{l}"))
+            && lay.mjml != mjml
+        {
+            let (this, that) = match mjml {
+                true => ("an MJML template", "an HTML layout"),
+                false => ("an HTML template", "an MJML layout"),
+            };
+            diags.push(Diagnostic::error(
+                file,
+                *ll,
+                *lc,
+                format!(
+                    "{this} cannot use {that} ({}): MJML templates (<locale>.mjml.hbs) take \
+                     MJML layouts (_layouts/<name>.mjml.hbs), HTML templates HTML layouts",
+                    lay.file.display()
+                ),
+            ));
+            ok = false;
+        }
         ok.then(|| LocaleFile {
             file: file.to_path_buf(),
             subject_line: sl,
@@ -464,6 +538,7 @@ impl Templates {
             inlined,
             text: TextPart::PerMessage,
             layout: layout.map(|l| format!("_layouts/{}", l.0)),
+            mjml,
             names: Names::new(id, locale),
         })
     }
@@ -476,7 +551,8 @@ impl Templates {
         let policies = crate::sequence::model::Policies::default();
         let sample = data::sample_data(&policies, id, set.sample.as_ref());
         for (locale, lf) in set.locales.iter_mut() {
-            if lf.text != TextPart::PerMessage {
+            // An MJML body is not HTML: its text comes from its HTML.
+            if lf.text != TextPart::PerMessage || lf.mjml {
                 continue;
             }
             let Some(src) = std::fs::read_to_string(&lf.file)
@@ -647,6 +723,9 @@ impl Templates {
             (Parts::NoText, _) => String::new(),
             (Parts::All, TextPart::Own) => render(&self.hb_text, &n.text, &ctx)?,
             (Parts::All, TextPart::Derived) => text::finish(&render(&self.hb_text, &n.text, &ctx)?),
+            (Parts::All, TextPart::PerMessage) if lf.mjml => {
+                html_to_text(&html::mjml_text_html(&body))
+            }
             (Parts::All, TextPart::PerMessage) => html_to_text(&body),
         };
         let html = match &lf.layout {
@@ -669,6 +748,22 @@ impl Templates {
             }
             None => body,
         };
+        // What is sent: MJML made HTML, CSS inlined (a check needs neither).
+        let html = match parts {
+            Parts::NoText => html,
+            Parts::All => {
+                let html = match lf.mjml {
+                    true => self.mjml_to_html(lf, lf.layout.as_deref(), &html)?,
+                    false => html,
+                };
+                html::inline_css(html).map_err(|message| RenderError::Render {
+                    file: lf.file.display().to_string(),
+                    line: lf.body_line as usize,
+                    col: 1,
+                    message,
+                })?
+            }
+        };
         Ok(Rendered {
             locale,
             subject,
@@ -676,6 +771,45 @@ impl Templates {
             html,
             text,
         })
+    }
+
+    /// The HTML of a rendered MJML template (with its `layout` around it);
+    /// an error points at the line of the template or layout that
+    /// wrote the faulty MJML, when it can be found.
+    fn mjml_to_html(
+        &self,
+        lf: &LocaleFile,
+        layout: Option<&str>,
+        mjml: &str,
+    ) -> Result<String, RenderError> {
+        if let Ok(html) = html::mjml_to_html(mjml, &[]) {
+            return Ok(html);
+        }
+        // The error again, now placed in the sources as written (read only
+        // for this: a valid document never needs them).
+        let own = std::fs::read_to_string(&lf.file).unwrap_or_default();
+        let body = split_front_matter(&own).map_or("", |(_, b, _)| b);
+        let mut sources = vec![html::Source {
+            file: &lf.file,
+            text: body,
+            first_line: lf.body_line,
+        }];
+        if let Some(l) = layout.and_then(|l| self.layouts.get(l)) {
+            sources.push(html::Source {
+                file: &l.file,
+                text: &l.source,
+                first_line: 1,
+            });
+        }
+        match html::mjml_to_html(mjml, &sources) {
+            Ok(html) => Ok(html),
+            Err(e) => Err(RenderError::Render {
+                file: e.file.display().to_string(),
+                line: e.line as usize,
+                col: e.col as usize,
+                message: e.message,
+            }),
+        }
     }
 
     /// The layout rendered by handlebars around the parts (a layout that
@@ -810,6 +944,13 @@ fn sorted_entries(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         .collect();
     v.sort();
     Ok(v)
+}
+
+/// `en` for `en.mjml.hbs`.
+fn mjml_stem(file: &Path) -> Option<String> {
+    let fname = file.file_name()?.to_str()?;
+    let stem = fname.strip_suffix(".mjml.hbs")?;
+    (!stem.contains('.') && !stem.is_empty()).then(|| stem.to_string())
 }
 
 fn hbs_stem(file: &Path) -> Option<String> {

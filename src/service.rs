@@ -141,6 +141,12 @@ pub async fn serve<S: Store>(
 ) -> anyhow::Result<()> {
     store.migrate().await.context("applying migrations")?;
     let roles = args.roles();
+    let secret = crate::send::links::secret(&store, args.secret.as_deref()).await?;
+    let links = Arc::new(crate::send::links::Links::new(
+        &args.public_url,
+        &secret,
+        args.unsubscribe_mailto.as_deref(),
+    )?);
     let retry = args.retry_schedule()?;
     let http_limits = args.http_limits()?;
     let instance = Instance::new(clock.now(), args.heartbeat_timeout()?);
@@ -211,6 +217,7 @@ pub async fn serve<S: Store>(
             compose: Compose::Message,
             instance: instance.clone(),
             max_email_bytes: args.max_email_bytes,
+            links: links.clone(),
         };
         let fut = worker.run(kick.clone(), stop.clone());
         tasks.spawn(async move {
@@ -239,6 +246,7 @@ pub async fn serve<S: Store>(
                 store: store.clone(),
                 outbox_dir: roles.contains(&Role::Send).then(|| args.outbox_dir.clone()),
             },
+            links.clone(),
         );
         let stop_http = stop.clone();
         tasks.spawn(async move {

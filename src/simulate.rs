@@ -335,6 +335,12 @@ fn drive<T: Transport>(
             compose,
             instance: crate::instance::Instance::solo(),
             max_email_bytes: worker::DEFAULT_MAX_EMAIL_BYTES,
+            // `demo`'s emails link to the default address with a secret of
+            // their own: nobody follows them.
+            links: Arc::new(
+                crate::send::links::Links::ephemeral(crate::config::DEFAULT_PUBLIC_URL)
+                    .expect("the default public URL is valid"),
+            ),
         },
         store,
         clock,

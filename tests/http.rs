@@ -699,6 +699,9 @@ async fn spawn_sender<S: Store>(
             compose: Compose::Message,
             instance: instance.clone(),
             max_email_bytes: DEFAULT_MAX_EMAIL_BYTES,
+            links: std::sync::Arc::new(
+                aftercare::send::links::Links::ephemeral("http://127.0.0.1:8080").unwrap(),
+            ),
         };
         let kick = Arc::new(tokio::sync::Notify::new());
         tasks.push(tokio::spawn(worker.run(kick, stop.clone())));

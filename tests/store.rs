@@ -427,6 +427,9 @@ async fn emails_long_past_due_are_skipped_as_stale<S: Store>(s: S) {
         compose: Compose::Check,
         instance: Instance::solo(),
         max_email_bytes: worker::DEFAULT_MAX_EMAIL_BYTES,
+        links: std::sync::Arc::new(
+            aftercare::send::links::Links::ephemeral("http://127.0.0.1:8080").unwrap(),
+        ),
     };
     let mut handled = Vec::new();
     loop {

@@ -3,6 +3,9 @@
 //! `.eml` folder here; SMTP later) take the finished bytes.
 
 pub mod eml;
+pub mod links;
+pub mod token;
+pub mod tracking;
 pub mod transport;
 pub mod worker;
 
@@ -32,6 +35,10 @@ pub struct Envelope<'a> {
     pub sequence: &'a str,
     pub template: &'a str,
     pub date: DateTime<Utc>,
+    /// The `List-Unsubscribe` value of a value or promo email (see
+    /// [`links::Links::list_unsubscribe`]); it comes with
+    /// `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058).
+    pub list_unsubscribe: Option<&'a str>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +122,17 @@ pub fn build_message(
             HeaderName::new_from_ascii_str(name),
             value.to_string(),
         ));
+    }
+    if let Some(value) = env.list_unsubscribe {
+        for (name, value) in [
+            ("List-Unsubscribe", value),
+            ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+        ] {
+            headers.insert_raw(HeaderValue::new(
+                HeaderName::new_from_ascii_str(name),
+                value.to_string(),
+            ));
+        }
     }
     Ok(msg)
 }

@@ -91,6 +91,7 @@ pub async fn plan<S: Store>(
     let transition = match &plan {
         SendPlan::Send => Some(Transition::Sending {
             lease_until: now + sending_lease,
+            tracked: catalog.policies.tracking.opens.contains(row.category),
         }),
         SendPlan::Defer { until, .. } => Some(Transition::Defer { until: *until }),
         SendPlan::Skip { reason } => Some(Transition::Skip { reason }),
@@ -214,6 +215,8 @@ pub struct Worker<S, T> {
     pub instance: Instance,
     /// See [`DEFAULT_MAX_EMAIL_BYTES`].
     pub max_email_bytes: usize,
+    /// Unsubscribe and tracking links.
+    pub links: Arc<super::links::Links>,
 }
 
 /// Why a rendered row is not handed to the transport.
@@ -308,7 +311,7 @@ impl<S: Store, T: Transport> Worker<S, T> {
     ) -> Result<Outgoing, NotSent> {
         let policies = &self.catalog.policies;
         let context = outbox::render_context(row, profile);
-        let data = data::build(
+        let mut data = data::build(
             &context,
             policies,
             Origin {
@@ -316,11 +319,16 @@ impl<S: Store, T: Transport> Worker<S, T> {
                 step: &row.step,
             },
         );
+        let unsubscribe = super::links::wants_unsubscribe(row.category)
+            .then(|| self.links.unsubscribe_url(&row.customer_id));
+        if let (Some(url), Some(obj)) = (&unsubscribe, data.as_object_mut()) {
+            obj.insert("unsubscribe_url".into(), url.as_str().into());
+        }
         let parts = match self.compose {
             Compose::Message => Parts::All,
             Compose::Check => Parts::NoText,
         };
-        let content = self
+        let mut content = self
             .templates
             .render_with(
                 &row.template,
@@ -336,7 +344,20 @@ impl<S: Store, T: Transport> Worker<S, T> {
         let (_, sender) = policies.sender.name_and_email();
         let bytes = match self.compose {
             Compose::Message => {
+                let tracked = super::tracking::Tracked {
+                    links: &self.links,
+                    customer_id: &row.customer_id,
+                    idempotency_key: &row.idempotency_key,
+                    opens: policies.tracking.opens.contains(row.category),
+                    clicks: policies.tracking.clicks.contains(row.category),
+                };
+                content.html =
+                    super::tracking::rewrite(&content.html, &tracked).map_err(NotSent::Failed)?;
+                let list_unsubscribe = unsubscribe
+                    .as_deref()
+                    .map(|u| self.links.list_unsubscribe(u));
                 let env = Envelope {
+                    list_unsubscribe: list_unsubscribe.as_deref(),
                     to: &to,
                     idempotency_key: &row.idempotency_key,
                     sequence: &row.sequence,

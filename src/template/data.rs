@@ -62,6 +62,8 @@ pub fn build(ctx: &Context, policies: &Policies, origin: Origin) -> Value {
         "sequence": origin.sequence,
         "step": origin.step,
         "_timezone": c.timezone.unwrap_or(policies.default_timezone).name(),
+        // The sender fills it in for value and promo mail (send::links).
+        "unsubscribe_url": null,
     })
 }
 
@@ -97,6 +99,7 @@ pub fn sample_data(policies: &Policies, id: &str, own: Option<&Value>) -> Value 
             step: id,
         },
     );
+    data["unsubscribe_url"] = crate::send::links::SAMPLE_UNSUBSCRIBE_URL.into();
     if let Some(own) = own {
         merge(&mut data, own);
     }

@@ -34,6 +34,7 @@ fn policies() -> Policies {
 fn to(tz: Tz) -> Recipient {
     Recipient {
         marketing_consent: true,
+        promo_unsubscribed: false,
         suppressed: false,
         timezone: tz,
     }

@@ -11,6 +11,7 @@
 //! `data-aftercare-track="off"` stay as they are.
 
 use std::cell::Cell;
+use std::rc::Rc;
 
 use chrono::{DateTime, Utc};
 use lol_html::html_content::ContentType;
@@ -42,7 +43,7 @@ pub fn rewrite(html: &str, t: &Tracked) -> Result<String, String> {
             t.links.open_url(t.customer_id, t.idempotency_key)
         )
     });
-    let placed = Cell::new(false);
+    let placed = Rc::new(Cell::new(false));
     let mut settings = RewriteStrSettings::new();
     if t.clicks {
         settings = settings.append_element_content_handler(element!("a[href]", |el| {
@@ -63,18 +64,29 @@ pub fn rewrite(html: &str, t: &Tracked) -> Result<String, String> {
             Ok(())
         }));
     }
-    if let Some(pixel) = &pixel {
+    if let Some(pixel) = pixel {
+        // Before `</body>`; a body never closed (its end tag is what places
+        // the pixel) leaves it to the end of the document.
+        let at_body_end = (Rc::clone(&placed), pixel.clone());
+        let at_doc_end = (Rc::clone(&placed), pixel);
         settings = settings
-            .append_element_content_handler(element!("body", |el| {
-                if !placed.get() {
-                    el.append(pixel, ContentType::Html);
-                    placed.set(true);
+            .append_element_content_handler(element!("body", move |el| {
+                let (placed, pixel) = (Rc::clone(&at_body_end.0), at_body_end.1.clone());
+                if let Some(handlers) = el.end_tag_handlers() {
+                    let at_end: lol_html::EndTagHandler<'static> = Box::new(move |end| {
+                        if !placed.get() {
+                            end.before(&pixel, ContentType::Html);
+                            placed.set(true);
+                        }
+                        Ok(())
+                    });
+                    handlers.push(at_end);
                 }
                 Ok(())
             }))
-            .append_document_content_handler(end!(|end| {
-                if !placed.get() {
-                    end.append(pixel, ContentType::Html);
+            .append_document_content_handler(end!(move |end| {
+                if !at_doc_end.0.get() {
+                    end.append(&at_doc_end.1, ContentType::Html);
                 }
                 Ok(())
             }));
@@ -361,5 +373,27 @@ mod tests {
         // Gmail's image proxy fetches when the customer opens.
         let gmail = "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)";
         assert!(!is_machine(open, Some(gmail), false, Some(sent), later));
+    }
+
+    proptest::proptest! {
+        /// Any HTML: the rewriter answers (never panics), adds one pixel,
+        /// and every redirect it makes names a target found in the input.
+        #[test]
+        fn any_html_is_rewritten_safely(html in "(<a href=\"https?://[a-z./?=&;#]{0,20}\">|</a>|<body>|</body>|<!--|-->|<script>|[a-z <>=\"'&;#/]){0,40}") {
+            let l = links();
+            if let Ok(out) = rewrite(&html, &tracked(&l)) {
+                proptest::prop_assert_eq!(out.matches("/t/o/").count(), 1);
+                for target in targets(&l, &out) {
+                    proptest::prop_assert!(trackable(&target, &l));
+                }
+            }
+        }
+
+        /// Any string as a token: refused or read, never a panic.
+        #[test]
+        fn any_token_is_refused_or_read(token in "[A-Za-z0-9_%=+/-]{0,200}") {
+            let l = links();
+            let _ = l.verify(&token);
+        }
     }
 }

@@ -66,6 +66,15 @@ impl App {
 /// The service with every role, the three sequences and `policies` added to
 /// the base policies, its public URL its own loopback address.
 async fn spawn<S: Store>(store: S, policies: &str) -> App {
+    spawn_roles(
+        store,
+        policies,
+        &[Role::Ingest, Role::Schedule, Role::Send, Role::Http],
+    )
+    .await
+}
+
+async fn spawn_roles<S: Store>(store: S, policies: &str, roles: &[Role]) -> App {
     let dir = tempfile::tempdir().unwrap();
     let seq = dir.path().join("sequences");
     std::fs::create_dir(&seq).unwrap();
@@ -86,7 +95,7 @@ async fn spawn<S: Store>(store: S, policies: &str) -> App {
         outbox_dir: outbox.clone(),
         http_addr: addr,
         public_url: base.clone(),
-        roles: vec![Role::Ingest, Role::Schedule, Role::Send, Role::Http],
+        roles: roles.to_vec(),
         ..support::service_args(&[])
     };
     let stop = CancellationToken::new();
@@ -505,6 +514,51 @@ async fn tracking_can_be_switched_off<S: Store>(store: S) {
     app.shutdown().await;
 }
 
+/// Mail already queued when the customer unsubscribes is not sent: the
+/// sender reads the stored customer when it takes each email. Here no
+/// sender runs while the emails wait; one runs after the click.
+async fn queued_mail_is_stopped_too<S: Store>(store: S) {
+    let app = spawn_roles(store.clone(), "", &[Role::Ingest, Role::Http]).await;
+    app.post(order("f1", "frank", "o1")).await;
+    let queued = store.outbox().await.unwrap();
+    assert_eq!(queued.len(), 3);
+    assert!(queued.iter().all(|o| o.status == OutboxStatus::Pending));
+    // The link of Frank's emails, signed with the service's own secret.
+    let secret = links::secret(&store, None).await.unwrap();
+    let url = Links::new(&app.base, &secret, None)
+        .unwrap()
+        .unsubscribe_url("frank");
+    assert_eq!(one_click(&url).await.status(), StatusCode::OK);
+    let loaded =
+        aftercare::validate::load(&app._dir.path().join("sequences"), Path::new("templates"));
+    let worker = aftercare::send::worker::Worker {
+        store: store.clone(),
+        catalog: loaded.catalog,
+        templates: loaded.templates,
+        transport: aftercare::send::transport::EmlDir {
+            dir: app.outbox.clone(),
+        },
+        clock: Arc::new(SystemClock),
+        retry: aftercare::send::worker::DEFAULT_RETRY.to_vec(),
+        compose: aftercare::send::worker::Compose::Message,
+        instance: aftercare::instance::Instance::solo(),
+        max_email_bytes: aftercare::send::worker::DEFAULT_MAX_EMAIL_BYTES,
+        links: Arc::new(Links::new(&app.base, &secret, None).unwrap()),
+    };
+    while !worker.tick().await.unwrap().is_empty() {}
+    let rows = finished(&store, "frank", 3).await;
+    assert_eq!(last(&rows, "order-confirmation").0, &OutboxStatus::Sent);
+    assert_eq!(
+        last(&rows, "product-tips"),
+        (&OutboxStatus::Skipped, Some("no marketing consent"))
+    );
+    assert_eq!(
+        last(&rows, "camera-tripod-offer"),
+        (&OutboxStatus::Skipped, Some("no marketing consent"))
+    );
+    app.shutdown().await;
+}
+
 /// The secret is generated once and every instance on the database gets
 /// the same, so links one signs another accepts.
 async fn the_secret_is_generated_once_and_shared<S: Store>(a: S, b: S) {
@@ -543,6 +597,7 @@ mod pg {
     }
     on_pg!(
         unsubscribe_and_tracking,
+        queued_mail_is_stopped_too,
         sunset_counts_human_opens_only,
         tracking_can_be_switched_off
     );
@@ -571,6 +626,7 @@ mod sqlite {
     }
     on_sqlite!(
         unsubscribe_and_tracking,
+        queued_mail_is_stopped_too,
         sunset_counts_human_opens_only,
         tracking_can_be_switched_off
     );

@@ -14,7 +14,7 @@ use crate::sequence::load::walk;
 use crate::sequence::model::{Catalog, Category, StepKind};
 use crate::store::Store;
 use crate::template::Templates;
-use crate::template::data::sample_data;
+use crate::template::data::{SAMPLE_UNSUBSCRIBE_URL, sample_data};
 
 use super::token::{Signer, Token, TokenError};
 
@@ -22,8 +22,6 @@ use super::token::{Signer, Token, TokenError};
 pub const SECRET_SETTING: &str = "link_secret";
 /// The shortest `AFTERCARE_SECRET` taken.
 pub const MIN_SECRET_CHARS: usize = 16;
-/// The unsubscribe link of the sample data (`validate`, `preview`).
-pub const SAMPLE_UNSUBSCRIBE_URL: &str = "http://127.0.0.1:8080/u/sample-unsubscribe-token";
 /// Longer link targets are left as they are, not tracked.
 pub const MAX_TRACKED_URL: usize = 2000;
 

@@ -65,6 +65,9 @@ pub struct Links {
     /// `AFTERCARE_UNSUBSCRIBE_MAILTO`: an address for the `mailto:` of
     /// `List-Unsubscribe`, when set.
     mailto: Option<String>,
+    /// Whether the links lead to a service that records what they report
+    /// (false for [`Links::ephemeral`]).
+    reporting: bool,
 }
 
 impl Links {
@@ -93,13 +96,23 @@ impl Links {
             base: public_url.trim_end_matches('/').to_string(),
             signer: Signer::new(secret),
             mailto,
+            reporting: true,
         })
     }
 
     /// Links with a secret of their own, for `simulate` and `demo`, whose
     /// links nobody follows.
+    /// Their opens are never known, so the sunset rule does not count
+    /// them (as before tracking existed).
     pub fn ephemeral(public_url: &str) -> anyhow::Result<Links> {
-        Links::new(public_url, generate().as_bytes(), None)
+        let mut l = Links::new(public_url, generate().as_bytes(), None)?;
+        l.reporting = false;
+        Ok(l)
+    }
+
+    /// Whether opens of these links reach a service that records them.
+    pub fn reporting(&self) -> bool {
+        self.reporting
     }
 
     pub fn base(&self) -> &str {

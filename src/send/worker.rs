@@ -62,6 +62,21 @@ pub async fn plan<S: Store>(
     now: DateTime<Utc>,
     sending_lease: chrono::Duration,
 ) -> crate::store::Result<(SendPlan, Option<Profile>)> {
+    plan_reporting(store, catalog, row, now, sending_lease, true).await
+}
+
+/// [`plan`]; `reporting`: whether an open pixel in the message can report
+/// to this service (not in `simulate` and `demo`, whose links nobody
+/// follows). A row sent with a pixel that can report counts as unopened for
+/// the sunset rule until an open comes.
+pub async fn plan_reporting<S: Store>(
+    store: &S,
+    catalog: &Catalog,
+    row: &Queued,
+    now: DateTime<Utc>,
+    sending_lease: chrono::Duration,
+    reporting: bool,
+) -> crate::store::Result<(SendPlan, Option<Profile>)> {
     let mut tx = store.begin().await?;
     let profile = tx.lock_profile(&row.customer_id).await?;
     let plan = match tx.outbox_state(row.id).await? {
@@ -91,7 +106,7 @@ pub async fn plan<S: Store>(
     let transition = match &plan {
         SendPlan::Send => Some(Transition::Sending {
             lease_until: now + sending_lease,
-            tracked: catalog.policies.tracking.opens.contains(row.category),
+            tracked: reporting && catalog.policies.tracking.opens.contains(row.category),
         }),
         SendPlan::Defer { until, .. } => Some(Transition::Defer { until: *until }),
         SendPlan::Skip { reason } => Some(Transition::Skip { reason }),
@@ -261,7 +276,9 @@ impl<S: Store, T: Transport> Worker<S, T> {
         // taken over only when its worker is surely gone.
         let deadline = self.transport.deadline();
         let lease = chrono::Duration::from_std(deadline * 2).unwrap_or(SENDING_LEASE);
-        let (plan, profile) = plan(&self.store, &self.catalog, row, now, lease).await?;
+        let reporting = self.links.reporting();
+        let (plan, profile) =
+            plan_reporting(&self.store, &self.catalog, row, now, lease, reporting).await?;
         match &plan {
             SendPlan::Send => {}
             SendPlan::Defer { reason, .. } | SendPlan::Skip { reason } => {

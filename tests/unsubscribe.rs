@@ -559,6 +559,105 @@ async fn queued_mail_is_stopped_too<S: Store>(store: S) {
     app.shutdown().await;
 }
 
+/// Every store keeps opens and clicks, and the sunset rule's history reads
+/// them: an email sent with a pixel is unopened until a person opens or
+/// clicks it; a machine's open changes nothing; mail without a pixel is
+/// unknown.
+async fn activity_feeds_the_history<S: Store>(store: S) {
+    use aftercare::store::{Activity, Tx};
+    let dir = tempfile::tempdir().unwrap();
+    let seq = dir.path().join("sequences");
+    std::fs::create_dir(&seq).unwrap();
+    std::fs::write(seq.join("_policies.yaml"), POLICIES).unwrap();
+    for (name, text) in SEQUENCES {
+        std::fs::write(seq.join(name), text).unwrap();
+    }
+    let loaded = aftercare::validate::load(&seq, Path::new("templates"));
+    let now = Utc::now();
+    let event = aftercare::event::Event::parse(&order("g1", "gina", "o1")).unwrap();
+    aftercare::ingest::ingest_batch(&store, &loaded.catalog, &[event], "test", now)
+        .await
+        .unwrap();
+    let worker = aftercare::send::worker::Worker {
+        store: store.clone(),
+        catalog: loaded.catalog.clone(),
+        templates: loaded.templates.clone(),
+        transport: aftercare::send::transport::EmlDir {
+            dir: dir.path().join("outbox"),
+        },
+        clock: Arc::new(SystemClock),
+        retry: aftercare::send::worker::DEFAULT_RETRY.to_vec(),
+        compose: aftercare::send::worker::Compose::Message,
+        instance: aftercare::instance::Instance::solo(),
+        max_email_bytes: aftercare::send::worker::DEFAULT_MAX_EMAIL_BYTES,
+        links: Arc::new(Links::new("https://m.example", b"0123456789abcdef", None).unwrap()),
+    };
+    while !worker.tick().await.unwrap().is_empty() {}
+    let rows = finished(&store, "gina", 3).await;
+    let key = |t: &str| {
+        rows.iter()
+            .find(|o| o.template == t)
+            .unwrap()
+            .idempotency_key
+            .clone()
+    };
+    let history = |store: S| async move {
+        let mut tx = store.begin().await.unwrap();
+        let mut h: Vec<(aftercare::sequence::model::Category, Option<bool>)> = tx
+            .sent_history("gina", -1)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.category, s.opened))
+            .collect();
+        h.sort_by_key(|(c, _)| c.as_str());
+        h
+    };
+    use aftercare::sequence::model::Category::{Promo, Transactional, Value};
+    assert_eq!(
+        history(store.clone()).await,
+        [
+            (Promo, Some(false)),
+            (Transactional, None),
+            (Value, Some(false))
+        ]
+    );
+    let tips = key("product-tips");
+    let offer = key("camera-tripod-offer");
+    assert!(store.sent_at(&tips).await.unwrap().is_some());
+    assert_eq!(store.sent_at("no such key").await.unwrap(), None);
+    // Microseconds: what PostgreSQL keeps.
+    let at = chrono::DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap();
+    let activity = |key: &str, kind, machine| Activity {
+        idempotency_key: key.to_string(),
+        customer_id: "gina".into(),
+        kind,
+        url: (kind == ActivityKind::Click).then(|| "https://shop.example/c/tripods".to_string()),
+        at,
+        machine,
+    };
+    store
+        .record_activity(&activity(&tips, ActivityKind::Open, true))
+        .await
+        .unwrap();
+    store
+        .record_activity(&activity(&offer, ActivityKind::Click, false))
+        .await
+        .unwrap();
+    assert_eq!(
+        history(store.clone()).await,
+        [
+            (Promo, Some(true)),
+            (Transactional, None),
+            (Value, Some(false))
+        ]
+    );
+    let kept = store.activity("gina").await.unwrap();
+    assert_eq!(kept.len(), 2);
+    assert_eq!(kept[0], activity(&tips, ActivityKind::Open, true));
+    assert_eq!(kept[1], activity(&offer, ActivityKind::Click, false));
+}
+
 /// The secret is generated once and every instance on the database gets
 /// the same, so links one signs another accepts.
 async fn the_secret_is_generated_once_and_shared<S: Store>(a: S, b: S) {
@@ -596,6 +695,7 @@ mod pg {
         )*};
     }
     on_pg!(
+        activity_feeds_the_history,
         unsubscribe_and_tracking,
         queued_mail_is_stopped_too,
         sunset_counts_human_opens_only,
@@ -625,6 +725,7 @@ mod sqlite {
         )*};
     }
     on_sqlite!(
+        activity_feeds_the_history,
         unsubscribe_and_tracking,
         queued_mail_is_stopped_too,
         sunset_counts_human_opens_only,
@@ -640,6 +741,11 @@ mod sqlite {
         let b = aftercare::store::SqliteStore::connect(&url).await.unwrap();
         super::the_secret_is_generated_once_and_shared(a, b).await;
     }
+}
+
+#[tokio::test]
+async fn the_memory_store_keeps_activity() {
+    activity_feeds_the_history(aftercare::store::MemStore::new()).await;
 }
 
 /// The memory store of `simulate` and `demo` keeps it too.

@@ -792,3 +792,51 @@ fn validate_warns_about_marketing_without_an_unsubscribe_link() {
     assert!(!text.contains("`order-confirmation` is sent"), "{text}");
     assert!(!loaded.diagnostics.has_errors(), "{text}");
 }
+
+/// `List-Unsubscribe` reaches the receiver as written, however long the
+/// token (a long customer id) and with the `mailto:` beside the link: folded
+/// at most between its two URIs, never encoded.
+#[test]
+fn the_header_is_written_as_given() {
+    use aftercare::send::{Envelope, build_message};
+    let links = Links::new(
+        "https://mail.shop.example",
+        b"0123456789abcdef",
+        Some("unsubscribe@shop.example"),
+    )
+    .unwrap();
+    let customer = "c".repeat(200);
+    let url = links.unsubscribe_url(&customer);
+    let value = links.list_unsubscribe(&url);
+    assert!(value.len() > 500, "{value}");
+    let content = aftercare::template::Rendered {
+        locale: "en".into(),
+        subject: "Hello".into(),
+        preheader: None,
+        html: "<p>Hi</p>".into(),
+        text: "Hi".into(),
+    };
+    let env = Envelope {
+        to: "anna@example.com",
+        idempotency_key: "k",
+        sequence: "s",
+        template: "t",
+        date: Utc::now(),
+        list_unsubscribe: Some(&value),
+    };
+    let policies = aftercare::sequence::model::Policies::default();
+    let bytes = build_message(&policies, &env, &content)
+        .unwrap()
+        .formatted();
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    assert!(!text.contains("=?utf-8?"), "{text}");
+    let msg = mail_parser::MessageParser::default().parse(&bytes).unwrap();
+    let raw = msg.header_raw("List-Unsubscribe").unwrap();
+    let unfolded: String = raw.replace("\r\n", "").trim().to_string();
+    let normalized = unfolded.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert_eq!(normalized, value);
+    assert_eq!(
+        msg.header_raw("List-Unsubscribe-Post").unwrap().trim(),
+        "List-Unsubscribe=One-Click"
+    );
+}

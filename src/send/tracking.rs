@@ -44,7 +44,10 @@ pub fn rewrite(html: &str, t: &Tracked) -> Result<String, String> {
         )
     });
     let placed = Rc::new(Cell::new(false));
-    let mut settings = RewriteStrSettings::new();
+    // Not strict: markup whose parse depends on the tree (`<select><xmp>`)
+    // is rewritten on the rewriter's best reading rather than refused: at
+    // worst a link there is not tracked.
+    let mut settings = RewriteStrSettings::new().with_strict(false);
     if t.clicks {
         settings = settings.append_element_content_handler(element!("a[href]", |el| {
             if let Some(off) = el.get_attribute("data-aftercare-track") {
@@ -331,6 +334,20 @@ mod tests {
         };
         let out = rewrite(html, &clicks_only).unwrap();
         assert!(!out.contains("/t/o/") && out.contains("/t/c/"), "{out}");
+    }
+
+    /// Markup a streaming parser cannot be sure of is still rewritten.
+    #[test]
+    fn ambiguous_markup_is_not_refused() {
+        let l = links();
+        let html = "<body><select><xmp><a href=\"https://x.example/\">x</a></xmp></select>\
+                    <a href=\"https://y.example/\">y</a></body>";
+        let out = rewrite(html, &tracked(&l)).unwrap();
+        assert!(
+            targets(&l, &out).contains(&"https://y.example/".to_string()),
+            "{out}"
+        );
+        assert_eq!(out.matches("/t/o/").count(), 1);
     }
 
     #[test]

@@ -368,8 +368,13 @@ impl<S: Store, T: Transport> Worker<S, T> {
                     opens: policies.tracking.opens.contains(row.category),
                     clicks: policies.tracking.clicks.contains(row.category),
                 };
-                content.html =
-                    super::tracking::rewrite(&content.html, &tracked).map_err(NotSent::Failed)?;
+                // Tracking never stops an email: should the rewrite fail,
+                // the email goes as written.
+                match super::tracking::rewrite(&content.html, &tracked) {
+                    Ok(html) => content.html = html,
+                    Err(e) => tracing::warn!(outbox_id = row.id, key = %row.idempotency_key,
+                        "sent without tracking: {e}"),
+                }
                 let list_unsubscribe = unsubscribe
                     .as_deref()
                     .map(|u| self.links.list_unsubscribe(u));

@@ -140,7 +140,7 @@ async fn record<S: Store>(
             None
         }
     };
-    let machine = is_machine(kind, agent, method == Method::HEAD, sent_at, now);
+    let machine = is_machine(agent, method == Method::HEAD, sent_at, now);
     let a = Activity {
         idempotency_key,
         customer_id,

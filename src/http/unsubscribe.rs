@@ -118,15 +118,13 @@ async fn unsubscribe<S: Store>(
         Ok(p) => p,
         Err(r) => return r,
     };
-    let Some(scope) = scope_of(&body) else {
+    let Some((scope, one_click)) = scope_of(&body) else {
         return (
             StatusCode::BAD_REQUEST,
             "the body must be List-Unsubscribe=One-Click, or scope=promo or scope=marketing",
         )
             .into_response();
     };
-    let one_click = scope.1;
-    let scope = scope.0;
     let words = words(profile.customer.locale.as_deref());
     let shop = shop_name(&m.catalog);
     let done = match scope {

@@ -18,7 +18,6 @@ use lol_html::html_content::ContentType;
 use lol_html::{RewriteStrSettings, element, end, rewrite_str};
 
 use super::links::{Links, MAX_TRACKED_URL};
-use crate::store::ActivityKind;
 
 /// What to add to one email.
 #[derive(Debug, Clone, Copy)]
@@ -215,7 +214,6 @@ const MACHINE_AGENTS: &[&str] = &[
 /// A machine's open or click is recorded, marked, and does not count as
 /// engagement (the sunset rule ignores it).
 pub fn is_machine(
-    _kind: ActivityKind,
     user_agent: Option<&str>,
     head: bool,
     sent_at: Option<DateTime<Utc>>,
@@ -362,26 +360,17 @@ mod tests {
         let sent: DateTime<Utc> = "2026-11-20T10:00:00Z".parse().unwrap();
         let later = sent + chrono::Duration::hours(2);
         let safari = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15";
-        let open = ActivityKind::Open;
-        assert!(!is_machine(open, Some(safari), false, Some(sent), later));
+        assert!(!is_machine(Some(safari), false, Some(sent), later));
+        assert!(is_machine(Some("Mozilla/5.0"), false, Some(sent), later));
+        assert!(is_machine(None, false, Some(sent), later));
+        assert!(is_machine(Some(safari), true, Some(sent), later));
         assert!(is_machine(
-            open,
-            Some("Mozilla/5.0"),
-            false,
-            Some(sent),
-            later
-        ));
-        assert!(is_machine(open, None, false, Some(sent), later));
-        assert!(is_machine(open, Some(safari), true, Some(sent), later));
-        assert!(is_machine(
-            ActivityKind::Click,
             Some(safari),
             false,
             Some(sent),
             sent + chrono::Duration::seconds(3)
         ));
         assert!(is_machine(
-            ActivityKind::Click,
             Some("Mozilla/5.0 (compatible; Barracuda Sentinel)"),
             false,
             Some(sent),
@@ -389,7 +378,7 @@ mod tests {
         ));
         // Gmail's image proxy fetches when the customer opens.
         let gmail = "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)";
-        assert!(!is_machine(open, Some(gmail), false, Some(sent), later));
+        assert!(!is_machine(Some(gmail), false, Some(sent), later));
     }
 
     proptest::proptest! {

@@ -30,6 +30,9 @@ pub enum Role {
 
 pub const ALL_ROLES: &[Role] = &[Role::Ingest, Role::Schedule, Role::Send, Role::Http];
 
+/// `AFTERCARE_PUBLIC_URL`'s default: the default HTTP address.
+pub const DEFAULT_PUBLIC_URL: &str = "http://127.0.0.1:8080";
+
 #[derive(Debug, Clone, Args)]
 pub struct ServiceArgs {
     #[command(flatten)]
@@ -70,6 +73,18 @@ pub struct ServiceArgs {
     /// HMAC key of POST /v1/events; unset: unsigned webhooks are accepted.
     #[arg(long, env = "AFTERCARE_WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<String>,
+    /// Base of the unsubscribe and tracking links in emails: where customers
+    /// reach this service's HTTP role (`https://mail.shop.example`).
+    #[arg(long, env = "AFTERCARE_PUBLIC_URL", default_value = DEFAULT_PUBLIC_URL)]
+    pub public_url: String,
+    /// Signs unsubscribe and tracking links (16 characters at least); unset:
+    /// one is generated on first start and kept in the database.
+    #[arg(long, env = "AFTERCARE_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+    /// An address for the `mailto:` of `List-Unsubscribe`, beside the
+    /// one-click link; unset: the header carries the link only.
+    #[arg(long, env = "AFTERCARE_UNSUBSCRIBE_MAILTO")]
+    pub unsubscribe_mailto: Option<String>,
     /// Retry schedule after transient send failures: comma list of durations.
     #[arg(long, env = "AFTERCARE_SMTP_RETRY")]
     pub smtp_retry: Option<String>,

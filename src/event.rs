@@ -439,6 +439,15 @@ impl Event {
             return Err(format!("review.rating: {rating} is not between 1 and 5"));
         }
         document("data", &self.data)?;
+        if self.kind == "customer.unsubscribed"
+            && let Some(scope) = self.data.get("scope")
+            && !matches!(scope.as_str(), Some("promo" | "marketing"))
+        {
+            return Err(format!(
+                "data.scope: {scope} is not \"promo\" (no more offers) or \"marketing\" \
+                 (no more value or promo mail, the default)"
+            ));
+        }
         Ok(())
     }
 

@@ -70,6 +70,14 @@ pub fn event_schema() -> Value {
             {
                 "if": {"properties": {"type": {"pattern": r"^shipment\."}}},
                 "then": {"required": ["shipment"], "properties": {"shipment": {"type": "object"}}}
+            },
+            {
+                "if": {"properties": {"type": {"const": "customer.unsubscribed"}}},
+                "then": {"properties": {"data": {"properties": {"scope": {
+                    "description": "What the customer withdraws: \"promo\" (no more offers) \
+                                    or \"marketing\" (no more value or promo mail; the default)",
+                    "enum": ["promo", "marketing"]
+                }}}}}
             }
         ]),
     );
@@ -177,5 +185,9 @@ mod tests {
                 .contains(&json!("Europe/Budapest"))
         );
         assert_eq!(at("/allOf/1/then/required"), json!(["shipment"]));
+        assert_eq!(
+            at("/allOf/2/then/properties/data/properties/scope/enum"),
+            json!(["promo", "marketing"])
+        );
     }
 }

@@ -153,6 +153,12 @@ pub async fn serve<S: Store>(
 ) -> anyhow::Result<()> {
     store.migrate().await.context("applying migrations")?;
     let roles = args.roles();
+    let secret = crate::send::links::secret(&store, args.secret.as_deref()).await?;
+    let links = Arc::new(crate::send::links::Links::new(
+        &args.public_url,
+        &secret,
+        args.unsubscribe_mailto.as_deref(),
+    )?);
     let retry = args.retry_schedule()?;
     let transport = outbound(&args)?;
     let (concurrency, bounces) = args.sending()?;
@@ -235,6 +241,7 @@ pub async fn serve<S: Store>(
             bounces,
             paused: Default::default(),
             dkim,
+            links: links.clone(),
         };
         let fut = worker.run(kick.clone(), stop.clone());
         tasks.spawn(async move {
@@ -264,6 +271,7 @@ pub async fn serve<S: Store>(
                 outbox_dir: (roles.contains(&Role::Send) && args.smtp_url.is_none())
                     .then(|| args.outbox_dir.clone()),
             },
+            links.clone(),
         );
         let stop_http = stop.clone();
         tasks.spawn(async move {

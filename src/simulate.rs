@@ -339,6 +339,12 @@ fn drive<T: Transport>(
             bounces: None,
             paused: Default::default(),
             dkim: None,
+            // `demo`'s emails link to the default address with a secret of
+            // their own: nobody follows them.
+            links: Arc::new(
+                crate::send::links::Links::ephemeral(crate::config::DEFAULT_PUBLIC_URL)
+                    .expect("the default public URL is valid"),
+            ),
         },
         store,
         clock,

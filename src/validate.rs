@@ -30,6 +30,7 @@ pub fn load(sequences: &Path, templates: &Path) -> Loaded {
     diags.extend(tdiags);
     diags.extend(check_templates_exist(&catalog, &tpl));
     diags.extend(render_samples(&catalog, &tpl));
+    diags.extend(crate::send::links::check_unsubscribe_links(&catalog, &tpl));
     diags.extend(check_conditions(&catalog));
     Loaded {
         catalog: Arc::new(catalog),

@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use aftercare::send::dkim::{DkimArgs, Record, Signer};
 use aftercare::send::{Envelope, build_message};
-use lettre::message::header::{HeaderName, HeaderValue};
 
 /// Verifies each file with dkimpy against `record`; one line per file:
 /// `ok` or `fail <reason>`.
@@ -181,23 +180,10 @@ fn message(
         sequence: "fulfilment",
         template,
         date: "2026-11-20T10:00:00Z".parse().unwrap(),
+        list_unsubscribe: unsubscribe
+            .then_some("<https://shop.example/u/tok3n>, <mailto:unsub@shop.example?subject=tok3n>"),
     };
-    let mut m = build_message(&catalog.policies, &env, &content).unwrap();
-    if unsubscribe {
-        for (n, v) in [
-            (
-                "List-Unsubscribe",
-                "<https://shop.example/u/tok3n>, <mailto:unsub@shop.example?subject=tok3n>",
-            ),
-            ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
-        ] {
-            m.headers_mut().insert_raw(HeaderValue::new(
-                HeaderName::new_from_ascii_str(n),
-                v.to_string(),
-            ));
-        }
-    }
-    m
+    build_message(&catalog.policies, &env, &content).unwrap()
 }
 
 fn dkim_signature(bytes: &[u8]) -> String {
@@ -374,6 +360,9 @@ async fn the_worker_signs_what_it_sends() {
         concurrency: 1,
         bounces: None,
         paused: Default::default(),
+        links: std::sync::Arc::new(
+            aftercare::send::links::Links::ephemeral("http://127.0.0.1:8080").unwrap(),
+        ),
         instance: aftercare::instance::Instance::solo(),
     };
     let handled = worker.tick().await.unwrap();

@@ -13,17 +13,39 @@ use aftercare::send::{Envelope, build_message};
 use aftercare::template::Templates;
 
 /// The whole message the worker builds for template `id` in `locale`, with
-/// the template's sample data.
+/// the template's sample data, as the shipped sequences send it: a value or
+/// promo email with its unsubscribe link, List-Unsubscribe, the open pixel
+/// and click redirects (the shipped policies track both); a transactional
+/// one without.
 fn sent(templates: &Templates, id: &str, locale: &str) -> Vec<u8> {
     let catalog = support::catalog();
-    let data = aftercare::template::data::sample_data(&catalog.policies, id, templates.sample(id));
-    let content = templates.render(id, Some(locale), &data).unwrap();
+    let marketing = aftercare::send::links::marketing_templates(catalog).contains(id);
+    let links = aftercare::send::links::Links::ephemeral("https://mail.shop.example").unwrap();
+    let key = format!("{id}:{locale}");
+    let unsubscribe = links.unsubscribe_url("anna");
+    let mut data =
+        aftercare::template::data::sample_data(&catalog.policies, id, templates.sample(id));
+    if marketing {
+        data["unsubscribe_url"] = unsubscribe.as_str().into();
+    }
+    let mut content = templates.render(id, Some(locale), &data).unwrap();
+    let tracked = aftercare::send::tracking::Tracked {
+        links: &links,
+        customer_id: "anna",
+        idempotency_key: &key,
+        opens: marketing,
+        clicks: marketing,
+    };
+    content.html = aftercare::send::tracking::rewrite(&content.html, &tracked).unwrap();
+    let list_unsubscribe = links.list_unsubscribe(&unsubscribe);
+    let list_unsubscribe = marketing.then_some(list_unsubscribe.as_str());
     let env = Envelope {
         to: "Anna Kovács <anna@example.com>",
-        idempotency_key: &format!("{id}:{locale}"),
+        idempotency_key: &key,
         sequence: "education",
         template: id,
         date: chrono::Utc::now(),
+        list_unsubscribe,
     };
     build_message(&catalog.policies, &env, &content)
         .unwrap()
@@ -222,8 +244,9 @@ fn mjml_templates_are_sent_as_html_tables() {
     assert!(html.contains("<table"), "{html}");
     assert!(!html.contains("<mj-"), "{html}");
     assert!(html.contains("See tripods for your camera"), "{html}");
+    // The button's link goes through the click redirect (a promo email).
     assert!(
-        html.contains(r#"href="https://shop.example/c/tripods""#),
+        html.contains(r#"href="https://mail.shop.example/t/c/"#),
         "{html}"
     );
     // Responsive: the column widths' media query is kept in a <style>.
@@ -359,6 +382,9 @@ async fn preview_html_is_the_sent_html_part() {
         concurrency: 1,
         bounces: None,
         paused: Default::default(),
+        links: std::sync::Arc::new(
+            aftercare::send::links::Links::ephemeral("http://127.0.0.1:8080").unwrap(),
+        ),
         instance: aftercare::instance::Instance::solo(),
     };
     let handled = worker.tick().await.unwrap();
@@ -408,6 +434,7 @@ fn sent_for_preview(id: &str) -> Vec<u8> {
         sequence: "preview",
         template: id,
         date: chrono::Utc::now(),
+        list_unsubscribe: None,
     };
     build_message(&catalog.policies, &env, &content)
         .unwrap()

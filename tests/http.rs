@@ -703,6 +703,9 @@ async fn spawn_sender<S: Store>(
             bounces: None,
             paused: Default::default(),
             dkim: None,
+            links: std::sync::Arc::new(
+                aftercare::send::links::Links::ephemeral("http://127.0.0.1:8080").unwrap(),
+            ),
         };
         let kick = Arc::new(tokio::sync::Notify::new());
         tasks.push(tokio::spawn(worker.run(kick, stop.clone())));

@@ -431,6 +431,9 @@ async fn emails_long_past_due_are_skipped_as_stale<S: Store>(s: S) {
         bounces: None,
         paused: Default::default(),
         dkim: None,
+        links: std::sync::Arc::new(
+            aftercare::send::links::Links::ephemeral("http://127.0.0.1:8080").unwrap(),
+        ),
     };
     let mut handled = Vec::new();
     loop {

@@ -226,6 +226,7 @@ fn message(content: &aftercare::template::Rendered, to: &str) -> String {
         sequence: "s",
         template: "t",
         date: "2026-05-01T10:00:00Z".parse().unwrap(),
+        list_unsubscribe: None,
     };
     let msg = build_message(&Policies::default(), &env, content).expect("builds");
     String::from_utf8(msg.formatted()).unwrap()
@@ -348,6 +349,7 @@ fn non_ascii_addresses_are_encoded_or_refused_with_the_reason() {
         sequence: "s",
         template: "t",
         date: "2026-05-01T10:00:00Z".parse().unwrap(),
+        list_unsubscribe: None,
     };
     assert!(build_message(&Policies::default(), &env, &r).is_err());
 }
@@ -531,6 +533,9 @@ async fn send_one_confirmation(
         bounces: None,
         paused: Default::default(),
         dkim: None,
+        links: std::sync::Arc::new(
+            aftercare::send::links::Links::ephemeral("http://127.0.0.1:8080").unwrap(),
+        ),
         instance: aftercare::instance::Instance::solo(),
     };
     let mut handled = worker.tick().await.unwrap();

@@ -187,6 +187,7 @@ impl SendOutcome {
 pub fn recipient(catalog: &Catalog, profile: &Profile, suppressed: bool) -> Recipient {
     Recipient {
         marketing_consent: profile.marketing_consent(),
+        promo_unsubscribed: profile.promo_unsubscribed,
         suppressed: suppressed || profile.suppressed,
         timezone: profile
             .customer
@@ -440,6 +441,7 @@ mod tests {
             customer: row.context.customer.clone(),
             suppressed: false,
             unsubscribed: false,
+            promo_unsubscribed: false,
             as_of: None,
         };
         profile.customer.marketing_consent = Some(consent);

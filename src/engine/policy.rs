@@ -31,6 +31,8 @@ pub struct Sent {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Recipient {
     pub marketing_consent: bool,
+    /// Unsubscribed from promo mail only ("no more offers").
+    pub promo_unsubscribed: bool,
     pub suppressed: bool,
     pub timezone: Tz,
 }
@@ -39,6 +41,8 @@ pub struct Recipient {
 pub enum Skip {
     Suppressed,
     NoConsent,
+    /// The customer asked for no more offers: promo mail only.
+    NoOffers,
     Sunset {
         unopened: u32,
     },
@@ -56,6 +60,7 @@ impl fmt::Display for Skip {
         match self {
             Skip::Suppressed => f.write_str("address suppressed (bounce or complaint)"),
             Skip::NoConsent => f.write_str("no marketing consent"),
+            Skip::NoOffers => f.write_str("unsubscribed from offers (promo mail)"),
             Skip::Sunset { unopened } => {
                 write!(f, "sunset: {unopened} marketing emails in a row unopened")
             }
@@ -95,6 +100,9 @@ pub fn decide(
     }
     if !to.marketing_consent {
         return Decision::Skip(Skip::NoConsent);
+    }
+    if category == Category::Promo && to.promo_unsubscribed {
+        return Decision::Skip(Skip::NoOffers);
     }
     if let Some(n) = policies.sunset_after_unopened {
         let unopened = unopened_streak(history);

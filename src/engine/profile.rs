@@ -13,6 +13,11 @@ pub struct Profile {
     pub suppressed: bool,
     /// Set by `customer.unsubscribed`; only a later explicit consent clears it.
     pub unsubscribed: bool,
+    /// Set by `customer.unsubscribed` with `data.scope: "promo"` ("no more
+    /// offers"): promo mail stops, value mail goes on. Cleared as
+    /// `unsubscribed` is.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub promo_unsubscribed: bool,
     /// When the event that last changed the profile occurred: an older event
     /// cannot undo what it said (see [`update`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -22,6 +27,48 @@ pub struct Profile {
 impl Profile {
     pub fn marketing_consent(&self) -> bool {
         !self.unsubscribed && self.customer.marketing_consent.unwrap_or(false)
+    }
+
+    /// Whether promo mail may go: marketing consent and no "no more offers".
+    pub fn promo_consent(&self) -> bool {
+        self.marketing_consent() && !self.promo_unsubscribed
+    }
+}
+
+/// What a `customer.unsubscribed` event withdraws (`data.scope`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnsubscribeScope {
+    /// "No more offers": promo mail only.
+    Promo,
+    /// "No more marketing": value and promo mail (the default).
+    Marketing,
+}
+
+impl UnsubscribeScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Promo => "promo",
+            Self::Marketing => "marketing",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "promo" => Some(Self::Promo),
+            "marketing" => Some(Self::Marketing),
+            _ => None,
+        }
+    }
+
+    /// The scope `event` asks for: `data.scope`, `marketing` when absent
+    /// (events are checked when parsed, so another value does not get here).
+    pub fn of(event: &Event) -> Self {
+        event
+            .data
+            .get("scope")
+            .and_then(|v| v.as_str())
+            .and_then(Self::parse)
+            .unwrap_or(Self::Marketing)
     }
 }
 
@@ -38,6 +85,7 @@ pub fn update(existing: Option<Profile>, event: &Event) -> Profile {
         customer: event.customer.clone(),
         suppressed: false,
         unsubscribed: false,
+        promo_unsubscribed: false,
         as_of: None,
     });
     let newer = fresh || p.as_of.is_none_or(|t| event.occurred_at >= t);
@@ -48,10 +96,13 @@ pub fn update(existing: Option<Profile>, event: &Event) -> Profile {
         fill_in(&mut p.customer, &event.customer);
     }
     match event.kind.as_str() {
-        "customer.unsubscribed" => {
-            p.unsubscribed = true;
-            p.customer.marketing_consent = Some(false);
-        }
+        "customer.unsubscribed" => match UnsubscribeScope::of(event) {
+            UnsubscribeScope::Promo => p.promo_unsubscribed = true,
+            UnsubscribeScope::Marketing => {
+                p.unsubscribed = true;
+                p.customer.marketing_consent = Some(false);
+            }
+        },
         "email.bounced" | "email.complained" => p.suppressed = true,
         _ => {}
     }
@@ -78,6 +129,7 @@ fn take_newer(p: &mut Profile, event: &Event) {
     if let Some(consent) = incoming.marketing_consent {
         if consent && event.kind == "customer.updated" {
             p.unsubscribed = false;
+            p.promo_unsubscribed = false;
         }
         c.marketing_consent = Some(consent);
     }
@@ -156,6 +208,38 @@ mod tests {
         );
         let p = update(Some(p), &newer);
         assert!(p.marketing_consent());
+    }
+
+    /// "No more offers" stops promo only; "no more marketing" both; a later
+    /// explicit consent lifts either.
+    #[test]
+    fn an_unsubscribe_scope_withdraws_promo_or_all_marketing() {
+        let anna = r#"{"id":"c","email":"a@example.com","marketing_consent":true}"#;
+        let p = update(
+            None,
+            &ev("1", "customer.updated", "2026-11-20T10:00:00Z", anna),
+        );
+        assert!(p.marketing_consent() && p.promo_consent());
+        let promo = Event::parse(
+            r#"{"id":"2","type":"customer.unsubscribed","occurred_at":"2026-11-20T11:00:00Z","customer":{"id":"c","email":"a@example.com"},"data":{"scope":"promo"}}"#,
+        )
+        .unwrap();
+        let p = update(Some(p), &promo);
+        assert!(p.marketing_consent(), "value mail goes on");
+        assert!(!p.promo_consent());
+        let all = ev(
+            "3",
+            "customer.unsubscribed",
+            "2026-11-20T12:00:00Z",
+            r#"{"id":"c","email":"a@example.com"}"#,
+        );
+        let p = update(Some(p), &all);
+        assert!(!p.marketing_consent() && !p.promo_consent());
+        let back = update(
+            Some(p),
+            &ev("4", "customer.updated", "2026-11-21T10:00:00Z", anna),
+        );
+        assert!(back.marketing_consent() && back.promo_consent());
     }
 
     /// An event that repeats what is known leaves the profile as it was, so

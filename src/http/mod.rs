@@ -1,8 +1,11 @@
 //! The HTTP side: one router for the events webhook, liveness and
-//! readiness, served by [`server::serve`] under its limits. Unsubscribe,
-//! tracking, metrics, admin and the dashboard come with later issues.
+//! readiness, unsubscribe and open/click tracking, served by
+//! [`server::serve`] under its limits. Metrics, admin and the dashboard come
+//! with later issues.
 
 pub mod server;
+pub mod tracking;
+pub mod unsubscribe;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,15 +30,28 @@ pub struct Readiness<S> {
     pub outbox_dir: Option<PathBuf>,
 }
 
-pub fn router<S: Store>(webhook: Webhook<S>, readiness: Readiness<S>) -> Router {
+pub fn router<S: Store>(
+    webhook: Webhook<S>,
+    readiness: Readiness<S>,
+    links: Arc<crate::send::links::Links>,
+) -> Router {
     let alive = get(|| async { "ok" });
     let ready = Router::new()
         .route("/readyz", get(ready::<S>))
         .with_state(Arc::new(readiness));
+    let mailing = Arc::new(unsubscribe::Mailing {
+        store: webhook.store.clone(),
+        catalog: webhook.catalog.clone(),
+        clock: webhook.clock.clone(),
+        kick: webhook.kick.clone(),
+        links,
+    });
     crate::ingest::http::routes(webhook)
         .route("/healthz", alive.clone())
         .route("/health", alive)
         .merge(ready)
+        .merge(unsubscribe::routes(mailing.clone()))
+        .merge(tracking::routes(mailing))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
 }
 

@@ -4,7 +4,10 @@
 
 pub mod dkim;
 pub mod eml;
+pub mod links;
 pub mod smtp;
+pub mod token;
+pub mod tracking;
 pub mod transport;
 pub mod worker;
 
@@ -61,6 +64,10 @@ pub struct Envelope<'a> {
     pub sequence: &'a str,
     pub template: &'a str,
     pub date: DateTime<Utc>,
+    /// The `List-Unsubscribe` value of a value or promo email (see
+    /// [`links::Links::list_unsubscribe`]); it comes with
+    /// `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058).
+    pub list_unsubscribe: Option<&'a str>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +152,17 @@ pub fn build_message(
             value.to_string(),
         ));
     }
+    if let Some(value) = env.list_unsubscribe {
+        for (name, value) in [
+            ("List-Unsubscribe", value),
+            ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+        ] {
+            headers.insert_raw(HeaderValue::new(
+                HeaderName::new_from_ascii_str(name),
+                value.to_string(),
+            ));
+        }
+    }
     Ok(msg)
 }
 
@@ -171,6 +189,8 @@ pub fn test_message(
         sequence: "send-test",
         template,
         date: now,
+        // A test send is no subscription: no List-Unsubscribe.
+        list_unsubscribe: None,
     };
     let mut msg = build_message(policies, &env, content)?;
     msg.headers_mut().insert_raw(HeaderValue::new(
@@ -242,6 +262,7 @@ mod tests {
                 sequence: "fulfilment",
                 template: "order-confirmation",
                 date: "2026-11-26T10:00:00Z".parse().unwrap(),
+                list_unsubscribe: None,
             };
             let content = Rendered {
                 locale: "hu".into(),

@@ -64,6 +64,21 @@ pub async fn plan<S: Store>(
     now: DateTime<Utc>,
     sending_lease: chrono::Duration,
 ) -> crate::store::Result<(SendPlan, Option<Profile>)> {
+    plan_reporting(store, catalog, row, now, sending_lease, true).await
+}
+
+/// [`plan`]; `reporting`: whether an open pixel in the message can report
+/// to this service (not in `simulate` and `demo`, whose links nobody
+/// follows). A row sent with a pixel that can report counts as unopened for
+/// the sunset rule until an open comes.
+pub async fn plan_reporting<S: Store>(
+    store: &S,
+    catalog: &Catalog,
+    row: &Queued,
+    now: DateTime<Utc>,
+    sending_lease: chrono::Duration,
+    reporting: bool,
+) -> crate::store::Result<(SendPlan, Option<Profile>)> {
     let mut tx = store.begin().await?;
     let profile = tx.lock_profile(&row.customer_id).await?;
     let plan = match tx.outbox_state(row.id).await? {
@@ -93,6 +108,7 @@ pub async fn plan<S: Store>(
     let transition = match &plan {
         SendPlan::Send => Some(Transition::Sending {
             lease_until: now + sending_lease,
+            tracked: reporting && catalog.policies.tracking.opens.contains(row.category),
         }),
         SendPlan::Defer { until, .. } => Some(Transition::Defer { until: *until }),
         SendPlan::Skip { reason } => Some(Transition::Skip { reason }),
@@ -245,6 +261,8 @@ pub struct Worker<S, T> {
     pub paused: Pause,
     /// Signs every message when a DKIM key is configured.
     pub dkim: Option<Arc<super::dkim::Signer>>,
+    /// Unsubscribe and tracking links.
+    pub links: Arc<super::links::Links>,
 }
 
 /// The sender's pause while its transport is unavailable: no rows are
@@ -358,7 +376,9 @@ impl<S: Store, T: Transport> Worker<S, T> {
         // taken over only when its worker is surely gone.
         let deadline = self.transport.deadline();
         let lease = chrono::Duration::from_std(deadline * 2).unwrap_or(SENDING_LEASE);
-        let (plan, profile) = plan(&self.store, &self.catalog, row, now, lease).await?;
+        let reporting = self.links.reporting();
+        let (plan, profile) =
+            plan_reporting(&self.store, &self.catalog, row, now, lease, reporting).await?;
         match &plan {
             SendPlan::Send => {}
             SendPlan::Defer { reason, .. } | SendPlan::Skip { reason } => {
@@ -452,7 +472,7 @@ impl<S: Store, T: Transport> Worker<S, T> {
     ) -> Result<Outgoing, NotSent> {
         let policies = &self.catalog.policies;
         let context = outbox::render_context(row, profile);
-        let data = data::build(
+        let mut data = data::build(
             &context,
             policies,
             Origin {
@@ -460,11 +480,16 @@ impl<S: Store, T: Transport> Worker<S, T> {
                 step: &row.step,
             },
         );
+        let unsubscribe = super::links::wants_unsubscribe(row.category)
+            .then(|| self.links.unsubscribe_url(&row.customer_id));
+        if let (Some(url), Some(obj)) = (&unsubscribe, data.as_object_mut()) {
+            obj.insert("unsubscribe_url".into(), url.as_str().into());
+        }
         let parts = match self.compose {
             Compose::Message => Parts::All,
             Compose::Check => Parts::NoText,
         };
-        let content = self
+        let mut content = self
             .templates
             .render_with(
                 &row.template,
@@ -480,7 +505,25 @@ impl<S: Store, T: Transport> Worker<S, T> {
         let (_, sender) = policies.sender.name_and_email();
         let bytes = match self.compose {
             Compose::Message => {
+                let tracked = super::tracking::Tracked {
+                    links: &self.links,
+                    customer_id: &row.customer_id,
+                    idempotency_key: &row.idempotency_key,
+                    opens: policies.tracking.opens.contains(row.category),
+                    clicks: policies.tracking.clicks.contains(row.category),
+                };
+                // Tracking never stops an email: should the rewrite fail,
+                // the email goes as written.
+                match super::tracking::rewrite(&content.html, &tracked) {
+                    Ok(html) => content.html = html,
+                    Err(e) => tracing::warn!(outbox_id = row.id, key = %row.idempotency_key,
+                        "sent without tracking: {e}"),
+                }
+                let list_unsubscribe = unsubscribe
+                    .as_deref()
+                    .map(|u| self.links.list_unsubscribe(u));
                 let env = Envelope {
+                    list_unsubscribe: list_unsubscribe.as_deref(),
                     to: &to,
                     idempotency_key: &row.idempotency_key,
                     sequence: &row.sequence,

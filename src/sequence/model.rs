@@ -240,6 +240,9 @@ pub struct Policies {
     pub sunset_after_unopened: Option<u32>,
     pub ceiling: Ceiling,
     pub stale_after: StaleAfter,
+    /// Open and click tracking by category; on for value and promo unless
+    /// the policies file says otherwise.
+    pub tracking: Tracking,
 }
 
 impl Default for Policies {
@@ -257,6 +260,58 @@ impl Default for Policies {
             sunset_after_unopened: None,
             ceiling: Ceiling::default(),
             stale_after: StaleAfter::default(),
+            tracking: Tracking::default(),
+        }
+    }
+}
+
+/// A set of categories (a policy that applies to some of them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Categories {
+    pub transactional: bool,
+    pub value: bool,
+    pub promo: bool,
+}
+
+impl Categories {
+    pub const MARKETING: Categories = Categories {
+        transactional: false,
+        value: true,
+        promo: true,
+    };
+
+    pub fn contains(&self, c: Category) -> bool {
+        match c {
+            Category::Transactional => self.transactional,
+            Category::Value => self.value,
+            Category::Promo => self.promo,
+        }
+    }
+
+    pub fn insert(&mut self, c: Category) {
+        match c {
+            Category::Transactional => self.transactional = true,
+            Category::Value => self.value = true,
+            Category::Promo => self.promo = true,
+        }
+    }
+}
+
+/// `tracking: {opens: [...], clicks: [...]}`: which categories carry an
+/// open pixel, and which have their links rewritten to count clicks. On for
+/// value and promo by default (the sunset rule needs opens); off for
+/// transactional mail unless listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tracking {
+    pub opens: Categories,
+    pub clicks: Categories,
+}
+
+impl Default for Tracking {
+    fn default() -> Self {
+        Self {
+            opens: Categories::MARKETING,
+            clicks: Categories::MARKETING,
         }
     }
 }

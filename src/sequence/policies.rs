@@ -1,16 +1,18 @@
 //! `_policies.yaml`: the default locale and time zone, the sender, quiet
 //! hours, the frequency cap, the promo share, sunset, the per-customer
-//! ceiling and how late an email may go (`stale_after`). Every key is
-//! optional; a rule that is absent does not apply, except the ceiling and
-//! `stale_after`, safety nets that apply at their defaults.
+//! ceiling, how late an email may go (`stale_after`) and open and click
+//! `tracking`. Every key is optional; a rule that is absent does not apply,
+//! except the ceiling and `stale_after`, safety nets that apply at their
+//! defaults, and `tracking`, on for value and promo mail by default.
 
 use std::path::Path;
 
 use super::duration;
 use super::model::{
-    Category, Ceiling, FrequencyCap, Policies, PromoShare, QuietHours, Sender, StaleAfter,
+    Categories, Category, Ceiling, FrequencyCap, Policies, PromoShare, QuietHours, Sender,
+    StaleAfter, Tracking,
 };
-use super::yaml::{self, Node, Reader};
+use super::yaml::{self, Node, Reader, Value};
 use crate::diagnostic::Diagnostics;
 use crate::event::EmailAddress;
 
@@ -24,6 +26,7 @@ const POLICY_KEYS: &[&str] = &[
     "sunset",
     "ceiling",
     "stale_after",
+    "tracking",
 ];
 
 /// Reads the policies file. What is wrong is reported and left at its
@@ -74,6 +77,9 @@ pub fn parse_policies(file: &Path, text: &str) -> (Policies, Diagnostics) {
     }
     if let Some(n) = f.take("stale_after") {
         stale_after(&mut r, n, &mut p.stale_after);
+    }
+    if let Some(n) = f.take("tracking") {
+        tracking(&mut r, n, &mut p.tracking);
     }
     r.finish(f, "policies", POLICY_KEYS);
     (p, r.diags)
@@ -246,6 +252,46 @@ fn stale_after(r: &mut Reader, n: &Node, out: &mut StaleAfter) {
     r.finish(c, "stale_after", &["transactional", "value", "promo"]);
 }
 
+/// `tracking: {opens: [value, promo], clicks: [value, promo]}`: each key
+/// optional (an absent one keeps its default, value and promo); an empty
+/// list turns that kind of tracking off.
+fn tracking(r: &mut Reader, n: &Node, out: &mut Tracking) {
+    let Some(mut t) = r.map(n, "tracking") else {
+        return;
+    };
+    for key in ["opens", "clicks"] {
+        let Some(list) = t.take(key) else { continue };
+        let what = format!("tracking.{key}");
+        let mut set = Categories::default();
+        let mut ok = true;
+        for item in r.seq(list, &what) {
+            let Some(name) = r.string(item, &what) else {
+                ok = false;
+                continue;
+            };
+            match Category::parse(&name) {
+                Some(c) => set.insert(c),
+                None => {
+                    ok = false;
+                    r.error(
+                        item,
+                        format!(
+                            "{what}: `{name}` is not a category (transactional, value or promo)"
+                        ),
+                    );
+                }
+            }
+        }
+        if ok && matches!(list.value, Value::Seq(_) | Value::Null) {
+            match key {
+                "opens" => out.opens = set,
+                _ => out.clicks = set,
+            }
+        }
+    }
+    r.finish(t, "tracking", &["opens", "clicks"]);
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeDelta;
@@ -335,6 +381,40 @@ mod tests {
         assert_eq!(
             p.stale_after,
             StaleAfter::default(),
+            "what is wrong is left at its default"
+        );
+    }
+
+    #[test]
+    fn tracking_is_on_for_marketing_by_default_and_can_be_switched() {
+        let (p, d) = parse_policies(Path::new("p.yaml"), "default_locale: en\n");
+        assert!(d.0.is_empty(), "{d}");
+        assert_eq!(p.tracking, Tracking::default());
+        assert!(p.tracking.opens.contains(Category::Value));
+        assert!(p.tracking.clicks.contains(Category::Promo));
+        assert!(!p.tracking.opens.contains(Category::Transactional));
+        let (p, d) = parse_policies(
+            Path::new("p.yaml"),
+            "tracking: {opens: [], clicks: [promo, transactional]}\n",
+        );
+        assert!(d.0.is_empty(), "{d}");
+        assert_eq!(p.tracking.opens, Categories::default());
+        assert!(p.tracking.clicks.contains(Category::Transactional));
+        assert!(!p.tracking.clicks.contains(Category::Value));
+        let (p, d) = parse_policies(
+            Path::new("p.yaml"),
+            "tracking: {opens: [value, promos], clicks: yes, pixels: []}\n",
+        );
+        let s = d.to_string();
+        assert!(
+            s.contains("p.yaml:1:27: tracking.opens: `promos` is not a category"),
+            "{s}"
+        );
+        assert!(s.contains("p.yaml:1:44: tracking.clicks"), "{s}");
+        assert!(s.contains("unknown key `pixels` in tracking"), "{s}");
+        assert_eq!(
+            p.tracking,
+            Tracking::default(),
             "what is wrong is left at its default"
         );
     }

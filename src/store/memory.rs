@@ -15,8 +15,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::{
-    Claimer, DeadLetter, DeliveryView, Due, DueClaim, LookBack, OutboxView, Result, Store,
-    StoredDeadLetter, Transition, Tx, Writes, count_dead_letters,
+    Activity, Claimer, DeadLetter, DeliveryView, Due, DueClaim, LookBack, OutboxView, Result,
+    Store, StoredDeadLetter, Transition, Tx, Writes, count_dead_letters,
 };
 use crate::engine::customer::{CustomerState, Recorded};
 use crate::engine::outbox::{OutboxStatus, Outcome, Queued};
@@ -70,6 +70,8 @@ struct Mem {
     /// Index in `dead_letters` by [`DeadLetter::identity`].
     dead_letter_ids: HashMap<String, usize>,
     settings: HashMap<String, String>,
+    /// Opens and clicks, in the order recorded.
+    activity: Vec<Activity>,
     /// Heartbeats by instance id.
     instances: HashMap<String, DateTime<Utc>>,
     /// What the last load looked back for: a lean store keeps recent events
@@ -531,10 +533,18 @@ impl Tx for MemTx {
         let customer = rec.row.customer_id.clone();
         let category = rec.row.category;
         match to {
-            Transition::Sending { lease_until } => {
+            Transition::Sending {
+                lease_until,
+                tracked,
+            } => {
                 rec.row.status = OutboxStatus::Sending;
                 rec.sent_at = Some(now);
                 rec.lease_until = Some(*lease_until);
+                let key = rec.row.idempotency_key.clone();
+                let engaged = mem
+                    .activity
+                    .iter()
+                    .any(|a| !a.machine && a.idempotency_key == key);
                 let list = mem.sent_mut(&customer);
                 list.retain(|(id, _)| *id != row.id);
                 list.push((
@@ -542,7 +552,11 @@ impl Tx for MemTx {
                     Sent {
                         at: now,
                         category,
-                        opened: None,
+                        opened: match (engaged, *tracked) {
+                            (true, _) => Some(true),
+                            (false, true) => Some(false),
+                            (false, false) => None,
+                        },
                     },
                 ));
             }
@@ -748,6 +762,49 @@ impl Store for MemStore {
             .entry(key.to_string())
             .or_insert_with(|| value.to_string())
             .clone())
+    }
+
+    async fn sent_at(&self, idempotency_key: &str) -> Result<Option<DateTime<Utc>>> {
+        let mem = self.inner.lock().await;
+        Ok(mem
+            .outbox
+            .values()
+            .find(|r| r.row.idempotency_key == idempotency_key)
+            .and_then(|r| r.sent_at))
+    }
+
+    async fn record_activity(&self, a: &Activity) -> Result<()> {
+        let mut mem = self.inner.lock().await;
+        let mem = &mut *mem;
+        if !a.machine {
+            // A person opened or clicked it: the email counts as opened.
+            let id = mem
+                .outbox
+                .values()
+                .find(|r| r.row.idempotency_key == a.idempotency_key)
+                .map(|r| r.row.id);
+            if let (Some(id), Some(c)) = (id, mem.customers.get_mut(&a.customer_id)) {
+                for (sent_id, s) in c.sent.iter_mut() {
+                    if *sent_id == id {
+                        s.opened = Some(true);
+                    }
+                }
+            }
+        }
+        mem.activity.push(a.clone());
+        Ok(())
+    }
+
+    async fn activity(&self, customer_id: &str) -> Result<Vec<Activity>> {
+        let mem = self.inner.lock().await;
+        let mut out: Vec<Activity> = mem
+            .activity
+            .iter()
+            .filter(|a| a.customer_id == customer_id)
+            .cloned()
+            .collect();
+        out.sort_by_key(|a| a.at);
+        Ok(out)
     }
 
     async fn outbox(&self) -> Result<Vec<OutboxView>> {

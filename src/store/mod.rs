@@ -243,8 +243,11 @@ pub struct Claimer {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Transition<'a> {
     /// Decided to send: held for `lease_until` while the transport works.
+    /// `tracked`: the message carries an open pixel (so no recorded open
+    /// means not opened, for the sunset rule).
     Sending {
         lease_until: DateTime<Utc>,
+        tracked: bool,
     },
     Defer {
         until: DateTime<Utc>,
@@ -299,6 +302,45 @@ pub struct DeliveryView {
     pub at: DateTime<Utc>,
     pub outcome: Outcome,
     pub detail: String,
+}
+
+/// What a tracked link recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActivityKind {
+    Open,
+    Click,
+}
+
+impl ActivityKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Click => "click",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "open" => Some(Self::Open),
+            "click" => Some(Self::Click),
+            _ => None,
+        }
+    }
+}
+
+/// One open or click of an email (`email_activity`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Activity {
+    pub idempotency_key: String,
+    pub customer_id: String,
+    pub kind: ActivityKind,
+    /// The link's target, for a click.
+    pub url: Option<String>,
+    pub at: DateTime<Utc>,
+    /// Made by a machine (a privacy proxy, a link scanner), not the
+    /// customer: kept, but not engagement (see `send::tracking::is_machine`).
+    pub machine: bool,
 }
 
 /// Something received that could not be used, with why.
@@ -564,6 +606,19 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn setting(&self, key: &str) -> impl Future<Output = Result<Option<String>>> + Send;
     /// Stores `value` unless the key exists; returns the stored value.
     fn init_setting(&self, key: &str, value: &str) -> impl Future<Output = Result<String>> + Send;
+
+    /// When the email with this idempotency key was handed to the
+    /// transport (its last attempt), if it was.
+    fn sent_at(
+        &self,
+        idempotency_key: &str,
+    ) -> impl Future<Output = Result<Option<DateTime<Utc>>>> + Send;
+
+    /// Records an open or a click.
+    fn record_activity(&self, a: &Activity) -> impl Future<Output = Result<()>> + Send;
+
+    /// A customer's opens and clicks, oldest first.
+    fn activity(&self, customer_id: &str) -> impl Future<Output = Result<Vec<Activity>>> + Send;
 
     // Reading, for operators and tests.
     fn outbox(&self) -> impl Future<Output = Result<Vec<OutboxView>>> + Send;

@@ -21,8 +21,9 @@ use sqlx::{
 };
 
 use super::{
-    Claimer, DeadLetter, DeliveryView, Due, DueClaim, Error, LookBack, OutboxView, Result, Store,
-    StoredDeadLetter, Transition, Tx, Writes, count_dead_letters, parse_stored,
+    Activity, ActivityKind, Claimer, DeadLetter, DeliveryView, Due, DueClaim, Error, LookBack,
+    OutboxView, Result, Store, StoredDeadLetter, Transition, Tx, Writes, count_dead_letters,
+    parse_stored,
 };
 use crate::engine::customer::{CustomerState, LOOK_BACK_EVENTS, NewEmail, Recorded};
 use crate::engine::outbox::{OutboxStatus, Outcome, Queued};
@@ -206,6 +207,16 @@ pub struct DeliveryRow {
     at: DateTime<Utc>,
     outcome: String,
     detail: String,
+}
+
+#[derive(FromRow)]
+pub struct ActivityRow {
+    idempotency_key: String,
+    customer_id: String,
+    kind: String,
+    url: Option<String>,
+    at: DateTime<Utc>,
+    machine: i64,
 }
 
 #[derive(FromRow)]
@@ -428,6 +439,7 @@ where
     i64: for<'r> Decode<'r, DB> + for<'t> Encode<'t, DB> + Type<DB>,
     String: for<'r> Decode<'r, DB> + Type<DB>,
     DateTime<Utc>: for<'r> Decode<'r, DB> + for<'t> Encode<'t, DB> + Type<DB>,
+    bool: for<'t> Encode<'t, DB> + Type<DB>,
     Json<Option<Profile>>: for<'r> Decode<'r, DB> + Type<DB>,
     Option<Json<Enrollment>>: for<'r> Decode<'r, DB> + Type<DB>,
     for<'r> &'r str: ColumnIndex<DB::Row>,
@@ -522,10 +534,14 @@ where
     }
 
     async fn sent_history(&mut self, customer_id: &str, except: i64) -> Result<Vec<Sent>> {
+        // `opened`: 1 a person opened or clicked it; 0 it carried a pixel and
+        // nobody did; -1 unknown (no pixel). Machine opens and clicks (privacy
+        // proxies, link scanners) are not engagement.
         let rows: Vec<HistoryRow> = sqlx::query_as(
             "SELECT o.category, o.sent_at, \
              CAST(CASE WHEN EXISTS (SELECT 1 FROM email_activity a \
-               WHERE a.idempotency_key = o.idempotency_key AND a.kind = 'open') THEN 1 ELSE 0 END AS BIGINT) AS opened \
+               WHERE a.idempotency_key = o.idempotency_key AND NOT a.machine) THEN 1 \
+               WHEN o.tracked THEN 0 ELSE -1 END AS BIGINT) AS opened \
              FROM outbox o WHERE o.customer_id = $1 AND o.status IN ('sent', 'sending') \
              AND o.sent_at IS NOT NULL AND o.id <> $2",
         )
@@ -538,10 +554,11 @@ where
                 Ok(Sent {
                     at: r.sent_at,
                     category: parse_stored("category", &r.category, Category::parse)?,
-                    // An open is known when recorded; without open tracking
-                    // in the message, "not opened" cannot be told apart from
-                    // "not tracked", so it is unknown.
-                    opened: (r.opened != 0).then_some(true),
+                    opened: match r.opened {
+                        1 => Some(true),
+                        0 => Some(false),
+                        _ => None,
+                    },
                 })
             })
             .collect()
@@ -567,14 +584,19 @@ where
         const FENCE: &str = " WHERE id = $1 AND attempts = $2";
         const FROM_SENDING: &str = " WHERE id = $1 AND attempts = $2 AND status = 'sending'";
         let q = match to {
-            Transition::Sending { lease_until } => sqlx::query(concatcp!(
-                "UPDATE outbox SET status = 'sending', sent_at = $3, updated_at = $3, lease_until = $4",
+            Transition::Sending {
+                lease_until,
+                tracked,
+            } => sqlx::query(concatcp!(
+                "UPDATE outbox SET status = 'sending', sent_at = $3, updated_at = $3, lease_until = $4, \
+                 tracked = $5",
                 FENCE
             ))
             .bind(row.id)
             .bind(row.attempts)
             .bind(now)
-            .bind(*lease_until),
+            .bind(*lease_until)
+            .bind(*tracked),
             Transition::Defer { until } => sqlx::query(concatcp!(
                 "UPDATE outbox SET not_before = $4, lease_until = NULL, updated_at = $3",
                 FENCE
@@ -663,8 +685,10 @@ where
     i64: for<'r> Decode<'r, DB> + for<'t> Encode<'t, DB> + Type<DB>,
     String: for<'r> Decode<'r, DB> + Type<DB>,
     DateTime<Utc>: for<'r> Decode<'r, DB> + for<'t> Encode<'t, DB> + Type<DB>,
+    bool: for<'t> Encode<'t, DB> + Type<DB>,
     for<'t> Option<&'t str>: Encode<'t, DB> + Type<DB>,
     Json<Enrollment>: for<'r> Decode<'r, DB> + Type<DB>,
+    for<'r> ActivityRow: FromRow<'r, DB::Row>,
     for<'r> &'r str: ColumnIndex<DB::Row>,
     for<'r> QueuedRow: FromRow<'r, DB::Row>,
     for<'r> OutboxViewRow: FromRow<'r, DB::Row>,
@@ -839,6 +863,55 @@ where
         self.setting(key)
             .await?
             .ok_or_else(|| Error::NotFound(key.to_string()))
+    }
+
+    async fn sent_at(&self, idempotency_key: &str) -> Result<Option<DateTime<Utc>>> {
+        let row: Option<(DateTime<Utc>,)> = sqlx::query_as(
+            "SELECT sent_at FROM outbox WHERE idempotency_key = $1 AND sent_at IS NOT NULL",
+        )
+        .bind(idempotency_key)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.0))
+    }
+
+    async fn record_activity(&self, a: &Activity) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO email_activity (idempotency_key, customer_id, kind, url, at, machine) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(a.idempotency_key.as_str())
+        .bind(a.customer_id.as_str())
+        .bind(a.kind.as_str())
+        .bind(a.url.as_deref())
+        .bind(a.at)
+        .bind(a.machine)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn activity(&self, customer_id: &str) -> Result<Vec<Activity>> {
+        let rows: Vec<ActivityRow> = sqlx::query_as(
+            "SELECT idempotency_key, customer_id, kind, url, at, \
+             CAST(CASE WHEN machine THEN 1 ELSE 0 END AS BIGINT) AS machine \
+             FROM email_activity WHERE customer_id = $1 ORDER BY at, id",
+        )
+        .bind(customer_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(Activity {
+                    idempotency_key: r.idempotency_key,
+                    customer_id: r.customer_id,
+                    kind: parse_stored("activity kind", &r.kind, ActivityKind::parse)?,
+                    url: r.url,
+                    at: r.at,
+                    machine: r.machine != 0,
+                })
+            })
+            .collect()
     }
 
     async fn outbox(&self) -> Result<Vec<OutboxView>> {

@@ -62,8 +62,14 @@ pub fn build(ctx: &Context, policies: &Policies, origin: Origin) -> Value {
         "sequence": origin.sequence,
         "step": origin.step,
         "_timezone": c.timezone.unwrap_or(policies.default_timezone).name(),
+        // The sender fills it in for value and promo mail (send::links).
+        "unsubscribe_url": null,
     })
 }
+
+/// `{{unsubscribe_url}}` in the sample data (`validate`, `preview`); the
+/// sender fills in the customer's own link.
+pub const SAMPLE_UNSUBSCRIBE_URL: &str = "http://127.0.0.1:8080/u/sample-unsubscribe-token";
 
 /// The built-in sample: an event that fills every field of the schema.
 pub fn sample_event() -> Event {
@@ -97,6 +103,7 @@ pub fn sample_data(policies: &Policies, id: &str, own: Option<&Value>) -> Value 
             step: id,
         },
     );
+    data["unsubscribe_url"] = SAMPLE_UNSUBSCRIBE_URL.into();
     if let Some(own) = own {
         merge(&mut data, own);
     }

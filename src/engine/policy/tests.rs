@@ -34,6 +34,7 @@ fn policies() -> Policies {
 fn to(tz: Tz) -> Recipient {
     Recipient {
         marketing_consent: true,
+        promo_unsubscribed: false,
         suppressed: false,
         timezone: tz,
     }
@@ -74,6 +75,22 @@ fn marketing_needs_consent() {
             decide(&policies(), c, utc("2026-11-20T10:00:00Z"), &r, &[]),
             Decision::Skip(Skip::NoConsent)
         );
+    }
+}
+
+/// "No more offers" stops promo mail only; value and transactional go on.
+#[test]
+fn an_offers_opt_out_stops_promo_only() {
+    let mut r = to(Budapest);
+    r.promo_unsubscribed = true;
+    let at = utc("2026-11-20T10:00:00Z");
+    let p = Policies::default();
+    assert_eq!(
+        decide(&p, Category::Promo, at, &r, &[]),
+        Decision::Skip(Skip::NoOffers)
+    );
+    for c in [Category::Value, Category::Transactional] {
+        assert_eq!(decide(&p, c, at, &r, &[]), Decision::SendAt(at));
     }
 }
 

@@ -70,6 +70,14 @@ pub fn event_schema() -> Value {
             {
                 "if": {"properties": {"type": {"pattern": r"^shipment\."}}},
                 "then": {"required": ["shipment"], "properties": {"shipment": {"type": "object"}}}
+            },
+            {
+                "if": {"properties": {"type": {"const": "email.bounced"}}},
+                "then": {"properties": {"data": {"properties": {"kind": {
+                    "enum": ["hard", "soft"],
+                    "description": "hard: suppress the address at once; soft: only when it \
+                        repeats (3 within 7 days); absent: hard"
+                }}}}}
             }
         ]),
     );

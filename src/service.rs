@@ -156,6 +156,7 @@ pub async fn serve<S: Store>(
     let retry = args.retry_schedule()?;
     let transport = outbound(&args)?;
     let (concurrency, bounces) = args.sending()?;
+    let providers = Arc::new(crate::bounce::providers::Providers::load(&args.providers)?);
     let http_limits = args.http_limits()?;
     let instance = Instance::new(clock.now(), args.heartbeat_timeout()?);
     instance
@@ -255,6 +256,7 @@ pub async fn serve<S: Store>(
                 outbox_dir: (roles.contains(&Role::Send) && args.smtp_url.is_none())
                     .then(|| args.outbox_dir.clone()),
             },
+            providers,
         );
         let stop_http = stop.clone();
         tasks.spawn(async move {

@@ -2,6 +2,7 @@
 //! readiness, served by [`server::serve`] under its limits. Unsubscribe,
 //! tracking, metrics, admin and the dashboard come with later issues.
 
+pub mod bounces;
 pub mod server;
 
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::json;
 
+use crate::bounce::providers::Providers;
 use crate::ingest::http::Webhook;
 use crate::store::Store;
 
@@ -27,12 +29,21 @@ pub struct Readiness<S> {
     pub outbox_dir: Option<PathBuf>,
 }
 
-pub fn router<S: Store>(webhook: Webhook<S>, readiness: Readiness<S>) -> Router {
+pub fn router<S: Store>(
+    webhook: Webhook<S>,
+    readiness: Readiness<S>,
+    providers: Arc<Providers>,
+) -> Router {
     let alive = get(|| async { "ok" });
     let ready = Router::new()
         .route("/readyz", get(ready::<S>))
         .with_state(Arc::new(readiness));
+    let bounces = bounces::routes(bounces::Bounces {
+        webhook: webhook.clone(),
+        providers,
+    });
     crate::ingest::http::routes(webhook)
+        .merge(bounces)
         .route("/healthz", alive.clone())
         .route("/health", alive)
         .merge(ready)

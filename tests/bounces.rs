@@ -597,6 +597,24 @@ async fn unconfigured_and_malformed<S: Store>(store: S) {
     let letters = store.dead_letters().await.unwrap();
     assert_eq!(letters.len(), 1);
     assert!(letters[0].letter.payload.contains("yesterday"));
+    // SNS asks to confirm the subscription: the operator is told the URL;
+    // nothing is fetched or applied.
+    let (status, a) = post(
+        &app,
+        "/v1/providers/ses",
+        &fixture("ses-subscription.json"),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{a}");
+    assert_eq!(a["events"], 0);
+    assert!(
+        a["note"]
+            .as_str()
+            .unwrap()
+            .contains("https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription"),
+        "{a}"
+    );
     // Not JSON at all: 400, kept.
     let (status, a) = post(
         &app,

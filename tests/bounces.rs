@@ -615,6 +615,21 @@ async fn unconfigured_and_malformed<S: Store>(store: S) {
             .contains("https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription"),
         "{a}"
     );
+    // An address that is no address: named, kept.
+    let bad =
+        fixture("postmark-bounce.json").replace("\"anna@example.com\"", "\"anna at example\"");
+    let path = format!("/v1/providers/postmark?secret={POSTMARK_SECRET}");
+    let (status, a) = post(&app, &path, &bad, &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{a}");
+    assert!(
+        a["rejected"][0]
+            .as_str()
+            .unwrap()
+            .contains("\"anna at example\" is not an email address"),
+        "{a}"
+    );
+    let letters = store.dead_letters().await.unwrap();
+    assert_eq!(letters.len(), 2, "{letters:#?}");
     // Not JSON at all: 400, kept.
     let (status, a) = post(
         &app,
@@ -631,7 +646,7 @@ async fn unconfigured_and_malformed<S: Store>(store: S) {
             .starts_with("the body is not JSON"),
         "{a}"
     );
-    assert_eq!(store.dead_letters().await.unwrap().len(), 2);
+    assert_eq!(store.dead_letters().await.unwrap().len(), 3);
     app.shutdown().await;
 }
 

@@ -247,7 +247,7 @@ async fn apply<S: Store>(
         let address = match EmailAddress::parse(&n.address) {
             Ok(a) => a,
             Err(e) => {
-                refuse(&mut letters, e, &format!("{n:?}"));
+                refuse(&mut letters, e, &as_json(n));
                 continue;
             }
         };
@@ -275,7 +275,7 @@ async fn apply<S: Store>(
         for (id, email) in customers {
             match n.event(&id, &email) {
                 Ok(e) => events.push(e),
-                Err(why) => refuse(&mut letters, why, &format!("{n:?}")),
+                Err(why) => refuse(&mut letters, why, &as_json(n)),
             }
         }
     }
@@ -318,4 +318,18 @@ async fn apply<S: Store>(
         obj.extend(extra);
     }
     answer(request, status, body)
+}
+
+/// A report as its dead letter keeps it.
+fn as_json(n: &crate::bounce::Notice) -> String {
+    json!({
+        "source": n.source,
+        "key": n.key,
+        "address": n.address,
+        "report": n.report.to_string(),
+        "at": n.at.to_rfc3339(),
+        "message_id": n.message_id,
+        "detail": n.detail,
+    })
+    .to_string()
 }

@@ -464,6 +464,84 @@ async fn soft_bounces_suppress_on_the_third_within_7_days<S: Store>(store: S) {
     app.shutdown().await;
 }
 
+/// Shop events over `POST /v1/events`, out of order: soft bounces count
+/// on their own time whatever order they arrive in; a history import's old
+/// hard bounce of an address the customer has since left suppresses that
+/// address only.
+async fn bounce_events_out_of_order<S: Store>(store: S) {
+    let app = spawn(store.clone(), false, None).await;
+    let bounce = |id: &str, kind: &str, email: &str, when: DateTime<Utc>, history: bool| {
+        json!({
+            "id": id, "type": "email.bounced", "occurred_at": when.to_rfc3339(),
+            "customer": {"id": "anna", "email": email},
+            "data": {"kind": kind}, "history": history,
+        })
+        .to_string()
+    };
+    let day = 60 * 24;
+    shop(&app, "u-anna", "customer.updated", "anna", at(30 * day)).await;
+    // The newest first, then one 9 days before it: no window of 3 yet.
+    app.post(&[bounce("b3", "soft", "anna@example.com", at(day), false)])
+        .await;
+    app.post(&[bounce(
+        "b1",
+        "soft",
+        "anna@example.com",
+        at(10 * day),
+        false,
+    )])
+    .await;
+    assert!(!suppressed(&store, "anna").await);
+    // The one between them arrives last: 3 within 7 days? b1 is 9 days
+    // before b3, so only b2 and b3 are.
+    app.post(&[bounce("b2", "soft", "anna@example.com", at(5 * day), false)])
+        .await;
+    assert!(!suppressed(&store, "anna").await);
+    // A late one 4 days back completes b2, b4, b3.
+    app.post(&[bounce("b4", "soft", "anna@example.com", at(4 * day), false)])
+        .await;
+    assert!(suppressed(&store, "anna").await);
+    // Bob moved to a new address; a year-old hard bounce of the old one
+    // arrives as history: the old address is listed, bob still gets mail.
+    let bob_new = r#"{"id":"bob","email":"bob.new@example.com"}"#;
+    app.post(&[support::shop_event(
+        "u-bob",
+        "customer.updated",
+        bob_new,
+        "x",
+        at(day),
+    )])
+    .await;
+    let old = json!({
+        "id": "hb", "type": "email.bounced", "occurred_at": at(365 * day).to_rfc3339(),
+        "customer": {"id": "bob", "email": "bob.old@example.com"},
+        "data": {"kind": "hard"}, "history": true,
+    })
+    .to_string();
+    app.post(&[old]).await;
+    assert!(!suppressed(&store, "bob").await);
+    let mut tx = store.begin().await.unwrap();
+    assert!(
+        tx.suppression("bob.old@example.com")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(tx.suppression("bob.new@example.com").await.unwrap(), None);
+    tx.commit().await.unwrap();
+    app.post(&[support::shop_event(
+        "p-bob",
+        "order.placed",
+        bob_new,
+        "o-bob",
+        at(1),
+    )])
+    .await;
+    let log = log_of(&store, "bob", 1).await;
+    assert_eq!(log[0].outcome, Outcome::Sent, "{log:?}");
+    app.shutdown().await;
+}
+
 /// A delayed DSN is a warning, not a bounce; a DSN suppresses its
 /// Final-Recipient, never the DSN's own From or To; a message that is no
 /// DSN is refused with why and kept as a dead letter.
@@ -685,4 +763,5 @@ both!(
     soft_bounces_suppress_on_the_third_within_7_days,
     dsns_suppress_only_failures,
     unconfigured_and_malformed,
+    bounce_events_out_of_order,
 );

@@ -1,5 +1,6 @@
-//! The HTTP side: one router for the events webhook, liveness and
-//! readiness, served by [`server::serve`] under its limits. Unsubscribe,
+//! The HTTP side: one router for the events webhook, the relays' bounce
+//! webhooks and DSNs ([`bounces`]), liveness and readiness, served by
+//! [`server::serve`] under its limits. Unsubscribe,
 //! tracking, metrics, admin and the dashboard come with later issues.
 
 pub mod bounces;

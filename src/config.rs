@@ -112,6 +112,35 @@ pub struct ServiceArgs {
     /// Roles to run (default: all), e.g. `--roles ingest,http`.
     #[arg(long, value_delimiter = ',', value_enum)]
     pub roles: Vec<Role>,
+    #[command(flatten)]
+    pub providers: ProviderArgs,
+}
+
+/// The relays whose bounce and complaint webhooks `POST /v1/providers/<name>`
+/// takes (README, "Bounce and complaint webhooks"). A provider without its
+/// settings is not configured: its webhook answers 404 saying what to set.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ProviderArgs {
+    /// Amazon SES via SNS: the SNS topic ARNs taken (comma list).
+    #[arg(long, env = "AFTERCARE_SES_TOPIC_ARNS", value_delimiter = ',')]
+    pub ses_topic_arns: Vec<String>,
+    /// Amazon SES via SNS: PEM files of the SNS signing certificates trusted
+    /// (comma list); nothing is fetched.
+    #[arg(long, env = "AFTERCARE_SES_SIGNING_CERTS", value_delimiter = ',')]
+    pub ses_signing_certs: Vec<PathBuf>,
+    /// SendGrid: the signed event webhook's verification key (base64 or PEM).
+    #[arg(long, env = "AFTERCARE_SENDGRID_PUBLIC_KEY")]
+    pub sendgrid_public_key: Option<String>,
+    /// Postmark: the secret its webhook URL carries (basic auth password or
+    /// `?secret=`).
+    #[arg(long, env = "AFTERCARE_POSTMARK_SECRET", hide_env_values = true)]
+    pub postmark_secret: Option<String>,
+    /// Mailgun: the webhook signing key.
+    #[arg(long, env = "AFTERCARE_MAILGUN_SIGNING_KEY", hide_env_values = true)]
+    pub mailgun_signing_key: Option<String>,
+    /// Mailgun: how far a signature's timestamp may be from now.
+    #[arg(long, env = "AFTERCARE_MAILGUN_MAX_AGE", default_value = "10m")]
+    pub mailgun_max_age: String,
 }
 
 impl ServiceArgs {

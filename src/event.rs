@@ -448,11 +448,61 @@ impl Event {
                  (no more value or promo mail, the default)"
             ));
         }
+        if self.kind == "email.bounced"
+            && let Some(kind) = self.data.get("kind")
+            && BounceKind::parse(kind).is_none()
+        {
+            return Err(format!(
+                "data.kind: {} is not a bounce kind: \"hard\" or \"soft\"",
+                preview(&kind.to_string())
+            ));
+        }
         Ok(())
     }
 
     pub fn order_id(&self) -> Option<&str> {
         self.order.as_ref().map(|o| o.id.as_str())
+    }
+
+    /// For an `email.bounced` event, its `data.kind`; one that says nothing
+    /// is a hard bounce (the safe side: no more mail to the address).
+    pub fn bounce_kind(&self) -> Option<BounceKind> {
+        if self.kind != "email.bounced" {
+            return None;
+        }
+        Some(
+            self.data
+                .get("kind")
+                .and_then(BounceKind::parse)
+                .unwrap_or(BounceKind::Hard),
+        )
+    }
+}
+
+/// How an `email.bounced` event says the address failed (`data.kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BounceKind {
+    /// The address does not exist or never takes mail: suppressed at once.
+    Hard,
+    /// A temporary failure (a full mailbox, a server down): suppressed only
+    /// when it repeats (see `engine::profile`).
+    Soft,
+}
+
+impl BounceKind {
+    fn parse(v: &serde_json::Value) -> Option<BounceKind> {
+        match v.as_str()? {
+            "hard" => Some(BounceKind::Hard),
+            "soft" => Some(BounceKind::Soft),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BounceKind::Hard => "hard",
+            BounceKind::Soft => "soft",
+        }
     }
 }
 

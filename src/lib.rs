@@ -1,5 +1,6 @@
 //! aftercare: post-purchase lifecycle email. See the README for the tour.
 
+pub mod bounce;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -78,6 +78,14 @@ pub fn event_schema() -> Value {
                                     or \"marketing\" (no more value or promo mail; the default)",
                     "enum": ["promo", "marketing"]
                 }}}}}
+            },
+            {
+                "if": {"properties": {"type": {"const": "email.bounced"}}},
+                "then": {"properties": {"data": {"properties": {"kind": {
+                    "enum": ["hard", "soft"],
+                    "description": "hard: suppress the address at once; soft: only when it \
+                        repeats (3 within 7 days); absent: hard"
+                }}}}}
             }
         ]),
     );

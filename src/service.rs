@@ -170,6 +170,7 @@ pub async fn serve<S: Store>(
             tracing::warn!("{w}");
         }
     }
+    let providers = Arc::new(crate::bounce::providers::Providers::load(&args.providers)?);
     let http_limits = args.http_limits()?;
     let instance = Instance::new(clock.now(), args.heartbeat_timeout()?);
     instance
@@ -272,6 +273,7 @@ pub async fn serve<S: Store>(
                     .then(|| args.outbox_dir.clone()),
             },
             links.clone(),
+            providers,
         );
         let stop_http = stop.clone();
         tasks.spawn(async move {

@@ -1,6 +1,6 @@
 //! Property tests for the pure parsers at the boundary: durations and times
 //! of day (sequences, policies), events (every ingest path), email addresses
-//! and webhook bodies. Whatever the input, they answer Ok or a reason; what
+//! webhook bodies, and bounce reports (DSNs and the relays' payloads). Whatever the input, they answer Ok or a reason; what
 //! they accept survives a round trip. `fuzz/` runs the same code paths with
 //! coverage guidance; these run in the normal suite.
 
@@ -188,5 +188,60 @@ proptest! {
             one => vec![one],
         };
         prop_assert_eq!(got, want);
+    }
+
+    /// A DSN with bytes changed or cut anywhere: a bounce list or a reason,
+    /// and every bounce read makes its event (or says why not).
+    #[test]
+    fn dsn_parse_answers_a_damaged_report(
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let mut raw = std::fs::read("tests/fixtures/providers/dsn-hard.eml").unwrap();
+        for (at, byte) in flips {
+            let i = at.index(raw.len());
+            raw[i] = byte;
+        }
+        raw.truncate(cut.index(raw.len() + 1));
+        let now = chrono::DateTime::from_timestamp(1_795_684_503, 0).unwrap();
+        if let Ok(d) = aftercare::bounce::dsn::parse(&raw, now) {
+            for n in &d.notices {
+                let _ = n.event("c1", &n.address);
+            }
+        }
+    }
+
+    /// The relays' sample payloads with one field (at any depth) replaced by
+    /// any JSON: notices, ignored items or reasons, never a panic.
+    #[test]
+    fn relay_payloads_answer_any_field(v in json_value(), pick in any::<prop::sample::Index>()) {
+        use aftercare::bounce::providers::{postmark, sendgrid, ses};
+        fn paths(v: &Value, at: String, out: &mut Vec<String>) {
+            match v {
+                Value::Object(m) => m.iter().for_each(|(k, x)| {
+                    let p = format!("{at}/{k}");
+                    out.push(p.clone());
+                    paths(x, p, out);
+                }),
+                Value::Array(a) => a.iter().enumerate().for_each(|(i, x)| {
+                    let p = format!("{at}/{i}");
+                    out.push(p.clone());
+                    paths(x, p, out);
+                }),
+                _ => {}
+            }
+        }
+        for name in ["postmark-bounce.json", "sendgrid-events.json", "ses-bounce.message.json"] {
+            let text = std::fs::read_to_string(format!("tests/fixtures/providers/{name}")).unwrap();
+            let mut doc: Value = serde_json::from_str(&text).unwrap();
+            let mut all = Vec::new();
+            paths(&doc, String::new(), &mut all);
+            let path = &all[pick.index(all.len())];
+            *doc.pointer_mut(path).unwrap() = v.clone();
+            let body = doc.to_string();
+            let _ = sendgrid::parse(body.as_bytes());
+            let _ = postmark::parse(body.as_bytes());
+            let _ = ses::notification(&doc, "m");
+        }
     }
 }

@@ -816,6 +816,59 @@ async fn unsubscribe_and_bounce_are_remembered<S: Store>(s: S) {
     );
 }
 
+/// Customers are found by their current address without regard to ASCII
+/// case; the suppression list keeps the first reason an address got, and a
+/// listed address no customer has is skipped all the same.
+async fn bounces_find_customers_and_list_addresses<S: Store>(s: S) {
+    let cat = catalog();
+    let evs = [
+        event("e1", "customer.updated", "c1", "o1", T0, true),
+        event("e2", "customer.updated", "c2", "o1", T0, true),
+    ];
+    ingest_batch(&s, cat, &evs, "test", t(T0)).await.unwrap();
+    assert_eq!(
+        s.customers_with_address("C1@Example.COM").await.unwrap(),
+        [("c1".to_string(), "c1@example.com".to_string())]
+    );
+    assert!(
+        s.customers_with_address("c3@example.com")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    s.suppress_address("c3@example.com", "hard bounce (dsn report x)", t(T0))
+        .await
+        .unwrap();
+    s.suppress_address("c3@example.com", "complaint (later)", t(T0))
+        .await
+        .unwrap();
+    let mut tx = s.begin().await.unwrap();
+    assert_eq!(
+        tx.suppression("c3@example.com").await.unwrap().as_deref(),
+        Some("hard bounce (dsn report x)")
+    );
+    assert_eq!(tx.suppression("c1@example.com").await.unwrap(), None);
+    assert!(!tx.is_suppressed("c1@example.com").await.unwrap());
+    tx.commit().await.unwrap();
+    // c3 arrives: the list already holds the address.
+    let evs = [event("e3", "order.placed", "c3", "o3", T0, true)];
+    ingest_batch(&s, cat, &evs, "test", t(T0)).await.unwrap();
+    let row = s
+        .claim_outbox(t(T0), Duration::seconds(60), 10, &solo())
+        .await
+        .unwrap()
+        .remove(0);
+    let (plan, _) = worker::plan(&s, cat, &row, t(T0), worker::SENDING_LEASE)
+        .await
+        .unwrap();
+    assert_eq!(
+        plan,
+        SendPlan::Skip {
+            reason: "address suppressed: hard bounce (dsn report x)".into()
+        }
+    );
+}
+
 async fn two_schedulers_wake_each_enrollment_once<S: Store>(s: S) {
     let cat = catalog();
     let batch: Vec<_> = (0..120)
@@ -939,6 +992,7 @@ conformance!(
     a_crashed_instance_is_taken_over_in_seconds,
     dead_letters_and_settings,
     unsubscribe_and_bounce_are_remembered,
+    bounces_find_customers_and_list_addresses,
     two_schedulers_wake_each_enrollment_once,
     a_customers_emails_are_claimed_one_at_a_time_in_order,
     emails_long_past_due_are_skipped_as_stale,

@@ -226,12 +226,7 @@ fn live_event(
 ) -> Changes {
     let before = state.profile.take();
     let profile = profile::update(before.clone(), event);
-    let suppress = profile.suppressed.then(|| {
-        (
-            profile.customer.email.to_string(),
-            format!("{} ({})", event.kind, event.id),
-        )
-    });
+    let suppress = profile::suppression_of(&profile, event);
     state.profile = Some(profile);
     let mut out = Applied::default();
     // The stored customer, beside the parts the decisions change.

@@ -105,7 +105,9 @@ pub struct Queued {
 pub struct SendContext<'a> {
     pub row: &'a Queued,
     pub profile: Option<&'a Profile>,
-    pub suppressed: bool,
+    /// Why the customer's address is on the store's suppression list, if
+    /// it is.
+    pub suppressed: Option<String>,
     pub history: &'a [Sent],
 }
 
@@ -206,10 +208,21 @@ pub fn decide(catalog: &Catalog, ctx: &SendContext, now: DateTime<Utc>) -> SendP
         };
     };
     let policies = &catalog.policies;
+    // Nothing goes to a suppressed address, transactional mail included;
+    // the reason says why (the list's reason first: it names the event).
+    if let Some(why) = ctx
+        .suppressed
+        .clone()
+        .or_else(|| profile.suppression_reason())
+    {
+        return SendPlan::Skip {
+            reason: format!("address suppressed: {why}"),
+        };
+    }
     if let Some(reason) = past_ceiling(catalog, ctx.history, now) {
         return SendPlan::Skip { reason };
     }
-    let to = recipient(catalog, profile, ctx.suppressed);
+    let to = recipient(catalog, profile, false);
     let tz = to.timezone;
     let until = match policy::decide(policies, ctx.row.category, now, &to, ctx.history) {
         Decision::SendAt(t) => t,
@@ -390,7 +403,7 @@ mod tests {
             let ctx = SendContext {
                 row: &r,
                 profile: Some(&profile),
-                suppressed: false,
+                suppressed: None,
                 history,
             };
             decide(&catalog, &ctx, now)
@@ -440,6 +453,8 @@ mod tests {
         let mut profile = Profile {
             customer: row.context.customer.clone(),
             suppressed: false,
+            suppressed_for: None,
+            soft_bounces: Vec::new(),
             unsubscribed: false,
             promo_unsubscribed: false,
             as_of: None,
@@ -448,7 +463,7 @@ mod tests {
         let ctx = SendContext {
             row,
             profile: Some(&profile),
-            suppressed: false,
+            suppressed: None,
             history,
         };
         decide(catalog, &ctx, now.parse().unwrap())

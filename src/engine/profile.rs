@@ -1,16 +1,42 @@
 //! What the service knows of a customer across events: the latest details,
 //! consent and suppression. Pure: the store keeps it, this updates it.
+//!
+//! Suppression is about an address. A hard bounce or a complaint about the
+//! customer's address suppresses it at once; soft bounces only when
+//! [`SOFT_BOUNCES`] of them fall within [`SOFT_BOUNCE_WINDOW`] (on event
+//! time, so late and history events count where they belong). A bounce or
+//! complaint about another address (one the customer had before) suppresses
+//! that address only ([`suppression_of`]: the store's suppression list), and
+//! a new address starts clean of bounces (a complaint stays with the
+//! customer).
 
-use chrono::{DateTime, Utc};
+use std::fmt;
+
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Customer, Event};
+use crate::event::{BounceKind, Customer, EmailAddress, Event};
+
+/// Soft bounces that suppress an address when they fall within
+/// [`SOFT_BOUNCE_WINDOW`].
+pub const SOFT_BOUNCES: usize = 3;
+/// See [`SOFT_BOUNCES`].
+pub const SOFT_BOUNCE_WINDOW: TimeDelta = TimeDelta::days(7);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
     pub customer: Customer,
-    /// Hard bounce or complaint: no more mail of any kind.
+    /// Hard bounce, repeated soft bounces or complaint: no more mail of any
+    /// kind to the address.
     pub suppressed: bool,
+    /// Why [`Profile::suppressed`]; `None` on profiles stored before the
+    /// reason was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed_for: Option<Suppression>,
+    /// When the address's recent soft bounces occurred, oldest first: those
+    /// within [`SOFT_BOUNCE_WINDOW`] of the newest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub soft_bounces: Vec<DateTime<Utc>>,
     /// Set by `customer.unsubscribed`; only a later explicit consent clears it.
     pub unsubscribed: bool,
     /// Set by `customer.unsubscribed` with `data.scope: "promo"` ("no more
@@ -24,9 +50,43 @@ pub struct Profile {
     pub as_of: Option<DateTime<Utc>>,
 }
 
+/// Why an address gets no more mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Suppression {
+    HardBounce,
+    SoftBounces,
+    Complaint,
+}
+
+impl fmt::Display for Suppression {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Suppression::HardBounce => f.write_str("hard bounce"),
+            Suppression::SoftBounces => write!(
+                f,
+                "{SOFT_BOUNCES} soft bounces within {} days",
+                SOFT_BOUNCE_WINDOW.num_days()
+            ),
+            Suppression::Complaint => f.write_str("complaint"),
+        }
+    }
+}
+
 impl Profile {
     pub fn marketing_consent(&self) -> bool {
         !self.unsubscribed && self.customer.marketing_consent.unwrap_or(false)
+    }
+
+    /// Why the address is suppressed, in words; `None` when it is not.
+    pub fn suppression_reason(&self) -> Option<String> {
+        if !self.suppressed {
+            return None;
+        }
+        Some(match self.suppressed_for {
+            Some(why) => why.to_string(),
+            None => "bounce or complaint".to_string(),
+        })
     }
 
     /// Whether promo mail may go: marketing consent and no "no more offers".
@@ -79,11 +139,17 @@ impl UnsubscribeScope {
 /// history import after live data) cannot undo a newer one: it only fills
 /// in what is not known, and it can withdraw consent or suppress an address
 /// but never give consent back or change the address.
+///
+/// A bounce or complaint reports on the address it names: it never changes
+/// the customer's address, and it counts toward the profile's suppression
+/// only when it names the customer's address.
 pub fn update(existing: Option<Profile>, event: &Event) -> Profile {
     let fresh = existing.is_none();
     let mut p = existing.unwrap_or_else(|| Profile {
         customer: event.customer.clone(),
         suppressed: false,
+        suppressed_for: None,
+        soft_bounces: Vec::new(),
         unsubscribed: false,
         promo_unsubscribed: false,
         as_of: None,
@@ -103,7 +169,15 @@ pub fn update(existing: Option<Profile>, event: &Event) -> Profile {
                 p.customer.marketing_consent = Some(false);
             }
         },
-        "email.bounced" | "email.complained" => p.suppressed = true,
+        "email.complained" if same_address(&p.customer.email, &event.customer.email) => {
+            suppress(&mut p, Suppression::Complaint)
+        }
+        "email.bounced" if same_address(&p.customer.email, &event.customer.email) => {
+            match event.bounce_kind() {
+                Some(BounceKind::Soft) => soft_bounce(&mut p, event.occurred_at),
+                _ => suppress(&mut p, Suppression::HardBounce),
+            }
+        }
         _ => {}
     }
     if newer && (fresh || p != before) {
@@ -112,11 +186,91 @@ pub fn update(existing: Option<Profile>, event: &Event) -> Profile {
     p
 }
 
+/// The address `event` puts on the suppression list, with the reason kept
+/// there: the address a hard bounce or complaint names (the customer's or
+/// an earlier one), or the customer's address while `after` (the profile
+/// after the event) is suppressed.
+pub fn suppression_of(after: &Profile, event: &Event) -> Option<(String, String)> {
+    let why = match (event.kind.as_str(), event.bounce_kind()) {
+        ("email.complained", _) => Some(Suppression::Complaint),
+        (_, Some(BounceKind::Hard)) => Some(Suppression::HardBounce),
+        _ => None,
+    };
+    match why {
+        Some(why) if !same_address(&after.customer.email, &event.customer.email) => Some((
+            event.customer.email.to_string(),
+            format!("{why} ({} {})", event.kind, event.id),
+        )),
+        _ => {
+            let why = after.suppression_reason()?;
+            let why = if matches!(event.kind.as_str(), "email.bounced" | "email.complained") {
+                format!("{why} ({} {})", event.kind, event.id)
+            } else {
+                why
+            };
+            Some((after.customer.email.to_string(), why))
+        }
+    }
+}
+
+/// Addresses are compared without regard to ASCII case: bounce reports and
+/// shops do not always keep it.
+fn same_address(a: &EmailAddress, b: &EmailAddress) -> bool {
+    a.as_str().eq_ignore_ascii_case(b.as_str())
+}
+
+fn suppress(p: &mut Profile, why: Suppression) {
+    if !p.suppressed {
+        p.suppressed = true;
+        p.suppressed_for = Some(why);
+    }
+}
+
+/// Counts a soft bounce at `at`; the address is suppressed once
+/// [`SOFT_BOUNCES`] fall within [`SOFT_BOUNCE_WINDOW`]. Two reports of the
+/// same instant are one bounce. Only the bounces within the window of the
+/// newest are kept: an older one can no longer make a window with a newer.
+fn soft_bounce(p: &mut Profile, at: DateTime<Utc>) {
+    let times = &mut p.soft_bounces;
+    if let Err(i) = times.binary_search(&at) {
+        times.insert(i, at);
+    }
+    let repeated = times
+        .windows(SOFT_BOUNCES)
+        .any(|w| w[SOFT_BOUNCES - 1] - w[0] <= SOFT_BOUNCE_WINDOW);
+    if let Some(&newest) = times.last() {
+        times.retain(|t| newest - *t <= SOFT_BOUNCE_WINDOW);
+    }
+    // A flood of bounces within the window: the newest few are enough.
+    if times.len() > 2 * SOFT_BOUNCES {
+        times.drain(..times.len() - 2 * SOFT_BOUNCES);
+    }
+    if repeated {
+        suppress(p, Suppression::SoftBounces);
+    }
+}
+
 /// What a newer event says replaces what was known.
 fn take_newer(p: &mut Profile, event: &Event) {
     let incoming = &event.customer;
+    // A bounce or complaint reports on an address; it does not give one.
+    let report = matches!(event.kind.as_str(), "email.bounced" | "email.complained");
+    if !report && !same_address(&p.customer.email, &incoming.email) {
+        // A new address starts without the old one's bounces; a complaint
+        // is the person's, and stays.
+        p.soft_bounces.clear();
+        if matches!(
+            p.suppressed_for,
+            Some(Suppression::HardBounce | Suppression::SoftBounces)
+        ) {
+            p.suppressed = false;
+            p.suppressed_for = None;
+        }
+    }
     let c = &mut p.customer;
-    c.email = incoming.email.clone();
+    if !report {
+        c.email = incoming.email.clone();
+    }
     if incoming.first_name.is_some() {
         c.first_name = incoming.first_name.clone();
     }
@@ -257,5 +411,193 @@ mod tests {
         let p = update(None, &e("1", "2026-11-20T10:00:00Z"));
         let q = update(Some(p.clone()), &e("2", "2026-11-21T10:00:00Z"));
         assert_eq!(p, q);
+    }
+
+    fn bounce(id: &str, kind: &str, at: &str, email: &str) -> Event {
+        let data = match kind {
+            "complaint" => String::new(),
+            k => format!(r#","data":{{"kind":"{k}"}}"#),
+        };
+        let ty = if kind == "complaint" {
+            "email.complained"
+        } else {
+            "email.bounced"
+        };
+        Event::parse(&format!(
+            r#"{{"id":"{id}","type":"{ty}","occurred_at":"{at}","customer":{{"id":"c","email":"{email}"}}{data}}}"#
+        ))
+        .unwrap()
+    }
+
+    fn anna() -> Profile {
+        update(
+            None,
+            &ev(
+                "p",
+                "customer.updated",
+                "2026-11-01T10:00:00Z",
+                r#"{"id":"c","email":"anna@example.com"}"#,
+            ),
+        )
+    }
+
+    fn apply(p: Profile, events: &[Event]) -> Profile {
+        events.iter().fold(p, |p, e| update(Some(p), e))
+    }
+
+    #[test]
+    fn a_hard_bounce_or_a_complaint_suppresses_at_once() {
+        for (kind, why) in [
+            ("hard", Suppression::HardBounce),
+            ("complaint", Suppression::Complaint),
+        ] {
+            let e = bounce("b", kind, "2026-11-02T10:00:00Z", "anna@example.com");
+            let p = update(Some(anna()), &e);
+            assert!(p.suppressed, "{kind}");
+            assert_eq!(p.suppressed_for, Some(why));
+            let (addr, reason) = suppression_of(&p, &e).unwrap();
+            assert_eq!(addr, "anna@example.com");
+            assert!(reason.starts_with(&why.to_string()), "{reason}");
+            assert!(reason.contains(" b)"), "{reason}");
+        }
+        // A bounce without data.kind is a hard one.
+        let e = Event::parse(
+            r#"{"id":"b","type":"email.bounced","occurred_at":"2026-11-02T10:00:00Z","customer":{"id":"c","email":"ANNA@example.com"}}"#,
+        )
+        .unwrap();
+        let p = update(Some(anna()), &e);
+        assert_eq!(p.suppressed_for, Some(Suppression::HardBounce));
+        // The report does not change the address's spelling.
+        assert_eq!(p.customer.email.as_str(), "anna@example.com");
+    }
+
+    #[test]
+    fn soft_bounces_suppress_on_the_third_within_seven_days() {
+        let s = |id: &str, at: &str| bounce(id, "soft", at, "anna@example.com");
+        let p = apply(
+            anna(),
+            &[
+                s("1", "2026-11-02T10:00:00Z"),
+                s("2", "2026-11-05T10:00:00Z"),
+            ],
+        );
+        assert!(!p.suppressed);
+        assert!(suppression_of(&p, &s("2", "2026-11-05T10:00:00Z")).is_none());
+        // The third, more than 7 days after the first: 2 in the window.
+        let p = update(Some(p), &s("3", "2026-11-09T10:00:01Z"));
+        assert!(!p.suppressed, "{:?}", p.soft_bounces);
+        assert_eq!(p.soft_bounces.len(), 2, "the first has left the window");
+        // The fourth, within 7 days of the second and third.
+        let e = s("4", "2026-11-10T10:00:00Z");
+        let p = update(Some(p), &e);
+        assert!(p.suppressed);
+        assert_eq!(p.suppressed_for, Some(Suppression::SoftBounces));
+        assert_eq!(
+            suppression_of(&p, &e).unwrap().1,
+            "3 soft bounces within 7 days (email.bounced 4)"
+        );
+    }
+
+    /// Out of order: a late soft bounce counts on its own time, and makes
+    /// the third of a window; one outside every window does not.
+    #[test]
+    fn late_soft_bounces_count_where_they_belong() {
+        let s = |id: &str, at: &str| bounce(id, "soft", at, "anna@example.com");
+        let later = update(
+            Some(anna()),
+            &ev(
+                "u",
+                "customer.updated",
+                "2026-12-01T10:00:00Z",
+                r#"{"id":"c","email":"anna@example.com"}"#,
+            ),
+        );
+        let p = apply(
+            later.clone(),
+            &[
+                s("1", "2026-11-02T10:00:00Z"),
+                s("3", "2026-11-06T10:00:00Z"),
+            ],
+        );
+        assert!(!p.suppressed);
+        let p = update(Some(p), &s("2", "2026-11-04T10:00:00Z"));
+        assert!(
+            p.suppressed,
+            "three within 7 days, whatever the arrival order"
+        );
+        // The same instant twice is one bounce.
+        let p = apply(
+            later,
+            &[
+                s("1", "2026-11-02T10:00:00Z"),
+                s("1b", "2026-11-02T10:00:00Z"),
+                s("3", "2026-11-06T10:00:00Z"),
+            ],
+        );
+        assert!(!p.suppressed, "{:?}", p.soft_bounces);
+    }
+
+    /// A report about an address the customer no longer has suppresses that
+    /// address (the list), not the customer's new one; a new address starts
+    /// clean of bounces, but not of a complaint.
+    #[test]
+    fn suppression_follows_the_address() {
+        let moved = ev(
+            "m",
+            "customer.updated",
+            "2026-11-03T10:00:00Z",
+            r#"{"id":"c","email":"new@example.com"}"#,
+        );
+        let p = update(Some(anna()), &moved);
+        let late = bounce("b", "hard", "2026-11-02T10:00:00Z", "anna@example.com");
+        let p = update(Some(p), &late);
+        assert!(!p.suppressed);
+        assert_eq!(p.customer.email.as_str(), "new@example.com");
+        assert_eq!(
+            suppression_of(&p, &late).map(|s| s.0).as_deref(),
+            Some("anna@example.com")
+        );
+        // Hard bounce on the old address first, then a new address.
+        let p = apply(
+            anna(),
+            &[bounce(
+                "b",
+                "hard",
+                "2026-11-02T10:00:00Z",
+                "anna@example.com",
+            )],
+        );
+        assert!(p.suppressed);
+        let p = update(Some(p), &moved);
+        assert!(!p.suppressed, "a new address is not the bounced one");
+        assert!(suppression_of(&p, &moved).is_none());
+        // A complaint stays with the customer.
+        let p = apply(
+            anna(),
+            &[bounce(
+                "c",
+                "complaint",
+                "2026-11-02T10:00:00Z",
+                "anna@example.com",
+            )],
+        );
+        let p = update(Some(p), &moved);
+        assert!(p.suppressed);
+        assert_eq!(
+            suppression_of(&p, &moved),
+            Some(("new@example.com".into(), "complaint".into()))
+        );
+    }
+
+    #[test]
+    fn a_bounce_kind_is_hard_or_soft() {
+        let err = Event::parse(
+            r#"{"id":"b","type":"email.bounced","occurred_at":"2026-11-02T10:00:00Z","customer":{"id":"c","email":"a@example.com"},"data":{"kind":"permanent"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.message,
+            r#"data.kind: "permanent" is not a bounce kind: "hard" or "soft""#
+        );
     }
 }

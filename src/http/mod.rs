@@ -1,8 +1,9 @@
-//! The HTTP side: one router for the events webhook, liveness and
-//! readiness, unsubscribe and open/click tracking, served by
-//! [`server::serve`] under its limits. Metrics, admin and the dashboard come
-//! with later issues.
+//! The HTTP side: one router for the events webhook, the relays' bounce
+//! webhooks and DSNs ([`bounces`]), liveness and readiness, unsubscribe and
+//! open/click tracking, served by [`server::serve`] under its limits.
+//! Metrics, admin and the dashboard come with later issues.
 
+pub mod bounces;
 pub mod server;
 pub mod tracking;
 pub mod unsubscribe;
@@ -17,6 +18,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::json;
 
+use crate::bounce::providers::Providers;
 use crate::ingest::http::Webhook;
 use crate::store::Store;
 
@@ -34,6 +36,7 @@ pub fn router<S: Store>(
     webhook: Webhook<S>,
     readiness: Readiness<S>,
     links: Arc<crate::send::links::Links>,
+    providers: Arc<Providers>,
 ) -> Router {
     let alive = get(|| async { "ok" });
     let ready = Router::new()
@@ -46,7 +49,12 @@ pub fn router<S: Store>(
         kick: webhook.kick.clone(),
         links,
     });
+    let bounces = bounces::routes(bounces::Bounces {
+        webhook: webhook.clone(),
+        providers,
+    });
     crate::ingest::http::routes(webhook)
+        .merge(bounces)
         .route("/healthz", alive.clone())
         .route("/health", alive)
         .merge(ready)

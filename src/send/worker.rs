@@ -91,8 +91,8 @@ pub async fn plan_reporting<S: Store>(
             } else {
                 let history = tx.sent_history(&row.customer_id, row.id).await?;
                 let suppressed = match &profile {
-                    Some(p) => tx.is_suppressed(p.customer.email.as_str()).await?,
-                    None => false,
+                    Some(p) => tx.suppression(p.customer.email.as_str()).await?,
+                    None => None,
                 };
                 let ctx = SendContext {
                     row,

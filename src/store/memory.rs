@@ -8,7 +8,7 @@
 //! of finished enrollments, the context of finished emails, the delivery
 //! log), so that a long simulation stays small.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -506,8 +506,8 @@ impl Tx for MemTx {
             .collect())
     }
 
-    async fn is_suppressed(&mut self, email: &str) -> Result<bool> {
-        Ok(self.mem.suppressions.contains_key(email))
+    async fn suppression(&mut self, email: &str) -> Result<Option<String>> {
+        Ok(self.mem.suppressions.get(email).cloned())
     }
 
     async fn transition(
@@ -805,6 +805,28 @@ impl Store for MemStore {
             .collect();
         out.sort_by_key(|a| a.at);
         Ok(out)
+    }
+
+    async fn customers_with_address(&self, address: &str) -> Result<Vec<(String, String)>> {
+        let mem = self.inner.lock().await;
+        let found: BTreeMap<&String, String> = mem
+            .customers
+            .iter()
+            .filter_map(|(id, c)| Some((id, c.profile.as_ref()?.customer.email.to_string())))
+            .filter(|(_, email)| email.eq_ignore_ascii_case(address))
+            .collect();
+        Ok(found
+            .into_iter()
+            .map(|(id, email)| (id.clone(), email))
+            .collect())
+    }
+
+    async fn suppress_address(&self, email: &str, reason: &str, _now: DateTime<Utc>) -> Result<()> {
+        let mut mem = self.inner.lock().await;
+        mem.suppressions
+            .entry(email.to_string())
+            .or_insert_with(|| reason.to_string());
+        Ok(())
     }
 
     async fn outbox(&self) -> Result<Vec<OutboxView>> {

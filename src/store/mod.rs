@@ -525,7 +525,14 @@ pub trait Tx: Send {
         except: i64,
     ) -> impl Future<Output = Result<Vec<Sent>>> + Send;
 
-    fn is_suppressed(&mut self, email: &str) -> impl Future<Output = Result<bool>> + Send;
+    /// Why `email` is on the suppression list (the reason kept with it), or
+    /// `None` when it is not.
+    fn suppression(&mut self, email: &str) -> impl Future<Output = Result<Option<String>>> + Send;
+
+    fn is_suppressed(&mut self, email: &str) -> impl Future<Output = Result<bool>> + Send {
+        let found = self.suppression(email);
+        async move { Ok(found.await?.is_some()) }
+    }
 
     /// Applies `to` to `row` if the row still carries `row.attempts`;
     /// returns whether it did.
@@ -619,6 +626,22 @@ pub trait Store: Clone + Send + Sync + 'static {
 
     /// A customer's opens and clicks, oldest first.
     fn activity(&self, customer_id: &str) -> impl Future<Output = Result<Vec<Activity>>> + Send;
+    /// The customers whose address is `address` (without regard to ASCII
+    /// case), as `(id, address as the customer has it)`, by id: whom a
+    /// bounce or complaint about the address concerns.
+    fn customers_with_address(
+        &self,
+        address: &str,
+    ) -> impl Future<Output = Result<Vec<(String, String)>>> + Send;
+
+    /// Puts `email` on the suppression list with `reason`, unless it is
+    /// there: for a bounce about an address no customer has.
+    fn suppress_address(
+        &self,
+        email: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<()>> + Send;
 
     // Reading, for operators and tests.
     fn outbox(&self) -> impl Future<Output = Result<Vec<OutboxView>>> + Send;

@@ -564,13 +564,13 @@ where
             .collect()
     }
 
-    async fn is_suppressed(&mut self, email: &str) -> Result<bool> {
+    async fn suppression(&mut self, email: &str) -> Result<Option<String>> {
         let found: Option<(String,)> =
-            sqlx::query_as("SELECT email FROM suppressions WHERE email = $1")
+            sqlx::query_as("SELECT reason FROM suppressions WHERE email = $1")
                 .bind(email)
                 .fetch_optional(&mut *self.tx)
                 .await?;
-        Ok(found.is_some())
+        Ok(found.map(|r| r.0))
     }
 
     async fn transition(
@@ -912,6 +912,29 @@ where
                 })
             })
             .collect()
+    }
+
+    async fn customers_with_address(&self, address: &str) -> Result<Vec<(String, String)>> {
+        // `lower(email)` is indexed (migration 0008).
+        Ok(sqlx::query_as(
+            "SELECT id, email FROM customers WHERE lower(email) = lower($1) ORDER BY id",
+        )
+        .bind(address)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn suppress_address(&self, email: &str, reason: &str, now: DateTime<Utc>) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO suppressions (email, reason, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (email) DO NOTHING",
+        )
+        .bind(email)
+        .bind(reason)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     async fn outbox(&self) -> Result<Vec<OutboxView>> {

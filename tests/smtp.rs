@@ -62,7 +62,28 @@ fn sender() -> String {
 
 async fn mail_is_multipart_utf8_and_traceable<S: Store>(store: S) {
     let server = SmtpServer::start();
-    let app = service(&store, &server.url(), &[]).await;
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("dkim.pem");
+    let key_arg = key.to_str().unwrap().to_string();
+    support::dkim::openssl(&[
+        "genpkey",
+        "-algorithm",
+        "rsa",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        &key_arg,
+    ]);
+    let domain = sender().rsplit_once('@').unwrap().1.to_string();
+    let dkim = [
+        "--dkim-selector",
+        "s1",
+        "--dkim-domain",
+        &domain,
+        "--dkim-key-file",
+        &key_arg,
+    ];
+    let app = service(&store, &server.url(), &dkim).await;
     let people = [
         (
             "somchai",
@@ -143,6 +164,28 @@ async fn mail_is_multipart_utf8_and_traceable<S: Store>(store: S) {
         assert!(text.contains(first), "{id}'s text part: {text}");
         assert!(html.contains(first), "{id}'s HTML part");
         assert!(m.text_part(0).unwrap().is_text() && m.html_part(0).is_some());
+    }
+    // Each arrived with a DKIM signature an independent verifier accepts.
+    let signer = aftercare::send::dkim::DkimArgs {
+        dkim_selector: Some("s1".into()),
+        dkim_domain: Some(domain.clone()),
+        dkim_key_file: Some(key.clone()),
+    }
+    .load()
+    .unwrap()
+    .unwrap();
+    let record = signer.record();
+    let files: Vec<std::path::PathBuf> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let f = keys.path().join(format!("{i}.eml"));
+            std::fs::write(&f, m).unwrap();
+            f
+        })
+        .collect();
+    for (f, verdict) in support::dkim::verify(record, "rsa", &files) {
+        assert_eq!(verdict, "ok", "{}", f.display());
     }
     // The delivery log keeps the server's reply to each.
     for d in store.deliveries().await.unwrap() {

@@ -1,7 +1,7 @@
 //! One-click unsubscribe and open/click tracking, end to end: the real
 //! service on a loopback port over PostgreSQL and SQLite, events through the
-//! webhook, emails as the `.eml` transport writes them, links followed over
-//! HTTP as a mail client would.
+//! webhook, emails sent over SMTP to a real server (aiosmtpd) and read from
+//! its Maildir, links followed over HTTP as a mail client would.
 
 mod support;
 
@@ -42,7 +42,9 @@ struct App {
     base: String,
     stop: CancellationToken,
     done: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// Where the SMTP server keeps what it accepted (Maildir `new/`).
     outbox: PathBuf,
+    _smtp: support::smtp::SmtpServer,
     _dir: tempfile::TempDir,
 }
 
@@ -87,16 +89,17 @@ async fn spawn_roles<S: Store>(store: S, policies: &str, roles: &[Role]) -> App 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let base = format!("http://{addr}");
-    let outbox = dir.path().join("outbox");
+    let smtp = support::smtp::SmtpServer::start();
+    let outbox = smtp.dir.join("new");
     let args = aftercare::config::ServiceArgs {
         db: DatabaseArgs {
             database_url: "unused".into(),
         },
-        outbox_dir: outbox.clone(),
+        outbox_dir: dir.path().join("outbox"),
         http_addr: addr,
         public_url: base.clone(),
         roles: roles.to_vec(),
-        ..support::service_args(&[])
+        ..support::service_args(&["--smtp-url", &smtp.url()])
     };
     let stop = CancellationToken::new();
     let done = tokio::spawn(serve(
@@ -115,6 +118,7 @@ async fn spawn_roles<S: Store>(store: S, policies: &str, roles: &[Role]) -> App 
         stop,
         done,
         outbox,
+        _smtp: smtp,
         _dir: dir,
     }
 }
@@ -169,14 +173,11 @@ struct Mail {
     html: String,
 }
 
-/// The `.eml` files for `to`.
+/// The messages the SMTP server accepted for `to`.
 fn mails(outbox: &Path, to: &str) -> Vec<Mail> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(outbox).unwrap() {
         let path = entry.unwrap().path();
-        if path.extension().and_then(|e| e.to_str()) != Some("eml") {
-            continue;
-        }
         let bytes = std::fs::read(&path).unwrap();
         let msg = mail_parser::MessageParser::default()
             .parse(&bytes)

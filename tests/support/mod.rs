@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod dkim;
 pub mod smtp;
 
 use std::path::Path;

@@ -12,7 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EMAILS="${EMAILS:-20000}"
-CONCURRENCY="${CONCURRENCY:-16}"
+# smtp-source's parallel sessions: aftercare's default SMTP pool.
+SESSIONS="${SESSIONS:-16}"
 PG=postgres://postgres@127.0.0.1:5432
 PORT=2526
 work=$(mktemp -d)
@@ -35,9 +36,9 @@ size=$(find "$work/demo" -name '*.eml' -printf '%s\n' | awk '{ s += $1; n++ } EN
 now() { date +%s.%N; }
 rate() { awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { printf "%.0f emails/s (%d in %.2f s)", n / (b - a), n, b - a }'; }
 
-echo "== smtp-source -> smtp-sink: $EMAILS messages of $size bytes, $CONCURRENCY sessions"
+echo "== smtp-source -> smtp-sink: $EMAILS messages of $size bytes, $SESSIONS sessions"
 t0=$(now)
-/usr/sbin/smtp-source -s "$CONCURRENCY" -m "$EMAILS" -l "$size" -f shop@example.com -t customer@example.com 127.0.0.1:$PORT
+/usr/sbin/smtp-source -s "$SESSIONS" -m "$EMAILS" -l "$size" -f shop@example.com -t customer@example.com 127.0.0.1:$PORT
 t1=$(now)
 echo "  smtp-source: $(rate "$EMAILS" "$t0" "$t1")"
 
@@ -66,20 +67,31 @@ send_all() {
   "$bin" migrate --database-url "$db" >/dev/null
   "$bin" ingest "$work/events.jsonl" --database-url "$db" >/dev/null 2>&1
   local timefile=$work/time-$label
-  env AFTERCARE_DATABASE_URL="$db" AFTERCARE_SMTP_URL="smtp://127.0.0.1:$PORT" \
-    AFTERCARE_SEND_CONCURRENCY="$CONCURRENCY" AFTERCARE_SMTP_POOL="$CONCURRENCY" RUST_LOG=warn "$@" \
+  # aftercare's defaults: AFTERCARE_SEND_CONCURRENCY 32, AFTERCARE_SMTP_POOL 16
+  # (set either in the environment to try others).
+  env AFTERCARE_DATABASE_URL="$db" AFTERCARE_SMTP_URL="smtp://127.0.0.1:$PORT" RUST_LOG=warn "$@" \
     /usr/bin/time -v -o "$timefile" "$bin" run --roles send &
   local pid=$!
-  local t0 t1
+  local t0 t1 n ta="" tb=""
+  local lo=$((EMAILS / 10)) hi=$((EMAILS * 9 / 10))
   t0=$(now)
-  while [[ $(sent "$db") -lt $EMAILS ]]; do sleep 0.2; done
+  while true; do
+    n=$(sent "$db")
+    if [[ -z $ta && $n -ge $lo ]]; then ta=$(now); fi
+    if [[ -z $tb && $n -ge $hi ]]; then tb=$(now); fi
+    if [[ $n -ge $EMAILS ]]; then break; fi
+    sleep 0.1
+  done
   t1=$(now)
   pkill -TERM -P "$pid" 2>/dev/null || true
   wait "$pid" || true
-  echo "  aftercare ($label): $(rate "$EMAILS" "$t0" "$t1"), peak RSS $(awk '/Maximum resident/ { printf "%.0f MiB", $6 / 1024 }' "$timefile")"
+  echo "  aftercare ($label): $(rate "$EMAILS" "$t0" "$t1") from start to the last; steady (10% to 90% sent): $(rate $((hi - lo)) "$ta" "$tb"); peak RSS $(awk '/Maximum resident/ { printf "%.0f MiB", $6 / 1024 }' "$timefile")"
 }
 
 echo "== aftercare run --roles send -> smtp-sink: $EMAILS order confirmations, PostgreSQL"
 send_all plain
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/dkim.pem" 2>/dev/null
-send_all "DKIM rsa-2048" AFTERCARE_DKIM_SELECTOR=bench AFTERCARE_DKIM_DOMAIN=example.com AFTERCARE_DKIM_KEY_FILE="$work/dkim.pem"
+send_all "DKIM rsa-2048" AFTERCARE_DKIM_SELECTOR=bench AFTERCARE_DKIM_DOMAIN=shop.example AFTERCARE_DKIM_KEY_FILE="$work/dkim.pem"
+openssl genpkey -algorithm ed25519 -out "$work/dkim-ed25519.pem" 2>/dev/null
+send_all "DKIM ed25519" AFTERCARE_DKIM_SELECTOR=bench AFTERCARE_DKIM_DOMAIN=shop.example AFTERCARE_DKIM_KEY_FILE="$work/dkim-ed25519.pem"
+rm -rf "$work"

@@ -60,7 +60,7 @@ pub struct ServiceArgs {
     #[arg(long, env = "AFTERCARE_SMTP_POOL", default_value_t = 16)]
     pub smtp_pool: u32,
     /// Emails handed to the transport at once by this instance's sender.
-    #[arg(long, env = "AFTERCARE_SEND_CONCURRENCY", default_value_t = 16)]
+    #[arg(long, env = "AFTERCARE_SEND_CONCURRENCY", default_value_t = 32)]
     pub send_concurrency: usize,
     /// Where bounces go (the envelope sender, `+<message token>` added);
     /// unset: the sender's own address from `_policies.yaml`.

@@ -114,7 +114,12 @@ fn sendgrid_sign(timestamp: &str, body: &str) -> String {
 fn mailgun(name: &str, id: &str, when: DateTime<Utc>, severity: Option<&str>) -> String {
     let mut v: Value = serde_json::from_str(&fixture(name)).unwrap();
     let now = Utc::now().timestamp().to_string();
-    let token = v["signature"]["token"].as_str().unwrap().to_string();
+    // A token of its own, as Mailgun gives each request (a token seen
+    // before is refused as a replay).
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let token = format!("{}{n:08}", v["signature"]["token"].as_str().unwrap());
+    v["signature"]["token"] = token.clone().into();
     v["signature"]["timestamp"] = now.clone().into();
     v["signature"]["signature"] =
         aftercare::bounce::providers::mailgun::sign(MAILGUN_KEY, &now, &token).into();
@@ -752,7 +757,49 @@ macro_rules! both {
     };
 }
 
+/// A DSN names the message it returns: the customer that message went to is
+/// the one concerned, even when the address that failed is another (the
+/// customer's mailbox forwards to it), and that other address is not listed.
+async fn a_dsn_concerns_the_customer_its_message_went_to<S: Store>(store: S) {
+    let app = spawn(store.clone(), false, None).await;
+    shop(&app, "p-fwd", "order.placed", "fwd", at(5)).await;
+    let mut sent = None;
+    for _ in 0..300 {
+        sent = store
+            .outbox()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|o| o.customer_id == "fwd" && o.message_id.is_some());
+        if sent.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let message_id = sent.expect("the confirmation sent").message_id.unwrap();
+    let dsn = fixture("dsn-hard.eml")
+        .replace("anna@example.com", "fwd.target@elsewhere.example")
+        .replace(
+            "<0123456789abcdef0123456789abcdef@shop.example>",
+            &message_id,
+        );
+    let (status, answer) = post(&app, "/v1/bounces", &dsn, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(suppressed(&store, "fwd").await, "{answer}");
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(
+        tx.suppression("fwd.target@elsewhere.example")
+            .await
+            .unwrap(),
+        None,
+        "the forwarding target is nobody's address: {answer}"
+    );
+    tx.commit().await.unwrap();
+    app.shutdown().await;
+}
+
 both!(
+    a_dsn_concerns_the_customer_its_message_went_to,
     ses_bounce_suppresses,
     sendgrid_bounce_suppresses,
     postmark_bounce_suppresses,

@@ -239,11 +239,13 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// RFC 8058's one-click POST, in the form the RFC recommends
+/// (`multipart/form-data`; the urlencoded form is read too).
 async fn one_click(url: &str) -> reqwest::Response {
     client()
         .post(url)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("List-Unsubscribe=One-Click")
+        .header("content-type", "multipart/form-data; boundary=aftercare-b0undary")
+        .body("--aftercare-b0undary\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\nOne-Click\r\n--aftercare-b0undary--\r\n")
         .send()
         .await
         .unwrap()

@@ -40,6 +40,7 @@ fuzz_target!(|body: &[u8]| {
     let config = mailgun::Config {
         signing_key: "key".into(),
         max_age: chrono::TimeDelta::minutes(10),
+        seen: Default::default(),
     };
     if let Ok(p) = mailgun::parse(&config, body, now) {
         events(&p.notices);

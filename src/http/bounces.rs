@@ -251,9 +251,28 @@ async fn apply<S: Store>(
                 continue;
             }
         };
-        let customers = match w.store.customers_with_address(address.as_str()).await {
-            Ok(c) => c,
-            Err(e) => return unavailable(request, e),
+        // A report that names its message concerns the customer the message
+        // went to, whatever address bounced in the end (a forwarding
+        // address, say); otherwise whoever has the address.
+        let sent_to = match &n.message_id {
+            Some(id) => match w.store.recipient_of_message(id).await {
+                Ok(found) => found,
+                Err(e) => return unavailable(request, e),
+            },
+            None => None,
+        };
+        let customers = match sent_to {
+            Some((id, email)) => {
+                if !email.eq_ignore_ascii_case(address.as_str()) {
+                    tracing::info!(source, reported = %address, sent_to = %email, customer_id = %id,
+                        "a report about a message sent to another address: it concerns the address the message went to");
+                }
+                vec![(id, email)]
+            }
+            None => match w.store.customers_with_address(address.as_str()).await {
+                Ok(c) => c,
+                Err(e) => return unavailable(request, e),
+            },
         };
         if customers.is_empty() {
             if n.suppresses() {

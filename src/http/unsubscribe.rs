@@ -167,12 +167,20 @@ async fn unsubscribe<S: Store>(
 /// The scope a POST body asks for, and whether it is RFC 8058's one-click
 /// body: `List-Unsubscribe=One-Click` is "no more marketing"; the page
 /// sends `scope=promo` or `scope=marketing`. An empty body (a client that
-/// posts without the body RFC 8058 asks for) is a one-click too.
+/// posts without the body RFC 8058 asks for) is a one-click too. RFC 8058
+/// says the body SHOULD be `multipart/form-data` and MAY be urlencoded:
+/// both are read.
 fn scope_of(body: &[u8]) -> Option<(UnsubscribeScope, bool)> {
     let mut scope = None;
     let mut one_click = body.iter().all(u8::is_ascii_whitespace);
-    for (k, v) in url::form_urlencoded::parse(body) {
-        match (k.as_ref(), v.as_ref()) {
+    let fields: Vec<(String, String)> = match multipart_fields(body) {
+        Some(f) => f,
+        None => url::form_urlencoded::parse(body)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect(),
+    };
+    for (k, v) in &fields {
+        match (k.as_str(), v.as_str()) {
             ("List-Unsubscribe", "One-Click") => one_click = true,
             ("scope", s) => scope = Some(UnsubscribeScope::parse(s)?),
             _ => {}
@@ -183,6 +191,49 @@ fn scope_of(body: &[u8]) -> Option<(UnsubscribeScope, bool)> {
         (None, true) => Some((UnsubscribeScope::Marketing, true)),
         (None, false) => None,
     }
+}
+
+/// The fields of a `multipart/form-data` body (RFC 7578), if it is one: it
+/// starts with a boundary line `--…`; each part names its field in
+/// `Content-Disposition: form-data; name="…"` and holds the value after a
+/// blank line. `None` for any other body.
+fn multipart_fields(body: &[u8]) -> Option<Vec<(String, String)>> {
+    let text = std::str::from_utf8(body).ok()?;
+    let text = text.trim_start_matches(['\r', '\n']);
+    let first = text.lines().next()?;
+    let boundary = first
+        .trim_end()
+        .strip_prefix("--")
+        .filter(|b| !b.is_empty())?;
+    let delimiter = format!("--{boundary}");
+    let mut fields = Vec::new();
+    for part in text.split(delimiter.as_str()).skip(1) {
+        if part.starts_with("--") {
+            break;
+        }
+        let part = part
+            .strip_prefix("\r\n")
+            .or_else(|| part.strip_prefix('\n'))
+            .unwrap_or(part);
+        let (head, value) = part
+            .split_once("\r\n\r\n")
+            .or_else(|| part.split_once("\n\n"))?;
+        let name = head.lines().find_map(|l| {
+            let lower = l.to_ascii_lowercase();
+            if !lower.starts_with("content-disposition:") {
+                return None;
+            }
+            let at = lower.find("name=\"")? + 6;
+            let rest = &l[at..];
+            Some(rest[..rest.find('"')?].to_string())
+        })?;
+        let value = value
+            .strip_suffix("\r\n")
+            .or_else(|| value.strip_suffix('\n'))
+            .unwrap_or(value);
+        fields.push((name, value.to_string()));
+    }
+    Some(fields)
 }
 
 /// The `customer.unsubscribed` event for a click. Its id depends on the
@@ -401,6 +452,14 @@ mod tests {
         );
         assert_eq!(one("scope=everything"), None);
         assert_eq!(one("hello=world"), None);
+        // RFC 8058's recommended form: multipart/form-data.
+        let multipart = "--b0undary\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\nOne-Click\r\n--b0undary--\r\n";
+        assert_eq!(one(multipart), Some((UnsubscribeScope::Marketing, true)));
+        let scoped = "--x\nContent-Disposition: form-data; name=\"scope\"\n\npromo\n--x--\n";
+        assert_eq!(one(scoped), Some((UnsubscribeScope::Promo, false)));
+        let other =
+            "--x\r\nContent-Disposition: form-data; name=\"hello\"\r\n\r\nworld\r\n--x--\r\n";
+        assert_eq!(one(other), None);
     }
 
     #[test]

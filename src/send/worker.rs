@@ -267,17 +267,28 @@ pub struct Worker<S, T> {
 
 /// The sender's pause while its transport is unavailable: no rows are
 /// claimed until it ends, and then only once the transport answers a probe.
-/// Each failed probe doubles the pause, from 1 s up to a minute. Real time
-/// (tokio's clock), not the service clock: it is about a server, not about
-/// emails.
+/// Each failed probe doubles the pause, from 1 s up to a minute; so does a
+/// new pause that follows a successful probe before any email got through
+/// (a relay that answers probes but refuses every email, say for want of
+/// STARTTLS, is backed off from, not spun on). A delivered email resets it.
+/// Real time (tokio's clock), not the service clock: it is about a server,
+/// not about emails.
 #[derive(Debug, Default)]
-pub struct Pause(std::sync::Mutex<Option<(tokio::time::Instant, Duration)>>);
+pub struct Pause(std::sync::Mutex<PauseState>);
+
+#[derive(Debug, Default)]
+struct PauseState {
+    /// The pause under way: until when, and how long it is.
+    until: Option<(tokio::time::Instant, Duration)>,
+    /// The last pause's length, while no email has got through since.
+    last: Option<Duration>,
+}
 
 impl Pause {
     const FIRST: Duration = Duration::from_secs(1);
     const LONGEST: Duration = Duration::from_secs(60);
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(tokio::time::Instant, Duration)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PauseState> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -285,11 +296,12 @@ impl Pause {
     /// transport went away all find it so).
     fn start(&self) -> Duration {
         let mut p = self.lock();
-        match *p {
+        match p.until {
             Some((_, d)) => d,
             None => {
-                *p = Some((tokio::time::Instant::now() + Self::FIRST, Self::FIRST));
-                Self::FIRST
+                let length = p.last.map_or(Self::FIRST, |d| (d * 2).min(Self::LONGEST));
+                p.until = Some((tokio::time::Instant::now() + length, length));
+                length
             }
         }
     }
@@ -297,25 +309,38 @@ impl Pause {
     /// Lengthens the pause after a failed probe.
     fn extend(&self) -> Duration {
         let mut p = self.lock();
-        let length = match *p {
+        let length = match p.until {
             Some((_, d)) => (d * 2).min(Self::LONGEST),
             None => Self::FIRST,
         };
-        *p = Some((tokio::time::Instant::now() + length, length));
+        p.until = Some((tokio::time::Instant::now() + length, length));
         length
     }
 
     /// When the pause under way ends, if there is one.
     fn until(&self) -> Option<tokio::time::Instant> {
-        self.lock().map(|(at, _)| at)
+        self.lock().until.map(|(at, _)| at)
     }
 
     pub fn active(&self) -> bool {
         self.until().is_some()
     }
 
+    /// The transport answered a probe: sending resumes, and the next pause,
+    /// should one come before an email gets through, is longer.
     fn end(&self) {
-        *self.lock() = None;
+        let mut p = self.lock();
+        if let Some((_, d)) = p.until.take() {
+            p.last = Some(d);
+        }
+    }
+
+    /// An email got through: the transport works.
+    fn delivered(&self) {
+        let mut p = self.lock();
+        if p.last.is_some() {
+            p.last = None;
+        }
     }
 }
 
@@ -387,7 +412,10 @@ impl<S: Store, T: Transport> Worker<S, T> {
             }
             SendPlan::Stale => return Ok(Done::Planned(plan)),
         }
-        let outcome = match off_the_runtime(|| self.render(row, profile.as_ref(), now)) {
+        let renderer = self.renderer();
+        let (r, p) = (row.clone(), profile.clone());
+        let rendered = off_the_runtime(move || renderer.render(&r, p.as_ref(), now)).await;
+        let outcome = match rendered {
             Err(NotSent::Skip(reason)) => {
                 tracing::warn!(outbox_id = row.id, key = %row.idempotency_key, "{reason}");
                 skip(&self.store, row, self.clock.now(), &reason).await?;
@@ -407,6 +435,7 @@ impl<S: Store, T: Transport> Worker<S, T> {
         };
         match &outcome {
             SendOutcome::Sent { .. } => {
+                self.paused.delivered();
                 tracing::info!(outbox_id = row.id, key = %row.idempotency_key, sequence = %row.sequence, step = %row.step, "sent")
             }
             SendOutcome::Held { error, .. } => {
@@ -463,6 +492,57 @@ impl<S: Store, T: Transport> Worker<S, T> {
         Ok(())
     }
 
+    fn renderer(&self) -> Renderer {
+        Renderer {
+            catalog: self.catalog.clone(),
+            templates: self.templates.clone(),
+            links: self.links.clone(),
+            dkim: self.dkim.clone(),
+            bounces: self.bounces.clone(),
+            compose: self.compose,
+            max_email_bytes: self.max_email_bytes,
+        }
+    }
+
+    /// Runs until `stop`, sending rows as they fall due. While the transport
+    /// is unavailable, claims nothing: waits out the pause, then probes.
+    pub async fn run(self, kick: Arc<Notify>, stop: CancellationToken) {
+        let stopping = stop.clone();
+        let batch = || async {
+            if let Some(until) = self.paused.until() {
+                tokio::select! {
+                    _ = stopping.cancelled() => return Ok(0),
+                    _ = tokio::time::sleep_until(until) => {}
+                }
+                if !self.transport.probe().await {
+                    let pause = self.paused.extend();
+                    tracing::warn!("transport still unavailable, sending paused for {pause:?}");
+                    return Ok(0);
+                }
+                tracing::info!("transport available again, sending resumes");
+                self.paused.end();
+            }
+            Ok(self.tick().await?.len())
+        };
+        let next = || self.store.next_outbox();
+        crate::poll::run("sender", self.clock.clone(), IDLE, kick, stop, batch, next).await;
+    }
+}
+
+/// What rendering needs, owned, so that the work can go to a thread of the
+/// blocking pool: on a multi-threaded runtime, several messages render (and
+/// are DKIM-signed) at once, on every core.
+struct Renderer {
+    catalog: Arc<Catalog>,
+    templates: Arc<Templates>,
+    links: Arc<super::links::Links>,
+    dkim: Option<Arc<super::dkim::Signer>>,
+    bounces: Option<String>,
+    compose: Compose,
+    max_email_bytes: usize,
+}
+
+impl Renderer {
     /// Renders the row for the customer as the store knows them now.
     fn render(
         &self,
@@ -569,40 +649,21 @@ impl<S: Store, T: Transport> Worker<S, T> {
             false => Ok(()),
         }
     }
-
-    /// Runs until `stop`, sending rows as they fall due. While the transport
-    /// is unavailable, claims nothing: waits out the pause, then probes.
-    pub async fn run(self, kick: Arc<Notify>, stop: CancellationToken) {
-        let stopping = stop.clone();
-        let batch = || async {
-            if let Some(until) = self.paused.until() {
-                tokio::select! {
-                    _ = stopping.cancelled() => return Ok(0),
-                    _ = tokio::time::sleep_until(until) => {}
-                }
-                if !self.transport.probe().await {
-                    let pause = self.paused.extend();
-                    tracing::warn!("transport still unavailable, sending paused for {pause:?}");
-                    return Ok(0);
-                }
-                tracing::info!("transport available again, sending resumes");
-                self.paused.end();
-            }
-            Ok(self.tick().await?.len())
-        };
-        let next = || self.store.next_outbox();
-        crate::poll::run("sender", self.clock.clone(), IDLE, kick, stop, batch, next).await;
-    }
 }
 
-/// Runs CPU-heavy `work` (rendering a message) without holding up the other
-/// tasks of a multi-threaded runtime (health checks, HTTP, shutdown): the
-/// runtime hands this thread's other tasks to another thread meanwhile. On
-/// a single-threaded runtime (`simulate`, `demo` on their virtual clock)
-/// there is nobody to hand them to, and `work` simply runs.
-fn off_the_runtime<R>(work: impl FnOnce() -> R) -> R {
+/// Runs CPU-heavy `work` (rendering a message) off the runtime's threads on
+/// a multi-threaded runtime: on the blocking pool, so that the sender's rows
+/// in flight render side by side on every core and the other tasks (health
+/// checks, HTTP, shutdown) are not held up. On a single-threaded runtime
+/// (`simulate`, `demo` on their virtual clock) `work` simply runs.
+async fn off_the_runtime<R: Send + 'static>(work: impl FnOnce() -> R + Send + 'static) -> R {
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+            match tokio::task::spawn_blocking(work).await {
+                Ok(r) => r,
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            }
+        }
         _ => work(),
     }
 }

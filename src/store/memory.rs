@@ -507,7 +507,12 @@ impl Tx for MemTx {
     }
 
     async fn suppression(&mut self, email: &str) -> Result<Option<String>> {
-        Ok(self.mem.suppressions.get(email).cloned())
+        Ok(self
+            .mem
+            .suppressions
+            .get(&super::address_key(email))
+            .or_else(|| self.mem.suppressions.get(email))
+            .cloned())
     }
 
     async fn transition(
@@ -807,6 +812,19 @@ impl Store for MemStore {
         Ok(out)
     }
 
+    async fn recipient_of_message(&self, message_id: &str) -> Result<Option<(String, String)>> {
+        let mem = self.inner.lock().await;
+        Ok(mem
+            .outbox
+            .values()
+            .find(|r| r.message_id.as_deref() == Some(message_id))
+            .and_then(|r| {
+                let c = mem.customers.get(&r.row.customer_id)?;
+                let email = c.profile.as_ref()?.customer.email.to_string();
+                Some((r.row.customer_id.clone(), email))
+            }))
+    }
+
     async fn customers_with_address(&self, address: &str) -> Result<Vec<(String, String)>> {
         let mem = self.inner.lock().await;
         let found: BTreeMap<&String, String> = mem
@@ -824,7 +842,7 @@ impl Store for MemStore {
     async fn suppress_address(&self, email: &str, reason: &str, _now: DateTime<Utc>) -> Result<()> {
         let mut mem = self.inner.lock().await;
         mem.suppressions
-            .entry(email.to_string())
+            .entry(super::address_key(email))
             .or_insert_with(|| reason.to_string());
         Ok(())
     }

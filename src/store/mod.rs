@@ -413,6 +413,7 @@ pub struct Writes {
     pub emails: Vec<NewEmail>,
     /// Idempotency keys of `emails`: the first email with a key is kept.
     email_keys: HashSet<String>,
+    /// Addresses to suppress (by [`address_key`]) with the reason.
     pub suppress: BTreeMap<String, String>,
 }
 
@@ -430,7 +431,7 @@ impl Writes {
             self.emails.push(m);
         }
         if let Some((email, reason)) = changes.suppress {
-            self.suppress.entry(email).or_insert(reason);
+            self.suppress.entry(address_key(&email)).or_insert(reason);
         }
         changes.enrollments
     }
@@ -634,6 +635,14 @@ pub trait Store: Clone + Send + Sync + 'static {
         address: &str,
     ) -> impl Future<Output = Result<Vec<(String, String)>>> + Send;
 
+    /// The customer the email with this Message-ID (`<…@…>`) was sent to,
+    /// and the address it went to as the customer has it now: whom a
+    /// bounce report that names its message concerns.
+    fn recipient_of_message(
+        &self,
+        message_id: &str,
+    ) -> impl Future<Output = Result<Option<(String, String)>>> + Send;
+
     /// Puts `email` on the suppression list with `reason`, unless it is
     /// there: for a bounce about an address no customer has.
     fn suppress_address(
@@ -659,4 +668,12 @@ pub trait Store: Clone + Send + Sync + 'static {
 /// Reads a stored enum's name back, or says what was found.
 pub(crate) fn parse_stored<T>(what: &str, s: &str, parse: fn(&str) -> Option<T>) -> Result<T> {
     parse(s).ok_or_else(|| Error::Corrupt(format!("unknown {what} {s:?}")))
+}
+
+/// How the suppression list spells an address: ASCII-lowercased, so that a
+/// relay's `Anna@Example.com` and a shop's `anna@example.com` are one entry
+/// (mailbox providers treat them as one; RFC 5321 leaves the local part's
+/// case to the receiver, and none of them uses it).
+pub fn address_key(email: &str) -> String {
+    email.to_ascii_lowercase()
 }

@@ -565,11 +565,16 @@ where
     }
 
     async fn suppression(&mut self, email: &str) -> Result<Option<String>> {
-        let found: Option<(String,)> =
-            sqlx::query_as("SELECT reason FROM suppressions WHERE email = $1")
-                .bind(email)
-                .fetch_optional(&mut *self.tx)
-                .await?;
+        // Entries are written lowercased; one written as given before that
+        // is found too.
+        let key = super::address_key(email);
+        let found: Option<(String,)> = sqlx::query_as(
+            "SELECT reason FROM suppressions WHERE email = $1 OR email = $2 LIMIT 1",
+        )
+        .bind(key.as_str())
+        .bind(email)
+        .fetch_optional(&mut *self.tx)
+        .await?;
         Ok(found.map(|r| r.0))
     }
 
@@ -914,6 +919,17 @@ where
             .collect()
     }
 
+    async fn recipient_of_message(&self, message_id: &str) -> Result<Option<(String, String)>> {
+        // `message_id` is indexed (migration 0009).
+        Ok(sqlx::query_as(
+            "SELECT c.id, c.email FROM outbox o JOIN customers c ON c.id = o.customer_id \
+             WHERE o.message_id = $1 LIMIT 1",
+        )
+        .bind(message_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     async fn customers_with_address(&self, address: &str) -> Result<Vec<(String, String)>> {
         // `lower(email)` is indexed (migration 0008).
         Ok(sqlx::query_as(
@@ -929,7 +945,7 @@ where
             "INSERT INTO suppressions (email, reason, created_at) VALUES ($1, $2, $3) \
              ON CONFLICT (email) DO NOTHING",
         )
-        .bind(email)
+        .bind(super::address_key(email).as_str())
         .bind(reason)
         .bind(now)
         .execute(&self.pool)

@@ -2,8 +2,8 @@
 //! "signature"}, "event-data": {…}}`. The signature is the hex HMAC-SHA256
 //! of timestamp + token with the webhook signing key
 //! (`AFTERCARE_MAILGUN_SIGNING_KEY`); a timestamp further than
-//! `AFTERCARE_MAILGUN_MAX_AGE` from now is refused, so a captured request
-//! cannot be played again later.
+//! `AFTERCARE_MAILGUN_MAX_AGE` from now is refused, and so is a token seen
+//! within that time, so a captured signature cannot be played again.
 //!
 //! `failed` with `severity` `permanent` is a hard bounce, `temporary` soft;
 //! `complained` is a complaint.
@@ -20,6 +20,12 @@ use crate::event::BounceKind;
 pub struct Config {
     pub signing_key: String,
     pub max_age: TimeDelta,
+    /// The tokens of the signatures taken in the last `max_age`, with their
+    /// timestamps: Mailgun signs only timestamp + token, not the event, so
+    /// a signature seen once is refused again (Mailgun's advice). Kept per
+    /// instance: behind a load balancer a replay to another instance within
+    /// `max_age` is not caught.
+    pub seen: std::sync::Mutex<std::collections::HashMap<String, DateTime<Utc>>>,
 }
 
 /// Checks a Mailgun webhook at `now` and reads its event.
@@ -64,6 +70,16 @@ pub fn parse(config: &Config, body: &[u8], now: DateTime<Utc>) -> Result<Parsed,
             at.to_rfc3339(),
             config.max_age.num_seconds()
         )));
+    }
+    {
+        let mut seen = config.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.retain(|_, t| (now - *t).abs() <= config.max_age);
+        if seen.contains_key(token) {
+            return Err(Refused::Unauthorized(
+                "this Mailgun signature (its token) was already used: a replay".into(),
+            ));
+        }
+        seen.insert(token.to_string(), at);
     }
     let data = v
         .get("event-data")
@@ -196,6 +212,7 @@ mod tests {
         Config {
             signing_key: KEY.into(),
             max_age: TimeDelta::minutes(10),
+            seen: Default::default(),
         }
     }
 
@@ -234,6 +251,33 @@ mod tests {
         let soft = signed_at("mailgun-failed.json", t).replace("\"permanent\"", "\"temporary\"");
         let p = parse(&config(), soft.as_bytes(), now()).unwrap();
         assert_eq!(p.notices[0].report, Report::Bounce(BounceKind::Soft));
+    }
+
+    #[test]
+    fn a_signature_is_taken_once() {
+        let c = config();
+        let body = signed_at("mailgun-failed.json", now().timestamp() - 5);
+        assert!(parse(&c, body.as_bytes(), now()).is_ok());
+        let e = parse(&c, body.as_bytes(), now()).unwrap_err();
+        assert!(e.to_string().contains("already used"), "{e}");
+        // Once it is older than the allowed age, it is forgotten (and
+        // refused for its age instead).
+        let later = now() + TimeDelta::minutes(11);
+        let e = parse(&c, body.as_bytes(), later).unwrap_err();
+        assert!(e.to_string().contains("AFTERCARE_MAILGUN_MAX_AGE"), "{e}");
+        // The next signature taken forgets the old token: the cache stays
+        // as small as the allowed age makes it.
+        let fresh = signed_at("mailgun-failed.json", later.timestamp())
+            .replace("\"token\":\"", "\"token\":\"x");
+        let fresh = {
+            let mut v: Value = serde_json::from_str(&fresh).unwrap();
+            let token = v["signature"]["token"].as_str().unwrap().to_string();
+            let ts = later.timestamp().to_string();
+            v["signature"]["signature"] = sign(KEY, &ts, &token).into();
+            v.to_string()
+        };
+        assert!(parse(&c, fresh.as_bytes(), later).is_ok());
+        assert_eq!(c.seen.lock().unwrap().len(), 1);
     }
 
     #[test]

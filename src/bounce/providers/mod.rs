@@ -126,6 +126,7 @@ impl Providers {
                 Some(mailgun::Config {
                     signing_key: key.clone(),
                     max_age,
+                    seen: Default::default(),
                 })
             }
         };

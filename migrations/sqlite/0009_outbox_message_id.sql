@@ -1,0 +1,6 @@
+-- A bounce report that names the Message-ID of the email it is about (a DSN's
+-- returned headers, a relay's copy of them) is matched to the email, and so
+-- to the customer it was sent to, even when the address that bounced is
+-- another (a forwarding address).
+CREATE INDEX IF NOT EXISTS outbox_message_id ON outbox (message_id)
+    WHERE message_id IS NOT NULL;

@@ -284,24 +284,24 @@ async fn a_server_down_for_a_while_loses_nothing<S: Store>(store: S) {
         l.iter().any(|d| d.outcome == Outcome::Deferred)
     })
     .await;
+    // The rows in flight when the server was found away are held (all 20:
+    // 32 are worked on at once by default); then the sender claims nothing
+    // and logs nothing more until the server answers a probe.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let first = store.deliveries().await.unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let held = store.deliveries().await.unwrap();
-    // Backing off, not spinning: the rows in flight when the server was
-    // found away are held (16 at once by default), then nothing is claimed
-    // until the server answers a probe.
-    assert!(
-        held.len() <= 16,
-        "{} log rows while the server was down",
-        held.len()
+    assert!(held.len() <= 20, "{held:#?}");
+    assert_eq!(
+        held.len(),
+        first.len(),
+        "backing off, not spinning: nothing more is tried while the server is down"
     );
     assert!(
         held.iter().all(|d| d.outcome == Outcome::Deferred),
         "{held:#?}"
     );
-    assert!(
-        held[0].detail.contains("unavailable") || held[0].detail.contains("127.0.0.1"),
-        "{held:?}"
-    );
+    assert!(held[0].detail.contains("127.0.0.1"), "{held:?}");
     let server = SmtpServer::start_at(port, dir.path());
     until_log(&store, "all twenty sent", |l| sent_count(l) == 20).await;
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -733,30 +733,6 @@ async fn unconfigured_and_malformed<S: Store>(store: S) {
     app.shutdown().await;
 }
 
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let (store, _dir) = crate::support::sqlite().await;
-                    super::$name(store).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let db = crate::support::PgDb::new().await;
-                    super::$name(db.store.clone()).await;
-                    db.drop().await;
-                }
-            )*
-        }
-    };
-}
-
 /// A DSN names the message it returns: the customer that message went to is
 /// the one concerned, even when the address that failed is another (the
 /// customer's mailbox forwards to it), and that other address is not listed.
@@ -798,7 +774,7 @@ async fn a_dsn_concerns_the_customer_its_message_went_to<S: Store>(store: S) {
     app.shutdown().await;
 }
 
-both!(
+support::on_both_stores!(
     a_dsn_concerns_the_customer_its_message_went_to,
     ses_bounce_suppresses,
     sendgrid_bounce_suppresses,

@@ -796,31 +796,7 @@ async fn a_customers_emails_go_out_in_order<S: Store>(store: S) {
     app.shutdown().await;
 }
 
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let (store, _dir) = crate::support::sqlite().await;
-                    super::$name(store).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let db = crate::support::PgDb::new().await;
-                    super::$name(db.store.clone()).await;
-                    db.drop().await;
-                }
-            )*
-        }
-    };
-}
-
-both!(
+support::on_both_stores!(
     webhook_takes_events_and_mail_goes_out,
     invalid_items_get_reasons_and_are_dead_lettered,
     signatures_are_required_when_a_secret_is_set,

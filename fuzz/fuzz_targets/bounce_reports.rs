@@ -18,6 +18,14 @@ fn events(notices: &[Notice]) {
 }
 
 fuzz_target!(|body: &[u8]| {
+    // `dsn::parse` catches mail-parser's panics on broken MIME (and says the
+    // body is malformed); libfuzzer-sys's panic hook would abort on them all
+    // the same, so the default hook is put back: a panic nothing catches
+    // still reaches fuzz_target!'s own catch and aborts as a crash.
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let _ = std::panic::take_hook();
+    });
     let now = chrono::DateTime::from_timestamp(1_795_684_503, 0).expect("a time");
     if let Ok(d) = dsn::parse(body, now) {
         events(&d.notices);

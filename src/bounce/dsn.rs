@@ -33,6 +33,18 @@ pub struct Dsn {
 
 /// Reads a DSN; `now` is the time of a bounce whose DSN gives none.
 pub fn parse(raw: &[u8], now: DateTime<Utc>) -> Result<Dsn, Malformed> {
+    // mail-parser 0.11 panics on some malformed multipart nesting ("Invalid
+    // part ID, could not find multipart"; fuzz/regressions/bounce_reports):
+    // a body it cannot read is malformed, not a reason to drop the request.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read(raw, now))).unwrap_or_else(|_| {
+        Err(Malformed(
+            "the body is not a mail message this service can read (its MIME structure is broken)"
+                .into(),
+        ))
+    })
+}
+
+fn read(raw: &[u8], now: DateTime<Utc>) -> Result<Dsn, Malformed> {
     let msg = MessageParser::default()
         .parse(raw)
         .filter(|m| !m.headers().is_empty())
@@ -278,6 +290,16 @@ pub fn token_of(local: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_body_the_mime_parser_chokes_on_is_malformed() {
+        // Found by the fuzzer: mail-parser panics on it.
+        let raw = include_bytes!(
+            "../../fuzz/regressions/bounce_reports/mail-parser-panic-broken-multipart"
+        );
+        let e = parse(raw, Utc::now()).unwrap_err();
+        assert!(e.0.contains("MIME structure is broken"), "{}", e.0);
+    }
 
     fn fixture(name: &str) -> Vec<u8> {
         let path = format!(

@@ -140,16 +140,15 @@ async fn provider<S: Store>(
             apply(&app, &request, &name, parsed, None).await
         }
         Err(Refused::Malformed(m)) => {
-            let letter = crate::ingest::dead(
-                "http",
+            malformed(
+                &app,
+                &request,
                 format!("{name} webhook: {m}"),
+                m,
                 &body,
-                Some(request.origin(0)),
-            );
-            if let Err(e) = app.webhook.store.keep_dead_letters(&[letter], now).await {
-                return unavailable(&request, e);
-            }
-            error(&request, StatusCode::BAD_REQUEST, m)
+                now,
+            )
+            .await
         }
         Err(refused) => {
             let status = match refused {
@@ -203,18 +202,34 @@ async fn dsn_report<S: Store>(
             apply(&app, &request, "dsn", parsed, Some(extra)).await
         }
         Err(Malformed(m)) => {
-            let letter = crate::ingest::dead(
-                "http",
+            malformed(
+                &app,
+                &request,
                 format!("POST /v1/bounces: {m}"),
+                m,
                 &body,
-                Some(request.origin(0)),
-            );
-            if let Err(e) = app.webhook.store.keep_dead_letters(&[letter], now).await {
-                return unavailable(&request, e);
-            }
-            error(&request, StatusCode::BAD_REQUEST, m)
+                now,
+            )
+            .await
         }
     }
+}
+
+/// A body that could not be read: kept as a dead letter (with `reason`),
+/// answered 400 with `m`.
+async fn malformed<S: Store>(
+    app: &Bounces<S>,
+    request: &RequestId,
+    reason: String,
+    m: String,
+    body: &[u8],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Response {
+    let letter = crate::ingest::dead("http", reason, body, Some(request.origin(0)));
+    if let Err(e) = app.webhook.store.keep_dead_letters(&[letter], now).await {
+        return unavailable(request, e);
+    }
+    error(request, StatusCode::BAD_REQUEST, m)
 }
 
 /// Applies what a webhook or DSN reported; the answer says what became of it.

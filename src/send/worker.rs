@@ -337,10 +337,7 @@ impl Pause {
 
     /// An email got through: the transport works.
     fn delivered(&self) {
-        let mut p = self.lock();
-        if p.last.is_some() {
-            p.last = None;
-        }
+        self.lock().last = None;
     }
 }
 

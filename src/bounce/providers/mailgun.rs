@@ -188,16 +188,9 @@ fn event(d: &Value) -> Result<Option<Notice>, Malformed> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bounce::providers::fixture;
 
     const KEY: &str = "key-3ax6xnjp29jd6fds4gc373sgvjxteol0";
-
-    fn fixture(name: &str) -> String {
-        let path = format!(
-            "{}/tests/fixtures/providers/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
 
     /// The fixture signed at `at`.
     fn signed_at(name: &str, at: i64) -> String {

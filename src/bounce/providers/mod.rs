@@ -216,3 +216,13 @@ pub(crate) fn same_secret(a: &[u8], b: &[u8]) -> bool {
         .fold(0u8, |acc, (p, q)| acc | (p ^ q))
         == 0
 }
+
+/// A sample payload of `tests/fixtures/providers/`, for the parsers' tests.
+#[cfg(test)]
+pub(crate) fn fixture(name: &str) -> String {
+    let path = format!(
+        "{}/tests/fixtures/providers/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}

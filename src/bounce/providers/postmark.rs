@@ -125,14 +125,7 @@ fn strip_dot(m: Malformed) -> Malformed {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fixture(name: &str) -> String {
-        let path = format!(
-            "{}/tests/fixtures/providers/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
+    use crate::bounce::providers::fixture;
 
     #[test]
     fn bounces_and_complaints_are_read() {

@@ -163,14 +163,7 @@ fn event(e: &Value, path: &str) -> Result<Option<Notice>, Malformed> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fixture(name: &str) -> String {
-        let path = format!(
-            "{}/tests/fixtures/providers/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
+    use crate::bounce::providers::fixture;
 
     fn headers() -> (String, String) {
         let h: Value = serde_json::from_str(&fixture("sendgrid-events.headers.json")).unwrap();

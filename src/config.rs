@@ -85,6 +85,10 @@ pub struct ServiceArgs {
     /// one-click link; unset: the header carries the link only.
     #[arg(long, env = "AFTERCARE_UNSUBSCRIBE_MAILTO")]
     pub unsubscribe_mailto: Option<String>,
+    /// Bearer token of the admin API (`/v1/admin/…`) and the dashboard
+    /// (`/admin`), 16 characters at least; unset: both are off.
+    #[arg(long, env = "AFTERCARE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// Retry schedule after transient send failures: comma list of durations.
     #[arg(long, env = "AFTERCARE_SMTP_RETRY")]
     pub smtp_retry: Option<String>,
@@ -252,6 +256,22 @@ impl ServiceArgs {
             }
         }
         Ok((self.send_concurrency, self.bounce_address.clone()))
+    }
+
+    /// The admin token, checked; `None` when the admin API and the
+    /// dashboard are off.
+    pub fn admin_token(&self) -> anyhow::Result<Option<String>> {
+        match &self.admin_token {
+            None => Ok(None),
+            Some(t) if t.trim().is_empty() => Ok(None),
+            Some(t) if t.chars().count() < 16 || t.chars().any(char::is_whitespace) => {
+                anyhow::bail!(
+                    "AFTERCARE_ADMIN_TOKEN: write 16 characters at least, without spaces \
+                     (for example the output of `openssl rand -hex 24`)"
+                )
+            }
+            Some(t) => Ok(Some(t.clone())),
+        }
     }
 
     /// The retry schedule in seconds, checked.

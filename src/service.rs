@@ -172,6 +172,15 @@ pub async fn serve<S: Store>(
     }
     let providers = Arc::new(crate::bounce::providers::Providers::load(&args.providers)?);
     let http_limits = args.http_limits()?;
+    let admin_token = args.admin_token()?;
+    if roles.contains(&Role::Http) {
+        match &admin_token {
+            None => tracing::info!(
+                "AFTERCARE_ADMIN_TOKEN unset: the admin API (/v1/admin) and the dashboard (/admin) are off"
+            ),
+            Some(_) => tracing::info!("admin API at /v1/admin and dashboard at /admin"),
+        }
+    }
     let instance = Instance::new(clock.now(), args.heartbeat_timeout()?);
     instance
         .beat(&store, clock.now())
@@ -274,6 +283,7 @@ pub async fn serve<S: Store>(
             },
             links.clone(),
             providers,
+            admin_token.as_deref().map(crate::http::admin::Token::new),
         );
         let stop_http = stop.clone();
         tasks.spawn(async move {

@@ -1,8 +1,9 @@
 //! The HTTP side: one router for the events webhook, the relays' bounce
 //! webhooks and DSNs ([`bounces`]), liveness and readiness, unsubscribe and
 //! open/click tracking, served by [`server::serve`] under its limits.
-//! Metrics, admin and the dashboard come with later issues.
+//! the admin API ([`admin`]).
 
+pub mod admin;
 pub mod bounces;
 pub mod server;
 pub mod tracking;
@@ -37,6 +38,7 @@ pub fn router<S: Store>(
     readiness: Readiness<S>,
     links: Arc<crate::send::links::Links>,
     providers: Arc<Providers>,
+    admin_token: Option<admin::Token>,
 ) -> Router {
     let alive = get(|| async { "ok" });
     let ready = Router::new()
@@ -53,6 +55,12 @@ pub fn router<S: Store>(
         webhook: webhook.clone(),
         providers,
     });
+    let admin = admin::routes(
+        admin::Admin {
+            app: webhook.clone(),
+        },
+        admin_token,
+    );
     crate::ingest::http::routes(webhook)
         .merge(bounces)
         .route("/healthz", alive.clone())
@@ -60,6 +68,7 @@ pub fn router<S: Store>(
         .merge(ready)
         .merge(unsubscribe::routes(mailing.clone()))
         .merge(tracking::routes(mailing))
+        .merge(admin)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
 }
 

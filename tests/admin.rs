@@ -29,10 +29,23 @@ async fn every_admin_path_wants_the_token<S: Store>(store: S) {
     for path in ["", "/", "/deliveries", "/no/such/path"] {
         let url = admin_url(&app, path);
         let r = http.get(&url).send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "GET {url} without a token");
+        assert_eq!(
+            r.status(),
+            StatusCode::UNAUTHORIZED,
+            "GET {url} without a token"
+        );
         assert!(r.headers().contains_key("www-authenticate"));
-        let r = http.delete(&url).bearer_auth("wrong-token-wrong-token").send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "DELETE {url}, wrong token");
+        let r = http
+            .delete(&url)
+            .bearer_auth("wrong-token-wrong-token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::UNAUTHORIZED,
+            "DELETE {url}, wrong token"
+        );
         // The token, but not as a bearer token.
         let r = http
             .get(&url)
@@ -40,7 +53,11 @@ async fn every_admin_path_wants_the_token<S: Store>(store: S) {
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "GET {url}, not Bearer");
+        assert_eq!(
+            r.status(),
+            StatusCode::UNAUTHORIZED,
+            "GET {url}, not Bearer"
+        );
     }
     let r = http
         .get(admin_url(&app, "/no/such/path"))
@@ -63,7 +80,10 @@ async fn without_a_token_the_admin_api_is_off<S: Store>(store: S) {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let body: serde_json::Value = r.json().await.unwrap();
     assert!(
-        body["error"].as_str().unwrap().contains("AFTERCARE_ADMIN_TOKEN"),
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("AFTERCARE_ADMIN_TOKEN"),
         "{body}"
     );
     app.shutdown().await;
@@ -78,7 +98,10 @@ support::on_both_stores!(
 fn a_short_admin_token_is_refused_at_start() {
     let args = support::service_args(&["--admin-token", "short"]);
     let err = args.admin_token().unwrap_err().to_string();
-    assert!(err.contains("AFTERCARE_ADMIN_TOKEN") && err.contains("16"), "{err}");
+    assert!(
+        err.contains("AFTERCARE_ADMIN_TOKEN") && err.contains("16"),
+        "{err}"
+    );
     let args = support::service_args(&["--admin-token", TOKEN]);
     assert_eq!(args.admin_token().unwrap().as_deref(), Some(TOKEN));
 }

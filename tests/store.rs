@@ -12,7 +12,9 @@ use aftercare::instance::Instance;
 use aftercare::schedule;
 use aftercare::send::worker;
 use aftercare::sequence::model::Category;
-use aftercare::store::{Claimer, DeadLetter, DueClaim, LookBack, Store, Transition, Tx};
+use aftercare::store::{
+    Claimer, DeadLetter, DeliveryFilter, DueClaim, LookBack, Store, Transition, Tx,
+};
 use chrono::{DateTime, Duration, Utc};
 use support::{catalog, event, t};
 
@@ -231,6 +233,112 @@ async fn outbox_rows_go_through_the_policy<S: Store>(s: S) {
         d.iter()
             .all(|d| d.outcome == Outcome::Sent && d.detail == "250 ok")
     );
+}
+
+/// The delivery log, newest first, filtered and paged by its cursor.
+async fn the_delivery_log_is_searched_and_paged<S: Store>(s: S) {
+    let cat = catalog();
+    let batch = [
+        event("e1", "order.placed", "c1", "o1", T0, true),
+        event("e2", "order.placed", "c2", "o2", T0, true),
+        event("e3", "order.placed", "c3", "o3", T0, true),
+    ];
+    ingest_batch(&s, cat, &batch, "test", t(T0)).await.unwrap();
+    let now = t(T0);
+    let rows = s
+        .claim_outbox(now, Duration::seconds(60), 10, &solo())
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 3);
+    for (i, row) in rows.iter().enumerate() {
+        worker::plan(&s, cat, row, now, worker::SENDING_LEASE)
+            .await
+            .unwrap();
+        let outcome = if row.customer_id == "c2" {
+            SendOutcome::Failed {
+                error: "550 5.7.1 relay refused".into(),
+            }
+        } else {
+            SendOutcome::Sent {
+                message_id: format!("<{}@x>", row.id),
+                detail: "250 ok".into(),
+            }
+        };
+        let at = now + Duration::seconds(i as i64);
+        worker::finish(&s, row, at, &outcome).await.unwrap();
+    }
+    let all = |f: DeliveryFilter| {
+        let s = s.clone();
+        async move { s.delivery_log(&f).await.unwrap() }
+    };
+    let everything = all(DeliveryFilter {
+        limit: 100,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(everything.len(), 3);
+    assert!(
+        everything.windows(2).all(|w| w[0].id > w[1].id),
+        "newest first"
+    );
+    let c1 = everything.iter().find(|e| e.customer_id == "c1").unwrap();
+    assert_eq!(c1.address, "c1@example.com");
+    assert_eq!(c1.sequence, "fulfilment");
+    assert_eq!(c1.template, "order-confirmation");
+    assert_eq!(c1.outcome, Outcome::Sent);
+    assert_eq!(c1.detail, "250 ok");
+    assert!(c1.message_id.as_deref().unwrap().starts_with('<'));
+
+    // By address, whatever its case; by outcome; by customer and template.
+    let by_address = all(DeliveryFilter {
+        address: Some("C2@Example.COM".into()),
+        limit: 10,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(by_address.len(), 1);
+    assert_eq!(by_address[0].outcome, Outcome::Failed);
+    let failed = all(DeliveryFilter {
+        outcome: Some(Outcome::Failed),
+        limit: 10,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(failed, by_address);
+    let none = all(DeliveryFilter {
+        customer_id: Some("c1".into()),
+        template: Some("order-shipped".into()),
+        limit: 10,
+        ..Default::default()
+    })
+    .await;
+    assert!(none.is_empty());
+    let late = all(DeliveryFilter {
+        since: Some(now + Duration::seconds(1)),
+        until: Some(now + Duration::seconds(2)),
+        limit: 10,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(late.len(), 1);
+
+    // Pages of two, then the rest: together the whole log, once.
+    let first = all(DeliveryFilter {
+        limit: 2,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(first.len(), 2);
+    let rest = all(DeliveryFilter {
+        limit: 2,
+        before: Some(first[1].id),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(rest.len(), 1);
+    let paged: Vec<i64> = first.iter().chain(&rest).map(|e| e.id).collect();
+    let whole: Vec<i64> = everything.iter().map(|e| e.id).collect();
+    assert_eq!(paged, whole);
 }
 
 /// Enqueues one value email for `c` by walking fulfilment and education.
@@ -1003,6 +1111,7 @@ conformance!(
     a_customers_emails_are_claimed_one_at_a_time_in_order,
     emails_long_past_due_are_skipped_as_stale,
     a_history_import_then_live_mail_is_claimed,
+    the_delivery_log_is_searched_and_paged,
 );
 
 /// On PostgreSQL two transactions claim at once: each takes rows the other

@@ -15,8 +15,9 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::{
-    Activity, Claimer, DeadLetter, DeliveryView, Due, DueClaim, LookBack, OutboxView, Result,
-    Store, StoredDeadLetter, Transition, Tx, Writes, count_dead_letters,
+    Activity, Claimer, DeadLetter, DeliveryEntry, DeliveryFilter, DeliveryView, Due, DueClaim,
+    LookBack, OutboxView, Result, Store, StoredDeadLetter, Transition, Tx, Writes,
+    count_dead_letters,
 };
 use crate::engine::customer::{CustomerState, Recorded};
 use crate::engine::outbox::{OutboxStatus, Outcome, Queued};
@@ -64,7 +65,9 @@ struct Mem {
     /// The same rows by customer: the claim keeps each customer's in order.
     queued_of: HashMap<String, BTreeSet<(DateTime<Utc>, i64)>>,
     next_id: i64,
-    deliveries: Vec<DeliveryView>,
+    /// The delivery log with each entry's Message-ID; an entry's id is its
+    /// index + 1.
+    deliveries: Vec<(DeliveryView, Option<String>)>,
     suppressions: HashMap<String, String>,
     dead_letters: Vec<StoredDeadLetter>,
     /// Index in `dead_letters` by [`DeadLetter::identity`].
@@ -264,14 +267,15 @@ impl Mem {
             if self.lean {
                 continue;
             }
-            self.deliveries.push(DeliveryView {
+            let view = DeliveryView {
                 outbox_id: id,
                 idempotency_key: key,
                 attempt: 0,
                 at: now,
                 outcome: Outcome::Skipped,
                 detail: reason,
-            });
+            };
+            self.deliveries.push((view, None));
         }
     }
 
@@ -609,17 +613,19 @@ impl Tx for MemTx {
         now: DateTime<Utc>,
         outcome: Outcome,
         detail: &str,
-        _message_id: Option<&str>,
+        message_id: Option<&str>,
     ) -> Result<()> {
         if !self.mem.lean {
-            self.mem.deliveries.push(DeliveryView {
+            let view = DeliveryView {
                 outbox_id: row.id,
                 idempotency_key: row.idempotency_key.clone(),
                 attempt: row.attempts,
                 at: now,
                 outcome,
                 detail: detail.to_string(),
-            });
+            };
+            let message_id = message_id.map(str::to_string);
+            self.mem.deliveries.push((view, message_id));
         }
         Ok(())
     }
@@ -874,7 +880,43 @@ impl Store for MemStore {
     }
 
     async fn deliveries(&self) -> Result<Vec<DeliveryView>> {
-        Ok(self.inner.lock().await.deliveries.clone())
+        let mem = self.inner.lock().await;
+        Ok(mem.deliveries.iter().map(|(d, _)| d.clone()).collect())
+    }
+
+    async fn delivery_log(&self, filter: &DeliveryFilter) -> Result<Vec<DeliveryEntry>> {
+        let mem = self.inner.lock().await;
+        let limit = usize::try_from(filter.page_size()).unwrap_or(usize::MAX);
+        let entries = mem
+            .deliveries
+            .iter()
+            .enumerate()
+            .rev()
+            .filter_map(|(i, (d, mid))| {
+                let row = &mem.outbox.get(&d.outbox_id)?.row;
+                let address = mem
+                    .customers
+                    .get(&row.customer_id)
+                    .and_then(|c| c.profile.as_ref())
+                    .map(|p| p.customer.email.clone())
+                    .unwrap_or_default();
+                Some(DeliveryEntry {
+                    id: i as i64 + 1,
+                    at: d.at,
+                    outbox_id: d.outbox_id,
+                    idempotency_key: d.idempotency_key.clone(),
+                    customer_id: row.customer_id.clone(),
+                    address,
+                    sequence: row.sequence.clone(),
+                    step: row.step.clone(),
+                    template: row.template.clone(),
+                    attempt: d.attempt,
+                    outcome: d.outcome,
+                    detail: d.detail.clone(),
+                    message_id: mid.clone(),
+                })
+            });
+        Ok(entries.filter(|e| filter.admits(e)).take(limit).collect())
     }
 
     async fn dead_letters(&self) -> Result<Vec<StoredDeadLetter>> {

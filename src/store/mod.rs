@@ -304,6 +304,77 @@ pub struct DeliveryView {
     pub detail: String,
 }
 
+/// Which entries of the delivery log to read, newest first, a page at a
+/// time ([`Store::delivery_log`]). Every field set must match.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeliveryFilter {
+    /// At or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Before.
+    pub until: Option<DateTime<Utc>>,
+    pub sequence: Option<String>,
+    pub template: Option<String>,
+    pub outcome: Option<Outcome>,
+    pub customer_id: Option<String>,
+    /// The customer's address, without regard to ASCII case.
+    pub address: Option<String>,
+    /// The cursor: entries with an id below this (the last id of the page
+    /// before).
+    pub before: Option<i64>,
+    /// Entries in a page (the store takes at most [`DeliveryFilter::MAX_LIMIT`]).
+    pub limit: i64,
+}
+
+impl DeliveryFilter {
+    pub const MAX_LIMIT: i64 = 1000;
+
+    /// The page size asked for, within 1 to [`Self::MAX_LIMIT`].
+    pub fn page_size(&self) -> i64 {
+        self.limit.clamp(1, Self::MAX_LIMIT)
+    }
+
+    /// Whether `e` is one of the entries asked for (the memory store's
+    /// filter; the databases say the same in SQL).
+    pub fn admits(&self, e: &DeliveryEntry) -> bool {
+        self.since.is_none_or(|t| e.at >= t)
+            && self.until.is_none_or(|t| e.at < t)
+            && self.sequence.as_ref().is_none_or(|s| *s == e.sequence)
+            && self.template.as_ref().is_none_or(|t| *t == e.template)
+            && self.outcome.is_none_or(|o| o == e.outcome)
+            && self
+                .customer_id
+                .as_ref()
+                .is_none_or(|c| *c == e.customer_id)
+            && self
+                .address
+                .as_ref()
+                .is_none_or(|a| address_key(a) == address_key(&e.address))
+            && self.before.is_none_or(|b| e.id < b)
+    }
+}
+
+/// One entry of the delivery log with the email it concerns: what an
+/// operator searches ([`Store::delivery_log`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeliveryEntry {
+    /// Its place in the log: later entries have larger ids.
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub outbox_id: i64,
+    pub idempotency_key: String,
+    pub customer_id: String,
+    /// The customer's address as stored now.
+    pub address: String,
+    pub sequence: String,
+    pub step: String,
+    pub template: String,
+    pub attempt: i64,
+    pub outcome: Outcome,
+    /// The server's reply, the policy's reason or the error.
+    pub detail: String,
+    pub message_id: Option<String>,
+}
+
 /// What a tracked link recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -655,6 +726,13 @@ pub trait Store: Clone + Send + Sync + 'static {
     // Reading, for operators and tests.
     fn outbox(&self) -> impl Future<Output = Result<Vec<OutboxView>>> + Send;
     fn deliveries(&self) -> impl Future<Output = Result<Vec<DeliveryView>>> + Send;
+    /// The delivery log as `filter` asks, newest first: a page of at most
+    /// `filter.page_size()` entries; the next page is the entries before
+    /// the last one's id.
+    fn delivery_log(
+        &self,
+        filter: &DeliveryFilter,
+    ) -> impl Future<Output = Result<Vec<DeliveryEntry>>> + Send;
     /// In the order first seen.
     fn dead_letters(&self) -> impl Future<Output = Result<Vec<StoredDeadLetter>>> + Send;
     fn enrollments_of(

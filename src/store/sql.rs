@@ -21,9 +21,9 @@ use sqlx::{
 };
 
 use super::{
-    Activity, ActivityKind, Claimer, DeadLetter, DeliveryView, Due, DueClaim, Error, LookBack,
-    OutboxView, Result, Store, StoredDeadLetter, Transition, Tx, Writes, count_dead_letters,
-    parse_stored,
+    Activity, ActivityKind, Claimer, DeadLetter, DeliveryEntry, DeliveryFilter, DeliveryView, Due,
+    DueClaim, Error, LookBack, OutboxView, Result, Store, StoredDeadLetter, Transition, Tx, Writes,
+    count_dead_letters, parse_stored,
 };
 use crate::engine::customer::{CustomerState, LOOK_BACK_EVENTS, NewEmail, Recorded};
 use crate::engine::outbox::{OutboxStatus, Outcome, Queued};
@@ -207,6 +207,45 @@ pub struct DeliveryRow {
     at: DateTime<Utc>,
     outcome: String,
     detail: String,
+}
+
+#[derive(FromRow)]
+pub struct DeliveryEntryRow {
+    id: i64,
+    at: DateTime<Utc>,
+    outbox_id: i64,
+    idempotency_key: String,
+    customer_id: String,
+    address: Option<String>,
+    sequence: Option<String>,
+    step: Option<String>,
+    template: Option<String>,
+    attempt: i64,
+    outcome: String,
+    detail: String,
+    message_id: Option<String>,
+}
+
+impl TryFrom<DeliveryEntryRow> for DeliveryEntry {
+    type Error = Error;
+
+    fn try_from(r: DeliveryEntryRow) -> Result<Self> {
+        Ok(DeliveryEntry {
+            id: r.id,
+            at: r.at,
+            outbox_id: r.outbox_id,
+            idempotency_key: r.idempotency_key,
+            customer_id: r.customer_id,
+            address: r.address.unwrap_or_default(),
+            sequence: r.sequence.unwrap_or_default(),
+            step: r.step.unwrap_or_default(),
+            template: r.template.unwrap_or_default(),
+            attempt: r.attempt,
+            outcome: parse_stored("delivery outcome", &r.outcome, Outcome::parse)?,
+            detail: r.detail,
+            message_id: r.message_id,
+        })
+    }
 }
 
 #[derive(FromRow)]
@@ -698,6 +737,7 @@ where
     for<'r> QueuedRow: FromRow<'r, DB::Row>,
     for<'r> OutboxViewRow: FromRow<'r, DB::Row>,
     for<'r> DeliveryRow: FromRow<'r, DB::Row>,
+    for<'r> DeliveryEntryRow: FromRow<'r, DB::Row>,
     for<'r> StoredDeadLetter: FromRow<'r, DB::Row>,
     for<'r> (String, String): FromRow<'r, DB::Row>,
     for<'r> (DateTime<Utc>,): FromRow<'r, DB::Row>,
@@ -1001,6 +1041,49 @@ where
                 })
             })
             .collect()
+    }
+
+    async fn delivery_log(&self, f: &DeliveryFilter) -> Result<Vec<DeliveryEntry>> {
+        // Newest first by id, so the `deliveries` primary key walks the log
+        // and the cursor is a plain `id <`; a customer's or an address's
+        // entries come through `deliveries_customer` (migration 0011).
+        let mut q = QueryBuilder::<DB>::new(
+            "SELECT d.id, d.at, d.outbox_id, d.idempotency_key, d.customer_id, \
+             c.email AS address, o.sequence, o.step, o.template, d.attempt, d.outcome, \
+             d.detail, d.message_id \
+             FROM deliveries d LEFT JOIN outbox o ON o.id = d.outbox_id \
+             LEFT JOIN customers c ON c.id = d.customer_id WHERE 1 = 1",
+        );
+        if let Some(t) = f.since {
+            q.push(" AND d.at >= ").push_bind(t);
+        }
+        if let Some(t) = f.until {
+            q.push(" AND d.at < ").push_bind(t);
+        }
+        if let Some(s) = &f.sequence {
+            q.push(" AND o.sequence = ").push_bind(s.as_str());
+        }
+        if let Some(t) = &f.template {
+            q.push(" AND o.template = ").push_bind(t.as_str());
+        }
+        if let Some(o) = f.outcome {
+            q.push(" AND d.outcome = ").push_bind(o.as_str());
+        }
+        if let Some(c) = &f.customer_id {
+            q.push(" AND d.customer_id = ").push_bind(c.as_str());
+        }
+        if let Some(a) = &f.address {
+            q.push(" AND d.customer_id IN (SELECT id FROM customers WHERE lower(email) = lower(")
+                .push_bind(a.as_str())
+                .push("))");
+        }
+        if let Some(b) = f.before {
+            q.push(" AND d.id < ").push_bind(b);
+        }
+        q.push(" ORDER BY d.id DESC LIMIT ")
+            .push_bind(f.page_size());
+        let rows: Vec<DeliveryEntryRow> = q.build_query_as().fetch_all(&self.pool).await?;
+        rows.into_iter().map(DeliveryEntry::try_from).collect()
     }
 
     async fn dead_letters(&self) -> Result<Vec<StoredDeadLetter>> {

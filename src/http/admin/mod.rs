@@ -44,8 +44,8 @@ impl Token {
     /// Whether `given` is the token, in time that does not depend on where
     /// the two first differ.
     pub fn matches(&self, given: &str) -> bool {
-        use subtle::ConstantTimeEq;
         use sha2::{Digest, Sha256};
+        use subtle::ConstantTimeEq;
         // Digests first: equal lengths, so the length of the token leaks
         // nothing either.
         let a = Sha256::digest(self.0.as_bytes());

@@ -898,7 +898,7 @@ impl Store for MemStore {
                     .customers
                     .get(&row.customer_id)
                     .and_then(|c| c.profile.as_ref())
-                    .map(|p| p.customer.email.clone())
+                    .map(|p| p.customer.email.to_string())
                     .unwrap_or_default();
                 Some(DeliveryEntry {
                     id: i as i64 + 1,

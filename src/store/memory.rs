@@ -16,10 +16,11 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::{
     Activity, Claimer, DeadLetter, DeliveryEntry, DeliveryFilter, DeliveryView, Due, DueClaim,
-    LookBack, OutboxView, Result, Store, StoredDeadLetter, Transition, Tx, Writes,
-    count_dead_letters,
+    EmailRow, JourneyRows, LookBack, OutboxView, ReceivedEvent, Result, Store, StoredDeadLetter,
+    Transition, Tx, Writes, count_dead_letters,
 };
 use crate::engine::customer::{CustomerState, Recorded};
+use crate::engine::journal::Entry;
 use crate::engine::outbox::{OutboxStatus, Outcome, Queued};
 use crate::engine::policy::Sent;
 use crate::engine::profile::Profile;
@@ -99,6 +100,10 @@ struct CustomerRec {
     all: Vec<String>,
     /// Mail sent (or being sent), by outbox id.
     sent: Vec<(i64, Sent)>,
+    /// Every event recorded, with when and how (not in a lean store).
+    received: Vec<ReceivedEvent>,
+    /// The engine's journal entries (not in a lean store).
+    journal: Vec<Entry>,
     /// Recorded events, in the order recorded (a lean store keeps only
     /// recent ones of the types looked back for, as JSON text: a third of
     /// the memory of parsed events).
@@ -128,6 +133,7 @@ struct OutboxRec {
     sent_at: Option<DateTime<Utc>>,
     message_id: Option<String>,
     last_error: Option<String>,
+    created_at: DateTime<Utc>,
 }
 
 fn leased(lease: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
@@ -288,6 +294,26 @@ impl Mem {
     }
 }
 
+/// A row as [`Store::outbox`] shows it.
+fn view_of(r: &OutboxRec) -> OutboxView {
+    OutboxView {
+        id: r.row.id,
+        idempotency_key: r.row.idempotency_key.clone(),
+        customer_id: r.row.customer_id.clone(),
+        sequence: r.row.sequence.clone(),
+        step: r.row.step.clone(),
+        template: r.row.template.clone(),
+        category: r.row.category,
+        status: r.row.status,
+        attempts: r.row.attempts,
+        not_before: r.row.not_before,
+        due_at: r.row.due_at,
+        message_id: r.message_id.clone(),
+        last_error: r.last_error.clone(),
+        sent_at: r.sent_at,
+    }
+}
+
 pub struct MemTx {
     mem: OwnedMutexGuard<Mem>,
 }
@@ -296,14 +322,22 @@ impl Tx for MemTx {
     async fn record_events(
         &mut self,
         events: &[&Event],
-        _source: &str,
-        _now: DateTime<Utc>,
+        source: &str,
+        now: DateTime<Utc>,
     ) -> Result<HashSet<String>> {
         let mem = &mut *self.mem;
         let mut fresh = HashSet::with_capacity(events.len());
         for ev in events {
             if mem.events.insert(ev.id.clone()) {
                 fresh.insert(ev.id.clone());
+                if !mem.lean {
+                    let c = mem.customers.entry(ev.customer.id.clone()).or_default();
+                    c.received.push(ReceivedEvent {
+                        event: (*ev).clone(),
+                        received_at: now,
+                        source: source.to_string(),
+                    });
+                }
                 let wanted = !mem.lean
                     || mem
                         .look_back
@@ -479,12 +513,22 @@ impl Tx for MemTx {
                     sent_at: None,
                     message_id: None,
                     last_error: None,
+                    created_at: now,
                 },
             );
             written += 1;
         }
         for (email, reason) in w.suppress {
             mem.suppressions.entry(email).or_insert(reason);
+        }
+        if !mem.lean {
+            for j in w.journal {
+                mem.customers
+                    .entry(j.customer_id.clone())
+                    .or_default()
+                    .journal
+                    .push(j);
+            }
         }
         mem.skip_written(skipped, now);
         Ok(written)
@@ -855,26 +899,7 @@ impl Store for MemStore {
 
     async fn outbox(&self) -> Result<Vec<OutboxView>> {
         let mem = self.inner.lock().await;
-        let mut rows: Vec<OutboxView> = mem
-            .outbox
-            .values()
-            .map(|r| OutboxView {
-                id: r.row.id,
-                idempotency_key: r.row.idempotency_key.clone(),
-                customer_id: r.row.customer_id.clone(),
-                sequence: r.row.sequence.clone(),
-                step: r.row.step.clone(),
-                template: r.row.template.clone(),
-                category: r.row.category,
-                status: r.row.status,
-                attempts: r.row.attempts,
-                not_before: r.row.not_before,
-                due_at: r.row.due_at,
-                message_id: r.message_id.clone(),
-                last_error: r.last_error.clone(),
-                sent_at: r.sent_at,
-            })
-            .collect();
+        let mut rows: Vec<OutboxView> = mem.outbox.values().map(view_of).collect();
         rows.sort_by_key(|r| r.id);
         Ok(rows)
     }
@@ -935,6 +960,49 @@ impl Store for MemStore {
             .collect();
         out.sort_by(|a, b| (a.started_at, &a.key).cmp(&(b.started_at, &b.key)));
         Ok(out)
+    }
+
+    async fn journey(&self, customer_id: &str) -> Result<JourneyRows> {
+        let deliveries = super::customer_deliveries(self, customer_id).await?;
+        let enrollments = super::latest(self.enrollments_of(customer_id).await?);
+        let activity = super::latest(self.activity(customer_id).await?);
+        let mem = self.inner.lock().await;
+        let (events, journal) = match mem.customers.get(customer_id) {
+            Some(c) => {
+                let mut events = c.received.clone();
+                // As the databases read them.
+                events.sort_by(|a, b| {
+                    (a.event.occurred_at, &a.event.id).cmp(&(b.event.occurred_at, &b.event.id))
+                });
+                (super::latest(events), super::latest(c.journal.clone()))
+            }
+            None => Default::default(),
+        };
+        let mut emails: Vec<EmailRow> = mem
+            .outbox
+            .values()
+            .filter(|r| r.row.customer_id == customer_id)
+            .map(|r| EmailRow {
+                view: view_of(r),
+                created_at: r.created_at,
+            })
+            .collect();
+        emails.sort_by_key(|m| m.view.id);
+        let dead_letters = mem
+            .dead_letters
+            .iter()
+            .filter(|d| d.letter.customer_id().as_deref() == Some(customer_id))
+            .cloned()
+            .collect();
+        Ok(JourneyRows {
+            events,
+            journal,
+            enrollments,
+            emails: super::latest(emails),
+            deliveries,
+            activity,
+            dead_letters: super::latest(dead_letters),
+        })
     }
 
     async fn event_count(&self) -> Result<i64> {

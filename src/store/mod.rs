@@ -24,6 +24,7 @@ use crate::engine::customer::{
     Changes, CustomerState, LOOK_BACK, LOOK_BACK_EVENTS, NewEmail, Recorded,
 };
 use crate::engine::dispatch::Note;
+use crate::engine::journal::Entry;
 use crate::engine::outbox::{OutboxStatus, Outcome, Queued};
 use crate::engine::policy::Sent;
 use crate::engine::profile::Profile;
@@ -425,6 +426,12 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
+    /// The customer the payload names (`customer.id`), read leniently: see
+    /// [`payload_id`].
+    pub fn customer_id(&self) -> Option<String> {
+        payload_id(&self.payload, Some("customer"))
+    }
+
     /// What makes two dead letters the same: source, reason and payload
     /// (not where they came from). Hex SHA-256.
     pub fn identity(&self) -> String {
@@ -486,6 +493,9 @@ pub struct Writes {
     email_keys: HashSet<String>,
     /// Addresses to suppress (by [`address_key`]) with the reason.
     pub suppress: BTreeMap<String, String>,
+    /// The engine's journal entries, in the order decided (one multi-row
+    /// statement).
+    pub journal: Vec<Entry>,
 }
 
 impl Writes {
@@ -504,6 +514,7 @@ impl Writes {
         if let Some((email, reason)) = changes.suppress {
             self.suppress.entry(address_key(&email)).or_insert(reason);
         }
+        self.journal.extend(changes.journal);
         changes.enrollments
     }
 
@@ -739,8 +750,93 @@ pub trait Store: Clone + Send + Sync + 'static {
         &self,
         customer_id: &str,
     ) -> impl Future<Output = Result<Vec<Enrollment>>> + Send;
+    /// Everything kept about one customer that explains their mail
+    /// ([`JourneyRows`]): `aftercare explain`, the admin API's journey.
+    fn journey(&self, customer_id: &str) -> impl Future<Output = Result<JourneyRows>> + Send;
     fn event_count(&self) -> impl Future<Output = Result<i64>> + Send;
     fn active_enrollments(&self) -> impl Future<Output = Result<i64>> + Send;
+}
+
+/// At most this many rows of each kind a [`Store::journey`] reads (the
+/// latest), so that one customer with a flood of events cannot make it slow.
+pub const JOURNEY_ROWS: i64 = 5_000;
+
+/// An event as recorded, with when and how it came.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReceivedEvent {
+    pub event: Event,
+    pub received_at: DateTime<Utc>,
+    /// `kafka`, `http`, `file`, ...
+    pub source: String,
+}
+
+/// An outbox row with when it was written (enqueued).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EmailRow {
+    #[serde(flatten)]
+    pub view: OutboxView,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Everything kept about one customer that explains their mail: each part
+/// oldest first, at most [`JOURNEY_ROWS`] of each (the latest).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JourneyRows {
+    pub events: Vec<ReceivedEvent>,
+    /// The engine's journal ([`crate::engine::journal`]).
+    pub journal: Vec<Entry>,
+    pub enrollments: Vec<Enrollment>,
+    pub emails: Vec<EmailRow>,
+    pub deliveries: Vec<DeliveryEntry>,
+    pub activity: Vec<Activity>,
+    /// Dead letters whose payload names the customer ([`payload_id`]).
+    pub dead_letters: Vec<StoredDeadLetter>,
+}
+
+impl JourneyRows {
+    /// Nothing is kept about the customer.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+            && self.journal.is_empty()
+            && self.enrollments.is_empty()
+            && self.emails.is_empty()
+            && self.deliveries.is_empty()
+            && self.activity.is_empty()
+            && self.dead_letters.is_empty()
+    }
+}
+
+/// The customer's entries of the delivery log, oldest first: the latest
+/// [`JOURNEY_ROWS`], read a page at a time.
+pub(crate) async fn customer_deliveries<S: Store>(
+    store: &S,
+    customer_id: &str,
+) -> Result<Vec<DeliveryEntry>> {
+    let mut filter = DeliveryFilter {
+        customer_id: Some(customer_id.to_string()),
+        limit: DeliveryFilter::MAX_LIMIT,
+        ..DeliveryFilter::default()
+    };
+    let mut out = Vec::new();
+    while (out.len() as i64) < JOURNEY_ROWS {
+        let page = store.delivery_log(&filter).await?;
+        let full = page.len() as i64 == filter.page_size();
+        let Some(last) = page.last() else { break };
+        filter.before = Some(last.id);
+        out.extend(page);
+        if !full {
+            break;
+        }
+    }
+    out.reverse();
+    Ok(out)
+}
+
+/// Keeps the last [`JOURNEY_ROWS`] of `rows`.
+pub(crate) fn latest<T>(mut rows: Vec<T>) -> Vec<T> {
+    let cut = rows.len().saturating_sub(JOURNEY_ROWS as usize);
+    rows.drain(..cut);
+    rows
 }
 
 /// Reads a stored enum's name back, or says what was found.
@@ -754,4 +850,90 @@ pub(crate) fn parse_stored<T>(what: &str, s: &str, parse: fn(&str) -> Option<T>)
 /// case to the receiver, and none of them uses it).
 pub fn address_key(email: &str) -> String {
     email.to_ascii_lowercase()
+}
+
+/// The `id` of the object under `within` (`"customer"`, `"order"`; `None`:
+/// the top level) in a payload as received, read leniently: a dead letter's
+/// payload may be cut short, malformed or not an event at all, and still
+/// name its customer before the point where it breaks. Only strings count.
+pub fn payload_id(payload: &str, within: Option<&str>) -> Option<String> {
+    struct Frame {
+        object: bool,
+        /// The key this container is the value of.
+        under: Option<String>,
+        /// The last key read at this level, while its value is to come.
+        key: Option<String>,
+        expect_key: bool,
+    }
+    let want: &[&str] = match &within {
+        Some(w) => std::slice::from_ref(w),
+        None => &[],
+    };
+    let mut frames: Vec<Frame> = Vec::new();
+    let mut chars = payload.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' | '[' => {
+                let under = frames.last_mut().and_then(|f| f.key.take());
+                frames.push(Frame {
+                    object: c == '{',
+                    under,
+                    key: None,
+                    expect_key: c == '{',
+                });
+            }
+            '}' | ']' => {
+                frames.pop();
+            }
+            ',' => {
+                if let Some(f) = frames.last_mut().filter(|f| f.object) {
+                    f.expect_key = true;
+                    f.key = None;
+                }
+            }
+            ':' => {
+                if let Some(f) = frames.last_mut() {
+                    f.expect_key = false;
+                }
+            }
+            '"' => {
+                let s = json_string(&mut chars)?;
+                let Some(f) = frames.last_mut().filter(|f| f.object) else {
+                    continue;
+                };
+                if f.expect_key {
+                    f.key = Some(s);
+                    continue;
+                }
+                let here = frames.len() == want.len() + 1
+                    && frames.iter().all(|f| f.object)
+                    && frames[1..]
+                        .iter()
+                        .zip(want)
+                        .all(|(f, w)| f.under.as_deref() == Some(*w));
+                let f = frames.last_mut().expect("checked above");
+                if here && f.key.as_deref() == Some("id") && !s.is_empty() {
+                    return Some(s);
+                }
+                f.key = None;
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Reads a JSON string after its opening quote; `None` if it is cut short
+/// or malformed.
+fn json_string(chars: &mut std::str::Chars) -> Option<String> {
+    let mut raw = String::from("\"");
+    loop {
+        let c = chars.next()?;
+        raw.push(c);
+        match c {
+            '"' => return serde_json::from_str(&raw).ok(),
+            '\\' => raw.push(chars.next()?),
+            _ => {}
+        }
+    }
 }

@@ -22,10 +22,11 @@ use sqlx::{
 
 use super::{
     Activity, ActivityKind, Claimer, DeadLetter, DeliveryEntry, DeliveryFilter, DeliveryView, Due,
-    DueClaim, Error, LookBack, OutboxView, Result, Store, StoredDeadLetter, Transition, Tx, Writes,
-    count_dead_letters, parse_stored,
+    DueClaim, EmailRow, Error, JOURNEY_ROWS, JourneyRows, LookBack, OutboxView, ReceivedEvent,
+    Result, Store, StoredDeadLetter, Transition, Tx, Writes, count_dead_letters, parse_stored,
 };
 use crate::engine::customer::{CustomerState, LOOK_BACK_EVENTS, NewEmail, Recorded};
+use crate::engine::journal::{Entry, What};
 use crate::engine::outbox::{OutboxStatus, Outcome, Queued};
 use crate::engine::policy::Sent;
 use crate::engine::profile::Profile;
@@ -197,6 +198,76 @@ pub struct OutboxViewRow {
     message_id: Option<String>,
     last_error: Option<String>,
     sent_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<OutboxViewRow> for OutboxView {
+    type Error = Error;
+
+    fn try_from(r: OutboxViewRow) -> Result<Self> {
+        Ok(OutboxView {
+            id: r.id,
+            idempotency_key: r.idempotency_key,
+            customer_id: r.customer_id,
+            sequence: r.sequence,
+            step: r.step,
+            template: r.template,
+            category: parse_stored("category", &r.category, Category::parse)?,
+            status: parse_stored("outbox status", &r.status, OutboxStatus::parse)?,
+            attempts: r.attempts,
+            not_before: r.not_before,
+            due_at: r.due_at,
+            message_id: r.message_id,
+            last_error: r.last_error,
+            sent_at: r.sent_at,
+        })
+    }
+}
+
+/// An outbox row with when it was written.
+#[derive(FromRow)]
+pub struct EmailRowRow {
+    #[sqlx(flatten)]
+    view: OutboxViewRow,
+    created_at: DateTime<Utc>,
+}
+
+/// A journal entry as stored (`detail`: JSON text).
+#[derive(FromRow)]
+pub struct JournalRow {
+    customer_id: String,
+    at: DateTime<Utc>,
+    enrollment_key: Option<String>,
+    sequence: Option<String>,
+    step: Option<String>,
+    kind: String,
+    detail: String,
+}
+
+impl TryFrom<JournalRow> for Entry {
+    type Error = Error;
+
+    fn try_from(r: JournalRow) -> Result<Self> {
+        let detail: serde_json::Value = serde_json::from_str(&r.detail)?;
+        let what = What::join(&r.kind, detail).ok_or_else(|| {
+            Error::Corrupt(format!("unknown journal entry {:?}: {}", r.kind, r.detail))
+        })?;
+        Ok(Entry {
+            customer_id: r.customer_id,
+            at: r.at,
+            enrollment_key: r.enrollment_key,
+            sequence: r.sequence,
+            step: r.step,
+            what,
+        })
+    }
+}
+
+/// An event as stored, for a customer's journey.
+#[derive(FromRow)]
+pub struct EventRow {
+    received_at: DateTime<Utc>,
+    source: String,
+    payload: String,
 }
 
 #[derive(FromRow)]
@@ -736,6 +807,9 @@ where
     for<'r> &'r str: ColumnIndex<DB::Row>,
     for<'r> QueuedRow: FromRow<'r, DB::Row>,
     for<'r> OutboxViewRow: FromRow<'r, DB::Row>,
+    for<'r> EmailRowRow: FromRow<'r, DB::Row>,
+    for<'r> JournalRow: FromRow<'r, DB::Row>,
+    for<'r> EventRow: FromRow<'r, DB::Row>,
     for<'r> DeliveryRow: FromRow<'r, DB::Row>,
     for<'r> DeliveryEntryRow: FromRow<'r, DB::Row>,
     for<'r> StoredDeadLetter: FromRow<'r, DB::Row>,
@@ -869,9 +943,11 @@ where
         }
         let mut tx = self.pool.begin().await?;
         for (identity, l, count) in count_dead_letters(letters) {
+            let customer = l.customer_id();
             sqlx::query(
-                "INSERT INTO dead_letters (source, reason, payload, origin, received_at, hash, count, last_seen_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $5) \
+                "INSERT INTO dead_letters (source, reason, payload, origin, received_at, hash, count, \
+                 last_seen_at, customer_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $5, $8) \
                  ON CONFLICT (hash) DO UPDATE SET count = dead_letters.count + excluded.count, \
                    last_seen_at = excluded.last_seen_at, origin = excluded.origin",
             )
@@ -882,6 +958,7 @@ where
             .bind(now)
             .bind(identity.as_str())
             .bind(count)
+            .bind(customer.as_deref())
             .execute(&mut *tx)
             .await?;
         }
@@ -1002,26 +1079,7 @@ where
         ))
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(OutboxView {
-                    id: r.id,
-                    idempotency_key: r.idempotency_key,
-                    customer_id: r.customer_id,
-                    sequence: r.sequence,
-                    step: r.step,
-                    template: r.template,
-                    category: parse_stored("category", &r.category, Category::parse)?,
-                    status: parse_stored("outbox status", &r.status, OutboxStatus::parse)?,
-                    attempts: r.attempts,
-                    not_before: r.not_before,
-                    due_at: r.due_at,
-                    message_id: r.message_id,
-                    last_error: r.last_error,
-                    sent_at: r.sent_at,
-                })
-            })
-            .collect()
+        rows.into_iter().map(OutboxView::try_from).collect()
     }
 
     async fn deliveries(&self) -> Result<Vec<DeliveryView>> {
@@ -1103,6 +1161,83 @@ where
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(|r| r.0.0).collect())
+    }
+
+    async fn journey(&self, customer_id: &str) -> Result<JourneyRows> {
+        // Each part the latest first (through the customer's index), turned
+        // oldest first.
+        let events: Vec<EventRow> = sqlx::query_as(
+            "SELECT received_at, source, CAST(payload AS TEXT) AS payload FROM events \
+             WHERE customer_id = $1 ORDER BY occurred_at DESC, id DESC LIMIT $2",
+        )
+        .bind(customer_id)
+        .bind(JOURNEY_ROWS)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut events = events
+            .into_iter()
+            .map(|r| {
+                Ok(ReceivedEvent {
+                    event: serde_json::from_str(&r.payload)?,
+                    received_at: r.received_at,
+                    source: r.source,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        events.reverse();
+        let journal: Vec<JournalRow> = sqlx::query_as(
+            "SELECT customer_id, at, enrollment_key, sequence, step, kind, \
+             CAST(detail AS TEXT) AS detail FROM journal \
+             WHERE customer_id = $1 ORDER BY at DESC, id DESC LIMIT $2",
+        )
+        .bind(customer_id)
+        .bind(JOURNEY_ROWS)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut journal = journal
+            .into_iter()
+            .map(Entry::try_from)
+            .collect::<Result<Vec<_>>>()?;
+        journal.reverse();
+        let emails: Vec<EmailRowRow> = sqlx::query_as(concatcp!(
+            "SELECT id, idempotency_key, customer_id, sequence, step, template, category, status, \
+             attempts, not_before, ",
+            DUE_AT,
+            ", message_id, last_error, sent_at, created_at FROM outbox WHERE customer_id = $1 \
+             ORDER BY id DESC LIMIT $2"
+        ))
+        .bind(customer_id)
+        .bind(JOURNEY_ROWS)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut emails = emails
+            .into_iter()
+            .map(|r| {
+                Ok(EmailRow {
+                    view: OutboxView::try_from(r.view)?,
+                    created_at: r.created_at,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        emails.reverse();
+        let mut dead_letters: Vec<StoredDeadLetter> = sqlx::query_as(
+            "SELECT source, reason, payload, origin, count, received_at AS first_seen_at, \
+             last_seen_at FROM dead_letters WHERE customer_id = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(customer_id)
+        .bind(JOURNEY_ROWS)
+        .fetch_all(&self.pool)
+        .await?;
+        dead_letters.reverse();
+        Ok(JourneyRows {
+            events,
+            journal,
+            enrollments: super::latest(self.enrollments_of(customer_id).await?),
+            emails,
+            deliveries: super::customer_deliveries(self, customer_id).await?,
+            activity: super::latest(self.activity(customer_id).await?),
+            dead_letters,
+        })
     }
 
     async fn event_count(&self) -> Result<i64> {

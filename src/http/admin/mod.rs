@@ -18,6 +18,8 @@ use serde_json::json;
 use crate::ingest::http::Webhook;
 use crate::store::Store;
 
+mod journey;
+
 /// What the admin routes work with: the webhook's store, catalog, clock and
 /// ingest path (a replayed dead letter goes through it like any event).
 pub struct Admin<S> {
@@ -70,7 +72,10 @@ pub fn routes<S: Store>(admin: Admin<S>, token: Option<Token>) -> Router {
             .route("/v1/admin", any(off))
             .route("/v1/admin/{*rest}", any(off));
     };
-    let api = Router::new().fallback(unknown).with_state(admin);
+    let api = Router::new()
+        .merge(journey::routes())
+        .fallback(unknown)
+        .with_state(admin);
     Router::new()
         .nest("/v1/admin", api)
         .layer(middleware::from_fn_with_state(token, guard))

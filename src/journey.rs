@@ -13,7 +13,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::engine::journal::{Entry, NotEnrolled, Role, What};
+use crate::engine::journal::{Entry, Role, What};
 use crate::engine::outbox::{OutboxStatus, Outcome};
 use crate::engine::state::{Enrollment, Status, Waiting};
 use crate::sequence::model::{Catalog, Sequence};
@@ -945,10 +945,7 @@ fn sequence_reasons(
         .collect();
     for j in &stopped {
         let What::NotEnrolled {
-            why,
-            event_id,
-            message,
-            ..
+            event_id, message, ..
         } = &j.what
         else {
             continue;
@@ -960,20 +957,12 @@ fn sequence_reasons(
                 format!(" ({kind} {id})")
             })
             .unwrap_or_default();
-        let why = match why {
-            NotEnrolled::TriggerFalse => "its trigger condition was false",
-            NotEnrolled::TriggerFailed => "its trigger condition failed to run",
-            NotEnrolled::AlreadyEnrolled => "the customer was enrolled already",
-            NotEnrolled::ExitRecorded => "an exit event was already recorded",
-            NotEnrolled::Ceiling => "the customer reached the enrollment ceiling",
-            NotEnrolled::StartTooDeep => "the chain of `start` steps was too deep",
-        };
         out.push(Reason {
             kind: ReasonKind::NotEnrolled,
             enrollment: j.enrollment_key.clone(),
             order_id: event_id.as_deref().and_then(|id| ix.order_of_event(id)),
             at: Some(j.at),
-            message: format!("not enrolled in {}{on}: {why}: {message}", seq.id),
+            message: format!("not enrolled in {}{on}: {message}", seq.id),
             ..base.clone()
         });
     }
@@ -1320,8 +1309,8 @@ steps:
         assert_eq!(a.reasons[0].kind, ReasonKind::NotEnrolled);
         assert_eq!(
             a.reasons[0].message,
-            "not enrolled in shipping (order.placed e1): its trigger condition was false: \
-             trigger condition `order.total > 100.0` on order.placed e1 was false"
+            "not enrolled in shipping (order.placed e1): trigger condition \
+             `order.total > 100.0` was false"
         );
         assert_eq!(a.reasons[0].order_id.as_deref(), Some("o1"));
 

@@ -1063,6 +1063,111 @@ async fn a_history_import_then_live_mail_is_claimed_in_a_lean_memory_store() {
     a_history_import_then_live_mail_is_claimed(aftercare::store::MemStore::lean()).await;
 }
 
+/// `Store::journey`: a customer's events (with when and how they came), the
+/// engine's journal in the order decided (a duplicate included), their
+/// emails with when each was enqueued, the delivery log, opens, and the dead
+/// letters that name them; nothing of another customer.
+async fn a_customers_journey_is_read_back<S: Store>(s: S) {
+    use aftercare::engine::journal::{NotEnrolled, What};
+    let cat = catalog();
+    let e1 = event("j1", "order.placed", "c1", "o1", T0, true);
+    let other = event("j2", "order.placed", "c2", "o2", T0, true);
+    ingest_batch(&s, cat, &[e1.clone(), other], "http", t(T0))
+        .await
+        .unwrap();
+    let later = t(T0) + Duration::minutes(5);
+    let r = ingest_batch(&s, cat, std::slice::from_ref(&e1), "kafka", later)
+        .await
+        .unwrap();
+    assert_eq!(r.duplicates, 1);
+    // A letter cut short still names its customer; another names c2.
+    let cut = DeadLetter {
+        source: "http".into(),
+        reason: "order.total: money must be a decimal string".into(),
+        payload: r#"{"id":"j9","type":"order.placed","customer":{"email":"x@y.example","id":"c1"},"order":{"id":"o1","total":12"#.into(),
+        origin: None,
+    };
+    let theirs = DeadLetter {
+        payload: r#"{"id":"j8","customer":{"id":"c2"}}"#.into(),
+        ..cut.clone()
+    };
+    s.keep_dead_letters(&[cut.clone(), theirs], later)
+        .await
+        .unwrap();
+    let rows = s
+        .claim_outbox(later, Duration::seconds(60), 10, &solo())
+        .await
+        .unwrap();
+    let mine = rows.iter().find(|r| r.customer_id == "c1").unwrap();
+    send(&s, mine, later).await;
+    s.record_activity(&aftercare::store::Activity {
+        idempotency_key: mine.idempotency_key.clone(),
+        customer_id: "c1".into(),
+        kind: aftercare::store::ActivityKind::Open,
+        url: None,
+        at: later + Duration::minutes(1),
+        machine: false,
+    })
+    .await
+    .unwrap();
+
+    let j = s.journey("c1").await.unwrap();
+    assert_eq!(j.events.len(), 1);
+    assert_eq!(
+        (
+            j.events[0].event.id.as_str(),
+            j.events[0].source.as_str(),
+            j.events[0].received_at
+        ),
+        ("j1", "http", t(T0))
+    );
+    let kinds: Vec<(&str, Option<&str>)> = j
+        .journal
+        .iter()
+        .map(|e| (e.what.kind(), e.sequence.as_deref()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("enrolled", Some("fulfilment")),
+            ("awaiting_event", Some("fulfilment")),
+            ("not_enrolled", Some("reorder")),
+            ("duplicate", None),
+        ],
+        "{:#?}",
+        j.journal
+    );
+    assert!(j.journal.iter().all(|e| e.customer_id == "c1"));
+    assert!(matches!(
+        &j.journal[2].what,
+        What::NotEnrolled { why: NotEnrolled::TriggerFalse, condition: Some(c), .. }
+            if c.value == Some(false) && c.source.contains("replenish_every_days")
+    ));
+    assert_eq!(
+        (j.journal[3].at, &j.journal[3].what),
+        (
+            later,
+            &What::Duplicate {
+                event_id: "j1".into(),
+                event_type: "order.placed".into()
+            }
+        )
+    );
+    assert_eq!(j.enrollments.len(), 1);
+    assert_eq!(j.emails.len(), 1);
+    assert_eq!(j.emails[0].created_at, t(T0));
+    assert_eq!(j.emails[0].view.status, OutboxStatus::Sent);
+    assert_eq!(j.deliveries.len(), 1);
+    assert_eq!(j.deliveries[0].outcome, Outcome::Sent);
+    assert_eq!(j.activity.len(), 1);
+    assert_eq!(j.dead_letters.len(), 1);
+    assert_eq!(j.dead_letters[0].letter, cut);
+    assert!(s.journey("nobody").await.unwrap().is_empty());
+    let theirs = s.journey("c2").await.unwrap();
+    assert_eq!(theirs.dead_letters.len(), 1);
+    assert!(theirs.journal.iter().all(|e| e.customer_id == "c2"));
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1112,6 +1217,7 @@ conformance!(
     emails_long_past_due_are_skipped_as_stale,
     a_history_import_then_live_mail_is_claimed,
     the_delivery_log_is_searched_and_paged,
+    a_customers_journey_is_read_back,
 );
 
 /// On PostgreSQL two transactions claim at once: each takes rows the other

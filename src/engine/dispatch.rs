@@ -292,16 +292,12 @@ fn live_event(
                         why,
                         event_id: Some(event.id.clone()),
                         condition: Some(Checked::of(&cond.source, &result)),
-                        message: format!(
-                            "trigger condition `{}` on {} {} was {}",
-                            cond.source,
-                            event.kind,
-                            event.id,
-                            match &result {
-                                Ok(v) => v.to_string(),
-                                Err(e) => format!("an error ({e})"),
+                        message: match &result {
+                            Ok(v) => format!("trigger condition `{}` was {v}", cond.source),
+                            Err(e) => {
+                                format!("trigger condition `{}` failed: {e}", cond.source)
                             }
-                        ),
+                        },
                     },
                 });
             }

@@ -6,6 +6,7 @@
 pub mod customer;
 pub mod dispatch;
 pub mod localtime;
+pub mod operator;
 pub mod outbox;
 pub mod policy;
 pub mod profile;

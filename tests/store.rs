@@ -391,10 +391,11 @@ async fn a_failed_email_is_requeued_by_an_operator<S: Store>(s: S) {
     // failure and the retry in the log.
     let later = now + Duration::days(3);
     let mut tx = s.begin().await.unwrap();
-    assert!(tx
-        .requeue_failed(row.id, "retried by an operator", later)
-        .await
-        .unwrap());
+    assert!(
+        tx.requeue_failed(row.id, "retried by an operator", later)
+            .await
+            .unwrap()
+    );
     tx.commit().await.unwrap();
     let view = s
         .outbox()
@@ -404,7 +405,10 @@ async fn a_failed_email_is_requeued_by_an_operator<S: Store>(s: S) {
         .find(|o| o.id == row.id)
         .unwrap();
     assert_eq!(view.status, OutboxStatus::Pending);
-    assert_eq!((view.attempts, view.not_before, view.due_at), (1, later, later));
+    assert_eq!(
+        (view.attempts, view.not_before, view.due_at),
+        (1, later, later)
+    );
     let log: Vec<(Outcome, String)> = s
         .deliveries()
         .await
@@ -432,22 +436,33 @@ async fn a_failed_email_is_requeued_by_an_operator<S: Store>(s: S) {
         .unwrap();
     let again = rows.iter().find(|r| r.id == row.id).unwrap();
     send(&s, again, later).await;
-    assert_eq!(s.email_counts("c1").await.unwrap(), [(OutboxStatus::Sent, 1)]);
+    assert_eq!(
+        s.email_counts("c1").await.unwrap(),
+        [(OutboxStatus::Sent, 1)]
+    );
 }
 
 /// Operators add to and remove from the suppression list, each change
 /// logged with its reason; the list reads a page at a time by address.
 async fn operators_change_the_suppression_list<S: Store>(s: S) {
     let at = t(T0);
-    assert!(s.add_suppression("Anna@Example.com", "asked by phone", at).await.unwrap());
     assert!(
-        !s.add_suppression("anna@example.com", "again", at).await.unwrap(),
+        s.add_suppression("Anna@Example.com", "asked by phone", at)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.add_suppression("anna@example.com", "again", at)
+            .await
+            .unwrap(),
         "there already"
     );
     s.suppress_address("bob@example.com", "hard bounce (email.bounced b1)", at)
         .await
         .unwrap();
-    s.add_suppression("carol@example.com", "legal hold", at).await.unwrap();
+    s.add_suppression("carol@example.com", "legal hold", at)
+        .await
+        .unwrap();
     let all = s
         .suppressions(&SuppressionFilter {
             limit: 10,
@@ -531,13 +546,26 @@ async fn operators_change_the_suppression_list<S: Store>(s: S) {
                 "the mailbox works again",
                 Some("hard bounce (email.bounced b1)")
             ),
-            ("carol@example.com", SuppressionAction::Added, "legal hold", None),
-            ("anna@example.com", SuppressionAction::Added, "asked by phone", None),
+            (
+                "carol@example.com",
+                SuppressionAction::Added,
+                "legal hold",
+                None
+            ),
+            (
+                "anna@example.com",
+                SuppressionAction::Added,
+                "asked by phone",
+                None
+            ),
         ]
     );
     assert_eq!(log[0].at, later);
     assert!(log.windows(2).all(|w| w[0].id > w[1].id));
-    let bobs = s.suppression_log(Some("bob@example.com"), 10).await.unwrap();
+    let bobs = s
+        .suppression_log(Some("bob@example.com"), 10)
+        .await
+        .unwrap();
     assert_eq!(bobs.len(), 1);
     assert_eq!(s.suppression_log(None, 1).await.unwrap().len(), 1);
 }
@@ -555,17 +583,24 @@ async fn replayed_dead_letters_are_revised<S: Store>(s: S) {
     let b = letter("the store refused this event: poisoned", "{\"id\":\"b\"}");
     let c = letter("id: must not be empty", "{\"id\":\"c\"}");
     let c2 = letter("later: another reason", "{\"id\":\"c\"}");
-    s.keep_dead_letters(&[a.clone(), b.clone(), b.clone(), c.clone(), c2.clone()], t(T0))
-        .await
-        .unwrap();
+    s.keep_dead_letters(
+        &[a.clone(), b.clone(), b.clone(), c.clone(), c2.clone()],
+        t(T0),
+    )
+    .await
+    .unwrap();
     // a went through: gone.
     assert!(s.revise_dead_letter(&a, None).await.unwrap());
-    assert!(!s.revise_dead_letter(&a, None).await.unwrap(), "not kept any more");
+    assert!(
+        !s.revise_dead_letter(&a, None).await.unwrap(),
+        "not kept any more"
+    );
     // b fails again for another reason: kept with it, counted as before.
-    assert!(s
-        .revise_dead_letter(&b, Some("order.total: must be a decimal string"))
-        .await
-        .unwrap());
+    assert!(
+        s.revise_dead_letter(&b, Some("order.total: must be a decimal string"))
+            .await
+            .unwrap()
+    );
     // The same reason again changes nothing.
     assert!(s.revise_dead_letter(&c2, Some(&c2.reason)).await.unwrap());
     // c now fails as c2 did: one letter, counted together.
@@ -619,11 +654,12 @@ async fn a_sequences_enrollments_by_step<S: Store>(s: S) {
         .unwrap();
     assert_eq!(rest.len(), 1);
     assert_eq!(rest[0].customer_id, "c3");
-    assert!(s
-        .enrollments_at("fulfilment", "order-confirmation", None, 10)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(
+        s.enrollments_at("fulfilment", "order-confirmation", None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// Enqueues one value email for `c` by walking fulfilment and education.

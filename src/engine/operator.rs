@@ -120,7 +120,10 @@ mod tests {
 
     #[test]
     fn a_stop_is_kept_in_the_profile_and_lifted() {
-        let p = super::super::profile::update(None, &event("1", "order.placed", "2026-11-25T10:00:00Z"));
+        let p = super::super::profile::update(
+            None,
+            &event("1", "order.placed", "2026-11-25T10:00:00Z"),
+        );
         let mut state = CustomerState {
             profile: Some(p.clone()),
             ..CustomerState::default()
@@ -147,8 +150,14 @@ mod tests {
 
     #[test]
     fn lifting_a_suppression_clears_the_profiles_own() {
-        let mut p = super::super::profile::update(None, &event("1", "order.placed", "2026-11-25T10:00:00Z"));
-        assert!(lift_suppression(&p, "anna@example.com").is_none(), "not suppressed");
+        let mut p = super::super::profile::update(
+            None,
+            &event("1", "order.placed", "2026-11-25T10:00:00Z"),
+        );
+        assert!(
+            lift_suppression(&p, "anna@example.com").is_none(),
+            "not suppressed"
+        );
         p.suppressed = true;
         p.suppressed_for = Some(super::super::profile::Suppression::HardBounce);
         assert!(lift_suppression(&p, "other@example.com").is_none());

@@ -1025,7 +1025,10 @@ impl Store for MemStore {
         let mut counts: BTreeMap<&str, (OutboxStatus, i64)> = BTreeMap::new();
         for r in mem.outbox.values() {
             if r.row.customer_id == customer_id {
-                counts.entry(r.row.status.as_str()).or_insert((r.row.status, 0)).1 += 1;
+                counts
+                    .entry(r.row.status.as_str())
+                    .or_insert((r.row.status, 0))
+                    .1 += 1;
             }
         }
         Ok(counts.into_values().collect())

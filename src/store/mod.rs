@@ -863,10 +863,7 @@ pub trait Store: Clone + Send + Sync + 'static {
         customer_id: &str,
     ) -> impl Future<Output = Result<Vec<Enrollment>>> + Send;
     /// A customer as stored; `None` for one the store has never seen.
-    fn customer(
-        &self,
-        id: &str,
-    ) -> impl Future<Output = Result<Option<StoredCustomer>>> + Send;
+    fn customer(&self, id: &str) -> impl Future<Output = Result<Option<StoredCustomer>>> + Send;
     /// How many of a customer's emails are in each outbox status (statuses
     /// with none left out), by status.
     fn email_counts(

@@ -597,8 +597,20 @@ async fn dead_letters_are_replayed_through_ingest<S: Store>(store: S) {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "gone from the list");
 
+    // A bounce report that was not one: kept as a letter, never an event.
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/v1/bounces", app.addr))
+        .header("content-type", "text/plain")
+        .body("not a report")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let (_, list) = api.get("/dead-letters").await;
+    let report = letter_id(&list, "not a report");
+
     // All the rest: poison-d is a duplicate, poison-f applied, the others
-    // stay dead.
+    // stay dead; the report keeps the reason it came with.
     let (status, all) = api.post("/dead-letters/replay", json!({})).await;
     assert_eq!(status, StatusCode::OK, "{all}");
     assert_eq!(
@@ -607,7 +619,7 @@ async fn dead_letters_are_replayed_through_ingest<S: Store>(store: S) {
             all["duplicates"].as_u64(),
             all["dead"].as_u64()
         ),
-        (Some(1), Some(1), Some(2)),
+        (Some(1), Some(1), Some(3)),
         "{all}"
     );
     let fate = |id: &str| {
@@ -621,6 +633,7 @@ async fn dead_letters_are_replayed_through_ingest<S: Store>(store: S) {
     };
     assert_eq!(fate(&poison_d), "duplicate");
     assert_eq!(fate(&broken), "dead");
+    assert_eq!(fate(&report), "dead");
     assert_eq!(row(&store, "mia/o4").await.status, OutboxStatus::Pending);
     assert_eq!(store.event_count().await.unwrap(), 4);
     let (_, list) = api.get("/dead-letters").await;
@@ -630,7 +643,8 @@ async fn dead_letters_are_replayed_through_ingest<S: Store>(store: S) {
         .iter()
         .map(|l| l["payload"].as_str().unwrap())
         .collect();
-    assert_eq!(left.len(), 2, "{list}");
+    assert_eq!(left.len(), 3, "{list}");
+    assert_eq!(letter_id(&list, "not a report"), report, "its reason kept");
     assert!(
         left.iter().any(|p| p.contains("broken")) && left.iter().any(|p| p.contains("bad-total"))
     );

@@ -9,7 +9,9 @@
 //!   [`crate::ingest::ingest_batch`] as its source would, so an event that
 //!   got in meanwhile is a duplicate. One that goes through now (applied, or
 //!   a duplicate) leaves the list; one that fails again stays, with the new
-//!   reason.
+//!   reason. A letter that did not parse when it came keeps its first
+//!   reason when it does not parse now either: that reason says what it was
+//!   (a bounce report, which was never an event, is kept as a letter too).
 //!
 //! A Kafka message's `aftercare-history` header and a file's `--backfill`
 //! are not kept with a letter: a replayed event is live unless its payload
@@ -32,6 +34,10 @@ pub fn routes<S: Store>() -> Router<Admin<S>> {
         .route("/dead-letters/replay", post(replay_all::<S>))
         .route("/dead-letters/{id}/replay", post(replay_one::<S>))
 }
+
+/// How `ingest::ingest_batch` begins the reason of an event the store
+/// refused: an event that parsed when it came.
+const STORE_REFUSED: &str = "the store refused this event";
 
 /// A kept letter with its id.
 #[derive(Serialize)]
@@ -133,7 +139,18 @@ async fn replay<S: Store>(admin: &Admin<S>, letters: Vec<DeadLetter>) -> Answer<
                 events.push((i, ev));
                 out.push(None);
             }
-            Err(reason) => out.push(Some(still_dead(app, letter, reason).await?)),
+            Err(reason) => {
+                // It did not parse when it came either (the parser is the
+                // same): its reason stays, and says what it was (a bounce
+                // report that was never an event, say). Only an event that
+                // did parse then (and the store refused) gets the new one.
+                let reason = if letter.reason.starts_with(STORE_REFUSED) {
+                    reason
+                } else {
+                    letter.reason.clone()
+                };
+                out.push(Some(still_dead(app, letter, reason).await?))
+            }
         }
     }
     events.sort_by_key(|(_, ev)| ev.occurred_at);

@@ -167,3 +167,20 @@ async fn lift<S: Store>(
     tracing::info!(customer_id = %id, "an operator lifted the stop of the customer's mail");
     Ok(Json(json!({ "customer": id, "lifted": was, "at": now })))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemStore;
+    use axum::routing::delete;
+
+    /// Other groups register other methods on `/customers/{id}` (erasure's
+    /// `DELETE`) and paths below it: merging them with these must work.
+    #[test]
+    fn other_methods_merge_on_the_customers_path() {
+        let others: Router<Admin<MemStore>> = Router::new()
+            .route("/customers/{id}", delete(|| async { "erased" }))
+            .route("/customers/{id}/journey", get(|| async { "journey" }));
+        let _merged: Router<Admin<MemStore>> = routes::<MemStore>().merge(others);
+    }
+}

@@ -7,6 +7,7 @@ pub mod customer;
 pub mod dispatch;
 pub mod journal;
 pub mod localtime;
+pub mod operator;
 pub mod outbox;
 pub mod policy;
 pub mod profile;

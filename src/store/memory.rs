@@ -16,8 +16,9 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::{
     Activity, Claimer, DeadLetter, DeliveryEntry, DeliveryFilter, DeliveryView, Due, DueClaim,
-    EmailRow, JourneyRows, LookBack, OutboxView, ReceivedEvent, Result, Store, StoredDeadLetter,
-    Transition, Tx, Writes, count_dead_letters,
+    EmailRow, JourneyRows, LookBack, OutboxView, ReceivedEvent, Result, StepCount, Store,
+    StoredCustomer, StoredDeadLetter, SuppressionAction, SuppressionChange, SuppressionEntry,
+    SuppressionFilter, Transition, Tx, Writes, address_key, count_dead_letters,
 };
 use crate::engine::customer::{CustomerState, Recorded};
 use crate::engine::journal::Entry;
@@ -69,7 +70,10 @@ struct Mem {
     /// The delivery log with each entry's Message-ID; an entry's id is its
     /// index + 1.
     deliveries: Vec<(DeliveryView, Option<String>)>,
-    suppressions: HashMap<String, String>,
+    /// The suppression list by address: the reason and since when.
+    suppressions: BTreeMap<String, (String, DateTime<Utc>)>,
+    /// What operators did to it, oldest first (an entry's id is its index + 1).
+    suppression_log: Vec<SuppressionChange>,
     dead_letters: Vec<StoredDeadLetter>,
     /// Index in `dead_letters` by [`DeadLetter::identity`].
     dead_letter_ids: HashMap<String, usize>,
@@ -91,6 +95,10 @@ const SWEEP_EVERY: usize = 2_000;
 #[derive(Default)]
 struct CustomerRec {
     profile: Option<Profile>,
+    /// The address the customer's row was made with, and when the row last
+    /// changed (as `customers.email` and `updated_at`).
+    email: String,
+    updated_at: DateTime<Utc>,
     /// Keys of the active enrollments.
     active: Vec<String>,
     finished: Arc<HashSet<String>>,
@@ -370,13 +378,13 @@ impl Tx for MemTx {
     async fn ensure_customers(
         &mut self,
         customers: &[(&str, &str)],
-        _now: DateTime<Utc>,
+        now: DateTime<Utc>,
     ) -> Result<()> {
-        for (id, _) in customers {
-            if !self.mem.customers.contains_key(*id) {
-                self.mem
-                    .customers
-                    .insert(id.to_string(), CustomerRec::default());
+        for (id, email) in customers {
+            let c = self.mem.customers.entry(id.to_string()).or_default();
+            if c.email.is_empty() {
+                c.email = email.to_string();
+                c.updated_at = now;
             }
         }
         Ok(())
@@ -470,7 +478,10 @@ impl Tx for MemTx {
         // Rows just written that a history import records as skipped.
         let mut skipped = Vec::new();
         for (id, p) in w.profiles {
-            mem.customers.entry(id).or_default().profile = Some(p);
+            let c = mem.customers.entry(id).or_default();
+            c.email = p.customer.email.to_string();
+            c.updated_at = now;
+            c.profile = Some(p);
         }
         for e in w.enrollments.into_values() {
             mem.save_enrollment(e);
@@ -519,7 +530,7 @@ impl Tx for MemTx {
             written += 1;
         }
         for (email, reason) in w.suppress {
-            mem.suppressions.entry(email).or_insert(reason);
+            mem.suppressions.entry(email).or_insert((reason, now));
         }
         if !mem.lean {
             for j in w.journal {
@@ -560,7 +571,7 @@ impl Tx for MemTx {
             .suppressions
             .get(&super::address_key(email))
             .or_else(|| self.mem.suppressions.get(email))
-            .cloned())
+            .map(|(reason, _)| reason.clone()))
     }
 
     async fn transition(
@@ -672,6 +683,68 @@ impl Tx for MemTx {
             self.mem.deliveries.push((view, message_id));
         }
         Ok(())
+    }
+
+    async fn unsent_emails(&mut self, customer_id: &str) -> Result<Vec<Queued>> {
+        let mem = &*self.mem;
+        Ok(mem
+            .queued_of
+            .get(customer_id)
+            .into_iter()
+            .flatten()
+            .map(|(_, id)| mem.outbox[id].row.clone())
+            .collect())
+    }
+
+    async fn remove_suppression(
+        &mut self,
+        email: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>> {
+        let mem = &mut *self.mem;
+        let key = address_key(email);
+        let stored = if mem.suppressions.contains_key(&key) {
+            key
+        } else if mem.suppressions.contains_key(email) {
+            email.to_string()
+        } else {
+            return Ok(None);
+        };
+        let (was, _) = mem.suppressions.remove(&stored).expect("found above");
+        let id = mem.suppression_log.len() as i64 + 1;
+        mem.suppression_log.push(SuppressionChange {
+            id,
+            email: stored,
+            action: SuppressionAction::Removed,
+            reason: reason.to_string(),
+            previous_reason: Some(was.clone()),
+            at: now,
+        });
+        Ok(Some(was))
+    }
+
+    async fn requeue_failed(&mut self, id: i64, detail: &str, now: DateTime<Utc>) -> Result<bool> {
+        let mem = &mut *self.mem;
+        let Some(rec) = mem.outbox.get_mut(&id) else {
+            return Ok(false);
+        };
+        if rec.row.status != OutboxStatus::Failed {
+            return Ok(false);
+        }
+        let before = (rec.row.status, rec.row.not_before);
+        rec.row.status = OutboxStatus::Pending;
+        rec.row.not_before = now;
+        rec.row.due_at = now;
+        rec.row.retries = 0;
+        rec.lease_until = None;
+        rec.claimed_by = None;
+        rec.sent_at = None;
+        let row = rec.row.clone();
+        mem.requeue(id, before);
+        self.log_delivery(&row, now, Outcome::Retry, detail, None)
+            .await?;
+        Ok(true)
     }
 
     async fn commit(self) -> Result<()> {
@@ -889,11 +962,11 @@ impl Store for MemStore {
             .collect())
     }
 
-    async fn suppress_address(&self, email: &str, reason: &str, _now: DateTime<Utc>) -> Result<()> {
+    async fn suppress_address(&self, email: &str, reason: &str, now: DateTime<Utc>) -> Result<()> {
         let mut mem = self.inner.lock().await;
         mem.suppressions
             .entry(super::address_key(email))
-            .or_insert_with(|| reason.to_string());
+            .or_insert_with(|| (reason.to_string(), now));
         Ok(())
     }
 
@@ -1003,6 +1076,165 @@ impl Store for MemStore {
             activity,
             dead_letters: super::latest(dead_letters),
         })
+    }
+
+    async fn customer(&self, id: &str) -> Result<Option<StoredCustomer>> {
+        let mem = self.inner.lock().await;
+        Ok(mem.customers.get(id).map(|c| StoredCustomer {
+            id: id.to_string(),
+            email: c.email.clone(),
+            profile: c.profile.clone(),
+            updated_at: c.updated_at,
+        }))
+    }
+
+    async fn email_counts(&self, customer_id: &str) -> Result<Vec<(OutboxStatus, i64)>> {
+        let mem = self.inner.lock().await;
+        let mut counts: BTreeMap<&str, (OutboxStatus, i64)> = BTreeMap::new();
+        for r in mem.outbox.values() {
+            if r.row.customer_id == customer_id {
+                counts
+                    .entry(r.row.status.as_str())
+                    .or_insert((r.row.status, 0))
+                    .1 += 1;
+            }
+        }
+        Ok(counts.into_values().collect())
+    }
+
+    async fn suppressions(&self, f: &SuppressionFilter) -> Result<Vec<SuppressionEntry>> {
+        let mem = self.inner.lock().await;
+        let limit = usize::try_from(f.page_size()).unwrap_or(usize::MAX);
+        Ok(mem
+            .suppressions
+            .iter()
+            .filter(|(email, _)| f.email.as_ref().is_none_or(|e| e == *email))
+            .filter(|(email, _)| f.after.as_ref().is_none_or(|a| *email > a))
+            .take(limit)
+            .map(|(email, (reason, at))| SuppressionEntry {
+                email: email.clone(),
+                reason: reason.clone(),
+                created_at: *at,
+            })
+            .collect())
+    }
+
+    async fn suppression_log(
+        &self,
+        email: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<SuppressionChange>> {
+        let mem = self.inner.lock().await;
+        let limit = usize::try_from(limit.clamp(1, DeliveryFilter::MAX_LIMIT)).unwrap_or(1);
+        Ok(mem
+            .suppression_log
+            .iter()
+            .rev()
+            .filter(|c| email.is_none_or(|e| c.email == e))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn add_suppression(&self, email: &str, reason: &str, now: DateTime<Utc>) -> Result<bool> {
+        let mut mem = self.inner.lock().await;
+        let key = address_key(email);
+        if mem.suppressions.contains_key(&key) {
+            return Ok(false);
+        }
+        mem.suppressions
+            .insert(key.clone(), (reason.to_string(), now));
+        let id = mem.suppression_log.len() as i64 + 1;
+        mem.suppression_log.push(SuppressionChange {
+            id,
+            email: key,
+            action: SuppressionAction::Added,
+            reason: reason.to_string(),
+            previous_reason: None,
+            at: now,
+        });
+        Ok(true)
+    }
+
+    async fn revise_dead_letter(&self, letter: &DeadLetter, reason: Option<&str>) -> Result<bool> {
+        let mut mem = self.inner.lock().await;
+        let mem = &mut *mem;
+        let Some(&i) = mem.dead_letter_ids.get(&letter.identity()) else {
+            return Ok(false);
+        };
+        let revised = match reason {
+            Some(r) if r == letter.reason => return Ok(true),
+            Some(r) => Some(DeadLetter {
+                reason: r.to_string(),
+                ..letter.clone()
+            }),
+            None => None,
+        };
+        let kept = mem.dead_letters.remove(i);
+        if let Some(revised) = revised {
+            match mem.dead_letter_ids.get(&revised.identity()) {
+                Some(&j) => {
+                    let j = if j > i { j - 1 } else { j };
+                    mem.dead_letters[j].count += kept.count;
+                }
+                None => mem.dead_letters.insert(
+                    i,
+                    StoredDeadLetter {
+                        letter: revised,
+                        ..kept
+                    },
+                ),
+            }
+        }
+        mem.dead_letter_ids = mem
+            .dead_letters
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.letter.identity(), i))
+            .collect();
+        Ok(true)
+    }
+
+    async fn enrollment_counts(&self, sequence: &str) -> Result<Vec<StepCount>> {
+        let mem = self.inner.lock().await;
+        let mut counts: HashMap<(Option<String>, u8), StepCount> = HashMap::new();
+        for r in mem.enrollments.values() {
+            let e = &r.state;
+            if e.sequence != sequence {
+                continue;
+            }
+            counts
+                .entry((e.step.clone(), e.status as u8))
+                .or_insert_with(|| StepCount {
+                    step: e.step.clone(),
+                    status: e.status,
+                    count: 0,
+                })
+                .count += 1;
+        }
+        let mut out: Vec<StepCount> = counts.into_values().collect();
+        super::sort_step_counts(&mut out);
+        Ok(out)
+    }
+
+    async fn enrollments_at(
+        &self,
+        sequence: &str,
+        step: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Enrollment>> {
+        let mem = self.inner.lock().await;
+        let limit = usize::try_from(limit.clamp(1, DeliveryFilter::MAX_LIMIT)).unwrap_or(1);
+        let mut found: Vec<&Enrollment> = mem
+            .enrollments
+            .values()
+            .map(|r| &r.state)
+            .filter(|e| e.sequence == sequence && e.step.as_deref() == Some(step))
+            .filter(|e| after.is_none_or(|a| e.key.as_str() > a))
+            .collect();
+        found.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(found.into_iter().take(limit).cloned().collect())
     }
 
     async fn event_count(&self) -> Result<i64> {

@@ -376,6 +376,101 @@ pub struct DeliveryEntry {
     pub message_id: Option<String>,
 }
 
+/// A customer as the store keeps them, for operators.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredCustomer {
+    pub id: String,
+    /// The address as the customer has it now.
+    pub email: String,
+    /// `None` until an event about them has been applied.
+    pub profile: Option<Profile>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One entry of the suppression list: no mail goes to the address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct SuppressionEntry {
+    /// As the list spells it ([`address_key`]), or a hash (`sha256:<hex>`)
+    /// for an address kept only as one.
+    pub email: String,
+    pub reason: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Which entries of the suppression list to read, by address, a page at a
+/// time ([`Store::suppressions`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SuppressionFilter {
+    /// Only this address's entry (spelled as [`address_key`] spells it).
+    pub email: Option<String>,
+    /// The cursor: entries whose address sorts after this one (the last of
+    /// the page before).
+    pub after: Option<String>,
+    /// Entries in a page (at most [`DeliveryFilter::MAX_LIMIT`]).
+    pub limit: i64,
+}
+
+impl SuppressionFilter {
+    pub fn page_size(&self) -> i64 {
+        self.limit.clamp(1, DeliveryFilter::MAX_LIMIT)
+    }
+}
+
+/// What an operator did to the suppression list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SuppressionAction {
+    Added,
+    Removed,
+}
+
+impl SuppressionAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Added => "added",
+            Self::Removed => "removed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "added" => Some(Self::Added),
+            "removed" => Some(Self::Removed),
+            _ => None,
+        }
+    }
+}
+
+/// One change an operator made to the suppression list, with why and when
+/// (`suppression_log`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SuppressionChange {
+    pub id: i64,
+    pub email: String,
+    pub action: SuppressionAction,
+    /// The operator's.
+    pub reason: String,
+    /// For a removal: the reason the entry had.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_reason: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// How many of a sequence's enrollments stand at a step with a status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StepCount {
+    /// `None`: an enrollment that never reached a step.
+    pub step: Option<String>,
+    pub status: crate::engine::state::Status,
+    pub count: i64,
+}
+
+/// Step counts in the order every store gives them: by step (none first),
+/// then status.
+pub(crate) fn sort_step_counts(counts: &mut [StepCount]) {
+    counts.sort_by(|a, b| (&a.step, a.status as u8).cmp(&(&b.step, b.status as u8)));
+}
+
 /// What a tracked link recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -635,6 +730,34 @@ pub trait Tx: Send {
         message_id: Option<&str>,
     ) -> impl Future<Output = Result<()>> + Send;
 
+    /// The customer's emails not sent yet (pending or being sent), in
+    /// `(not_before, id)` order.
+    fn unsent_emails(
+        &mut self,
+        customer_id: &str,
+    ) -> impl Future<Output = Result<Vec<Queued>>> + Send;
+
+    /// Takes `email` (or a `sha256:` entry as spelled) off the suppression
+    /// list, logging the removal with the operator's `reason`; returns the
+    /// reason the entry had, `None` when there was none.
+    fn remove_suppression(
+        &mut self,
+        email: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<String>>> + Send;
+
+    /// Puts a failed row back to pending, due at `now` (its attempts and
+    /// delivery log kept, its retry schedule begun afresh), and logs the
+    /// operator's retry (outcome `retry`, with `detail`). Returns whether
+    /// the row was failed.
+    fn requeue_failed(
+        &mut self,
+        id: i64,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
     fn commit(self) -> impl Future<Output = Result<()>> + Send;
 }
 
@@ -753,6 +876,59 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// Everything kept about one customer that explains their mail
     /// ([`JourneyRows`]): `aftercare explain`, the admin API's journey.
     fn journey(&self, customer_id: &str) -> impl Future<Output = Result<JourneyRows>> + Send;
+    /// A customer as stored; `None` for one the store has never seen.
+    fn customer(&self, id: &str) -> impl Future<Output = Result<Option<StoredCustomer>>> + Send;
+    /// How many of a customer's emails are in each outbox status (statuses
+    /// with none left out), by status.
+    fn email_counts(
+        &self,
+        customer_id: &str,
+    ) -> impl Future<Output = Result<Vec<(OutboxStatus, i64)>>> + Send;
+    /// The suppression list as `filter` asks, by address.
+    fn suppressions(
+        &self,
+        filter: &SuppressionFilter,
+    ) -> impl Future<Output = Result<Vec<SuppressionEntry>>> + Send;
+    /// What operators did to the suppression list (of `email` only, when
+    /// given), newest first, at most `limit` (within 1 to
+    /// [`DeliveryFilter::MAX_LIMIT`]).
+    fn suppression_log(
+        &self,
+        email: Option<&str>,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<SuppressionChange>>> + Send;
+    /// Puts `email` on the suppression list for an operator, logging it
+    /// with `reason`; returns false (and changes nothing) when it is there.
+    fn add_suppression(
+        &self,
+        email: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// After `letter` was replayed: `None` takes it off the dead letters
+    /// (it went through); `Some(reason)` keeps it with that reason (counted
+    /// into an identical letter if one is kept). Returns false when no such
+    /// letter is kept.
+    fn revise_dead_letter(
+        &self,
+        letter: &DeadLetter,
+        reason: Option<&str>,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// How many of a sequence's enrollments stand at each step with each
+    /// status, by step and status.
+    fn enrollment_counts(
+        &self,
+        sequence: &str,
+    ) -> impl Future<Output = Result<Vec<StepCount>>> + Send;
+    /// A sequence's enrollments at `step`, by key, after the key `after`, at
+    /// most `limit` (within 1 to [`DeliveryFilter::MAX_LIMIT`]).
+    fn enrollments_at(
+        &self,
+        sequence: &str,
+        step: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<Enrollment>>> + Send;
     fn event_count(&self) -> impl Future<Output = Result<i64>> + Send;
     fn active_enrollments(&self) -> impl Future<Output = Result<i64>> + Send;
 }

@@ -5,6 +5,14 @@
 //! Each group of admin routes is a module here with its own `routes(…)`,
 //! merged into [`routes`]; all of them share [`Admin`].
 
+pub mod customers;
+pub mod dead_letters;
+pub mod deliveries;
+pub mod outbox;
+pub mod reply;
+pub mod sequences;
+pub mod suppressions;
+
 use std::sync::Arc;
 
 use axum::Router;
@@ -74,6 +82,12 @@ pub fn routes<S: Store>(admin: Admin<S>, token: Option<Token>) -> Router {
     };
     let api = Router::new()
         .merge(journey::routes())
+        .merge(deliveries::routes())
+        .merge(customers::routes())
+        .merge(dead_letters::routes())
+        .merge(outbox::routes())
+        .merge(suppressions::routes())
+        .merge(sequences::routes())
         .fallback(unknown)
         .with_state(admin);
     Router::new()

@@ -11,6 +11,8 @@ pub mod http;
 pub mod ingest;
 pub mod instance;
 pub mod poll;
+pub mod retention;
+pub mod rights;
 pub mod schedule;
 pub mod schema;
 pub mod send;

@@ -5,6 +5,8 @@
 //! Each group of admin routes is a module here with its own `routes(…)`,
 //! merged into [`routes`]; all of them share [`Admin`].
 
+pub mod rights;
+
 use std::sync::Arc;
 
 use axum::Router;
@@ -70,7 +72,10 @@ pub fn routes<S: Store>(admin: Admin<S>, token: Option<Token>) -> Router {
             .route("/v1/admin", any(off))
             .route("/v1/admin/{*rest}", any(off));
     };
-    let api = Router::new().fallback(unknown).with_state(admin);
+    let api = Router::new()
+        .merge(rights::routes())
+        .fallback(unknown)
+        .with_state(admin);
     Router::new()
         .nest("/v1/admin", api)
         .layer(middleware::from_fn_with_state(token, guard))

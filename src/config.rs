@@ -292,7 +292,7 @@ impl ServiceArgs {
                 "AFTERCARE_RETENTION: {text:?} is shorter than {}: events must be kept longer \
                  than they can be redelivered (a Kafka topic keeps them 7 days by default) \
                  and looked back for (7 days), or duplicates would be applied again",
-                crate::sequence::duration::format(crate::retention::MIN)
+                crate::retention::MIN_TEXT
             );
         }
         Ok(Some(d))

@@ -32,6 +32,8 @@ pub const LEASE_KEY: &str = "lease:retention";
 /// looked back for, and above the days a Kafka topic keeps messages by
 /// default (7), so that a redelivered event is still known as a duplicate.
 pub const MIN: TimeDelta = TimeDelta::days(30);
+/// [`MIN`] as the messages write it.
+pub const MIN_TEXT: &str = "30d";
 
 /// What one pass purged (rows deleted; enrollments compacted).
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]

@@ -113,6 +113,11 @@ pub struct ServiceArgs {
     /// DKIM signing: AFTERCARE_DKIM_SELECTOR, _DOMAIN and _KEY_FILE (all or none).
     #[command(flatten)]
     pub dkim: crate::send::dkim::DkimArgs,
+    /// Events, delivery log, opens and clicks and dead letters older than
+    /// this are purged, and finished enrollments compacted (a duration of
+    /// 30d at least: `400d`); unset: everything is kept.
+    #[arg(long, env = "AFTERCARE_RETENTION")]
+    pub retention: Option<String>,
     /// Roles to run (default: all), e.g. `--roles ingest,http`.
     #[arg(long, value_delimiter = ',', value_enum)]
     pub roles: Vec<Role>,
@@ -272,6 +277,25 @@ impl ServiceArgs {
             }
             Some(t) => Ok(Some(t.clone())),
         }
+    }
+
+    /// The retention, checked: 30d to 3650d; `None` when unset (everything
+    /// is kept).
+    pub fn retention(&self) -> anyhow::Result<Option<chrono::Duration>> {
+        let Some(text) = self.retention.as_deref() else {
+            return Ok(None);
+        };
+        let d = crate::sequence::duration::parse(text)
+            .map_err(|e| anyhow::anyhow!("AFTERCARE_RETENTION: {e}"))?;
+        if d < crate::retention::MIN {
+            anyhow::bail!(
+                "AFTERCARE_RETENTION: {text:?} is shorter than {}: events must be kept longer \
+                 than they can be redelivered (a Kafka topic keeps them 7 days by default) \
+                 and looked back for (7 days), or duplicates would be applied again",
+                crate::retention::MIN_TEXT
+            );
+        }
+        Ok(Some(d))
     }
 
     /// The retry schedule in seconds, checked.

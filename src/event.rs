@@ -26,6 +26,7 @@ pub const KNOWN_TYPES: &[&str] = &[
     "review.submitted",
     "customer.updated",
     "customer.unsubscribed",
+    "customer.erased",
     "email.bounced",
     "email.complained",
 ];

@@ -12,6 +12,8 @@ pub mod ingest;
 pub mod instance;
 pub mod journey;
 pub mod poll;
+pub mod retention;
+pub mod rights;
 pub mod schedule;
 pub mod schema;
 pub mod send;

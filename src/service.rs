@@ -172,6 +172,7 @@ pub async fn serve<S: Store>(
     }
     let providers = Arc::new(crate::bounce::providers::Providers::load(&args.providers)?);
     let http_limits = args.http_limits()?;
+    let retention = args.retention()?;
     let admin_token = args.admin_token()?;
     if roles.contains(&Role::Http) {
         match &admin_token {
@@ -234,6 +235,28 @@ pub async fn serve<S: Store>(
                 fut.await;
                 Ok(())
             });
+        }
+    }
+    if roles.contains(&Role::Schedule) {
+        // Retention rides with the scheduler: one lease, so one instance at a time.
+        match retention {
+            Some(keep) => {
+                tracing::info!(
+                    "retention: events, deliveries, opens and clicks and dead letters older than {} are purged",
+                    crate::sequence::duration::format(keep)
+                );
+                tasks.spawn(
+                    crate::retention::run(
+                        store.clone(),
+                        keep,
+                        instance.id().to_string(),
+                        clock.clone(),
+                        stop.clone(),
+                    )
+                    .map(Ok),
+                );
+            }
+            None => tracing::info!("AFTERCARE_RETENTION unset: everything is kept"),
         }
     }
     if roles.contains(&Role::Send) {

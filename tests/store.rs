@@ -1384,6 +1384,337 @@ async fn a_history_import_then_live_mail_is_claimed_in_a_lean_memory_store() {
     a_history_import_then_live_mail_is_claimed(aftercare::store::MemStore::lean()).await;
 }
 
+fn erased_event(id: &str, c: &str, at: &str) -> aftercare::event::Event {
+    aftercare::event::Event::parse(&format!(
+        r#"{{"id":"{id}","type":"customer.erased","occurred_at":"{at}","customer":{{"id":"{c}","email":"{c}@example.com"}}}}"#
+    ))
+    .unwrap()
+}
+
+/// A `customer.erased` event through the ingest path: nothing about the
+/// customer is left to export but the erasure itself, their pending mail is
+/// skipped as `erased`, an old event id is still a duplicate, the bounced
+/// address stays suppressed (as its hash), and the customer who comes back
+/// with a new order starts fresh.
+async fn an_erased_customer_leaves_only_a_hash<S: Store>(s: S) {
+    let cat = catalog();
+    let at = |h: i64| (t(T0) + Duration::hours(h)).to_rfc3339();
+    let evs = [
+        event("e1", "order.placed", "c1", "o1", &at(0), true),
+        event("e2", "email.bounced", "c1", "o1", &at(1), true),
+        event("f1", "order.placed", "c2", "o9", &at(0), true),
+    ];
+    ingest_batch(&s, cat, &evs, "test", t(T0)).await.unwrap();
+    s.keep_dead_letters(
+        &[DeadLetter {
+            source: "http".into(),
+            reason: "order.total: not money".into(),
+            payload: r#"{"customer":{"id":"c1","email":"C1@Example.com"}}"#.into(),
+            origin: None,
+        }],
+        t(T0),
+    )
+    .await
+    .unwrap();
+    let before = s.export_customer("c1").await.unwrap();
+    assert!(before.profile.is_some());
+    assert_eq!(before.events.len(), 2);
+    assert!(!before.enrollments.is_empty() && !before.outbox.is_empty());
+    assert_eq!(before.suppressions.len(), 1, "{before:#?}");
+    assert_eq!(before.dead_letters.len(), 1);
+
+    let erase = [erased_event("x1", "c1", &at(2))];
+    let r = ingest_batch(&s, cat, &erase, "http", t(T0) + Duration::hours(2))
+        .await
+        .unwrap();
+    assert_eq!(r.applied, 1);
+    let after = s.export_customer("c1").await.unwrap();
+    assert!(
+        after.profile.is_none() && after.events.is_empty(),
+        "{after:?}"
+    );
+    assert!(after.enrollments.is_empty() && after.outbox.is_empty());
+    assert!(after.deliveries.is_empty() && after.activity.is_empty());
+    assert!(after.dead_letters.is_empty());
+    // Nothing links the customer to the address any more: the entry is
+    // found by the address alone.
+    assert!(after.suppressions.is_empty());
+    assert_eq!(after.erasures.len(), 1);
+    let log = &after.erasures[0];
+    assert_eq!(
+        (log.source.as_str(), log.event_id.as_deref()),
+        ("http", Some("x1"))
+    );
+    assert!(log.summary.profile && log.summary.events == 3 && log.summary.stopped >= 1);
+    assert_eq!((log.summary.dead_letters, log.summary.suppressions), (1, 1));
+    // Nobody's rows: the other customer's are untouched.
+    assert!(s.export_customer("c2").await.unwrap().profile.is_some());
+    for row in s.outbox().await.unwrap() {
+        assert!(!row.idempotency_key.contains("/c1/"), "{row:?}");
+        if row.customer_id != "c2" {
+            assert_eq!(row.status, OutboxStatus::Skipped);
+            assert_eq!(row.last_error.as_deref(), Some("erased"));
+        }
+    }
+    assert!(s.enrollments_of("c1").await.unwrap().is_empty());
+    let mut tx = s.begin().await.unwrap();
+    assert!(
+        tx.suppression("C1@example.com")
+            .await
+            .unwrap()
+            .is_some_and(|why| why.contains("hard bounce"))
+    );
+    drop(tx);
+
+    // A late duplicate is still one; the erasure again too.
+    let again = ingest_batch(&s, cat, &[evs[0].clone(), erase[0].clone()], "test", t(T0))
+        .await
+        .unwrap();
+    assert_eq!((again.applied, again.duplicates), (0, 2));
+    assert!(s.export_customer("c1").await.unwrap().events.is_empty());
+
+    // Back with a new order: a fresh start, the address still suppressed.
+    let back = [event("e3", "order.placed", "c1", "o2", &at(3), true)];
+    let r = ingest_batch(&s, cat, &back, "test", t(T0) + Duration::hours(3))
+        .await
+        .unwrap();
+    assert_eq!((r.applied, r.emails), (1, 1));
+    let fresh = s.export_customer("c1").await.unwrap();
+    assert_eq!(fresh.events.len(), 1);
+    assert_eq!(fresh.enrollments.len(), 1, "{:?}", fresh.enrollments);
+    let rows = s
+        .claim_outbox(
+            t(T0) + Duration::hours(3),
+            Duration::seconds(60),
+            10,
+            &solo(),
+        )
+        .await
+        .unwrap();
+    let row = rows.iter().find(|r| r.customer_id == "c1").unwrap();
+    let (plan, _) = worker::plan(
+        &s,
+        cat,
+        row,
+        t(T0) + Duration::hours(3),
+        worker::SENDING_LEASE,
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(plan, SendPlan::Skip { ref reason } if reason.contains("suppressed")),
+        "{plan:?}"
+    );
+}
+
+/// Within one batch, an erasure takes the customer's events before it and
+/// leaves those after it: the customer comes back in the same batch.
+async fn an_erasure_within_a_batch_keeps_what_follows<S: Store>(s: S) {
+    let cat = catalog();
+    let at = |h: i64| (t(T0) + Duration::hours(h)).to_rfc3339();
+    let batch = [
+        event("e1", "order.placed", "c1", "o1", &at(0), true),
+        erased_event("x1", "c1", &at(1)),
+        event("e2", "order.placed", "c1", "o2", &at(2), true),
+    ];
+    let r = ingest_batch(&s, cat, &batch, "test", t(T0) + Duration::hours(2))
+        .await
+        .unwrap();
+    assert_eq!(r.applied, 3);
+    let x = s.export_customer("c1").await.unwrap();
+    let ids: Vec<&str> = x.events.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["e2"]);
+    assert!(x.outbox.iter().all(|o| o.idempotency_key.contains("/o2")));
+    assert_eq!(x.erasures.len(), 1);
+}
+
+/// `DELETE`'s path: an erasure asked for by id; nothing stored, nothing done.
+async fn erasing_by_id_logs_who_asked<S: Store>(s: S) {
+    let cat = catalog();
+    let evs = [event("e1", "order.placed", "c1", "o1", T0, true)];
+    ingest_batch(&s, cat, &evs, "test", t(T0)).await.unwrap();
+    let a = aftercare::rights::erase(&s, "c1", "admin", t(T0))
+        .await
+        .unwrap();
+    let erased = a.erased.unwrap();
+    assert!(erased.profile && erased.events == 1 && erased.emails == 1);
+    assert_eq!(a.erasures.len(), 1);
+    assert_eq!(a.erasures[0].source, "admin");
+    let none = aftercare::rights::erase(&s, "nobody", "admin", t(T0))
+        .await
+        .unwrap();
+    assert!(none.erased.is_none() && none.erasures.is_empty());
+    assert!(s.export_customer("nobody").await.unwrap().is_empty());
+}
+
+/// Retention on a virtual clock: old events, deliveries, opens and dead
+/// letters go in batches; events within the window still de-duplicate;
+/// finished enrollments keep their key (no second `once_per_order` entry)
+/// but lose their state; a person's old open still counts for sunset.
+async fn retention_purges_in_batches<S: Store>(s: S) {
+    use aftercare::store::{Activity, ActivityKind, After, Purge};
+    let cat = catalog();
+    let old = t(T0);
+    let now = old + Duration::days(500);
+    let keep = Duration::days(400);
+    // Five old orders, each a finished-soon enrollment, and one recent.
+    let olds: Vec<_> = (0..5)
+        .map(|i| {
+            event(
+                &format!("o{i}"),
+                "order.placed",
+                &format!("c{i}"),
+                "o1",
+                T0,
+                true,
+            )
+        })
+        .collect();
+    ingest_batch(&s, cat, &olds, "test", old).await.unwrap();
+    let cancels: Vec<_> = (0..5)
+        .map(|i| {
+            event(
+                &format!("x{i}"),
+                "order.cancelled",
+                &format!("c{i}"),
+                "o1",
+                T0,
+                true,
+            )
+        })
+        .collect();
+    ingest_batch(&s, cat, &cancels, "test", old).await.unwrap();
+    let recent_at = (now - Duration::days(1)).to_rfc3339();
+    let recent = [event("n1", "order.placed", "c9", "o1", &recent_at, true)];
+    ingest_batch(&s, cat, &recent, "test", now - Duration::days(1))
+        .await
+        .unwrap();
+    // Mail of the old orders, sent then, and a person's open of one.
+    let rows = s
+        .claim_outbox(old, Duration::seconds(60), 100, &solo())
+        .await
+        .unwrap();
+    assert!(!rows.is_empty());
+    for row in &rows {
+        let (plan, _) = worker::plan(&s, cat, row, old, worker::SENDING_LEASE)
+            .await
+            .unwrap();
+        if plan == SendPlan::Send {
+            let sent = SendOutcome::Sent {
+                message_id: format!("<{}@x>", row.id),
+                detail: "250 ok".into(),
+            };
+            worker::finish(&s, row, old, &sent).await.unwrap();
+        }
+    }
+    let opened = rows[0].clone();
+    s.record_activity(&Activity {
+        idempotency_key: opened.idempotency_key.clone(),
+        customer_id: opened.customer_id.clone(),
+        kind: ActivityKind::Open,
+        url: None,
+        at: old + Duration::minutes(5),
+        machine: false,
+    })
+    .await
+    .unwrap();
+    s.keep_dead_letters(
+        &[DeadLetter {
+            source: "http".into(),
+            reason: "old".into(),
+            payload: "x".into(),
+            origin: None,
+        }],
+        old,
+    )
+    .await
+    .unwrap();
+    let logged = s.deliveries().await.unwrap().len();
+    assert!(logged >= 5);
+
+    // One batch takes at most its limit, and says whether more is left.
+    let step = s
+        .purge(Purge::Events, now - keep, &After::Start, 4)
+        .await
+        .unwrap();
+    assert_eq!(step.changed, 4);
+    assert!(step.next.is_some());
+    let clock = aftercare::clock::ManualClock::new(now);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let p = aftercare::retention::purge(&s, keep, "me", &clock, 3, &stop)
+        .await
+        .unwrap()
+        .expect("the lease is free");
+    assert_eq!(p.events, 6, "{p:?}");
+    assert_eq!(p.deliveries as usize, logged);
+    assert_eq!((p.activity, p.dead_letters), (1, 1));
+    assert!(p.enrollments >= 5, "{p:?}");
+    assert!(p.batches > 5, "{p:?}");
+    assert_eq!(s.event_count().await.unwrap(), 1);
+    assert!(s.deliveries().await.unwrap().is_empty());
+    assert!(s.dead_letters().await.unwrap().is_empty());
+    assert!(s.activity(&opened.customer_id).await.unwrap().is_empty());
+    // The recent event is still a duplicate; a purged one is not.
+    let r = ingest_batch(&s, cat, &recent, "test", now).await.unwrap();
+    assert_eq!(r.duplicates, 1);
+    // A purged order.placed comes again: its enrollment's key is kept, so
+    // the order is not enrolled a second time.
+    let r = ingest_batch(&s, cat, &olds[..1], "test", now)
+        .await
+        .unwrap();
+    assert_eq!((r.applied, r.emails), (1, 0));
+    assert!(
+        s.enrollments_of("c1").await.unwrap().is_empty(),
+        "compacted"
+    );
+    let x = s.export_customer("c1").await.unwrap();
+    assert!(x.enrollments.iter().all(|e| e.state.is_none()), "{x:?}");
+    // The open outlives its row.
+    let mut tx = s.begin().await.unwrap();
+    let history = tx.sent_history(&opened.customer_id, -1).await.unwrap();
+    assert!(
+        history.iter().any(|h| h.opened == Some(true)),
+        "{history:?}"
+    );
+    drop(tx);
+    // Nothing left: a second pass changes nothing.
+    let p = aftercare::retention::purge(&s, keep, "me", &clock, 3, &stop)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(p.events + p.deliveries + p.activity + p.enrollments, 0);
+}
+
+/// One instance at a time: the lease is another's until it lapses.
+async fn the_retention_lease_is_held_by_one<S: Store>(s: S) {
+    let now = t(T0);
+    let until = now + Duration::minutes(5);
+    assert!(s.take_lease("lease:x", "a", now, until).await.unwrap());
+    assert!(!s.take_lease("lease:x", "b", now, until).await.unwrap());
+    assert!(s.take_lease("lease:x", "a", now, until).await.unwrap());
+    let later = until + Duration::seconds(1);
+    assert!(
+        s.take_lease("lease:x", "b", later, later + Duration::minutes(5))
+            .await
+            .unwrap()
+    );
+    assert!(!s.take_lease("lease:x", "a", later, later).await.unwrap());
+    let clock = aftercare::clock::ManualClock::new(later);
+    let stop = tokio_util::sync::CancellationToken::new();
+    s.take_lease(
+        aftercare::retention::LEASE_KEY,
+        "b",
+        later,
+        later + Duration::minutes(5),
+    )
+    .await
+    .unwrap();
+    let p = aftercare::retention::purge(&s, Duration::days(30), "a", &clock, 10, &stop)
+        .await
+        .unwrap();
+    assert_eq!(p, None, "another instance purges");
+}
+
 /// `Store::journey`: a customer's events (with when and how they came), the
 /// engine's journal in the order decided (a duplicate included), their
 /// emails with when each was enqueued, the delivery log, opens, and the dead
@@ -1543,6 +1874,11 @@ conformance!(
     operators_change_the_suppression_list,
     replayed_dead_letters_are_revised,
     a_sequences_enrollments_by_step,
+    an_erased_customer_leaves_only_a_hash,
+    an_erasure_within_a_batch_keeps_what_follows,
+    erasing_by_id_logs_who_asked,
+    retention_purges_in_batches,
+    the_retention_lease_is_held_by_one,
 );
 
 /// On PostgreSQL two transactions claim at once: each takes rows the other

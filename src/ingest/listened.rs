@@ -27,10 +27,12 @@ use crate::sequence::model::{Catalog, StepKind};
 use crate::store::Refused;
 
 /// Types the service reads whatever the sequences say: they update the
-/// customer's profile (consent, unsubscription, suppression).
+/// customer's profile (consent, unsubscription, suppression), or erase the
+/// customer.
 pub const SERVICE_READS: &[&str] = &[
     "customer.updated",
     "customer.unsubscribed",
+    "customer.erased",
     "email.bounced",
     "email.complained",
 ];

@@ -115,6 +115,12 @@ async fn commit_batch<S: Store>(
     // Each customer's events apply in the order they occurred (arrival
     // order for ties), whatever order they came in.
     fresh.sort_by_key(|e| e.occurred_at);
+    // A `customer.erased` erases first, with what came before it.
+    report.applied += crate::rights::erase_in_batch(&mut tx, &mut fresh, source, now).await?;
+    if fresh.is_empty() {
+        tx.commit().await?;
+        return Ok(report);
+    }
     // Make sure each customer has a row to lock, then lock and load them.
     let mut first_email: BTreeMap<&str, &str> = BTreeMap::new();
     for ev in &fresh {

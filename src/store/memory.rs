@@ -20,12 +20,16 @@ use super::{
     StoredCustomer, StoredDeadLetter, SuppressionAction, SuppressionChange, SuppressionEntry,
     SuppressionFilter, Transition, Tx, Writes, address_key, count_dead_letters,
 };
+use super::{
+    After, CustomerExport, Erased, Erasure, ErasureLog, ExportedEmail, ExportedEnrollment,
+    ExportedEvent, ExportedSuppression, Purge, PurgeStep,
+};
 use crate::engine::customer::{CustomerState, Recorded};
 use crate::engine::journal::Entry;
 use crate::engine::outbox::{OutboxStatus, Outcome, Queued};
 use crate::engine::policy::Sent;
 use crate::engine::profile::Profile;
-use crate::engine::state::Enrollment;
+use crate::engine::state::{Context, Enrollment, Status};
 use crate::event::Event;
 
 #[derive(Clone, Default)]
@@ -87,6 +91,18 @@ struct Mem {
     look_back: Option<(BTreeSet<String>, DateTime<Utc>)>,
     /// Events recorded since a lean store last forgot old ones.
     recorded_since_sweep: usize,
+    /// Every event recorded, by id, with what an export and retention read
+    /// (not in a lean store).
+    kept_events: HashMap<String, KeptEvent>,
+    /// Finished enrollments retention compacted, or an erasure moved: no
+    /// state, what re-entry and an export read.
+    compacted: HashMap<String, Compacted>,
+    /// Emails a person opened or clicked whose activity retention purged.
+    opened: HashSet<String>,
+    /// Delivery log entries purged from the front: an entry's id is its
+    /// index + 1 + this.
+    deliveries_purged: usize,
+    erasures: Vec<ErasureLog>,
 }
 
 /// How many events a lean store records between sweeps of old recent events.
@@ -126,6 +142,122 @@ impl CustomerRec {
             .iter()
             .filter(|e| look_back.kinds.contains(&e.kind) && e.occurred_at >= look_back.since);
         look_back.keep(recent.cloned().collect())
+    }
+}
+
+/// A recorded event as an export and retention read it; the payload is
+/// dropped by an erasure.
+struct KeptEvent {
+    customer_id: String,
+    occurred_at: DateTime<Utc>,
+    received_at: DateTime<Utc>,
+    source: String,
+    event: Option<Arc<Event>>,
+}
+
+/// An enrollment kept without its state.
+#[derive(Clone)]
+struct Compacted {
+    customer_id: String,
+    sequence: String,
+    status: Status,
+    step: Option<String>,
+    order_id: Option<String>,
+    started_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl Compacted {
+    fn of(e: &Enrollment) -> Self {
+        Self {
+            customer_id: e.customer_id.clone(),
+            sequence: e.sequence.clone(),
+            status: e.status,
+            step: e.step.clone(),
+            order_id: e.order_id.clone(),
+            started_at: e.started_at,
+            updated_at: e.updated_at,
+        }
+    }
+
+    fn export(&self, key: &str) -> ExportedEnrollment {
+        ExportedEnrollment {
+            key: key.to_string(),
+            sequence: self.sequence.clone(),
+            status: super::sql::status_str(self.status).to_string(),
+            step: self.step.clone(),
+            order_id: self.order_id.clone(),
+            started_at: self.started_at,
+            updated_at: self.updated_at,
+            state: None,
+        }
+    }
+}
+
+/// Whether a dead letter names the customer or one of `addresses` (as
+/// `sql::push_naming` asks).
+fn names(l: &DeadLetter, customer_id: &str, addresses: &BTreeSet<String>) -> bool {
+    let id = serde_json::to_string(customer_id).unwrap_or_default();
+    if l.payload.contains(&format!("\"id\":{id}")) || l.payload.contains(&format!("\"id\": {id}")) {
+        return true;
+    }
+    let (payload, reason) = (
+        l.payload.to_ascii_lowercase(),
+        l.reason.to_ascii_lowercase(),
+    );
+    addresses.iter().any(|a| {
+        let a = super::address_key(a);
+        payload.contains(&a) || reason.contains(&a)
+    })
+}
+
+/// The context an erased customer's email keeps: nobody's.
+fn nobodys(to: &str) -> Arc<Context> {
+    Arc::new(Context {
+        customer: crate::event::Customer {
+            id: to.to_string(),
+            email: crate::event::EmailAddress::parse("erased@erased.invalid")
+                .expect("a valid address"),
+            first_name: None,
+            locale: None,
+            timezone: None,
+            marketing_consent: None,
+            tags: Vec::new(),
+            attributes: Default::default(),
+        },
+        order: None,
+        shipment: None,
+        review: None,
+    })
+}
+
+impl Mem {
+    /// The addresses stored for `customer_id`: the profile's and those
+    /// their events carried.
+    fn addresses_of(&self, customer_id: &str, known: &mut BTreeSet<String>) {
+        if let Some(p) = self
+            .customers
+            .get(customer_id)
+            .and_then(|c| c.profile.as_ref())
+        {
+            known.insert(p.customer.email.to_string());
+        }
+        for k in self.kept_events.values() {
+            if k.customer_id == customer_id
+                && let Some(e) = &k.event
+            {
+                known.insert(e.customer.email.to_string());
+            }
+        }
+    }
+
+    fn rebuild_dead_letter_ids(&mut self) {
+        self.dead_letter_ids = self
+            .dead_letters
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.letter.identity(), i))
+            .collect();
     }
 }
 
@@ -356,7 +488,18 @@ impl Tx for MemTx {
                         let json = serde_json::to_string(ev)?;
                         Recorded::stored(ev.id.clone(), ev.kind.clone(), ev.occurred_at, json)
                     } else {
-                        Recorded::of(Arc::new((*ev).clone()))
+                        let event = Arc::new((*ev).clone());
+                        mem.kept_events.insert(
+                            ev.id.clone(),
+                            KeptEvent {
+                                customer_id: ev.customer.id.clone(),
+                                occurred_at: ev.occurred_at,
+                                received_at: now,
+                                source: source.to_string(),
+                                event: Some(event.clone()),
+                            },
+                        );
+                        Recorded::of(event)
                     };
                     let c = mem.customers.entry(ev.customer.id.clone()).or_default();
                     c.recent.push(recorded);
@@ -571,6 +714,7 @@ impl Tx for MemTx {
             .suppressions
             .get(&super::address_key(email))
             .or_else(|| self.mem.suppressions.get(email))
+            .or_else(|| self.mem.suppressions.get(&super::address_hash(email)))
             .map(|(reason, _)| reason.clone()))
     }
 
@@ -608,7 +752,8 @@ impl Tx for MemTx {
                 let engaged = mem
                     .activity
                     .iter()
-                    .any(|a| !a.machine && a.idempotency_key == key);
+                    .any(|a| !a.machine && a.idempotency_key == key)
+                    || mem.opened.contains(&key);
                 let list = mem.sent_mut(&customer);
                 list.retain(|(id, _)| *id != row.id);
                 list.push((
@@ -745,6 +890,174 @@ impl Tx for MemTx {
         self.log_delivery(&row, now, Outcome::Retry, detail, None)
             .await?;
         Ok(true)
+    }
+
+    async fn erase_customer(
+        &mut self,
+        customer_id: &str,
+        keep: &HashSet<String>,
+        addresses: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<Erased> {
+        let mem = &mut *self.mem;
+        let to = super::tombstone();
+        let mut erased = Erased::default();
+        let mut known: BTreeSet<String> = addresses.iter().cloned().collect();
+        mem.addresses_of(customer_id, &mut known);
+        if let Some(rec) = mem.customers.remove(customer_id) {
+            erased.profile = true;
+            // The batch's events after the erasure stay the customer's.
+            let recent: Vec<Recorded> = rec
+                .recent
+                .into_iter()
+                .filter(|e| keep.contains(&e.id))
+                .collect();
+            if !recent.is_empty() {
+                mem.customers
+                    .entry(customer_id.to_string())
+                    .or_default()
+                    .recent = recent;
+            }
+            let mut keys: BTreeSet<String> = rec.all.into_iter().collect();
+            keys.extend(rec.active);
+            keys.extend(rec.finished.iter().cloned());
+            for key in keys {
+                let new_key = super::rekey(&key, customer_id, &to);
+                let compacted = match mem.enrollments.remove(&key) {
+                    Some(e) => {
+                        if let Some(w) = e.state.wake_at() {
+                            mem.due.remove(&(w, key.clone()));
+                        }
+                        Compacted::of(&e.state)
+                    }
+                    None => match mem.compacted.remove(&key) {
+                        Some(c) => c,
+                        None => {
+                            erased.enrollments += 1;
+                            continue;
+                        }
+                    },
+                };
+                let status = match compacted.status {
+                    Status::Active => Status::Exited,
+                    s => s,
+                };
+                mem.compacted.insert(
+                    new_key,
+                    Compacted {
+                        customer_id: to.clone(),
+                        status,
+                        updated_at: now,
+                        ..compacted
+                    },
+                );
+                erased.enrollments += 1;
+            }
+        }
+        for (id, k) in mem.kept_events.iter_mut() {
+            if k.customer_id == customer_id && !keep.contains(id) {
+                k.customer_id = to.clone();
+                k.event = None;
+                erased.events += 1;
+            }
+        }
+        // Out of the claim queue: nothing of theirs is due any more.
+        if let Some(rows) = mem.queued_of.remove(customer_id) {
+            for r in rows {
+                mem.queue.remove(&r);
+            }
+        }
+        let logged = mem.deliveries.len();
+        let mut emails: Vec<i64> = mem
+            .outbox
+            .values()
+            .filter(|r| r.row.customer_id == customer_id)
+            .map(|r| r.row.id)
+            .collect();
+        emails.sort();
+        for id in &emails {
+            let rec = mem.outbox.get_mut(id).expect("listed above");
+            let new_key = super::rekey(&rec.row.idempotency_key, customer_id, &to);
+            mem.outbox_keys.remove(&rec.row.idempotency_key);
+            mem.outbox_keys.insert(new_key.clone());
+            rec.row.idempotency_key = new_key.clone();
+            rec.row.customer_id = to.clone();
+            rec.row.context = nobodys(&to);
+            rec.lease_until = None;
+            rec.claimed_by = None;
+            erased.emails += 1;
+            if matches!(
+                rec.row.status,
+                OutboxStatus::Pending | OutboxStatus::Sending
+            ) {
+                rec.row.status = OutboxStatus::Skipped;
+                rec.row.attempts += 1;
+                rec.last_error = Some(super::ERASED.to_string());
+                erased.stopped += 1;
+                let view = DeliveryView {
+                    outbox_id: *id,
+                    idempotency_key: new_key,
+                    attempt: rec.row.attempts,
+                    at: now,
+                    outcome: Outcome::Skipped,
+                    detail: super::ERASED.to_string(),
+                };
+                if !mem.lean {
+                    mem.deliveries.push((view, None));
+                }
+            } else {
+                rec.last_error = rec.last_error.as_deref().map(super::scrub_addresses);
+            }
+        }
+        let emails: HashSet<i64> = emails.into_iter().collect();
+        for (d, _) in mem.deliveries[..logged].iter_mut() {
+            if emails.contains(&d.outbox_id) {
+                d.idempotency_key = super::rekey(&d.idempotency_key, customer_id, &to);
+                d.detail = super::scrub_addresses(&d.detail);
+                erased.deliveries += 1;
+            }
+        }
+        for a in mem.activity.iter_mut() {
+            if a.customer_id == customer_id {
+                a.customer_id = to.clone();
+                a.idempotency_key = super::rekey(&a.idempotency_key, customer_id, &to);
+                a.url = None;
+                erased.activity += 1;
+            }
+        }
+        for address in &known {
+            let hash = super::address_hash(address);
+            for spelled in [super::address_key(address), address.clone()] {
+                if let Some((reason, since)) = mem.suppressions.remove(&spelled) {
+                    mem.suppressions
+                        .entry(hash.clone())
+                        .or_insert_with(|| (super::scrub_addresses(&reason), since));
+                    erased.suppressions += 1;
+                }
+            }
+        }
+        let before = mem.dead_letters.len();
+        mem.dead_letters
+            .retain(|l| !names(&l.letter, customer_id, &known));
+        erased.dead_letters = (before - mem.dead_letters.len()) as u64;
+        mem.rebuild_dead_letter_ids();
+        Ok(erased)
+    }
+
+    async fn log_erasure(
+        &mut self,
+        customer_id: &str,
+        how: &Erasure<'_>,
+        erased: &Erased,
+    ) -> Result<()> {
+        self.mem.erasures.push(ErasureLog {
+            customer_id: customer_id.to_string(),
+            erased_at: how.at,
+            source: how.source.to_string(),
+            event_id: how.event_id.map(str::to_string),
+            summary: erased.clone(),
+        });
+        Ok(())
     }
 
     async fn commit(self) -> Result<()> {
@@ -999,7 +1312,7 @@ impl Store for MemStore {
                     .map(|p| p.customer.email.to_string())
                     .unwrap_or_default();
                 Some(DeliveryEntry {
-                    id: i as i64 + 1,
+                    id: (i + 1 + mem.deliveries_purged) as i64,
                     at: d.at,
                     outbox_id: d.outbox_id,
                     idempotency_key: d.idempotency_key.clone(),
@@ -1248,5 +1561,234 @@ impl Store for MemStore {
             .values()
             .map(|c| c.active.len())
             .sum::<usize>() as i64)
+    }
+
+    async fn erasures(&self, customer_id: &str) -> Result<Vec<ErasureLog>> {
+        let mem = self.inner.lock().await;
+        Ok(mem
+            .erasures
+            .iter()
+            .filter(|e| e.customer_id == customer_id)
+            .cloned()
+            .collect())
+    }
+
+    async fn export_customer(&self, customer_id: &str) -> Result<CustomerExport> {
+        let mem = self.inner.lock().await;
+        let mut out = CustomerExport {
+            customer_id: customer_id.to_string(),
+            ..CustomerExport::default()
+        };
+        let mut known = BTreeSet::new();
+        mem.addresses_of(customer_id, &mut known);
+        if let Some(p) = mem
+            .customers
+            .get(customer_id)
+            .and_then(|c| c.profile.as_ref())
+        {
+            out.profile = Some(serde_json::to_value(p)?);
+        }
+        for (id, k) in &mem.kept_events {
+            if k.customer_id != customer_id {
+                continue;
+            }
+            out.events.push(ExportedEvent {
+                id: id.clone(),
+                kind: k.event.as_ref().map(|e| e.kind.clone()).unwrap_or_default(),
+                occurred_at: k.occurred_at,
+                received_at: k.received_at,
+                source: k.source.clone(),
+                payload: serde_json::to_value(k.event.as_deref())?,
+            });
+        }
+        out.events
+            .sort_by(|a, b| (a.occurred_at, &a.id).cmp(&(b.occurred_at, &b.id)));
+        for (key, r) in &mem.enrollments {
+            if r.customer_id == customer_id {
+                let mut e = Compacted::of(&r.state).export(key);
+                e.state = Some(serde_json::to_value(&r.state)?);
+                out.enrollments.push(e);
+            }
+        }
+        for (key, c) in &mem.compacted {
+            if c.customer_id == customer_id {
+                out.enrollments.push(c.export(key));
+            }
+        }
+        out.enrollments
+            .sort_by(|a, b| (a.started_at, &a.key).cmp(&(b.started_at, &b.key)));
+        let mut ids: Vec<i64> = Vec::new();
+        for r in mem.outbox.values() {
+            if r.row.customer_id != customer_id {
+                continue;
+            }
+            ids.push(r.row.id);
+            out.outbox.push(ExportedEmail {
+                id: r.row.id,
+                idempotency_key: r.row.idempotency_key.clone(),
+                sequence: r.row.sequence.clone(),
+                step: r.row.step.clone(),
+                template: r.row.template.clone(),
+                category: r.row.category.as_str().to_string(),
+                status: r.row.status.as_str().to_string(),
+                attempts: r.row.attempts,
+                not_before: r.row.not_before,
+                sent_at: r.sent_at,
+                message_id: r.message_id.clone(),
+                last_error: r.last_error.clone(),
+                context: Some(serde_json::to_value(&*r.row.context)?),
+            });
+        }
+        out.outbox.sort_by_key(|e| e.id);
+        out.deliveries = mem
+            .deliveries
+            .iter()
+            .filter(|(d, _)| ids.contains(&d.outbox_id))
+            .map(|(d, _)| d.clone())
+            .collect();
+        out.activity = mem
+            .activity
+            .iter()
+            .filter(|a| a.customer_id == customer_id)
+            .cloned()
+            .collect();
+        out.activity.sort_by_key(|a| a.at);
+        for address in &known {
+            for spelled in [
+                super::address_key(address),
+                address.clone(),
+                super::address_hash(address),
+            ] {
+                if let Some((reason, since)) = mem.suppressions.get(&spelled) {
+                    let entry = ExportedSuppression {
+                        address: spelled,
+                        reason: reason.clone(),
+                        created_at: Some(*since),
+                    };
+                    if !out.suppressions.contains(&entry) {
+                        out.suppressions.push(entry);
+                    }
+                }
+            }
+        }
+        out.dead_letters = mem
+            .dead_letters
+            .iter()
+            .filter(|l| names(&l.letter, customer_id, &known))
+            .cloned()
+            .collect();
+        out.erasures = mem
+            .erasures
+            .iter()
+            .filter(|e| e.customer_id == customer_id)
+            .cloned()
+            .collect();
+        Ok(out)
+    }
+
+    async fn purge(
+        &self,
+        what: Purge,
+        before: DateTime<Utc>,
+        _after: &After,
+        limit: i64,
+    ) -> Result<PurgeStep> {
+        let mut mem = self.inner.lock().await;
+        let mem = &mut *mem;
+        let limit = usize::try_from(limit).unwrap_or(0);
+        // What is purged is gone: each batch starts at the front again.
+        let changed = match what {
+            Purge::Events => {
+                let old: Vec<String> = mem
+                    .kept_events
+                    .iter()
+                    .filter(|(_, k)| k.received_at < before && k.occurred_at < before)
+                    .map(|(id, _)| id.clone())
+                    .take(limit)
+                    .collect();
+                for id in &old {
+                    let k = mem.kept_events.remove(id).expect("listed above");
+                    mem.events.remove(id);
+                    if let Some(c) = mem.customers.get_mut(&k.customer_id) {
+                        c.recent.retain(|e| e.id != *id);
+                    }
+                }
+                old.len()
+            }
+            Purge::Deliveries => {
+                let n = mem
+                    .deliveries
+                    .iter()
+                    .take(limit)
+                    .take_while(|(d, _)| d.at < before)
+                    .count();
+                mem.deliveries.drain(..n);
+                mem.deliveries_purged += n;
+                n
+            }
+            Purge::Activity => {
+                let mut n = 0;
+                let mut kept = Vec::with_capacity(mem.activity.len());
+                for a in std::mem::take(&mut mem.activity) {
+                    if n < limit && a.at < before {
+                        n += 1;
+                        if !a.machine {
+                            mem.opened.insert(a.idempotency_key);
+                        }
+                    } else {
+                        kept.push(a);
+                    }
+                }
+                mem.activity = kept;
+                n
+            }
+            Purge::DeadLetters => {
+                let mut n = 0;
+                mem.dead_letters.retain(|l| {
+                    let old = n < limit && l.last_seen_at < before;
+                    n += usize::from(old);
+                    !old
+                });
+                mem.rebuild_dead_letter_ids();
+                n
+            }
+            Purge::Enrollments => {
+                let old: Vec<String> = mem
+                    .enrollments
+                    .iter()
+                    .filter(|(_, r)| !r.state.is_active() && r.state.updated_at < before)
+                    .map(|(k, _)| k.clone())
+                    .take(limit)
+                    .collect();
+                for key in &old {
+                    let r = mem.enrollments.remove(key).expect("listed above");
+                    mem.compacted.insert(key.clone(), Compacted::of(&r.state));
+                }
+                old.len()
+            }
+        };
+        Ok(PurgeStep {
+            changed: changed as u64,
+            next: (changed >= limit && limit > 0).then_some(After::Start),
+        })
+    }
+
+    async fn take_lease(
+        &self,
+        key: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool> {
+        let mut mem = self.inner.lock().await;
+        let free = mem
+            .settings
+            .get(key)
+            .is_none_or(|held| super::lease_free(held, holder, now));
+        if free {
+            mem.settings
+                .insert(key.to_string(), format!("{} {holder}", until.to_rfc3339()));
+        }
+        Ok(free)
     }
 }

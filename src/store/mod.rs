@@ -573,6 +573,194 @@ pub struct StoredDeadLetter {
     pub last_seen_at: DateTime<Utc>,
 }
 
+/// Who asked for an erasure, and when: logged in `erasures`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Erasure<'a> {
+    /// `admin` (the admin API), or the ingest source of the
+    /// `customer.erased` event (`kafka`, `http`, `file`).
+    pub source: &'a str,
+    /// The `customer.erased` event, when one asked.
+    pub event_id: Option<&'a str>,
+    pub at: DateTime<Utc>,
+}
+
+/// What an erasure did, table by table (README, "Data rights"): rows whose
+/// personal data was removed or anonymized, and rows removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Erased {
+    /// The customer row and its profile, deleted.
+    pub profile: bool,
+    /// Events whose payload was dropped (their ids stay: a duplicate of one
+    /// is still known as a duplicate).
+    pub events: u64,
+    /// Enrollments exited (the active ones) and their context dropped.
+    pub enrollments: u64,
+    /// Outbox rows whose context was dropped.
+    pub emails: u64,
+    /// Of those, the ones not sent yet: skipped with the reason `erased`.
+    pub stopped: u64,
+    /// Delivery log entries, addresses in the server's replies replaced.
+    pub deliveries: u64,
+    /// Opens and clicks, their URLs dropped.
+    pub activity: u64,
+    /// Suppression list entries, their address replaced by its hash.
+    pub suppressions: u64,
+    /// Dead letters that named the customer or one of their addresses, deleted.
+    pub dead_letters: u64,
+}
+
+impl Erased {
+    /// Whether nothing was stored about the customer.
+    pub fn is_empty(&self) -> bool {
+        *self == Erased::default()
+    }
+}
+
+/// One erasure, as logged (`erasures`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ErasureLog {
+    /// The shop's customer id: the shop proves the erasure with it.
+    pub customer_id: String,
+    pub erased_at: DateTime<Utc>,
+    pub source: String,
+    pub event_id: Option<String>,
+    pub summary: Erased,
+}
+
+/// Everything stored about one customer (`GET
+/// /v1/admin/customers/{id}/export`): the customer's rows in every table,
+/// JSON documents as stored.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CustomerExport {
+    pub customer_id: String,
+    /// The stored profile: details, consent, suppression.
+    pub profile: Option<serde_json::Value>,
+    pub events: Vec<ExportedEvent>,
+    pub enrollments: Vec<ExportedEnrollment>,
+    pub outbox: Vec<ExportedEmail>,
+    pub deliveries: Vec<DeliveryView>,
+    pub activity: Vec<Activity>,
+    /// Entries of the suppression list for the customer's addresses.
+    pub suppressions: Vec<ExportedSuppression>,
+    /// Dead letters that name the customer or one of their addresses.
+    pub dead_letters: Vec<StoredDeadLetter>,
+    /// Earlier erasures of the customer.
+    pub erasures: Vec<ErasureLog>,
+}
+
+impl CustomerExport {
+    /// Whether nothing at all is stored about the customer.
+    pub fn is_empty(&self) -> bool {
+        self.profile.is_none()
+            && self.events.is_empty()
+            && self.enrollments.is_empty()
+            && self.outbox.is_empty()
+            && self.deliveries.is_empty()
+            && self.activity.is_empty()
+            && self.suppressions.is_empty()
+            && self.dead_letters.is_empty()
+            && self.erasures.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExportedEvent {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub occurred_at: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+    pub source: String,
+    pub payload: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExportedEnrollment {
+    pub key: String,
+    pub sequence: String,
+    pub status: String,
+    pub step: Option<String>,
+    pub order_id: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// The whole enrollment, context included; `None` once retention
+    /// compacted it.
+    pub state: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExportedEmail {
+    pub id: i64,
+    pub idempotency_key: String,
+    pub sequence: String,
+    pub step: String,
+    pub template: String,
+    pub category: String,
+    pub status: String,
+    pub attempts: i64,
+    pub not_before: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub message_id: Option<String>,
+    pub last_error: Option<String>,
+    /// What the email is rendered from (the customer, the order).
+    pub context: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExportedSuppression {
+    /// As the list keeps it: the address, or [`address_hash`] of it.
+    pub address: String,
+    pub reason: String,
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+/// What retention purges ([`Store::purge`]; README, "Retention").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purge {
+    /// Events received and occurred before the cut: deleted (so a
+    /// duplicate of one is no longer recognised).
+    Events,
+    /// Delivery log entries logged before the cut: deleted.
+    Deliveries,
+    /// Opens and clicks before the cut: deleted, a person's open kept as
+    /// `outbox.opened` for the sunset rule.
+    Activity,
+    /// Dead letters last seen before the cut: deleted.
+    DeadLetters,
+    /// Finished enrollments last changed before the cut: their state
+    /// (context) dropped, key, status and start kept.
+    Enrollments,
+}
+
+impl Purge {
+    pub const ALL: [Purge; 5] = [
+        Purge::Events,
+        Purge::Deliveries,
+        Purge::Activity,
+        Purge::DeadLetters,
+        Purge::Enrollments,
+    ];
+}
+
+/// Where a purge goes on: after this row (by primary key) of its table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum After {
+    Start,
+    /// A numeric id (deliveries, activity, dead letters).
+    Id(i64),
+    /// A text key (events, enrollments).
+    Key(String),
+}
+
+/// What one batch of a purge did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurgeStep {
+    /// Rows deleted or compacted.
+    pub changed: u64,
+    /// Where the next batch goes on; `None`: nothing is left before the cut.
+    pub next: Option<After>,
+}
+
 /// Everything a batch of decisions changes, collected in memory and written
 /// at once (a few multi-row statements on a database).
 #[derive(Debug, Default)]
@@ -704,7 +892,8 @@ pub trait Tx: Send {
     ) -> impl Future<Output = Result<Vec<Sent>>> + Send;
 
     /// Why `email` is on the suppression list (the reason kept with it), or
-    /// `None` when it is not.
+    /// `None` when it is not. An entry kept as the address's hash (its
+    /// customer was erased) counts.
     fn suppression(&mut self, email: &str) -> impl Future<Output = Result<Option<String>>> + Send;
 
     fn is_suppressed(&mut self, email: &str) -> impl Future<Output = Result<bool>> + Send {
@@ -757,6 +946,34 @@ pub trait Tx: Send {
         detail: &str,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<bool>> + Send;
+    /// Erases the customer `customer_id` (README, "Data rights"): the
+    /// customer row is deleted; their events keep id, type and times but
+    /// lose the payload (except the events `keep` names: a batch's events
+    /// after its `customer.erased`); their enrollments, outbox rows,
+    /// delivery log and opens and clicks move to a random id
+    /// ([`tombstone`]) that names nobody, enrollments exited and their
+    /// context dropped, emails not sent yet skipped with the reason
+    /// `erased`, contexts and URLs dropped and addresses in replies
+    /// replaced; suppression entries of their addresses (the stored ones,
+    /// those their events carried and `addresses`) keep only the address's
+    /// [`address_hash`]; dead letters naming them or one of those addresses
+    /// are deleted. Holds the customer's lock. Does not log the erasure
+    /// ([`Tx::log_erasure`]).
+    fn erase_customer(
+        &mut self,
+        customer_id: &str,
+        keep: &HashSet<String>,
+        addresses: &[String],
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Erased>> + Send;
+
+    /// Logs an erasure of `customer_id` in `erasures`.
+    fn log_erasure(
+        &mut self,
+        customer_id: &str,
+        how: &Erasure<'_>,
+        erased: &Erased,
+    ) -> impl Future<Output = Result<()>> + Send;
 
     fn commit(self) -> impl Future<Output = Result<()>> + Send;
 }
@@ -931,6 +1148,37 @@ pub trait Store: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Enrollment>>> + Send;
     fn event_count(&self) -> impl Future<Output = Result<i64>> + Send;
     fn active_enrollments(&self) -> impl Future<Output = Result<i64>> + Send;
+
+    /// The erasures of `customer_id` logged, oldest first.
+    fn erasures(&self, customer_id: &str) -> impl Future<Output = Result<Vec<ErasureLog>>> + Send;
+
+    /// Everything stored about `customer_id` ([`CustomerExport`]).
+    fn export_customer(
+        &self,
+        customer_id: &str,
+    ) -> impl Future<Output = Result<CustomerExport>> + Send;
+
+    /// One batch of retention, in one transaction: at most `limit` rows of
+    /// `what` older than `before` after `after` (by primary key), deleted
+    /// or compacted (see [`Purge`]).
+    fn purge(
+        &self,
+        what: Purge,
+        before: DateTime<Utc>,
+        after: &After,
+        limit: i64,
+    ) -> impl Future<Output = Result<PurgeStep>> + Send;
+
+    /// Takes or renews the lease `key` (a `settings` row) for `holder`
+    /// until `until`: true when `holder` holds it now (it was free, lapsed
+    /// at `now`, or already `holder`'s), false when another holds it.
+    fn take_lease(
+        &self,
+        key: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool>> + Send;
 }
 
 /// At most this many rows of each kind a [`Store::journey`] reads (the
@@ -1113,3 +1361,82 @@ fn json_string(chars: &mut std::str::Chars) -> Option<String> {
         }
     }
 }
+/// How an erased customer's address is kept on the suppression list: a
+/// hash of [`address_key`], so that the suppression still holds for the
+/// address (a lookup hashes the address it is asked about) while the list
+/// no longer says what the address was.
+pub fn address_hash(email: &str) -> String {
+    use sha2::{Digest, Sha256};
+    format!(
+        "sha256:{}",
+        hex::encode(Sha256::digest(address_key(email).as_bytes()))
+    )
+}
+
+/// The id an erased customer's kept rows move to: random, so nothing links
+/// them to the customer (the erasure log names the customer, not this).
+pub fn tombstone() -> String {
+    let mut bytes = [0u8; 12];
+    getrandom::fill(&mut bytes).expect("the operating system's random numbers");
+    format!("erased:{}", hex::encode(bytes))
+}
+
+/// `key` (an enrollment key `sequence/customer[/…]`, or an idempotency key
+/// `<enrollment key>#<step>`) with the customer `from` replaced by `to`.
+/// A key that does not name `from` where keys do (made by hand) becomes
+/// `sequence/to/#<hash of the key>`: unique, and naming nobody.
+pub fn rekey(key: &str, from: &str, to: &str) -> String {
+    if let Some((sequence, rest)) = key.split_once('/')
+        && let Some(after) = rest.strip_prefix(from)
+        && (after.is_empty() || after.starts_with('/') || after.starts_with('#'))
+    {
+        return format!("{sequence}/{to}{after}");
+    }
+    use sha2::{Digest, Sha256};
+    let sequence = key.split('/').next().unwrap_or_default();
+    let hash = hex::encode(&Sha256::digest(key.as_bytes())[..12]);
+    format!("{sequence}/{to}/#{hash}")
+}
+
+/// `text` with every address in it (a word with an `@`, words being split
+/// at whitespace, quotes and `<>()[]{},;:`) replaced by `[erased]`: a
+/// relay's reply (`550 5.1.1 <anna@example.com>: user unknown`) kept after
+/// its customer was erased.
+pub fn scrub_addresses(text: &str) -> String {
+    const CUTS: &[char] = &[
+        '<', '>', '(', ')', '[', ']', '{', '}', ',', ';', ':', '"', '\'',
+    ];
+    let mut out = String::with_capacity(text.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        if word.contains('@') {
+            out.push_str("[erased]");
+        } else {
+            out.push_str(word);
+        }
+        word.clear();
+    };
+    for c in text.chars() {
+        if c.is_whitespace() || CUTS.contains(&c) {
+            flush(&mut word, &mut out);
+            out.push(c);
+        } else {
+            word.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
+/// Whether a lease stored as `"<until> <holder>"` may be taken by `holder`
+/// at `now`: it is theirs, it has lapsed, or it does not read as a lease.
+pub(crate) fn lease_free(stored: &str, holder: &str, now: DateTime<Utc>) -> bool {
+    let Some((until, by)) = stored.split_once(' ') else {
+        return true;
+    };
+    by == holder
+        || DateTime::parse_from_rfc3339(until).map_or(true, |u| u.with_timezone(&Utc) <= now)
+}
+
+/// The reason an erasure skips the customer's emails not sent yet with.
+pub const ERASED: &str = "erased";

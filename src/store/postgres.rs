@@ -53,6 +53,10 @@ impl Backend for Postgres {
         QUEUED_COLUMNS
     );
 
+    const FIND: &'static str = "strpos";
+
+    const JSON: &'static str = "::json";
+
     fn migrator() -> &'static Migrator {
         &MIGRATOR
     }

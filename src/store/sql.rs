@@ -7,7 +7,7 @@
 //! database (which Rust types it can bind and read); both PostgreSQL and
 //! SQLite provide all of it.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -26,6 +26,10 @@ use super::{
     Result, StepCount, Store, StoredCustomer, StoredDeadLetter, SuppressionAction,
     SuppressionChange, SuppressionEntry, SuppressionFilter, Transition, Tx, Writes, address_key,
     count_dead_letters, parse_stored,
+};
+use super::{
+    After, CustomerExport, ERASED, Erased, Erasure, ErasureLog, ExportedEmail, ExportedEnrollment,
+    ExportedEvent, ExportedSuppression, Purge, PurgeStep,
 };
 use crate::engine::customer::{CustomerState, LOOK_BACK_EVENTS, NewEmail, Recorded};
 use crate::engine::journal::{Entry, What};
@@ -56,6 +60,11 @@ pub trait Backend:
     /// it too) and stops at the limit, keeping each customer's rows in order
     /// ([`IN_ORDER`]).
     const CLAIM_OUTBOX: &'static str;
+    /// The function that finds text in text: `FIND(haystack, needle)` is
+    /// above 0 when found (`strpos`, `instr`).
+    const FIND: &'static str;
+    /// Appended to a bound JSON text where a JSON column takes it.
+    const JSON: &'static str;
     fn migrator() -> &'static Migrator;
 
     /// Inserts the events by id; returns the ids that were new.
@@ -415,6 +424,7 @@ where
     DB: Backend,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'t> &'t str: Encode<'t, DB> + Type<DB>,
+    for<'t> Option<&'t str>: Encode<'t, DB> + Type<DB>,
     String: for<'r> Decode<'r, DB> + Type<DB>,
     Json<Option<Profile>>: for<'r> Decode<'r, DB> + Type<DB>,
     Option<Json<Enrollment>>: for<'r> Decode<'r, DB> + Type<DB>,
@@ -486,6 +496,157 @@ where
                 .sort_by(|a, b| (a.started_at, &a.key).cmp(&(b.started_at, &b.key)));
         }
         Ok(out)
+    }
+
+    /// An erasure's outbox rows, delivery log and opens and clicks (see
+    /// [`Tx::erase_customer`]): moved to `to`, contexts and URLs dropped,
+    /// addresses in texts replaced, emails not sent yet skipped (their
+    /// claim count moved on, so a worker holding one writes nothing more).
+    async fn erase_emails(
+        &mut self,
+        customer_id: &str,
+        to: &str,
+        now: DateTime<Utc>,
+        erased: &mut Erased,
+    ) -> Result<()> {
+        let rows = sqlx::query(
+            "SELECT id, idempotency_key, status, attempts, last_error FROM outbox \
+             WHERE customer_id = $1 ORDER BY id",
+        )
+        .bind(customer_id)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        for r in rows {
+            let id: i64 = r.try_get("id")?;
+            let key: String = r.try_get("idempotency_key")?;
+            let status: String = r.try_get("status")?;
+            let mut attempts: i64 = r.try_get("attempts")?;
+            let last_error: Option<String> = r.try_get("last_error")?;
+            let new_key = super::rekey(&key, customer_id, to);
+            let stop = matches!(status.as_str(), "pending" | "sending");
+            let (status, last_error) = if stop {
+                attempts += 1;
+                (OutboxStatus::Skipped.as_str(), Some(ERASED.to_string()))
+            } else {
+                (
+                    status.as_str(),
+                    last_error.map(|e| super::scrub_addresses(&e)),
+                )
+            };
+            sqlx::query(
+                "UPDATE outbox SET idempotency_key = $1, customer_id = $2, status = $3, \
+                 attempts = $4, last_error = $5, context = 'null', lease_until = NULL, \
+                 claimed_by = NULL, updated_at = $6 WHERE id = $7",
+            )
+            .bind(new_key.as_str())
+            .bind(to)
+            .bind(status)
+            .bind(attempts)
+            .bind(last_error.as_deref())
+            .bind(now)
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+            erased.emails += 1;
+            if stop {
+                erased.stopped += 1;
+                sqlx::query(
+                    "INSERT INTO deliveries (outbox_id, idempotency_key, customer_id, attempt, at, \
+                     outcome, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(id)
+                .bind(new_key.as_str())
+                .bind(to)
+                .bind(attempts)
+                .bind(now)
+                .bind(Outcome::Skipped.as_str())
+                .bind(ERASED)
+                .execute(&mut *self.tx)
+                .await?;
+            }
+        }
+        let rows = sqlx::query(
+            "SELECT id, idempotency_key, detail FROM deliveries WHERE customer_id = $1",
+        )
+        .bind(customer_id)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        for r in rows {
+            let key: String = r.try_get("idempotency_key")?;
+            let detail: String = r.try_get("detail")?;
+            sqlx::query(
+                "UPDATE deliveries SET customer_id = $1, idempotency_key = $2, detail = $3 \
+                 WHERE id = $4",
+            )
+            .bind(to)
+            .bind(super::rekey(&key, customer_id, to).as_str())
+            .bind(super::scrub_addresses(&detail).as_str())
+            .bind(r.try_get::<i64, _>("id")?)
+            .execute(&mut *self.tx)
+            .await?;
+            erased.deliveries += 1;
+        }
+        let rows = sqlx::query(
+            "SELECT DISTINCT idempotency_key FROM email_activity WHERE customer_id = $1",
+        )
+        .bind(customer_id)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        for r in rows {
+            let key: String = r.try_get("idempotency_key")?;
+            erased.activity += sqlx::query(
+                "UPDATE email_activity SET customer_id = $1, idempotency_key = $2, url = NULL \
+                 WHERE customer_id = $3 AND idempotency_key = $4",
+            )
+            .bind(to)
+            .bind(super::rekey(&key, customer_id, to).as_str())
+            .bind(customer_id)
+            .bind(key.as_str())
+            .execute(&mut *self.tx)
+            .await?
+            .rows();
+        }
+        Ok(())
+    }
+
+    /// The suppression entries of `addresses` (as the list spells them, or
+    /// as given by an entry written before it lowercased) kept as the
+    /// address's hash only.
+    async fn hash_suppressions(
+        &mut self,
+        addresses: &BTreeSet<String>,
+        erased: &mut Erased,
+    ) -> Result<()> {
+        for address in addresses {
+            let hash = super::address_hash(address);
+            let rows = sqlx::query(
+                "SELECT email, reason, created_at FROM suppressions WHERE email = $1 OR email = $2",
+            )
+            .bind(super::address_key(address).as_str())
+            .bind(address.as_str())
+            .fetch_all(&mut *self.tx)
+            .await?;
+            for r in rows {
+                let email: String = r.try_get("email")?;
+                let reason: String = r.try_get("reason")?;
+                let created_at: DateTime<Utc> = r.try_get("created_at")?;
+                sqlx::query(
+                    "INSERT INTO suppressions (email, reason, created_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (email) DO NOTHING",
+                )
+                .bind(hash.as_str())
+                .bind(super::scrub_addresses(&reason).as_str())
+                .bind(created_at)
+                .execute(&mut *self.tx)
+                .await?;
+                sqlx::query("DELETE FROM suppressions WHERE email = $1")
+                    .bind(email.as_str())
+                    .execute(&mut *self.tx)
+                    .await?;
+                erased.suppressions += 1;
+            }
+        }
+        Ok(())
     }
 
     /// Records the outbox rows just written for the `emails` a history
@@ -703,7 +864,7 @@ where
         // proxies, link scanners) are not engagement.
         let rows: Vec<HistoryRow> = sqlx::query_as(
             "SELECT o.category, o.sent_at, \
-             CAST(CASE WHEN EXISTS (SELECT 1 FROM email_activity a \
+             CAST(CASE WHEN o.opened OR EXISTS (SELECT 1 FROM email_activity a \
                WHERE a.idempotency_key = o.idempotency_key AND NOT a.machine) THEN 1 \
                WHEN o.tracked THEN 0 ELSE -1 END AS BIGINT) AS opened \
              FROM outbox o WHERE o.customer_id = $1 AND o.status IN ('sent', 'sending') \
@@ -732,11 +893,13 @@ where
         // Entries are written lowercased; one written as given before that
         // is found too.
         let key = super::address_key(email);
+        // An erased customer's entry is kept as the hash alone.
         let found: Option<(String,)> = sqlx::query_as(
-            "SELECT reason FROM suppressions WHERE email = $1 OR email = $2 LIMIT 1",
+            "SELECT reason FROM suppressions WHERE email = $1 OR email = $2 OR email = $3 LIMIT 1",
         )
         .bind(key.as_str())
         .bind(email)
+        .bind(super::address_hash(email).as_str())
         .fetch_optional(&mut *self.tx)
         .await?;
         Ok(found.map(|r| r.0))
@@ -920,6 +1083,103 @@ where
         .execute(&mut *self.tx)
         .await?;
         Ok(true)
+    }
+
+    async fn erase_customer(
+        &mut self,
+        customer_id: &str,
+        keep: &HashSet<String>,
+        addresses: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<Erased> {
+        let mut erased = Erased::default();
+        let to = super::tombstone();
+        let mut known: BTreeSet<String> = addresses.iter().cloned().collect();
+        // The customer's lock first, then what they are known by.
+        let sql = format!(
+            "SELECT email, CAST(profile AS TEXT) AS profile FROM customers WHERE id = $1{}",
+            DB::LOCK
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(customer_id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        if let Some(r) = row {
+            known.insert(r.try_get("email")?);
+            address_in(&r.try_get::<String, _>("profile")?, &mut known);
+            sqlx::query("DELETE FROM customers WHERE id = $1")
+                .bind(customer_id)
+                .execute(&mut *self.tx)
+                .await?;
+            erased.profile = true;
+        }
+        let rows = sqlx::query(
+            "SELECT id, CAST(payload AS TEXT) AS payload FROM events WHERE customer_id = $1",
+        )
+        .bind(customer_id)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        for r in rows {
+            address_in(&r.try_get::<String, _>("payload")?, &mut known);
+        }
+        // Events keep their id (dedup), type and times.
+        let mut q = QueryBuilder::<DB>::new("UPDATE events SET customer_id = ");
+        q.push_bind(to.as_str());
+        q.push(", payload = 'null' WHERE customer_id = ");
+        q.push_bind(customer_id);
+        if !keep.is_empty() {
+            q.push(" AND id NOT IN ");
+            push_in(&mut q, keep);
+        }
+        erased.events = q.build().execute(&mut *self.tx).await?.rows();
+        let keys: Vec<(String,)> =
+            sqlx::query_as("SELECT key FROM enrollments WHERE customer_id = $1 ORDER BY key")
+                .bind(customer_id)
+                .fetch_all(&mut *self.tx)
+                .await?;
+        for (key,) in keys {
+            sqlx::query(
+                "UPDATE enrollments SET key = $1, customer_id = $2, state = 'null', wake_at = NULL, \
+                 lease_until = NULL, updated_at = $3, \
+                 status = CASE WHEN status = 'active' THEN 'exited' ELSE status END WHERE key = $4",
+            )
+            .bind(super::rekey(&key, customer_id, &to).as_str())
+            .bind(to.as_str())
+            .bind(now)
+            .bind(key.as_str())
+            .execute(&mut *self.tx)
+            .await?;
+            erased.enrollments += 1;
+        }
+        self.erase_emails(customer_id, &to, now, &mut erased)
+            .await?;
+        self.hash_suppressions(&known, &mut erased).await?;
+        let mut q = QueryBuilder::<DB>::new("DELETE FROM dead_letters WHERE ");
+        push_naming::<DB>(&mut q, customer_id, &known)?;
+        erased.dead_letters = q.build().execute(&mut *self.tx).await?.rows();
+        Ok(erased)
+    }
+
+    async fn log_erasure(
+        &mut self,
+        customer_id: &str,
+        how: &Erasure<'_>,
+        erased: &Erased,
+    ) -> Result<()> {
+        let sql = format!(
+            "INSERT INTO erasures (customer_id, erased_at, source, event_id, summary) \
+             VALUES ($1, $2, $3, $4, $5{})",
+            DB::JSON
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(customer_id)
+            .bind(how.at)
+            .bind(how.source)
+            .bind(how.event_id)
+            .bind(serde_json::to_string(erased)?.as_str())
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
     }
 
     async fn commit(self) -> Result<()> {
@@ -1298,7 +1558,8 @@ where
 
     async fn enrollments_of(&self, customer_id: &str) -> Result<Vec<Enrollment>> {
         let rows: Vec<(Json<Enrollment>,)> = sqlx::query_as(
-            "SELECT state FROM enrollments WHERE customer_id = $1 ORDER BY started_at, key",
+            "SELECT state FROM enrollments WHERE customer_id = $1 \
+             AND CAST(state AS TEXT) <> 'null' ORDER BY started_at, key",
         )
         .bind(customer_id)
         .fetch_all(&self.pool)
@@ -1592,4 +1853,364 @@ where
                 .await?;
         Ok(n)
     }
+
+    async fn erasures(&self, customer_id: &str) -> Result<Vec<ErasureLog>> {
+        let rows = sqlx::query(
+            "SELECT customer_id, erased_at, source, event_id, CAST(summary AS TEXT) AS summary \
+             FROM erasures WHERE customer_id = $1 ORDER BY id",
+        )
+        .bind(customer_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(ErasureLog {
+                    customer_id: r.try_get("customer_id")?,
+                    erased_at: r.try_get("erased_at")?,
+                    source: r.try_get("source")?,
+                    event_id: r.try_get("event_id")?,
+                    summary: serde_json::from_str(&r.try_get::<String, _>("summary")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn export_customer(&self, customer_id: &str) -> Result<CustomerExport> {
+        let mut tx = self.pool.begin().await?;
+        let mut out = CustomerExport {
+            customer_id: customer_id.to_string(),
+            ..CustomerExport::default()
+        };
+        let mut known = BTreeSet::new();
+        let row = sqlx::query(
+            "SELECT email, CAST(profile AS TEXT) AS profile FROM customers WHERE id = $1",
+        )
+        .bind(customer_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(r) = row {
+            known.insert(r.try_get::<String, _>("email")?);
+            let profile: String = r.try_get("profile")?;
+            address_in(&profile, &mut known);
+            out.profile = Some(serde_json::from_str(&profile)?);
+        }
+        let rows = sqlx::query(
+            "SELECT id, type, occurred_at, received_at, source, CAST(payload AS TEXT) AS payload \
+             FROM events WHERE customer_id = $1 ORDER BY occurred_at, id",
+        )
+        .bind(customer_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        for r in rows {
+            let payload: String = r.try_get("payload")?;
+            address_in(&payload, &mut known);
+            out.events.push(ExportedEvent {
+                id: r.try_get("id")?,
+                kind: r.try_get("type")?,
+                occurred_at: r.try_get("occurred_at")?,
+                received_at: r.try_get("received_at")?,
+                source: r.try_get("source")?,
+                payload: serde_json::from_str(&payload)?,
+            });
+        }
+        let rows = sqlx::query(
+            "SELECT key, sequence, status, step, order_id, started_at, updated_at, \
+             CAST(state AS TEXT) AS state FROM enrollments WHERE customer_id = $1 \
+             ORDER BY started_at, key",
+        )
+        .bind(customer_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        for r in rows {
+            out.enrollments.push(ExportedEnrollment {
+                key: r.try_get("key")?,
+                sequence: r.try_get("sequence")?,
+                status: r.try_get("status")?,
+                step: r.try_get("step")?,
+                order_id: r.try_get("order_id")?,
+                started_at: r.try_get("started_at")?,
+                updated_at: r.try_get("updated_at")?,
+                state: document(&r.try_get::<String, _>("state")?)?,
+            });
+        }
+        let rows = sqlx::query(
+            "SELECT id, idempotency_key, sequence, step, template, category, status, attempts, \
+             not_before, sent_at, message_id, last_error, CAST(context AS TEXT) AS context \
+             FROM outbox WHERE customer_id = $1 ORDER BY id",
+        )
+        .bind(customer_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        for r in rows {
+            out.outbox.push(ExportedEmail {
+                id: r.try_get("id")?,
+                idempotency_key: r.try_get("idempotency_key")?,
+                sequence: r.try_get("sequence")?,
+                step: r.try_get("step")?,
+                template: r.try_get("template")?,
+                category: r.try_get("category")?,
+                status: r.try_get("status")?,
+                attempts: r.try_get("attempts")?,
+                not_before: r.try_get("not_before")?,
+                sent_at: r.try_get("sent_at")?,
+                message_id: r.try_get("message_id")?,
+                last_error: r.try_get("last_error")?,
+                context: document(&r.try_get::<String, _>("context")?)?,
+            });
+        }
+        let rows: Vec<DeliveryRow> = sqlx::query_as(
+            "SELECT outbox_id, idempotency_key, attempt, at, outcome, detail FROM deliveries \
+             WHERE customer_id = $1 ORDER BY id",
+        )
+        .bind(customer_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        for r in rows {
+            out.deliveries.push(DeliveryView {
+                outbox_id: r.outbox_id,
+                idempotency_key: r.idempotency_key,
+                attempt: r.attempt,
+                at: r.at,
+                outcome: parse_stored("delivery outcome", &r.outcome, Outcome::parse)?,
+                detail: r.detail,
+            });
+        }
+        tx.commit().await?;
+        out.activity = self.activity(customer_id).await?;
+        for address in &known {
+            let hash = super::address_hash(address);
+            let rows = sqlx::query(
+                "SELECT email, reason, created_at FROM suppressions \
+                 WHERE email = $1 OR email = $2 OR email = $3 ORDER BY email",
+            )
+            .bind(super::address_key(address).as_str())
+            .bind(address.as_str())
+            .bind(hash.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+            for r in rows {
+                let entry = ExportedSuppression {
+                    address: r.try_get("email")?,
+                    reason: r.try_get("reason")?,
+                    created_at: Some(r.try_get("created_at")?),
+                };
+                if !out.suppressions.contains(&entry) {
+                    out.suppressions.push(entry);
+                }
+            }
+        }
+        if out.profile.is_some() || !out.events.is_empty() || !known.is_empty() {
+            let mut q = QueryBuilder::<DB>::new(
+                "SELECT source, reason, payload, origin, count, received_at AS first_seen_at, \
+                 last_seen_at FROM dead_letters WHERE ",
+            );
+            push_naming::<DB>(&mut q, customer_id, &known)?;
+            q.push(" ORDER BY id");
+            out.dead_letters = q.build_query_as().fetch_all(&self.pool).await?;
+        }
+        out.erasures = self.erasures(customer_id).await?;
+        Ok(out)
+    }
+
+    async fn purge(
+        &self,
+        what: Purge,
+        before: DateTime<Utc>,
+        after: &After,
+        limit: i64,
+    ) -> Result<PurgeStep> {
+        let (table, pk, old) = match what {
+            Purge::Events => ("events", "id", "received_at < $1 AND occurred_at < $1"),
+            Purge::Deliveries => ("deliveries", "id", "at < $1"),
+            Purge::Activity => ("email_activity", "id", "at < $1"),
+            Purge::DeadLetters => ("dead_letters", "id", "last_seen_at < $1"),
+            Purge::Enrollments => (
+                "enrollments",
+                "key",
+                "status <> 'active' AND updated_at < $1 AND CAST(state AS TEXT) <> 'null'",
+            ),
+        };
+        let mut tx = self.pool.begin().await?;
+        // The batch: the next `limit` old rows by primary key, so that a
+        // pass reads the table once however many batches it takes.
+        let cursor = match after {
+            After::Start => String::new(),
+            _ => format!(" AND {pk} > $3"),
+        };
+        let sql =
+            format!("SELECT {pk} AS pk FROM {table} WHERE {old}{cursor} ORDER BY {pk} LIMIT $2");
+        let q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(before)
+            .bind(limit);
+        let q = match after {
+            After::Start => q,
+            After::Id(id) => q.bind(*id),
+            After::Key(key) => q.bind(key.as_str()),
+        };
+        let rows = q.fetch_all(&mut *tx).await?;
+        let found = rows.len();
+        let numeric = matches!(
+            what,
+            Purge::Deliveries | Purge::Activity | Purge::DeadLetters
+        );
+        let next = if numeric {
+            let ids = rows
+                .iter()
+                .map(|r| r.try_get::<i64, _>("pk"))
+                .collect::<std::result::Result<Vec<i64>, _>>()?;
+            if ids.is_empty() {
+                return Ok(PurgeStep {
+                    changed: 0,
+                    next: None,
+                });
+            }
+            if what == Purge::Activity {
+                // A person's open or click outlives its row: the sunset
+                // rule reads it from the email.
+                let mut q = QueryBuilder::<DB>::new(
+                    "UPDATE outbox SET opened = true WHERE idempotency_key IN \
+                     (SELECT idempotency_key FROM email_activity WHERE NOT machine AND id IN ",
+                );
+                push_ids(&mut q, &ids);
+                q.push(")");
+                q.build().execute(&mut *tx).await?;
+            }
+            let mut q = QueryBuilder::<DB>::new(format!("DELETE FROM {table} WHERE id IN "));
+            push_ids(&mut q, &ids);
+            q.build().execute(&mut *tx).await?;
+            After::Id(*ids.last().expect("not empty"))
+        } else {
+            let keys = rows
+                .iter()
+                .map(|r| r.try_get::<String, _>("pk"))
+                .collect::<std::result::Result<Vec<String>, _>>()?;
+            if keys.is_empty() {
+                return Ok(PurgeStep {
+                    changed: 0,
+                    next: None,
+                });
+            }
+            let mut q = match what {
+                Purge::Events => QueryBuilder::<DB>::new("DELETE FROM events WHERE id IN "),
+                _ => QueryBuilder::<DB>::new("UPDATE enrollments SET state = 'null' WHERE key IN "),
+            };
+            push_in(&mut q, &keys);
+            q.build().execute(&mut *tx).await?;
+            After::Key(keys.last().expect("not empty").clone())
+        };
+        tx.commit().await?;
+        Ok(PurgeStep {
+            changed: found as u64,
+            next: (found as i64 >= limit).then_some(next),
+        })
+    }
+
+    async fn take_lease(
+        &self,
+        key: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool> {
+        let value = format!("{} {holder}", until.to_rfc3339());
+        let mut tx = self.pool.begin().await?;
+        let sql = format!("SELECT value FROM settings WHERE key = $1{}", DB::LOCK);
+        let held: Option<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let taken = match held {
+            None => sqlx::query(
+                "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(key)
+            .bind(value.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows()
+                == 1,
+            Some((held,)) if super::lease_free(&held, holder, now) => {
+                sqlx::query("UPDATE settings SET value = $2 WHERE key = $1")
+                    .bind(key)
+                    .bind(value.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                true
+            }
+            Some(_) => false,
+        };
+        tx.commit().await?;
+        Ok(taken)
+    }
+}
+
+/// Adds the address a stored document (an event's payload, a profile)
+/// carries in `customer.email` to `known`.
+fn address_in(json: &str, known: &mut BTreeSet<String>) {
+    if let Ok(doc) = serde_json::from_str::<serde_json::Value>(json)
+        && let Some(email) = doc.pointer("/customer/email").and_then(|e| e.as_str())
+    {
+        known.insert(email.to_string());
+    }
+}
+
+/// The condition of a dead letter that names the customer: its payload
+/// carries `"id": "<customer id>"` (with or without the space), or its
+/// payload or reason one of `addresses` (without regard to ASCII case).
+fn push_naming<DB>(
+    q: &mut QueryBuilder<DB>,
+    customer_id: &str,
+    addresses: &BTreeSet<String>,
+) -> Result<()>
+where
+    DB: Backend,
+    for<'t> &'t str: Encode<'t, DB> + Type<DB>,
+{
+    let id = serde_json::to_string(customer_id)?;
+    q.push("(");
+    let mut first = true;
+    let mut find = |q: &mut QueryBuilder<DB>, column: &str, needle: &str| {
+        if !first {
+            q.push(" OR ");
+        }
+        first = false;
+        q.push(DB::FIND);
+        q.push("(");
+        q.push(column);
+        q.push(", ");
+        q.push_bind(needle);
+        q.push(") > 0");
+    };
+    find(q, "payload", &format!("\"id\":{id}"));
+    find(q, "payload", &format!("\"id\": {id}"));
+    let lowered: BTreeSet<String> = addresses.iter().map(|a| super::address_key(a)).collect();
+    for a in lowered {
+        find(q, "lower(payload)", &a);
+        find(q, "lower(reason)", &a);
+    }
+    q.push(")");
+    Ok(())
+}
+
+/// Appends `(1, 2, …)` of bound ids for an `IN` list.
+fn push_ids<DB>(q: &mut QueryBuilder<DB>, ids: &[i64])
+where
+    DB: Database,
+    i64: for<'t> Encode<'t, DB> + Type<DB>,
+{
+    q.push("(");
+    let mut sep = q.separated(", ");
+    for id in ids {
+        sep.push_bind(*id);
+    }
+    sep.push_unseparated(")");
+}
+
+/// A stored JSON document; `None` for one dropped (`null`: erased or
+/// compacted).
+fn document(text: &str) -> Result<Option<serde_json::Value>> {
+    Ok(match serde_json::from_str(text)? {
+        serde_json::Value::Null => None,
+        doc => Some(doc),
+    })
 }

@@ -65,6 +65,10 @@ impl Backend for Sqlite {
         QUEUED_COLUMNS
     );
 
+    const FIND: &'static str = "instr";
+
+    const JSON: &'static str = "";
+
     fn migrator() -> &'static Migrator {
         &MIGRATOR
     }

@@ -10,6 +10,7 @@ pub mod dead_letters;
 pub mod deliveries;
 pub mod outbox;
 pub mod reply;
+pub mod rights;
 pub mod sequences;
 pub mod suppressions;
 
@@ -88,6 +89,7 @@ pub fn routes<S: Store>(admin: Admin<S>, token: Option<Token>) -> Router {
         .merge(outbox::routes())
         .merge(suppressions::routes())
         .merge(sequences::routes())
+        .merge(rights::routes())
         .fallback(unknown)
         .with_state(admin);
     Router::new()

@@ -11,6 +11,7 @@ pub mod http;
 pub mod ingest;
 pub mod instance;
 pub mod poll;
+pub mod report;
 pub mod schedule;
 pub mod schema;
 pub mod send;

@@ -71,8 +71,11 @@ pub fn router<S: Store>(
         .merge(ready)
         .merge(unsubscribe::routes(mailing.clone()))
         .merge(tracking::routes(mailing))
-        .merge(admin)
+        // Before the admin API: its 401 for unknown paths under /v1/admin/
+        // is its router's fallback (the guard wraps it), and merging keeps
+        // the fallback of the router merged last.
         .merge(dashboard)
+        .merge(admin)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
 }
 

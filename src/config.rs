@@ -89,6 +89,10 @@ pub struct ServiceArgs {
     /// (`/admin`), 16 characters at least; unset: both are off.
     #[arg(long, env = "AFTERCARE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// How long after an open or a click of an email an order still counts
+    /// as that email's doing (the dashboard's conversions; 1h to 90d).
+    #[arg(long, env = "AFTERCARE_ATTRIBUTION_WINDOW", default_value = "5d")]
+    pub attribution_window: String,
     /// Retry schedule after transient send failures: comma list of durations.
     #[arg(long, env = "AFTERCARE_SMTP_RETRY")]
     pub smtp_retry: Option<String>,
@@ -296,6 +300,19 @@ impl ServiceArgs {
             );
         }
         Ok(Some(d))
+    }
+
+    /// The attribution window, checked: 1 h to 90 days.
+    pub fn attribution_window(&self) -> anyhow::Result<chrono::Duration> {
+        let d = crate::sequence::duration::parse(&self.attribution_window)
+            .map_err(|e| anyhow::anyhow!("AFTERCARE_ATTRIBUTION_WINDOW: {e}"))?;
+        if d < chrono::Duration::hours(1) || d > chrono::Duration::days(90) {
+            anyhow::bail!(
+                "AFTERCARE_ATTRIBUTION_WINDOW: {:?} is outside 1h to 90d",
+                self.attribution_window
+            );
+        }
+        Ok(d)
     }
 
     /// The retry schedule in seconds, checked.

@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod instance;
 pub mod journey;
 pub mod poll;
+pub mod report;
 pub mod retention;
 pub mod rights;
 pub mod schedule;

@@ -174,6 +174,7 @@ pub async fn serve<S: Store>(
     let http_limits = args.http_limits()?;
     let retention = args.retention()?;
     let admin_token = args.admin_token()?;
+    let attribution_window = args.attribution_window()?;
     if roles.contains(&Role::Http) {
         match &admin_token {
             None => tracing::info!(
@@ -307,6 +308,12 @@ pub async fn serve<S: Store>(
             links.clone(),
             providers,
             admin_token.as_deref().map(crate::http::admin::Token::new),
+            crate::http::dashboard::Settings {
+                token: admin_token.clone(),
+                templates: loaded.templates.clone(),
+                public_url: args.public_url.clone(),
+                attribution_window,
+            },
         );
         let stop_http = stop.clone();
         tasks.spawn(async move {

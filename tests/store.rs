@@ -662,6 +662,238 @@ async fn a_sequences_enrollments_by_step<S: Store>(s: S) {
     );
 }
 
+/// The dashboard's reads: counts by bucket and outcome, bounces over time,
+/// the outbox by status, each step's emails with their opens and clicks (a
+/// person's only), the orders and touches attribution looks at, and the
+/// customers who ordered.
+async fn reports_count_in_the_database<S: Store>(s: S) {
+    use aftercare::store::{Activity, ActivityKind, Bucket, PeriodCustomers, Span};
+    let cat = catalog();
+    let d0 = "2026-11-20T10:00:00Z";
+    let d1 = "2026-11-21T10:30:00Z";
+    let batch = [
+        event("e1", "order.placed", "c1", "o1", d0, true),
+        event("e2", "order.placed", "c2", "o2", d0, true),
+        // c1 orders again the next day, and once more with the same order id
+        // (a shop sending one order twice under two event ids).
+        event("e3", "order.placed", "c1", "o3", d1, true),
+        event("e4", "order.placed", "c1", "o3", d1, true),
+        event("e5", "email.bounced", "c2", "o2", d1, true),
+    ];
+    ingest_batch(&s, cat, &batch[..2], "test", t(d0))
+        .await
+        .unwrap();
+    let now = t(d0);
+    let rows = s
+        .claim_outbox(now, Duration::seconds(60), 10, &solo())
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    for row in &rows {
+        worker::plan(&s, cat, row, now, worker::SENDING_LEASE)
+            .await
+            .unwrap();
+        let outcome = if row.customer_id == "c2" {
+            SendOutcome::Failed {
+                error: "550 5.7.1 refused".into(),
+            }
+        } else {
+            SendOutcome::Sent {
+                message_id: format!("<{}@x>", row.id),
+                detail: "250 ok".into(),
+            }
+        };
+        worker::finish(&s, row, now + Duration::minutes(5), &outcome)
+            .await
+            .unwrap();
+    }
+    let key = |c: &str| format!("fulfilment/{c}/o{}#order-confirmation", &c[1..]);
+    for (kind, machine, at) in [
+        (ActivityKind::Open, true, "2026-11-20T10:05:01Z"),
+        (ActivityKind::Open, false, "2026-11-20T12:00:00Z"),
+        (ActivityKind::Click, false, "2026-11-20T12:01:00Z"),
+    ] {
+        s.record_activity(&Activity {
+            idempotency_key: key("c1"),
+            customer_id: "c1".into(),
+            kind,
+            url: None,
+            at: t(at),
+            machine,
+        })
+        .await
+        .unwrap();
+    }
+    // c2's email only had a machine's open.
+    s.record_activity(&Activity {
+        idempotency_key: key("c2"),
+        customer_id: "c2".into(),
+        kind: ActivityKind::Open,
+        url: None,
+        at: t("2026-11-20T10:05:02Z"),
+        machine: true,
+    })
+    .await
+    .unwrap();
+    ingest_batch(&s, cat, &batch[2..], "test", t(d1))
+        .await
+        .unwrap();
+
+    let day = Span {
+        since: t("2026-11-20T00:00:00Z"),
+        until: t("2026-11-22T00:00:00Z"),
+    };
+    let series = s.delivery_series(day, Bucket::Hour).await.unwrap();
+    let got: Vec<(String, &str, i64)> = series
+        .iter()
+        .map(|p| (p.at.to_rfc3339(), p.key.as_str(), p.count))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("2026-11-20T10:00:00+00:00".to_string(), "failed", 1),
+            ("2026-11-20T10:00:00+00:00".to_string(), "sent", 1),
+        ]
+    );
+    let by_day = s.delivery_series(day, Bucket::Day).await.unwrap();
+    assert_eq!(by_day.len(), 2);
+    assert_eq!(by_day[0].at, t("2026-11-20T00:00:00Z"));
+    let later = Span {
+        since: t("2026-11-20T11:00:00Z"),
+        until: day.until,
+    };
+    assert!(
+        s.delivery_series(later, Bucket::Hour)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let bounces = s
+        .event_series("email.bounced", day, Bucket::Day)
+        .await
+        .unwrap();
+    assert_eq!(bounces.len(), 1);
+    assert_eq!(
+        (bounces[0].at, bounces[0].count),
+        (t("2026-11-21T00:00:00Z"), 1)
+    );
+
+    let mut depth: Vec<(String, i64)> = s
+        .outbox_depth()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(st, n)| (st.as_str().to_string(), n))
+        .collect();
+    depth.sort();
+    // c1's second order: a confirmation still pending.
+    assert_eq!(
+        depth,
+        [
+            ("failed".to_string(), 1),
+            ("pending".to_string(), 1),
+            ("sent".to_string(), 1)
+        ]
+    );
+
+    let mut steps = s.step_counts(day).await.unwrap();
+    steps.sort_by(|a, b| (&a.sequence, &a.step).cmp(&(&b.sequence, &b.step)));
+    assert_eq!(steps.len(), 1, "{steps:#?}");
+    let c = &steps[0];
+    assert_eq!(
+        (c.sequence.as_str(), c.step.as_str(), c.template.as_str()),
+        ("fulfilment", "order-confirmation", "order-confirmation")
+    );
+    // Three made (one still queued), one sent, opened and clicked by a person.
+    assert_eq!((c.entered, c.emailed, c.opened, c.clicked), (3, 1, 1, 1));
+    let first_day = Span {
+        since: day.since,
+        until: t("2026-11-21T00:00:00Z"),
+    };
+    let c = &s.step_counts(first_day).await.unwrap()[0];
+    assert_eq!((c.entered, c.emailed), (2, 1));
+
+    // Orders of the second day by customers with a touch since the first.
+    let second = Span {
+        since: t("2026-11-21T00:00:00Z"),
+        until: day.until,
+    };
+    let orders = s.placed_orders(second, day.since).await.unwrap();
+    // event, customer, order, total, currency, repeat
+    let got: Vec<String> = orders
+        .iter()
+        .map(|o| {
+            format!(
+                "{} {} {} {} {} {}",
+                o.event_id,
+                o.customer_id,
+                o.order_id,
+                o.total.unwrap(),
+                o.currency.as_deref().unwrap_or("-"),
+                o.repeat
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        ["e3 c1 o3 129.90 EUR true", "e4 c1 o3 129.90 EUR true"]
+    );
+    assert_eq!(orders[0].at, t(d1));
+    // Touched only after the span began: none.
+    assert!(
+        s.placed_orders(second, second.since)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let first = s.placed_orders(first_day, day.since).await.unwrap();
+    assert_eq!(first.len(), 2, "c2's machine open makes it a candidate too");
+    assert!(first.iter().all(|o| !o.repeat));
+
+    let touches = s.touches(second, day.since).await.unwrap();
+    let got: Vec<(&str, &str, bool, &str)> = touches
+        .iter()
+        .map(|t| {
+            (
+                t.customer_id.as_str(),
+                t.kind.as_str(),
+                t.machine,
+                t.step.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("c1", "open", true, "order-confirmation"),
+            ("c1", "open", false, "order-confirmation"),
+            ("c1", "click", false, "order-confirmation"),
+        ],
+        "c2 placed no order on the second day"
+    );
+    assert_eq!(touches[2].at, t("2026-11-20T12:01:00Z"));
+
+    assert_eq!(s.customers_ordering(day).await.unwrap(), 2);
+    assert_eq!(s.customers_ordering(second).await.unwrap(), 1);
+    assert_eq!(
+        s.period_customers(day).await.unwrap(),
+        PeriodCustomers {
+            ordered: 2,
+            new: 2,
+            repeat: 1
+        }
+    );
+    assert_eq!(
+        s.period_customers(second).await.unwrap(),
+        PeriodCustomers {
+            ordered: 1,
+            new: 0,
+            repeat: 0
+        },
+        "o3 twice is one order"
+    );
+}
+
 /// Enqueues one value email for `c` by walking fulfilment and education.
 async fn value_email_for<S: Store>(s: &S, c: &str, consent: bool) -> DateTime<Utc> {
     let cat = catalog();
@@ -1879,6 +2111,7 @@ conformance!(
     erasing_by_id_logs_who_asked,
     retention_purges_in_batches,
     the_retention_lease_is_held_by_one,
+    reports_count_in_the_database,
 );
 
 /// On PostgreSQL two transactions claim at once: each takes rows the other

@@ -1,10 +1,11 @@
 //! The HTTP side: one router for the events webhook, the relays' bounce
 //! webhooks and DSNs ([`bounces`]), liveness and readiness, unsubscribe and
 //! open/click tracking, served by [`server::serve`] under its limits.
-//! the admin API ([`admin`]).
+//! the admin API ([`admin`]) and the dashboard ([`dashboard`]).
 
 pub mod admin;
 pub mod bounces;
+pub mod dashboard;
 pub mod server;
 pub mod tracking;
 pub mod unsubscribe;
@@ -39,6 +40,7 @@ pub fn router<S: Store>(
     links: Arc<crate::send::links::Links>,
     providers: Arc<Providers>,
     admin_token: Option<admin::Token>,
+    dashboard: dashboard::Settings,
 ) -> Router {
     let alive = get(|| async { "ok" });
     let ready = Router::new()
@@ -55,6 +57,7 @@ pub fn router<S: Store>(
         webhook: webhook.clone(),
         providers,
     });
+    let dashboard = dashboard::routes(&webhook, dashboard);
     let admin = admin::routes(
         admin::Admin {
             app: webhook.clone(),
@@ -68,6 +71,10 @@ pub fn router<S: Store>(
         .merge(ready)
         .merge(unsubscribe::routes(mailing.clone()))
         .merge(tracking::routes(mailing))
+        // Before the admin API: its 401 for unknown paths under /v1/admin/
+        // is its router's fallback (the guard wraps it), and merging keeps
+        // the fallback of the router merged last.
+        .merge(dashboard)
         .merge(admin)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
 }

@@ -15,10 +15,12 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::{
-    Activity, Claimer, DeadLetter, DeliveryEntry, DeliveryFilter, DeliveryView, Due, DueClaim,
-    EmailRow, JourneyRows, LookBack, OutboxView, ReceivedEvent, Result, StepCount, Store,
+    Activity, ActivityKind, Bucket, Claimer, DeadLetter, DeliveryEntry, DeliveryFilter,
+    DeliveryView, Due, DueClaim, EmailRow, JourneyRows, LookBack, OutboxView, PeriodCustomers,
+    PlacedOrder, ReceivedEvent, Result, SeriesPoint, Span, StepCount, StepCounts, Store,
     StoredCustomer, StoredDeadLetter, SuppressionAction, SuppressionChange, SuppressionEntry,
-    SuppressionFilter, Transition, Tx, Writes, address_key, count_dead_letters,
+    SuppressionFilter, Touch, Transition, Tx, Writes, address_key, count_dead_letters,
+    parse_stored,
 };
 use super::{
     After, CustomerExport, Erased, Erasure, ErasureLog, ExportedEmail, ExportedEnrollment,
@@ -268,12 +270,13 @@ struct EnrollmentRec {
 
 struct OutboxRec {
     row: Queued,
+    /// When the row was written.
+    created_at: DateTime<Utc>,
     lease_until: Option<DateTime<Utc>>,
     claimed_by: Option<String>,
     sent_at: Option<DateTime<Utc>>,
     message_id: Option<String>,
     last_error: Option<String>,
-    created_at: DateTime<Utc>,
 }
 
 fn leased(lease: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
@@ -452,6 +455,44 @@ fn view_of(r: &OutboxRec) -> OutboxView {
         last_error: r.last_error.clone(),
         sent_at: r.sent_at,
     }
+}
+
+/// The type of the events the reports count as orders.
+const ORDER_PLACED: &str = "order.placed";
+
+impl Mem {
+    /// Every recorded event of type `kind` with its customer id (a lean
+    /// store keeps only recent events of the types looked back for, so its
+    /// reports see only those).
+    fn recorded<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = (&'a String, &'a Recorded)> {
+        self.customers
+            .iter()
+            .flat_map(|(id, c)| c.recent.iter().map(move |r| (id, r)))
+            .filter(move |(_, r)| r.kind == kind)
+    }
+
+    /// The outbox rows by idempotency key.
+    fn outbox_by_key(&self) -> HashMap<&str, &OutboxRec> {
+        self.outbox
+            .values()
+            .map(|r| (r.row.idempotency_key.as_str(), r))
+            .collect()
+    }
+
+    /// The customers with an order in `span`.
+    fn buyers(&self, span: Span) -> HashSet<&String> {
+        self.recorded(ORDER_PLACED)
+            .filter(|(_, r)| span.contains(r.occurred_at))
+            .map(|(c, _)| c)
+            .collect()
+    }
+}
+
+/// The order id of a recorded `order.placed` (its event id without one).
+fn order_id(r: &Recorded) -> String {
+    r.event()
+        .and_then(|e| e.order.as_ref().map(|o| o.id.clone()))
+        .unwrap_or_else(|| r.id.clone())
 }
 
 pub struct MemTx {
@@ -662,12 +703,12 @@ impl Tx for MemTx {
                 id,
                 OutboxRec {
                     row,
+                    created_at: now,
                     lease_until: None,
                     claimed_by: None,
                     sent_at: None,
                     message_id: None,
                     last_error: None,
-                    created_at: now,
                 },
             );
             written += 1;
@@ -1548,6 +1589,197 @@ impl Store for MemStore {
             .collect();
         found.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(found.into_iter().take(limit).cloned().collect())
+    }
+
+    async fn delivery_series(
+        &self,
+        span: Span,
+        bucket: Bucket,
+    ) -> Result<Vec<SeriesPoint<Outcome>>> {
+        let mem = self.inner.lock().await;
+        let mut counts: BTreeMap<(DateTime<Utc>, &str), i64> = BTreeMap::new();
+        for (d, _) in mem.deliveries.iter().filter(|(d, _)| span.contains(d.at)) {
+            *counts
+                .entry((bucket.floor(d.at), d.outcome.as_str()))
+                .or_default() += 1;
+        }
+        counts
+            .into_iter()
+            .map(|((at, o), count)| {
+                Ok(SeriesPoint {
+                    at,
+                    key: parse_stored("delivery outcome", o, Outcome::parse)?,
+                    count,
+                })
+            })
+            .collect()
+    }
+
+    async fn event_series(
+        &self,
+        kind: &str,
+        span: Span,
+        bucket: Bucket,
+    ) -> Result<Vec<SeriesPoint<()>>> {
+        let mem = self.inner.lock().await;
+        let mut counts: BTreeMap<DateTime<Utc>, i64> = BTreeMap::new();
+        for (_, r) in mem
+            .recorded(kind)
+            .filter(|(_, r)| span.contains(r.occurred_at))
+        {
+            *counts.entry(bucket.floor(r.occurred_at)).or_default() += 1;
+        }
+        Ok(counts
+            .into_iter()
+            .map(|(at, count)| SeriesPoint { at, key: (), count })
+            .collect())
+    }
+
+    async fn outbox_depth(&self) -> Result<Vec<(OutboxStatus, i64)>> {
+        let mem = self.inner.lock().await;
+        let mut counts: BTreeMap<&str, (OutboxStatus, i64)> = BTreeMap::new();
+        for r in mem.outbox.values() {
+            counts
+                .entry(r.row.status.as_str())
+                .or_insert((r.row.status, 0))
+                .1 += 1;
+        }
+        Ok(counts.into_values().collect())
+    }
+
+    async fn step_counts(&self, span: Span) -> Result<Vec<StepCounts>> {
+        let mem = self.inner.lock().await;
+        let dealt: HashSet<i64> = mem
+            .deliveries
+            .iter()
+            .filter(|(d, _)| span.contains(d.at))
+            .map(|(d, _)| d.outbox_id)
+            .collect();
+        let person = |kind: Option<ActivityKind>| -> HashSet<&str> {
+            mem.activity
+                .iter()
+                .filter(|a| !a.machine && kind.is_none_or(|k| a.kind == k))
+                .map(|a| a.idempotency_key.as_str())
+                .collect()
+        };
+        let (opened, clicked) = (person(None), person(Some(ActivityKind::Click)));
+        let mut out: BTreeMap<(&str, &str, &str), StepCounts> = BTreeMap::new();
+        for r in mem.outbox.values() {
+            let held = matches!(r.row.status, OutboxStatus::Pending | OutboxStatus::Sending);
+            if !span.contains(r.created_at) || !(held || dealt.contains(&r.row.id)) {
+                continue;
+            }
+            let q = &r.row;
+            let c = out
+                .entry((&q.sequence, &q.step, &q.template))
+                .or_insert_with(|| StepCounts {
+                    sequence: q.sequence.clone(),
+                    step: q.step.clone(),
+                    template: q.template.clone(),
+                    entered: 0,
+                    emailed: 0,
+                    opened: 0,
+                    clicked: 0,
+                });
+            let key = q.idempotency_key.as_str();
+            c.entered += 1;
+            c.emailed += i64::from(q.status == OutboxStatus::Sent);
+            c.opened += i64::from(opened.contains(key));
+            c.clicked += i64::from(clicked.contains(key));
+        }
+        Ok(out.into_values().collect())
+    }
+
+    async fn placed_orders(
+        &self,
+        span: Span,
+        touched_since: DateTime<Utc>,
+    ) -> Result<Vec<PlacedOrder>> {
+        let mem = self.inner.lock().await;
+        let by_key = mem.outbox_by_key();
+        let touched: HashSet<&str> = mem
+            .activity
+            .iter()
+            .filter(|a| a.at >= touched_since && a.at < span.until)
+            .filter_map(|a| by_key.get(a.idempotency_key.as_str()))
+            .map(|r| r.row.customer_id.as_str())
+            .collect();
+        let mut out = Vec::new();
+        for (customer, r) in mem.recorded(ORDER_PLACED) {
+            if !span.contains(r.occurred_at) || !touched.contains(customer.as_str()) {
+                continue;
+            }
+            let order = r.event().and_then(|e| e.order.clone());
+            let repeat = mem.customers[customer]
+                .recent
+                .iter()
+                .any(|e| e.kind == ORDER_PLACED && e.occurred_at < r.occurred_at);
+            out.push(PlacedOrder {
+                event_id: r.id.clone(),
+                customer_id: customer.clone(),
+                order_id: order
+                    .as_ref()
+                    .map_or_else(|| r.id.clone(), |o| o.id.clone()),
+                at: r.occurred_at,
+                total: order.as_ref().and_then(|o| o.total.as_ref()).map(|m| m.0),
+                currency: order.and_then(|o| o.currency),
+                repeat,
+            });
+        }
+        out.sort_by(|a, b| (a.at, &a.event_id).cmp(&(b.at, &b.event_id)));
+        Ok(out)
+    }
+
+    async fn touches(&self, span: Span, touched_since: DateTime<Utc>) -> Result<Vec<Touch>> {
+        let mem = self.inner.lock().await;
+        let buyers = mem.buyers(span);
+        let by_key = mem.outbox_by_key();
+        let mut out: Vec<Touch> = mem
+            .activity
+            .iter()
+            .filter(|a| a.at >= touched_since && a.at < span.until)
+            .filter_map(|a| {
+                let row = &by_key.get(a.idempotency_key.as_str())?.row;
+                buyers.contains(&row.customer_id).then(|| Touch {
+                    customer_id: row.customer_id.clone(),
+                    at: a.at,
+                    kind: a.kind,
+                    machine: a.machine,
+                    sequence: row.sequence.clone(),
+                    step: row.step.clone(),
+                    template: row.template.clone(),
+                })
+            })
+            .collect();
+        // Stable: the same instant keeps the order recorded.
+        out.sort_by_key(|t| t.at);
+        Ok(out)
+    }
+
+    async fn customers_ordering(&self, span: Span) -> Result<i64> {
+        Ok(self.inner.lock().await.buyers(span).len() as i64)
+    }
+
+    async fn period_customers(&self, span: Span) -> Result<PeriodCustomers> {
+        let mem = self.inner.lock().await;
+        let mut orders: HashMap<&String, HashSet<String>> = HashMap::new();
+        for (c, r) in mem
+            .recorded(ORDER_PLACED)
+            .filter(|(_, r)| span.contains(r.occurred_at))
+        {
+            orders.entry(c).or_default().insert(order_id(r));
+        }
+        let mut out = PeriodCustomers::default();
+        for (c, ids) in orders {
+            out.ordered += 1;
+            out.repeat += i64::from(ids.len() >= 2);
+            let before = mem.customers[c]
+                .recent
+                .iter()
+                .any(|e| e.kind == ORDER_PLACED && e.occurred_at < span.since);
+            out.new += i64::from(!before);
+        }
+        Ok(out)
     }
 
     async fn event_count(&self) -> Result<i64> {

@@ -471,6 +471,117 @@ pub(crate) fn sort_step_counts(counts: &mut [StepCount]) {
     counts.sort_by(|a, b| (&a.step, a.status as u8).cmp(&(&b.step, b.status as u8)));
 }
 
+/// A span of time, `since` included, `until` excluded: what a report reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+}
+
+impl Span {
+    pub fn contains(&self, t: DateTime<Utc>) -> bool {
+        self.since <= t && t < self.until
+    }
+}
+
+/// The width of a time series' buckets, in UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    Hour,
+    Day,
+}
+
+impl Bucket {
+    pub fn width(self) -> chrono::TimeDelta {
+        match self {
+            Bucket::Hour => chrono::TimeDelta::hours(1),
+            Bucket::Day => chrono::TimeDelta::days(1),
+        }
+    }
+
+    /// The start of the bucket `t` falls in.
+    pub fn floor(self, t: DateTime<Utc>) -> DateTime<Utc> {
+        use chrono::DurationRound;
+        t.duration_trunc(self.width()).unwrap_or(t)
+    }
+
+    /// A bucket's start from its text as the databases write it
+    /// (`2026-03-10T12` for an hour, `2026-03-10` for a day).
+    pub(crate) fn parse_start(self, text: &str) -> Result<DateTime<Utc>> {
+        let full = match self {
+            Bucket::Hour => format!("{text}:00:00"),
+            Bucket::Day => format!("{text}T00:00:00"),
+        };
+        chrono::NaiveDateTime::parse_from_str(&full, "%Y-%m-%dT%H:%M:%S")
+            .map(|t| t.and_utc())
+            .map_err(|e| Error::Corrupt(format!("time bucket {text:?}: {e}")))
+    }
+}
+
+/// How many of `key` fell in the bucket that starts at `at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SeriesPoint<K> {
+    pub at: DateTime<Utc>,
+    pub key: K,
+    pub count: i64,
+}
+
+/// What became of the emails (outbox rows) one step of a sequence made in
+/// a span ([`Store::step_counts`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct StepCounts {
+    pub sequence: String,
+    pub step: String,
+    pub template: String,
+    /// Emails made.
+    pub entered: i64,
+    /// Of those, sent.
+    pub emailed: i64,
+    /// Of those, opened or clicked by a person (at any time).
+    pub opened: i64,
+    /// Of those, clicked by a person.
+    pub clicked: i64,
+}
+
+/// An open or a click of an email, with the email's sequence and step.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Touch {
+    pub customer_id: String,
+    pub at: DateTime<Utc>,
+    pub kind: ActivityKind,
+    /// Made by a machine: not a touch for attribution.
+    pub machine: bool,
+    pub sequence: String,
+    pub step: String,
+    pub template: String,
+}
+
+/// An `order.placed` event, as reports read it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlacedOrder {
+    pub event_id: String,
+    pub customer_id: String,
+    pub order_id: String,
+    /// The event's `occurred_at`.
+    pub at: DateTime<Utc>,
+    pub total: Option<rust_decimal::Decimal>,
+    pub currency: Option<String>,
+    /// The customer had placed an order before this one.
+    pub repeat: bool,
+}
+
+/// The customers who ordered in a span ([`Store::period_customers`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PeriodCustomers {
+    /// Customers with an order in the span.
+    pub ordered: i64,
+    /// Of those, customers whose first order ever is in the span.
+    pub new: i64,
+    /// Of those, customers with two orders or more in the span (distinct
+    /// order ids).
+    pub repeat: i64,
+}
+
 /// What a tracked link recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -1146,6 +1257,52 @@ pub trait Store: Clone + Send + Sync + 'static {
         after: Option<&str>,
         limit: i64,
     ) -> impl Future<Output = Result<Vec<Enrollment>>> + Send;
+
+    // Reports (the dashboard): grouped reads over a span of time, each one
+    // statement that counts in the database rather than a row at a time.
+
+    /// The delivery log's entries in `span` counted by bucket and outcome.
+    fn delivery_series(
+        &self,
+        span: Span,
+        bucket: Bucket,
+    ) -> impl Future<Output = Result<Vec<SeriesPoint<Outcome>>>> + Send;
+    /// The events of type `kind` that occurred in `span`, counted by bucket.
+    fn event_series(
+        &self,
+        kind: &str,
+        span: Span,
+        bucket: Bucket,
+    ) -> impl Future<Output = Result<Vec<SeriesPoint<()>>>> + Send;
+    /// The outbox's rows counted by status.
+    fn outbox_depth(&self) -> impl Future<Output = Result<Vec<(OutboxStatus, i64)>>> + Send;
+    /// The outbox rows made in `span` by sequence, step and template, with
+    /// how many were sent, opened and clicked (by a person, at any time).
+    /// Only rows the sender has dealt with in `span` (a delivery log entry)
+    /// or still holds (pending, sending) are read, through the indexes
+    /// those have: a row that is neither was not made in `span`.
+    fn step_counts(&self, span: Span) -> impl Future<Output = Result<Vec<StepCounts>>> + Send;
+    /// The `order.placed` events that occurred in `span` by customers with
+    /// an open or a click (of any kind) from `touched_since` to the span's
+    /// end: the orders an email may have brought. Oldest first.
+    fn placed_orders(
+        &self,
+        span: Span,
+        touched_since: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<PlacedOrder>>> + Send;
+    /// The opens and clicks (machine-made ones too, marked) from
+    /// `touched_since` to the span's end by customers with an `order.placed`
+    /// in `span`: what attribution looks at. Oldest first.
+    fn touches(
+        &self,
+        span: Span,
+        touched_since: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<Touch>>> + Send;
+    /// How many customers placed an order in `span`.
+    fn customers_ordering(&self, span: Span) -> impl Future<Output = Result<i64>> + Send;
+    /// The customers who placed an order in `span`: how many, how many of
+    /// them for the first time, how many twice or more.
+    fn period_customers(&self, span: Span) -> impl Future<Output = Result<PeriodCustomers>> + Send;
     fn event_count(&self) -> impl Future<Output = Result<i64>> + Send;
     fn active_enrollments(&self) -> impl Future<Output = Result<i64>> + Send;
 

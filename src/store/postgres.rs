@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Transaction;
 
 use super::sql::{Affected, Backend, IN_ORDER, QUEUED_COLUMNS, SqlStore, TAKE_OVER, status_str};
-use super::{Result, Writes};
+use super::{Bucket, Result, Writes};
 use crate::engine::outbox::OutboxStatus;
 use crate::event::Event;
 
@@ -59,6 +59,24 @@ impl Backend for Postgres {
 
     fn migrator() -> &'static Migrator {
         &MIGRATOR
+    }
+
+    fn bucket(column: &str, bucket: Bucket) -> String {
+        let format = match bucket {
+            Bucket::Hour => "YYYY-MM-DD\"T\"HH24",
+            Bucket::Day => "YYYY-MM-DD",
+        };
+        format!("to_char({column} AT TIME ZONE 'UTC', '{format}')")
+    }
+
+    fn json_text(column: &str, path: &[&str]) -> String {
+        // `payload -> 'order' ->> 'total'`: objects along the way, text last.
+        let mut out = column.to_string();
+        for (i, key) in path.iter().enumerate() {
+            let arrow = if i + 1 == path.len() { "->>" } else { "->" };
+            out.push_str(&format!(" {arrow} '{key}'"));
+        }
+        out
     }
 
     // One statement per table whatever the batch size: rows go in as arrays

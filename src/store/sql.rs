@@ -17,14 +17,16 @@ use sqlx::IntoArguments;
 use sqlx::migrate::{Migrate, Migrator};
 use sqlx::types::Json;
 use sqlx::{
-    ColumnIndex, Database, Decode, Encode, Executor, FromRow, Pool, QueryBuilder, Row, Type,
+    AssertSqlSafe, ColumnIndex, Database, Decode, Encode, Executor, FromRow, Pool, QueryBuilder,
+    Row, Type,
 };
 
 use super::{
-    Activity, ActivityKind, Claimer, DeadLetter, DeliveryEntry, DeliveryFilter, DeliveryView, Due,
-    DueClaim, EmailRow, Error, JOURNEY_ROWS, JourneyRows, LookBack, OutboxView, ReceivedEvent,
-    Result, StepCount, Store, StoredCustomer, StoredDeadLetter, SuppressionAction,
-    SuppressionChange, SuppressionEntry, SuppressionFilter, Transition, Tx, Writes, address_key,
+    Activity, ActivityKind, Bucket, Claimer, DeadLetter, DeliveryEntry, DeliveryFilter,
+    DeliveryView, Due, DueClaim, EmailRow, Error, JOURNEY_ROWS, JourneyRows, LookBack, OutboxView,
+    PeriodCustomers, PlacedOrder, ReceivedEvent, Result, SeriesPoint, Span, StepCount, StepCounts,
+    Store, StoredCustomer, StoredDeadLetter, SuppressionAction, SuppressionChange,
+    SuppressionEntry, SuppressionFilter, Touch, Transition, Tx, Writes, address_key,
     count_dead_letters, parse_stored,
 };
 use super::{
@@ -66,6 +68,15 @@ pub trait Backend:
     /// Appended to a bound JSON text where a JSON column takes it.
     const JSON: &'static str;
     fn migrator() -> &'static Migrator;
+
+    /// An SQL expression: the UTC bucket the timestamp `column` falls in,
+    /// as text (`2026-03-10T12` for an hour, `2026-03-10` for a day; see
+    /// [`Bucket::parse_start`]).
+    fn bucket(column: &str, bucket: Bucket) -> String;
+
+    /// An SQL expression: the text at `path` (object keys) in the JSON
+    /// document `column`; NULL where there is none.
+    fn json_text(column: &str, path: &[&str]) -> String;
 
     /// Inserts the events by id; returns the ids that were new.
     fn record_events(
@@ -338,6 +349,66 @@ pub struct ActivityRow {
     url: Option<String>,
     at: DateTime<Utc>,
     machine: i64,
+}
+
+#[derive(FromRow)]
+pub struct PlacedOrderRow {
+    id: String,
+    customer_id: String,
+    occurred_at: DateTime<Utc>,
+    order_id: Option<String>,
+    total: Option<String>,
+    currency: Option<String>,
+    earlier: i64,
+}
+
+impl TryFrom<PlacedOrderRow> for PlacedOrder {
+    type Error = Error;
+
+    fn try_from(r: PlacedOrderRow) -> Result<Self> {
+        let total = match r.total {
+            None => None,
+            Some(t) => Some(t.parse().map_err(|e| {
+                Error::Corrupt(format!("order.total {t:?} of event {}: {e}", r.id))
+            })?),
+        };
+        Ok(PlacedOrder {
+            order_id: r.order_id.unwrap_or_else(|| r.id.clone()),
+            event_id: r.id,
+            customer_id: r.customer_id,
+            at: r.occurred_at,
+            total,
+            currency: r.currency,
+            repeat: r.earlier != 0,
+        })
+    }
+}
+
+#[derive(FromRow)]
+pub struct TouchRow {
+    customer_id: String,
+    at: DateTime<Utc>,
+    kind: String,
+    machine: i64,
+    sequence: String,
+    step: String,
+    template: String,
+}
+
+impl TryFrom<TouchRow> for Touch {
+    type Error = Error;
+
+    fn try_from(r: TouchRow) -> Result<Self> {
+        Ok(Touch {
+            customer_id: r.customer_id,
+            at: r.at,
+            kind: parse_stored("activity kind", &r.kind, ActivityKind::parse)?,
+            machine: r.machine != 0,
+            sequence: r.sequence,
+            step: r.step,
+            template: r.template,
+        })
+    }
 }
 
 #[derive(FromRow)]
@@ -1221,6 +1292,11 @@ where
     for<'r> DeadLetterRow: FromRow<'r, DB::Row>,
     for<'r> (String, i64): FromRow<'r, DB::Row>,
     for<'r> (Option<String>, String, i64): FromRow<'r, DB::Row>,
+    for<'r> (String, String, i64): FromRow<'r, DB::Row>,
+    for<'r> (i64, i64, i64): FromRow<'r, DB::Row>,
+    for<'r> StepCounts: FromRow<'r, DB::Row>,
+    for<'r> PlacedOrderRow: FromRow<'r, DB::Row>,
+    for<'r> TouchRow: FromRow<'r, DB::Row>,
 {
     type Tx = SqlTx<DB>;
 
@@ -1837,6 +1913,188 @@ where
             .push_bind(limit.clamp(1, DeliveryFilter::MAX_LIMIT));
         let rows: Vec<(Json<Enrollment>,)> = q.build_query_as().fetch_all(&self.pool).await?;
         Ok(rows.into_iter().map(|r| r.0.0).collect())
+    }
+
+    async fn delivery_series(
+        &self,
+        span: Span,
+        bucket: Bucket,
+    ) -> Result<Vec<SeriesPoint<Outcome>>> {
+        // The span's entries come through `deliveries_at`.
+        let sql = format!(
+            "SELECT {} AS bucket, outcome, COUNT(*) AS n FROM deliveries \
+             WHERE at >= $1 AND at < $2 GROUP BY 1, 2 ORDER BY 1, 2",
+            DB::bucket("at", bucket)
+        );
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(span.since)
+            .bind(span.until)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(|(b, o, count)| {
+                Ok(SeriesPoint {
+                    at: bucket.parse_start(&b)?,
+                    key: parse_stored("delivery outcome", &o, Outcome::parse)?,
+                    count,
+                })
+            })
+            .collect()
+    }
+
+    async fn event_series(
+        &self,
+        kind: &str,
+        span: Span,
+        bucket: Bucket,
+    ) -> Result<Vec<SeriesPoint<()>>> {
+        // `events_type` (migration 0014) finds them.
+        let sql = format!(
+            "SELECT {} AS bucket, COUNT(*) AS n FROM events \
+             WHERE type = $1 AND occurred_at >= $2 AND occurred_at < $3 GROUP BY 1 ORDER BY 1",
+            DB::bucket("occurred_at", bucket)
+        );
+        let rows: Vec<(String, i64)> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(kind)
+            .bind(span.since)
+            .bind(span.until)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(|(b, count)| {
+                Ok(SeriesPoint {
+                    at: bucket.parse_start(&b)?,
+                    key: (),
+                    count,
+                })
+            })
+            .collect()
+    }
+
+    async fn outbox_depth(&self) -> Result<Vec<(OutboxStatus, i64)>> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM outbox GROUP BY status ORDER BY status")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter()
+            .map(|(s, n)| Ok((parse_stored("outbox status", &s, OutboxStatus::parse)?, n)))
+            .collect()
+    }
+
+    async fn step_counts(&self, span: Span) -> Result<Vec<StepCounts>> {
+        // The rows come from the span's delivery log (`deliveries_at`) and
+        // the queue (`outbox_queue`); opens and clicks by each row's key
+        // (`email_activity_human`, `email_activity_key`).
+        Ok(sqlx::query_as(
+            "SELECT o.sequence, o.step, o.template, COUNT(*) AS entered, \
+             COALESCE(SUM(CASE WHEN o.status = 'sent' THEN 1 ELSE 0 END), 0) AS emailed, \
+             COALESCE(SUM(CASE WHEN EXISTS (SELECT 1 FROM email_activity a \
+               WHERE a.idempotency_key = o.idempotency_key AND NOT a.machine) \
+               THEN 1 ELSE 0 END), 0) AS opened, \
+             COALESCE(SUM(CASE WHEN EXISTS (SELECT 1 FROM email_activity a \
+               WHERE a.idempotency_key = o.idempotency_key AND a.kind = 'click' \
+               AND NOT a.machine) THEN 1 ELSE 0 END), 0) AS clicked \
+             FROM outbox o \
+             WHERE o.id IN (SELECT d.outbox_id FROM deliveries d WHERE d.at >= $1 AND d.at < $2 \
+               UNION SELECT q.id FROM outbox q WHERE q.status IN ('pending', 'sending')) \
+             AND o.created_at >= $1 AND o.created_at < $2 \
+             GROUP BY o.sequence, o.step, o.template ORDER BY o.sequence, o.step, o.template",
+        )
+        .bind(span.since)
+        .bind(span.until)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn placed_orders(
+        &self,
+        span: Span,
+        touched_since: DateTime<Utc>,
+    ) -> Result<Vec<PlacedOrder>> {
+        // Orders through `events_type` (migration 0014); earlier orders
+        // through `events_customer`; the customer's opens and clicks through
+        // `outbox_customer` and the activity's key.
+        let sql = format!(
+            "SELECT e.id, e.customer_id, e.occurred_at, {order_id} AS order_id, \
+             {total} AS total, {currency} AS currency, \
+             CAST(CASE WHEN EXISTS (SELECT 1 FROM events p WHERE p.customer_id = e.customer_id \
+               AND p.type = 'order.placed' AND p.occurred_at < e.occurred_at) \
+               THEN 1 ELSE 0 END AS BIGINT) AS earlier \
+             FROM events e WHERE e.type = 'order.placed' \
+             AND e.occurred_at >= $1 AND e.occurred_at < $2 \
+             AND EXISTS (SELECT 1 FROM outbox o JOIN email_activity a \
+               ON a.idempotency_key = o.idempotency_key \
+               WHERE o.customer_id = e.customer_id AND a.at >= $3 AND a.at < $2) \
+             ORDER BY e.occurred_at, e.id",
+            order_id = DB::json_text("e.payload", &["order", "id"]),
+            total = DB::json_text("e.payload", &["order", "total"]),
+            currency = DB::json_text("e.payload", &["order", "currency"]),
+        );
+        let rows: Vec<PlacedOrderRow> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(span.since)
+            .bind(span.until)
+            .bind(touched_since)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(PlacedOrder::try_from).collect()
+    }
+
+    async fn touches(&self, span: Span, touched_since: DateTime<Utc>) -> Result<Vec<Touch>> {
+        // The span's buyers through `events_type` (migration 0014), their
+        // emails through `outbox_customer`, each one's activity by its key.
+        let rows: Vec<TouchRow> = sqlx::query_as(
+            "SELECT o.customer_id, a.at, a.kind, \
+             CAST(CASE WHEN a.machine THEN 1 ELSE 0 END AS BIGINT) AS machine, \
+             o.sequence, o.step, o.template \
+             FROM outbox o JOIN email_activity a ON a.idempotency_key = o.idempotency_key \
+             WHERE o.customer_id IN (SELECT e.customer_id FROM events e \
+               WHERE e.type = 'order.placed' AND e.occurred_at >= $1 AND e.occurred_at < $2) \
+             AND a.at >= $3 AND a.at < $2 \
+             ORDER BY a.at, a.id",
+        )
+        .bind(span.since)
+        .bind(span.until)
+        .bind(touched_since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(Touch::try_from).collect()
+    }
+
+    async fn customers_ordering(&self, span: Span) -> Result<i64> {
+        // Read from `events_type` alone (migration 0014).
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(DISTINCT customer_id) FROM events \
+             WHERE type = 'order.placed' AND occurred_at >= $1 AND occurred_at < $2",
+        )
+        .bind(span.since)
+        .bind(span.until)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n)
+    }
+
+    async fn period_customers(&self, span: Span) -> Result<PeriodCustomers> {
+        let sql = format!(
+            "SELECT COUNT(*), \
+             COALESCE(SUM(CASE WHEN NOT EXISTS (SELECT 1 FROM events p \
+               WHERE p.customer_id = t.customer_id AND p.type = 'order.placed' \
+               AND p.occurred_at < $1) THEN 1 ELSE 0 END), 0), \
+             COALESCE(SUM(CASE WHEN t.orders >= 2 THEN 1 ELSE 0 END), 0) \
+             FROM (SELECT e.customer_id, COUNT(DISTINCT COALESCE({order_id}, e.id)) AS orders \
+               FROM events e WHERE e.type = 'order.placed' \
+               AND e.occurred_at >= $1 AND e.occurred_at < $2 GROUP BY e.customer_id) t",
+            order_id = DB::json_text("e.payload", &["order", "id"]),
+        );
+        let (ordered, new, repeat): (i64, i64, i64) = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(span.since)
+            .bind(span.until)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(PeriodCustomers {
+            ordered,
+            new,
+            repeat,
+        })
     }
 
     async fn event_count(&self) -> Result<i64> {

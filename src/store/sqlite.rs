@@ -18,7 +18,7 @@ use sqlx::{QueryBuilder, Row};
 use super::sql::{
     Affected, Backend, IN_ORDER, MAX_ROWS, QUEUED_COLUMNS, SqlStore, TAKE_OVER, status_str,
 };
-use super::{Result, Writes};
+use super::{Bucket, Result, Writes};
 use crate::engine::outbox::OutboxStatus;
 use crate::engine::profile::Profile;
 use crate::engine::state::Enrollment;
@@ -71,6 +71,22 @@ impl Backend for Sqlite {
 
     fn migrator() -> &'static Migrator {
         &MIGRATOR
+    }
+
+    fn bucket(column: &str, bucket: Bucket) -> String {
+        let format = match bucket {
+            Bucket::Hour => "%Y-%m-%dT%H",
+            Bucket::Day => "%Y-%m-%d",
+        };
+        format!("strftime('{format}', {column})")
+    }
+
+    fn json_text(column: &str, path: &[&str]) -> String {
+        // A string comes out as text; a number is made text, as on PostgreSQL.
+        format!(
+            "CAST(json_extract({column}, '$.{}') AS TEXT)",
+            path.join(".")
+        )
     }
 
     // Multi-row `VALUES` lists, a chunk at a time.

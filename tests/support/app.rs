@@ -56,6 +56,29 @@ pub async fn spawn<S: Store>(store: S, roles: &[Role]) -> App {
     spawn_with(store, None, &[], roles).await
 }
 
+/// Starts the service over `store` with `roles`, `flags` (as on the command
+/// line) and the content in `loaded`; its public URL (the unsubscribe and
+/// tracking links in emails) is its own loopback address.
+pub async fn spawn_loaded<S: Store>(
+    store: S,
+    loaded: Loaded,
+    flags: &[&str],
+    roles: &[Role],
+) -> App {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    start(
+        store,
+        None,
+        flags,
+        roles,
+        listener,
+        Some(format!("http://{addr}")),
+        loaded,
+    )
+    .await
+}
+
 /// Starts the service over `store` with `roles`, the webhook `secret` and
 /// `flags` (as on the command line).
 pub async fn spawn_with<S: Store>(
@@ -64,8 +87,26 @@ pub async fn spawn_with<S: Store>(
     flags: &[&str],
     roles: &[Role],
 ) -> App {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let loaded = Loaded {
+        catalog: Arc::new(super::catalog().clone()),
+        templates: Arc::new(aftercare::template::Templates::load(Path::new("templates"), "en").0),
+    };
+    start(store, secret, flags, roles, listener, None, loaded).await
+}
+
+async fn start<S: Store>(
+    store: S,
+    secret: Option<&str>,
+    flags: &[&str],
+    roles: &[Role],
+    listener: tokio::net::TcpListener,
+    public_url: Option<String>,
+    loaded: Loaded,
+) -> App {
     let dir = tempfile::tempdir().unwrap();
     let outbox = dir.path().join("outbox");
+    let defaults = super::service_args(flags);
     let args = ServiceArgs {
         db: DatabaseArgs {
             database_url: "unused".into(),
@@ -75,53 +116,9 @@ pub async fn spawn_with<S: Store>(
         http_addr: "127.0.0.1:0".parse().unwrap(),
         webhook_secret: secret.map(str::to_string),
         roles: roles.to_vec(),
-        ..super::service_args(flags)
+        public_url: public_url.unwrap_or(defaults.public_url.clone()),
+        ..defaults
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let loaded = Loaded {
-        catalog: Arc::new(super::catalog().clone()),
-        templates: Arc::new(aftercare::template::Templates::load(Path::new("templates"), "en").0),
-    };
-    let stop = CancellationToken::new();
-    let done = tokio::spawn(serve(
-        store,
-        args,
-        loaded,
-        Arc::new(SystemClock),
-        stop.clone(),
-        Some(listener),
-    ));
-    App {
-        addr,
-        stop,
-        done,
-        outbox,
-        _dir: dir,
-    }
-}
-
-/// Starts the service over `store` with `loaded` content (sequences and
-/// templates of a test's own), `flags` (as on the command line) and `roles`.
-pub async fn spawn_loaded<S: Store>(
-    store: S,
-    loaded: Loaded,
-    flags: &[&str],
-    roles: &[Role],
-) -> App {
-    let dir = tempfile::tempdir().unwrap();
-    let outbox = dir.path().join("outbox");
-    let args = ServiceArgs {
-        db: DatabaseArgs {
-            database_url: "unused".into(),
-        },
-        kafka_brokers: None,
-        outbox_dir: outbox.clone(),
-        http_addr: "127.0.0.1:0".parse().unwrap(),
-        roles: roles.to_vec(),
-        ..super::service_args(flags)
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
     let done = tokio::spawn(serve(

@@ -79,6 +79,7 @@ async fn commit_batch<S: Store>(
     now: DateTime<Utc>,
 ) -> crate::store::Result<IngestReport> {
     let mut report = IngestReport::default();
+    let started = std::time::Instant::now();
     let mut tx = store.begin().await?;
     let all: Vec<&Event> = events.iter().collect();
     let mut new_ids = tx.record_events(&all, source, now).await?;
@@ -93,6 +94,11 @@ async fn commit_batch<S: Store>(
     }
     if fresh.is_empty() {
         tx.commit().await?;
+        let taken = crate::telemetry::Taken {
+            duplicates: report.duplicates as u64,
+            ..Default::default()
+        };
+        crate::telemetry::ingested(catalog, source, &taken, started.elapsed());
         return Ok(report);
     }
     // Each customer's events apply in the order they occurred (arrival
@@ -117,7 +123,12 @@ async fn commit_batch<S: Store>(
     crate::store::widen_for_history(&mut tx, catalog, &mut states, &batch).await?;
     let mut writes = Writes::default();
     let mut changed: BTreeMap<&str, BTreeSet<usize>> = BTreeMap::new();
+    let mut taken = crate::telemetry::Taken {
+        duplicates: report.duplicates as u64,
+        ..Default::default()
+    };
     for ev in fresh {
+        taken.event(&ev.kind);
         let state = states.get_mut(&ev.customer.id).expect("loaded above");
         let mut changes = dispatch::apply_event(catalog, state, ev, now);
         for n in &changes.notes {
@@ -136,6 +147,7 @@ async fn commit_batch<S: Store>(
     drop(states);
     report.emails = tx.write(writes, now).await?;
     tx.commit().await?;
+    crate::telemetry::ingested(catalog, source, &taken, started.elapsed());
     Ok(report)
 }
 

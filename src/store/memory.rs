@@ -16,14 +16,14 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::{
     Activity, Claimer, DeadLetter, DeliveryEntry, DeliveryFilter, DeliveryView, Due, DueClaim,
-    LookBack, OutboxView, Result, Store, StoredDeadLetter, Transition, Tx, Writes,
+    LookBack, OutboxView, QueueDepth, Result, Store, StoredDeadLetter, Transition, Tx, Writes,
     count_dead_letters,
 };
 use crate::engine::customer::{CustomerState, Recorded};
 use crate::engine::outbox::{OutboxStatus, Outcome, Queued};
 use crate::engine::policy::Sent;
 use crate::engine::profile::Profile;
-use crate::engine::state::Enrollment;
+use crate::engine::state::{Enrollment, Status};
 use crate::event::Event;
 
 #[derive(Clone, Default)]
@@ -939,6 +939,38 @@ impl Store for MemStore {
 
     async fn event_count(&self) -> Result<i64> {
         Ok(self.inner.lock().await.events.len() as i64)
+    }
+
+    async fn enrollment_counts(&self) -> Result<Vec<(String, Status, i64)>> {
+        let mem = self.inner.lock().await;
+        let mut counts: BTreeMap<(&str, &'static str), (Status, i64)> = BTreeMap::new();
+        for rec in mem.enrollments.values() {
+            let e = &rec.state;
+            let key = (e.sequence.as_str(), super::status_name(e.status));
+            counts.entry(key).or_insert((e.status, 0)).1 += 1;
+        }
+        Ok(counts
+            .into_iter()
+            .map(|((sequence, _), (status, n))| (sequence.to_string(), status, n))
+            .collect())
+    }
+
+    async fn outbox_queue(&self, now: DateTime<Utc>) -> Result<Vec<QueueDepth>> {
+        let mem = self.inner.lock().await;
+        let mut by: BTreeMap<&'static str, QueueDepth> = BTreeMap::new();
+        for (_, id) in &mem.queue {
+            let row = &mem.outbox[id].row;
+            let d = by.entry(row.status.as_str()).or_insert(QueueDepth {
+                status: row.status,
+                rows: 0,
+                due: 0,
+                oldest: None,
+            });
+            d.rows += 1;
+            d.due += i64::from(row.not_before <= now);
+            d.oldest = Some(d.oldest.map_or(row.not_before, |o| o.min(row.not_before)));
+        }
+        Ok(by.into_values().collect())
     }
 
     async fn active_enrollments(&self) -> Result<i64> {

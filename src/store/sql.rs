@@ -22,7 +22,7 @@ use sqlx::{
 
 use super::{
     Activity, ActivityKind, Claimer, DeadLetter, DeliveryEntry, DeliveryFilter, DeliveryView, Due,
-    DueClaim, Error, LookBack, OutboxView, Result, Store, StoredDeadLetter, Transition, Tx, Writes,
+    DueClaim, Error, LookBack, OutboxView, QueueDepth, Result, Store, StoredDeadLetter, Transition, Tx, Writes,
     count_dead_letters, parse_stored,
 };
 use crate::engine::customer::{CustomerState, LOOK_BACK_EVENTS, NewEmail, Recorded};
@@ -265,12 +265,35 @@ pub struct HistoryRow {
     opened: i64,
 }
 
+/// Enrollments of one sequence and status, counted.
+#[derive(FromRow)]
+pub struct EnrollmentCountRow {
+    sequence: String,
+    status: String,
+    n: i64,
+}
+
+/// The outbox queue's rows of one status.
+#[derive(FromRow)]
+pub struct QueueRow {
+    status: String,
+    n: i64,
+    due: i64,
+    oldest: Option<DateTime<Utc>>,
+}
+
 pub fn status_str(s: Status) -> &'static str {
     match s {
         Status::Active => "active",
         Status::Completed => "completed",
         Status::Exited => "exited",
     }
+}
+
+fn parse_status(s: &str) -> Option<Status> {
+    [Status::Active, Status::Completed, Status::Exited]
+        .into_iter()
+        .find(|st| status_str(*st) == s)
 }
 
 /// Appends `(v1, v2, …)` of bound values for an `IN` list.
@@ -739,6 +762,8 @@ where
     for<'r> DeliveryRow: FromRow<'r, DB::Row>,
     for<'r> DeliveryEntryRow: FromRow<'r, DB::Row>,
     for<'r> StoredDeadLetter: FromRow<'r, DB::Row>,
+    for<'r> EnrollmentCountRow: FromRow<'r, DB::Row>,
+    for<'r> QueueRow: FromRow<'r, DB::Row>,
     for<'r> (String, String): FromRow<'r, DB::Row>,
     for<'r> (DateTime<Utc>,): FromRow<'r, DB::Row>,
     for<'r> (String,): FromRow<'r, DB::Row>,
@@ -1118,5 +1143,44 @@ where
                 .fetch_one(&self.pool)
                 .await?;
         Ok(n)
+    }
+
+    async fn enrollment_counts(&self) -> Result<Vec<(String, Status, i64)>> {
+        let rows: Vec<EnrollmentCountRow> = sqlx::query_as(
+            "SELECT sequence, status, COUNT(*) AS n FROM enrollments \
+             GROUP BY sequence, status ORDER BY sequence, status",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                let status = parse_stored("enrollment status", &r.status, parse_status)?;
+                Ok((r.sequence, status, r.n))
+            })
+            .collect()
+    }
+
+    async fn outbox_queue(&self, now: DateTime<Utc>) -> Result<Vec<QueueDepth>> {
+        // The condition of the `outbox_queue` index, so that only the queue
+        // is read, however many rows were sent.
+        let rows: Vec<QueueRow> = sqlx::query_as(
+            "SELECT status, COUNT(*) AS n, \
+             SUM(CASE WHEN not_before <= $1 THEN 1 ELSE 0 END) AS due, \
+             MIN(not_before) AS oldest FROM outbox WHERE status IN ('pending', 'sending') \
+             GROUP BY status ORDER BY status",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(QueueDepth {
+                    status: parse_stored("outbox status", &r.status, OutboxStatus::parse)?,
+                    rows: r.n,
+                    due: r.due,
+                    oldest: r.oldest,
+                })
+            })
+            .collect()
     }
 }

@@ -114,7 +114,10 @@ fn describe() {
         EVENTS_INGESTED,
         "Events applied (not duplicates), by event type and source"
     );
-    describe_counter!(EVENTS_DUPLICATE, "Events whose id was already recorded, by source");
+    describe_counter!(
+        EVENTS_DUPLICATE,
+        "Events whose id was already recorded, by source"
+    );
     describe_counter!(DEAD_LETTERS, "Messages dead-lettered, by source");
     describe_counter!(
         EVENTS_UNMATCHED,
@@ -125,8 +128,14 @@ fn describe() {
         "Emails by sequence, template and result (sent, deferred, skipped, failed, bounced), with a reason for deferred and skipped"
     );
     describe_counter!(UNSUBSCRIBES, "Unsubscriptions applied, by source");
-    describe_counter!(OPENS, "Recorded opens, by sequence; machine=\"true\" for privacy proxies and scanners");
-    describe_counter!(CLICKS, "Recorded clicks, by sequence; machine=\"true\" for link scanners");
+    describe_counter!(
+        OPENS,
+        "Recorded opens, by sequence; machine=\"true\" for privacy proxies and scanners"
+    );
+    describe_counter!(
+        CLICKS,
+        "Recorded clicks, by sequence; machine=\"true\" for link scanners"
+    );
     describe_histogram!(
         WAKE_LAG,
         Unit::Seconds,
@@ -190,7 +199,15 @@ pub fn ingested(catalog: &Catalog, source: &str, taken: &Taken<'_>, took: Durati
 }
 
 /// The sources that call the ingest path; another name is `other`.
-const SOURCES: &[&str] = &["kafka", "http", "file", "unsubscribe", "smtp", "admin", "replay"];
+const SOURCES: &[&str] = &[
+    "kafka",
+    "http",
+    "file",
+    "unsubscribe",
+    "smtp",
+    "admin",
+    "replay",
+];
 
 fn source_label(source: &str) -> &'static str {
     SOURCES
@@ -330,7 +347,12 @@ pub fn smtp(result: &'static str, took: Duration) {
 
 /// One recorded open or click of an email of `sequence` (its idempotency
 /// key's first part, kept only when the catalog has it).
-pub fn activity(catalog: &Catalog, kind: crate::store::ActivityKind, idempotency_key: &str, machine: bool) {
+pub fn activity(
+    catalog: &Catalog,
+    kind: crate::store::ActivityKind,
+    idempotency_key: &str,
+    machine: bool,
+) {
     let sequence = idempotency_key
         .split_once('/')
         .map(|(s, _)| s)
@@ -367,7 +389,11 @@ pub struct KafkaGauges {
 impl Scraped {
     fn write(&self, out: &mut String) {
         if let Some(rows) = &self.enrollments {
-            head(out, ENROLLMENTS, "Enrollments by sequence and status (read at scrape time)");
+            head(
+                out,
+                ENROLLMENTS,
+                "Enrollments by sequence and status (read at scrape time)",
+            );
             for (sequence, status, n) in rows {
                 let status = crate::store::status_name(*status);
                 let _ = writeln!(
@@ -379,13 +405,21 @@ impl Scraped {
         }
         if let (Some(rows), Some(now)) = (&self.outbox, self.now) {
             let of = |s: OutboxStatus| rows.iter().find(|r| r.status == s);
-            head(out, OUTBOX_DEPTH, "Outbox rows waiting or being sent, by status (read at scrape time)");
+            head(
+                out,
+                OUTBOX_DEPTH,
+                "Outbox rows waiting or being sent, by status (read at scrape time)",
+            );
             for s in [OutboxStatus::Pending, OutboxStatus::Sending] {
                 let n = of(s).map_or(0, |r| r.rows);
                 let _ = writeln!(out, "{OUTBOX_DEPTH}{{status=\"{}\"}} {n}", s.as_str());
             }
             let pending = of(OutboxStatus::Pending);
-            head(out, OUTBOX_DUE, "Pending outbox rows whose time has come (read at scrape time)");
+            head(
+                out,
+                OUTBOX_DUE,
+                "Pending outbox rows whose time has come (read at scrape time)",
+            );
             let _ = writeln!(out, "{OUTBOX_DUE} {}", pending.map_or(0, |r| r.due));
             head(
                 out,
@@ -399,7 +433,11 @@ impl Scraped {
             let _ = writeln!(out, "{OUTBOX_OLDEST_DUE_AGE} {age}");
         }
         if let Some(k) = &self.kafka {
-            head(out, KAFKA_ASSIGNED, "Partitions assigned to this process's Kafka consumer");
+            head(
+                out,
+                KAFKA_ASSIGNED,
+                "Partitions assigned to this process's Kafka consumer",
+            );
             let _ = writeln!(out, "{KAFKA_ASSIGNED} {}", k.assigned);
             head(
                 out,
@@ -451,15 +489,31 @@ mod tests {
         let words: Vec<&str> = skips.iter().map(|s| reason_word(&s.to_string())).collect();
         assert_eq!(
             words,
-            ["suppressed", "no_consent", "no_offers", "sunset", "promo_share", "no_slot"]
+            [
+                "suppressed",
+                "no_consent",
+                "no_offers",
+                "sunset",
+                "promo_share",
+                "no_slot"
+            ]
         );
         for (reason, word) in [
             ("address suppressed: email.bounced (hard)", "suppressed"),
             ("unknown customer", "unknown_customer"),
-            ("ceiling: the customer was sent 3 emails in the last 1d", "ceiling"),
+            (
+                "ceiling: the customer was sent 3 emails in the last 1d",
+                "ceiling",
+            ),
             ("stale: 2d after it was due", "stale"),
-            ("quiet hours: deferred to 2026-01-01T07:00:00+00:00", "quiet_hours"),
-            ("frequency cap: deferred to 2026-01-01T07:00:00+00:00", "frequency_cap"),
+            (
+                "quiet hours: deferred to 2026-01-01T07:00:00+00:00",
+                "quiet_hours",
+            ),
+            (
+                "frequency cap: deferred to 2026-01-01T07:00:00+00:00",
+                "frequency_cap",
+            ),
             ("email too large: 2000000 bytes", "too_large"),
             ("something new", "other"),
         ] {
@@ -511,6 +565,9 @@ mod tests {
         };
         let mut out = String::new();
         later.write(&mut out);
-        assert!(out.contains("aftercare_outbox_oldest_due_age_seconds 0\n"), "{out}");
+        assert!(
+            out.contains("aftercare_outbox_oldest_due_age_seconds 0\n"),
+            "{out}"
+        );
     }
 }

@@ -1116,7 +1116,10 @@ async fn metrics_count_enrollments_and_the_queue<S: Store>(s: S) {
         .collect();
     assert!(pending.len() >= 2, "{rows:?}");
     let oldest = pending.iter().map(|r| r.not_before).min().unwrap();
-    for (at, due) in [(oldest - Duration::minutes(1), 0), (t(later), pending.len())] {
+    for (at, due) in [
+        (oldest - Duration::minutes(1), 0),
+        (t(later), pending.len()),
+    ] {
         let queue = s.outbox_queue(at).await.unwrap();
         assert_eq!(queue.len(), 1, "only pending rows: {queue:?}");
         let q = &queue[0];
@@ -1140,7 +1143,11 @@ async fn metrics_count_enrollments_and_the_queue<S: Store>(s: S) {
         lease_until: t(later) + Duration::seconds(60),
         tracked: false,
     };
-    assert!(tx.transition(&claimed[0], &sending, t(later)).await.unwrap());
+    assert!(
+        tx.transition(&claimed[0], &sending, t(later))
+            .await
+            .unwrap()
+    );
     tx.commit().await.unwrap();
     let queue = s.outbox_queue(t(later)).await.unwrap();
     let by: Vec<(OutboxStatus, i64)> = queue.iter().map(|q| (q.status, q.rows)).collect();

@@ -22,8 +22,8 @@ use sqlx::{
 
 use super::{
     Activity, ActivityKind, Claimer, DeadLetter, DeliveryEntry, DeliveryFilter, DeliveryView, Due,
-    DueClaim, Error, LookBack, OutboxView, QueueDepth, Result, Store, StoredDeadLetter, Transition, Tx, Writes,
-    count_dead_letters, parse_stored,
+    DueClaim, Error, LookBack, OutboxView, QueueDepth, Result, Store, StoredDeadLetter, Transition,
+    Tx, Writes, count_dead_letters, parse_stored,
 };
 use crate::engine::customer::{CustomerState, LOOK_BACK_EVENTS, NewEmail, Recorded};
 use crate::engine::outbox::{OutboxStatus, Outcome, Queued};

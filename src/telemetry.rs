@@ -199,15 +199,7 @@ pub fn ingested(catalog: &Catalog, source: &str, taken: &Taken<'_>, took: Durati
 }
 
 /// The sources that call the ingest path; another name is `other`.
-const SOURCES: &[&str] = &[
-    "kafka",
-    "http",
-    "file",
-    "unsubscribe",
-    "smtp",
-    "admin",
-    "replay",
-];
+const SOURCES: &[&str] = &["kafka", "http", "file", "unsubscribe", "smtp"];
 
 fn source_label(source: &str) -> &'static str {
     SOURCES

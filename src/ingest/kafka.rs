@@ -139,19 +139,27 @@ impl ConsumerState {
         lock(&self.lag).clear();
     }
 
-    /// Keeps the lag of the assigned partitions (librdkafka reports every
-    /// partition it knows, -1 where it knows no lag).
+    /// Keeps the lag of the assigned partitions. librdkafka reports every
+    /// partition it knows, with -1 as the lag of one without a committed
+    /// offset: all of such a partition is still to read (the consumer starts
+    /// at the earliest offset), so its lag is the high watermark less the
+    /// low one (so that a consumer stuck from its very start shows too).
     fn statistics(&self, stats: &Statistics) {
         let assigned = lock(&self.assigned).clone().unwrap_or_default();
+        let lag_of = |p: &rdkafka::statistics::Partition| match p.consumer_lag {
+            l if l >= 0 => Some(l),
+            _ if p.hi_offset >= 0 && p.lo_offset >= 0 => Some(p.hi_offset - p.lo_offset),
+            _ => None,
+        };
         let mut lag: Vec<(String, i32, i64)> = stats
             .topics
             .iter()
             .flat_map(|(topic, t)| {
                 t.partitions
                     .values()
-                    .map(move |p| (topic.clone(), p.partition, p.consumer_lag))
+                    .filter(|p| assigned.contains(&(topic.clone(), p.partition)))
+                    .filter_map(move |p| Some((topic.clone(), p.partition, lag_of(p)?)))
             })
-            .filter(|(t, p, l)| *l >= 0 && assigned.contains(&(t.clone(), *p)))
             .collect();
         lag.sort();
         *lock(&self.lag) = lag;
@@ -284,7 +292,10 @@ pub fn producer(brokers: &str) -> anyhow::Result<FutureProducer> {
         .create()?)
 }
 
-/// Consumes until `stop`. Returns after the last batch's offsets are committed.
+/// Consumes until `stop`. Returns after the last batch's offsets are
+/// committed. `state` learns the assignment and the lag (`/readyz`,
+/// `/metrics`).
+#[allow(clippy::too_many_arguments)]
 pub async fn run<S: Store>(
     store: S,
     catalog: Arc<Catalog>,

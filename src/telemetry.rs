@@ -91,6 +91,12 @@ pub fn install() -> &'static PrometheusHandle {
             tracing::warn!("metrics: another recorder is installed ({e}); /metrics shows only the gauges read at scrape time");
         }
         describe();
+        // The counters an alert watches for a first increase exist from the
+        // start, at 0: a series that appears at 1 shows no increase.
+        for source in SOURCES.iter().chain(["other"].iter()) {
+            counter!(DEAD_LETTERS, "source" => *source).increment(0);
+            counter!(EVENTS_DUPLICATE, "source" => *source).increment(0);
+        }
         let upkeep = handle.clone();
         let spawned = std::thread::Builder::new()
             .name("metrics-upkeep".into())

@@ -1,5 +1,5 @@
 //! The command line: `validate`, `schema`, `preview`, `simulate`, `demo`,
-//! `run`, `ingest`, `migrate` and `dkim-record`.
+//! `run`, `ingest`, `migrate`, `explain` and `dkim-record`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -119,6 +119,24 @@ pub enum Command {
         #[command(flatten)]
         db: DatabaseArgs,
     },
+    /// Why did (not) a customer get an email: their timeline of events,
+    /// decisions and emails as the database keeps them, and with --template
+    /// the answer.
+    Explain {
+        /// The customer's id (as the shop sends it).
+        customer: String,
+        /// Only this order (and what of the customer names no order).
+        #[arg(long)]
+        order: Option<String>,
+        /// Did the customer get this template, and if not, why.
+        #[arg(long)]
+        template: Option<String>,
+        /// Print JSON (the shape of GET /v1/admin/customers/{id}/journey).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
     /// Apply the database migrations.
     Migrate {
         #[command(flatten)]
@@ -219,6 +237,26 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             runtime()?.block_on(ingest_cmd(&db.database_url, &loaded.catalog, &file, mode))
         }
+        Command::Explain {
+            customer,
+            order,
+            template,
+            json,
+            db,
+        } => {
+            let loaded = match load_or_fail(&cli.sequences, &cli.templates) {
+                Ok(l) => l,
+                Err(code) => return Ok(code),
+            };
+            let filter = crate::journey::Filter { order, template };
+            runtime()?.block_on(explain(
+                &db.database_url,
+                &loaded.catalog,
+                &customer,
+                &filter,
+                json,
+            ))
+        }
         Command::Migrate { db } => runtime()?.block_on(async {
             crate::with_store!(&db.database_url, |store| {
                 store.migrate().await?;
@@ -281,6 +319,42 @@ async fn ingest_cmd(
                 r.unknown_types,
                 file.display()
             );
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `explain`: reads the customer's rows and prints their journey.
+async fn explain(
+    url: &str,
+    catalog: &crate::sequence::model::Catalog,
+    customer: &str,
+    filter: &crate::journey::Filter,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    crate::with_store!(url, |store| {
+        // Reading only: a database behind the program is not migrated here.
+        if let Err(e) = store.ready().await {
+            bail!(
+                "the database at {} cannot answer: {e} (aftercare migrate applies the migrations)",
+                redact(url)
+            );
+        }
+        let rows = store.journey(customer).await?;
+        if rows.is_empty() {
+            eprintln!(
+                "nothing is stored about customer {customer:?} in {}",
+                redact(url)
+            );
+            return Ok(ExitCode::from(1));
+        }
+        let journey = crate::journey::assemble(catalog, customer, &rows, filter);
+        let mut out = std::io::stdout().lock();
+        if json {
+            serde_json::to_writer_pretty(&mut out, &journey)?;
+            writeln!(out)?;
+        } else {
+            write!(out, "{}", crate::journey::render(&journey))?;
         }
         Ok(ExitCode::SUCCESS)
     })

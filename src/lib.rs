@@ -10,6 +10,7 @@ pub mod event;
 pub mod http;
 pub mod ingest;
 pub mod instance;
+pub mod journey;
 pub mod poll;
 pub mod schedule;
 pub mod schema;

@@ -799,3 +799,174 @@ steps: [{email: daily}, {wait: 1d}, {start: daily}]
     let e = &list.enrollments[0];
     assert!(e.key.len() < 120, "{}", e.key);
 }
+
+/// The journal entries of `a`, as `kind step` (and the enrollment key when
+/// asked), in order.
+fn journal(a: &Changes) -> Vec<String> {
+    a.journal
+        .iter()
+        .map(|j| format!("{} {}", j.what.kind(), j.step.as_deref().unwrap_or("-")))
+        .collect()
+}
+
+/// The engine says what it did and why: the enrollment started by its
+/// trigger, each wait with its deadline, a timeout, the event that ended a
+/// wait, the `if` with its value and the way it went, completion.
+#[test]
+fn the_journal_says_why_each_step_was_entered_and_left() {
+    use aftercare::engine::journal::{Role, What};
+    let cat = catalog(&[FULFILMENT, EDUCATION]);
+    let mut list = CustomerState::default();
+    let a = first_order(&cat, &mut list);
+    assert_eq!(journal(&a), ["enrolled -", "awaiting_event await-shipment"]);
+    let j = &a.journal[0];
+    assert_eq!(
+        (j.customer_id.as_str(), j.enrollment_key.as_deref(), j.at),
+        ("c1", Some("fulfilment/c1/o1"), t(T0))
+    );
+    assert_eq!(
+        j.what,
+        What::Enrolled {
+            event_id: Some("e1".into()),
+            started_by: None
+        }
+    );
+    assert_eq!(
+        a.journal[1].what,
+        What::AwaitingEvent {
+            event: "shipment.shipped".into(),
+            until: t("2026-11-23T10:00:00Z")
+        }
+    );
+    // The wait_for times out: the on_timeout steps run, and wait again.
+    let a = apply_wake(&cat, &mut list, 0, t("2026-11-23T10:00:00Z"));
+    assert_eq!(
+        journal(&a),
+        [
+            "timed_out await-shipment",
+            "awaiting_event await-shipment/timeout/wait_for-shipment.shipped"
+        ]
+    );
+    // The shipment comes: taken in, the email, education started.
+    let ship = ev(
+        "e3",
+        "shipment.shipped",
+        "c1",
+        Some("o1"),
+        "2026-11-25T09:00:00Z",
+    );
+    let a = apply_event(&cat, &mut list, &ship, ship.occurred_at);
+    let kinds: Vec<&str> = a.journal.iter().map(|j| j.what.kind()).collect();
+    assert_eq!(
+        kinds,
+        ["received", "start", "enrolled", "waiting", "completed"],
+        "{:#?}",
+        a.journal
+    );
+    assert_eq!(
+        a.journal[2].what,
+        What::Enrolled {
+            event_id: None,
+            started_by: Some("fulfilment/c1/o1".into())
+        }
+    );
+    assert_eq!(
+        a.journal[2].enrollment_key.as_deref(),
+        Some("education/c1/o1")
+    );
+    // Education's `if`: its source, its value, the branch taken.
+    let a = apply_wake(&cat, &mut list, 1, t("2026-11-26T09:00:00Z"));
+    let cond = a
+        .journal
+        .iter()
+        .find_map(|j| match &j.what {
+            What::Condition { role, checked, .. } => Some((*role, checked.clone())),
+            _ => None,
+        })
+        .expect("the if is journaled");
+    assert_eq!(cond.0, Role::If);
+    assert_eq!(
+        cond.1.source,
+        r#"order.items.exists(i, i.category == "camera")"#
+    );
+    assert_eq!(cond.1.value, Some(true));
+    assert_eq!(cond.1.branch.as_deref(), Some("then"));
+    assert_eq!(templates(&a), ["camera-tips"]);
+}
+
+/// A sequence that does not start says why: its trigger condition was
+/// false (with the condition's source and value), or the customer is
+/// already enrolled once per order.
+#[test]
+fn the_journal_says_why_a_sequence_did_not_start() {
+    use aftercare::engine::journal::{NotEnrolled, What};
+    let cat = catalog(&[FULFILMENT, EDUCATION]);
+    let mut list = CustomerState::default();
+    let mut cheap = ev("e1", "order.placed", "c2", Some("o9"), T0);
+    cheap.order.as_mut().unwrap().total = Some(serde_json::from_str(r#""50.00""#).unwrap());
+    let a = apply_event(&cat, &mut list, &cheap, t(T0));
+    assert!(a.emails.is_empty());
+    assert_eq!(a.journal.len(), 1, "{:#?}", a.journal);
+    let j = &a.journal[0];
+    assert_eq!(j.enrollment_key.as_deref(), Some("fulfilment/c2/o9"));
+    let What::NotEnrolled {
+        why,
+        event_id,
+        condition,
+        message,
+    } = &j.what
+    else {
+        panic!("{j:?}")
+    };
+    assert_eq!(*why, NotEnrolled::TriggerFalse);
+    assert_eq!(event_id.as_deref(), Some("e1"));
+    let c = condition.as_ref().unwrap();
+    assert_eq!(
+        (c.source.as_str(), c.value),
+        ("order.total > 100.0", Some(false))
+    );
+    assert!(message.contains("order.total > 100.0"), "{message}");
+
+    // The same order placed again (another event id): enrolled already.
+    first_order(&cat, &mut list);
+    let again = ev("e2", "order.placed", "c1", Some("o1"), T0);
+    let a = apply_event(&cat, &mut list, &again, t(T0));
+    assert!(
+        a.journal.iter().any(|j| matches!(
+            &j.what,
+            What::NotEnrolled { why: NotEnrolled::AlreadyEnrolled, message, .. }
+                if message.contains("once_per_order")
+        )),
+        "{:#?}",
+        a.journal
+    );
+}
+
+/// An exit_when rule that fires names its event; the journal entries of an
+/// input that does not concern an enrollment do not make it a change.
+#[test]
+fn the_journal_names_the_exit_rule_that_fired() {
+    use aftercare::engine::journal::What;
+    let cat = catalog(&[FULFILMENT, EDUCATION]);
+    let mut list = CustomerState::default();
+    first_order(&cat, &mut list);
+    let cancel = ev(
+        "e5",
+        "order.cancelled",
+        "c1",
+        Some("o1"),
+        "2026-11-21T09:00:00Z",
+    );
+    let a = apply_event(&cat, &mut list, &cancel, cancel.occurred_at);
+    assert_eq!(
+        a.journal.last().unwrap().what,
+        What::Exited {
+            reason: "exit_when order.cancelled (e5)".into(),
+            event_id: Some("e5".into())
+        }
+    );
+    assert_eq!(
+        a.journal.last().unwrap().step.as_deref(),
+        Some("await-shipment")
+    );
+}

@@ -13,7 +13,8 @@ use aftercare::schedule;
 use aftercare::send::worker;
 use aftercare::sequence::model::Category;
 use aftercare::store::{
-    Claimer, DeadLetter, DeliveryFilter, DueClaim, LookBack, Store, Transition, Tx,
+    Claimer, DeadLetter, DeliveryFilter, DueClaim, LookBack, Store, SuppressionAction,
+    SuppressionFilter, Transition, Tx,
 };
 use chrono::{DateTime, Duration, Utc};
 use support::{catalog, event, t};
@@ -339,6 +340,326 @@ async fn the_delivery_log_is_searched_and_paged<S: Store>(s: S) {
     let paged: Vec<i64> = first.iter().chain(&rest).map(|e| e.id).collect();
     let whole: Vec<i64> = everything.iter().map(|e| e.id).collect();
     assert_eq!(paged, whole);
+}
+
+/// What the admin API reads of a customer: the row, the emails by status,
+/// the unsent ones; and a failed email put back by an operator, its
+/// attempts and delivery log kept.
+async fn a_failed_email_is_requeued_by_an_operator<S: Store>(s: S) {
+    let cat = catalog();
+    assert_eq!(s.customer("c1").await.unwrap(), None);
+    let batch = [
+        event("e1", "order.placed", "c1", "o1", T0, true),
+        event("e2", "order.placed", "c2", "o2", T0, true),
+    ];
+    ingest_batch(&s, cat, &batch, "test", t(T0)).await.unwrap();
+    let c = s.customer("c1").await.unwrap().unwrap();
+    assert_eq!((c.id.as_str(), c.email.as_str()), ("c1", "c1@example.com"));
+    assert_eq!(c.profile.unwrap().customer.id, "c1");
+    assert_eq!(
+        s.email_counts("c1").await.unwrap(),
+        [(OutboxStatus::Pending, 1)]
+    );
+    let mut tx = s.begin().await.unwrap();
+    let unsent = tx.unsent_emails("c1").await.unwrap();
+    assert_eq!(who_what(&unsent), [("c1", "order-confirmation")]);
+    drop(tx);
+
+    // c1's email fails for good.
+    let now = t(T0);
+    let rows = s
+        .claim_outbox(now, Duration::seconds(60), 10, &solo())
+        .await
+        .unwrap();
+    let row = rows.iter().find(|r| r.customer_id == "c1").unwrap();
+    worker::plan(&s, cat, row, now, worker::SENDING_LEASE)
+        .await
+        .unwrap();
+    let failed = SendOutcome::Failed {
+        error: "554 5.7.1 rejected".into(),
+    };
+    worker::finish(&s, row, now, &failed).await.unwrap();
+    assert_eq!(
+        s.email_counts("c1").await.unwrap(),
+        [(OutboxStatus::Failed, 1)]
+    );
+    let mut tx = s.begin().await.unwrap();
+    assert!(tx.unsent_emails("c1").await.unwrap().is_empty());
+    drop(tx);
+
+    // Put back, due at the retry: pending, its attempt counted, its
+    // failure and the retry in the log.
+    let later = now + Duration::days(3);
+    let mut tx = s.begin().await.unwrap();
+    assert!(
+        tx.requeue_failed(row.id, "retried by an operator", later)
+            .await
+            .unwrap()
+    );
+    tx.commit().await.unwrap();
+    let view = s
+        .outbox()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|o| o.id == row.id)
+        .unwrap();
+    assert_eq!(view.status, OutboxStatus::Pending);
+    assert_eq!(
+        (view.attempts, view.not_before, view.due_at),
+        (1, later, later)
+    );
+    let log: Vec<(Outcome, String)> = s
+        .deliveries()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|d| d.outbox_id == row.id)
+        .map(|d| (d.outcome, d.detail))
+        .collect();
+    assert_eq!(
+        log,
+        [
+            (Outcome::Failed, "554 5.7.1 rejected".to_string()),
+            (Outcome::Retry, "retried by an operator".to_string())
+        ]
+    );
+    // Pending now: not failed, so not put back again; nor a row that is not.
+    let mut tx = s.begin().await.unwrap();
+    assert!(!tx.requeue_failed(row.id, "again", later).await.unwrap());
+    assert!(!tx.requeue_failed(9999, "none", later).await.unwrap());
+    drop(tx);
+    // It is claimed and sent like any due email, not skipped as stale.
+    let rows = s
+        .claim_outbox(later, Duration::seconds(60), 10, &solo())
+        .await
+        .unwrap();
+    let again = rows.iter().find(|r| r.id == row.id).unwrap();
+    send(&s, again, later).await;
+    assert_eq!(
+        s.email_counts("c1").await.unwrap(),
+        [(OutboxStatus::Sent, 1)]
+    );
+}
+
+/// Operators add to and remove from the suppression list, each change
+/// logged with its reason; the list reads a page at a time by address.
+async fn operators_change_the_suppression_list<S: Store>(s: S) {
+    let at = t(T0);
+    assert!(
+        s.add_suppression("Anna@Example.com", "asked by phone", at)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.add_suppression("anna@example.com", "again", at)
+            .await
+            .unwrap(),
+        "there already"
+    );
+    s.suppress_address("bob@example.com", "hard bounce (email.bounced b1)", at)
+        .await
+        .unwrap();
+    s.add_suppression("carol@example.com", "legal hold", at)
+        .await
+        .unwrap();
+    let all = s
+        .suppressions(&SuppressionFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let listed: Vec<(&str, &str)> = all
+        .iter()
+        .map(|e| (e.email.as_str(), e.reason.as_str()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("anna@example.com", "asked by phone"),
+            ("bob@example.com", "hard bounce (email.bounced b1)"),
+            ("carol@example.com", "legal hold"),
+        ]
+    );
+    assert_eq!(all[0].created_at, at);
+    let page = |after: Option<&str>| SuppressionFilter {
+        after: after.map(str::to_string),
+        limit: 2,
+        ..Default::default()
+    };
+    let first = s.suppressions(&page(None)).await.unwrap();
+    let rest = s.suppressions(&page(Some(&first[1].email))).await.unwrap();
+    assert_eq!((first.len(), rest.len()), (2, 1));
+    assert_eq!(rest[0].email, "carol@example.com");
+    let one = s
+        .suppressions(&SuppressionFilter {
+            email: Some("bob@example.com".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(one.len(), 1);
+
+    let later = at + Duration::hours(1);
+    let mut tx = s.begin().await.unwrap();
+    assert_eq!(
+        tx.remove_suppression("BOB@example.com", "the mailbox works again", later)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("hard bounce (email.bounced b1)")
+    );
+    assert_eq!(
+        tx.remove_suppression("nobody@example.com", "x", later)
+            .await
+            .unwrap(),
+        None
+    );
+    tx.commit().await.unwrap();
+    let mut tx = s.begin().await.unwrap();
+    assert!(!tx.is_suppressed("bob@example.com").await.unwrap());
+    assert!(tx.is_suppressed("anna@example.com").await.unwrap());
+    drop(tx);
+
+    // Newest first; the service's own entries (bob's bounce) are not
+    // operators' changes, their removal is.
+    let log = s.suppression_log(None, 10).await.unwrap();
+    let seen: Vec<(&str, SuppressionAction, &str, Option<&str>)> = log
+        .iter()
+        .map(|c| {
+            (
+                c.email.as_str(),
+                c.action,
+                c.reason.as_str(),
+                c.previous_reason.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                "bob@example.com",
+                SuppressionAction::Removed,
+                "the mailbox works again",
+                Some("hard bounce (email.bounced b1)")
+            ),
+            (
+                "carol@example.com",
+                SuppressionAction::Added,
+                "legal hold",
+                None
+            ),
+            (
+                "anna@example.com",
+                SuppressionAction::Added,
+                "asked by phone",
+                None
+            ),
+        ]
+    );
+    assert_eq!(log[0].at, later);
+    assert!(log.windows(2).all(|w| w[0].id > w[1].id));
+    let bobs = s
+        .suppression_log(Some("bob@example.com"), 10)
+        .await
+        .unwrap();
+    assert_eq!(bobs.len(), 1);
+    assert_eq!(s.suppression_log(None, 1).await.unwrap().len(), 1);
+}
+
+/// A replayed dead letter leaves the list, or stays with its new reason
+/// (counted into an identical letter when one is kept).
+async fn replayed_dead_letters_are_revised<S: Store>(s: S) {
+    let letter = |reason: &str, payload: &str| DeadLetter {
+        source: "http".into(),
+        reason: reason.into(),
+        payload: payload.into(),
+        origin: Some("http request r1 item 0".into()),
+    };
+    let a = letter("the store refused this event: poisoned", "{\"id\":\"a\"}");
+    let b = letter("the store refused this event: poisoned", "{\"id\":\"b\"}");
+    let c = letter("id: must not be empty", "{\"id\":\"c\"}");
+    let c2 = letter("later: another reason", "{\"id\":\"c\"}");
+    s.keep_dead_letters(
+        &[a.clone(), b.clone(), b.clone(), c.clone(), c2.clone()],
+        t(T0),
+    )
+    .await
+    .unwrap();
+    // a went through: gone.
+    assert!(s.revise_dead_letter(&a, None).await.unwrap());
+    assert!(
+        !s.revise_dead_letter(&a, None).await.unwrap(),
+        "not kept any more"
+    );
+    // b fails again for another reason: kept with it, counted as before.
+    assert!(
+        s.revise_dead_letter(&b, Some("order.total: must be a decimal string"))
+            .await
+            .unwrap()
+    );
+    // The same reason again changes nothing.
+    assert!(s.revise_dead_letter(&c2, Some(&c2.reason)).await.unwrap());
+    // c now fails as c2 did: one letter, counted together.
+    assert!(s.revise_dead_letter(&c, Some(&c2.reason)).await.unwrap());
+    let kept = s.dead_letters().await.unwrap();
+    let seen: Vec<(&str, &str, i64)> = kept
+        .iter()
+        .map(|k| (k.letter.payload.as_str(), k.letter.reason.as_str(), k.count))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("{\"id\":\"b\"}", "order.total: must be a decimal string", 2),
+            ("{\"id\":\"c\"}", "later: another reason", 2),
+        ]
+    );
+    assert_eq!(kept[0].first_seen_at, t(T0));
+    // Found again by its new identity.
+    let b2 = DeadLetter {
+        reason: "order.total: must be a decimal string".into(),
+        ..b.clone()
+    };
+    assert!(s.revise_dead_letter(&b2, None).await.unwrap());
+    assert_eq!(s.dead_letters().await.unwrap().len(), 1);
+}
+
+/// A sequence's enrollments counted by step and status, and listed at a
+/// step by key, a page at a time.
+async fn a_sequences_enrollments_by_step<S: Store>(s: S) {
+    let cat = catalog();
+    let batch: Vec<_> = ["c1", "c2", "c3"]
+        .iter()
+        .enumerate()
+        .map(|(i, c)| event(&format!("e{i}"), "order.placed", c, "o1", T0, true))
+        .collect();
+    ingest_batch(&s, cat, &batch, "test", t(T0)).await.unwrap();
+    let counts = s.enrollment_counts("fulfilment").await.unwrap();
+    assert_eq!(counts.len(), 1, "{counts:?}");
+    assert_eq!(counts[0].step.as_deref(), Some("await-shipment"));
+    assert_eq!((counts[0].status, counts[0].count), (Status::Active, 3));
+    assert!(s.enrollment_counts("nothing").await.unwrap().is_empty());
+    let first = s
+        .enrollments_at("fulfilment", "await-shipment", None, 2)
+        .await
+        .unwrap();
+    let keys: Vec<&str> = first.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["fulfilment/c1/o1", "fulfilment/c2/o1"]);
+    let rest = s
+        .enrollments_at("fulfilment", "await-shipment", Some(&first[1].key), 2)
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].customer_id, "c3");
+    assert!(
+        s.enrollments_at("fulfilment", "order-confirmation", None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// Enqueues one value email for `c` by walking fulfilment and education.
@@ -1068,7 +1389,7 @@ async fn a_history_import_then_live_mail_is_claimed_in_a_lean_memory_store() {
 /// agreeing with the rows as listed one by one.
 async fn metrics_count_enrollments_and_the_queue<S: Store>(s: S) {
     let cat = catalog();
-    assert_eq!(s.enrollment_counts().await.unwrap(), []);
+    assert_eq!(s.enrollment_totals().await.unwrap(), []);
     assert_eq!(s.outbox_queue(t(T0)).await.unwrap(), []);
     let later = "2026-11-20T10:05:00Z";
     ingest_batch(
@@ -1095,7 +1416,7 @@ async fn metrics_count_enrollments_and_the_queue<S: Store>(s: S) {
         }
     }
     let counted: std::collections::BTreeMap<(String, &str), i64> = s
-        .enrollment_counts()
+        .enrollment_totals()
         .await
         .unwrap()
         .into_iter()
@@ -1160,6 +1481,111 @@ async fn metrics_count_enrollments_and_the_queue<S: Store>(s: S) {
     );
 }
 
+/// `Store::journey`: a customer's events (with when and how they came), the
+/// engine's journal in the order decided (a duplicate included), their
+/// emails with when each was enqueued, the delivery log, opens, and the dead
+/// letters that name them; nothing of another customer.
+async fn a_customers_journey_is_read_back<S: Store>(s: S) {
+    use aftercare::engine::journal::{NotEnrolled, What};
+    let cat = catalog();
+    let e1 = event("j1", "order.placed", "c1", "o1", T0, true);
+    let other = event("j2", "order.placed", "c2", "o2", T0, true);
+    ingest_batch(&s, cat, &[e1.clone(), other], "http", t(T0))
+        .await
+        .unwrap();
+    let later = t(T0) + Duration::minutes(5);
+    let r = ingest_batch(&s, cat, std::slice::from_ref(&e1), "kafka", later)
+        .await
+        .unwrap();
+    assert_eq!(r.duplicates, 1);
+    // A letter cut short still names its customer; another names c2.
+    let cut = DeadLetter {
+        source: "http".into(),
+        reason: "order.total: money must be a decimal string".into(),
+        payload: r#"{"id":"j9","type":"order.placed","customer":{"email":"x@y.example","id":"c1"},"order":{"id":"o1","total":12"#.into(),
+        origin: None,
+    };
+    let theirs = DeadLetter {
+        payload: r#"{"id":"j8","customer":{"id":"c2"}}"#.into(),
+        ..cut.clone()
+    };
+    s.keep_dead_letters(&[cut.clone(), theirs], later)
+        .await
+        .unwrap();
+    let rows = s
+        .claim_outbox(later, Duration::seconds(60), 10, &solo())
+        .await
+        .unwrap();
+    let mine = rows.iter().find(|r| r.customer_id == "c1").unwrap();
+    send(&s, mine, later).await;
+    s.record_activity(&aftercare::store::Activity {
+        idempotency_key: mine.idempotency_key.clone(),
+        customer_id: "c1".into(),
+        kind: aftercare::store::ActivityKind::Open,
+        url: None,
+        at: later + Duration::minutes(1),
+        machine: false,
+    })
+    .await
+    .unwrap();
+
+    let j = s.journey("c1").await.unwrap();
+    assert_eq!(j.events.len(), 1);
+    assert_eq!(
+        (
+            j.events[0].event.id.as_str(),
+            j.events[0].source.as_str(),
+            j.events[0].received_at
+        ),
+        ("j1", "http", t(T0))
+    );
+    let kinds: Vec<(&str, Option<&str>)> = j
+        .journal
+        .iter()
+        .map(|e| (e.what.kind(), e.sequence.as_deref()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("enrolled", Some("fulfilment")),
+            ("awaiting_event", Some("fulfilment")),
+            ("not_enrolled", Some("reorder")),
+            ("duplicate", None),
+        ],
+        "{:#?}",
+        j.journal
+    );
+    assert!(j.journal.iter().all(|e| e.customer_id == "c1"));
+    assert!(matches!(
+        &j.journal[2].what,
+        What::NotEnrolled { why: NotEnrolled::TriggerFalse, condition: Some(c), .. }
+            if c.value == Some(false) && c.source.contains("replenish_every_days")
+    ));
+    assert_eq!(
+        (j.journal[3].at, &j.journal[3].what),
+        (
+            later,
+            &What::Duplicate {
+                event_id: "j1".into(),
+                event_type: "order.placed".into()
+            }
+        )
+    );
+    assert_eq!(j.enrollments.len(), 1);
+    assert_eq!(j.emails.len(), 1);
+    assert_eq!(j.emails[0].created_at, t(T0));
+    assert_eq!(j.emails[0].view.status, OutboxStatus::Sent);
+    assert_eq!(j.deliveries.len(), 1);
+    assert_eq!(j.deliveries[0].outcome, Outcome::Sent);
+    assert_eq!(j.activity.len(), 1);
+    assert_eq!(j.dead_letters.len(), 1);
+    assert_eq!(j.dead_letters[0].letter, cut);
+    assert!(s.journey("nobody").await.unwrap().is_empty());
+    let theirs = s.journey("c2").await.unwrap();
+    assert_eq!(theirs.dead_letters.len(), 1);
+    assert!(theirs.journal.iter().all(|e| e.customer_id == "c2"));
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1210,6 +1636,11 @@ conformance!(
     a_history_import_then_live_mail_is_claimed,
     the_delivery_log_is_searched_and_paged,
     metrics_count_enrollments_and_the_queue,
+    a_customers_journey_is_read_back,
+    a_failed_email_is_requeued_by_an_operator,
+    operators_change_the_suppression_list,
+    replayed_dead_letters_are_revised,
+    a_sequences_enrollments_by_step,
 );
 
 /// On PostgreSQL two transactions claim at once: each takes rows the other

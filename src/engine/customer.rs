@@ -8,6 +8,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::dispatch::Note;
+use super::journal::Entry;
 use super::profile::Profile;
 use super::state::{Context, EmailJob, Enrollment};
 use crate::event::Event;
@@ -119,6 +120,9 @@ pub struct Changes {
     pub suppress: Option<(String, String)>,
     /// What the operator should know (exits, failed conditions).
     pub notes: Vec<Note>,
+    /// What was decided and why, for `aftercare explain` (written with the
+    /// rest).
+    pub journal: Vec<Entry>,
 }
 
 impl Changes {
@@ -133,6 +137,7 @@ impl Changes {
             self.suppress = later.suppress;
         }
         self.notes.extend(later.notes);
+        self.journal.extend(later.journal);
     }
 }
 

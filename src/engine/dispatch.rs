@@ -9,6 +9,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::customer::{Changes, CustomerState, NewEmail, Recorded};
+use super::journal::{Checked, Entry, NotEnrolled, What};
 use super::profile;
 use super::state::{Context, EmailJob, Enrollment, Mark, Waiting, correlates, enrollment_key};
 use super::{Effect, Input, advance, begin, holds};
@@ -33,6 +34,7 @@ struct Applied {
     emails: Vec<EmailJob>,
     changed: BTreeSet<usize>,
     notes: Vec<Note>,
+    journal: Vec<Entry>,
 }
 
 impl Applied {
@@ -57,6 +59,7 @@ impl Applied {
             enrollments: self.changed,
             emails,
             notes: self.notes,
+            journal: self.journal,
             ..Changes::default()
         }
     }
@@ -266,7 +269,39 @@ fn live_event(
                 event: Some(event),
                 now,
             };
-            match cond.eval_bool(&b) {
+            let result = cond.eval_bool(&b);
+            if result != Ok(true) {
+                let why = match &result {
+                    Ok(_) => NotEnrolled::TriggerFalse,
+                    Err(_) => NotEnrolled::TriggerFailed,
+                };
+                let key = enrollment_key(
+                    &seq.id,
+                    seq.enroll,
+                    &customer.id,
+                    event.order_id(),
+                    &event.id,
+                );
+                out.journal.push(Entry {
+                    customer_id: customer.id.clone(),
+                    at: now,
+                    enrollment_key: Some(key),
+                    sequence: Some(seq.id.clone()),
+                    step: None,
+                    what: What::NotEnrolled {
+                        why,
+                        event_id: Some(event.id.clone()),
+                        condition: Some(Checked::of(&cond.source, &result)),
+                        message: match &result {
+                            Ok(v) => format!("trigger condition `{}` was {v}", cond.source),
+                            Err(e) => {
+                                format!("trigger condition `{}` failed: {e}", cond.source)
+                            }
+                        },
+                    },
+                });
+            }
+            match result {
                 Ok(true) => {}
                 Ok(false) => continue,
                 Err(err) => {
@@ -286,6 +321,7 @@ fn live_event(
         let origin = Origin {
             id: &event.id,
             mark: Mark::of(event),
+            by_event: true,
         };
         enroll(catalog, &mut c, &seq.id, context, origin, now, 0, &mut out);
     }
@@ -349,6 +385,17 @@ fn wake_one(
         e.ended_reason = Some(format!("sequence `{}` no longer exists", e.sequence));
         e.updated_at = now;
         out.changed.insert(idx);
+        out.journal.push(Entry {
+            customer_id: e.customer_id.clone(),
+            at: now,
+            enrollment_key: Some(e.key.clone()),
+            sequence: Some(e.sequence.clone()),
+            step: e.step.clone(),
+            what: What::Exited {
+                reason: e.ended_reason.clone().unwrap_or_default(),
+                event_id: None,
+            },
+        });
         out.notes.push(Note {
             enrollment_key: e.key.clone(),
             sequence: e.sequence.clone(),
@@ -376,6 +423,8 @@ struct Parts<'a> {
 struct Origin<'a> {
     id: &'a str,
     mark: Mark,
+    /// `id` is an event's (else an enrollment's key).
+    by_event: bool,
 }
 
 impl<'a> Parts<'a> {
@@ -432,29 +481,61 @@ fn enroll(
         order_id,
         origin.id,
     );
+    // The decision not to start, in the journal.
+    let not_enrolled = |why: NotEnrolled, message: String| Entry {
+        customer_id: context.customer.id.clone(),
+        at: now,
+        enrollment_key: Some(key.clone()),
+        sequence: Some(seq.id.clone()),
+        step: None,
+        what: What::NotEnrolled {
+            why,
+            event_id: origin.by_event.then(|| origin.id.to_string()),
+            condition: None,
+            message,
+        },
+    };
     if c.finished.contains(&key) || c.enrollments.iter().any(|e| e.key == key) {
+        let done = if c.finished.contains(&key) {
+            "has run already"
+        } else {
+            "is running"
+        };
+        out.journal.push(not_enrolled(
+            NotEnrolled::AlreadyEnrolled,
+            format!(
+                "enrollment {key} {done} (enroll: {})",
+                mode_name(seq.enroll)
+            ),
+        ));
         return;
     }
     if depth > MAX_START_DEPTH {
+        let message = format!("not started: `start` chain deeper than {MAX_START_DEPTH}");
+        out.journal
+            .push(not_enrolled(NotEnrolled::StartTooDeep, message.clone()));
         out.notes.push(Note {
             enrollment_key: key,
             sequence: seq.id.clone(),
-            message: format!("not started: `start` chain deeper than {MAX_START_DEPTH}"),
+            message,
         });
         return;
     }
     // An exit already recorded after the trigger (an `order.cancelled` that
     // overtook its `order.placed`) stops the enrollment before it starts.
     if let Some(ev) = recorded_exit(seq, c.recent, &context, &origin.mark, now, out) {
+        let message = format!(
+            "not started: exit_when {} ({}) is already recorded, at {}",
+            ev.kind,
+            ev.id,
+            ev.occurred_at.to_rfc3339()
+        );
+        out.journal
+            .push(not_enrolled(NotEnrolled::ExitRecorded, message.clone()));
         out.notes.push(Note {
             enrollment_key: key,
             sequence: seq.id.clone(),
-            message: format!(
-                "not started: exit_when {} ({}) is already recorded, at {}",
-                ev.kind,
-                ev.id,
-                ev.occurred_at.to_rfc3339()
-            ),
+            message,
         });
         return;
     }
@@ -466,6 +547,8 @@ fn enroll(
             ceiling.enrollments,
             crate::sequence::duration::format(ceiling.per)
         );
+        out.journal
+            .push(not_enrolled(NotEnrolled::Ceiling, message.clone()));
         out.notes.push(Note {
             enrollment_key: key,
             sequence: seq.id.clone(),
@@ -473,6 +556,17 @@ fn enroll(
         });
         return;
     }
+    out.journal.push(Entry {
+        customer_id: context.customer.id.clone(),
+        at: now,
+        enrollment_key: Some(key.clone()),
+        sequence: Some(seq.id.clone()),
+        step: None,
+        what: What::Enrolled {
+            event_id: origin.by_event.then(|| origin.id.to_string()),
+            started_by: (!origin.by_event).then(|| origin.id.to_string()),
+        },
+    });
     let (e, effects) = begin(catalog, seq, key, context, origin.mark, now);
     c.enrollments.push(e);
     let idx = c.enrollments.len() - 1;
@@ -489,7 +583,8 @@ fn handle(
     depth: usize,
     out: &mut Applied,
 ) {
-    if effects.is_empty() {
+    if !effects.iter().any(Effect::moves) {
+        journal(&c.enrollments[idx], &effects, now, out);
         return;
     }
     out.changed.insert(idx);
@@ -511,15 +606,47 @@ fn handle(
                 let origin = Origin {
                     id: &origin,
                     mark: c.enrollments[idx].mark(),
+                    by_event: false,
                 };
                 enroll(catalog, c, &target, *context, origin, now, depth + 1, out)
             }
             Effect::Exited { reason } => out.notes.push(note(format!("exited: {reason}"))),
             Effect::Warn(w) => out.notes.push(note(w)),
+            // In order: what a `start` starts comes after the step that
+            // started it, before what its starter did next.
+            f @ Effect::Journal { .. } => {
+                journal(&c.enrollments[idx], std::slice::from_ref(&f), now, out)
+            }
             Effect::Completed | Effect::Sleep { .. } | Effect::AwaitEvent { .. } => {}
         }
     }
     take_recorded(catalog, c, idx, now, depth, out);
+}
+
+/// Puts the journal entries among `effects` of enrollment `e` in the
+/// journal.
+fn journal(e: &Enrollment, effects: &[Effect], now: DateTime<Utc>, out: &mut Applied) {
+    for f in effects {
+        if let Effect::Journal { step, what } = f {
+            out.journal.push(Entry {
+                customer_id: e.customer_id.clone(),
+                at: now,
+                enrollment_key: Some(e.key.clone()),
+                sequence: Some(e.sequence.clone()),
+                step: step.clone(),
+                what: what.clone(),
+            });
+        }
+    }
+}
+
+fn mode_name(mode: crate::sequence::model::EnrollMode) -> &'static str {
+    use crate::sequence::model::EnrollMode;
+    match mode {
+        EnrollMode::OncePerOrder => "once_per_order",
+        EnrollMode::OncePerCustomer => "once_per_customer",
+        EnrollMode::EveryEvent => "every_event",
+    }
 }
 
 /// If enrollment `idx` now waits for an event the customer already had
@@ -556,18 +683,23 @@ fn take_recorded(
             Input::Event(&ev),
             now,
         );
-        if effects.iter().all(|f| matches!(f, Effect::Warn(_))) {
+        if effects
+            .iter()
+            .all(|f| !f.moves() || matches!(f, Effect::Warn(_)))
+        {
             // It did not concern this enrollment (another order, a `when`
             // that does not hold): try the next one.
             let e = &c.enrollments[idx];
-            out.notes.extend(effects.into_iter().map(|f| Note {
-                enrollment_key: e.key.clone(),
-                sequence: e.sequence.clone(),
-                message: match f {
-                    Effect::Warn(w) => w,
-                    _ => unreachable!("only warnings"),
-                },
-            }));
+            journal(e, &effects, now, out);
+            out.notes
+                .extend(effects.into_iter().filter_map(|f| match f {
+                    Effect::Warn(w) => Some(Note {
+                        enrollment_key: e.key.clone(),
+                        sequence: e.sequence.clone(),
+                        message: w,
+                    }),
+                    _ => None,
+                }));
             continue;
         }
         let e = &c.enrollments[idx];

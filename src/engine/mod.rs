@@ -5,7 +5,9 @@
 
 pub mod customer;
 pub mod dispatch;
+pub mod journal;
 pub mod localtime;
+pub mod operator;
 pub mod outbox;
 pub mod policy;
 pub mod profile;
@@ -19,6 +21,7 @@ use sha2::{Digest, Sha256};
 use crate::event::Event;
 use crate::sequence::model::{Catalog, Sequence};
 use crate::sequence::plan::Op;
+use journal::{Checked, Role, What};
 use state::{Context, EmailJob, Enrollment, Mark, Status, Waiting};
 
 /// What drives an enrollment forward.
@@ -51,6 +54,27 @@ pub enum Effect {
     Completed,
     /// Something the operator should know (a condition that failed to run).
     Warn(String),
+    /// What was decided and why, at `step` (see [`journal`]): it moves
+    /// nothing by itself.
+    Journal {
+        step: Option<String>,
+        what: What,
+    },
+}
+
+impl Effect {
+    /// Whether the effect is more than an account of a decision: an input
+    /// whose effects are all journal entries did not move the enrollment.
+    pub fn moves(&self) -> bool {
+        !matches!(self, Effect::Journal { .. })
+    }
+
+    fn journal(step: &Option<String>, what: What) -> Self {
+        Effect::Journal {
+            step: step.clone(),
+            what,
+        }
+    }
 }
 
 /// Starts a new enrollment and runs it to its first wait. `mark` is the
@@ -120,10 +144,17 @@ pub fn advance(
             for rule in &seq.exit_when {
                 if ev.kind == rule.event
                     && e.correlates(ev, rule.scope)
-                    && holds(rule.when.as_ref(), &e.context, Some(ev), now, &mut effects)
+                    && checks(
+                        rule.when.as_ref(),
+                        Role::ExitWhen,
+                        e,
+                        Some(ev),
+                        now,
+                        &mut effects,
+                    )
                 {
                     let reason = format!("exit_when {} ({})", ev.kind, ev.id);
-                    end(e, Status::Exited, reason, now, &mut effects);
+                    end_by(e, Status::Exited, reason, Some(&ev.id), now, &mut effects);
                     return effects;
                 }
             }
@@ -146,8 +177,15 @@ pub fn advance(
                 // It happened in time, even if it is processed later.
                 && ev.occurred_at < *until
                 && e.correlates(ev, *scope)
-                && holds(when.as_ref(), &e.context, Some(ev), now, &mut effects)
+                && checks(when.as_ref(), Role::WaitFor, e, Some(ev), now, &mut effects)
             {
+                effects.push(Effect::journal(
+                    &e.step,
+                    What::Received {
+                        event_id: ev.id.clone(),
+                        event_type: ev.kind.clone(),
+                    },
+                ));
                 Arc::make_mut(&mut e.context).absorb(ev);
                 if e.mark().before(ev) {
                     e.mark = Some(Mark::of(ev));
@@ -158,10 +196,18 @@ pub fn advance(
         }
         Input::Wake => match (&e.waiting, &instr.op) {
             (Waiting::Time { until }, _) if now >= *until => {
+                effects.push(Effect::journal(&e.step, What::WaitOver { until: *until }));
                 mark_version(e, seq);
                 run_from(catalog, seq, e, instr.next, now, &mut effects);
             }
-            (Waiting::Event { until, .. }, op) if now >= *until => {
+            (Waiting::Event { until, event }, op) if now >= *until => {
+                effects.push(Effect::journal(
+                    &e.step,
+                    What::TimedOut {
+                        event: event.clone(),
+                        until: *until,
+                    },
+                ));
                 mark_version(e, seq);
                 let next = match op {
                     Op::WaitFor { timeout, .. } => *timeout,
@@ -178,6 +224,50 @@ pub fn advance(
 fn mark_version(e: &mut Enrollment, seq: &Sequence) {
     if e.version != seq.version {
         e.version = seq.version.clone();
+    }
+}
+
+/// Whether the `when` of a rule holds for enrollment `e` and `event`, with
+/// the evaluation in the journal (a rule without `when` holds, unrecorded).
+fn checks(
+    cond: Option<&crate::sequence::condition::Condition>,
+    role: Role,
+    e: &Enrollment,
+    event: Option<&Event>,
+    now: DateTime<Utc>,
+    effects: &mut Vec<Effect>,
+) -> bool {
+    let Some(c) = cond else {
+        return true;
+    };
+    let result = c.eval_bool(&e.context.bindings(event, now));
+    let checked = Checked::of(&c.source, &result);
+    effects.push(Effect::journal(
+        &e.step,
+        What::Condition {
+            role,
+            event_id: event.map(|ev| ev.id.clone()),
+            checked,
+        },
+    ));
+    warn_failed(c, result, effects)
+}
+
+/// The value of a condition's evaluation; a failure is a warning and false.
+fn warn_failed(
+    c: &crate::sequence::condition::Condition,
+    result: Result<bool, String>,
+    effects: &mut Vec<Effect>,
+) -> bool {
+    match result {
+        Ok(v) => v,
+        Err(err) => {
+            effects.push(Effect::Warn(format!(
+                "condition `{}` failed, taken as false: {err}",
+                c.source
+            )));
+            false
+        }
     }
 }
 
@@ -210,9 +300,31 @@ fn end(
     now: DateTime<Utc>,
     fx: &mut Vec<Effect>,
 ) {
+    end_by(e, status, reason, None, now, fx)
+}
+
+/// Ends `e`; `event_id`: the event that ended it (an `exit_when` rule's).
+fn end_by(
+    e: &mut Enrollment,
+    status: Status,
+    reason: String,
+    event_id: Option<&str>,
+    now: DateTime<Utc>,
+    fx: &mut Vec<Effect>,
+) {
     e.status = status;
     e.waiting = Waiting::Nothing;
     e.updated_at = now;
+    fx.push(Effect::journal(
+        &e.step,
+        match status {
+            Status::Completed => What::Completed,
+            _ => What::Exited {
+                reason: reason.clone(),
+                event_id: event_id.map(str::to_string),
+            },
+        },
+    ));
     fx.push(match status {
         Status::Completed => Effect::Completed,
         _ => Effect::Exited {
@@ -272,16 +384,36 @@ fn run_from(
                     until = localtime::next_at(until, tz, *at);
                 }
                 e.waiting = Waiting::Time { until };
+                fx.push(Effect::journal(
+                    &e.step,
+                    What::Waiting {
+                        until,
+                        source: None,
+                    },
+                ));
                 fx.push(Effect::Sleep { until });
                 return;
             }
             Op::WaitUntil(c) => match c.eval_timestamp(&e.context.bindings(None, now)) {
                 Ok(until) if until > now => {
                     e.waiting = Waiting::Time { until };
+                    fx.push(Effect::journal(
+                        &e.step,
+                        What::Waiting {
+                            until,
+                            source: Some(c.source.clone()),
+                        },
+                    ));
                     fx.push(Effect::Sleep { until });
                     return;
                 }
-                Ok(_) => {}
+                Ok(until) => fx.push(Effect::journal(
+                    &e.step,
+                    What::WaitPassed {
+                        until,
+                        source: c.source.clone(),
+                    },
+                )),
                 Err(err) => {
                     let reason = format!("wait_until `{}` failed: {err}", c.source);
                     end(e, Status::Exited, reason, now, fx);
@@ -301,6 +433,13 @@ fn run_from(
                     event: event.clone(),
                     until,
                 };
+                fx.push(Effect::journal(
+                    &e.step,
+                    What::AwaitingEvent {
+                        event: event.clone(),
+                        until,
+                    },
+                ));
                 fx.push(Effect::AwaitEvent {
                     event: event.clone(),
                     until,
@@ -312,20 +451,45 @@ fn run_from(
                 then,
                 otherwise,
             } => {
-                cur = if holds(Some(cond), &e.context, None, now, fx) {
-                    *then
-                } else {
-                    *otherwise
-                };
+                let result = cond.eval_bool(&e.context.bindings(None, now));
+                let mut checked = Checked::of(&cond.source, &result);
+                let taken = warn_failed(cond, result, fx);
+                checked.branch = Some(if taken { "then" } else { "else" }.into());
+                fx.push(Effect::journal(
+                    &e.step,
+                    What::Condition {
+                        role: Role::If,
+                        event_id: None,
+                        checked,
+                    },
+                ));
+                cur = if taken { *then } else { *otherwise };
             }
             Op::Split(variants) => {
-                cur = pick_variant(&e.customer_id, &seq.id, &instr.id, variants);
+                let picked = pick_index(&e.customer_id, &seq.id, &instr.id, variants);
+                if let Some((name, _, _)) = variants.get(picked) {
+                    fx.push(Effect::journal(
+                        &e.step,
+                        What::Split {
+                            variant: name.clone(),
+                        },
+                    ));
+                }
+                cur = variants.get(picked).and_then(|v| v.2);
             }
-            Op::Start(target) => fx.push(Effect::Start {
-                sequence: target.clone(),
-                context: Box::new(Context::clone(&e.context)),
-                origin: e.key.clone(),
-            }),
+            Op::Start(target) => {
+                fx.push(Effect::journal(
+                    &e.step,
+                    What::Start {
+                        sequence: target.clone(),
+                    },
+                ));
+                fx.push(Effect::Start {
+                    sequence: target.clone(),
+                    context: Box::new(Context::clone(&e.context)),
+                    origin: e.key.clone(),
+                });
+            }
             Op::Exit => {
                 end(
                     e,
@@ -359,16 +523,27 @@ pub fn pick_variant(
     step: &str,
     variants: &[(String, u32, Option<usize>)],
 ) -> Option<usize> {
+    let i = pick_index(customer_id, sequence, step, variants);
+    variants.get(i).and_then(|v| v.2)
+}
+
+/// Which of `variants` [`pick_variant`] picks, by index.
+fn pick_index(
+    customer_id: &str,
+    sequence: &str,
+    step: &str,
+    variants: &[(String, u32, Option<usize>)],
+) -> usize {
     let total: u64 = variants.iter().map(|v| u64::from(v.1)).sum();
     if total == 0 {
-        return variants.first().and_then(|v| v.2);
+        return 0;
     }
     let h = Sha256::digest(format!("{customer_id}\u{0}{sequence}\u{0}{step}").as_bytes());
     let mut roll = u64::from_be_bytes(h[..8].try_into().expect("8 bytes")) % total;
-    for (_, w, start) in variants {
+    for (i, (_, w, _)) in variants.iter().enumerate() {
         let w = u64::from(*w);
         if roll < w {
-            return *start;
+            return i;
         }
         roll -= w;
     }

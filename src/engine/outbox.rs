@@ -208,6 +208,13 @@ pub fn decide(catalog: &Catalog, ctx: &SendContext, now: DateTime<Utc>) -> SendP
         };
     };
     let policies = &catalog.policies;
+    // Nothing goes to a customer an operator stopped, transactional mail
+    // included, until the stop is lifted.
+    if let Some(stop) = &profile.stopped {
+        return SendPlan::Skip {
+            reason: super::operator::stopped_reason(&stop.reason),
+        };
+    }
     // Nothing goes to a suppressed address, transactional mail included;
     // the reason says why (the list's reason first: it names the event).
     if let Some(why) = ctx
@@ -458,6 +465,7 @@ mod tests {
             unsubscribed: false,
             promo_unsubscribed: false,
             as_of: None,
+            stopped: None,
         };
         profile.customer.marketing_consent = Some(consent);
         let ctx = SendContext {

@@ -48,6 +48,18 @@ pub struct Profile {
     /// cannot undo what it said (see [`update`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub as_of: Option<DateTime<Utc>>,
+    /// Set by an operator (`POST /v1/admin/customers/{id}/stop`): no mail
+    /// of any kind goes to the customer until an operator lifts it; events
+    /// are still taken in (see `engine::operator`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<Stopped>,
+}
+
+/// An operator's stop of all of a customer's mail ([`Profile::stopped`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stopped {
+    pub reason: String,
+    pub at: DateTime<Utc>,
 }
 
 /// Why an address gets no more mail.
@@ -153,6 +165,7 @@ pub fn update(existing: Option<Profile>, event: &Event) -> Profile {
         unsubscribed: false,
         promo_unsubscribed: false,
         as_of: None,
+        stopped: None,
     });
     let newer = fresh || p.as_of.is_none_or(|t| event.occurred_at >= t);
     let before = p.clone();

@@ -132,7 +132,7 @@ async fn writable(dir: &std::path::Path) -> std::io::Result<()> {
 async fn metrics<S: Store>(State(r): State<Arc<Readiness<S>>>) -> impl IntoResponse {
     let now = r.clock.now();
     let (enrollments, outbox) =
-        tokio::join!(r.store.enrollment_counts(), r.store.outbox_queue(now));
+        tokio::join!(r.store.enrollment_totals(), r.store.outbox_queue(now));
     let warn = |what: &str, e: &crate::store::Error| tracing::warn!("/metrics: {what}: {e}");
     let scraped = crate::telemetry::Scraped {
         enrollments: enrollments.inspect_err(|e| warn("enrollments", e)).ok(),

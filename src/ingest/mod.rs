@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use chrono::{DateTime, Utc};
 
 use crate::engine::dispatch;
+use crate::engine::journal::{Entry, What};
 use crate::event::Event;
 use crate::sequence::model::Catalog;
 use crate::store::{DeadLetter, IngestReport, LookBack, Refused, Store, Tx, Writes};
@@ -83,16 +84,32 @@ async fn commit_batch<S: Store>(
     let mut tx = store.begin().await?;
     let all: Vec<&Event> = events.iter().collect();
     let mut new_ids = tx.record_events(&all, source, now).await?;
-    // An id seen before, or twice in this batch, is a duplicate.
+    let mut writes = Writes::default();
+    // An id seen before, or twice in this batch, is a duplicate: in the
+    // customer's journal, so that `explain` shows it came again.
     let mut fresh: Vec<&Event> = Vec::with_capacity(new_ids.len());
     for ev in all {
         if new_ids.remove(&ev.id) {
             fresh.push(ev);
         } else {
             report.duplicates += 1;
+            writes.journal.push(Entry {
+                customer_id: ev.customer.id.clone(),
+                at: now,
+                enrollment_key: None,
+                sequence: None,
+                step: None,
+                what: What::Duplicate {
+                    event_id: ev.id.clone(),
+                    event_type: ev.kind.clone(),
+                },
+            });
         }
     }
     if fresh.is_empty() {
+        if !writes.journal.is_empty() {
+            tx.write(writes, now).await?;
+        }
         tx.commit().await?;
         let taken = crate::telemetry::Taken {
             duplicates: report.duplicates as u64,
@@ -121,7 +138,6 @@ async fn commit_batch<S: Store>(
     look_back.except = &batch;
     let mut states = tx.lock_customers(&ids, &look_back).await?;
     crate::store::widen_for_history(&mut tx, catalog, &mut states, &batch).await?;
-    let mut writes = Writes::default();
     let mut changed: BTreeMap<&str, BTreeSet<usize>> = BTreeMap::new();
     let mut taken = crate::telemetry::Taken {
         duplicates: report.duplicates as u64,

@@ -84,6 +84,10 @@ pub async fn plan_reporting<S: Store>(
     let mut tx = store.begin().await?;
     let profile = tx.lock_profile(&row.customer_id).await?;
     let plan = match tx.outbox_state(row.id).await? {
+        // Finished meanwhile (an operator's stop skipped it): nothing to do.
+        Some((OutboxStatus::Sent | OutboxStatus::Skipped | OutboxStatus::Failed, _)) => {
+            SendPlan::Stale
+        }
         Some((status, attempts)) if attempts == row.attempts => {
             if status == OutboxStatus::Sending {
                 // A worker died between deciding and finishing: the decision

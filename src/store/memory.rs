@@ -16,10 +16,12 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::{
     Activity, Claimer, DeadLetter, DeliveryEntry, DeliveryFilter, DeliveryView, Due, DueClaim,
-    LookBack, OutboxView, QueueDepth, Result, Store, StoredDeadLetter, Transition, Tx, Writes,
-    count_dead_letters,
+    EmailRow, JourneyRows, LookBack, OutboxView, QueueDepth, ReceivedEvent, Result, StepCount,
+    Store, StoredCustomer, StoredDeadLetter, SuppressionAction, SuppressionChange,
+    SuppressionEntry, SuppressionFilter, Transition, Tx, Writes, address_key, count_dead_letters,
 };
 use crate::engine::customer::{CustomerState, Recorded};
+use crate::engine::journal::Entry;
 use crate::engine::outbox::{OutboxStatus, Outcome, Queued};
 use crate::engine::policy::Sent;
 use crate::engine::profile::Profile;
@@ -68,7 +70,10 @@ struct Mem {
     /// The delivery log with each entry's Message-ID; an entry's id is its
     /// index + 1.
     deliveries: Vec<(DeliveryView, Option<String>)>,
-    suppressions: HashMap<String, String>,
+    /// The suppression list by address: the reason and since when.
+    suppressions: BTreeMap<String, (String, DateTime<Utc>)>,
+    /// What operators did to it, oldest first (an entry's id is its index + 1).
+    suppression_log: Vec<SuppressionChange>,
     dead_letters: Vec<StoredDeadLetter>,
     /// Index in `dead_letters` by [`DeadLetter::identity`].
     dead_letter_ids: HashMap<String, usize>,
@@ -90,6 +95,10 @@ const SWEEP_EVERY: usize = 2_000;
 #[derive(Default)]
 struct CustomerRec {
     profile: Option<Profile>,
+    /// The address the customer's row was made with, and when the row last
+    /// changed (as `customers.email` and `updated_at`).
+    email: String,
+    updated_at: DateTime<Utc>,
     /// Keys of the active enrollments.
     active: Vec<String>,
     finished: Arc<HashSet<String>>,
@@ -99,6 +108,10 @@ struct CustomerRec {
     all: Vec<String>,
     /// Mail sent (or being sent), by outbox id.
     sent: Vec<(i64, Sent)>,
+    /// Every event recorded, with when and how (not in a lean store).
+    received: Vec<ReceivedEvent>,
+    /// The engine's journal entries (not in a lean store).
+    journal: Vec<Entry>,
     /// Recorded events, in the order recorded (a lean store keeps only
     /// recent ones of the types looked back for, as JSON text: a third of
     /// the memory of parsed events).
@@ -128,6 +141,7 @@ struct OutboxRec {
     sent_at: Option<DateTime<Utc>>,
     message_id: Option<String>,
     last_error: Option<String>,
+    created_at: DateTime<Utc>,
 }
 
 fn leased(lease: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
@@ -288,6 +302,26 @@ impl Mem {
     }
 }
 
+/// A row as [`Store::outbox`] shows it.
+fn view_of(r: &OutboxRec) -> OutboxView {
+    OutboxView {
+        id: r.row.id,
+        idempotency_key: r.row.idempotency_key.clone(),
+        customer_id: r.row.customer_id.clone(),
+        sequence: r.row.sequence.clone(),
+        step: r.row.step.clone(),
+        template: r.row.template.clone(),
+        category: r.row.category,
+        status: r.row.status,
+        attempts: r.row.attempts,
+        not_before: r.row.not_before,
+        due_at: r.row.due_at,
+        message_id: r.message_id.clone(),
+        last_error: r.last_error.clone(),
+        sent_at: r.sent_at,
+    }
+}
+
 pub struct MemTx {
     mem: OwnedMutexGuard<Mem>,
 }
@@ -296,14 +330,22 @@ impl Tx for MemTx {
     async fn record_events(
         &mut self,
         events: &[&Event],
-        _source: &str,
-        _now: DateTime<Utc>,
+        source: &str,
+        now: DateTime<Utc>,
     ) -> Result<HashSet<String>> {
         let mem = &mut *self.mem;
         let mut fresh = HashSet::with_capacity(events.len());
         for ev in events {
             if mem.events.insert(ev.id.clone()) {
                 fresh.insert(ev.id.clone());
+                if !mem.lean {
+                    let c = mem.customers.entry(ev.customer.id.clone()).or_default();
+                    c.received.push(ReceivedEvent {
+                        event: (*ev).clone(),
+                        received_at: now,
+                        source: source.to_string(),
+                    });
+                }
                 let wanted = !mem.lean
                     || mem
                         .look_back
@@ -336,13 +378,13 @@ impl Tx for MemTx {
     async fn ensure_customers(
         &mut self,
         customers: &[(&str, &str)],
-        _now: DateTime<Utc>,
+        now: DateTime<Utc>,
     ) -> Result<()> {
-        for (id, _) in customers {
-            if !self.mem.customers.contains_key(*id) {
-                self.mem
-                    .customers
-                    .insert(id.to_string(), CustomerRec::default());
+        for (id, email) in customers {
+            let c = self.mem.customers.entry(id.to_string()).or_default();
+            if c.email.is_empty() {
+                c.email = email.to_string();
+                c.updated_at = now;
             }
         }
         Ok(())
@@ -436,7 +478,10 @@ impl Tx for MemTx {
         // Rows just written that a history import records as skipped.
         let mut skipped = Vec::new();
         for (id, p) in w.profiles {
-            mem.customers.entry(id).or_default().profile = Some(p);
+            let c = mem.customers.entry(id).or_default();
+            c.email = p.customer.email.to_string();
+            c.updated_at = now;
+            c.profile = Some(p);
         }
         for e in w.enrollments.into_values() {
             mem.save_enrollment(e);
@@ -479,12 +524,22 @@ impl Tx for MemTx {
                     sent_at: None,
                     message_id: None,
                     last_error: None,
+                    created_at: now,
                 },
             );
             written += 1;
         }
         for (email, reason) in w.suppress {
-            mem.suppressions.entry(email).or_insert(reason);
+            mem.suppressions.entry(email).or_insert((reason, now));
+        }
+        if !mem.lean {
+            for j in w.journal {
+                mem.customers
+                    .entry(j.customer_id.clone())
+                    .or_default()
+                    .journal
+                    .push(j);
+            }
         }
         mem.skip_written(skipped, now);
         Ok(written)
@@ -516,7 +571,7 @@ impl Tx for MemTx {
             .suppressions
             .get(&super::address_key(email))
             .or_else(|| self.mem.suppressions.get(email))
-            .cloned())
+            .map(|(reason, _)| reason.clone()))
     }
 
     async fn transition(
@@ -628,6 +683,68 @@ impl Tx for MemTx {
             self.mem.deliveries.push((view, message_id));
         }
         Ok(())
+    }
+
+    async fn unsent_emails(&mut self, customer_id: &str) -> Result<Vec<Queued>> {
+        let mem = &*self.mem;
+        Ok(mem
+            .queued_of
+            .get(customer_id)
+            .into_iter()
+            .flatten()
+            .map(|(_, id)| mem.outbox[id].row.clone())
+            .collect())
+    }
+
+    async fn remove_suppression(
+        &mut self,
+        email: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>> {
+        let mem = &mut *self.mem;
+        let key = address_key(email);
+        let stored = if mem.suppressions.contains_key(&key) {
+            key
+        } else if mem.suppressions.contains_key(email) {
+            email.to_string()
+        } else {
+            return Ok(None);
+        };
+        let (was, _) = mem.suppressions.remove(&stored).expect("found above");
+        let id = mem.suppression_log.len() as i64 + 1;
+        mem.suppression_log.push(SuppressionChange {
+            id,
+            email: stored,
+            action: SuppressionAction::Removed,
+            reason: reason.to_string(),
+            previous_reason: Some(was.clone()),
+            at: now,
+        });
+        Ok(Some(was))
+    }
+
+    async fn requeue_failed(&mut self, id: i64, detail: &str, now: DateTime<Utc>) -> Result<bool> {
+        let mem = &mut *self.mem;
+        let Some(rec) = mem.outbox.get_mut(&id) else {
+            return Ok(false);
+        };
+        if rec.row.status != OutboxStatus::Failed {
+            return Ok(false);
+        }
+        let before = (rec.row.status, rec.row.not_before);
+        rec.row.status = OutboxStatus::Pending;
+        rec.row.not_before = now;
+        rec.row.due_at = now;
+        rec.row.retries = 0;
+        rec.lease_until = None;
+        rec.claimed_by = None;
+        rec.sent_at = None;
+        let row = rec.row.clone();
+        mem.requeue(id, before);
+        self.log_delivery(&row, now, Outcome::Retry, detail, None)
+            .await?;
+        Ok(true)
     }
 
     async fn commit(self) -> Result<()> {
@@ -845,36 +962,17 @@ impl Store for MemStore {
             .collect())
     }
 
-    async fn suppress_address(&self, email: &str, reason: &str, _now: DateTime<Utc>) -> Result<()> {
+    async fn suppress_address(&self, email: &str, reason: &str, now: DateTime<Utc>) -> Result<()> {
         let mut mem = self.inner.lock().await;
         mem.suppressions
             .entry(super::address_key(email))
-            .or_insert_with(|| reason.to_string());
+            .or_insert_with(|| (reason.to_string(), now));
         Ok(())
     }
 
     async fn outbox(&self) -> Result<Vec<OutboxView>> {
         let mem = self.inner.lock().await;
-        let mut rows: Vec<OutboxView> = mem
-            .outbox
-            .values()
-            .map(|r| OutboxView {
-                id: r.row.id,
-                idempotency_key: r.row.idempotency_key.clone(),
-                customer_id: r.row.customer_id.clone(),
-                sequence: r.row.sequence.clone(),
-                step: r.row.step.clone(),
-                template: r.row.template.clone(),
-                category: r.row.category,
-                status: r.row.status,
-                attempts: r.row.attempts,
-                not_before: r.row.not_before,
-                due_at: r.row.due_at,
-                message_id: r.message_id.clone(),
-                last_error: r.last_error.clone(),
-                sent_at: r.sent_at,
-            })
-            .collect();
+        let mut rows: Vec<OutboxView> = mem.outbox.values().map(view_of).collect();
         rows.sort_by_key(|r| r.id);
         Ok(rows)
     }
@@ -937,11 +1035,213 @@ impl Store for MemStore {
         Ok(out)
     }
 
+    async fn journey(&self, customer_id: &str) -> Result<JourneyRows> {
+        let deliveries = super::customer_deliveries(self, customer_id).await?;
+        let enrollments = super::latest(self.enrollments_of(customer_id).await?);
+        let activity = super::latest(self.activity(customer_id).await?);
+        let mem = self.inner.lock().await;
+        let (events, journal) = match mem.customers.get(customer_id) {
+            Some(c) => {
+                let mut events = c.received.clone();
+                // As the databases read them.
+                events.sort_by(|a, b| {
+                    (a.event.occurred_at, &a.event.id).cmp(&(b.event.occurred_at, &b.event.id))
+                });
+                (super::latest(events), super::latest(c.journal.clone()))
+            }
+            None => Default::default(),
+        };
+        let mut emails: Vec<EmailRow> = mem
+            .outbox
+            .values()
+            .filter(|r| r.row.customer_id == customer_id)
+            .map(|r| EmailRow {
+                view: view_of(r),
+                created_at: r.created_at,
+            })
+            .collect();
+        emails.sort_by_key(|m| m.view.id);
+        let dead_letters = mem
+            .dead_letters
+            .iter()
+            .filter(|d| d.letter.customer_id().as_deref() == Some(customer_id))
+            .cloned()
+            .collect();
+        Ok(JourneyRows {
+            events,
+            journal,
+            enrollments,
+            emails: super::latest(emails),
+            deliveries,
+            activity,
+            dead_letters: super::latest(dead_letters),
+        })
+    }
+
+    async fn customer(&self, id: &str) -> Result<Option<StoredCustomer>> {
+        let mem = self.inner.lock().await;
+        Ok(mem.customers.get(id).map(|c| StoredCustomer {
+            id: id.to_string(),
+            email: c.email.clone(),
+            profile: c.profile.clone(),
+            updated_at: c.updated_at,
+        }))
+    }
+
+    async fn email_counts(&self, customer_id: &str) -> Result<Vec<(OutboxStatus, i64)>> {
+        let mem = self.inner.lock().await;
+        let mut counts: BTreeMap<&str, (OutboxStatus, i64)> = BTreeMap::new();
+        for r in mem.outbox.values() {
+            if r.row.customer_id == customer_id {
+                counts
+                    .entry(r.row.status.as_str())
+                    .or_insert((r.row.status, 0))
+                    .1 += 1;
+            }
+        }
+        Ok(counts.into_values().collect())
+    }
+
+    async fn suppressions(&self, f: &SuppressionFilter) -> Result<Vec<SuppressionEntry>> {
+        let mem = self.inner.lock().await;
+        let limit = usize::try_from(f.page_size()).unwrap_or(usize::MAX);
+        Ok(mem
+            .suppressions
+            .iter()
+            .filter(|(email, _)| f.email.as_ref().is_none_or(|e| e == *email))
+            .filter(|(email, _)| f.after.as_ref().is_none_or(|a| *email > a))
+            .take(limit)
+            .map(|(email, (reason, at))| SuppressionEntry {
+                email: email.clone(),
+                reason: reason.clone(),
+                created_at: *at,
+            })
+            .collect())
+    }
+
+    async fn suppression_log(
+        &self,
+        email: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<SuppressionChange>> {
+        let mem = self.inner.lock().await;
+        let limit = usize::try_from(limit.clamp(1, DeliveryFilter::MAX_LIMIT)).unwrap_or(1);
+        Ok(mem
+            .suppression_log
+            .iter()
+            .rev()
+            .filter(|c| email.is_none_or(|e| c.email == e))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn add_suppression(&self, email: &str, reason: &str, now: DateTime<Utc>) -> Result<bool> {
+        let mut mem = self.inner.lock().await;
+        let key = address_key(email);
+        if mem.suppressions.contains_key(&key) {
+            return Ok(false);
+        }
+        mem.suppressions
+            .insert(key.clone(), (reason.to_string(), now));
+        let id = mem.suppression_log.len() as i64 + 1;
+        mem.suppression_log.push(SuppressionChange {
+            id,
+            email: key,
+            action: SuppressionAction::Added,
+            reason: reason.to_string(),
+            previous_reason: None,
+            at: now,
+        });
+        Ok(true)
+    }
+
+    async fn revise_dead_letter(&self, letter: &DeadLetter, reason: Option<&str>) -> Result<bool> {
+        let mut mem = self.inner.lock().await;
+        let mem = &mut *mem;
+        let Some(&i) = mem.dead_letter_ids.get(&letter.identity()) else {
+            return Ok(false);
+        };
+        let revised = match reason {
+            Some(r) if r == letter.reason => return Ok(true),
+            Some(r) => Some(DeadLetter {
+                reason: r.to_string(),
+                ..letter.clone()
+            }),
+            None => None,
+        };
+        let kept = mem.dead_letters.remove(i);
+        if let Some(revised) = revised {
+            match mem.dead_letter_ids.get(&revised.identity()) {
+                Some(&j) => {
+                    let j = if j > i { j - 1 } else { j };
+                    mem.dead_letters[j].count += kept.count;
+                }
+                None => mem.dead_letters.insert(
+                    i,
+                    StoredDeadLetter {
+                        letter: revised,
+                        ..kept
+                    },
+                ),
+            }
+        }
+        mem.dead_letter_ids = mem
+            .dead_letters
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.letter.identity(), i))
+            .collect();
+        Ok(true)
+    }
+
+    async fn enrollment_counts(&self, sequence: &str) -> Result<Vec<StepCount>> {
+        let mem = self.inner.lock().await;
+        let mut counts: HashMap<(Option<String>, u8), StepCount> = HashMap::new();
+        for r in mem.enrollments.values() {
+            let e = &r.state;
+            if e.sequence != sequence {
+                continue;
+            }
+            counts
+                .entry((e.step.clone(), e.status as u8))
+                .or_insert_with(|| StepCount {
+                    step: e.step.clone(),
+                    status: e.status,
+                    count: 0,
+                })
+                .count += 1;
+        }
+        let mut out: Vec<StepCount> = counts.into_values().collect();
+        super::sort_step_counts(&mut out);
+        Ok(out)
+    }
+
+    async fn enrollments_at(
+        &self,
+        sequence: &str,
+        step: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Enrollment>> {
+        let mem = self.inner.lock().await;
+        let limit = usize::try_from(limit.clamp(1, DeliveryFilter::MAX_LIMIT)).unwrap_or(1);
+        let mut found: Vec<&Enrollment> = mem
+            .enrollments
+            .values()
+            .map(|r| &r.state)
+            .filter(|e| e.sequence == sequence && e.step.as_deref() == Some(step))
+            .filter(|e| after.is_none_or(|a| e.key.as_str() > a))
+            .collect();
+        found.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(found.into_iter().take(limit).cloned().collect())
+    }
+
     async fn event_count(&self) -> Result<i64> {
         Ok(self.inner.lock().await.events.len() as i64)
     }
 
-    async fn enrollment_counts(&self) -> Result<Vec<(String, Status, i64)>> {
+    async fn enrollment_totals(&self) -> Result<Vec<(String, Status, i64)>> {
         let mem = self.inner.lock().await;
         let mut counts: BTreeMap<(&str, &'static str), (Status, i64)> = BTreeMap::new();
         for rec in mem.enrollments.values() {

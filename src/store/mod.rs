@@ -24,6 +24,7 @@ use crate::engine::customer::{
     Changes, CustomerState, LOOK_BACK, LOOK_BACK_EVENTS, NewEmail, Recorded,
 };
 use crate::engine::dispatch::Note;
+use crate::engine::journal::Entry;
 use crate::engine::outbox::{OutboxStatus, Outcome, Queued};
 use crate::engine::policy::Sent;
 use crate::engine::profile::Profile;
@@ -375,6 +376,101 @@ pub struct DeliveryEntry {
     pub message_id: Option<String>,
 }
 
+/// A customer as the store keeps them, for operators.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredCustomer {
+    pub id: String,
+    /// The address as the customer has it now.
+    pub email: String,
+    /// `None` until an event about them has been applied.
+    pub profile: Option<Profile>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One entry of the suppression list: no mail goes to the address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct SuppressionEntry {
+    /// As the list spells it ([`address_key`]), or a hash (`sha256:<hex>`)
+    /// for an address kept only as one.
+    pub email: String,
+    pub reason: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Which entries of the suppression list to read, by address, a page at a
+/// time ([`Store::suppressions`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SuppressionFilter {
+    /// Only this address's entry (spelled as [`address_key`] spells it).
+    pub email: Option<String>,
+    /// The cursor: entries whose address sorts after this one (the last of
+    /// the page before).
+    pub after: Option<String>,
+    /// Entries in a page (at most [`DeliveryFilter::MAX_LIMIT`]).
+    pub limit: i64,
+}
+
+impl SuppressionFilter {
+    pub fn page_size(&self) -> i64 {
+        self.limit.clamp(1, DeliveryFilter::MAX_LIMIT)
+    }
+}
+
+/// What an operator did to the suppression list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SuppressionAction {
+    Added,
+    Removed,
+}
+
+impl SuppressionAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Added => "added",
+            Self::Removed => "removed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "added" => Some(Self::Added),
+            "removed" => Some(Self::Removed),
+            _ => None,
+        }
+    }
+}
+
+/// One change an operator made to the suppression list, with why and when
+/// (`suppression_log`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SuppressionChange {
+    pub id: i64,
+    pub email: String,
+    pub action: SuppressionAction,
+    /// The operator's.
+    pub reason: String,
+    /// For a removal: the reason the entry had.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_reason: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// How many of a sequence's enrollments stand at a step with a status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StepCount {
+    /// `None`: an enrollment that never reached a step.
+    pub step: Option<String>,
+    pub status: crate::engine::state::Status,
+    pub count: i64,
+}
+
+/// Step counts in the order every store gives them: by step (none first),
+/// then status.
+pub(crate) fn sort_step_counts(counts: &mut [StepCount]) {
+    counts.sort_by(|a, b| (&a.step, a.status as u8).cmp(&(&b.step, b.status as u8)));
+}
+
 /// What a tracked link recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -425,6 +521,12 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
+    /// The customer the payload names (`customer.id`), read leniently: see
+    /// [`payload_id`].
+    pub fn customer_id(&self) -> Option<String> {
+        payload_id(&self.payload, Some("customer"))
+    }
+
     /// What makes two dead letters the same: source, reason and payload
     /// (not where they came from). Hex SHA-256.
     pub fn identity(&self) -> String {
@@ -503,6 +605,9 @@ pub struct Writes {
     email_keys: HashSet<String>,
     /// Addresses to suppress (by [`address_key`]) with the reason.
     pub suppress: BTreeMap<String, String>,
+    /// The engine's journal entries, in the order decided (one multi-row
+    /// statement).
+    pub journal: Vec<Entry>,
 }
 
 impl Writes {
@@ -521,6 +626,7 @@ impl Writes {
         if let Some((email, reason)) = changes.suppress {
             self.suppress.entry(address_key(&email)).or_insert(reason);
         }
+        self.journal.extend(changes.journal);
         changes.enrollments
     }
 
@@ -641,6 +747,34 @@ pub trait Tx: Send {
         message_id: Option<&str>,
     ) -> impl Future<Output = Result<()>> + Send;
 
+    /// The customer's emails not sent yet (pending or being sent), in
+    /// `(not_before, id)` order.
+    fn unsent_emails(
+        &mut self,
+        customer_id: &str,
+    ) -> impl Future<Output = Result<Vec<Queued>>> + Send;
+
+    /// Takes `email` (or a `sha256:` entry as spelled) off the suppression
+    /// list, logging the removal with the operator's `reason`; returns the
+    /// reason the entry had, `None` when there was none.
+    fn remove_suppression(
+        &mut self,
+        email: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<String>>> + Send;
+
+    /// Puts a failed row back to pending, due at `now` (its attempts and
+    /// delivery log kept, its retry schedule begun afresh), and logs the
+    /// operator's retry (outcome `retry`, with `detail`). Returns whether
+    /// the row was failed.
+    fn requeue_failed(
+        &mut self,
+        id: i64,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
     fn commit(self) -> impl Future<Output = Result<()>> + Send;
 }
 
@@ -757,8 +891,8 @@ pub trait Store: Clone + Send + Sync + 'static {
         customer_id: &str,
     ) -> impl Future<Output = Result<Vec<Enrollment>>> + Send;
     /// Enrollments counted by sequence and status, in that order: one
-    /// grouped query (`/metrics`).
-    fn enrollment_counts(
+    /// grouped query over every sequence (`/metrics`).
+    fn enrollment_totals(
         &self,
     ) -> impl Future<Output = Result<Vec<(String, crate::engine::state::Status, i64)>>> + Send;
     /// The outbox queue (rows `pending` and `sending`) by status, with the
@@ -768,8 +902,146 @@ pub trait Store: Clone + Send + Sync + 'static {
         &self,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Vec<QueueDepth>>> + Send;
+    /// Everything kept about one customer that explains their mail
+    /// ([`JourneyRows`]): `aftercare explain`, the admin API's journey.
+    fn journey(&self, customer_id: &str) -> impl Future<Output = Result<JourneyRows>> + Send;
+    /// A customer as stored; `None` for one the store has never seen.
+    fn customer(&self, id: &str) -> impl Future<Output = Result<Option<StoredCustomer>>> + Send;
+    /// How many of a customer's emails are in each outbox status (statuses
+    /// with none left out), by status.
+    fn email_counts(
+        &self,
+        customer_id: &str,
+    ) -> impl Future<Output = Result<Vec<(OutboxStatus, i64)>>> + Send;
+    /// The suppression list as `filter` asks, by address.
+    fn suppressions(
+        &self,
+        filter: &SuppressionFilter,
+    ) -> impl Future<Output = Result<Vec<SuppressionEntry>>> + Send;
+    /// What operators did to the suppression list (of `email` only, when
+    /// given), newest first, at most `limit` (within 1 to
+    /// [`DeliveryFilter::MAX_LIMIT`]).
+    fn suppression_log(
+        &self,
+        email: Option<&str>,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<SuppressionChange>>> + Send;
+    /// Puts `email` on the suppression list for an operator, logging it
+    /// with `reason`; returns false (and changes nothing) when it is there.
+    fn add_suppression(
+        &self,
+        email: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// After `letter` was replayed: `None` takes it off the dead letters
+    /// (it went through); `Some(reason)` keeps it with that reason (counted
+    /// into an identical letter if one is kept). Returns false when no such
+    /// letter is kept.
+    fn revise_dead_letter(
+        &self,
+        letter: &DeadLetter,
+        reason: Option<&str>,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// How many of a sequence's enrollments stand at each step with each
+    /// status, by step and status.
+    fn enrollment_counts(
+        &self,
+        sequence: &str,
+    ) -> impl Future<Output = Result<Vec<StepCount>>> + Send;
+    /// A sequence's enrollments at `step`, by key, after the key `after`, at
+    /// most `limit` (within 1 to [`DeliveryFilter::MAX_LIMIT`]).
+    fn enrollments_at(
+        &self,
+        sequence: &str,
+        step: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<Enrollment>>> + Send;
     fn event_count(&self) -> impl Future<Output = Result<i64>> + Send;
     fn active_enrollments(&self) -> impl Future<Output = Result<i64>> + Send;
+}
+
+/// At most this many rows of each kind a [`Store::journey`] reads (the
+/// latest), so that one customer with a flood of events cannot make it slow.
+pub const JOURNEY_ROWS: i64 = 5_000;
+
+/// An event as recorded, with when and how it came.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReceivedEvent {
+    pub event: Event,
+    pub received_at: DateTime<Utc>,
+    /// `kafka`, `http`, `file`, ...
+    pub source: String,
+}
+
+/// An outbox row with when it was written (enqueued).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EmailRow {
+    #[serde(flatten)]
+    pub view: OutboxView,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Everything kept about one customer that explains their mail: each part
+/// oldest first, at most [`JOURNEY_ROWS`] of each (the latest).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JourneyRows {
+    pub events: Vec<ReceivedEvent>,
+    /// The engine's journal ([`crate::engine::journal`]).
+    pub journal: Vec<Entry>,
+    pub enrollments: Vec<Enrollment>,
+    pub emails: Vec<EmailRow>,
+    pub deliveries: Vec<DeliveryEntry>,
+    pub activity: Vec<Activity>,
+    /// Dead letters whose payload names the customer ([`payload_id`]).
+    pub dead_letters: Vec<StoredDeadLetter>,
+}
+
+impl JourneyRows {
+    /// Nothing is kept about the customer.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+            && self.journal.is_empty()
+            && self.enrollments.is_empty()
+            && self.emails.is_empty()
+            && self.deliveries.is_empty()
+            && self.activity.is_empty()
+            && self.dead_letters.is_empty()
+    }
+}
+
+/// The customer's entries of the delivery log, oldest first: the latest
+/// [`JOURNEY_ROWS`], read a page at a time.
+pub(crate) async fn customer_deliveries<S: Store>(
+    store: &S,
+    customer_id: &str,
+) -> Result<Vec<DeliveryEntry>> {
+    let mut filter = DeliveryFilter {
+        customer_id: Some(customer_id.to_string()),
+        limit: DeliveryFilter::MAX_LIMIT,
+        ..DeliveryFilter::default()
+    };
+    let mut out = Vec::new();
+    while (out.len() as i64) < JOURNEY_ROWS {
+        let page = store.delivery_log(&filter).await?;
+        let full = page.len() as i64 == filter.page_size();
+        let Some(last) = page.last() else { break };
+        filter.before = Some(last.id);
+        out.extend(page);
+        if !full {
+            break;
+        }
+    }
+    out.reverse();
+    Ok(out)
+}
+
+/// Keeps the last [`JOURNEY_ROWS`] of `rows`.
+pub(crate) fn latest<T>(mut rows: Vec<T>) -> Vec<T> {
+    let cut = rows.len().saturating_sub(JOURNEY_ROWS as usize);
+    rows.drain(..cut);
+    rows
 }
 
 /// Reads a stored enum's name back, or says what was found.
@@ -783,4 +1055,90 @@ pub(crate) fn parse_stored<T>(what: &str, s: &str, parse: fn(&str) -> Option<T>)
 /// case to the receiver, and none of them uses it).
 pub fn address_key(email: &str) -> String {
     email.to_ascii_lowercase()
+}
+
+/// The `id` of the object under `within` (`"customer"`, `"order"`; `None`:
+/// the top level) in a payload as received, read leniently: a dead letter's
+/// payload may be cut short, malformed or not an event at all, and still
+/// name its customer before the point where it breaks. Only strings count.
+pub fn payload_id(payload: &str, within: Option<&str>) -> Option<String> {
+    struct Frame {
+        object: bool,
+        /// The key this container is the value of.
+        under: Option<String>,
+        /// The last key read at this level, while its value is to come.
+        key: Option<String>,
+        expect_key: bool,
+    }
+    let want: &[&str] = match &within {
+        Some(w) => std::slice::from_ref(w),
+        None => &[],
+    };
+    let mut frames: Vec<Frame> = Vec::new();
+    let mut chars = payload.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' | '[' => {
+                let under = frames.last_mut().and_then(|f| f.key.take());
+                frames.push(Frame {
+                    object: c == '{',
+                    under,
+                    key: None,
+                    expect_key: c == '{',
+                });
+            }
+            '}' | ']' => {
+                frames.pop();
+            }
+            ',' => {
+                if let Some(f) = frames.last_mut().filter(|f| f.object) {
+                    f.expect_key = true;
+                    f.key = None;
+                }
+            }
+            ':' => {
+                if let Some(f) = frames.last_mut() {
+                    f.expect_key = false;
+                }
+            }
+            '"' => {
+                let s = json_string(&mut chars)?;
+                let Some(f) = frames.last_mut().filter(|f| f.object) else {
+                    continue;
+                };
+                if f.expect_key {
+                    f.key = Some(s);
+                    continue;
+                }
+                let here = frames.len() == want.len() + 1
+                    && frames.iter().all(|f| f.object)
+                    && frames[1..]
+                        .iter()
+                        .zip(want)
+                        .all(|(f, w)| f.under.as_deref() == Some(*w));
+                let f = frames.last_mut().expect("checked above");
+                if here && f.key.as_deref() == Some("id") && !s.is_empty() {
+                    return Some(s);
+                }
+                f.key = None;
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Reads a JSON string after its opening quote; `None` if it is cut short
+/// or malformed.
+fn json_string(chars: &mut std::str::Chars) -> Option<String> {
+    let mut raw = String::from("\"");
+    loop {
+        let c = chars.next()?;
+        raw.push(c);
+        match c {
+            '"' => return serde_json::from_str(&raw).ok(),
+            '\\' => raw.push(chars.next()?),
+            _ => {}
+        }
+    }
 }

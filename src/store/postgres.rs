@@ -250,6 +250,45 @@ impl Backend for Postgres {
             .await?
             .rows_affected() as usize;
         }
+        if !w.journal.is_empty() {
+            let n = w.journal.len();
+            let mut customers = Vec::with_capacity(n);
+            let mut at = Vec::with_capacity(n);
+            let mut keys = Vec::with_capacity(n);
+            let mut sequences = Vec::with_capacity(n);
+            let mut steps = Vec::with_capacity(n);
+            let mut kinds = Vec::with_capacity(n);
+            let mut details = Vec::with_capacity(n);
+            for j in &w.journal {
+                let (kind, detail) = j.what.split();
+                customers.push(j.customer_id.as_str());
+                at.push(j.at);
+                keys.push(j.enrollment_key.as_deref());
+                sequences.push(j.sequence.as_deref());
+                steps.push(j.step.as_deref());
+                kinds.push(kind);
+                details.push(detail.to_string());
+            }
+            // Ids in the order decided: a customer's entries of one instant
+            // read back in that order.
+            sqlx::query(
+                "INSERT INTO journal (customer_id, at, enrollment_key, sequence, step, kind, detail) \
+                 SELECT j.customer_id, j.at, j.key, j.sequence, j.step, j.kind, j.detail::json \
+                 FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], \
+                   $6::text[], $7::text[]) WITH ORDINALITY \
+                   AS j(customer_id, at, key, sequence, step, kind, detail, n) \
+                 ORDER BY j.n",
+            )
+            .bind(&customers)
+            .bind(&at)
+            .bind(&keys)
+            .bind(&sequences)
+            .bind(&steps)
+            .bind(&kinds)
+            .bind(&details)
+            .execute(&mut **tx)
+            .await?;
+        }
         if !w.suppress.is_empty() {
             let (emails, reasons): (Vec<&str>, Vec<&str>) = w
                 .suppress

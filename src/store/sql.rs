@@ -22,10 +22,13 @@ use sqlx::{
 
 use super::{
     Activity, ActivityKind, Claimer, DeadLetter, DeliveryEntry, DeliveryFilter, DeliveryView, Due,
-    DueClaim, Error, LookBack, OutboxView, QueueDepth, Result, Store, StoredDeadLetter, Transition,
-    Tx, Writes, count_dead_letters, parse_stored,
+    DueClaim, EmailRow, Error, JOURNEY_ROWS, JourneyRows, LookBack, OutboxView, QueueDepth,
+    ReceivedEvent, Result, StepCount, Store, StoredCustomer, StoredDeadLetter, SuppressionAction,
+    SuppressionChange, SuppressionEntry, SuppressionFilter, Transition, Tx, Writes, address_key,
+    count_dead_letters, parse_stored,
 };
 use crate::engine::customer::{CustomerState, LOOK_BACK_EVENTS, NewEmail, Recorded};
+use crate::engine::journal::{Entry, What};
 use crate::engine::outbox::{OutboxStatus, Outcome, Queued};
 use crate::engine::policy::Sent;
 use crate::engine::profile::Profile;
@@ -199,6 +202,76 @@ pub struct OutboxViewRow {
     sent_at: Option<DateTime<Utc>>,
 }
 
+impl TryFrom<OutboxViewRow> for OutboxView {
+    type Error = Error;
+
+    fn try_from(r: OutboxViewRow) -> Result<Self> {
+        Ok(OutboxView {
+            id: r.id,
+            idempotency_key: r.idempotency_key,
+            customer_id: r.customer_id,
+            sequence: r.sequence,
+            step: r.step,
+            template: r.template,
+            category: parse_stored("category", &r.category, Category::parse)?,
+            status: parse_stored("outbox status", &r.status, OutboxStatus::parse)?,
+            attempts: r.attempts,
+            not_before: r.not_before,
+            due_at: r.due_at,
+            message_id: r.message_id,
+            last_error: r.last_error,
+            sent_at: r.sent_at,
+        })
+    }
+}
+
+/// An outbox row with when it was written.
+#[derive(FromRow)]
+pub struct EmailRowRow {
+    #[sqlx(flatten)]
+    view: OutboxViewRow,
+    created_at: DateTime<Utc>,
+}
+
+/// A journal entry as stored (`detail`: JSON text).
+#[derive(FromRow)]
+pub struct JournalRow {
+    customer_id: String,
+    at: DateTime<Utc>,
+    enrollment_key: Option<String>,
+    sequence: Option<String>,
+    step: Option<String>,
+    kind: String,
+    detail: String,
+}
+
+impl TryFrom<JournalRow> for Entry {
+    type Error = Error;
+
+    fn try_from(r: JournalRow) -> Result<Self> {
+        let detail: serde_json::Value = serde_json::from_str(&r.detail)?;
+        let what = What::join(&r.kind, detail).ok_or_else(|| {
+            Error::Corrupt(format!("unknown journal entry {:?}: {}", r.kind, r.detail))
+        })?;
+        Ok(Entry {
+            customer_id: r.customer_id,
+            at: r.at,
+            enrollment_key: r.enrollment_key,
+            sequence: r.sequence,
+            step: r.step,
+            what,
+        })
+    }
+}
+
+/// An event as stored, for a customer's journey.
+#[derive(FromRow)]
+pub struct EventRow {
+    received_at: DateTime<Utc>,
+    source: String,
+    payload: String,
+}
+
 #[derive(FromRow)]
 pub struct DeliveryRow {
     outbox_id: i64,
@@ -290,10 +363,54 @@ pub fn status_str(s: Status) -> &'static str {
     }
 }
 
-fn parse_status(s: &str) -> Option<Status> {
-    [Status::Active, Status::Completed, Status::Exited]
-        .into_iter()
-        .find(|st| status_str(*st) == s)
+pub fn status_parse(s: &str) -> Option<Status> {
+    match s {
+        "active" => Some(Status::Active),
+        "completed" => Some(Status::Completed),
+        "exited" => Some(Status::Exited),
+        _ => None,
+    }
+}
+
+#[derive(FromRow)]
+pub struct SuppressionChangeRow {
+    id: i64,
+    email: String,
+    action: String,
+    reason: String,
+    previous_reason: Option<String>,
+    at: DateTime<Utc>,
+}
+
+impl TryFrom<SuppressionChangeRow> for SuppressionChange {
+    type Error = Error;
+
+    fn try_from(r: SuppressionChangeRow) -> Result<Self> {
+        Ok(SuppressionChange {
+            id: r.id,
+            email: r.email,
+            action: parse_stored("suppression action", &r.action, SuppressionAction::parse)?,
+            reason: r.reason,
+            previous_reason: r.previous_reason,
+            at: r.at,
+        })
+    }
+}
+
+/// A customer row as read for operators.
+#[derive(FromRow)]
+pub struct CustomerRow {
+    id: String,
+    email: String,
+    profile: Json<Option<Profile>>,
+    updated_at: DateTime<Utc>,
+}
+
+/// A dead letter's row, found by its identity.
+#[derive(FromRow)]
+pub struct DeadLetterRow {
+    id: i64,
+    count: i64,
 }
 
 /// Appends `(v1, v2, …)` of bound values for an `IN` list.
@@ -506,6 +623,8 @@ where
     Option<Json<Enrollment>>: for<'r> Decode<'r, DB> + Type<DB>,
     for<'r> &'r str: ColumnIndex<DB::Row>,
     for<'r> HistoryRow: FromRow<'r, DB::Row>,
+    for<'r> QueuedRow: FromRow<'r, DB::Row>,
+    for<'r> (String, String, i64): FromRow<'r, DB::Row>,
     for<'r> (String, i64): FromRow<'r, DB::Row>,
     for<'r> (String, String): FromRow<'r, DB::Row>,
     for<'r> (String,): FromRow<'r, DB::Row>,
@@ -737,6 +856,89 @@ where
         Ok(())
     }
 
+    async fn unsent_emails(&mut self, customer_id: &str) -> Result<Vec<Queued>> {
+        let rows: Vec<QueuedRow> = sqlx::query_as(concatcp!(
+            "SELECT ",
+            QUEUED_COLUMNS,
+            " FROM outbox WHERE customer_id = $1 AND status IN ('pending', 'sending') \
+             ORDER BY not_before, id"
+        ))
+        .bind(customer_id)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.into_iter().map(Queued::try_from).collect()
+    }
+
+    async fn remove_suppression(
+        &mut self,
+        email: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>> {
+        // Entries are written lowercased; one written as given before that
+        // is found too (as `suppression` finds it).
+        let key = address_key(email);
+        let found: Option<(String, String)> = sqlx::query_as(
+            "SELECT email, reason FROM suppressions WHERE email = $1 OR email = $2 \
+             ORDER BY email LIMIT 1",
+        )
+        .bind(key.as_str())
+        .bind(email)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        let Some((stored, was)) = found else {
+            return Ok(None);
+        };
+        sqlx::query("DELETE FROM suppressions WHERE email = $1")
+            .bind(stored.as_str())
+            .execute(&mut *self.tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO suppression_log (email, action, reason, previous_reason, at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(stored.as_str())
+        .bind(SuppressionAction::Removed.as_str())
+        .bind(reason)
+        .bind(was.as_str())
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(Some(was))
+    }
+
+    async fn requeue_failed(&mut self, id: i64, detail: &str, now: DateTime<Utc>) -> Result<bool> {
+        // Due from now: `stale_after` counts from the operator's retry, not
+        // from when the email was first due (days ago, perhaps).
+        let row: Option<(String, String, i64)> = sqlx::query_as(
+            "UPDATE outbox SET status = 'pending', not_before = $2, due_at = $2, retries = 0, \
+             lease_until = NULL, claimed_by = NULL, sent_at = NULL, updated_at = $2 \
+             WHERE id = $1 AND status = 'failed' \
+             RETURNING idempotency_key, customer_id, attempts",
+        )
+        .bind(id)
+        .bind(now)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        let Some((key, customer, attempts)) = row else {
+            return Ok(false);
+        };
+        sqlx::query(
+            "INSERT INTO deliveries (outbox_id, idempotency_key, customer_id, attempt, at, outcome, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(id)
+        .bind(key.as_str())
+        .bind(customer.as_str())
+        .bind(attempts)
+        .bind(now)
+        .bind(Outcome::Retry.as_str())
+        .bind(detail)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(true)
+    }
+
     async fn commit(self) -> Result<()> {
         self.tx.commit().await?;
         Ok(())
@@ -759,6 +961,9 @@ where
     for<'r> &'r str: ColumnIndex<DB::Row>,
     for<'r> QueuedRow: FromRow<'r, DB::Row>,
     for<'r> OutboxViewRow: FromRow<'r, DB::Row>,
+    for<'r> EmailRowRow: FromRow<'r, DB::Row>,
+    for<'r> JournalRow: FromRow<'r, DB::Row>,
+    for<'r> EventRow: FromRow<'r, DB::Row>,
     for<'r> DeliveryRow: FromRow<'r, DB::Row>,
     for<'r> DeliveryEntryRow: FromRow<'r, DB::Row>,
     for<'r> StoredDeadLetter: FromRow<'r, DB::Row>,
@@ -769,6 +974,12 @@ where
     for<'r> (String,): FromRow<'r, DB::Row>,
     for<'r> (i64,): FromRow<'r, DB::Row>,
     for<'r> (Json<Enrollment>,): FromRow<'r, DB::Row>,
+    for<'r> CustomerRow: FromRow<'r, DB::Row>,
+    for<'r> SuppressionEntry: FromRow<'r, DB::Row>,
+    for<'r> SuppressionChangeRow: FromRow<'r, DB::Row>,
+    for<'r> DeadLetterRow: FromRow<'r, DB::Row>,
+    for<'r> (String, i64): FromRow<'r, DB::Row>,
+    for<'r> (Option<String>, String, i64): FromRow<'r, DB::Row>,
 {
     type Tx = SqlTx<DB>;
 
@@ -894,9 +1105,11 @@ where
         }
         let mut tx = self.pool.begin().await?;
         for (identity, l, count) in count_dead_letters(letters) {
+            let customer = l.customer_id();
             sqlx::query(
-                "INSERT INTO dead_letters (source, reason, payload, origin, received_at, hash, count, last_seen_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $5) \
+                "INSERT INTO dead_letters (source, reason, payload, origin, received_at, hash, count, \
+                 last_seen_at, customer_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $5, $8) \
                  ON CONFLICT (hash) DO UPDATE SET count = dead_letters.count + excluded.count, \
                    last_seen_at = excluded.last_seen_at, origin = excluded.origin",
             )
@@ -907,6 +1120,7 @@ where
             .bind(now)
             .bind(identity.as_str())
             .bind(count)
+            .bind(customer.as_deref())
             .execute(&mut *tx)
             .await?;
         }
@@ -1027,26 +1241,7 @@ where
         ))
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(OutboxView {
-                    id: r.id,
-                    idempotency_key: r.idempotency_key,
-                    customer_id: r.customer_id,
-                    sequence: r.sequence,
-                    step: r.step,
-                    template: r.template,
-                    category: parse_stored("category", &r.category, Category::parse)?,
-                    status: parse_stored("outbox status", &r.status, OutboxStatus::parse)?,
-                    attempts: r.attempts,
-                    not_before: r.not_before,
-                    due_at: r.due_at,
-                    message_id: r.message_id,
-                    last_error: r.last_error,
-                    sent_at: r.sent_at,
-                })
-            })
-            .collect()
+        rows.into_iter().map(OutboxView::try_from).collect()
     }
 
     async fn deliveries(&self) -> Result<Vec<DeliveryView>> {
@@ -1130,6 +1325,278 @@ where
         Ok(rows.into_iter().map(|r| r.0.0).collect())
     }
 
+    async fn journey(&self, customer_id: &str) -> Result<JourneyRows> {
+        // Each part the latest first (through the customer's index), turned
+        // oldest first.
+        let events: Vec<EventRow> = sqlx::query_as(
+            "SELECT received_at, source, CAST(payload AS TEXT) AS payload FROM events \
+             WHERE customer_id = $1 ORDER BY occurred_at DESC, id DESC LIMIT $2",
+        )
+        .bind(customer_id)
+        .bind(JOURNEY_ROWS)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut events = events
+            .into_iter()
+            .map(|r| {
+                Ok(ReceivedEvent {
+                    event: serde_json::from_str(&r.payload)?,
+                    received_at: r.received_at,
+                    source: r.source,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        events.reverse();
+        let journal: Vec<JournalRow> = sqlx::query_as(
+            "SELECT customer_id, at, enrollment_key, sequence, step, kind, \
+             CAST(detail AS TEXT) AS detail FROM journal \
+             WHERE customer_id = $1 ORDER BY at DESC, id DESC LIMIT $2",
+        )
+        .bind(customer_id)
+        .bind(JOURNEY_ROWS)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut journal = journal
+            .into_iter()
+            .map(Entry::try_from)
+            .collect::<Result<Vec<_>>>()?;
+        journal.reverse();
+        let emails: Vec<EmailRowRow> = sqlx::query_as(concatcp!(
+            "SELECT id, idempotency_key, customer_id, sequence, step, template, category, status, \
+             attempts, not_before, ",
+            DUE_AT,
+            ", message_id, last_error, sent_at, created_at FROM outbox WHERE customer_id = $1 \
+             ORDER BY id DESC LIMIT $2"
+        ))
+        .bind(customer_id)
+        .bind(JOURNEY_ROWS)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut emails = emails
+            .into_iter()
+            .map(|r| {
+                Ok(EmailRow {
+                    view: OutboxView::try_from(r.view)?,
+                    created_at: r.created_at,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        emails.reverse();
+        let mut dead_letters: Vec<StoredDeadLetter> = sqlx::query_as(
+            "SELECT source, reason, payload, origin, count, received_at AS first_seen_at, \
+             last_seen_at FROM dead_letters WHERE customer_id = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(customer_id)
+        .bind(JOURNEY_ROWS)
+        .fetch_all(&self.pool)
+        .await?;
+        dead_letters.reverse();
+        Ok(JourneyRows {
+            events,
+            journal,
+            enrollments: super::latest(self.enrollments_of(customer_id).await?),
+            emails,
+            deliveries: super::customer_deliveries(self, customer_id).await?,
+            activity: super::latest(self.activity(customer_id).await?),
+            dead_letters,
+        })
+    }
+
+    async fn customer(&self, id: &str) -> Result<Option<StoredCustomer>> {
+        let row: Option<CustomerRow> =
+            sqlx::query_as("SELECT id, email, profile, updated_at FROM customers WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|r| StoredCustomer {
+            id: r.id,
+            email: r.email,
+            profile: r.profile.0,
+            updated_at: r.updated_at,
+        }))
+    }
+
+    async fn email_counts(&self, customer_id: &str) -> Result<Vec<(OutboxStatus, i64)>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT status, COUNT(*) FROM outbox WHERE customer_id = $1 GROUP BY status",
+        )
+        .bind(customer_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = rows
+            .into_iter()
+            .map(|(s, n)| Ok((parse_stored("outbox status", &s, OutboxStatus::parse)?, n)))
+            .collect::<Result<Vec<_>>>()?;
+        out.sort_by_key(|(s, _)| s.as_str());
+        Ok(out)
+    }
+
+    async fn suppressions(&self, f: &SuppressionFilter) -> Result<Vec<SuppressionEntry>> {
+        let mut q = QueryBuilder::<DB>::new(
+            "SELECT email, reason, created_at FROM suppressions WHERE 1 = 1",
+        );
+        if let Some(e) = &f.email {
+            q.push(" AND email = ").push_bind(e.as_str());
+        }
+        if let Some(a) = &f.after {
+            q.push(" AND email > ").push_bind(a.as_str());
+        }
+        q.push(" ORDER BY email LIMIT ").push_bind(f.page_size());
+        Ok(q.build_query_as().fetch_all(&self.pool).await?)
+    }
+
+    async fn suppression_log(
+        &self,
+        email: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<SuppressionChange>> {
+        let mut q = QueryBuilder::<DB>::new(
+            "SELECT id, email, action, reason, previous_reason, at FROM suppression_log WHERE 1 = 1",
+        );
+        if let Some(e) = email {
+            q.push(" AND email = ").push_bind(e);
+        }
+        q.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(limit.clamp(1, DeliveryFilter::MAX_LIMIT));
+        let rows: Vec<SuppressionChangeRow> = q.build_query_as().fetch_all(&self.pool).await?;
+        rows.into_iter().map(SuppressionChange::try_from).collect()
+    }
+
+    async fn add_suppression(&self, email: &str, reason: &str, now: DateTime<Utc>) -> Result<bool> {
+        let key = address_key(email);
+        let mut tx = self.pool.begin().await?;
+        let added = sqlx::query(
+            "INSERT INTO suppressions (email, reason, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (email) DO NOTHING",
+        )
+        .bind(key.as_str())
+        .bind(reason)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows()
+            == 1;
+        if added {
+            sqlx::query(
+                "INSERT INTO suppression_log (email, action, reason, at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(key.as_str())
+            .bind(SuppressionAction::Added.as_str())
+            .bind(reason)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    async fn revise_dead_letter(&self, letter: &DeadLetter, reason: Option<&str>) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let identity = letter.identity();
+        let mut found: Option<DeadLetterRow> =
+            sqlx::query_as("SELECT id, count FROM dead_letters WHERE hash = $1")
+                .bind(identity.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        if found.is_none() {
+            // A letter kept before letters had a hash (migration 0003).
+            found = sqlx::query_as(
+                "SELECT id, count FROM dead_letters WHERE hash IS NULL AND source = $1 \
+                 AND reason = $2 AND payload = $3 ORDER BY id LIMIT 1",
+            )
+            .bind(letter.source.as_str())
+            .bind(letter.reason.as_str())
+            .bind(letter.payload.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        }
+        let Some(row) = found else {
+            return Ok(false);
+        };
+        match reason {
+            Some(r) if r == letter.reason => {}
+            Some(r) => {
+                let revised = DeadLetter {
+                    reason: r.to_string(),
+                    ..letter.clone()
+                };
+                let hash = revised.identity();
+                let merged = sqlx::query(
+                    "UPDATE dead_letters SET count = count + $1 WHERE hash = $2 AND id <> $3",
+                )
+                .bind(row.count)
+                .bind(hash.as_str())
+                .bind(row.id)
+                .execute(&mut *tx)
+                .await?
+                .rows()
+                    > 0;
+                if merged {
+                    sqlx::query("DELETE FROM dead_letters WHERE id = $1")
+                        .bind(row.id)
+                        .execute(&mut *tx)
+                        .await?;
+                } else {
+                    sqlx::query("UPDATE dead_letters SET reason = $1, hash = $2 WHERE id = $3")
+                        .bind(r)
+                        .bind(hash.as_str())
+                        .bind(row.id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            None => {
+                sqlx::query("DELETE FROM dead_letters WHERE id = $1")
+                    .bind(row.id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn enrollment_counts(&self, sequence: &str) -> Result<Vec<StepCount>> {
+        let rows: Vec<(Option<String>, String, i64)> = sqlx::query_as(
+            "SELECT step, status, COUNT(*) FROM enrollments WHERE sequence = $1 \
+             GROUP BY step, status",
+        )
+        .bind(sequence)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = rows
+            .into_iter()
+            .map(|(step, status, count)| {
+                Ok(StepCount {
+                    step,
+                    status: parse_stored("enrollment status", &status, status_parse)?,
+                    count,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        super::sort_step_counts(&mut out);
+        Ok(out)
+    }
+
+    async fn enrollments_at(
+        &self,
+        sequence: &str,
+        step: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Enrollment>> {
+        let mut q = QueryBuilder::<DB>::new("SELECT state FROM enrollments WHERE sequence = ");
+        q.push_bind(sequence).push(" AND step = ").push_bind(step);
+        if let Some(a) = after {
+            q.push(" AND key > ").push_bind(a);
+        }
+        q.push(" ORDER BY key LIMIT ")
+            .push_bind(limit.clamp(1, DeliveryFilter::MAX_LIMIT));
+        let rows: Vec<(Json<Enrollment>,)> = q.build_query_as().fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(|r| r.0.0).collect())
+    }
+
     async fn event_count(&self) -> Result<i64> {
         let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM events")
             .fetch_one(&self.pool)
@@ -1145,7 +1612,7 @@ where
         Ok(n)
     }
 
-    async fn enrollment_counts(&self) -> Result<Vec<(String, Status, i64)>> {
+    async fn enrollment_totals(&self) -> Result<Vec<(String, Status, i64)>> {
         let rows: Vec<EnrollmentCountRow> = sqlx::query_as(
             "SELECT sequence, status, COUNT(*) AS n FROM enrollments \
              GROUP BY sequence, status ORDER BY sequence, status",
@@ -1154,7 +1621,7 @@ where
         .await?;
         rows.into_iter()
             .map(|r| {
-                let status = parse_stored("enrollment status", &r.status, parse_status)?;
+                let status = parse_stored("enrollment status", &r.status, status_parse)?;
                 Ok((r.sequence, status, r.n))
             })
             .collect()

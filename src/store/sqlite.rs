@@ -195,6 +195,22 @@ impl Backend for Sqlite {
             q.push(" ON CONFLICT (idempotency_key) DO NOTHING");
             written += q.build().execute(&mut **tx).await?.rows() as usize;
         }
+        for chunk in w.journal.chunks(MAX_ROWS) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO journal (customer_id, at, enrollment_key, sequence, step, kind, detail) ",
+            );
+            q.push_values(chunk, |mut b, j| {
+                let (kind, detail) = j.what.split();
+                b.push_bind(j.customer_id.as_str())
+                    .push_bind(j.at)
+                    .push_bind(j.enrollment_key.as_deref())
+                    .push_bind(j.sequence.as_deref())
+                    .push_bind(j.step.as_deref())
+                    .push_bind(kind)
+                    .push_bind(Json(detail));
+            });
+            q.build().execute(&mut **tx).await?;
+        }
         let suppress: Vec<_> = w.suppress.iter().collect();
         for chunk in suppress.chunks(MAX_ROWS) {
             let mut q = QueryBuilder::<Sqlite>::new(

@@ -100,3 +100,43 @@ pub async fn spawn_with<S: Store>(
         _dir: dir,
     }
 }
+
+/// Starts the service over `store` with `loaded` content (sequences and
+/// templates of a test's own), `flags` (as on the command line) and `roles`.
+pub async fn spawn_loaded<S: Store>(
+    store: S,
+    loaded: Loaded,
+    flags: &[&str],
+    roles: &[Role],
+) -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = dir.path().join("outbox");
+    let args = ServiceArgs {
+        db: DatabaseArgs {
+            database_url: "unused".into(),
+        },
+        kafka_brokers: None,
+        outbox_dir: outbox.clone(),
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        roles: roles.to_vec(),
+        ..super::service_args(flags)
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let done = tokio::spawn(serve(
+        store,
+        args,
+        loaded,
+        Arc::new(SystemClock),
+        stop.clone(),
+        Some(listener),
+    ));
+    App {
+        addr,
+        stop,
+        done,
+        outbox,
+        _dir: dir,
+    }
+}

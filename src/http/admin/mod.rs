@@ -5,6 +5,14 @@
 //! Each group of admin routes is a module here with its own `routes(…)`,
 //! merged into [`routes`]; all of them share [`Admin`].
 
+pub mod customers;
+pub mod dead_letters;
+pub mod deliveries;
+pub mod outbox;
+pub mod reply;
+pub mod sequences;
+pub mod suppressions;
+
 use std::sync::Arc;
 
 use axum::Router;
@@ -17,6 +25,8 @@ use serde_json::json;
 
 use crate::ingest::http::Webhook;
 use crate::store::Store;
+
+mod journey;
 
 /// What the admin routes work with: the webhook's store, catalog, clock and
 /// ingest path (a replayed dead letter goes through it like any event).
@@ -70,7 +80,16 @@ pub fn routes<S: Store>(admin: Admin<S>, token: Option<Token>) -> Router {
             .route("/v1/admin", any(off))
             .route("/v1/admin/{*rest}", any(off));
     };
-    let api = Router::new().fallback(unknown).with_state(admin);
+    let api = Router::new()
+        .merge(journey::routes())
+        .merge(deliveries::routes())
+        .merge(customers::routes())
+        .merge(dead_letters::routes())
+        .merge(outbox::routes())
+        .merge(suppressions::routes())
+        .merge(sequences::routes())
+        .fallback(unknown)
+        .with_state(admin);
     Router::new()
         .nest("/v1/admin", api)
         .layer(middleware::from_fn_with_state(token, guard))

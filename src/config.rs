@@ -70,6 +70,11 @@ pub struct ServiceArgs {
     pub outbox_dir: PathBuf,
     #[arg(long, env = "AFTERCARE_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
+    /// A second listener serving only `/healthz`, `/readyz` and `/metrics`,
+    /// whichever roles run (a process without the http role has no other);
+    /// unset: none.
+    #[arg(long, env = "AFTERCARE_OPS_ADDR")]
+    pub ops_addr: Option<SocketAddr>,
     /// HMAC key of POST /v1/events; unset: unsigned webhooks are accepted.
     #[arg(long, env = "AFTERCARE_WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<String>,

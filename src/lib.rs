@@ -22,5 +22,6 @@ pub mod sequence;
 pub mod service;
 pub mod simulate;
 pub mod store;
+pub mod telemetry;
 pub mod template;
 pub mod validate;

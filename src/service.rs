@@ -15,7 +15,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Role, ServiceArgs};
 use crate::http::{Readiness, router};
 use crate::ingest::http::Webhook;
-use crate::ingest::kafka::{self, KafkaConfig};
+use crate::ingest::kafka::{self, ConsumerState, KafkaConfig};
 use crate::ingest::listened::Watch;
 use crate::instance::Instance;
 use crate::send::smtp::Smtp;
@@ -196,16 +196,22 @@ pub async fn serve<S: Store>(
         clock.clone(),
         beating.clone(),
     ));
+    // Process-global, once: counters and histograms from here on.
+    crate::telemetry::install();
     let kick = Arc::new(Notify::new());
     let mut tasks = JoinSet::new();
     // Event types nobody listens to, counted across Kafka and HTTP; the
     // task says the hourly counts (and what is left when stopping).
     let watch = Arc::new(Watch::new(&loaded.catalog));
     tasks.spawn(watch.clone().run(clock.clone(), stop.clone()).map(Ok));
+    // The consumer's assignment and lag, for /readyz and /metrics.
+    let mut consumer = None;
     if roles.contains(&Role::Ingest) {
         match &args.kafka_brokers {
             Some(brokers) => {
                 let cfg = KafkaConfig::new(brokers, &args.kafka_topic, &args.kafka_group);
+                let state = Arc::new(ConsumerState::new(&args.kafka_topic));
+                consumer = Some(state.clone());
                 tasks.spawn(kafka::run(
                     store.clone(),
                     loaded.catalog.clone(),
@@ -213,6 +219,7 @@ pub async fn serve<S: Store>(
                     cfg,
                     kick.clone(),
                     watch.clone(),
+                    state,
                     stop.clone(),
                 ));
             }
@@ -283,6 +290,25 @@ pub async fn serve<S: Store>(
             Ok(())
         });
     }
+    let readiness = || Readiness {
+        store: store.clone(),
+        outbox_dir: (roles.contains(&Role::Send) && args.smtp_url.is_none())
+            .then(|| args.outbox_dir.clone()),
+        kafka: consumer.clone(),
+        clock: clock.clone(),
+    };
+    if let Some(addr) = args.ops_addr {
+        let ops = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding AFTERCARE_OPS_ADDR {addr}"))?;
+        tracing::info!(addr = %ops.local_addr()?, "health and metrics listening");
+        let app = crate::http::ops_routes(Arc::new(readiness()));
+        let stop_ops = stop.clone();
+        tasks.spawn(async move {
+            crate::http::server::serve(ops, app, http_limits, stop_ops).await?;
+            Ok(())
+        });
+    }
     if roles.contains(&Role::Http) {
         let listener = match listener {
             Some(l) => l,
@@ -300,11 +326,7 @@ pub async fn serve<S: Store>(
                 kick: kick.clone(),
                 watch: watch.clone(),
             },
-            Readiness {
-                store: store.clone(),
-                outbox_dir: (roles.contains(&Role::Send) && args.smtp_url.is_none())
-                    .then(|| args.outbox_dir.clone()),
-            },
+            readiness(),
             links.clone(),
             providers,
             admin_token.as_deref().map(crate::http::admin::Token::new),

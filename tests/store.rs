@@ -1947,6 +1947,103 @@ async fn the_retention_lease_is_held_by_one<S: Store>(s: S) {
     assert_eq!(p, None, "another instance purges");
 }
 
+/// The gauges of `/metrics`: enrollments by sequence and status, and the
+/// outbox queue by status with what is due and the earliest time, each
+/// agreeing with the rows as listed one by one.
+async fn metrics_count_enrollments_and_the_queue<S: Store>(s: S) {
+    let cat = catalog();
+    assert_eq!(s.enrollment_totals().await.unwrap(), []);
+    assert_eq!(s.outbox_queue(t(T0)).await.unwrap(), []);
+    let later = "2026-11-20T10:05:00Z";
+    ingest_batch(
+        &s,
+        cat,
+        &[
+            event("e1", "order.placed", "c1", "o1", T0, true),
+            event("e2", "order.placed", "c2", "o2", later, true),
+            event("e3", "order.cancelled", "c2", "o2", later, true),
+            event("e4", "order.placed", "c3", "o3", later, false),
+        ],
+        "test",
+        t(later),
+    )
+    .await
+    .unwrap();
+    // Counted one by one.
+    let mut expected: std::collections::BTreeMap<(String, &str), i64> = Default::default();
+    for c in ["c1", "c2", "c3"] {
+        for e in s.enrollments_of(c).await.unwrap() {
+            *expected
+                .entry((e.sequence.clone(), aftercare::store::status_name(e.status)))
+                .or_default() += 1;
+        }
+    }
+    let counted: std::collections::BTreeMap<(String, &str), i64> = s
+        .enrollment_totals()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(seq, st, n)| ((seq, aftercare::store::status_name(st)), n))
+        .collect();
+    assert_eq!(counted, expected);
+    assert_eq!(
+        counted.get(&("fulfilment".to_string(), "exited")),
+        Some(&1),
+        "{counted:?}"
+    );
+    assert!(counted.get(&("fulfilment".to_string(), "active")) >= Some(&2));
+    // The queue before its rows are due, and once they are.
+    let rows = s.outbox().await.unwrap();
+    let pending: Vec<_> = rows
+        .iter()
+        .filter(|r| r.status == OutboxStatus::Pending)
+        .collect();
+    assert!(pending.len() >= 2, "{rows:?}");
+    let oldest = pending.iter().map(|r| r.not_before).min().unwrap();
+    for (at, due) in [
+        (oldest - Duration::minutes(1), 0),
+        (t(later), pending.len()),
+    ] {
+        let queue = s.outbox_queue(at).await.unwrap();
+        assert_eq!(queue.len(), 1, "only pending rows: {queue:?}");
+        let q = &queue[0];
+        assert_eq!(q.status, OutboxStatus::Pending);
+        assert_eq!(q.rows, pending.len() as i64);
+        assert_eq!(q.due, due as i64, "at {at}");
+        assert_eq!(
+            q.due,
+            pending.iter().filter(|r| r.not_before <= at).count() as i64
+        );
+        assert_eq!(q.oldest, Some(oldest));
+    }
+    // One row taken by the sender and marked `sending`.
+    let claimed = s
+        .claim_outbox(t(later), Duration::seconds(60), 1, &solo())
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let mut tx = s.begin().await.unwrap();
+    let sending = Transition::Sending {
+        lease_until: t(later) + Duration::seconds(60),
+        tracked: false,
+    };
+    assert!(
+        tx.transition(&claimed[0], &sending, t(later))
+            .await
+            .unwrap()
+    );
+    tx.commit().await.unwrap();
+    let queue = s.outbox_queue(t(later)).await.unwrap();
+    let by: Vec<(OutboxStatus, i64)> = queue.iter().map(|q| (q.status, q.rows)).collect();
+    assert_eq!(
+        by,
+        [
+            (OutboxStatus::Pending, pending.len() as i64 - 1),
+            (OutboxStatus::Sending, 1)
+        ]
+    );
+}
+
 /// `Store::journey`: a customer's events (with when and how they came), the
 /// engine's journal in the order decided (a duplicate included), their
 /// emails with when each was enqueued, the delivery log, opens, and the dead
@@ -2101,6 +2198,7 @@ conformance!(
     emails_long_past_due_are_skipped_as_stale,
     a_history_import_then_live_mail_is_claimed,
     the_delivery_log_is_searched_and_paged,
+    metrics_count_enrollments_and_the_queue,
     a_customers_journey_is_read_back,
     a_failed_email_is_requeued_by_an_operator,
     operators_change_the_suppression_list,

@@ -226,9 +226,15 @@ async fn malformed<S: Store>(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Response {
     let letter = crate::ingest::dead("http", reason, body, Some(request.origin(0)));
-    if let Err(e) = app.webhook.store.keep_dead_letters(&[letter], now).await {
+    if let Err(e) = app
+        .webhook
+        .store
+        .keep_dead_letters(std::slice::from_ref(&letter), now)
+        .await
+    {
         return unavailable(request, e);
     }
+    crate::telemetry::dead_letters(&[letter]);
     error(request, StatusCode::BAD_REQUEST, m)
 }
 
@@ -325,6 +331,7 @@ async fn apply<S: Store>(
     if let Err(e) = w.store.keep_dead_letters(&letters, now).await {
         return unavailable(request, e);
     }
+    crate::telemetry::dead_letters(&letters);
     w.kick.notify_waiters();
     for e in &events {
         tracing::info!(source, event_id = %e.id, customer_id = %e.customer.id, kind = %e.kind,

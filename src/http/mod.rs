@@ -1,7 +1,8 @@
 //! The HTTP side: one router for the events webhook, the relays' bounce
-//! webhooks and DSNs ([`bounces`]), liveness and readiness, unsubscribe and
-//! open/click tracking, served by [`server::serve`] under its limits.
-//! the admin API ([`admin`]) and the dashboard ([`dashboard`]).
+//! webhooks and DSNs ([`bounces`]), liveness, readiness and metrics
+//! ([`ops_routes`]), unsubscribe and open/click tracking, the admin API
+//! ([`admin`]) and the dashboard ([`dashboard`]), served by
+//! [`server::serve`] under its limits.
 
 pub mod admin;
 pub mod bounces;
@@ -21,17 +22,37 @@ use axum::routing::get;
 use serde_json::json;
 
 use crate::bounce::providers::Providers;
+use crate::clock::Clock;
 use crate::ingest::http::Webhook;
+use crate::ingest::kafka::ConsumerState;
 use crate::store::Store;
 
 /// Bodies above this get 413.
 pub const BODY_LIMIT: usize = 5 * 1024 * 1024;
 
-/// What `/readyz` checks besides the database.
+/// What `/readyz` checks besides the database, and what `/metrics` reads
+/// at scrape time.
 pub struct Readiness<S> {
     pub store: S,
     /// The `.eml` transport's folder, when that is the transport.
     pub outbox_dir: Option<PathBuf>,
+    /// This process's Kafka consumer, when it runs one: ready once the
+    /// group has assigned its partitions.
+    pub kafka: Option<Arc<ConsumerState>>,
+    /// For the age of the oldest due email.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// `/healthz` (alias `/health`), `/readyz` and `/metrics`: served by the
+/// http role with the rest, and by every role on `AFTERCARE_OPS_ADDR`.
+pub fn ops_routes<S: Store>(readiness: Arc<Readiness<S>>) -> Router {
+    let alive = get(|| async { "ok" });
+    Router::new()
+        .route("/healthz", alive.clone())
+        .route("/health", alive)
+        .route("/readyz", get(ready::<S>))
+        .route("/metrics", get(metrics::<S>))
+        .with_state(readiness)
 }
 
 pub fn router<S: Store>(
@@ -42,10 +63,7 @@ pub fn router<S: Store>(
     admin_token: Option<admin::Token>,
     dashboard: dashboard::Settings,
 ) -> Router {
-    let alive = get(|| async { "ok" });
-    let ready = Router::new()
-        .route("/readyz", get(ready::<S>))
-        .with_state(Arc::new(readiness));
+    let ops = ops_routes(Arc::new(readiness));
     let mailing = Arc::new(unsubscribe::Mailing {
         store: webhook.store.clone(),
         catalog: webhook.catalog.clone(),
@@ -66,9 +84,7 @@ pub fn router<S: Store>(
     );
     crate::ingest::http::routes(webhook)
         .merge(bounces)
-        .route("/healthz", alive.clone())
-        .route("/health", alive)
-        .merge(ready)
+        .merge(ops)
         .merge(unsubscribe::routes(mailing.clone()))
         .merge(tracking::routes(mailing))
         // Before the admin API: its 401 for unknown paths under /v1/admin/
@@ -93,6 +109,9 @@ async fn ready<S: Store>(State(r): State<Arc<Readiness<S>>>) -> impl IntoRespons
             Err(e) => format!("{} is not writable: {e}", dir.display()).into(),
         };
     }
+    if let Some(k) = &r.kafka {
+        checks["kafka"] = k.readiness().into();
+    }
     let ok = checks
         .as_object()
         .is_some_and(|c| c.values().all(|v| v == "ok"));
@@ -112,4 +131,27 @@ async fn writable(dir: &std::path::Path) -> std::io::Result<()> {
     let written = tokio::fs::write(&probe, b"ready").await;
     let _ = tokio::fs::remove_file(&probe).await;
     written
+}
+
+/// The Prometheus text format: the recorder's counters and histograms, and
+/// the gauges read now (a store that does not answer leaves its gauges out;
+/// `/readyz` says why).
+async fn metrics<S: Store>(State(r): State<Arc<Readiness<S>>>) -> impl IntoResponse {
+    let now = r.clock.now();
+    let (enrollments, outbox) =
+        tokio::join!(r.store.enrollment_totals(), r.store.outbox_queue(now));
+    let warn = |what: &str, e: &crate::store::Error| tracing::warn!("/metrics: {what}: {e}");
+    let scraped = crate::telemetry::Scraped {
+        enrollments: enrollments.inspect_err(|e| warn("enrollments", e)).ok(),
+        outbox: outbox.inspect_err(|e| warn("outbox", e)).ok(),
+        now: Some(now),
+        kafka: r.kafka.as_ref().map(|k| k.gauges()),
+    };
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::telemetry::render(&scraped),
+    )
 }

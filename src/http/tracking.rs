@@ -149,7 +149,10 @@ async fn record<S: Store>(
         at: now,
         machine,
     };
-    if let Err(e) = m.store.record_activity(&a).await {
-        tracing::warn!(key = %a.idempotency_key, kind = kind.as_str(), "tracking: recording: {e}");
+    match m.store.record_activity(&a).await {
+        Ok(()) => crate::telemetry::activity(&m.catalog, kind, &a.idempotency_key, machine),
+        Err(e) => {
+            tracing::warn!(key = %a.idempotency_key, kind = kind.as_str(), "tracking: recording: {e}")
+        }
     }
 }

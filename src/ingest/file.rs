@@ -304,6 +304,7 @@ pub async fn ingest_file<S: Store>(
             || (done && !letters.is_empty())
         {
             store.keep_dead_letters(&letters, clock.now()).await?;
+            crate::telemetry::dead_letters(&letters);
             letters.clear();
             held = 0;
         }

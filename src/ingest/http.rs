@@ -335,6 +335,7 @@ impl<'r> Rejections<'r> {
                 "storage unavailable, retry",
             ));
         }
+        crate::telemetry::dead_letters(&letters);
         Ok(())
     }
 }

@@ -9,8 +9,8 @@
 //! Applying (one transaction, retried until it commits or we stop) →
 //! Acknowledging (store offsets) → Consuming; on stop, Draining (commit sync).
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::ClientContext;
@@ -22,6 +22,7 @@ use rdkafka::consumer::{
 };
 use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::statistics::Statistics;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -72,11 +73,115 @@ impl KafkaConfig {
     }
 }
 
-/// Commits stored offsets synchronously before partitions are taken away, so
-/// the next owner starts after the last committed batch.
-pub struct CommitOnRevoke;
+/// What the consumer's callbacks learn, shared with `/readyz` and
+/// `/metrics`: whether the group has given this consumer its partitions,
+/// which, and how far behind each is.
+#[derive(Debug)]
+pub struct ConsumerState {
+    topic: String,
+    /// `None` until the group assigns partitions and again from a revoke to
+    /// the next assignment; `Some` (possibly empty: a member beyond the
+    /// partition count waits as a standby) once it has.
+    assigned: Mutex<Option<BTreeSet<(String, i32)>>>,
+    /// `(topic, partition, lag)` of the assigned partitions, from the last
+    /// statistics (every [`STATISTICS_INTERVAL_MS`]).
+    lag: Mutex<Vec<(String, i32, i64)>>,
+}
 
-impl ClientContext for CommitOnRevoke {}
+/// How often librdkafka reports its statistics (the consumer lag).
+pub const STATISTICS_INTERVAL_MS: &str = "5000";
+
+impl ConsumerState {
+    pub fn new(topic: &str) -> Self {
+        Self {
+            topic: topic.to_string(),
+            assigned: Mutex::new(None),
+            lag: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// How many partitions are assigned; `None` while none are (the
+    /// consumer has not joined its group yet, or a rebalance is under way).
+    pub fn assigned(&self) -> Option<usize> {
+        lock(&self.assigned).as_ref().map(BTreeSet::len)
+    }
+
+    /// The `/readyz` check: `ok`, or what is awaited.
+    pub fn readiness(&self) -> String {
+        match self.assigned() {
+            Some(_) => "ok".to_string(),
+            None => format!(
+                "waiting for the consumer group to assign partitions of {}",
+                self.topic
+            ),
+        }
+    }
+
+    /// The gauges of `/metrics`.
+    pub fn gauges(&self) -> crate::telemetry::KafkaGauges {
+        crate::telemetry::KafkaGauges {
+            assigned: self.assigned().unwrap_or(0),
+            lag: lock(&self.lag).clone(),
+        }
+    }
+
+    fn assign(&self, tpl: &rdkafka::TopicPartitionList) {
+        let parts = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        *lock(&self.assigned) = Some(parts);
+    }
+
+    fn revoke(&self) {
+        *lock(&self.assigned) = None;
+        lock(&self.lag).clear();
+    }
+
+    /// Keeps the lag of the assigned partitions. librdkafka reports every
+    /// partition it knows, with -1 as the lag of one without a committed
+    /// offset: all of such a partition is still to read (the consumer starts
+    /// at the earliest offset), so its lag is the high watermark less the
+    /// low one (so that a consumer stuck from its very start shows too).
+    fn statistics(&self, stats: &Statistics) {
+        let assigned = lock(&self.assigned).clone().unwrap_or_default();
+        let lag_of = |p: &rdkafka::statistics::Partition| match p.consumer_lag {
+            l if l >= 0 => Some(l),
+            _ if p.hi_offset >= 0 && p.lo_offset >= 0 => Some(p.hi_offset - p.lo_offset),
+            _ => None,
+        };
+        let mut lag: Vec<(String, i32, i64)> = stats
+            .topics
+            .iter()
+            .flat_map(|(topic, t)| {
+                t.partitions
+                    .values()
+                    .filter(|p| assigned.contains(&(topic.clone(), p.partition)))
+                    .filter_map(move |p| Some((topic.clone(), p.partition, lag_of(p)?)))
+            })
+            .collect();
+        lag.sort();
+        *lock(&self.lag) = lag;
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Commits stored offsets synchronously before partitions are taken away, so
+/// the next owner starts after the last committed batch; keeps the
+/// assignment and the lag in [`ConsumerState`].
+pub struct CommitOnRevoke {
+    pub state: Arc<ConsumerState>,
+}
+
+impl ClientContext for CommitOnRevoke {
+    fn stats(&self, statistics: Statistics) {
+        self.state.statistics(&statistics);
+    }
+}
 
 impl ConsumerContext for CommitOnRevoke {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -87,11 +192,13 @@ impl ConsumerContext for CommitOnRevoke {
                 .map(|e| format!("{}/{}", e.topic(), e.partition()))
                 .collect();
             tracing::info!(partitions = %parts.join(","), "assigned");
+            self.state.assign(tpl);
         }
     }
 
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
+            self.state.revoke();
             match consumer.commit_consumer_state(CommitMode::Sync) {
                 Ok(()) => tracing::info!(partitions = tpl.count(), "revoked: offsets committed"),
                 // Nothing stored since the last commit is the usual case.
@@ -166,9 +273,14 @@ pub fn consumer_config(cfg: &KafkaConfig) -> ClientConfig {
     c
 }
 
-pub fn consumer(cfg: &KafkaConfig) -> anyhow::Result<StreamConsumer<CommitOnRevoke>> {
-    let c: StreamConsumer<CommitOnRevoke> =
-        consumer_config(cfg).create_with_context(CommitOnRevoke)?;
+/// The service's consumer, reporting its assignment and lag to `state`.
+pub fn consumer(
+    cfg: &KafkaConfig,
+    state: Arc<ConsumerState>,
+) -> anyhow::Result<StreamConsumer<CommitOnRevoke>> {
+    let c: StreamConsumer<CommitOnRevoke> = consumer_config(cfg)
+        .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
+        .create_with_context(CommitOnRevoke { state })?;
     c.subscribe(&[&cfg.topic])?;
     Ok(c)
 }
@@ -180,7 +292,10 @@ pub fn producer(brokers: &str) -> anyhow::Result<FutureProducer> {
         .create()?)
 }
 
-/// Consumes until `stop`. Returns after the last batch's offsets are committed.
+/// Consumes until `stop`. Returns after the last batch's offsets are
+/// committed. `state` learns the assignment and the lag (`/readyz`,
+/// `/metrics`).
+#[allow(clippy::too_many_arguments)]
 pub async fn run<S: Store>(
     store: S,
     catalog: Arc<Catalog>,
@@ -188,10 +303,11 @@ pub async fn run<S: Store>(
     cfg: KafkaConfig,
     kick: Arc<Notify>,
     watch: Arc<Watch>,
+    state: Arc<ConsumerState>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     ensure_topics(&cfg).await;
-    let consumer = consumer(&cfg)?;
+    let consumer = consumer(&cfg, state)?;
     let dlq = producer(&cfg.brokers)?;
     tracing::info!(topic = %cfg.topic, group = %cfg.group, "consuming");
     loop {
@@ -408,6 +524,7 @@ async fn dead_letters<S: Store>(
         }
         wait = (wait * 2).min(Duration::from_secs(10));
     }
+    crate::telemetry::dead_letters(&letters);
     true
 }
 

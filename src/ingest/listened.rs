@@ -308,13 +308,21 @@ fn take_due(kind: Option<&str>, t: &mut Tally, now: DateTime<Utc>) -> Option<Rep
 pub struct Watch {
     listeners: Listeners,
     tracker: Mutex<Tracker>,
+    /// Unknown types named in the metrics so far (at most
+    /// [`METRIC_TYPES`]; later ones are counted as `other`).
+    named: Mutex<BTreeSet<String>>,
 }
+
+/// Unknown event types named as a metric label at most: a shop sending a new
+/// type per event must not make a series per event.
+pub const METRIC_TYPES: usize = 50;
 
 impl Watch {
     pub fn new(catalog: &Catalog) -> Self {
         Self {
             listeners: Listeners::of(catalog),
             tracker: Mutex::new(Tracker::default()),
+            named: Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -326,8 +334,23 @@ impl Watch {
     /// due; returns what they were, for an answer.
     pub fn note<'a>(&self, kinds: impl IntoIterator<Item = &'a str>, now: DateTime<Utc>) -> Survey {
         let survey = self.listeners.survey(kinds);
+        for u in &survey.unused {
+            crate::telemetry::unmatched(&u.kind, u.events as u64);
+        }
         if survey.unknown.is_empty() {
             return survey;
+        }
+        {
+            let mut named = self.named.lock().unwrap_or_else(|p| p.into_inner());
+            for u in &survey.unknown {
+                let label = if named.contains(&u.kind) || named.len() < METRIC_TYPES {
+                    named.insert(u.kind.clone());
+                    u.kind.as_str()
+                } else {
+                    "other"
+                };
+                crate::telemetry::unmatched(label, u.events as u64);
+            }
         }
         let reports: Vec<Report> = {
             let mut tracker = self.tracker.lock().unwrap_or_else(|p| p.into_inner());

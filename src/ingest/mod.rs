@@ -80,6 +80,7 @@ async fn commit_batch<S: Store>(
     now: DateTime<Utc>,
 ) -> crate::store::Result<IngestReport> {
     let mut report = IngestReport::default();
+    let started = std::time::Instant::now();
     let mut tx = store.begin().await?;
     let all: Vec<&Event> = events.iter().collect();
     let mut new_ids = tx.record_events(&all, source, now).await?;
@@ -110,6 +111,11 @@ async fn commit_batch<S: Store>(
             tx.write(writes, now).await?;
         }
         tx.commit().await?;
+        let taken = crate::telemetry::Taken {
+            duplicates: report.duplicates as u64,
+            ..Default::default()
+        };
+        crate::telemetry::ingested(catalog, source, &taken, started.elapsed());
         return Ok(report);
     }
     // Each customer's events apply in the order they occurred (arrival
@@ -139,7 +145,12 @@ async fn commit_batch<S: Store>(
     let mut states = tx.lock_customers(&ids, &look_back).await?;
     crate::store::widen_for_history(&mut tx, catalog, &mut states, &batch).await?;
     let mut changed: BTreeMap<&str, BTreeSet<usize>> = BTreeMap::new();
+    let mut taken = crate::telemetry::Taken {
+        duplicates: report.duplicates as u64,
+        ..Default::default()
+    };
     for ev in fresh {
+        taken.event(&ev.kind);
         let state = states.get_mut(&ev.customer.id).expect("loaded above");
         let mut changes = dispatch::apply_event(catalog, state, ev, now);
         for n in &changes.notes {
@@ -158,6 +169,7 @@ async fn commit_batch<S: Store>(
     drop(states);
     report.emails = tx.write(writes, now).await?;
     tx.commit().await?;
+    crate::telemetry::ingested(catalog, source, &taken, started.elapsed());
     Ok(report)
 }
 

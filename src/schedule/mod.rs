@@ -42,6 +42,7 @@ pub async fn wake<S: Store>(
     now: DateTime<Utc>,
     limit: i64,
 ) -> crate::store::Result<Woken> {
+    let started = std::time::Instant::now();
     let mut tx = store.begin().await?;
     let Due {
         claims,
@@ -67,6 +68,9 @@ pub async fn wake<S: Store>(
             .position(|e| e.key == claim.key && e.wake_at().is_some_and(|w| w <= now));
         let Some(idx) = due else { continue };
         woken.ran += 1;
+        if let Some(wake_at) = state.enrollments[idx].wake_at() {
+            crate::telemetry::woke(now - wake_at);
+        }
         let mut changes = dispatch::apply_wake(catalog, state, idx, now);
         for n in &changes.notes {
             tracing::info!(sequence = %n.sequence, enrollment = %n.enrollment_key, "{}", n.message);
@@ -82,6 +86,7 @@ pub async fn wake<S: Store>(
     drop(states);
     tx.write(writes, now).await?;
     tx.commit().await?;
+    crate::telemetry::transaction("wake", started.elapsed());
     Ok(woken)
 }
 

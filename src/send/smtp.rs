@@ -362,8 +362,16 @@ impl Transport for Smtp {
             lettre::address::Envelope::new(Some(address(&m.from)?), vec![address(&m.to)?])
                 .map_err(|e| Error::Permanent(format!("envelope: {e}")))?;
         let server = &self.inner.server;
+        let started = std::time::Instant::now();
         let sent = tokio::time::timeout(self.exchange(), self.transaction(&envelope, &m.bytes));
-        let what = match sent.await {
+        let sent = sent.await;
+        let result = match &sent {
+            Ok(Ok(_)) => "ok",
+            Ok(Err(_)) => "error",
+            Err(_) => "timeout",
+        };
+        crate::telemetry::smtp(result, started.elapsed());
+        let what = match sent {
             Ok(Ok(reply)) => return Ok(reply),
             Ok(Err(Failure::Reply(code, text))) => return Err(classify(code, &text, &m.to)),
             Ok(Err(Failure::Other(e))) => format!("{server}: {e}"),

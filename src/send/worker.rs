@@ -22,6 +22,7 @@ use crate::engine::profile::Profile;
 use crate::instance::Instance;
 use crate::sequence::model::Catalog;
 use crate::store::{Error, Store, Transition, Tx};
+use crate::telemetry::{self, EmailResult};
 use crate::template::data::{self, Origin};
 use crate::template::{Parts, Templates};
 
@@ -79,6 +80,7 @@ pub async fn plan_reporting<S: Store>(
     sending_lease: chrono::Duration,
     reporting: bool,
 ) -> crate::store::Result<(SendPlan, Option<Profile>)> {
+    let started = std::time::Instant::now();
     let mut tx = store.begin().await?;
     let profile = tx.lock_profile(&row.customer_id).await?;
     let plan = match tx.outbox_state(row.id).await? {
@@ -135,6 +137,7 @@ pub async fn plan_reporting<S: Store>(
         SendPlan::Send | SendPlan::Stale => {}
     }
     tx.commit().await?;
+    crate::telemetry::transaction("send", started.elapsed());
     Ok((plan, profile))
 }
 
@@ -146,6 +149,7 @@ pub async fn finish<S: Store>(
     now: DateTime<Utc>,
     outcome: &SendOutcome,
 ) -> crate::store::Result<()> {
+    let started = std::time::Instant::now();
     let mut tx = store.begin().await?;
     let (transition, detail, message_id) = match outcome {
         SendOutcome::Sent { message_id, detail } => (
@@ -184,7 +188,9 @@ pub async fn finish<S: Store>(
     }
     tx.log_delivery(row, now, outcome.outcome(), detail, message_id)
         .await?;
-    tx.commit().await
+    tx.commit().await?;
+    crate::telemetry::transaction("send", started.elapsed());
+    Ok(())
 }
 
 /// Records that a row marked `sending` will not be sent as it is (the
@@ -409,6 +415,12 @@ impl<S: Store, T: Transport> Worker<S, T> {
             SendPlan::Send => {}
             SendPlan::Defer { reason, .. } | SendPlan::Skip { reason } => {
                 tracing::info!(outbox_id = row.id, key = %row.idempotency_key, "{reason}");
+                let word = telemetry::reason_word(reason);
+                let result = match &plan {
+                    SendPlan::Defer { .. } => EmailResult::Deferred(word),
+                    _ => EmailResult::Skipped(word),
+                };
+                telemetry::email(row, result);
                 return Ok(Done::Planned(plan));
             }
             SendPlan::Stale => return Ok(Done::Planned(plan)),
@@ -420,6 +432,7 @@ impl<S: Store, T: Transport> Worker<S, T> {
             Err(NotSent::Skip(reason)) => {
                 tracing::warn!(outbox_id = row.id, key = %row.idempotency_key, "{reason}");
                 skip(&self.store, row, self.clock.now(), &reason).await?;
+                telemetry::email(row, EmailResult::Skipped(telemetry::reason_word(&reason)));
                 return Ok(Done::Planned(SendPlan::Skip { reason }));
             }
             Ok(out) => {
@@ -448,6 +461,16 @@ impl<S: Store, T: Transport> Worker<S, T> {
         }
         let finished = self.clock.now();
         finish(&self.store, row, finished, &outcome).await?;
+        telemetry::email(
+            row,
+            match &outcome {
+                SendOutcome::Sent { .. } => EmailResult::Sent,
+                SendOutcome::Retry { .. } => EmailResult::Deferred("transient"),
+                SendOutcome::Held { .. } => EmailResult::Deferred("relay_unavailable"),
+                SendOutcome::Failed { .. } => EmailResult::Failed,
+                SendOutcome::Refused { .. } => EmailResult::Bounced,
+            },
+        );
         if let (SendOutcome::Refused { error }, Some(p)) = (&outcome, &profile) {
             self.bounced(row, p, error, finished).await?;
         }

@@ -17,10 +17,10 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 use super::{
     Activity, ActivityKind, Bucket, Claimer, DeadLetter, DeliveryEntry, DeliveryFilter,
     DeliveryView, Due, DueClaim, EmailRow, JourneyRows, LookBack, OutboxView, PeriodCustomers,
-    PlacedOrder, ReceivedEvent, Result, SeriesPoint, Span, StepCount, StepCounts, Store,
-    StoredCustomer, StoredDeadLetter, SuppressionAction, SuppressionChange, SuppressionEntry,
-    SuppressionFilter, Touch, Transition, Tx, Writes, address_key, count_dead_letters,
-    parse_stored,
+    PlacedOrder, QueueDepth, ReceivedEvent, Result, SeriesPoint, Span, StepCount, StepCounts,
+    Store, StoredCustomer, StoredDeadLetter, SuppressionAction, SuppressionChange,
+    SuppressionEntry, SuppressionFilter, Touch, Transition, Tx, Writes, address_key,
+    count_dead_letters, parse_stored,
 };
 use super::{
     After, CustomerExport, Erased, Erasure, ErasureLog, ExportedEmail, ExportedEnrollment,
@@ -1784,6 +1784,38 @@ impl Store for MemStore {
 
     async fn event_count(&self) -> Result<i64> {
         Ok(self.inner.lock().await.events.len() as i64)
+    }
+
+    async fn enrollment_totals(&self) -> Result<Vec<(String, Status, i64)>> {
+        let mem = self.inner.lock().await;
+        let mut counts: BTreeMap<(&str, &'static str), (Status, i64)> = BTreeMap::new();
+        for rec in mem.enrollments.values() {
+            let e = &rec.state;
+            let key = (e.sequence.as_str(), super::status_name(e.status));
+            counts.entry(key).or_insert((e.status, 0)).1 += 1;
+        }
+        Ok(counts
+            .into_iter()
+            .map(|((sequence, _), (status, n))| (sequence.to_string(), status, n))
+            .collect())
+    }
+
+    async fn outbox_queue(&self, now: DateTime<Utc>) -> Result<Vec<QueueDepth>> {
+        let mem = self.inner.lock().await;
+        let mut by: BTreeMap<&'static str, QueueDepth> = BTreeMap::new();
+        for (_, id) in &mem.queue {
+            let row = &mem.outbox[id].row;
+            let d = by.entry(row.status.as_str()).or_insert(QueueDepth {
+                status: row.status,
+                rows: 0,
+                due: 0,
+                oldest: None,
+            });
+            d.rows += 1;
+            d.due += i64::from(row.not_before <= now);
+            d.oldest = Some(d.oldest.map_or(row.not_before, |o| o.min(row.not_before)));
+        }
+        Ok(by.into_values().collect())
     }
 
     async fn active_enrollments(&self) -> Result<i64> {

@@ -672,6 +672,23 @@ pub(crate) fn count_dead_letters(letters: &[DeadLetter]) -> Vec<(String, DeadLet
     out
 }
 
+/// The outbox rows of one queue status (`pending` or `sending`), for
+/// `/metrics`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDepth {
+    pub status: OutboxStatus,
+    pub rows: i64,
+    /// Rows whose `not_before` has come.
+    pub due: i64,
+    /// The earliest `not_before` among them.
+    pub oldest: Option<DateTime<Utc>>,
+}
+
+/// An enrollment status as stored (`active`, `completed`, `exited`).
+pub fn status_name(s: crate::engine::state::Status) -> &'static str {
+    sql::status_str(s)
+}
+
 /// A dead letter as kept: identical ones are counted, not multiplied.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct StoredDeadLetter {
@@ -1201,6 +1218,18 @@ pub trait Store: Clone + Send + Sync + 'static {
         &self,
         customer_id: &str,
     ) -> impl Future<Output = Result<Vec<Enrollment>>> + Send;
+    /// Enrollments counted by sequence and status, in that order: one
+    /// grouped query over every sequence (`/metrics`).
+    fn enrollment_totals(
+        &self,
+    ) -> impl Future<Output = Result<Vec<(String, crate::engine::state::Status, i64)>>> + Send;
+    /// The outbox queue (rows `pending` and `sending`) by status, with the
+    /// rows due at `now` and the earliest `not_before`: one grouped query
+    /// over the queue's own index (`/metrics`).
+    fn outbox_queue(
+        &self,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<QueueDepth>>> + Send;
     /// Everything kept about one customer that explains their mail
     /// ([`JourneyRows`]): `aftercare explain`, the admin API's journey.
     fn journey(&self, customer_id: &str) -> impl Future<Output = Result<JourneyRows>> + Send;

@@ -24,8 +24,8 @@ use sqlx::{
 use super::{
     Activity, ActivityKind, Bucket, Claimer, DeadLetter, DeliveryEntry, DeliveryFilter,
     DeliveryView, Due, DueClaim, EmailRow, Error, JOURNEY_ROWS, JourneyRows, LookBack, OutboxView,
-    PeriodCustomers, PlacedOrder, ReceivedEvent, Result, SeriesPoint, Span, StepCount, StepCounts,
-    Store, StoredCustomer, StoredDeadLetter, SuppressionAction, SuppressionChange,
+    PeriodCustomers, PlacedOrder, QueueDepth, ReceivedEvent, Result, SeriesPoint, Span, StepCount,
+    StepCounts, Store, StoredCustomer, StoredDeadLetter, SuppressionAction, SuppressionChange,
     SuppressionEntry, SuppressionFilter, Touch, Transition, Tx, Writes, address_key,
     count_dead_letters, parse_stored,
 };
@@ -416,6 +416,23 @@ pub struct HistoryRow {
     category: String,
     sent_at: DateTime<Utc>,
     opened: i64,
+}
+
+/// Enrollments of one sequence and status, counted.
+#[derive(FromRow)]
+pub struct EnrollmentCountRow {
+    sequence: String,
+    status: String,
+    n: i64,
+}
+
+/// The outbox queue's rows of one status.
+#[derive(FromRow)]
+pub struct QueueRow {
+    status: String,
+    n: i64,
+    due: i64,
+    oldest: Option<DateTime<Utc>>,
 }
 
 pub fn status_str(s: Status) -> &'static str {
@@ -1281,6 +1298,8 @@ where
     for<'r> DeliveryRow: FromRow<'r, DB::Row>,
     for<'r> DeliveryEntryRow: FromRow<'r, DB::Row>,
     for<'r> StoredDeadLetter: FromRow<'r, DB::Row>,
+    for<'r> EnrollmentCountRow: FromRow<'r, DB::Row>,
+    for<'r> QueueRow: FromRow<'r, DB::Row>,
     for<'r> (String, String): FromRow<'r, DB::Row>,
     for<'r> (DateTime<Utc>,): FromRow<'r, DB::Row>,
     for<'r> (String,): FromRow<'r, DB::Row>,
@@ -2399,6 +2418,45 @@ where
         };
         tx.commit().await?;
         Ok(taken)
+    }
+
+    async fn enrollment_totals(&self) -> Result<Vec<(String, Status, i64)>> {
+        let rows: Vec<EnrollmentCountRow> = sqlx::query_as(
+            "SELECT sequence, status, COUNT(*) AS n FROM enrollments \
+             GROUP BY sequence, status ORDER BY sequence, status",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                let status = parse_stored("enrollment status", &r.status, status_parse)?;
+                Ok((r.sequence, status, r.n))
+            })
+            .collect()
+    }
+
+    async fn outbox_queue(&self, now: DateTime<Utc>) -> Result<Vec<QueueDepth>> {
+        // The condition of the `outbox_queue` index, so that only the queue
+        // is read, however many rows were sent.
+        let rows: Vec<QueueRow> = sqlx::query_as(
+            "SELECT status, COUNT(*) AS n, \
+             SUM(CASE WHEN not_before <= $1 THEN 1 ELSE 0 END) AS due, \
+             MIN(not_before) AS oldest FROM outbox WHERE status IN ('pending', 'sending') \
+             GROUP BY status ORDER BY status",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(QueueDepth {
+                    status: parse_stored("outbox status", &r.status, OutboxStatus::parse)?,
+                    rows: r.n,
+                    due: r.due,
+                    oldest: r.oldest,
+                })
+            })
+            .collect()
     }
 }
 

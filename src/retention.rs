@@ -43,6 +43,7 @@ pub struct Purged {
     pub activity: u64,
     pub dead_letters: u64,
     pub enrollments: u64,
+    pub journal: u64,
     /// Transactions it took.
     pub batches: u64,
 }
@@ -55,6 +56,7 @@ impl Purged {
             Purge::Activity => &mut self.activity,
             Purge::DeadLetters => &mut self.dead_letters,
             Purge::Enrollments => &mut self.enrollments,
+            Purge::Journal => &mut self.journal,
         } += n;
     }
 }

@@ -708,3 +708,90 @@ fn the_attribution_window_is_checked() {
         assert!(e.starts_with("AFTERCARE_ATTRIBUTION_WINDOW: "), "{e}");
     }
 }
+
+/// The operator's pages: a customer's journey answers whether the customer
+/// got an email and why; a dead letter is listed and its replay (with the
+/// session's CSRF token) goes through the ingest path and says what became
+/// of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_journey_and_the_dead_letters() {
+    let roles = [Role::Http, Role::Schedule, Role::Send];
+    let app =
+        support::app::spawn_with(MemStore::new(), None, &["--admin-token", TOKEN], &roles).await;
+    let site = base(&app);
+    app.post(&[placed("p1", "c1", "o1", "59.00")]).await;
+    // An item the webhook cannot use: dead-lettered, naming no customer.
+    let r = client()
+        .post(app.url())
+        .body(r#"{"id":"bad1","type":"order.placed","occurred_at":"yesterday"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error(), "{}", r.status());
+    let cookie = log_in(&site).await;
+    let get = |path: String| {
+        let cookie = cookie.clone();
+        async move {
+            let r = client()
+                .get(path)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.text().await.unwrap())
+        }
+    };
+    let url = format!("{site}/admin/journey?id=c1&template=order-confirmation");
+    let mut page = String::new();
+    for _ in 0..100 {
+        page = get(url.clone()).await.1;
+        if page.contains("answer yes") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(page.contains("answer yes"), "{page}");
+    assert!(
+        page.contains("email_sent") && page.contains("enrolled"),
+        "{page}"
+    );
+    let (status, page) = get(format!("{site}/admin/journey?id=nobody")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("Nothing is stored about this customer"),
+        "{page}"
+    );
+    let (status, _) = get(format!("{site}/admin/journey?id=c1&template=nope")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let (_, page) = get(format!("{site}/admin/dead-letters")).await;
+    assert!(
+        page.contains("bad1") && page.contains("Replay all"),
+        "{page}"
+    );
+    let token = csrf(&site, &cookie).await;
+    let r = client()
+        .post(format!("{site}/admin/dead-letters/replay"))
+        .header("cookie", &cookie)
+        .header("origin", &site)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("csrf", token.as_str())]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("still dead"), "{page}");
+    // Without the CSRF token: refused, nothing replayed.
+    let r = client()
+        .post(format!("{site}/admin/dead-letters/replay"))
+        .header("cookie", &cookie)
+        .header("origin", &site)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    app.shutdown().await;
+}

@@ -1616,6 +1616,38 @@ async fn a_history_import_then_live_mail_is_claimed_in_a_lean_memory_store() {
     a_history_import_then_live_mail_is_claimed(aftercare::store::MemStore::lean()).await;
 }
 
+/// An erasure reaches what the journal and the admin API keep: the
+/// engine's journal about the customer is deleted, and the operators' log
+/// of the suppression list keeps only the address's hash.
+async fn erasure_reaches_the_journal_and_the_suppression_log<S: Store>(s: S) {
+    let cat = catalog();
+    let evs = [event("e1", "order.placed", "c1", "o1", T0, true)];
+    ingest_batch(&s, cat, &evs, "test", t(T0)).await.unwrap();
+    s.add_suppression("C1@Example.com", "asked by phone: c1@example.com", t(T0))
+        .await
+        .unwrap();
+    let before = s.export_customer("c1").await.unwrap();
+    assert!(!before.journal.is_empty(), "{before:?}");
+    let erase = [erased_event("x1", "c1", "2026-11-20T11:00:00Z")];
+    ingest_batch(&s, cat, &erase, "test", t(T0) + Duration::hours(1))
+        .await
+        .unwrap();
+    assert!(s.journey("c1").await.unwrap().journal.is_empty());
+    let after = s.export_customer("c1").await.unwrap();
+    assert!(after.journal.is_empty());
+    assert!(after.erasures[0].summary.journal > 0, "{after:?}");
+    let log = s.suppression_log(None, 100).await.unwrap();
+    assert_eq!(log.len(), 1);
+    assert!(log[0].email.starts_with("sha256:"), "{log:?}");
+    assert!(!log[0].reason.contains("c1@example.com"), "{log:?}");
+    assert!(
+        s.suppression_log(Some("c1@example.com"), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 fn erased_event(id: &str, c: &str, at: &str) -> aftercare::event::Event {
     aftercare::event::Event::parse(&format!(
         r#"{{"id":"{id}","type":"customer.erased","occurred_at":"{at}","customer":{{"id":"{c}","email":"{c}@example.com"}}}}"#
@@ -2210,6 +2242,7 @@ conformance!(
     retention_purges_in_batches,
     the_retention_lease_is_held_by_one,
     reports_count_in_the_database,
+    erasure_reaches_the_journal_and_the_suppression_log,
 );
 
 /// On PostgreSQL two transactions claim at once: each takes rows the other

@@ -14,6 +14,7 @@ pub mod file;
 pub mod http;
 pub mod kafka;
 pub mod listened;
+pub mod replay;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 

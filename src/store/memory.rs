@@ -915,7 +915,8 @@ impl Tx for MemTx {
         let Some(rec) = mem.outbox.get_mut(&id) else {
             return Ok(false);
         };
-        if rec.row.status != OutboxStatus::Failed {
+        // An erased customer's email has nothing left to render.
+        if rec.row.status != OutboxStatus::Failed || rec.row.customer_id.starts_with("erased:") {
             return Ok(false);
         }
         let before = (rec.row.status, rec.row.not_before);
@@ -947,6 +948,7 @@ impl Tx for MemTx {
         mem.addresses_of(customer_id, &mut known);
         if let Some(rec) = mem.customers.remove(customer_id) {
             erased.profile = true;
+            erased.journal = rec.journal.len() as u64;
             // The batch's events after the erasure stay the customer's.
             let recent: Vec<Recorded> = rec
                 .recent
@@ -1074,6 +1076,19 @@ impl Tx for MemTx {
                         .entry(hash.clone())
                         .or_insert_with(|| (super::scrub_addresses(&reason), since));
                     erased.suppressions += 1;
+                }
+                // What operators did to the entry names the address too.
+                for change in mem
+                    .suppression_log
+                    .iter_mut()
+                    .filter(|c| c.email == spelled)
+                {
+                    change.email = hash.clone();
+                    change.reason = super::scrub_addresses(&change.reason);
+                    change.previous_reason = change
+                        .previous_reason
+                        .as_deref()
+                        .map(super::scrub_addresses);
                 }
             }
         }
@@ -1947,6 +1962,11 @@ impl Store for MemStore {
             .filter(|e| e.customer_id == customer_id)
             .cloned()
             .collect();
+        out.journal = mem
+            .customers
+            .get(customer_id)
+            .map(|c| super::latest(c.journal.clone()))
+            .unwrap_or_default();
         Ok(out)
     }
 
@@ -2029,6 +2049,17 @@ impl Store for MemStore {
                     mem.compacted.insert(key.clone(), Compacted::of(&r.state));
                 }
                 old.len()
+            }
+            Purge::Journal => {
+                let mut n = 0;
+                for c in mem.customers.values_mut() {
+                    c.journal.retain(|e| {
+                        let old = n < limit && e.at < before;
+                        n += usize::from(old);
+                        !old
+                    });
+                }
+                n
             }
         };
         Ok(PurgeStep {

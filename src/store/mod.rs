@@ -735,6 +735,9 @@ pub struct Erased {
     pub suppressions: u64,
     /// Dead letters that named the customer or one of their addresses, deleted.
     pub dead_letters: u64,
+    /// The engine's journal entries about the customer, deleted.
+    #[serde(default)]
+    pub journal: u64,
 }
 
 impl Erased {
@@ -774,6 +777,9 @@ pub struct CustomerExport {
     pub dead_letters: Vec<StoredDeadLetter>,
     /// Earlier erasures of the customer.
     pub erasures: Vec<ErasureLog>,
+    /// The engine's journal about the customer (its latest
+    /// [`JOURNEY_ROWS`] entries, oldest first).
+    pub journal: Vec<crate::engine::journal::Entry>,
 }
 
 impl CustomerExport {
@@ -788,6 +794,7 @@ impl CustomerExport {
             && self.suppressions.is_empty()
             && self.dead_letters.is_empty()
             && self.erasures.is_empty()
+            && self.journal.is_empty()
     }
 }
 
@@ -858,15 +865,18 @@ pub enum Purge {
     /// Finished enrollments last changed before the cut: their state
     /// (context) dropped, key, status and start kept.
     Enrollments,
+    /// The engine's journal entries from before the cut: deleted.
+    Journal,
 }
 
 impl Purge {
-    pub const ALL: [Purge; 5] = [
+    pub const ALL: [Purge; 6] = [
         Purge::Events,
         Purge::Deliveries,
         Purge::Activity,
         Purge::DeadLetters,
         Purge::Enrollments,
+        Purge::Journal,
     ];
 }
 
@@ -1067,7 +1077,8 @@ pub trait Tx: Send {
     /// Puts a failed row back to pending, due at `now` (its attempts and
     /// delivery log kept, its retry schedule begun afresh), and logs the
     /// operator's retry (outcome `retry`, with `detail`). Returns whether
-    /// the row was failed.
+    /// the row was failed (an erased customer's email is not put back: it
+    /// has nothing left to render).
     fn requeue_failed(
         &mut self,
         id: i64,

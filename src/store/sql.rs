@@ -733,6 +733,31 @@ where
                     .await?;
                 erased.suppressions += 1;
             }
+            // What operators did to the entry (the admin API's log) names
+            // the address too.
+            let changes = sqlx::query(
+                "SELECT id, reason, previous_reason FROM suppression_log \
+                 WHERE email = $1 OR email = $2",
+            )
+            .bind(super::address_key(address).as_str())
+            .bind(address.as_str())
+            .fetch_all(&mut *self.tx)
+            .await?;
+            for r in changes {
+                let id: i64 = r.try_get("id")?;
+                let reason: String = r.try_get("reason")?;
+                let previous: Option<String> = r.try_get("previous_reason")?;
+                sqlx::query(
+                    "UPDATE suppression_log SET email = $1, reason = $2, previous_reason = $3 \
+                     WHERE id = $4",
+                )
+                .bind(hash.as_str())
+                .bind(super::scrub_addresses(&reason).as_str())
+                .bind(previous.as_deref().map(super::scrub_addresses).as_deref())
+                .bind(id)
+                .execute(&mut *self.tx)
+                .await?;
+            }
         }
         Ok(())
     }
@@ -1147,7 +1172,7 @@ where
         let row: Option<(String, String, i64)> = sqlx::query_as(
             "UPDATE outbox SET status = 'pending', not_before = $2, due_at = $2, retries = 0, \
              lease_until = NULL, claimed_by = NULL, sent_at = NULL, updated_at = $2 \
-             WHERE id = $1 AND status = 'failed' \
+             WHERE id = $1 AND status = 'failed' AND customer_id NOT LIKE 'erased:%' \
              RETURNING idempotency_key, customer_id, attempts",
         )
         .bind(id)
@@ -1245,6 +1270,11 @@ where
         let mut q = QueryBuilder::<DB>::new("DELETE FROM dead_letters WHERE ");
         push_naming::<DB>(&mut q, customer_id, &known)?;
         erased.dead_letters = q.build().execute(&mut *self.tx).await?.rows();
+        erased.journal = sqlx::query("DELETE FROM journal WHERE customer_id = $1")
+            .bind(customer_id)
+            .execute(&mut *self.tx)
+            .await?
+            .rows();
         Ok(erased)
     }
 
@@ -2286,6 +2316,7 @@ where
             out.dead_letters = q.build_query_as().fetch_all(&self.pool).await?;
         }
         out.erasures = self.erasures(customer_id).await?;
+        out.journal = self.journey(customer_id).await?.journal;
         Ok(out)
     }
 
@@ -2301,6 +2332,7 @@ where
             Purge::Deliveries => ("deliveries", "id", "at < $1"),
             Purge::Activity => ("email_activity", "id", "at < $1"),
             Purge::DeadLetters => ("dead_letters", "id", "last_seen_at < $1"),
+            Purge::Journal => ("journal", "id", "at < $1"),
             Purge::Enrollments => (
                 "enrollments",
                 "key",
@@ -2328,7 +2360,7 @@ where
         let found = rows.len();
         let numeric = matches!(
             what,
-            Purge::Deliveries | Purge::Activity | Purge::DeadLetters
+            Purge::Deliveries | Purge::Activity | Purge::DeadLetters | Purge::Journal
         );
         let next = if numeric {
             let ids = rows

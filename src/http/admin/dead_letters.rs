@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 
 use super::Admin;
 use super::reply::{Answer, ApiError, Params};
-use crate::ingest::listened::kinds_taken;
+use crate::ingest::replay::{Fate, replay};
 use crate::store::{DeadLetter, Store, StoredDeadLetter};
 
 pub fn routes<S: Store>() -> Router<Admin<S>> {
@@ -34,10 +34,6 @@ pub fn routes<S: Store>() -> Router<Admin<S>> {
         .route("/dead-letters/replay", post(replay_all::<S>))
         .route("/dead-letters/{id}/replay", post(replay_one::<S>))
 }
-
-/// How `ingest::ingest_batch` begins the reason of an event the store
-/// refused: an event that parsed when it came.
-const STORE_REFUSED: &str = "the store refused this event";
 
 /// A kept letter with its id.
 #[derive(Serialize)]
@@ -63,37 +59,6 @@ async fn list<S: Store>(
     Ok(Json(json!({ "dead_letters": listed })))
 }
 
-/// What became of a replayed letter.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "snake_case")]
-enum Fate {
-    /// The event went through and was applied: the letter is gone.
-    Applied,
-    /// The event was in already: the letter is gone.
-    Duplicate,
-    /// It failed again: kept with `reason`, under `id` (the id changes with
-    /// the reason).
-    Dead,
-}
-
-#[derive(Debug, Serialize)]
-struct Replayed {
-    /// The letter's id before the replay.
-    id: String,
-    outcome: Fate,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    event_id: Option<String>,
-    /// Emails the event enqueued.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    emails: Option<usize>,
-    /// Why it is still dead.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<String>,
-    /// Its id now, when still dead.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    now_id: Option<String>,
-}
-
 async fn replay_one<S: Store>(
     State(admin): State<Admin<S>>,
     Path(id): Path<String>,
@@ -102,7 +67,7 @@ async fn replay_one<S: Store>(
     let Some(letter) = letters.into_iter().find(|l| l.letter.identity() == id) else {
         return Err(ApiError::not_found(format!("no dead letter {id:?}")));
     };
-    let mut done = replay(&admin, vec![letter.letter]).await?;
+    let mut done = replay(&admin.app, vec![letter.letter]).await?;
     Ok(Json(json!(done.pop().expect("one letter, one answer"))))
 }
 
@@ -115,7 +80,7 @@ async fn replay_all<S: Store>(State(admin): State<Admin<S>>) -> Answer<Json<Valu
         .into_iter()
         .map(|l| l.letter)
         .collect();
-    let done = replay(&admin, letters).await?;
+    let done = replay(&admin.app, letters).await?;
     let count = |f: fn(&Fate) -> bool| done.iter().filter(|r| f(&r.outcome)).count();
     Ok(Json(json!({
         "applied": count(|f| matches!(f, Fate::Applied)),
@@ -123,94 +88,4 @@ async fn replay_all<S: Store>(State(admin): State<Admin<S>>) -> Answer<Json<Valu
         "dead": count(|f| matches!(f, Fate::Dead)),
         "replayed": done,
     })))
-}
-
-/// Replays `letters`, the events among them in the order they occurred
-/// (as a batch applies them), one transaction each so that each letter's
-/// fate is known. Stops with 503 while the store is unavailable (the
-/// letters not replayed yet stay as they were).
-async fn replay<S: Store>(admin: &Admin<S>, letters: Vec<DeadLetter>) -> Answer<Vec<Replayed>> {
-    let app = &admin.app;
-    let mut out: Vec<Option<Replayed>> = Vec::with_capacity(letters.len());
-    let mut events = Vec::new();
-    for (i, letter) in letters.iter().enumerate() {
-        match crate::ingest::parse(letter.payload.as_bytes()) {
-            Ok(ev) => {
-                events.push((i, ev));
-                out.push(None);
-            }
-            Err(reason) => {
-                // It did not parse when it came either (the parser is the
-                // same): its reason stays, and says what it was (a bounce
-                // report that was never an event, say). Only an event that
-                // did parse then (and the store refused) gets the new one.
-                let reason = if letter.reason.starts_with(STORE_REFUSED) {
-                    reason
-                } else {
-                    letter.reason.clone()
-                };
-                out.push(Some(still_dead(app, letter, reason).await?))
-            }
-        }
-    }
-    events.sort_by_key(|(_, ev)| ev.occurred_at);
-    for (i, ev) in events {
-        let letter = &letters[i];
-        let now = app.clock.now();
-        let batch = std::slice::from_ref(&ev);
-        let report =
-            crate::ingest::ingest_batch(&app.store, &app.catalog, batch, &letter.source, now)
-                .await?;
-        app.watch.note(kinds_taken(batch, &report.refused), now);
-        let done = match report.refused.into_iter().next() {
-            Some(refused) => still_dead(app, letter, refused.reason).await?,
-            None => {
-                app.store.revise_dead_letter(letter, None).await?;
-                let fate = if report.duplicates > 0 {
-                    Fate::Duplicate
-                } else {
-                    Fate::Applied
-                };
-                tracing::info!(event_id = %ev.id, source = %letter.source, outcome = ?fate,
-                    "dead letter replayed");
-                Replayed {
-                    id: letter.identity(),
-                    outcome: fate,
-                    event_id: Some(ev.id.clone()),
-                    emails: Some(report.emails),
-                    reason: None,
-                    now_id: None,
-                }
-            }
-        };
-        out[i] = Some(done);
-    }
-    app.kick.notify_waiters();
-    Ok(out
-        .into_iter()
-        .map(|r| r.expect("each letter answered"))
-        .collect())
-}
-
-/// Keeps `letter` with the reason it failed for now.
-async fn still_dead<S: Store>(
-    app: &crate::ingest::http::Webhook<S>,
-    letter: &DeadLetter,
-    reason: String,
-) -> Answer<Replayed> {
-    let reason = crate::ingest::dead(&letter.source, reason, b"", None).reason;
-    app.store.revise_dead_letter(letter, Some(&reason)).await?;
-    let now_id = DeadLetter {
-        reason: reason.clone(),
-        ..letter.clone()
-    }
-    .identity();
-    Ok(Replayed {
-        id: letter.identity(),
-        outcome: Fate::Dead,
-        event_id: crate::ingest::http::item_id(&letter.payload),
-        emails: None,
-        reason: Some(reason),
-        now_id: Some(now_id),
-    })
 }

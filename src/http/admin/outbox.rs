@@ -47,7 +47,9 @@ async fn retry<S: Store>(
     };
     operator::may_retry(status).map_err(ApiError::conflict)?;
     if !tx.requeue_failed(id, &detail, now).await? {
-        return Err(ApiError::conflict("the email changed meanwhile: ask again"));
+        return Err(ApiError::conflict(
+            "the email changed meanwhile (ask again), or its customer was erased",
+        ));
     }
     tx.commit().await?;
     app.kick.notify_waiters();

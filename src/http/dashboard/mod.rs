@@ -10,6 +10,7 @@
 //! binary ([`assets`]): nothing is loaded from elsewhere.
 
 pub mod assets;
+mod ops;
 mod pages;
 pub mod search;
 pub mod session;
@@ -56,6 +57,8 @@ pub struct Dashboard<S> {
     sessions: Sessions,
     public_origin: Option<String>,
     pub window: TimeDelta,
+    /// The ingest path a replayed dead letter goes through.
+    pub webhook: Webhook<S>,
 }
 
 /// Form bodies are small: a token, a CSRF token, a few fields.
@@ -79,15 +82,18 @@ pub fn routes<S: Store>(webhook: &Webhook<S>, settings: Settings) -> Router {
         sessions: Sessions::new(&token, secure),
         public_origin: public.map(|u| u.origin().ascii_serialization()),
         window: settings.attribution_window,
+        webhook: webhook.clone(),
     });
-    // Every page but the login form and the assets wants a session; the
-    // customer journey and dead letters join here (see `pages::NAV`).
+    // Every page but the login form and the assets wants a session.
     let pages = Router::new()
         .route("/admin", get(pages::overview::<S>))
         .route("/admin/funnels", get(pages::funnels::<S>))
         .route("/admin/deliveries", get(pages::deliveries::<S>))
         .route("/admin/preview", get(pages::preview::<S>))
         .route("/admin/preview/frame", get(pages::preview_frame::<S>))
+        .route("/admin/journey", get(ops::journey::<S>))
+        .route("/admin/dead-letters", get(ops::dead_letters::<S>))
+        .route("/admin/dead-letters/replay", post(ops::replay::<S>))
         .route("/admin/logout", post(logout::<S>))
         .route("/admin/{*rest}", any(pages::not_found))
         .route_layer(middleware::from_fn_with_state(d.clone(), guard::<S>))

@@ -18,19 +18,24 @@ use crate::report::{self, Period, Retention, SequenceFunnel, Series};
 use crate::store::{DeliveryEntry, DeliveryFilter, PeriodCustomers, Store};
 use crate::template::data::{self, Origin};
 
-/// The navigation, in order. The customer journey (`aftercare explain`'s
-/// timeline) and dead letters with replay join here, each as one entry
-/// and one route in `super::routes`.
+/// The navigation, in order: each entry has its route in `super::routes`.
 pub const NAV: &[(&str, &str)] = &[
     ("/admin", "Overview"),
     ("/admin/funnels", "Funnels & conversions"),
     ("/admin/deliveries", "Delivery log"),
     ("/admin/preview", "Template preview"),
+    ("/admin/journey", "Customer journey"),
+    ("/admin/dead-letters", "Dead letters"),
 ];
 
 /// A whole page: the navigation (with `current` marked), the logout form
 /// (with the session's CSRF token) and `body`.
-fn layout(title: &str, current: &str, session: Option<&Session>, body: Markup) -> Markup {
+pub(super) fn layout(
+    title: &str,
+    current: &str,
+    session: Option<&Session>,
+    body: Markup,
+) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -67,7 +72,7 @@ fn layout(title: &str, current: &str, session: Option<&Session>, body: Markup) -
     }
 }
 
-fn page(markup: Markup) -> Response {
+pub(super) fn page(markup: Markup) -> Response {
     Html(markup.into_string()).into_response()
 }
 
@@ -109,7 +114,7 @@ pub async fn not_found(Extension(session): Extension<Session>) -> Response {
 }
 
 /// A failure of the store, as a page.
-fn store_error(session: &Session, e: crate::store::Error) -> Response {
+pub(super) fn store_error(session: &Session, e: crate::store::Error) -> Response {
     tracing::warn!("dashboard: {e}");
     let body = html! { h1 { "The database did not answer" } p.error { (e.to_string()) } };
     (
@@ -201,7 +206,7 @@ async fn numbers<S: Store>(d: &Dashboard<S>, period: Period) -> crate::store::Re
 }
 
 /// A request the page cannot answer, with why.
-fn bad_request(session: &Session, current: &str, message: &str) -> Response {
+pub(super) fn bad_request(session: &Session, current: &str, message: &str) -> Response {
     let body = html! { h1 { "Bad request" } p.error { (message) } };
     (
         StatusCode::BAD_REQUEST,

@@ -121,7 +121,7 @@ pub async fn dead_letters<S: Store>(
         Ok(l) => l,
         Err(e) => return store_error(&session, e),
     };
-    letters.sort_by(|a, b| b.last_seen_at.cmp(&a.last_seen_at));
+    letters.sort_by_key(|l| std::cmp::Reverse(l.last_seen_at));
     page(layout(
         "Dead letters",
         "/admin/dead-letters",

@@ -127,6 +127,7 @@ pub async fn run<S: Store>(
                 activity = p.activity,
                 dead_letters = p.dead_letters,
                 enrollments_compacted = p.enrollments,
+                journal = p.journal,
                 batches = p.batches,
                 "retention: purged what is older than {}",
                 crate::sequence::duration::format(keep)

@@ -1626,6 +1626,15 @@ async fn erasure_reaches_the_journal_and_the_suppression_log<S: Store>(s: S) {
     s.add_suppression("C1@Example.com", "asked by phone: c1@example.com", t(T0))
         .await
         .unwrap();
+    // A letter that names the customer in a spelling the payload search
+    // would miss (a space before the colon) and no address.
+    let letter = DeadLetter {
+        source: "http".into(),
+        reason: "occurred_at: not RFC 3339".into(),
+        payload: r#"{"customer": {"id" : "c1"}, "occurred_at": "yesterday"}"#.into(),
+        origin: None,
+    };
+    s.keep_dead_letters(&[letter], t(T0)).await.unwrap();
     let before = s.export_customer("c1").await.unwrap();
     assert!(!before.journal.is_empty(), "{before:?}");
     let erase = [erased_event("x1", "c1", "2026-11-20T11:00:00Z")];
@@ -1633,6 +1642,10 @@ async fn erasure_reaches_the_journal_and_the_suppression_log<S: Store>(s: S) {
         .await
         .unwrap();
     assert!(s.journey("c1").await.unwrap().journal.is_empty());
+    assert!(
+        s.dead_letters().await.unwrap().is_empty(),
+        "the letter named c1"
+    );
     let after = s.export_customer("c1").await.unwrap();
     assert!(after.journal.is_empty());
     assert!(after.erasures[0].summary.journal > 0, "{after:?}");

@@ -200,7 +200,10 @@ impl Compacted {
 /// `sql::push_naming` asks).
 fn names(l: &DeadLetter, customer_id: &str, addresses: &BTreeSet<String>) -> bool {
     let id = serde_json::to_string(customer_id).unwrap_or_default();
-    if l.payload.contains(&format!("\"id\":{id}")) || l.payload.contains(&format!("\"id\": {id}")) {
+    if l.customer_id().as_deref() == Some(customer_id)
+        || l.payload.contains(&format!("\"id\":{id}"))
+        || l.payload.contains(&format!("\"id\": {id}"))
+    {
         return true;
     }
     let (payload, reason) = (
@@ -955,11 +958,15 @@ impl Tx for MemTx {
                 .into_iter()
                 .filter(|e| keep.contains(&e.id))
                 .collect();
-            if !recent.is_empty() {
-                mem.customers
-                    .entry(customer_id.to_string())
-                    .or_default()
-                    .recent = recent;
+            let received: Vec<ReceivedEvent> = rec
+                .received
+                .into_iter()
+                .filter(|e| keep.contains(&e.event.id))
+                .collect();
+            if !recent.is_empty() || !received.is_empty() {
+                let c = mem.customers.entry(customer_id.to_string()).or_default();
+                c.recent = recent;
+                c.received = received;
             }
             let mut keys: BTreeSet<String> = rec.all.into_iter().collect();
             keys.extend(rec.active);
@@ -1023,6 +1030,10 @@ impl Tx for MemTx {
             let new_key = super::rekey(&rec.row.idempotency_key, customer_id, &to);
             mem.outbox_keys.remove(&rec.row.idempotency_key);
             mem.outbox_keys.insert(new_key.clone());
+            // A person's open that retention kept (the sunset rule's).
+            if mem.opened.remove(&rec.row.idempotency_key) {
+                mem.opened.insert(new_key.clone());
+            }
             rec.row.idempotency_key = new_key.clone();
             rec.row.customer_id = to.clone();
             rec.row.context = nobodys(&to);
@@ -1084,7 +1095,8 @@ impl Tx for MemTx {
                     .filter(|c| c.email == spelled)
                 {
                     change.email = hash.clone();
-                    change.reason = super::scrub_addresses(&change.reason);
+                    // An operator's reason is their own words about the customer.
+                    change.reason = super::ERASED_TEXT.to_string();
                     change.previous_reason = change
                         .previous_reason
                         .as_deref()
@@ -1995,6 +2007,7 @@ impl Store for MemStore {
                     mem.events.remove(id);
                     if let Some(c) = mem.customers.get_mut(&k.customer_id) {
                         c.recent.retain(|e| e.id != *id);
+                        c.received.retain(|e| e.event.id != *id);
                     }
                 }
                 old.len()

@@ -1595,11 +1595,21 @@ pub fn rekey(key: &str, from: &str, to: &str) -> String {
     format!("{sequence}/{to}/#{hash}")
 }
 
+/// What an erasure leaves of an operator's words about the customer.
+pub const ERASED_TEXT: &str = "[erased]";
+
 /// `text` with every address in it (a word with an `@`, words being split
 /// at whitespace, quotes and `<>()[]{},;:`) replaced by `[erased]`: a
 /// relay's reply (`550 5.1.1 <anna@example.com>: user unknown`) kept after
-/// its customer was erased.
+/// its customer was erased; of a stop's reason (an operator's own words),
+/// only that an operator stopped the mail.
 pub fn scrub_addresses(text: &str) -> String {
+    // An operator's own words about the customer (why their mail was
+    // stopped) may name them: only that an operator stopped it is kept.
+    let stopped = crate::engine::operator::stopped_reason("");
+    if text.starts_with(&stopped) {
+        return stopped.trim_end_matches([':', ' ']).to_string();
+    }
     const CUTS: &[char] = &[
         '<', '>', '(', ')', '[', ']', '{', '}', ',', ';', ':', '"', '\'',
     ];

@@ -736,7 +736,7 @@ where
             // What operators did to the entry (the admin API's log) names
             // the address too.
             let changes = sqlx::query(
-                "SELECT id, reason, previous_reason FROM suppression_log \
+                "SELECT id, previous_reason FROM suppression_log \
                  WHERE email = $1 OR email = $2",
             )
             .bind(super::address_key(address).as_str())
@@ -745,14 +745,14 @@ where
             .await?;
             for r in changes {
                 let id: i64 = r.try_get("id")?;
-                let reason: String = r.try_get("reason")?;
                 let previous: Option<String> = r.try_get("previous_reason")?;
                 sqlx::query(
                     "UPDATE suppression_log SET email = $1, reason = $2, previous_reason = $3 \
                      WHERE id = $4",
                 )
                 .bind(hash.as_str())
-                .bind(super::scrub_addresses(&reason).as_str())
+                // An operator's reason is their own words about the customer.
+                .bind(super::ERASED_TEXT)
                 .bind(previous.as_deref().map(super::scrub_addresses).as_deref())
                 .bind(id)
                 .execute(&mut *self.tx)
@@ -2515,13 +2515,12 @@ where
     for<'t> &'t str: Encode<'t, DB> + Type<DB>,
 {
     let id = serde_json::to_string(customer_id)?;
-    q.push("(");
-    let mut first = true;
-    let mut find = |q: &mut QueryBuilder<DB>, column: &str, needle: &str| {
-        if !first {
-            q.push(" OR ");
-        }
-        first = false;
+    // The customer their payload names, read leniently when it was kept
+    // (`payload_id`: any spacing, escapes, a payload cut short).
+    q.push("(customer_id = ");
+    q.push_bind(customer_id);
+    let find = |q: &mut QueryBuilder<DB>, column: &str, needle: &str| {
+        q.push(" OR ");
         q.push(DB::FIND);
         q.push("(");
         q.push(column);

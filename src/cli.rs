@@ -472,15 +472,7 @@ fn template_data(
             }
         }
     };
-    let wanted = locale.map(str::to_string).or_else(|| {
-        value
-            .pointer("/customer/locale")
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-    });
-    if let (Some(l), Some(obj)) = (&wanted, value.pointer_mut("/customer")) {
-        obj["locale"] = l.clone().into();
-    }
+    let wanted = data::preview_locale(&mut value, locale);
     Ok((value, wanted))
 }
 

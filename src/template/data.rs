@@ -120,3 +120,19 @@ pub fn merge(base: &mut Value, over: &Value) {
         (b, o) => *b = o.clone(),
     }
 }
+
+/// The locale a preview renders in: `asked`, else the data's customer's;
+/// written into the data's customer, so that the template sees the locale
+/// it is rendered in (`aftercare preview`, the dashboard's preview).
+pub fn preview_locale(value: &mut Value, asked: Option<&str>) -> Option<String> {
+    let wanted = asked.map(str::to_string).or_else(|| {
+        value
+            .pointer("/customer/locale")
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    });
+    if let (Some(l), Some(obj)) = (&wanted, value.pointer_mut("/customer")) {
+        obj["locale"] = l.clone().into();
+    }
+    wanted
+}

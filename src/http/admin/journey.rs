@@ -5,13 +5,11 @@
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
-use serde_json::json;
 
 use super::Admin;
+use super::reply::{Answer, ApiError};
 use crate::journey::{self, Filter};
 use crate::store::Store;
 
@@ -29,32 +27,21 @@ async fn journey_of<S: Store>(
     State(admin): State<Admin<S>>,
     Path(id): Path<String>,
     Query(p): Query<Params>,
-) -> Response {
+) -> Answer<axum::Json<journey::Journey>> {
     let filter = Filter {
         order: p.order.filter(|o| !o.is_empty()),
         template: p.template.filter(|t| !t.is_empty()),
     };
-    match admin.app.store.journey(&id).await {
-        Ok(rows) if rows.is_empty() => (
-            StatusCode::NOT_FOUND,
-            axum::Json(json!({ "error": format!("nothing is stored about customer {id:?}") })),
-        )
-            .into_response(),
-        Ok(rows) => {
-            axum::Json(journey::assemble(&admin.app.catalog, &id, &rows, &filter)).into_response()
-        }
-        Err(e) => {
-            tracing::warn!(customer_id = %id, "reading the journey failed: {e}");
-            let status = if e.is_unavailable() {
-                StatusCode::SERVICE_UNAVAILABLE
-            } else {
-                StatusCode::INTERNAL_SERVER_ERROR
-            };
-            (
-                status,
-                axum::Json(json!({ "error": format!("reading the journey failed: {e}") })),
-            )
-                .into_response()
-        }
+    let rows = admin.app.store.journey(&id).await?;
+    if rows.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "nothing is stored about customer {id:?}"
+        )));
     }
+    Ok(axum::Json(journey::assemble(
+        &admin.app.catalog,
+        &id,
+        &rows,
+        &filter,
+    )))
 }

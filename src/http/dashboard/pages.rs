@@ -531,19 +531,8 @@ async fn render_preview<S: Store>(
             )
         }
     };
-    let wanted = q
-        .locale
-        .clone()
-        .filter(|l| !l.trim().is_empty())
-        .or_else(|| {
-            value
-                .pointer("/customer/locale")
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-        });
-    if let (Some(l), Some(obj)) = (&wanted, value.pointer_mut("/customer")) {
-        obj["locale"] = l.clone().into();
-    }
+    let asked = q.locale.as_deref().filter(|l| !l.trim().is_empty());
+    let wanted = data::preview_locale(&mut value, asked);
     let templates = d.templates.clone();
     tokio::task::spawn_blocking(move || templates.render(&id, wanted.as_deref(), &value))
         .await

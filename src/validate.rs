@@ -123,7 +123,8 @@ fn render_samples(catalog: &Catalog, tpl: &Templates) -> Diagnostics {
 fn check_conditions(catalog: &Catalog) -> Diagnostics {
     let mut diags = Diagnostics::default();
     let event = sample_event();
-    let ctx = Context::of_event(&event);
+    let mut ctx = Context::of_event(&event);
+    ctx.facts = crate::template::data::sample_facts();
     let b = ctx.bindings(Some(&event), event.occurred_at);
     for seq in catalog.sequences.values() {
         let mut conds: Vec<(&Condition, bool)> = Vec::new();

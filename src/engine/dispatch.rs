@@ -9,6 +9,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::customer::{Changes, CustomerState, NewEmail, Recorded};
+use super::facts::Facts;
 use super::journal::{Checked, Entry, NotEnrolled, What};
 use super::profile;
 use super::state::{Context, EmailJob, Enrollment, Mark, Waiting, correlates, enrollment_key};
@@ -233,7 +234,8 @@ fn live_event(
     state.profile = Some(profile);
     let mut out = Applied::default();
     // The stored customer, beside the parts the decisions change.
-    let customer = &state.profile.as_ref().expect("set above").customer;
+    let stored = state.profile.as_ref().expect("set above");
+    let (customer, facts) = (&stored.customer, &stored.ledger.facts);
     let mut c = Parts {
         enrollments: &mut state.enrollments,
         finished: &state.finished,
@@ -247,7 +249,7 @@ fn live_event(
         let Some(seq) = catalog.get(&c.enrollments[i].sequence) else {
             continue;
         };
-        know(&mut c.enrollments[i], customer);
+        know(&mut c.enrollments[i], customer, facts);
         let effects = advance(
             catalog,
             seq,
@@ -263,6 +265,7 @@ fn live_event(
         if let Some(cond) = &trigger.when {
             let b = Bindings {
                 customer,
+                facts: Some(facts),
                 order: event.order.as_ref(),
                 shipment: event.shipment.as_ref(),
                 review: event.review.as_ref(),
@@ -317,7 +320,7 @@ fn live_event(
                 }
             }
         }
-        let context = Context::new(event, customer);
+        let context = Context::new(event, customer, facts);
         let origin = Origin {
             id: &event.id,
             mark: Mark::of(event),
@@ -351,10 +354,13 @@ fn remember(catalog: &Catalog, state: &mut CustomerState, event: &Event) {
         .insert(at, Recorded::of(Arc::new(event.clone())));
 }
 
-/// Makes the enrollment's customer the stored one.
-fn know(e: &mut Enrollment, customer: &Customer) {
+/// Makes the enrollment's customer and facts the stored ones.
+fn know(e: &mut Enrollment, customer: &Customer, facts: &Facts) {
     if e.context.customer != *customer {
         Arc::make_mut(&mut e.context).customer = customer.clone();
+    }
+    if e.context.facts != *facts {
+        Arc::make_mut(&mut e.context).facts = facts.clone();
     }
 }
 
@@ -369,11 +375,14 @@ fn wake_one(
     // What the wake-up sends was due when the wait ended, however late the
     // scheduler gets to it (`stale_after` measures from there).
     let due = state.enrollments[idx].until().map_or(now, |w| w.min(now));
-    let customer = state.profile.as_ref().map(|p| p.customer.clone());
+    let stored = state
+        .profile
+        .as_ref()
+        .map(|p| (p.customer.clone(), p.ledger.facts.clone()));
     let mut c = Parts::of(state);
     if let Some(seq) = catalog.get(&c.enrollments[idx].sequence) {
-        if let Some(customer) = &customer {
-            know(&mut c.enrollments[idx], customer);
+        if let Some((customer, facts)) = &stored {
+            know(&mut c.enrollments[idx], customer, facts);
         }
         let effects = advance(catalog, seq, &mut c.enrollments[idx], Input::Wake, now);
         handle(catalog, &mut c, idx, effects, now, 0, &mut out);

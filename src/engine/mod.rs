@@ -5,6 +5,7 @@
 
 pub mod customer;
 pub mod dispatch;
+pub mod facts;
 pub mod journal;
 pub mod localtime;
 pub mod operator;

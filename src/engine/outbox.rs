@@ -316,6 +316,7 @@ pub fn render_context(row: &Queued, profile: Option<&Profile>) -> Context {
     let mut context = Context::clone(&row.context);
     if let Some(p) = profile {
         context.customer = p.customer.clone();
+        context.facts = p.ledger.facts.clone();
     }
     context
 }
@@ -466,6 +467,7 @@ mod tests {
             promo_unsubscribed: false,
             as_of: None,
             stopped: None,
+            ledger: Default::default(),
         };
         profile.customer.marketing_consent = Some(consent);
         let ctx = SendContext {

@@ -15,6 +15,7 @@ use std::fmt;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::facts::{self, Ledger};
 use crate::event::{BounceKind, Customer, EmailAddress, Event};
 
 /// Soft bounces that suppress an address when they fall within
@@ -53,6 +54,10 @@ pub struct Profile {
     /// are still taken in (see `engine::operator`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped: Option<Stopped>,
+    /// What the customer has done (orders, reviews, the last email): the
+    /// facts conditions and templates read (see `engine::facts`).
+    #[serde(default, skip_serializing_if = "Ledger::is_empty")]
+    pub ledger: Ledger,
 }
 
 /// An operator's stop of all of a customer's mail ([`Profile::stopped`]).
@@ -166,6 +171,7 @@ pub fn update(existing: Option<Profile>, event: &Event) -> Profile {
         promo_unsubscribed: false,
         as_of: None,
         stopped: None,
+        ledger: Ledger::default(),
     });
     let newer = fresh || p.as_of.is_none_or(|t| event.occurred_at >= t);
     let before = p.clone();
@@ -174,6 +180,8 @@ pub fn update(existing: Option<Profile>, event: &Event) -> Profile {
     } else {
         fill_in(&mut p.customer, &event.customer);
     }
+    // Facts count every event once, in whatever order they arrive.
+    facts::update(&mut p.ledger, event);
     match event.kind.as_str() {
         "customer.unsubscribed" => match UnsubscribeScope::of(event) {
             UnsubscribeScope::Promo => p.promo_unsubscribed = true,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::facts::Facts;
 use crate::event::{Customer, Event, Order, Review, Shipment};
 use crate::sequence::condition::Bindings;
 use crate::sequence::model::{Category, EnrollMode, Scope};
@@ -40,6 +41,10 @@ pub struct Context {
     pub shipment: Option<Shipment>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review: Option<Review>,
+    /// The customer's facts as the store knows them (`customer.orders_count`
+    /// and the rest): kept up to date like `customer`.
+    #[serde(default, skip_serializing_if = "Facts::is_empty")]
+    pub facts: Facts,
 }
 
 impl Context {
@@ -49,17 +54,19 @@ impl Context {
             order: e.order.clone(),
             shipment: e.shipment.clone(),
             review: e.review.clone(),
+            facts: Facts::default(),
         }
     }
 
     /// The context of an enrollment `e` starts, for the customer as the
     /// store knows them (`e` may leave out what earlier events said).
-    pub fn new(e: &Event, customer: &Customer) -> Self {
+    pub fn new(e: &Event, customer: &Customer, facts: &Facts) -> Self {
         Self {
             customer: customer.clone(),
             order: e.order.clone(),
             shipment: e.shipment.clone(),
             review: e.review.clone(),
+            facts: facts.clone(),
         }
     }
 
@@ -86,6 +93,7 @@ impl Context {
     pub fn bindings<'a>(&'a self, event: Option<&'a Event>, now: DateTime<Utc>) -> Bindings<'a> {
         Bindings {
             customer: &self.customer,
+            facts: Some(&self.facts),
             order: self.order.as_ref(),
             shipment: self.shipment.as_ref(),
             review: self.review.as_ref(),

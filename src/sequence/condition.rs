@@ -25,6 +25,7 @@ use cel::{Context, Env, Program, Value};
 use chrono::{DateTime, Datelike, TimeDelta, Utc};
 use rust_decimal::prelude::ToPrimitive;
 
+use crate::engine::facts::Facts;
 use crate::event::{Customer, Event, Item, Money, Order, Review, Shipment};
 
 /// The variables a condition may name.
@@ -161,6 +162,9 @@ fn days(n: i64) -> Result<Value, cel::ExecutionError> {
 #[derive(Debug, Clone, Copy)]
 pub struct Bindings<'a> {
     pub customer: &'a Customer,
+    /// The customer's facts (`customer.orders_count`, ...); `None` reads as
+    /// a customer with none yet.
+    pub facts: Option<&'a Facts>,
     pub order: Option<&'a Order>,
     pub shipment: Option<&'a Shipment>,
     pub review: Option<&'a Review>,
@@ -258,7 +262,7 @@ impl Condition {
         // variables the expression names.
         let [customer, order, shipment, review, event, now] = self.uses;
         if customer {
-            ctx.add_variable_as_val("customer", customer_value(b.customer));
+            ctx.add_variable_as_val("customer", customer_value(b.customer, b.facts));
         }
         if order {
             ctx.add_variable_as_val("order", b.order.map(order_value).unwrap_or_else(empty));
@@ -415,9 +419,14 @@ fn list_of_strings(v: &[String]) -> Dyn<'_> {
     ))
 }
 
-fn customer_value(c: &Customer) -> Dyn<'_> {
-    Obj::new()
-        .set("id", str_val(&c.id))
+fn customer_value<'a>(c: &'a Customer, facts: Option<&'a Facts>) -> Dyn<'a> {
+    let mut m = Obj::new();
+    if let Some(f) = facts {
+        with_facts(&mut m, f);
+    } else {
+        m.set("orders_count", int(0)).set("reviews_count", int(0));
+    }
+    m.set("id", str_val(&c.id))
         .set("email", str_val(c.email.as_str()))
         .opt("first_name", string(&c.first_name))
         .opt("locale", string(&c.locale))
@@ -429,6 +438,22 @@ fn customer_value(c: &Customer) -> Dyn<'_> {
         .set("tags", list_of_strings(&c.tags))
         .set("attributes", json_map(&c.attributes))
         .done()
+}
+
+/// The facts as fields of `customer`: counts are always there (0 for a new
+/// customer), times and amounts only once known, so `has(customer.last_order_at)`
+/// tells whether the customer ever ordered.
+fn with_facts<'a>(m: &mut Obj<'a>, f: &'a Facts) {
+    m.set("orders_count", int(f.orders_count.into()))
+        .set("reviews_count", int(f.reviews_count.into()))
+        .opt("first_order_at", f.first_order_at.map(timestamp))
+        .opt("last_order_at", f.last_order_at.map(timestamp))
+        .opt("last_order_id", string(&f.last_order_id))
+        .opt("total_spent", f.total_spent.map(money))
+        .opt("total_spent_currency", string(&f.total_spent_currency))
+        .opt("last_review_at", f.last_review_at.map(timestamp))
+        .opt("last_rating", f.last_rating.map(|r| int(r.into())))
+        .opt("last_email_at", f.last_email_at.map(timestamp));
 }
 
 fn item_value(i: &Item) -> Dyn<'_> {
@@ -485,7 +510,7 @@ fn event_value(e: &Event) -> Dyn<'_> {
         .set("id", str_val(&e.id))
         .set("type", str_val(&e.kind))
         .set("occurred_at", timestamp(e.occurred_at))
-        .set("customer", customer_value(&e.customer))
+        .set("customer", customer_value(&e.customer, None))
         .opt("order", e.order.as_ref().map(order_value))
         .opt("shipment", e.shipment.as_ref().map(shipment_value))
         .opt("review", e.review.as_ref().map(review_value))
@@ -511,6 +536,7 @@ mod tests {
         let e = event();
         let b = Bindings {
             customer: &e.customer,
+            facts: None,
             order: e.order.as_ref(),
             shipment: None,
             review: None,
@@ -544,6 +570,7 @@ mod tests {
         let e = event();
         let b = Bindings {
             customer: &e.customer,
+            facts: None,
             order: e.order.as_ref(),
             shipment: None,
             review: None,
@@ -570,6 +597,7 @@ mod tests {
         let e = event();
         let b = Bindings {
             customer: &e.customer,
+            facts: None,
             order: e.order.as_ref(),
             shipment: None,
             review: None,

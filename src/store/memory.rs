@@ -233,6 +233,7 @@ fn nobodys(to: &str) -> Arc<Context> {
         order: None,
         shipment: None,
         review: None,
+        facts: Default::default(),
     })
 }
 

@@ -4,6 +4,7 @@
 
 use serde_json::{Value, json};
 
+use crate::engine::facts::Facts;
 use crate::engine::state::Context;
 use crate::event::Event;
 use crate::sequence::model::Policies;
@@ -17,6 +18,7 @@ pub struct Origin<'a> {
 
 pub fn build(ctx: &Context, policies: &Policies, origin: Origin) -> Value {
     let c = &ctx.customer;
+    let f = &ctx.facts;
     let customer = json!({
         "id": c.id,
         "email": c.email.as_str(),
@@ -26,6 +28,16 @@ pub fn build(ctx: &Context, policies: &Policies, origin: Origin) -> Value {
         "marketing_consent": c.marketing_consent.unwrap_or(false),
         "tags": c.tags,
         "attributes": c.attributes,
+        "orders_count": f.orders_count,
+        "first_order_at": f.first_order_at,
+        "last_order_at": f.last_order_at,
+        "last_order_id": f.last_order_id,
+        "total_spent": f.total_spent,
+        "total_spent_currency": f.total_spent_currency,
+        "reviews_count": f.reviews_count,
+        "last_review_at": f.last_review_at,
+        "last_rating": f.last_rating,
+        "last_email_at": f.last_email_at,
     });
     let order = match &ctx.order {
         Some(o) => json!({
@@ -94,7 +106,8 @@ const SAMPLE: &str = r#"{
 /// Sample data for template `id`: the built-in sample, with the template's
 /// own `sample.json` merged over it (objects merge key by key).
 pub fn sample_data(policies: &Policies, id: &str, own: Option<&Value>) -> Value {
-    let ctx = Context::of_event(&sample_event());
+    let mut ctx = Context::of_event(&sample_event());
+    ctx.facts = sample_facts();
     let mut data = build(
         &ctx,
         policies,
@@ -108,6 +121,25 @@ pub fn sample_data(policies: &Policies, id: &str, own: Option<&Value>) -> Value 
         merge(&mut data, own);
     }
     data
+}
+
+/// The customer facts of the built-in sample: every one known, as for a
+/// customer with a few orders and a review behind them.
+pub fn sample_facts() -> Facts {
+    let at = |s: &str| s.parse().ok();
+    Facts {
+        orders_count: 3,
+        first_order_at: at("2025-11-18T09:12:00Z"),
+        last_order_at: at("2026-11-18T09:12:00Z"),
+        last_order_id: Some("o_sample".into()),
+        total_spent: "389.70".parse().ok().map(crate::event::Money),
+        total_spent_currency: Some("EUR".into()),
+        spent_by_currency: Default::default(),
+        reviews_count: 1,
+        last_review_at: at("2026-06-02T18:30:00Z"),
+        last_rating: Some(5),
+        last_email_at: at("2026-11-19T10:00:00Z"),
+    }
 }
 
 pub fn merge(base: &mut Value, over: &Value) {

@@ -564,7 +564,11 @@ impl Related {
         let mut events = BTreeSet::new();
         for id in &sequences {
             let Some(s) = catalog.get(id) else { continue };
-            events.extend(s.trigger.iter().map(|t| t.event.clone()));
+            events.extend(
+                s.trigger
+                    .iter()
+                    .filter_map(|t| t.event().map(str::to_string)),
+            );
             events.extend(s.exit_when.iter().map(|r| r.event.clone()));
             for i in &s.plan.instrs {
                 if let Op::WaitFor { event, .. } = &i.op {
@@ -969,11 +973,11 @@ fn sequence_reasons(
     if !stopped.is_empty() {
         return;
     }
-    if let Some(t) = &seq.trigger {
+    if let Some(t) = seq.trigger.as_ref().and_then(|t| t.event()) {
         let came = rows
             .events
             .iter()
-            .any(|e| e.event.kind == t.event && of_order(e.event.order_id()));
+            .any(|e| e.event.kind == t && of_order(e.event.order_id()));
         let for_order = order.map(|o| format!(" for order {o}")).unwrap_or_default();
         let dead = if rows.dead_letters.is_empty() {
             String::new()
@@ -989,12 +993,12 @@ fn sequence_reasons(
                 format!(
                     "not enrolled in {}: its trigger {} came{for_order}, but no decision is recorded \
                      (before the journal was kept?)",
-                    seq.id, t.event
+                    seq.id, t
                 )
             } else {
                 format!(
                     "not enrolled in {}: no {} event was received{for_order}{dead}",
-                    seq.id, t.event
+                    seq.id, t
                 )
             },
             ..base.clone()

@@ -246,6 +246,17 @@ pub async fn serve<S: Store>(
         }
     }
     if roles.contains(&Role::Schedule) {
+        // Schedule triggers' sweeps: one instance at a time, by a lease.
+        tasks.spawn(
+            crate::schedule::sweep::run(
+                store.clone(),
+                loaded.catalog.clone(),
+                instance.id().to_string(),
+                clock.clone(),
+                stop.clone(),
+            )
+            .map(Ok),
+        );
         // Retention rides with the scheduler: one lease, so one instance at a time.
         match retention {
             Some(keep) => {

@@ -63,6 +63,11 @@ pub enum Until {
 
 pub const MAX_HORIZON_DAYS: i64 = 3650;
 
+/// How far past the last event [`Until::Drained`] runs when sequences are
+/// time-driven (date or schedule triggers, which never drain): a year and
+/// a bit, so every anniversary and schedule shows once.
+pub const CALENDAR_HORIZON_DAYS: i64 = 400;
+
 /// Where a simulation's results go, as they happen. Emails arrive in the
 /// documented order: time, then customer id, sequence, step.
 pub trait Sink {
@@ -397,6 +402,13 @@ impl<T: Transport> Driver<'_, T> {
             }
             self.clock.set(now);
             last = Some(now);
+            if !self.catalog.scheduled.is_empty() {
+                // The first sweep records the schedules' past firings as done.
+                let swept = schedule::sweep::sweep(&self.store, self.catalog, now).await?;
+                for n in swept.notes {
+                    self.sink.note(now, n);
+                }
+            }
             let r = ingest::ingest_batch(
                 &self.store,
                 self.catalog,
@@ -414,8 +426,12 @@ impl<T: Transport> Driver<'_, T> {
         let horizon = match until {
             Until::At(t) => t,
             Until::Drained => {
-                last.unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
-                    + chrono::Duration::days(MAX_HORIZON_DAYS)
+                let days = if self.catalog.timed.is_empty() && self.catalog.scheduled.is_empty() {
+                    MAX_HORIZON_DAYS
+                } else {
+                    CALENDAR_HORIZON_DAYS
+                };
+                last.unwrap_or(DateTime::<Utc>::UNIX_EPOCH) + chrono::Duration::days(days)
             }
         };
         self.run_until(horizon).await?;
@@ -430,6 +446,7 @@ impl<T: Transport> Driver<'_, T> {
             let next = [
                 self.store.next_wake().await?,
                 self.store.next_outbox().await?,
+                schedule::sweep::next_sweep(&self.store, self.catalog).await?,
             ]
             .into_iter()
             .flatten()
@@ -442,6 +459,10 @@ impl<T: Transport> Driver<'_, T> {
                 self.flush();
             }
             self.clock.set(now);
+            let swept = schedule::sweep::sweep(&self.store, self.catalog, now).await?;
+            for n in swept.notes {
+                self.sink.note(now, n);
+            }
             loop {
                 let woken = schedule::tick(&self.store, self.catalog, now).await?;
                 for n in woken.notes {

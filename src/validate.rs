@@ -128,7 +128,7 @@ fn check_conditions(catalog: &Catalog) -> Diagnostics {
     let b = ctx.bindings(Some(&event), event.occurred_at);
     for seq in catalog.sequences.values() {
         let mut conds: Vec<(&Condition, bool)> = Vec::new();
-        if let Some(w) = seq.trigger.as_ref().and_then(|t| t.when.as_ref()) {
+        if let Some(w) = seq.trigger.as_ref().and_then(|t| t.when()) {
             conds.push((w, false));
         }
         for r in &seq.exit_when {

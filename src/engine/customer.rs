@@ -33,6 +33,27 @@ pub struct CustomerState {
     ///
     /// [`Catalog::looked_back`]: crate::sequence::model::Catalog::looked_back
     pub recent: Vec<Recorded>,
+    /// The customer's date-trigger timers, one per dated sequence at most.
+    pub timers: Vec<Timer>,
+}
+
+/// When a date trigger fires next for one customer (see
+/// `engine::calendar`): the scheduler wakes the customer then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timer {
+    pub customer_id: String,
+    pub sequence: String,
+    pub fire_at: DateTime<Utc>,
+    /// The occurrence it fires for (`date:2027`): the enrollment's origin.
+    pub occurrence: String,
+}
+
+/// A timer to set (or, with `timer: None`, to drop) for `sequence`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimerWrite {
+    pub customer_id: String,
+    pub sequence: String,
+    pub timer: Option<Timer>,
 }
 
 /// A recorded event as the look-back holds it: what picks the candidates
@@ -123,6 +144,8 @@ pub struct Changes {
     /// What was decided and why, for `aftercare explain` (written with the
     /// rest).
     pub journal: Vec<Entry>,
+    /// Date-trigger timers to set or drop, in order.
+    pub timers: Vec<TimerWrite>,
 }
 
 impl Changes {
@@ -138,6 +161,7 @@ impl Changes {
         }
         self.notes.extend(later.notes);
         self.journal.extend(later.journal);
+        self.timers.extend(later.timers);
     }
 }
 

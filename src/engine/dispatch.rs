@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::customer::{Changes, CustomerState, NewEmail, Recorded};
+use super::calendar;
+use super::customer::{Changes, CustomerState, NewEmail, Recorded, Timer, TimerWrite};
 use super::facts::Facts;
 use super::journal::{Checked, Entry, NotEnrolled, What};
 use super::profile;
@@ -16,7 +17,7 @@ use super::state::{Context, EmailJob, Enrollment, Mark, Waiting, correlates, enr
 use super::{Effect, Input, advance, begin, holds};
 use crate::event::{Customer, Event};
 use crate::sequence::condition::Bindings;
-use crate::sequence::model::Catalog;
+use crate::sequence::model::{Catalog, Trigger};
 
 /// `start` chains deeper than this are cut, so that two `every_event`
 /// sequences starting each other cannot loop.
@@ -262,7 +263,7 @@ fn live_event(
     for id in catalog.triggers.get(&event.kind).into_iter().flatten() {
         let seq = &catalog.sequences[id];
         let trigger = seq.trigger.as_ref().expect("indexed by trigger");
-        if let Some(cond) = &trigger.when {
+        if let Some(cond) = trigger.when() {
             let b = Bindings {
                 customer,
                 facts: Some(facts),
@@ -332,7 +333,9 @@ fn live_event(
     // An event that repeats what is known (and starts and sends nothing)
     // writes nothing.
     let changed = before.as_ref() != state.profile.as_ref();
+    let timers = plan_timers(catalog, state, now);
     let mut changes = out.into_changes(state);
+    changes.timers = timers;
     if changed {
         changes.profile = state.profile.clone();
     }
@@ -761,4 +764,276 @@ fn recorded_exit(
         }
     }
     None
+}
+
+/// Sets the customer's timers to the next firing of each timed sequence
+/// (date triggers, and schedules in the customer's own time zone), as the
+/// profile now says; returns what changed. A timer that is due and has not
+/// fired yet (the scheduler behind) keeps its occurrence.
+pub fn plan_timers(
+    catalog: &Catalog,
+    state: &mut CustomerState,
+    now: DateTime<Utc>,
+) -> Vec<TimerWrite> {
+    let mut writes = Vec::new();
+    if catalog.timed.is_empty() && state.timers.is_empty() {
+        return writes;
+    }
+    let Some(customer_id) = state
+        .profile
+        .as_ref()
+        .map(|p| p.customer.id.clone())
+        .or_else(|| state.timers.first().map(|t| t.customer_id.clone()))
+    else {
+        return writes;
+    };
+    let mut kept = Vec::with_capacity(catalog.timed.len());
+    for id in &catalog.timed {
+        let existing = state.timers.iter().find(|t| &t.sequence == id);
+        let from = existing.map_or(now, |e| e.fire_at.min(now));
+        let wanted = next_timer(catalog, state, id, from);
+        if wanted.as_ref() != existing {
+            writes.push(TimerWrite {
+                customer_id: customer_id.clone(),
+                sequence: id.clone(),
+                timer: wanted.clone(),
+            });
+        }
+        kept.extend(wanted);
+    }
+    // Timers of sequences that are gone or no longer timed.
+    for t in &state.timers {
+        if !catalog.timed.contains(&t.sequence) {
+            writes.push(TimerWrite {
+                customer_id: customer_id.clone(),
+                sequence: t.sequence.clone(),
+                timer: None,
+            });
+        }
+    }
+    state.timers = kept;
+    writes
+}
+
+/// The customer's next firing of the timed `sequence` at or after `from`.
+fn next_timer(
+    catalog: &Catalog,
+    state: &CustomerState,
+    sequence: &str,
+    from: DateTime<Utc>,
+) -> Option<Timer> {
+    let profile = state.profile.as_ref()?;
+    let tz = calendar::zone_of(&profile.customer, catalog.policies.default_timezone);
+    let (fire_at, occurrence) = match catalog.get(sequence)?.trigger.as_ref()? {
+        Trigger::Date(t) => {
+            let f = calendar::next_date_firing(t, profile, tz, from)?;
+            (f.at, f.occurrence)
+        }
+        Trigger::Schedule(t) => {
+            let at = calendar::next_cron(&t.cron, tz, from - chrono::TimeDelta::seconds(1))?;
+            (at, calendar::schedule_origin(at))
+        }
+        Trigger::Event { .. } => return None,
+    };
+    Some(Timer {
+        customer_id: profile.customer.id.clone(),
+        sequence: sequence.to_string(),
+        fire_at,
+        occurrence,
+    })
+}
+
+/// Fires the customer's timer for the timed `sequence` if it is due at
+/// `now`: enrolls the customer for that occurrence (once: the occurrence
+/// is in the enrollment key) when the trigger's `when` holds, and sets the
+/// timer to the next occurrence.
+pub fn apply_timer(
+    catalog: &Catalog,
+    state: &mut CustomerState,
+    sequence: &str,
+    now: DateTime<Utc>,
+) -> Changes {
+    let mut changes = catch_up(catalog, state, now);
+    let Some(timer) = state
+        .timers
+        .iter()
+        .find(|t| t.sequence == sequence && t.fire_at <= now)
+        .cloned()
+    else {
+        // Not due as the customer's state has it: set it as the state says,
+        // so that a stored timer never stays due.
+        changes.timers.extend(plan_timers(catalog, state, now));
+        if let Some(p) = &state.profile
+            && !changes.timers.iter().any(|t| t.sequence == sequence)
+        {
+            changes.timers.push(TimerWrite {
+                customer_id: p.customer.id.clone(),
+                sequence: sequence.to_string(),
+                timer: state
+                    .timers
+                    .iter()
+                    .find(|t| t.sequence == sequence)
+                    .cloned(),
+            });
+        }
+        return changes;
+    };
+    let mut out = Applied::default();
+    if let (Some(seq), Some(profile)) = (catalog.get(sequence), state.profile.clone()) {
+        let origin = Origin {
+            id: &timer.occurrence,
+            mark: Mark {
+                at: timer.fire_at,
+                id: timer.occurrence.clone(),
+            },
+            by_event: false,
+        };
+        // A schedule's enrollment starts with the customer's last order
+        // (`once_per_order`: once per lapse); a date's with none.
+        let order = match seq.trigger {
+            Some(Trigger::Schedule(_)) => calendar::last_order(&profile),
+            _ => None,
+        };
+        fire(catalog, state, seq, &profile, order, origin, now, &mut out);
+    }
+    // The next occurrence, strictly after this one (and after now: a
+    // scheduler far behind fires a missed occurrence once, not each).
+    state.timers.retain(|t| t.sequence != sequence);
+    let after = (timer.fire_at + chrono::TimeDelta::seconds(1)).max(now);
+    let next = next_timer(catalog, state, sequence, after);
+    state.timers.extend(next.clone());
+    let mut fired = out.into_changes(state);
+    fired.timers.push(TimerWrite {
+        customer_id: timer.customer_id.clone(),
+        sequence: sequence.to_string(),
+        timer: next,
+    });
+    changes.merge(fired);
+    changes
+}
+
+/// One schedule firing for one customer: enrolls them in `sequence` when
+/// its `when` holds (once per firing at most: the firing is the origin).
+pub fn apply_schedule(
+    catalog: &Catalog,
+    state: &mut CustomerState,
+    sequence: &str,
+    firing: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Changes {
+    let mut changes = catch_up(catalog, state, now);
+    let (Some(seq), Some(profile)) = (catalog.get(sequence), state.profile.clone()) else {
+        return changes;
+    };
+    let id = calendar::schedule_origin(firing);
+    let origin = Origin {
+        id: &id,
+        mark: Mark {
+            at: firing,
+            id: id.clone(),
+        },
+        by_event: false,
+    };
+    let mut out = Applied::default();
+    let order = calendar::last_order(&profile);
+    fire(catalog, state, seq, &profile, order, origin, now, &mut out);
+    changes.merge(out.into_changes(state));
+    changes
+}
+
+/// Whether a time-driven trigger's `when` holds for the customer at `now`
+/// (no `when`: yes). A scheduled sweep asks first, without the customer's
+/// lock, and only locks those for whom it holds.
+pub fn time_trigger_holds(
+    seq: &crate::sequence::model::Sequence,
+    profile: &profile::Profile,
+    now: DateTime<Utc>,
+) -> Result<bool, String> {
+    let Some(cond) = seq.trigger.as_ref().and_then(|t| t.when()) else {
+        return Ok(true);
+    };
+    let order = calendar::last_order(profile);
+    cond.eval_bool(&Bindings {
+        customer: &profile.customer,
+        facts: Some(&profile.ledger.facts),
+        order: order.as_ref(),
+        shipment: None,
+        review: None,
+        event: None,
+        now,
+    })
+}
+
+/// Enrolls the customer in the time-triggered `seq` if its `when` holds,
+/// with the journal's account either way.
+#[allow(clippy::too_many_arguments)]
+fn fire(
+    catalog: &Catalog,
+    state: &mut CustomerState,
+    seq: &crate::sequence::model::Sequence,
+    profile: &profile::Profile,
+    order: Option<crate::event::Order>,
+    origin: Origin,
+    now: DateTime<Utc>,
+    out: &mut Applied,
+) {
+    let result = time_trigger_holds(seq, profile, now);
+    if result != Ok(true) {
+        let cond = seq
+            .trigger
+            .as_ref()
+            .and_then(|t| t.when())
+            .expect("a when that did not hold");
+        let why = match &result {
+            Ok(_) => NotEnrolled::TriggerFalse,
+            Err(_) => NotEnrolled::TriggerFailed,
+        };
+        let message = match &result {
+            Ok(v) => format!(
+                "trigger condition `{}` was {v} ({})",
+                cond.source, origin.id
+            ),
+            Err(e) => format!(
+                "trigger condition `{}` failed ({}): {e}",
+                cond.source, origin.id
+            ),
+        };
+        if let Err(e) = &result {
+            out.notes.push(Note {
+                enrollment_key: String::new(),
+                sequence: seq.id.clone(),
+                message: format!(
+                    "trigger condition `{}` failed, not enrolled: {e}",
+                    cond.source
+                ),
+            });
+        }
+        // Only a firing's own account: a schedule asks every customer, and
+        // a journal entry for each "no" would fill the journal.
+        if matches!(seq.trigger, Some(Trigger::Date(_))) || result.is_err() {
+            out.journal.push(Entry {
+                customer_id: profile.customer.id.clone(),
+                at: now,
+                enrollment_key: None,
+                sequence: Some(seq.id.clone()),
+                step: None,
+                what: What::NotEnrolled {
+                    why,
+                    event_id: None,
+                    condition: Some(Checked::of(&cond.source, &result)),
+                    message,
+                },
+            });
+        }
+        return;
+    }
+    let context = Context {
+        customer: profile.customer.clone(),
+        order,
+        shipment: None,
+        review: None,
+        facts: profile.ledger.facts.clone(),
+    };
+    let mut c = Parts::of(state);
+    enroll(catalog, &mut c, &seq.id, context, origin, now, 0, out);
 }

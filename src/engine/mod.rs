@@ -3,6 +3,7 @@
 //! should happen. No clock, no database, no network: `run`, `simulate` and the
 //! tests drive the same code with different clocks and stores.
 
+pub mod calendar;
 pub mod customer;
 pub mod dispatch;
 pub mod facts;

@@ -27,9 +27,13 @@ use crate::sequence::model::{Catalog, StepKind};
 use crate::store::Refused;
 
 /// Types the service reads whatever the sequences say: they update the
-/// customer's profile (consent, unsubscription, suppression), or erase the
-/// customer.
+/// customer's profile (consent, unsubscription, suppression, the facts of
+/// orders and reviews), or erase the customer.
 pub const SERVICE_READS: &[&str] = &[
+    "order.placed",
+    "order.cancelled",
+    "order.refunded",
+    "review.submitted",
     "customer.updated",
     "customer.unsubscribed",
     "customer.erased",
@@ -65,8 +69,8 @@ impl Listeners {
     pub fn of(catalog: &Catalog) -> Self {
         let mut listened: BTreeSet<String> = SERVICE_READS.iter().map(|t| t.to_string()).collect();
         for seq in catalog.sequences.values() {
-            if let Some(t) = &seq.trigger {
-                listened.insert(t.event.clone());
+            if let Some(event) = seq.trigger.as_ref().and_then(|t| t.event()) {
+                listened.insert(event.to_string());
             }
             for rule in &seq.exit_when {
                 listened.insert(rule.event.clone());

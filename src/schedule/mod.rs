@@ -3,6 +3,8 @@
 //! batch is claimed and woken in one transaction, so the work of a crashed
 //! instance is due again as soon as its connection is gone.
 
+pub mod sweep;
+
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,12 +48,13 @@ pub async fn wake<S: Store>(
     let mut tx = store.begin().await?;
     let Due {
         claims,
+        timers,
         customers: mut states,
     } = tx
         .claim_due(now, limit, &LookBack::of(catalog, now))
         .await?;
     let mut woken = Woken::default();
-    if claims.is_empty() {
+    if claims.is_empty() && timers.is_empty() {
         return Ok(woken);
     }
     crate::store::widen_for_history(&mut tx, catalog, &mut states, &HashSet::new()).await?;
@@ -78,6 +81,18 @@ pub async fn wake<S: Store>(
         woken.notes.append(&mut changes.notes);
         let idxs = writes.absorb(changes);
         changed.entry(&claim.customer_id).or_default().extend(idxs);
+    }
+    // Date triggers and schedules in the customer's own time zone.
+    for (customer, sequence) in &timers {
+        let state = states.get_mut(customer).expect("loaded with the claim");
+        woken.ran += 1;
+        let mut changes = dispatch::apply_timer(catalog, state, sequence, now);
+        for n in &changes.notes {
+            tracing::info!(sequence = %n.sequence, enrollment = %n.enrollment_key, "{}", n.message);
+        }
+        woken.notes.append(&mut changes.notes);
+        let idxs = writes.absorb(changes);
+        changed.entry(customer).or_default().extend(idxs);
     }
     for (customer, idx) in &changed {
         let state = states.remove(*customer).expect("loaded with the claim");

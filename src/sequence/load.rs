@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use super::model::*;
 use super::plan::Plan;
 use super::steps;
-use super::yaml::{self, Node, Reader};
+use super::yaml::{self, Node, Reader, Value};
 use crate::diagnostic::{Diagnostic, Diagnostics};
 
 pub use super::policies::parse_policies;
@@ -173,6 +173,8 @@ fn sequence(r: &mut Reader, root: &Node, file: &Path, text: &str) -> Option<Sequ
     };
     let trigger = f.take("trigger").and_then(|n| trigger(r, n));
     let enroll = match f.take("enroll") {
+        // A date trigger fires once per occurrence (each anniversary).
+        None if matches!(trigger, Some(Trigger::Date(_))) => Some(EnrollMode::EveryEvent),
         None => Some(EnrollMode::OncePerOrder),
         Some(n) => match r.string(n, "enroll").as_deref() {
             Some("once_per_order") => Some(EnrollMode::OncePerOrder),
@@ -226,21 +228,173 @@ fn sequence(r: &mut Reader, root: &Node, file: &Path, text: &str) -> Option<Sequ
     })
 }
 
+/// The keys a trigger of each kind takes, for the messages.
+const EVENT_TRIGGER_KEYS: &[&str] = &["event", "when"];
+const DATE_TRIGGER_KEYS: &[&str] = &["date", "offset", "repeat", "at", "when"];
+const SCHEDULE_TRIGGER_KEYS: &[&str] = &["schedule", "timezone", "when"];
+
 fn trigger(r: &mut Reader, n: &Node) -> Option<Trigger> {
     let mut f = r.map(n, "trigger")?;
-    let event = match f.take("event") {
-        Some(e) => r.event_type(e, "trigger.event"),
-        None => {
-            r.error(n, "trigger: missing `event`");
+    let kinds: Vec<&str> = ["event", "date", "schedule"]
+        .into_iter()
+        .filter(|k| f.has(k))
+        .collect();
+    match kinds.as_slice() {
+        ["event"] => {
+            let event = f
+                .take("event")
+                .and_then(|e| r.event_type(e, "trigger.event"));
+            let when = f.take("when").and_then(|w| r.condition(w, "trigger.when"));
+            r.finish(f, "trigger", EVENT_TRIGGER_KEYS);
+            Some(Trigger::Event {
+                event: event?,
+                when,
+            })
+        }
+        ["date"] => date_trigger(r, f),
+        [_] => schedule_trigger(r, f),
+        [] => {
+            r.error(
+                n,
+                "trigger: needs one of `event` (e.g. {event: order.placed}), `date` \
+                 (e.g. {date: customer.first_order_at, repeat: yearly}) or `schedule` \
+                 (e.g. {schedule: \"0 9 * * *\"})",
+            );
             None
         }
+        [a, b, ..] => {
+            r.error(
+                n,
+                format!("trigger: has both `{a}` and `{b}`; a sequence has one trigger"),
+            );
+            None
+        }
+    }
+}
+
+fn date_trigger(r: &mut Reader, mut f: yaml::Fields) -> Option<Trigger> {
+    let date = f.take("date").and_then(|d| date_source(r, d));
+    let offset = f
+        .take("offset")
+        .and_then(|o| signed_duration(r, o, "trigger.offset"));
+    let repeat = match f.take("repeat") {
+        None => Some(Repeat::Yearly),
+        Some(n) => match r.string(n, "trigger.repeat").as_deref() {
+            Some("yearly") => Some(Repeat::Yearly),
+            Some("once") => Some(Repeat::Once),
+            Some(other) => {
+                r.error(
+                    n,
+                    format!("trigger.repeat: `{other}` is not one of yearly, once"),
+                );
+                None
+            }
+            None => None,
+        },
+    };
+    let at = f.take("at").and_then(|a| r.time_of_day(a, "trigger.at"));
+    let when = f.take("when").and_then(|w| r.condition(w, "trigger.when"));
+    r.finish(f, "trigger", DATE_TRIGGER_KEYS);
+    Some(Trigger::Date(DateTrigger {
+        date: date?,
+        offset,
+        repeat: repeat?,
+        at,
+        when,
+    }))
+}
+
+/// `customer.first_order_at`, `customer.last_order_at`,
+/// `customer.last_review_at` or `customer.attributes.<name>`.
+fn date_source(r: &mut Reader, n: &Node) -> Option<DateSource> {
+    let text = r.string(n, "trigger.date")?;
+    let name = text.trim();
+    if let Some(attr) = name.strip_prefix("customer.attributes.")
+        && !attr.is_empty()
+    {
+        return Some(DateSource::Attribute(attr.to_string()));
+    }
+    let fact = name.strip_prefix("customer.").unwrap_or(name);
+    if let Some((_, f)) = DateFact::ALL.iter().find(|(n, _)| *n == fact) {
+        return Some(DateSource::Fact(*f));
+    }
+    let known: Vec<String> = DateFact::ALL
+        .iter()
+        .map(|(n, _)| format!("customer.{n}"))
+        .collect();
+    r.error(
+        n,
+        format!(
+            "trigger.date: `{name}` is not a date aftercare keeps; use one of {} \
+             or customer.attributes.<name> (a date such as \"1990-05-20\")",
+            known.join(", ")
+        ),
+    );
+    None
+}
+
+/// A duration that may be negative: `-7d`, `12h`.
+fn signed_duration(r: &mut Reader, n: &Node, what: &str) -> Option<chrono::TimeDelta> {
+    let text = match &n.value {
+        Value::Str(s) => s.clone(),
+        Value::Int(i) => i.to_string(),
+        _ => {
+            r.error(n, format!("{what}: expected a duration such as -7d or 2d"));
+            return None;
+        }
+    };
+    let (negative, body) = match text.trim().strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.trim()),
+    };
+    match super::duration::parse(body) {
+        Ok(d) if negative => Some(-d),
+        Ok(d) => Some(d),
+        Err(e) => {
+            r.error(n, format!("{what}: {e}"));
+            None
+        }
+    }
+}
+
+fn schedule_trigger(r: &mut Reader, mut f: yaml::Fields) -> Option<Trigger> {
+    let cron = f.take("schedule").and_then(|c| {
+        let source = r.string(c, "trigger.schedule")?;
+        match super::cron::parse(&source) {
+            Ok(s) => Some((source, s)),
+            Err(e) => {
+                r.error(c, format!("trigger.schedule: {e}"));
+                None
+            }
+        }
+    });
+    let per_customer_zone = match f.take("timezone") {
+        None => Some(false),
+        Some(n) => match r.string(n, "trigger.timezone").as_deref() {
+            Some("customer") => Some(true),
+            Some("default") => Some(false),
+            Some(other) => {
+                r.error(
+                    n,
+                    format!(
+                        "trigger.timezone: `{other}` is not one of customer (each customer's \
+                         own time zone) or default (the policies' default_timezone)"
+                    ),
+                );
+                None
+            }
+            None => None,
+        },
     };
     let when = f.take("when").and_then(|w| r.condition(w, "trigger.when"));
-    r.finish(f, "trigger", &["event", "when"]);
-    Some(Trigger {
-        event: event?,
+    r.finish(f, "trigger", SCHEDULE_TRIGGER_KEYS);
+    let (source, cron) = cron?;
+    Some(Trigger::Schedule(ScheduleTrigger {
+        source,
+        cron,
+        per_customer_zone: per_customer_zone?,
         when,
-    })
+    }))
 }
 
 fn exit_rule(r: &mut Reader, n: &Node) -> Option<ExitRule> {

@@ -6,6 +6,7 @@
 //! `model` is what they build, `plan` the steps laid out flat for the engine.
 
 pub mod condition;
+pub mod cron;
 pub mod duration;
 pub mod load;
 pub mod loops;

@@ -58,9 +58,93 @@ pub enum Scope {
     Customer,
 }
 
+/// What enrolls a customer: an event, a date among the customer's facts,
+/// or a schedule.
 #[derive(Debug, Clone)]
-pub struct Trigger {
-    pub event: String,
+pub enum Trigger {
+    Event {
+        event: String,
+        when: Option<Condition>,
+    },
+    Date(DateTrigger),
+    Schedule(ScheduleTrigger),
+}
+
+impl Trigger {
+    /// The event type an event trigger waits for.
+    pub fn event(&self) -> Option<&str> {
+        match self {
+            Trigger::Event { event, .. } => Some(event),
+            _ => None,
+        }
+    }
+
+    pub fn when(&self) -> Option<&Condition> {
+        match self {
+            Trigger::Event { when, .. } => when.as_ref(),
+            Trigger::Date(d) => d.when.as_ref(),
+            Trigger::Schedule(s) => s.when.as_ref(),
+        }
+    }
+}
+
+/// `trigger: {date: customer.first_order_at, offset: -7d, repeat: yearly,
+/// at: "10:00", when: ...}`: fires on a date the customer's facts or
+/// attributes hold (see `engine::calendar`).
+#[derive(Debug, Clone)]
+pub struct DateTrigger {
+    pub date: DateSource,
+    /// Added to each occurrence (negative: before it); days count in the
+    /// customer's calendar.
+    pub offset: Option<TimeDelta>,
+    pub repeat: Repeat,
+    /// The local time of day it fires at; else the date's own time of day
+    /// (midnight for a plain date).
+    pub at: Option<NaiveTime>,
+    pub when: Option<Condition>,
+}
+
+/// Where a date trigger's date comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DateSource {
+    /// A timestamp fact: `customer.first_order_at` and the like, by name.
+    Fact(DateFact),
+    /// `customer.attributes.<name>`: a date (`"1990-05-20"`) or an RFC 3339
+    /// timestamp the shop sends.
+    Attribute(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DateFact {
+    FirstOrderAt,
+    LastOrderAt,
+    LastReviewAt,
+}
+
+impl DateFact {
+    pub const ALL: [(&'static str, DateFact); 3] = [
+        ("first_order_at", DateFact::FirstOrderAt),
+        ("last_order_at", DateFact::LastOrderAt),
+        ("last_review_at", DateFact::LastReviewAt),
+    ];
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Repeat {
+    Yearly,
+    Once,
+}
+
+/// `trigger: {schedule: "0 9 * * *", timezone: customer, when: ...}`: a sweep
+/// over every customer at each time the cron expression names.
+#[derive(Debug, Clone)]
+pub struct ScheduleTrigger {
+    /// As written (5 fields).
+    pub source: String,
+    pub cron: cron::Schedule,
+    /// The cron's times are in each customer's time zone (else the
+    /// policies' `default_timezone`).
+    pub per_customer_zone: bool,
     pub when: Option<Condition>,
 }
 
@@ -323,6 +407,14 @@ pub struct Catalog {
     pub policies: Policies,
     /// Sequence ids by the event type that triggers them.
     pub triggers: HashMap<String, Vec<String>>,
+    /// Sequence ids with a date trigger: each customer has a timer for each.
+    pub dated: Vec<String>,
+    /// Sequence ids with a schedule trigger in the default time zone: swept
+    /// over all customers at each firing.
+    pub scheduled: Vec<String>,
+    /// Sequence ids that keep a timer per customer: the dated ones, and
+    /// schedules in each customer's own time zone.
+    pub timed: Vec<String>,
     /// Event types an enrollment may look back for when it starts or starts
     /// waiting (each `wait_for` and `exit_when` event): the ingest and the
     /// scheduler load a customer's recent events of these types, so that an
@@ -333,14 +425,27 @@ pub struct Catalog {
 impl Catalog {
     pub fn new(sequences: Vec<Sequence>, policies: Policies) -> Self {
         let mut triggers: HashMap<String, Vec<String>> = HashMap::new();
+        let mut dated = Vec::new();
+        let mut scheduled = Vec::new();
+        let mut timed = Vec::new();
         for s in &sequences {
-            if let Some(t) = &s.trigger {
-                triggers
-                    .entry(t.event.clone())
+            match &s.trigger {
+                Some(Trigger::Event { event, .. }) => triggers
+                    .entry(event.clone())
                     .or_default()
-                    .push(s.id.clone());
+                    .push(s.id.clone()),
+                Some(Trigger::Date(_)) => {
+                    dated.push(s.id.clone());
+                    timed.push(s.id.clone());
+                }
+                Some(Trigger::Schedule(t)) if t.per_customer_zone => timed.push(s.id.clone()),
+                Some(Trigger::Schedule(_)) => scheduled.push(s.id.clone()),
+                None => {}
             }
         }
+        dated.sort();
+        scheduled.sort();
+        timed.sort();
         for ids in triggers.values_mut() {
             ids.sort();
         }
@@ -357,6 +462,9 @@ impl Catalog {
             sequences: sequences.into_iter().map(|s| (s.id.clone(), s)).collect(),
             policies,
             triggers,
+            dated,
+            scheduled,
+            timed,
             looked_back,
         }
     }

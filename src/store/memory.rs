@@ -26,7 +26,7 @@ use super::{
     After, CustomerExport, Erased, Erasure, ErasureLog, ExportedEmail, ExportedEnrollment,
     ExportedEvent, ExportedSuppression, Purge, PurgeStep,
 };
-use crate::engine::customer::{CustomerState, Recorded};
+use crate::engine::customer::{CustomerState, Recorded, Timer};
 use crate::engine::journal::Entry;
 use crate::engine::outbox::{OutboxStatus, Outcome, Queued};
 use crate::engine::policy::Sent;
@@ -66,6 +66,9 @@ struct Mem {
     enrollments: HashMap<String, EnrollmentRec>,
     /// `(wake_at, key)` of every active enrollment that waits.
     due: BTreeSet<(DateTime<Utc>, String)>,
+    /// Timers by customer and sequence, and by time.
+    timers: HashMap<String, BTreeMap<String, Timer>>,
+    timers_due: BTreeSet<(DateTime<Utc>, String, String)>,
     outbox: HashMap<i64, OutboxRec>,
     outbox_keys: HashSet<String>,
     /// `(not_before, id)` of pending and sending rows: what a claim may take.
@@ -238,6 +241,30 @@ fn nobodys(to: &str) -> Arc<Context> {
 }
 
 impl Mem {
+    /// The customer's timers, by sequence.
+    fn timers_of(&self, customer_id: &str) -> Vec<Timer> {
+        self.timers
+            .get(customer_id)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn set_timer(&mut self, (customer, sequence): (String, String), timer: Option<Timer>) {
+        let mine = self.timers.entry(customer.clone()).or_default();
+        if let Some(old) = mine.remove(&sequence) {
+            self.timers_due
+                .remove(&(old.fire_at, old.customer_id, old.sequence));
+        }
+        if let Some(t) = timer {
+            self.timers_due
+                .insert((t.fire_at, t.customer_id.clone(), t.sequence.clone()));
+            mine.insert(sequence, t);
+        }
+        if mine.is_empty() {
+            self.timers.remove(&customer);
+        }
+    }
+
     /// The addresses stored for `customer_id`: the profile's and those
     /// their events carried.
     fn addresses_of(&self, customer_id: &str, known: &mut BTreeSet<String>) {
@@ -598,6 +625,9 @@ impl Tx for MemTx {
                     st.recent = c.recent_for(look_back);
                 }
                 st.profile = c.profile.clone();
+                if look_back.timers {
+                    st.timers = mem.timers_of(id);
+                }
                 st.finished = c.finished.clone();
                 st.finished_starts = c.finished_starts.clone();
                 st.enrollments = c
@@ -632,11 +662,30 @@ impl Tx for MemTx {
                 key: key.clone(),
             })
             .collect();
-        let mut ids: Vec<String> = claims.iter().map(|c| c.customer_id.clone()).collect();
+        let timers: Vec<(String, String)> = if look_back.timers {
+            self.mem
+                .timers_due
+                .iter()
+                .take_while(|(at, _, _)| *at <= now)
+                .take(usize::try_from(limit).unwrap_or(0))
+                .map(|(_, c, s)| (c.clone(), s.clone()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut ids: Vec<String> = claims
+            .iter()
+            .map(|c| c.customer_id.clone())
+            .chain(timers.iter().map(|(c, _)| c.clone()))
+            .collect();
         ids.sort();
         ids.dedup();
         let customers = self.lock_customers(&ids, look_back).await?;
-        Ok(Due { claims, customers })
+        Ok(Due {
+            claims,
+            timers,
+            customers,
+        })
     }
 
     async fn reload_recent(
@@ -673,6 +722,9 @@ impl Tx for MemTx {
         }
         for e in w.enrollments.into_values() {
             mem.save_enrollment(e);
+        }
+        for (key, timer) in w.timers {
+            mem.set_timer(key, timer);
         }
         let mut written = 0;
         for m in w.emails {
@@ -950,6 +1002,9 @@ impl Tx for MemTx {
         let mut erased = Erased::default();
         let mut known: BTreeSet<String> = addresses.iter().cloned().collect();
         mem.addresses_of(customer_id, &mut known);
+        for t in mem.timers_of(customer_id) {
+            mem.set_timer((t.customer_id, t.sequence), None);
+        }
         if let Some(rec) = mem.customers.remove(customer_id) {
             erased.profile = true;
             erased.journal = rec.journal.len() as u64;
@@ -1153,7 +1208,14 @@ impl Store for MemStore {
 
     async fn next_wake(&self) -> Result<Option<DateTime<Utc>>> {
         let mem = self.inner.lock().await;
-        Ok(mem.due.first().map(|(w, _)| *w))
+        let timer = mem.timers_due.first().map(|(t, _, _)| *t);
+        Ok(mem
+            .due
+            .first()
+            .map(|(w, _)| *w)
+            .into_iter()
+            .chain(timer)
+            .min())
     }
 
     async fn claim_outbox(
@@ -1263,6 +1325,35 @@ impl Store for MemStore {
 
     async fn setting(&self, key: &str) -> Result<Option<String>> {
         Ok(self.inner.lock().await.settings.get(key).cloned())
+    }
+
+    async fn put_setting(&self, key: &str, value: &str) -> Result<()> {
+        let mut mem = self.inner.lock().await;
+        mem.settings.insert(key.to_string(), value.to_string());
+        Ok(())
+    }
+
+    async fn profiles_after(
+        &self,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<(String, Option<Profile>)>> {
+        let mem = self.inner.lock().await;
+        let mut ids: Vec<&String> = mem
+            .customers
+            .keys()
+            .filter(|id| id.as_str() > after)
+            .collect();
+        let n = usize::try_from(limit).unwrap_or(0).min(ids.len());
+        if n < ids.len() {
+            ids.select_nth_unstable(n);
+            ids.truncate(n);
+        }
+        ids.sort();
+        Ok(ids
+            .into_iter()
+            .map(|id| (id.clone(), mem.customers[id].profile.clone()))
+            .collect())
     }
 
     async fn init_setting(&self, key: &str, value: &str) -> Result<String> {

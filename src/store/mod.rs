@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::engine::customer::{
-    Changes, CustomerState, LOOK_BACK, LOOK_BACK_EVENTS, NewEmail, Recorded,
+    Changes, CustomerState, LOOK_BACK, LOOK_BACK_EVENTS, NewEmail, Recorded, Timer,
 };
 use crate::engine::dispatch::Note;
 use crate::engine::journal::Entry;
@@ -144,6 +144,8 @@ pub struct LookBack<'a> {
     pub kinds: &'a BTreeSet<String>,
     pub since: DateTime<Utc>,
     pub except: &'a HashSet<String>,
+    /// Whether to load the customers' timers (some sequence keeps them).
+    pub timers: bool,
 }
 
 impl<'a> LookBack<'a> {
@@ -154,6 +156,7 @@ impl<'a> LookBack<'a> {
             kinds: &catalog.looked_back,
             since: now.checked_sub_signed(LOOK_BACK).unwrap_or(now),
             except: &NO_IDS,
+            timers: !catalog.timed.is_empty(),
         }
     }
 
@@ -163,6 +166,7 @@ impl<'a> LookBack<'a> {
             kinds: &NO_KINDS,
             since: DateTime::<Utc>::MIN_UTC,
             except: &NO_IDS,
+            timers: false,
         }
     }
 
@@ -226,6 +230,9 @@ pub struct Due {
     /// Oldest `wake_at` first; only enrollments whose customer is in
     /// `customers`.
     pub claims: Vec<DueClaim>,
+    /// Due timers (customer, sequence), earliest first; only those whose
+    /// customer is in `customers`.
+    pub timers: Vec<(String, String)>,
     pub customers: HashMap<String, CustomerState>,
 }
 
@@ -917,6 +924,9 @@ pub struct Writes {
     /// The engine's journal entries, in the order decided (one multi-row
     /// statement).
     pub journal: Vec<Entry>,
+    /// Timers to set (`Some`) or drop, by customer and sequence; the last
+    /// write of a batch wins.
+    pub timers: BTreeMap<(String, String), Option<Timer>>,
 }
 
 impl Writes {
@@ -936,6 +946,9 @@ impl Writes {
             self.suppress.entry(address_key(&email)).or_insert(reason);
         }
         self.journal.extend(changes.journal);
+        for t in changes.timers {
+            self.timers.insert((t.customer_id, t.sequence), t.timer);
+        }
         changes.enrollments
     }
 
@@ -1173,6 +1186,18 @@ pub trait Store: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<()>> + Send;
 
     fn setting(&self, key: &str) -> impl Future<Output = Result<Option<String>>> + Send;
+
+    /// Sets `key` to `value`.
+    fn put_setting(&self, key: &str, value: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// Up to `limit` customers after the id `after` (`""`: from the start),
+    /// by id, with their profiles (if any), without locks: what a
+    /// schedule's sweep reads.
+    fn profiles_after(
+        &self,
+        after: &str,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<(String, Option<Profile>)>>> + Send;
     /// Stores `value` unless the key exists; returns the stored value.
     fn init_setting(&self, key: &str, value: &str) -> impl Future<Output = Result<String>> + Send;
 

@@ -42,6 +42,9 @@ impl Backend for Postgres {
     const TAKE_DUE: &'static str = "SELECT key, customer_id FROM enrollments \
         WHERE status = 'active' AND wake_at <= $1 ORDER BY wake_at LIMIT $2 FOR UPDATE SKIP LOCKED";
 
+    const TAKE_DUE_TIMERS: &'static str = "SELECT customer_id, sequence FROM timers \
+        WHERE fire_at <= $1 ORDER BY fire_at LIMIT $2 FOR UPDATE SKIP LOCKED";
+
     const CLAIM_OUTBOX: &'static str = const_format::concatcp!(
         "UPDATE outbox SET lease_until = $2, attempts = attempts + 1, updated_at = $1, claimed_by = $4 \
          WHERE id IN (SELECT id FROM outbox WHERE status IN ('pending', 'sending') AND not_before <= $1 \

@@ -33,7 +33,7 @@ use super::{
     After, CustomerExport, ERASED, Erased, Erasure, ErasureLog, ExportedEmail, ExportedEnrollment,
     ExportedEvent, ExportedSuppression, Purge, PurgeStep,
 };
-use crate::engine::customer::{CustomerState, LOOK_BACK_EVENTS, NewEmail, Recorded};
+use crate::engine::customer::{CustomerState, LOOK_BACK_EVENTS, NewEmail, Recorded, Timer};
 use crate::engine::journal::{Entry, What};
 use crate::engine::outbox::{OutboxStatus, Outcome, Queued};
 use crate::engine::policy::Sent;
@@ -55,6 +55,9 @@ pub trait Backend:
     /// another transaction holds: `$1` now, `$2` limit; returns
     /// `key, customer_id`.
     const TAKE_DUE: &'static str;
+    /// Takes due timers as [`Backend::TAKE_DUE`] takes enrollments; returns
+    /// `customer_id, sequence`.
+    const TAKE_DUE_TIMERS: &'static str;
     /// Claims due outbox rows: `$1` now, `$2` lease end, `$3` limit, `$4`
     /// the claimer, `$5` stale before; returns [`QUEUED_COLUMNS`]. It walks
     /// the `outbox_queue (not_before, id)` index of pending and sending rows
@@ -578,6 +581,24 @@ where
                 }
             }
             self.load_recent(chunk, look_back, &mut out).await?;
+            if look_back.timers {
+                let mut q = QueryBuilder::<DB>::new(
+                    "SELECT customer_id, sequence, fire_at, occurrence FROM timers \
+                     WHERE customer_id IN ",
+                );
+                push_in(&mut q, chunk);
+                for r in q.build().fetch_all(&mut *self.tx).await? {
+                    let id: String = r.try_get("customer_id")?;
+                    if let Some(st) = out.get_mut(&id) {
+                        st.timers.push(Timer {
+                            customer_id: id,
+                            sequence: r.try_get("sequence")?,
+                            fire_at: r.try_get("fire_at")?,
+                            occurrence: r.try_get("occurrence")?,
+                        });
+                    }
+                }
+            }
         }
         for st in out.values_mut() {
             st.enrollments
@@ -590,6 +611,39 @@ where
     /// [`Tx::erase_customer`]): moved to `to`, contexts and URLs dropped,
     /// addresses in texts replaced, emails not sent yet skipped (their
     /// claim count moved on, so a worker holding one writes nothing more).
+    /// Sets and drops timers: one upsert for those set, one delete each
+    /// for those dropped (rare: a fact gone, a sequence removed).
+    async fn write_timers(
+        &mut self,
+        timers: &BTreeMap<(String, String), Option<Timer>>,
+    ) -> Result<()> {
+        let set: Vec<&Timer> = timers.values().flatten().collect();
+        for chunk in set.chunks(MAX_ROWS) {
+            let mut q = QueryBuilder::<DB>::new(
+                "INSERT INTO timers (customer_id, sequence, fire_at, occurrence) ",
+            );
+            q.push_values(chunk, |mut b, t| {
+                b.push_bind(t.customer_id.as_str())
+                    .push_bind(t.sequence.as_str())
+                    .push_bind(t.fire_at)
+                    .push_bind(t.occurrence.as_str());
+            });
+            q.push(
+                " ON CONFLICT (customer_id, sequence) DO UPDATE \
+                 SET fire_at = excluded.fire_at, occurrence = excluded.occurrence",
+            );
+            q.build().execute(&mut *self.tx).await?;
+        }
+        for ((customer, sequence), _) in timers.iter().filter(|(_, t)| t.is_none()) {
+            sqlx::query("DELETE FROM timers WHERE customer_id = $1 AND sequence = $2")
+                .bind(customer.as_str())
+                .bind(sequence.as_str())
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
     async fn erase_emails(
         &mut self,
         customer_id: &str,
@@ -923,7 +977,20 @@ where
             .bind(limit)
             .fetch_all(&mut *self.tx)
             .await?;
-        let mut ids: Vec<String> = rows.iter().map(|(_, c)| c.clone()).collect();
+        let timers: Vec<(String, String)> = if look_back.timers {
+            sqlx::query_as(DB::TAKE_DUE_TIMERS)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&mut *self.tx)
+                .await?
+        } else {
+            Vec::new()
+        };
+        let mut ids: Vec<String> = rows
+            .iter()
+            .map(|(_, c)| c.clone())
+            .chain(timers.iter().map(|(c, _)| c.clone()))
+            .collect();
         ids.sort();
         ids.dedup();
         let customers = self.load_customers(&ids, true, look_back).await?;
@@ -932,7 +999,15 @@ where
             .filter(|(_, c)| customers.contains_key(c))
             .map(|(key, customer_id)| DueClaim { customer_id, key })
             .collect();
-        Ok(Due { claims, customers })
+        let timers = timers
+            .into_iter()
+            .filter(|(c, _)| customers.contains_key(c))
+            .collect();
+        Ok(Due {
+            claims,
+            timers,
+            customers,
+        })
     }
     async fn reload_recent(
         &mut self,
@@ -958,6 +1033,7 @@ where
     async fn write(&mut self, w: Writes, now: DateTime<Utc>) -> Result<usize> {
         let written = DB::write(&mut self.tx, &w, now).await?;
         self.skip_written(&w.emails, now).await?;
+        self.write_timers(&w.timers).await?;
         Ok(written)
     }
 
@@ -1224,6 +1300,10 @@ where
                 .bind(customer_id)
                 .execute(&mut *self.tx)
                 .await?;
+            sqlx::query("DELETE FROM timers WHERE customer_id = $1")
+                .bind(customer_id)
+                .execute(&mut *self.tx)
+                .await?;
             erased.profile = true;
         }
         let rows = sqlx::query(
@@ -1385,7 +1465,11 @@ where
         )
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| r.0))
+        let timer: Option<(DateTime<Utc>,)> =
+            sqlx::query_as("SELECT fire_at FROM timers ORDER BY fire_at LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|r| r.0).into_iter().chain(timer.map(|t| t.0)).min())
     }
 
     async fn claim_outbox(
@@ -1500,6 +1584,39 @@ where
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.map(|r| r.0))
+    }
+
+    async fn put_setting(&self, key: &str, value: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn profiles_after(
+        &self,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<(String, Option<Profile>)>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, CAST(profile AS TEXT) FROM customers WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(id, text)| {
+                let profile: Option<Profile> = serde_json::from_str(&text)
+                    .map_err(|e| Error::Corrupt(format!("profile of customer {id}: {e}")))?;
+                Ok((id, profile))
+            })
+            .collect()
     }
 
     async fn init_setting(&self, key: &str, value: &str) -> Result<String> {

@@ -1,0 +1,12 @@
+-- Time-driven triggers (sequences with `trigger: {date: ...}` or a
+-- `schedule` in each customer's time zone): when each fires next for each
+-- customer. Set as the customer's facts change, indexed by time, so the
+-- scheduler wakes only the customers whose date has come.
+CREATE TABLE IF NOT EXISTS timers (
+    customer_id TEXT NOT NULL,
+    sequence    TEXT NOT NULL,
+    fire_at     TIMESTAMPTZ NOT NULL,
+    occurrence  TEXT NOT NULL,               -- date:2027 | schedule:<time>: the enrollment's origin
+    PRIMARY KEY (customer_id, sequence)
+);
+CREATE INDEX IF NOT EXISTS timers_due ON timers (fire_at);

@@ -1,0 +1,270 @@
+//! When time-driven triggers fire: date triggers (anniversaries, birthdays)
+//! and schedules (cron). Pure: the caller passes the customer and `now`.
+//!
+//! A date trigger fires on each anniversary of its date strictly after the
+//! date itself (`repeat: yearly`; the first order never triggers its own
+//! anniversary), shifted by `offset`, at `at` (else the date's own time of
+//! day, midnight for a plain date) in the customer's time zone. A date of
+//! 29 February falls on 28 February in years without one. `repeat: once`
+//! fires at the date plus the offset, if that is still ahead.
+
+use chrono::{DateTime, Datelike, Months, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta, Utc};
+use chrono_tz::Tz;
+
+use super::localtime::resolve;
+use super::profile::Profile;
+use crate::event::{Customer, Order};
+use crate::sequence::model::{DateFact, DateSource, DateTrigger, Repeat};
+
+/// One firing of a date trigger: when, and which occurrence it is (the
+/// origin of the enrollment it starts: one per occurrence, however often
+/// the date is corrected).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Firing {
+    pub at: DateTime<Utc>,
+    /// `date:<year>` for a yearly trigger (the year of the anniversary),
+    /// `date:once` for a one-off.
+    pub occurrence: String,
+}
+
+/// The customer's date for `source` as a local date and time in `tz`.
+pub fn anchor(source: &DateSource, profile: &Profile, tz: Tz) -> Option<NaiveDateTime> {
+    let f = &profile.ledger.facts;
+    let local = |t: DateTime<Utc>| t.with_timezone(&tz).naive_local();
+    match source {
+        DateSource::Fact(DateFact::FirstOrderAt) => f.first_order_at.map(local),
+        DateSource::Fact(DateFact::LastOrderAt) => f.last_order_at.map(local),
+        DateSource::Fact(DateFact::LastReviewAt) => f.last_review_at.map(local),
+        DateSource::Attribute(name) => {
+            let text = profile.customer.attributes.get(name)?.as_str()?.trim();
+            if let Ok(d) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+                return Some(d.and_time(NaiveTime::MIN));
+            }
+            DateTime::parse_from_rfc3339(text)
+                .ok()
+                .map(|t| local(t.with_timezone(&Utc)))
+        }
+    }
+}
+
+/// The first firing of `t` at or after `from` for the customer, if any.
+pub fn next_date_firing(
+    t: &DateTrigger,
+    profile: &Profile,
+    tz: Tz,
+    from: DateTime<Utc>,
+) -> Option<Firing> {
+    let anchor = anchor(&t.date, profile, tz)?;
+    let at = |k: u32| -> Option<DateTime<Utc>> {
+        let day = anchor.date().checked_add_months(Months::new(12 * k))?;
+        let local = day.and_time(t.at.unwrap_or(anchor.time()));
+        let local = local.checked_add_signed(t.offset.unwrap_or(TimeDelta::zero()))?;
+        (1970..=9999)
+            .contains(&local.year())
+            .then(|| resolve(tz, local))
+    };
+    match t.repeat {
+        Repeat::Once => at(0).filter(|when| *when >= from).map(|when| Firing {
+            at: when,
+            occurrence: "date:once".into(),
+        }),
+        Repeat::Yearly => {
+            // The anniversary near `from`'s year, then the next few: an
+            // offset of up to ten years either way is covered.
+            let near = from.year() - anchor.year() - 11;
+            let first = u32::try_from(near.max(1)).ok()?;
+            (first..first + 24).find_map(|k| {
+                let when = at(k)?;
+                (when >= from).then(|| Firing {
+                    at: when,
+                    occurrence: format!("date:{}", anchor.year() + k as i32),
+                })
+            })
+        }
+    }
+}
+
+/// The latest time at or before `now` that `cron` names in `tz`.
+pub fn latest_cron(cron: &cron::Schedule, tz: Tz, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let after = now.checked_add_signed(TimeDelta::seconds(1))?;
+    cron.after(&after.with_timezone(&tz))
+        .next_back()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// The first time after `after` that `cron` names in `tz`.
+pub fn next_cron(cron: &cron::Schedule, tz: Tz, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    cron.after(&after.with_timezone(&tz))
+        .next()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// The origin of the enrollments a schedule firing at `at` starts.
+pub fn schedule_origin(at: DateTime<Utc>) -> String {
+    format!(
+        "schedule:{}",
+        at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    )
+}
+
+/// The order a time-driven enrollment starts with: the customer's last
+/// order as the facts know it (id, time, total; no items), so that
+/// `once_per_order` means once per last order (a win-back once per lapse).
+pub fn last_order(profile: &Profile) -> Option<Order> {
+    let l = &profile.ledger;
+    let id = l.facts.last_order_id.clone()?;
+    let counted = l.orders.iter().find(|o| o.id == id);
+    Some(Order {
+        id,
+        number: None,
+        placed_at: l.facts.last_order_at,
+        currency: counted.and_then(|o| o.currency.clone()),
+        total: counted.and_then(|o| o.total),
+        items: Vec::new(),
+    })
+}
+
+/// The customer's time zone, or the default.
+pub fn zone_of(customer: &Customer, default: Tz) -> Tz {
+    customer.timezone.unwrap_or(default)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Event;
+
+    fn profile(extra: &str) -> Profile {
+        let e = Event::parse(&format!(
+            r#"{{"id":"e1","type":"customer.updated","occurred_at":"2024-02-29T15:30:00Z",
+               "customer":{{"id":"c","email":"a@example.com","timezone":"Europe/Budapest"{extra}}}}}"#
+        ))
+        .unwrap();
+        super::super::profile::update(None, &e)
+    }
+
+    fn with_first_order(at: &str) -> Profile {
+        let mut p = profile("");
+        p.ledger.facts.first_order_at = Some(at.parse().unwrap());
+        p
+    }
+
+    fn trigger(
+        date: DateSource,
+        offset: Option<i64>,
+        repeat: Repeat,
+        at: Option<&str>,
+    ) -> DateTrigger {
+        DateTrigger {
+            date,
+            offset: offset.map(TimeDelta::days),
+            repeat,
+            at: at.map(|a| NaiveTime::parse_from_str(a, "%H:%M").unwrap()),
+            when: None,
+        }
+    }
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn an_anniversary_is_strictly_after_the_date() {
+        let p = with_first_order("2025-03-10T14:00:00Z");
+        let t = trigger(
+            DateSource::Fact(DateFact::FirstOrderAt),
+            None,
+            Repeat::Yearly,
+            Some("10:00"),
+        );
+        let tz = chrono_tz::Europe::Budapest;
+        // Placed just now: the first firing is a year on, never today.
+        let f = next_date_firing(&t, &p, tz, utc("2025-03-10T14:00:00Z")).unwrap();
+        assert_eq!(f.at, utc("2026-03-10T09:00:00Z"), "10:00 in Budapest (CET)");
+        assert_eq!(f.occurrence, "date:2026");
+        // Later years, in summer time.
+        let f = next_date_firing(&t, &p, tz, utc("2026-03-10T09:00:01Z")).unwrap();
+        assert_eq!(f.at, utc("2027-03-10T09:00:00Z"));
+        let p = with_first_order("2025-07-01T06:00:00Z");
+        let f = next_date_firing(&t, &p, tz, utc("2025-08-01T00:00:00Z")).unwrap();
+        assert_eq!(f.at, utc("2026-07-01T08:00:00Z"), "10:00 CEST");
+    }
+
+    #[test]
+    fn an_offset_moves_it_and_once_fires_once() {
+        let p = with_first_order("2025-03-10T14:00:00Z");
+        let tz = chrono_tz::UTC;
+        let week_before = trigger(
+            DateSource::Fact(DateFact::FirstOrderAt),
+            Some(-7),
+            Repeat::Yearly,
+            Some("10:00"),
+        );
+        let f = next_date_firing(&week_before, &p, tz, utc("2025-04-01T00:00:00Z")).unwrap();
+        assert_eq!(f.at, utc("2026-03-03T10:00:00Z"));
+        assert_eq!(f.occurrence, "date:2026");
+        let once = trigger(
+            DateSource::Fact(DateFact::FirstOrderAt),
+            Some(30),
+            Repeat::Once,
+            None,
+        );
+        let f = next_date_firing(&once, &p, tz, utc("2025-03-10T14:00:00Z")).unwrap();
+        assert_eq!(
+            f.at,
+            utc("2025-04-09T14:00:00Z"),
+            "the date's own time of day"
+        );
+        assert_eq!(
+            next_date_firing(&once, &p, tz, utc("2025-04-10T00:00:00Z")),
+            None
+        );
+    }
+
+    #[test]
+    fn a_birthday_from_the_attributes_and_the_29th_of_february() {
+        let p = profile(r#","attributes":{"birthday":"1992-02-29"}"#);
+        let t = trigger(
+            DateSource::Attribute("birthday".into()),
+            None,
+            Repeat::Yearly,
+            Some("09:00"),
+        );
+        let tz = chrono_tz::Europe::Budapest;
+        let f = next_date_firing(&t, &p, tz, utc("2026-11-26T00:00:00Z")).unwrap();
+        assert_eq!(
+            f.at,
+            utc("2027-02-28T08:00:00Z"),
+            "28 February without a 29th"
+        );
+        let f = next_date_firing(&t, &p, tz, utc("2027-03-01T00:00:00Z")).unwrap();
+        assert_eq!(f.at, utc("2028-02-29T08:00:00Z"), "the 29th in a leap year");
+        assert_eq!(f.occurrence, "date:2028");
+        // Not a date: no firing.
+        let p = profile(r#","attributes":{"birthday":"soon"}"#);
+        assert_eq!(
+            next_date_firing(&t, &p, tz, utc("2026-11-26T00:00:00Z")),
+            None
+        );
+        let p = profile("");
+        assert_eq!(
+            next_date_firing(&t, &p, tz, utc("2026-11-26T00:00:00Z")),
+            None
+        );
+    }
+
+    #[test]
+    fn cron_times_in_a_zone() {
+        let cron = crate::sequence::cron::parse("0 9 * * *").unwrap();
+        let tz = chrono_tz::America::New_York;
+        let now = utc("2026-11-26T15:00:00Z");
+        assert_eq!(
+            latest_cron(&cron, tz, now),
+            Some(utc("2026-11-26T14:00:00Z"))
+        );
+        assert_eq!(next_cron(&cron, tz, now), Some(utc("2026-11-27T14:00:00Z")));
+        // At the very time, it is the latest.
+        let at = utc("2026-11-26T14:00:00Z");
+        assert_eq!(latest_cron(&cron, tz, at), Some(at));
+    }
+}

@@ -1,0 +1,257 @@
+//! Schedule triggers in the policies' default time zone: at each time a
+//! sequence's cron names, one sweep over every customer, in pages by id.
+//!
+//! - A page's profiles are read without locks and the trigger's `when` is
+//!   asked of each; only the customers it holds for are locked, asked
+//!   again, and enrolled, in one transaction per page.
+//! - Progress (the firing, the last customer id done) is kept in
+//!   `settings` after each page, so a crash resumes the sweep where it
+//!   stopped. Enrollment keys carry the firing (or the customer's last
+//!   order, with `once_per_order`), so a page done twice enrolls nobody
+//!   twice.
+//! - The first time a scheduled sequence is seen, its latest past firing is
+//!   recorded as done: deploying a sequence does not fire a time already
+//!   gone. After downtime, the latest missed firing runs once, late.
+//! - In `run`, one instance sweeps at a time (a lease in `settings`).
+//!
+//! Schedules in each customer's own time zone (`timezone: customer`) are
+//! timers instead, like date triggers (see `dispatch::plan_timers`).
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::engine::calendar;
+use crate::engine::dispatch::{self, Note};
+use crate::sequence::model::{Catalog, ScheduleTrigger, Trigger};
+use crate::store::{LookBack, Store, Tx, Writes};
+
+/// Customers read per page.
+pub const PAGE: i64 = 1000;
+
+/// A sweep's progress, as kept in `settings` under [`key`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Progress {
+    firing: DateTime<Utc>,
+    /// The last customer id done.
+    cursor: String,
+    done: bool,
+}
+
+fn key(sequence: &str) -> String {
+    format!("sweep/{sequence}")
+}
+
+/// What a round of sweeps did.
+#[derive(Debug, Default)]
+pub struct Swept {
+    /// Customers read.
+    pub read: usize,
+    /// Customers whose `when` held and who were offered the sequence.
+    pub matched: usize,
+    pub notes: Vec<Note>,
+}
+
+fn schedule_of<'a>(catalog: &'a Catalog, id: &str) -> Option<&'a ScheduleTrigger> {
+    match catalog.get(id)?.trigger.as_ref()? {
+        Trigger::Schedule(t) => Some(t),
+        _ => None,
+    }
+}
+
+async fn progress<S: Store>(store: &S, id: &str) -> crate::store::Result<Option<Progress>> {
+    Ok(store
+        .setting(&key(id))
+        .await?
+        .and_then(|text| serde_json::from_str(&text).ok()))
+}
+
+async fn save<S: Store>(store: &S, id: &str, p: &Progress) -> crate::store::Result<()> {
+    let text = serde_json::to_string(p).expect("progress serializes");
+    store.put_setting(&key(id), &text).await
+}
+
+/// Runs every scheduled sequence's sweep that is due at `now` to its end.
+pub async fn sweep<S: Store>(
+    store: &S,
+    catalog: &Catalog,
+    now: DateTime<Utc>,
+) -> crate::store::Result<Swept> {
+    let mut swept = Swept::default();
+    let tz = catalog.policies.default_timezone;
+    for id in &catalog.scheduled {
+        let Some(trigger) = schedule_of(catalog, id) else {
+            continue;
+        };
+        let Some(latest) = calendar::latest_cron(&trigger.cron, tz, now) else {
+            continue;
+        };
+        let mut p = match progress(store, id).await? {
+            None => {
+                // First seen: a firing already gone does not run.
+                let first = Progress {
+                    firing: latest,
+                    cursor: String::new(),
+                    done: true,
+                };
+                save(store, id, &first).await?;
+                continue;
+            }
+            Some(p) if latest > p.firing => {
+                if !p.done {
+                    tracing::warn!(
+                        sequence = %id,
+                        firing = %p.firing,
+                        "the sweep of a firing did not finish before the next firing; \
+                         going on with the next"
+                    );
+                }
+                Progress {
+                    firing: latest,
+                    cursor: String::new(),
+                    done: false,
+                }
+            }
+            Some(p) => p,
+        };
+        while !p.done {
+            let page = store.profiles_after(&p.cursor, PAGE).await?;
+            let Some((last, _)) = page.last() else {
+                p.done = true;
+                save(store, id, &p).await?;
+                break;
+            };
+            let last = last.clone();
+            swept.read += page.len();
+            let seq = catalog.get(id).expect("scheduled sequences exist");
+            // Asked without locks: most customers are not due, and cost a
+            // read and a condition only.
+            let ids: Vec<String> = page
+                .into_iter()
+                .filter_map(|(cid, profile)| {
+                    let profile = profile?;
+                    (dispatch::time_trigger_holds(seq, &profile, now) != Ok(false)).then_some(cid)
+                })
+                .collect();
+            swept.matched += ids.len();
+            if !ids.is_empty() {
+                enroll_page(store, catalog, id, p.firing, &ids, now, &mut swept.notes).await?;
+            }
+            p.cursor = last;
+            save(store, id, &p).await?;
+        }
+    }
+    Ok(swept)
+}
+
+/// Locks the page's matching customers and offers them the sequence, in
+/// one transaction.
+async fn enroll_page<S: Store>(
+    store: &S,
+    catalog: &Catalog,
+    sequence: &str,
+    firing: DateTime<Utc>,
+    ids: &[String],
+    now: DateTime<Utc>,
+    notes: &mut Vec<Note>,
+) -> crate::store::Result<()> {
+    let mut tx = store.begin().await?;
+    let mut states = tx.lock_customers(ids, &LookBack::of(catalog, now)).await?;
+    let mut writes = Writes::default();
+    for id in ids {
+        let Some(mut state) = states.remove(id) else {
+            continue;
+        };
+        let mut changes = dispatch::apply_schedule(catalog, &mut state, sequence, firing, now);
+        for n in &changes.notes {
+            tracing::info!(sequence = %n.sequence, enrollment = %n.enrollment_key, "{}", n.message);
+        }
+        notes.append(&mut changes.notes);
+        let idxs = writes.absorb(changes);
+        writes.take_enrollments(state, &idxs);
+    }
+    tx.write(writes, now).await?;
+    tx.commit().await
+}
+
+/// When a sweep falls due next: an unfinished one now, else the next
+/// firing after the last. `None` for a sequence not seen yet (the first
+/// [`sweep`] records it).
+pub async fn next_sweep<S: Store>(
+    store: &S,
+    catalog: &Catalog,
+) -> crate::store::Result<Option<DateTime<Utc>>> {
+    let tz = catalog.policies.default_timezone;
+    let mut next: BTreeSet<DateTime<Utc>> = BTreeSet::new();
+    for id in &catalog.scheduled {
+        let Some(trigger) = schedule_of(catalog, id) else {
+            continue;
+        };
+        match progress(store, id).await? {
+            Some(p) if !p.done => {
+                next.insert(p.firing);
+            }
+            Some(p) => next.extend(calendar::next_cron(&trigger.cron, tz, p.firing)),
+            None => {}
+        }
+    }
+    Ok(next.first().copied())
+}
+
+/// The lease one instance holds while it sweeps.
+pub const LEASE_KEY: &str = "lease/sweep";
+/// How long a sweep's lease lasts: far longer than a sweep takes (a million
+/// customers take under a minute, docs/BENCHMARKS.md), so that a crashed
+/// holder's sweep is taken over within it.
+pub const LEASE: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+/// The longest the loop sleeps before it looks again (a firing another
+/// instance finished, a clock that jumped).
+const LOOK_AGAIN: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Runs sweeps as they fall due, until `stop`; one instance at a time.
+pub async fn run<S: Store>(
+    store: S,
+    catalog: std::sync::Arc<Catalog>,
+    holder: String,
+    clock: std::sync::Arc<dyn crate::clock::Clock>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    if catalog.scheduled.is_empty() {
+        return;
+    }
+    loop {
+        let now = clock.now();
+        let due = match next_sweep(&store, &catalog).await {
+            Ok(next) => next.is_none_or(|t| t <= now),
+            Err(e) => {
+                tracing::warn!("sweep: {e}");
+                false
+            }
+        };
+        if due {
+            match store.take_lease(LEASE_KEY, &holder, now, now + LEASE).await {
+                Ok(true) => match sweep(&store, &catalog, now).await {
+                    Ok(s) if s.read > 0 => {
+                        tracing::info!(read = s.read, matched = s.matched, "sweep: schedules fired")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("sweep: {e}; trying again"),
+                },
+                Ok(false) => tracing::debug!("sweep: another instance sweeps"),
+                Err(e) => tracing::warn!("sweep: {e}"),
+            }
+        }
+        let wait = match next_sweep(&store, &catalog).await {
+            Ok(Some(t)) => (t - clock.now())
+                .to_std()
+                .unwrap_or_default()
+                .min(LOOK_AGAIN),
+            _ => LOOK_AGAIN,
+        };
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(wait.max(std::time::Duration::from_millis(100))) => {}
+        }
+    }
+}

@@ -213,7 +213,7 @@ fn bench_engine(c: &mut Criterion) {
         let cond = reorder
             .trigger
             .as_ref()
-            .and_then(|t| t.when.as_ref())
+            .and_then(|t| t.when())
             .expect("reorder trigger has a when");
         let ctx = Context::of_event(&coffee);
         p.bench_function("cel_eval_reorder_trigger", |b| {

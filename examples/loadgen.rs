@@ -91,6 +91,21 @@ enum Cmd {
         #[arg(long, default_value_t = 10)]
         start_in: i64,
     },
+    /// Insert `total` customers whose last order was 10 days ago, but for
+    /// `lapsed` percent of them 100 days ago (what a win-back sweep looks for).
+    SeedCustomers {
+        #[arg(long)]
+        db: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        total: usize,
+        #[arg(long, default_value_t = 10)]
+        lapsed: usize,
+    },
+    /// Time one daily win-back sweep (a schedule trigger) over every customer.
+    Sweep {
+        #[arg(long)]
+        db: String,
+    },
     /// Wait until no enrollment is due; print the time it took.
     WaitDrained {
         #[arg(long)]
@@ -140,6 +155,8 @@ async fn main() -> anyhow::Result<()> {
             start_in,
         } => seed(&db, total, due, steady, start_in).await,
         Cmd::WaitDrained { db, timeout } => wait_drained(&db, timeout).await,
+        Cmd::SeedCustomers { db, total, lapsed } => seed_customers(&db, total, lapsed).await,
+        Cmd::Sweep { db } => sweep(&db).await,
         Cmd::Lag { db } => lag(&db).await,
     }
 }
@@ -518,6 +535,80 @@ async fn lag(db: &str) -> anyhow::Result<()> {
         q(0.5),
         q(0.99),
         lags[lags.len() - 1]
+    );
+    Ok(())
+}
+
+/// `SeedCustomers`: profiles with an order each, written with COPY.
+async fn seed_customers(db: &str, total: usize, lapsed: usize) -> anyhow::Result<()> {
+    let store = PgStore::connect(db).await?;
+    store.migrate().await?;
+    let now = Utc::now();
+    let start = Instant::now();
+    let mut conn = store.pool.acquire().await?;
+    let mut copy = conn
+        .copy_in_raw("COPY customers (id, email, profile, updated_at) FROM STDIN (FORMAT csv)")
+        .await?;
+    let mut buf = String::with_capacity(8 << 20);
+    for i in 0..total {
+        let days = if i % 100 < lapsed { 100 } else { 10 };
+        let at = (now - chrono::Duration::days(days)).to_rfc3339();
+        let ev = Event::parse(&format!(
+            r#"{{"id":"o{i}","type":"order.placed","occurred_at":"{at}","customer":{{"id":"c{i:07}","email":"c{i}@example.com","marketing_consent":true}},"order":{{"id":"o{i}","placed_at":"{at}","currency":"EUR","total":"19.90"}}}}"#
+        ))?;
+        let profile = aftercare::engine::profile::update(None, &ev);
+        let json = serde_json::to_string(&profile)?.replace('"', "\"\"");
+        buf.push_str(&format!(
+            "{},{},\"{json}\",{}\n",
+            profile.customer.id,
+            profile.customer.email,
+            now.to_rfc3339()
+        ));
+        if buf.len() > (4 << 20) {
+            copy.send(buf.as_bytes()).await?;
+            buf.clear();
+        }
+    }
+    copy.send(buf.as_bytes()).await?;
+    copy.finish().await?;
+    sqlx::query("ANALYZE customers")
+        .execute(&store.pool)
+        .await?;
+    println!(
+        "seeded {total} customers ({lapsed}% lapsed) in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The win-back sequence the sweep benchmark fires.
+const WIN_BACK: &str = "id: win-back\nname: Win-back\ncategory: value\n\
+trigger: {schedule: \"0 9 * * *\", when: 'has(customer.last_order_at) && now - customer.last_order_at > days(90)'}\n\
+exit_when: [{event: order.placed, scope: customer}]\n\
+steps:\n  - email: miss-you\n";
+
+/// `Sweep`: records today's firing as seen, then times the next day's.
+async fn sweep(db: &str) -> anyhow::Result<()> {
+    use aftercare::schedule::sweep;
+    let store = PgStore::connect(db).await?;
+    let (seq, diags) =
+        aftercare::sequence::load::parse_sequence(std::path::Path::new("win-back.yaml"), WIN_BACK);
+    anyhow::ensure!(diags.0.is_empty(), "{:?}", diags.0);
+    let catalog =
+        aftercare::sequence::model::Catalog::new(vec![seq.expect("parsed")], Default::default());
+    let now = Utc::now();
+    sweep::sweep(&store, &catalog, now).await?;
+    let firing = sweep::next_sweep(&store, &catalog)
+        .await?
+        .expect("a next firing");
+    let start = Instant::now();
+    let swept = sweep::sweep(&store, &catalog, firing).await?;
+    let took = start.elapsed().as_secs_f64();
+    println!(
+        "swept {} customers ({} matched and enrolled) in {took:.1} s: {:.0} customers/s",
+        swept.read,
+        swept.matched,
+        swept.read as f64 / took
     );
     Ok(())
 }

@@ -2194,6 +2194,187 @@ async fn a_customers_journey_is_read_back<S: Store>(s: S) {
     assert!(theirs.journal.iter().all(|e| e.customer_id == "c2"));
 }
 
+/// A catalog of one sequence written in YAML (and the default policies).
+fn catalog_of(yaml: &str) -> aftercare::sequence::model::Catalog {
+    let (seq, diags) =
+        aftercare::sequence::load::parse_sequence(std::path::Path::new("t.yaml"), yaml);
+    assert!(diags.0.is_empty(), "{:?}", diags.0);
+    aftercare::sequence::model::Catalog::new(vec![seq.unwrap()], Default::default())
+}
+
+/// Runs the scheduler at `now` until nothing more is due.
+async fn wake_all<S: Store>(
+    s: &S,
+    cat: &aftercare::sequence::model::Catalog,
+    now: DateTime<Utc>,
+) -> usize {
+    let mut ran = 0;
+    loop {
+        let n = schedule::tick(s, cat, now).await.unwrap().ran;
+        if n == 0 {
+            return ran;
+        }
+        ran += n;
+    }
+}
+
+/// Issue 11: a date trigger keeps one timer per customer, set as the
+/// facts change; the scheduler fires it at the anniversary (not before,
+/// not on the day of the order itself), once, and sets the next one.
+async fn a_date_trigger_fires_once_per_anniversary<S: Store>(s: S) {
+    let cat = catalog_of(
+        "id: anniversary\nname: A\ncategory: value\n\
+         trigger: {date: customer.first_order_at, repeat: yearly, at: \"10:00\"}\n\
+         steps:\n  - email: thanks\n",
+    );
+    let order = event("e1", "order.placed", "c1", "o1", T0, true);
+    ingest_batch(&s, &cat, &[order], "test", t(T0))
+        .await
+        .unwrap();
+    // 10:00 in Budapest (the customer's zone) a year on.
+    let first = t("2027-11-20T09:00:00Z");
+    assert_eq!(s.next_wake().await.unwrap(), Some(first));
+    assert_eq!(wake_all(&s, &cat, first - Duration::seconds(1)).await, 0);
+    assert!(s.outbox().await.unwrap().is_empty());
+    assert_eq!(wake_all(&s, &cat, first).await, 1);
+    let outbox = s.outbox().await.unwrap();
+    assert_eq!(outbox.len(), 1);
+    assert_eq!(
+        outbox[0].idempotency_key,
+        "anniversary/c1/@date:2027#thanks"
+    );
+    // The next one is set, and a second order changes nothing of it.
+    assert_eq!(
+        s.next_wake().await.unwrap(),
+        Some(t("2028-11-20T09:00:00Z"))
+    );
+    let again = event(
+        "e2",
+        "order.placed",
+        "c1",
+        "o2",
+        "2027-12-01T10:00:00Z",
+        true,
+    );
+    ingest_batch(&s, &cat, &[again], "test", t("2027-12-01T10:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.next_wake().await.unwrap(),
+        Some(t("2028-11-20T09:00:00Z"))
+    );
+    assert_eq!(wake_all(&s, &cat, t("2028-11-20T09:00:00Z")).await, 1);
+    assert_eq!(s.outbox().await.unwrap().len(), 2);
+}
+
+/// Issue 11: customers who were there before a date-triggered sequence
+/// (and send no event) get their timers by one pass, once per trigger.
+async fn timers_are_set_for_customers_already_there<S: Store>(s: S) {
+    let batch: Vec<_> = (0..1500)
+        .map(|i| {
+            event(
+                &format!("e{i}"),
+                "order.placed",
+                &format!("c{i:05}"),
+                "o1",
+                T0,
+                true,
+            )
+        })
+        .collect();
+    ingest_batch(&s, catalog(), &batch, "test", t(T0))
+        .await
+        .unwrap();
+    let cat = catalog_of(
+        "id: anniversary\nname: A\ncategory: value\n\
+         trigger: {date: customer.first_order_at, at: \"10:00\"}\n\
+         steps:\n  - email: thanks\n",
+    );
+    let later = t("2027-01-01T00:00:00Z");
+    assert_eq!(
+        schedule::sweep::seed_timers(&s, &cat, later).await.unwrap(),
+        1500
+    );
+    assert_eq!(
+        schedule::sweep::seed_timers(&s, &cat, later).await.unwrap(),
+        0,
+        "once"
+    );
+    let first = t("2027-11-20T09:00:00Z");
+    let thanks = |rows: Vec<aftercare::store::OutboxView>| {
+        rows.into_iter().filter(|o| o.template == "thanks").count()
+    };
+    wake_all(&s, &cat, first - Duration::seconds(1)).await;
+    assert_eq!(thanks(s.outbox().await.unwrap()), 0);
+    wake_all(&s, &cat, first).await;
+    assert_eq!(thanks(s.outbox().await.unwrap()), 1500);
+}
+
+/// Issue 11: a schedule sweeps every customer in pages, enrolls those its
+/// `when` holds for, once per firing (a page swept again after a crash
+/// enrolls nobody twice), and not at the firing already past when the
+/// sequence was first seen.
+async fn a_schedule_sweeps_every_customer_once_per_firing<S: Store>(s: S) {
+    let cat = catalog_of(
+        "id: winback\nname: W\ncategory: value\n\
+         trigger: {schedule: \"0 9 * * *\", when: 'now - customer.last_order_at > days(90)'}\n\
+         exit_when: [{event: order.placed, scope: customer}]\n\
+         steps:\n  - email: miss-you\n",
+    );
+    // 2,100 customers (three pages): the even ones ordered long ago.
+    let batch: Vec<_> = (0..2100)
+        .map(|i| {
+            let at = if i % 2 == 0 {
+                "2026-01-01T10:00:00Z"
+            } else {
+                T0
+            };
+            event(
+                &format!("e{i}"),
+                "order.placed",
+                &format!("c{i:05}"),
+                "o1",
+                at,
+                true,
+            )
+        })
+        .collect();
+    ingest_batch(&s, &cat, &batch, "test", t(T0)).await.unwrap();
+    let sweep = schedule::sweep::sweep;
+    // First seen at 10:00 UTC: today's 09:00 is gone, and does not run.
+    let r = sweep(&s, &cat, t(T0)).await.unwrap();
+    assert_eq!(r.read, 0);
+    let next = t("2026-11-21T09:00:00Z");
+    assert_eq!(
+        schedule::sweep::next_sweep(&s, &cat).await.unwrap(),
+        Some(next)
+    );
+    let r = sweep(&s, &cat, next).await.unwrap();
+    assert_eq!((r.read, r.matched), (2100, 1050));
+    let enrolled = s.outbox().await.unwrap();
+    assert_eq!(enrolled.len(), 1050);
+    assert!(
+        enrolled
+            .iter()
+            .all(|o| o.idempotency_key.ends_with("/o1#miss-you"))
+    );
+    // A crash after the first page: the sweep goes on from there, and
+    // what it does again enrolls nobody twice.
+    s.put_setting(
+        "sweep/winback",
+        r#"{"firing":"2026-11-21T09:00:00Z","cursor":"c00999","done":false}"#,
+    )
+    .await
+    .unwrap();
+    let r = sweep(&s, &cat, next + Duration::minutes(5)).await.unwrap();
+    assert_eq!(r.read, 1100);
+    assert_eq!(s.outbox().await.unwrap().len(), 1050);
+    // The next day: once per last order, so nobody again.
+    let r = sweep(&s, &cat, t("2026-11-22T09:00:00Z")).await.unwrap();
+    assert_eq!(r.matched, 1050);
+    assert_eq!(s.outbox().await.unwrap().len(), 1050);
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -2256,6 +2437,9 @@ conformance!(
     the_retention_lease_is_held_by_one,
     reports_count_in_the_database,
     erasure_reaches_the_journal_and_the_suppression_log,
+    a_date_trigger_fires_once_per_anniversary,
+    a_schedule_sweeps_every_customer_once_per_firing,
+    timers_are_set_for_customers_already_there,
 );
 
 /// On PostgreSQL two transactions claim at once: each takes rows the other

@@ -10,3 +10,7 @@ CREATE TABLE IF NOT EXISTS timers (
     PRIMARY KEY (customer_id, sequence)
 );
 CREATE INDEX IF NOT EXISTS timers_due ON timers (fire_at);
+
+-- When the last email to the customer was sent (the fact
+-- `customer.last_email_at`): the sender sets it, ingest reads it.
+ALTER TABLE customers ADD COLUMN IF NOT EXISTS last_email_at TIMESTAMPTZ;

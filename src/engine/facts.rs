@@ -181,7 +181,7 @@ fn void(l: &mut Ledger, event: &Event) {
         f.first_order_at = live().map(|o| o.placed_at).min();
     }
     if f.last_order_id.as_deref() == Some(counted.id.as_str()) {
-        let last = live().last();
+        let last = live().next_back();
         f.last_order_at = last.map(|o| o.placed_at);
         f.last_order_id = last.map(|o| o.id.clone());
     }

@@ -145,6 +145,79 @@ pub async fn sweep<S: Store>(
     Ok(swept)
 }
 
+/// The settings key recording that every customer has a timer for the
+/// timed sequence `id` as its trigger now reads (`version`).
+fn timers_key(id: &str) -> String {
+    format!("timers/{id}")
+}
+
+/// What a timed sequence's trigger says, as a short hash: a changed
+/// trigger (another date, another cron) sets every customer's timer again.
+fn trigger_version(catalog: &Catalog, id: &str) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let t = catalog.get(id)?.trigger.as_ref()?;
+    let tz = catalog.policies.default_timezone;
+    Some(hex::encode(
+        &Sha256::digest(format!("{t:?} {tz}").as_bytes())[..8],
+    ))
+}
+
+/// Gives every customer a timer for each timed sequence (date triggers,
+/// schedules in the customer's zone) added or changed since the last time:
+/// customers who send no event would otherwise never get one. One pass
+/// over all customers in pages, once per trigger version, resumable (the
+/// last id done is kept after each page). Returns the customers read.
+pub async fn seed_timers<S: Store>(
+    store: &S,
+    catalog: &Catalog,
+    now: DateTime<Utc>,
+) -> crate::store::Result<usize> {
+    let mut read = 0;
+    for id in &catalog.timed {
+        let Some(version) = trigger_version(catalog, id) else {
+            continue;
+        };
+        let key = timers_key(id);
+        let stored = store.setting(&key).await?.unwrap_or_default();
+        // "<version>" when done, "<version> <cursor>" while under way.
+        let mut cursor = match stored.split_once(' ') {
+            Some((v, c)) if v == version => c.to_string(),
+            _ if stored == version => continue,
+            _ => String::new(),
+        };
+        loop {
+            let page = store.profiles_after(&cursor, PAGE).await?;
+            let Some((last, _)) = page.last() else {
+                store.put_setting(&key, &version).await?;
+                break;
+            };
+            let last = last.clone();
+            read += page.len();
+            let ids: Vec<String> = page.into_iter().map(|(cid, _)| cid).collect();
+            let mut tx = store.begin().await?;
+            let mut states = tx.lock_customers(&ids, &LookBack::of(catalog, now)).await?;
+            let mut writes = Writes::default();
+            for cid in &ids {
+                let Some(state) = states.get_mut(cid) else {
+                    continue;
+                };
+                let timers = dispatch::plan_timers(catalog, state, now);
+                writes.absorb(crate::engine::customer::Changes {
+                    timers,
+                    ..Default::default()
+                });
+            }
+            tx.write(writes, now).await?;
+            tx.commit().await?;
+            cursor = last;
+            store
+                .put_setting(&key, &format!("{version} {cursor}"))
+                .await?;
+        }
+    }
+    Ok(read)
+}
+
 /// Locks the page's matching customers and offers them the sequence, in
 /// one transaction.
 async fn enroll_page<S: Store>(
@@ -217,6 +290,30 @@ pub async fn run<S: Store>(
     clock: std::sync::Arc<dyn crate::clock::Clock>,
     stop: tokio_util::sync::CancellationToken,
 ) {
+    if catalog.scheduled.is_empty() && catalog.timed.is_empty() {
+        return;
+    }
+    // Timers for customers who were there before a timed sequence.
+    loop {
+        let now = clock.now();
+        match store.take_lease(LEASE_KEY, &holder, now, now + LEASE).await {
+            Ok(true) => match seed_timers(&store, &catalog, now).await {
+                Ok(read) => {
+                    if read > 0 {
+                        tracing::info!(customers = read, "timers set for every customer");
+                    }
+                    break;
+                }
+                Err(e) => tracing::warn!("setting timers: {e}; trying again"),
+            },
+            Ok(false) => break,
+            Err(e) => tracing::warn!("setting timers: {e}; trying again"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(LOOK_AGAIN) => {}
+        }
+    }
     if catalog.scheduled.is_empty() {
         return;
     }

@@ -389,12 +389,12 @@ fn schedule_trigger(r: &mut Reader, mut f: yaml::Fields) -> Option<Trigger> {
     let when = f.take("when").and_then(|w| r.condition(w, "trigger.when"));
     r.finish(f, "trigger", SCHEDULE_TRIGGER_KEYS);
     let (source, cron) = cron?;
-    Some(Trigger::Schedule(ScheduleTrigger {
+    Some(Trigger::Schedule(Box::new(ScheduleTrigger {
         source,
         cron,
         per_customer_zone: per_customer_zone?,
         when,
-    }))
+    })))
 }
 
 fn exit_rule(r: &mut Reader, n: &Node) -> Option<ExitRule> {

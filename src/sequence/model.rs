@@ -67,7 +67,8 @@ pub enum Trigger {
         when: Option<Condition>,
     },
     Date(DateTrigger),
-    Schedule(ScheduleTrigger),
+    /// Boxed: a parsed cron schedule is large beside the other kinds.
+    Schedule(Box<ScheduleTrigger>),
 }
 
 impl Trigger {

@@ -883,6 +883,13 @@ impl Tx for MemTx {
                 rec.message_id = Some(message_id.to_string());
                 rec.last_error = None;
                 rec.lease_until = None;
+                if let Some(p) = mem
+                    .customers
+                    .get_mut(&customer)
+                    .and_then(|c| c.profile.as_mut())
+                {
+                    crate::engine::facts::emailed(&mut p.ledger.facts, now);
+                }
             }
             Transition::Retry { at, error, counted } => {
                 rec.row.status = OutboxStatus::Pending;

@@ -543,14 +543,20 @@ where
             out.extend(ids.iter().map(|id| (id.clone(), CustomerState::default())));
         }
         for chunk in ids.chunks(MAX_ROWS) {
-            let mut q = QueryBuilder::<DB>::new("SELECT id, profile FROM customers WHERE id IN ");
+            let mut q = QueryBuilder::<DB>::new(
+                "SELECT id, profile, last_email_at FROM customers WHERE id IN ",
+            );
             push_in(&mut q, chunk);
             q.push(" ORDER BY id");
             q.push(lock);
             let mut locked = Vec::with_capacity(chunk.len());
             for r in q.build().fetch_all(&mut *self.tx).await? {
                 let id: String = r.try_get("id")?;
-                let Json(profile): Json<Option<Profile>> = r.try_get("profile")?;
+                let Json(mut profile): Json<Option<Profile>> = r.try_get("profile")?;
+                let emailed: Option<DateTime<Utc>> = r.try_get("last_email_at")?;
+                if let (Some(p), Some(at)) = (&mut profile, emailed) {
+                    crate::engine::facts::emailed(&mut p.ledger.facts, at);
+                }
                 out.entry(id.clone()).or_default().profile = profile;
                 locked.push(id);
             }
@@ -1163,7 +1169,17 @@ where
             .bind(now)
             .bind(*error),
         };
-        Ok(q.execute(&mut *self.tx).await?.rows() == 1)
+        let moved = q.execute(&mut *self.tx).await?.rows() == 1;
+        if moved && matches!(to, Transition::Sent { .. }) {
+            // The fact `customer.last_email_at` (the worker holds the
+            // customer's lock already: the order stays customer, outbox).
+            sqlx::query("UPDATE customers SET last_email_at = $2 WHERE id = $1")
+                .bind(row.customer_id.as_str())
+                .bind(now)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(moved)
     }
 
     async fn log_delivery(

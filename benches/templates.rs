@@ -147,7 +147,9 @@ fn bench_templates(c: &mut Criterion) {
     p.bench_function("clone_template_data", |b| {
         b.iter(|| black_box(data.clone()))
     });
-    let ctx = Context::of_event(&sample_event());
+    let event = sample_event();
+    let ctx = Context::of_event(&event);
+    let ctx_now = event.occurred_at;
     p.bench_function("data::build(sample context)", |b| {
         b.iter(|| {
             black_box(data::build(
@@ -157,6 +159,7 @@ fn bench_templates(c: &mut Criterion) {
                     sequence: "fulfilment",
                     step: "order-confirmation",
                 },
+                ctx_now,
             ))
         })
     });

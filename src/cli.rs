@@ -464,7 +464,12 @@ fn template_data(
             if json.get("type").is_some() && json.get("occurred_at").is_some() {
                 let event =
                     Event::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
-                data::build(&Context::of_event(&event), policies, origin)
+                data::build(
+                    &Context::of_event(&event),
+                    policies,
+                    origin,
+                    event.occurred_at,
+                )
             } else {
                 let mut base = data::sample_data(policies, id, loaded.templates.sample(id));
                 data::merge(&mut base, &json);

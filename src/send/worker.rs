@@ -583,6 +583,7 @@ impl Renderer {
                 sequence: &row.sequence,
                 step: &row.step,
             },
+            now,
         );
         let unsubscribe = super::links::wants_unsubscribe(row.category)
             .then(|| self.links.unsubscribe_url(&row.customer_id));

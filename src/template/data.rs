@@ -1,7 +1,9 @@
 //! The data a template sees: the enrollment's context with every schema field
 //! present (null when unknown, so strict mode catches only names that do not
-//! exist), the sender, the sequence and step, and the built-in sample.
+//! exist), the sender, the sequence and step, the time it is rendered at
+//! (`_now`, for `{{relative}}`), and the built-in sample.
 
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use crate::engine::facts::Facts;
@@ -16,7 +18,9 @@ pub struct Origin<'a> {
     pub step: &'a str,
 }
 
-pub fn build(ctx: &Context, policies: &Policies, origin: Origin) -> Value {
+/// The template data of `ctx`, rendered at `now` (the sender's clock; the
+/// event's time in a preview of an event).
+pub fn build(ctx: &Context, policies: &Policies, origin: Origin, now: DateTime<Utc>) -> Value {
     let c = &ctx.customer;
     let f = &ctx.facts;
     let customer = json!({
@@ -74,6 +78,8 @@ pub fn build(ctx: &Context, policies: &Policies, origin: Origin) -> Value {
         "sequence": origin.sequence,
         "step": origin.step,
         "_timezone": c.timezone.unwrap_or(policies.default_timezone).name(),
+        // "Now" for `{{relative}}`: the helpers read no clock.
+        "_now": now.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
         // The sender fills it in for value and promo mail (send::links).
         "unsubscribe_url": null,
     })
@@ -103,10 +109,13 @@ const SAMPLE: &str = r#"{
   "data": {"note": "sample"}
 }"#;
 
-/// Sample data for template `id`: the built-in sample, with the template's
-/// own `sample.json` merged over it (objects merge key by key).
+/// Sample data for template `id`: the built-in sample, rendered at the
+/// sample event's time (so that `validate` and previews say the same every
+/// day), with the template's own `sample.json` merged over it (objects
+/// merge key by key; `"_now"` there sets another time).
 pub fn sample_data(policies: &Policies, id: &str, own: Option<&Value>) -> Value {
-    let mut ctx = Context::of_event(&sample_event());
+    let event = sample_event();
+    let mut ctx = Context::of_event(&event);
     ctx.facts = sample_facts();
     let mut data = build(
         &ctx,
@@ -115,6 +124,7 @@ pub fn sample_data(policies: &Policies, id: &str, own: Option<&Value>) -> Value 
             sequence: "sample",
             step: id,
         },
+        event.occurred_at,
     );
     data["unsubscribe_url"] = SAMPLE_UNSUBSCRIBE_URL.into();
     if let Some(own) = own {

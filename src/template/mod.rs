@@ -145,8 +145,7 @@ impl Templates {
             let mut hb = Handlebars::new();
             hb.set_strict_mode(true);
             hb.register_escape_fn(escape);
-            hb.register_helper("money", Box::new(helpers::MoneyHelper));
-            hb.register_helper("date", Box::new(helpers::DateHelper));
+            helpers::register(&mut hb);
             hb
         };
         let mut t = Templates {
@@ -686,6 +685,8 @@ impl Templates {
         let lf = &self.sets[id].locales[&locale];
         if let Some(obj) = data.as_object_mut() {
             obj.insert("_locale".into(), wanted.unwrap_or(&locale).into());
+            // Words (plural forms, relative dates) follow the template's language.
+            obj.insert("_template_locale".into(), locale.clone().into());
         }
         // One handlebars context for every part: `render` would serialise the
         // data again for each.
@@ -900,6 +901,12 @@ fn render_error(file: &str, first_line: u64, e: handlebars::RenderError) -> Rend
         handlebars::RenderErrorReason::MissingVariable(Some(path)) => {
             format!("unknown variable `{path}` (rendering is strict: check the name)")
         }
+        // The built-in helpers (`gte`, `eq`, …) say so of a misspelled name.
+        handlebars::RenderErrorReason::ParamNotFoundForIndex(helper, i) => format!(
+            "{helper}: argument {} is missing or names nothing in the data \
+             (rendering is strict: check the name)",
+            i + 1
+        ),
         other => other.to_string(),
     };
     RenderError::Render {

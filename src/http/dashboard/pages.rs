@@ -528,6 +528,7 @@ async fn render_preview<S: Store>(
                     sequence: &latest.sequence,
                     step: "preview",
                 },
+                d.clock.now(),
             )
         }
     };

@@ -1,5 +1,19 @@
-//! `money` and `date`: formatted for the customer's locale and time zone,
-//! which the renderer puts at the root of the data as `_locale`, `_timezone`.
+//! Template helpers. `money` and `date` (below): formatted for the
+//! customer's locale and time zone, which the renderer puts at the root of
+//! the data as `_locale`, `_timezone`. The others, registered by
+//! [`register`] with them: text ([`text`]), numbers ([`numbers`]) and dates
+//! ([`time`]); locale rules come from ICU4X's CLDR data ([`locale`] says
+//! which locale each follows). The built-in `eq`, `ne`, `gt`, `gte`, `lt`,
+//! `lte`, `and`, `or`, `not` and `len` of handlebars compare and count.
+
+mod args;
+mod locale;
+pub mod numbers;
+pub mod text;
+pub mod time;
+
+#[cfg(test)]
+mod helper_tests;
 
 use chrono::{DateTime, Locale, Utc};
 use chrono_tz::Tz;
@@ -9,6 +23,27 @@ use handlebars::{
 };
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::Value;
+
+/// Registers every helper of aftercare's templates on `hb`.
+pub fn register(hb: &mut Handlebars) {
+    hb.register_helper("money", Box::new(MoneyHelper));
+    hb.register_helper("date", Box::new(DateHelper));
+    hb.register_helper("upper", Box::new(text::CaseHelper(text::Case::Upper)));
+    hb.register_helper("lower", Box::new(text::CaseHelper(text::Case::Lower)));
+    hb.register_helper(
+        "capitalize",
+        Box::new(text::CaseHelper(text::Case::Capitalize)),
+    );
+    hb.register_helper("title", Box::new(text::CaseHelper(text::Case::Title)));
+    hb.register_helper("truncate", Box::new(text::TruncateHelper));
+    hb.register_helper("default", Box::new(text::DefaultHelper));
+    hb.register_helper("number", Box::new(numbers::NumberHelper));
+    hb.register_helper("percent", Box::new(numbers::PercentHelper));
+    hb.register_helper("plural", Box::new(numbers::PluralHelper));
+    hb.register_helper("range", Box::new(numbers::RangeHelper));
+    hb.register_helper("date_add", Box::new(time::DateAddHelper));
+    hb.register_helper("relative", Box::new(time::RelativeHelper));
+}
 
 fn root_str<'a>(ctx: &'a Context, key: &str) -> Option<&'a str> {
     ctx.data().get(key).and_then(Value::as_str)

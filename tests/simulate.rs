@@ -290,3 +290,77 @@ fn policy_windows_past_the_calendar_do_not_panic() {
         w.skipped.iter().map(|s| &s.reason).collect::<Vec<_>>()
     );
 }
+
+/// Issue 11: date and schedule triggers fire at their virtual times, each in
+/// the customer's own time zone: a schedule with `timezone: customer` at
+/// 09:00 where each customer lives, a first-order anniversary a year on at
+/// 10:00 local (not on the day of the order), a birthday only with consent.
+#[test]
+fn time_driven_triggers_fire_at_local_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let seq = dir.path();
+    std::fs::copy("sequences/_policies.yaml", seq.join("_policies.yaml")).unwrap();
+    let write = |name: &str, text: &str| std::fs::write(seq.join(name), text).unwrap();
+    write(
+        "lapsed.yaml",
+        "id: lapsed\nname: L\ncategory: transactional\n\
+         trigger: {schedule: \"0 9 * * *\", timezone: customer, \
+         when: 'now - customer.last_order_at > days(30)'}\n\
+         steps:\n  - email: order-delivered\n",
+    );
+    write(
+        "anniversary.yaml",
+        "id: anniversary\nname: A\ncategory: transactional\n\
+         trigger: {date: customer.first_order_at, at: \"10:00\"}\n\
+         steps:\n  - email: order-confirmation\n",
+    );
+    write(
+        "birthday.yaml",
+        "id: birthday\nname: B\ncategory: transactional\n\
+         trigger: {date: customer.attributes.birthday, at: \"08:00\", \
+         when: 'customer.marketing_consent'}\n\
+         steps:\n  - email: order-shipped\n",
+    );
+    let loaded = validate::load(seq, Path::new("templates"));
+    assert!(!loaded.diagnostics.has_errors(), "{}", loaded.diagnostics);
+    let order = |id: &str, c: &str, tz: &str, consent: bool| {
+        Event::parse(&format!(
+            r#"{{"id":"{id}","type":"order.placed","occurred_at":"2026-03-01T12:00:00Z",
+               "customer":{{"id":"{c}","email":"{c}@example.com","timezone":"{tz}",
+               "marketing_consent":{consent},"attributes":{{"birthday":"1990-06-15"}}}},
+               "order":{{"id":"o-{c}","placed_at":"2026-03-01T12:00:00Z"}}}}"#
+        ))
+        .unwrap()
+    };
+    let events = vec![
+        order("e1", "bkk", "Asia/Bangkok", true),
+        order("e2", "nyc", "America/New_York", false),
+    ];
+    let until = "2027-04-01T00:00:00Z".parse().unwrap();
+    let sim = simulate(&loaded.catalog, &loaded.templates, events, Until::At(until));
+    let sent: Vec<(String, String, String)> = sim
+        .delivered
+        .iter()
+        .map(|d| {
+            (
+                d.line.at.clone(),
+                d.line.customer_id.clone(),
+                d.line.sequence.clone(),
+            )
+        })
+        .collect();
+    let want = |at: &str, c: &str, s: &str| (at.to_string(), c.to_string(), s.to_string());
+    assert_eq!(
+        sent,
+        vec![
+            // 30 days after 1 March: the first 09:00 local after 31 March
+            // 12:00 UTC (New York's is an hour later, Bangkok's the next day).
+            want("2026-03-31T13:00:00Z", "nyc", "lapsed"),
+            want("2026-04-01T02:00:00Z", "bkk", "lapsed"),
+            want("2026-06-15T01:00:00Z", "bkk", "birthday"),
+            want("2027-03-01T03:00:00Z", "bkk", "anniversary"),
+            want("2027-03-01T15:00:00Z", "nyc", "anniversary"),
+        ],
+        "{sent:#?}"
+    );
+}

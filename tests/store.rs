@@ -2267,6 +2267,33 @@ async fn a_date_trigger_fires_once_per_anniversary<S: Store>(s: S) {
     assert_eq!(s.outbox().await.unwrap().len(), 2);
 }
 
+/// Issue 11: a history import of an order two years old sets the timer to
+/// the next anniversary from now: it never fires the ones already past.
+async fn a_history_import_never_fires_a_past_anniversary<S: Store>(s: S) {
+    let cat = catalog_of(
+        "id: anniversary\nname: A\ncategory: value\n\
+         trigger: {date: customer.first_order_at, at: \"10:00\"}\n\
+         steps:\n  - email: thanks\n",
+    );
+    let mut old = event(
+        "e1",
+        "order.placed",
+        "c1",
+        "o1",
+        "2024-06-01T10:00:00Z",
+        true,
+    );
+    old.history = true;
+    ingest_batch(&s, &cat, &[old], "test", t(T0)).await.unwrap();
+    // 10:00 in Budapest (summer time) on 1 June 2027, the next one from now.
+    assert_eq!(
+        s.next_wake().await.unwrap(),
+        Some(t("2027-06-01T08:00:00Z"))
+    );
+    assert_eq!(wake_all(&s, &cat, t(T0) + Duration::days(1)).await, 0);
+    assert!(s.outbox().await.unwrap().is_empty());
+}
+
 /// Issue 11: customers who were there before a date-triggered sequence
 /// (and send no event) get their timers by one pass, once per trigger.
 async fn timers_are_set_for_customers_already_there<S: Store>(s: S) {
@@ -2440,6 +2467,7 @@ conformance!(
     a_date_trigger_fires_once_per_anniversary,
     a_schedule_sweeps_every_customer_once_per_firing,
     timers_are_set_for_customers_already_there,
+    a_history_import_never_fires_a_past_anniversary,
 );
 
 /// On PostgreSQL two transactions claim at once: each takes rows the other

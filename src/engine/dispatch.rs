@@ -112,11 +112,15 @@ fn replay_event(
     now: DateTime<Utc>,
 ) -> Changes {
     let at = event.occurred_at.min(now);
+    let timers = state.timers.clone();
     let mut changes = replay_wakes(catalog, state, |_| Some(at), now);
     let first_new = state.enrollments.len();
     let mut applied = live_event(catalog, state, event, at);
     as_history(&mut applied, now);
     changes.merge(applied);
+    // Timers count from now: history never fires a date already past.
+    state.timers = timers;
+    changes.timers = plan_timers(catalog, state, now);
     // The customer's history goes on: every enrollment still open stays
     // history, caught up once this import has settled; one the replay ended
     // is history no more.

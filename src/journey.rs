@@ -842,6 +842,42 @@ fn email_reason(m: &crate::store::EmailRow, rows: &JourneyRows, ix: &Index) -> R
     }
 }
 
+/// How a time-driven sequence enrolls, in words; `None` for the others.
+fn time_trigger(seq: &Sequence) -> Option<String> {
+    use crate::sequence::model::{DateFact, DateSource, Repeat, Trigger};
+    let when = |w: Option<&crate::sequence::condition::Condition>| {
+        w.map(|c| format!(", when `{}` holds then", c.source))
+            .unwrap_or_default()
+    };
+    match seq.trigger.as_ref()? {
+        Trigger::Date(d) => {
+            let date = match &d.date {
+                DateSource::Fact(f) => DateFact::ALL
+                    .iter()
+                    .find(|(_, x)| x == f)
+                    .map(|(n, _)| format!("customer.{n}"))
+                    .unwrap_or_default(),
+                DateSource::Attribute(a) => format!("customer.attributes.{a}"),
+            };
+            let how = match d.repeat {
+                Repeat::Yearly => "on each anniversary of",
+                Repeat::Once => "once, on",
+            };
+            Some(format!(
+                "its date trigger starts it {how} {date}{} (it is not there yet, or the date \
+                 is not known)",
+                when(d.when.as_ref())
+            ))
+        }
+        Trigger::Schedule(s) => Some(format!(
+            "its schedule `{}` offers it at each firing{}",
+            s.source,
+            when(s.when.as_ref())
+        )),
+        Trigger::Event { .. } => None,
+    }
+}
+
 /// Why `seq` sent none of `what` (its email steps, or its `start` step) to
 /// the customer: for each of its enrollments, or for the enrollment that
 /// never was.
@@ -972,6 +1008,13 @@ fn sequence_reasons(
     }
     if !stopped.is_empty() {
         return;
+    }
+    if let Some(why) = time_trigger(seq) {
+        out.push(Reason {
+            kind: ReasonKind::NotEnrolled,
+            message: format!("not enrolled in {} (yet): {why}", seq.id),
+            ..base.clone()
+        });
     }
     if let Some(t) = seq.trigger.as_ref().and_then(|t| t.event()) {
         let came = rows
@@ -1294,6 +1337,40 @@ steps:
     /// Not sent: the sequence never started (its trigger condition, with the
     /// condition and the event); it waits (until when); it exited (the rule);
     /// a sequence started by another one waits for that one.
+    /// Issue 11: a date-triggered sequence not started yet says how it
+    /// starts, not that an event never came.
+    #[test]
+    fn a_time_driven_sequence_says_how_it_starts() {
+        let (seq, d) = parse_sequence(
+            Path::new("t.yaml"),
+            "id: anniversary\ncategory: value\n\
+             trigger: {date: customer.first_order_at, when: 'customer.orders_count > 1'}\n\
+             steps:\n  - email: thanks\n",
+        );
+        assert!(!d.has_errors(), "{d}");
+        let cat = Catalog::new(vec![seq.unwrap()], Default::default());
+        let rows = rows(
+            &cat,
+            &[ev(
+                "e1",
+                "order.placed",
+                "o1",
+                "50.00",
+                "2026-11-20T10:00:00Z",
+            )],
+            "2026-11-20T10:00:00Z",
+        );
+        let a = ask(&cat, &rows, "thanks");
+        assert!(!a.sent);
+        assert_eq!(a.reasons[0].kind, ReasonKind::NotEnrolled);
+        assert_eq!(
+            a.reasons[0].message,
+            "not enrolled in anniversary (yet): its date trigger starts it on each anniversary \
+             of customer.first_order_at, when `customer.orders_count > 1` holds then (it is \
+             not there yet, or the date is not known)"
+        );
+    }
+
     #[test]
     fn a_template_not_received_says_why() {
         let cat = catalog();

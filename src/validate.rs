@@ -139,7 +139,7 @@ fn check_conditions(catalog: &Catalog) -> Diagnostics {
         walk(&seq.steps, &mut |step| match &step.kind {
             StepKind::If { cond, .. } => conds.push((cond, false)),
             StepKind::WaitFor { when: Some(w), .. } => conds.push((w, false)),
-            StepKind::WaitUntil(c) => conds.push((c, true)),
+            StepKind::WaitUntil { until, .. } => conds.push((until, true)),
             _ => {}
         });
         for (c, is_time) in conds {

@@ -407,6 +407,50 @@ fn validate_rejects_durations_past_ten_years_with_their_place() {
     }
 }
 
+/// Issue 11: each bad calendar value (a span, a weekday, a time, a policy
+/// window in months, `months(n)` out of range) is an error at its place.
+#[test]
+fn validate_reports_bad_calendar_values_with_their_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "seq/_policies.yaml",
+        "promo_share: {max_percent: 20, window: 1mo}\n",
+    );
+    write(
+        d,
+        "seq/a.yaml",
+        "id: a\ncategory: transactional\ntrigger: {event: order.placed}\nsteps:\n  - email: order-confirmation\n  - wait: 11y\n  - wait: 1mo\n    on: [mon, tues]\n  - wait_until: 'now - months(200000)'\n    at: \"25:00\"\n  - wait_for: shipment.shipped\n    within: 1mo\n    on: []\n  - email: order-shipped\n",
+    );
+    let (code, err, _) = validate_dir(d);
+    assert_eq!(code, Some(1), "{err}");
+    let p = |f: &str| d.join(f).display().to_string();
+    for want in [
+        format!(
+            "{}:1:40: promo_share.window: `1mo` counts calendar months or years",
+            p("seq/_policies.yaml")
+        ),
+        format!(
+            "{}:6:11: wait: \"11y\" is longer than 3650d (about 10 years)",
+            p("seq/a.yaml")
+        ),
+        format!(
+            "{}:8:15: on: `tues` is not a day of the week; did you mean `tue`?",
+            p("seq/a.yaml")
+        ),
+        format!(
+            "{}:9:17: `now - months(200000)` fails on the sample event: Error executing \
+             function 'months': 200000 months is out of range (at most 120000 either way)",
+            p("seq/a.yaml")
+        ),
+        format!("{}:10:9: at: `25:00` is not a time of day", p("seq/a.yaml")),
+        format!("{}:13:9: on: the list of days is empty", p("seq/a.yaml")),
+    ] {
+        assert!(err.contains(&want), "missing {want:?} in:\n{err}");
+    }
+}
+
 /// Issue 7, reproduction 1, as a user runs it: `simulate` on a file with
 /// that order exits 0 (it exited 101), and the events after it still run.
 #[test]

@@ -621,6 +621,7 @@ steps:
 /// calendar (as if validation had been skipped) end the enrollment.
 #[test]
 fn waits_past_the_calendar_end_the_enrollment() {
+    use aftercare::sequence::duration::Span;
     use aftercare::sequence::plan::Op;
     let mut seq = seq(r#"
 id: long
@@ -641,7 +642,7 @@ steps:
   - email: never-either
 "#,
     );
-    let huge = chrono::TimeDelta::weeks(15_000_000);
+    let huge = Span::of(chrono::TimeDelta::weeks(15_000_000));
     for i in &mut seq.plan.instrs {
         if let Op::Wait { duration, .. } = &mut i.op {
             *duration = huge;
@@ -969,4 +970,151 @@ fn the_journal_names_the_exit_rule_that_fired() {
         a.journal.last().unwrap().step.as_deref(),
         Some("await-shipment")
     );
+}
+
+/// Issue 11: `1mo` and `1y` are added in the customer's calendar (Budapest,
+/// from their events): the same local time, clamped to the month's end.
+#[test]
+fn calendar_waits_keep_the_local_time_and_clamp_to_the_month_end() {
+    let cat = catalog(&[r#"
+id: monthly
+category: value
+trigger: {event: order.placed}
+steps:
+  - wait: 1mo
+  - email: one-month
+  - wait: 1y
+  - email: one-year
+"#]);
+    let mut list = CustomerState::default();
+    // Jan 31, 10:00 in Budapest (CET).
+    let placed = "2026-01-31T09:00:00Z";
+    apply_event(
+        &cat,
+        &mut list,
+        &ev("e1", "order.placed", "c1", Some("o1"), placed),
+        t(placed),
+    );
+    let feb28 = t("2026-02-28T09:00:00Z");
+    assert_eq!(list.enrollments[0].wake_at(), Some(feb28));
+    assert!(wake_all(&cat, &mut list, feb28 - Duration::seconds(1)).is_empty());
+    assert_eq!(wake_all(&cat, &mut list, feb28), ["one-month"]);
+    assert_eq!(
+        list.enrollments[0].wake_at(),
+        Some(t("2027-02-28T09:00:00Z"))
+    );
+
+    // Across the spring change: Mar 20 10:00 CET, Apr 20 10:00 CEST.
+    let mut list = CustomerState::default();
+    let placed = "2026-03-20T09:00:00Z";
+    apply_event(
+        &cat,
+        &mut list,
+        &ev("e1", "order.placed", "c1", Some("o1"), placed),
+        t(placed),
+    );
+    assert_eq!(
+        list.enrollments[0].wake_at(),
+        Some(t("2026-04-20T08:00:00Z"))
+    );
+}
+
+/// `at` and `on` on `wait` and `wait_until`: T0 is Friday 11:00 in Budapest.
+#[test]
+fn waits_end_on_the_chosen_weekdays_at_the_chosen_time() {
+    let cat = catalog(&[r#"
+id: weekday
+category: value
+trigger: {event: order.placed}
+steps:
+  - wait: 1d
+    at: "10:00"
+    on: [mon, tue, wed, thu, fri]
+  - email: weekday-morning
+  - wait_until: 'order.placed_at + days(30)'
+    at: "09:00"
+    on: [sat]
+  - email: saturday
+"#]);
+    let mut list = CustomerState::default();
+    first_order(&cat, &mut list);
+    // Saturday 11:00, then Sunday 10:00, then Monday 10:00 (CET).
+    let monday = t("2026-11-23T09:00:00Z");
+    assert_eq!(list.enrollments[0].wake_at(), Some(monday));
+    assert_eq!(wake_all(&cat, &mut list, monday), ["weekday-morning"]);
+    // Sunday Dec 20 11:00 → Monday 09:00 → Saturday Dec 26 09:00 (CET).
+    let saturday = t("2026-12-26T08:00:00Z");
+    assert_eq!(list.enrollments[0].wake_at(), Some(saturday));
+    assert_eq!(wake_all(&cat, &mut list, saturday), ["saturday"]);
+}
+
+const REVIEW_WITHIN_A_MONTH: &str = r#"
+id: review
+category: value
+trigger: {event: order.placed}
+steps:
+  - wait_for: review.submitted
+    within: 1mo
+    at: "10:00"
+    on: [mon]
+    on_timeout: [{email: nudge}]
+  - email: thanks
+"#;
+
+/// `within: 1mo` with `at` and `on`: the deadline moves from Sunday
+/// Dec 20 11:00 to Monday Dec 21 10:00 (Budapest), and an event before the
+/// moved deadline still counts.
+#[test]
+fn wait_for_within_a_month_times_out_on_the_chosen_day() {
+    let cat = catalog(&[REVIEW_WITHIN_A_MONTH]);
+    let deadline = t("2026-12-21T09:00:00Z");
+    let mut list = CustomerState::default();
+    first_order(&cat, &mut list);
+    assert_eq!(list.enrollments[0].wake_at(), Some(deadline));
+    assert!(wake_all(&cat, &mut list, deadline - Duration::seconds(1)).is_empty());
+    assert_eq!(wake_all(&cat, &mut list, deadline), ["nudge", "thanks"]);
+
+    let mut list = CustomerState::default();
+    first_order(&cat, &mut list);
+    let late = "2026-12-21T08:00:00Z";
+    let review = ev("e2", "review.submitted", "c1", Some("o1"), late);
+    let a = apply_event(&cat, &mut list, &review, t(late));
+    assert_eq!(
+        templates(&a),
+        ["thanks"],
+        "past 1mo, before the moved deadline"
+    );
+}
+
+/// `months(n)` counts in the customer's time zone, else the policies'
+/// default: on Mar 1 00:30 in Bangkok the month before is February.
+#[test]
+fn months_in_conditions_count_in_the_policies_default_zone() {
+    let seq_text = r#"
+id: monthly-check
+category: transactional
+trigger: {event: order.placed}
+steps:
+  - if: 'months(1) == days(28)'
+    then: [{email: february}]
+    else: [{email: january}]
+"#;
+    let at = "2026-02-28T17:30:00Z";
+    let placed = Event::parse(&format!(
+        r#"{{"id":"e1","type":"order.placed","occurred_at":"{at}",
+        "customer":{{"id":"c9","email":"c9@example.com"}},
+        "order":{{"id":"o9","placed_at":"{at}","currency":"EUR","total":"10.00","items":[]}}}}"#
+    ))
+    .unwrap();
+    for (zone, want) in [("Asia/Bangkok", "february"), ("UTC", "january")] {
+        let (p, d) = parse_policies(
+            Path::new("_policies.yaml"),
+            &format!("default_timezone: {zone}\n"),
+        );
+        assert!(!d.has_errors(), "{d}");
+        let cat = Catalog::new(vec![seq(seq_text)], p);
+        let mut list = CustomerState::default();
+        let a = apply_event(&cat, &mut list, &placed, t(at));
+        assert_eq!(templates(&a), [want], "{zone}");
+    }
 }

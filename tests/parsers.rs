@@ -115,6 +115,39 @@ proptest! {
     }
 
     #[test]
+    fn span_parse_answers_any_text(s in "\\PC{0,16}|-?[0-9smhdwoy ]{0,24}") {
+        if let Ok(span) = duration::Span::parse_signed(&s) {
+            // Both parts have the one sign; written back, it reads the same.
+            prop_assert!(
+                (span.months >= 0 && span.delta >= TimeDelta::zero())
+                    || (span.months <= 0 && span.delta <= TimeDelta::zero()),
+                "{s:?} gave {span:?}"
+            );
+            prop_assert_eq!(duration::Span::parse_signed(&duration::format_span(span)), Ok(span));
+        }
+    }
+
+    /// Any span within ten years, forward or back, survives its shortest form.
+    #[test]
+    fn spans_round_trip_through_their_shortest_form(
+        months in 0i32..=120,
+        secs in 0i64..=3650 * 86_400,
+        back in any::<bool>(),
+    ) {
+        let nominal = i64::from(months) * 2_628_000 + secs;
+        prop_assume!(nominal <= 3650 * 86_400);
+        let mut span = duration::Span { months, delta: TimeDelta::seconds(secs) };
+        if back {
+            span = duration::Span { months: -months, delta: -span.delta };
+        }
+        let text = duration::format_span(span);
+        prop_assert_eq!(duration::Span::parse_signed(&text), Ok(span), "{}", text);
+        if !back {
+            prop_assert_eq!(duration::Span::parse(&text), Ok(span), "{}", text);
+        }
+    }
+
+    #[test]
     fn time_of_day_answers_any_text(s in "\\PC{0,8}|[0-9:]{0,6}") {
         if let Some(t) = parse_time_of_day(&s) {
             prop_assert_eq!(t.second(), 0);

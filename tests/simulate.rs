@@ -364,3 +364,79 @@ fn time_driven_triggers_fire_at_local_times() {
         "{sent:#?}"
     );
 }
+
+/// An order placed by a customer in `tz` at `at`, with everything the
+/// shipped templates read.
+fn order_in(id: &str, customer: &str, tz: &str, at: &str) -> Event {
+    Event::parse(&format!(
+        r#"{{"id":"{id}","type":"order.placed","occurred_at":"{at}",
+        "customer":{{"id":"{customer}","email":"{customer}@example.com","locale":"en",
+                    "timezone":"{tz}","marketing_consent":true}},
+        "order":{{"id":"o-{customer}","number":"1","placed_at":"{at}","currency":"EUR","total":"40.00",
+                 "items":[{{"sku":"COF","name":"x","category":"coffee","unit_price":"40.00"}}]}},
+        "shipment":{{"id":"s1","carrier":"DHL","tracking_number":"T1","tracking_url":"https://t.example/1"}}}}"#
+    ))
+    .unwrap()
+}
+
+/// Issue 11, through `simulate` (the same code as `run`): a `wait: 1mo`
+/// ends at the same local time a calendar month later, clamped to the end
+/// of February, and a `wait` with `at` and `on` ends on the chosen weekday
+/// at the chosen local time, across New York's spring change; a customer
+/// in Bangkok counts months by the local calendar, not UTC's.
+#[test]
+fn calendar_waits_and_weekdays_fire_at_local_times() {
+    let l = shipped();
+    let (seq, d) = aftercare::sequence::load::parse_sequence(
+        Path::new("calendar.yaml"),
+        r#"
+id: calendar
+category: transactional
+trigger: {event: order.placed}
+steps:
+  - wait: 1mo
+  - email: order-confirmation
+  - wait: 1w
+    at: "09:00"
+    on: [mon]
+  - email: order-shipped
+"#,
+    );
+    assert!(!d.has_errors(), "{d}");
+    let catalog = std::sync::Arc::new(aftercare::sequence::model::Catalog::new(
+        vec![seq.unwrap()],
+        l.catalog.policies.clone(),
+    ));
+    let events = vec![
+        // Saturday Jan 31, 10:00 EST.
+        order_in("e1", "ny", "America/New_York", "2026-01-31T15:00:00Z"),
+        // Saturday Jan 31, 00:30 in Bangkok (still Jan 30 in UTC).
+        order_in("e2", "bkk", "Asia/Bangkok", "2026-01-30T17:30:00Z"),
+    ];
+    let w = simulate(&catalog, &l.templates, events, Until::Drained);
+    assert_eq!(w.pending, 0);
+    let sent: Vec<(String, String, String)> = w
+        .sorted_delivered()
+        .iter()
+        .map(|d| {
+            let l = &d.line;
+            (l.customer_id.clone(), l.template.clone(), l.at.clone())
+        })
+        .collect();
+    let want = [
+        // Feb 28 00:30 in Bangkok (a UTC month would end on Mar 1 local).
+        ("bkk", "order-confirmation", "2026-02-27T17:30:00Z"),
+        // Feb 28 10:00 EST.
+        ("ny", "order-confirmation", "2026-02-28T15:00:00Z"),
+        // Saturday Mar 7 00:30, at 09:00 that day, then Monday 09:00 local.
+        ("bkk", "order-shipped", "2026-03-09T02:00:00Z"),
+        // Saturday Mar 7 10:00 EST, Sunday 09:00 (EDT since 02:00), then
+        // Monday 09:00 EDT.
+        ("ny", "order-shipped", "2026-03-09T13:00:00Z"),
+    ];
+    let want: Vec<(String, String, String)> = want
+        .iter()
+        .map(|(c, t, a)| (c.to_string(), t.to_string(), a.to_string()))
+        .collect();
+    assert_eq!(sent, want);
+}

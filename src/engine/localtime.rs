@@ -1,10 +1,33 @@
 //! Wall-clock times in a customer's time zone, correct across DST changes.
 
 use chrono::{
-    DateTime, Days, Duration, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone,
-    Utc,
+    DateTime, Datelike, Days, Duration, LocalResult, Months, NaiveDate, NaiveDateTime, NaiveTime,
+    Offset, TimeZone, Utc,
 };
 use chrono_tz::Tz;
+
+use crate::sequence::weekdays::Weekdays;
+
+/// `t`'s local date and time in `tz`; `None` at the ends of the calendar.
+pub fn local(t: DateTime<Utc>, tz: Tz) -> Option<NaiveDateTime> {
+    let offset = tz.offset_from_utc_datetime(&t.naive_utc()).fix();
+    t.naive_utc().checked_add_offset(offset)
+}
+
+/// `t` moved by `months` calendar months (back when negative) in `tz`: the
+/// same local time of day, the day clamped to the end of a shorter month
+/// (Jan 31 + 1 = Feb 28, or 29 in a leap year), resolved as [`resolve`]
+/// does across DST changes. `None` past the ends of the calendar.
+pub fn add_months(t: DateTime<Utc>, tz: Tz, months: i32) -> Option<DateTime<Utc>> {
+    let here = local(t, tz)?;
+    let n = Months::new(months.unsigned_abs());
+    let there = if months >= 0 {
+        here.checked_add_months(n)?
+    } else {
+        here.checked_sub_months(n)?
+    };
+    Some(resolve(tz, there))
+}
 
 /// The first instant whose local time in `tz` is `local` or later: the
 /// earlier of two instants when the clock falls back, and the moment the clock
@@ -64,6 +87,45 @@ pub fn next_at(from: DateTime<Utc>, tz: Tz, time: NaiveTime) -> DateTime<Utc> {
     from
 }
 
+/// The first instant at or after `from` on one of `days` in `tz`: `from`
+/// itself when its local day is one of them, else that day's `at` (or
+/// `from`'s local time of day, without `at`) on the first such day after.
+pub fn next_on(
+    from: DateTime<Utc>,
+    tz: Tz,
+    days: Weekdays,
+    at: Option<NaiveTime>,
+) -> DateTime<Utc> {
+    let Some(here) = local(from, tz) else {
+        return from;
+    };
+    if days.is_empty() || days.contains(here.weekday()) {
+        return from;
+    }
+    for ahead in 1..=7 {
+        let Some(day) = here.date().checked_add_days(Days::new(ahead)) else {
+            break;
+        };
+        if days.contains(day.weekday()) {
+            return resolve(tz, day.and_time(at.unwrap_or(here.time())));
+        }
+    }
+    from
+}
+
+/// Where a wait that ends at `t` really ends: with `at`, the first such
+/// local time at or after `t`; with `on`, then the first of those days
+/// (see [`next_on`]). Both in the customer's time zone `tz`.
+pub fn align(
+    t: DateTime<Utc>,
+    tz: Tz,
+    at: Option<NaiveTime>,
+    on: Option<Weekdays>,
+) -> DateTime<Utc> {
+    let t = at.map_or(t, |at| next_at(t, tz, at));
+    on.map_or(t, |days| next_on(t, tz, days, at))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,5 +178,116 @@ mod tests {
         // 2026-10-25: 02:30 happens twice in Budapest; the first is 00:30 UTC.
         let t = next_at(utc("2026-10-24T23:00:00Z"), Budapest, hm(2, 30));
         assert_eq!(t, utc("2026-10-25T00:30:00Z"));
+    }
+
+    fn on(days: &[chrono::Weekday]) -> Weekdays {
+        let mut w = Weekdays::default();
+        for d in days {
+            w.insert(*d);
+        }
+        w
+    }
+
+    #[test]
+    fn next_on_moves_to_the_first_chosen_day() {
+        use chrono::Weekday::*;
+        // Friday 2026-11-20, 10:00 in Budapest.
+        let fri = utc("2026-11-20T09:00:00Z");
+        assert_eq!(next_on(fri, Budapest, on(&[Fri, Sat]), None), fri);
+        assert_eq!(
+            next_on(fri, Budapest, on(&[Mon]), None),
+            utc("2026-11-23T09:00:00Z"),
+            "Monday, the same local time"
+        );
+        assert_eq!(
+            next_on(fri, Budapest, on(&[Mon]), Some(hm(8, 15))),
+            utc("2026-11-23T07:15:00Z"),
+            "Monday at `at`"
+        );
+        assert_eq!(
+            next_on(fri, Budapest, on(&[Thu]), None),
+            utc("2026-11-26T09:00:00Z"),
+            "six days on"
+        );
+    }
+
+    #[test]
+    fn next_on_counts_local_days_across_dst() {
+        use chrono::Weekday::*;
+        use chrono_tz::America::New_York;
+        use chrono_tz::Asia::Bangkok;
+        // New York springs forward on Sunday 2026-03-08: Saturday 10:00 EST
+        // moves to Monday 10:00 EDT, 47 hours later.
+        let sat = utc("2026-03-07T15:00:00Z");
+        assert_eq!(
+            next_on(sat, New_York, on(&[Mon]), None),
+            utc("2026-03-09T14:00:00Z")
+        );
+        // Budapest: Saturday 2026-03-28 02:30 to Sunday, whose 02:30 the
+        // clock skips: the moment it jumps (03:00 CEST).
+        let sat = utc("2026-03-28T01:30:00Z");
+        assert_eq!(
+            next_on(sat, Budapest, on(&[Sun]), None),
+            utc("2026-03-29T01:00:00Z")
+        );
+        // 20:00 UTC on Friday is Saturday 03:00 in Bangkok: the local day counts.
+        let t = utc("2026-11-20T20:00:00Z");
+        assert_eq!(next_on(t, Bangkok, on(&[Sat]), None), t);
+        assert_eq!(
+            next_on(t, Bangkok, on(&[Fri]), None),
+            utc("2026-11-26T20:00:00Z")
+        );
+        assert_eq!(next_on(t, Tz::UTC, on(&[Fri]), None), t);
+    }
+
+    #[test]
+    fn align_applies_at_then_on() {
+        use chrono::Weekday::*;
+        use chrono_tz::America::New_York;
+        // Friday 11:00 in Budapest; at 10:00 is Saturday's; on weekdays,
+        // Monday's 10:00.
+        let t = utc("2026-11-20T10:00:00Z");
+        assert_eq!(
+            align(
+                t,
+                Budapest,
+                Some(hm(10, 0)),
+                Some(on(&[Mon, Tue, Wed, Thu, Fri]))
+            ),
+            utc("2026-11-23T09:00:00Z")
+        );
+        assert_eq!(align(t, Budapest, None, None), t);
+        assert_eq!(
+            align(t, Budapest, Some(hm(10, 0)), None),
+            utc("2026-11-21T09:00:00Z")
+        );
+        // New York falls back on Sunday 2026-11-01: 01:30 happens twice;
+        // the first (EDT, 05:30 UTC), and Sunday is a chosen day.
+        let sat = utc("2026-10-31T16:00:00Z");
+        assert_eq!(
+            align(sat, New_York, Some(hm(1, 30)), Some(on(&[Sun]))),
+            utc("2026-11-01T05:30:00Z")
+        );
+    }
+
+    #[test]
+    fn add_months_in_the_local_calendar() {
+        use chrono_tz::Asia::Bangkok;
+        // Jan 31 10:00 in Budapest, one month on: Feb 28; back from Mar 31: Feb 28.
+        assert_eq!(
+            add_months(utc("2026-01-31T09:00:00Z"), Budapest, 1),
+            Some(utc("2026-02-28T09:00:00Z"))
+        );
+        assert_eq!(
+            add_months(utc("2026-03-31T08:00:00Z"), Budapest, -1),
+            Some(utc("2026-02-28T09:00:00Z"))
+        );
+        // Bangkok has no DST: a year is a year of local days.
+        assert_eq!(
+            add_months(utc("2028-02-28T17:00:00Z"), Bangkok, 12),
+            Some(utc("2029-02-27T17:00:00Z")),
+            "Feb 29 00:00 local + 1y = Feb 28 00:00 local, Feb 27 in UTC"
+        );
+        assert_eq!(add_months(DateTime::<Utc>::MAX_UTC, Budapest, 1), None);
     }
 }

@@ -17,12 +17,14 @@ pub mod state;
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Datelike, TimeDelta, Utc};
+use chrono::{DateTime, Datelike, NaiveTime, TimeDelta, Utc};
+use chrono_tz::Tz;
 use sha2::{Digest, Sha256};
 
 use crate::event::Event;
 use crate::sequence::model::{Catalog, Sequence};
 use crate::sequence::plan::Op;
+use crate::sequence::weekdays::Weekdays;
 use journal::{Checked, Role, What};
 use state::{Context, EmailJob, Enrollment, Mark, Status, Waiting};
 
@@ -151,7 +153,7 @@ pub fn advance(
                         Role::ExitWhen,
                         e,
                         Some(ev),
-                        now,
+                        (now, zone(catalog, e)),
                         &mut effects,
                     )
                 {
@@ -179,7 +181,14 @@ pub fn advance(
                 // It happened in time, even if it is processed later.
                 && ev.occurred_at < *until
                 && e.correlates(ev, *scope)
-                && checks(when.as_ref(), Role::WaitFor, e, Some(ev), now, &mut effects)
+                && checks(
+                    when.as_ref(),
+                    Role::WaitFor,
+                    e,
+                    Some(ev),
+                    (now, zone(catalog, e)),
+                    &mut effects,
+                )
             {
                 effects.push(Effect::journal(
                     &e.step,
@@ -229,20 +238,30 @@ fn mark_version(e: &mut Enrollment, seq: &Sequence) {
     }
 }
 
+/// The customer's time zone, or the policies' default: where `at`, `on`,
+/// calendar spans and `months(n)` count.
+fn zone(catalog: &Catalog, e: &Enrollment) -> Tz {
+    e.context
+        .customer
+        .timezone
+        .unwrap_or(catalog.policies.default_timezone)
+}
+
 /// Whether the `when` of a rule holds for enrollment `e` and `event`, with
 /// the evaluation in the journal (a rule without `when` holds, unrecorded).
+/// `at`: now, and the customer's time zone.
 fn checks(
     cond: Option<&crate::sequence::condition::Condition>,
     role: Role,
     e: &Enrollment,
     event: Option<&Event>,
-    now: DateTime<Utc>,
+    (now, tz): (DateTime<Utc>, Tz),
     effects: &mut Vec<Effect>,
 ) -> bool {
     let Some(c) = cond else {
         return true;
     };
-    let result = c.eval_bool(&e.context.bindings(event, now));
+    let result = c.eval_bool_in(&e.context.bindings(event, now), tz);
     let checked = Checked::of(&c.source, &result);
     effects.push(Effect::journal(
         &e.step,
@@ -368,23 +387,18 @@ fn run_from(
                 category: category.unwrap_or(seq.category),
                 due_at: now,
             })),
-            Op::Wait { duration, at } => {
-                let Some(mut until) = later(now, *duration) else {
+            Op::Wait { duration, at, on } => {
+                let tz = zone(catalog, e);
+                let Some(until) = duration
+                    .add_to(now, tz)
+                    .and_then(|t| aligned(t, tz, *at, *on))
+                else {
                     let reason = format!(
-                        "wait of {} from {now} ends past the dates aftercare can hold",
-                        crate::sequence::duration::format(*duration)
+                        "wait of {duration} from {now} ends past the dates aftercare can hold"
                     );
                     end(e, Status::Exited, reason, now, fx);
                     return;
                 };
-                if let Some(at) = at {
-                    let tz = e
-                        .context
-                        .customer
-                        .timezone
-                        .unwrap_or(catalog.policies.default_timezone);
-                    until = localtime::next_at(until, tz, *at);
-                }
                 e.waiting = Waiting::Time { until };
                 fx.push(Effect::journal(
                     &e.step,
@@ -396,37 +410,56 @@ fn run_from(
                 fx.push(Effect::Sleep { until });
                 return;
             }
-            Op::WaitUntil(c) => match c.eval_timestamp(&e.context.bindings(None, now)) {
-                Ok(until) if until > now => {
-                    e.waiting = Waiting::Time { until };
-                    fx.push(Effect::journal(
+            Op::WaitUntil { until: c, at, on } => {
+                let tz = zone(catalog, e);
+                let until = c
+                    .eval_timestamp_in(&e.context.bindings(None, now), tz)
+                    .and_then(|t| {
+                        aligned(t, tz, *at, *on).ok_or_else(|| {
+                            format!("{t} moved by `at`/`on` ends past the dates aftercare can hold")
+                        })
+                    });
+                match until {
+                    Ok(until) if until > now => {
+                        e.waiting = Waiting::Time { until };
+                        fx.push(Effect::journal(
+                            &e.step,
+                            What::Waiting {
+                                until,
+                                source: Some(c.source.clone()),
+                            },
+                        ));
+                        fx.push(Effect::Sleep { until });
+                        return;
+                    }
+                    Ok(until) => fx.push(Effect::journal(
                         &e.step,
-                        What::Waiting {
+                        What::WaitPassed {
                             until,
-                            source: Some(c.source.clone()),
+                            source: c.source.clone(),
                         },
-                    ));
-                    fx.push(Effect::Sleep { until });
-                    return;
+                    )),
+                    Err(err) => {
+                        let reason = format!("wait_until `{}` failed: {err}", c.source);
+                        end(e, Status::Exited, reason, now, fx);
+                        return;
+                    }
                 }
-                Ok(until) => fx.push(Effect::journal(
-                    &e.step,
-                    What::WaitPassed {
-                        until,
-                        source: c.source.clone(),
-                    },
-                )),
-                Err(err) => {
-                    let reason = format!("wait_until `{}` failed: {err}", c.source);
-                    end(e, Status::Exited, reason, now, fx);
-                    return;
-                }
-            },
-            Op::WaitFor { event, within, .. } => {
-                let Some(until) = later(now, *within) else {
+            }
+            Op::WaitFor {
+                event,
+                within,
+                at,
+                on,
+                ..
+            } => {
+                let tz = zone(catalog, e);
+                let Some(until) = within
+                    .add_to(now, tz)
+                    .and_then(|t| aligned(t, tz, *at, *on))
+                else {
                     let reason = format!(
-                        "wait_for {event} within {} from {now} ends past the dates aftercare can hold",
-                        crate::sequence::duration::format(*within)
+                        "wait_for {event} within {within} from {now} ends past the dates aftercare can hold"
                     );
                     end(e, Status::Exited, reason, now, fx);
                     return;
@@ -453,7 +486,7 @@ fn run_from(
                 then,
                 otherwise,
             } => {
-                let result = cond.eval_bool(&e.context.bindings(None, now));
+                let result = cond.eval_bool_in(&e.context.bindings(None, now), zone(catalog, e));
                 let mut checked = Checked::of(&cond.source, &result);
                 let taken = warn_failed(cond, result, fx);
                 checked.branch = Some(if taken { "then" } else { "else" }.into());
@@ -515,6 +548,17 @@ fn run_from(
 pub fn later(now: DateTime<Utc>, d: TimeDelta) -> Option<DateTime<Utc>> {
     now.checked_add_signed(d)
         .filter(|t| t.year() <= *crate::sequence::condition::YEARS.end())
+}
+
+/// The end of a wait at `t` moved by `at` and `on` (see
+/// [`localtime::align`]), or `None` past the years a wake-up may be stored at.
+fn aligned(
+    t: DateTime<Utc>,
+    tz: Tz,
+    at: Option<NaiveTime>,
+    on: Option<Weekdays>,
+) -> Option<DateTime<Utc>> {
+    later(localtime::align(t, tz, at, on), TimeDelta::zero())
 }
 
 /// A split's variant for a customer: the same customer always lands in the

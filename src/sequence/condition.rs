@@ -3,8 +3,20 @@
 //!
 //! Money is a double and timestamps are CEL timestamps. Absent fields are
 //! absent from the maps, so `has(order.total)` tells whether a field is set.
-//! Two additions: `days(n)` is a duration of n days, and
-//! `order.replenish_every_days` is the smallest interval among the items.
+//! Additions: `days(n)` is a duration of n days; `months(n)` and
+//! `years(n)` are calendar durations (below); `order.replenish_every_days`
+//! is the smallest interval among the items.
+//!
+//! `months(n)` is the length of the n calendar months that end at `now` in
+//! the customer's time zone: `now` minus the same local time n months
+//! earlier (clamped to the end of a shorter month, as a `1mo` wait is), so
+//! that `now - customer.last_order_at > months(3)` means "more than three
+//! calendar months ago" and `now - months(1)` is this time last month.
+//! `years(n)` is `months(12 * n)`. A negative n gives the same length,
+//! negated (`months(-1) == -months(1)`). The time zone is the customer's,
+//! else the policies' `default_timezone` where the engine evaluates (waits,
+//! `if`, `exit_when`, `wait_for.when`); where only the customer is known,
+//! their zone or UTC.
 //!
 //! The CEL library can panic on input it should refuse (a timestamp plus a
 //! duration past what dates hold panics inside chrono). Every compilation and
@@ -23,6 +35,7 @@ use cel::common::types::{
 use cel::common::value::Val;
 use cel::{Context, Env, Program, Value};
 use chrono::{DateTime, Datelike, TimeDelta, Utc};
+use chrono_tz::Tz;
 use rust_decimal::prelude::ToPrimitive;
 
 use crate::engine::facts::Facts;
@@ -36,9 +49,10 @@ pub struct Condition {
     pub source: String,
     program: Arc<Program>,
     /// Which of [`VARIABLES`] the expression names, and whether it calls
-    /// `days`: only those are built for an evaluation.
+    /// `days`, or `months` or `years`: only those are built for an evaluation.
     uses: [bool; 6],
     uses_days: bool,
+    uses_calendar: bool,
     pub line: u64,
     pub col: u64,
 }
@@ -53,6 +67,12 @@ impl std::fmt::Debug for Condition {
 /// than any two CEL timestamps (years 1 to 9999) lie apart, so that the
 /// library's own range checks see every sum and difference.
 pub const MAX_DAYS: i64 = 3_652_500;
+
+/// `months(n)` takes at most this many months either way (10,000 years).
+pub const MAX_MONTHS: i64 = 120_000;
+
+/// `years(n)` takes at most this many years either way.
+pub const MAX_YEARS: i64 = 10_000;
 
 /// The years a `wait_until` may name.
 pub const YEARS: std::ops::RangeInclusive<i32> = 1970..=9999;
@@ -158,6 +178,36 @@ fn days(n: i64) -> Result<Value, cel::ExecutionError> {
         })
 }
 
+/// `months(n)` (`name` "months") or `years(n / 12)`: the length of the
+/// `|n|` calendar months that end at `now` in `tz`, negated for a negative
+/// `n` (see the module's documentation).
+fn calendar(
+    name: &str,
+    n: i64,
+    months: Option<i64>,
+    now: DateTime<Utc>,
+    tz: Tz,
+) -> Result<Value, cel::ExecutionError> {
+    let limit = if name == "years" {
+        MAX_YEARS
+    } else {
+        MAX_MONTHS
+    };
+    let out_of_range = || {
+        cel::ExecutionError::function_error(
+            name,
+            format!("{n} {name} is out of range (at most {limit} either way)"),
+        )
+    };
+    let m = months
+        .filter(|_| n.unsigned_abs() <= limit.unsigned_abs())
+        .and_then(|m| i32::try_from(m.unsigned_abs()).ok())
+        .ok_or_else(out_of_range)?;
+    let start = crate::engine::localtime::add_months(now, tz, -m).ok_or_else(out_of_range)?;
+    let length = now.signed_duration_since(start);
+    Ok(Value::Duration(if n < 0 { -length } else { length }))
+}
+
 /// What a condition sees.
 #[derive(Debug, Clone, Copy)]
 pub struct Bindings<'a> {
@@ -242,21 +292,23 @@ impl Condition {
         let names = refs.variables();
         let uses = VARIABLES.map(|v| names.contains(&v));
         let uses_days = refs.has_function("days");
+        let uses_calendar = refs.has_function("months") || refs.has_function("years");
         Ok(Self {
             source: source.to_string(),
             program: Arc::new(program),
             uses,
             uses_days,
+            uses_calendar,
             line,
             col,
         })
     }
 
-    fn run(&self, b: &Bindings) -> Result<Value, String> {
-        guarded(|| self.run_unguarded(b))
+    fn run(&self, b: &Bindings, tz: Tz) -> Result<Value, String> {
+        guarded(|| self.run_unguarded(b, tz))
     }
 
-    fn run_unguarded<'a>(&self, b: &Bindings<'a>) -> Result<Value, String> {
+    fn run_unguarded<'a>(&self, b: &Bindings<'a>, tz: Tz) -> Result<Value, String> {
         let mut ctx = Context::with_env(env().clone());
         // Building the maps is most of an evaluation's cost: only build the
         // variables the expression names.
@@ -285,11 +337,35 @@ impl Condition {
         if self.uses_days {
             ctx.add_function("days", days).map_err(|e| e.to_string())?;
         }
+        if self.uses_calendar {
+            let now = b.now;
+            ctx.add_function("months", move |n: i64| {
+                calendar("months", n, Some(n), now, tz)
+            })
+            .map_err(|e| e.to_string())?;
+            ctx.add_function("years", move |n: i64| {
+                calendar("years", n, n.checked_mul(12), now, tz)
+            })
+            .map_err(|e| e.to_string())?;
+        }
         self.program.execute(&ctx).map_err(|e| e.to_string())
     }
 
+    /// The zone `months(n)` and `years(n)` count in when the caller knows
+    /// no default: the customer's, else UTC.
+    fn zone_of(b: &Bindings) -> Tz {
+        b.customer.timezone.unwrap_or(Tz::UTC)
+    }
+
+    /// [`Condition::eval_bool_in`] in the customer's time zone, or UTC.
     pub fn eval_bool(&self, b: &Bindings) -> Result<bool, String> {
-        match self.run(b)? {
+        self.eval_bool_in(b, Self::zone_of(b))
+    }
+
+    /// The condition's value, true or false; `months(n)` and `years(n)`
+    /// count in `tz` (the customer's time zone, or the policies' default).
+    pub fn eval_bool_in(&self, b: &Bindings, tz: Tz) -> Result<bool, String> {
+        match self.run(b, tz)? {
             Value::Bool(v) => Ok(v),
             other => Err(format!(
                 "condition `{}` gave {:?}, not true or false",
@@ -299,9 +375,15 @@ impl Condition {
         }
     }
 
-    /// A time, within the years 1970 to 9999.
+    /// [`Condition::eval_timestamp_in`] in the customer's time zone, or UTC.
     pub fn eval_timestamp(&self, b: &Bindings) -> Result<DateTime<Utc>, String> {
-        match self.run(b)? {
+        self.eval_timestamp_in(b, Self::zone_of(b))
+    }
+
+    /// A time, within the years 1970 to 9999; `months(n)` and `years(n)`
+    /// count in `tz`.
+    pub fn eval_timestamp_in(&self, b: &Bindings, tz: Tz) -> Result<DateTime<Utc>, String> {
+        match self.run(b, tz)? {
             Value::Timestamp(t) if YEARS.contains(&t.year()) => Ok(t.with_timezone(&Utc)),
             Value::Timestamp(t) => Err(format!(
                 "`{}` gave {}, outside the years {}-{}",
@@ -666,6 +748,134 @@ mod tests {
         assert_eq!(eval(&list), Ok(true));
         let parens = format!("{}order.total{} > 100.0", "(".repeat(90), ")".repeat(90));
         assert_eq!(eval(&parens), Ok(true));
+    }
+
+    /// `months(n)` and `years(n)`: the n calendar months (years) that end
+    /// at `now` in the customer's time zone, across month ends and DST.
+    #[test]
+    fn months_and_years_are_calendar_lengths_ending_now() {
+        use chrono_tz::America::New_York;
+        use chrono_tz::Asia::Bangkok;
+        use chrono_tz::Europe::Budapest;
+        let e = event();
+        let at = |now: &str| Bindings {
+            customer: &e.customer,
+            facts: None,
+            order: None,
+            shipment: None,
+            review: None,
+            event: None,
+            now: now.parse().unwrap(),
+        };
+        let value = |src: &str, b: &Bindings, tz: Tz| {
+            Condition::compile(src, 1, 1)
+                .unwrap()
+                .eval_bool_in(b, tz)
+                .unwrap_or_else(|e| panic!("{src}: {e}"))
+        };
+        // Budapest, 2026-03-31 10:00 CEST: a month ago is Feb 28 10:00 CET
+        // (clamped), 31 days less the hour of the spring change.
+        let b = at("2026-03-31T08:00:00Z");
+        assert!(value("months(1) == duration('743h')", &b, Budapest));
+        assert!(value(
+            "now - months(1) == timestamp('2026-02-28T09:00:00Z')",
+            &b,
+            Budapest
+        ));
+        assert!(value("months(1) == duration('744h')", &b, Tz::UTC));
+        assert!(value("months(-1) == duration('-743h')", &b, Budapest));
+        assert!(value("now + months(-1) == now - months(1)", &b, Budapest));
+        assert!(value("months(0) == duration('0s')", &b, Budapest));
+        // New York, 2026-11-20 10:00 EST: back to Oct 20 10:00 EDT.
+        let b = at("2026-11-20T15:00:00Z");
+        assert!(value("months(1) == duration('745h')", &b, New_York));
+        assert!(value(
+            "now - months(3) == timestamp('2026-08-20T14:00:00Z')",
+            &b,
+            New_York
+        ));
+        // Bangkok, 2026-03-01 00:30 local (Feb 28 in UTC): the local month
+        // before is February (28 days); in UTC, Jan 28 to Feb 28 (31 days).
+        let b = at("2026-02-28T17:30:00Z");
+        assert!(value("months(1) == days(28)", &b, Bangkok));
+        assert!(value("months(1) == days(31)", &b, Tz::UTC));
+        // A year back from Feb 29 is Feb 28: 366 days.
+        let b = at("2028-02-29T12:00:00Z");
+        assert!(value("years(1) == days(366)", &b, Tz::UTC));
+        assert!(value("years(2) == months(24)", &b, Budapest));
+        assert!(value(
+            "years(-1) == duration('0s') - years(1)",
+            &b,
+            Budapest
+        ));
+
+        // Without a default, the customer's zone, else UTC.
+        let mut customer = e.customer.clone();
+        customer.timezone = Some(Bangkok);
+        let b = Bindings {
+            customer: &customer,
+            ..at("2026-02-28T17:30:00Z")
+        };
+        let c = Condition::compile("months(1) == days(28)", 1, 1).unwrap();
+        assert_eq!(c.eval_bool(&b), Ok(true));
+        assert_eq!(c.eval_bool(&at("2026-02-28T17:30:00Z")), Ok(false));
+    }
+
+    #[test]
+    fn more_than_three_calendar_months_ago() {
+        let e = event();
+        let facts = |last: &str| Facts {
+            orders_count: 1,
+            last_order_at: Some(last.parse().unwrap()),
+            ..Facts::default()
+        };
+        let c = Condition::compile("now - customer.last_order_at > months(3)", 1, 1).unwrap();
+        let check = |last: &str| {
+            let f = facts(last);
+            let b = Bindings {
+                customer: &e.customer,
+                facts: Some(&f),
+                order: None,
+                shipment: None,
+                review: None,
+                event: None,
+                // 10:00 in Budapest on May 31.
+                now: "2026-05-31T08:00:00Z".parse().unwrap(),
+            };
+            c.eval_bool_in(&b, chrono_tz::Europe::Budapest).unwrap()
+        };
+        // Three months before May 31 10:00 is Feb 28 10:00 (09:00Z, CET).
+        assert!(!check("2026-02-28T09:00:00Z"), "exactly three months");
+        assert!(check("2026-02-28T08:59:59Z"));
+        assert!(!check("2026-03-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn months_and_years_out_of_range_are_errors() {
+        for (src, want) in [
+            (
+                "now - months(120001) < now",
+                "120001 months is out of range (at most 120000 either way)",
+            ),
+            (
+                "now - years(10001) < now",
+                "10001 years is out of range (at most 10000 either way)",
+            ),
+            (
+                "months(-9223372036854775807 - 1) < duration('0s')",
+                "out of range",
+            ),
+            (
+                "years(9223372036854775807) > duration('0s')",
+                "out of range",
+            ),
+            ("now - years(10000) < now", ""),
+        ] {
+            let err = eval(src).unwrap_err();
+            assert!(err.contains(want), "{src}: {err}");
+        }
+        assert_eq!(eval("now - years(100) < now"), Ok(true));
+        assert_eq!(eval("now - months(1200) < now"), Ok(true));
     }
 
     #[test]

@@ -72,14 +72,16 @@ fn edges(seq: &Sequence) -> Vec<Edge> {
         let after = |d: TimeDelta| here.map(|h| h.checked_add(&d).unwrap_or(TimeDelta::MAX));
         let instr = &plan.instrs[i];
         match &instr.op {
-            Op::Email { .. } | Op::WaitUntil(_) => go(instr.next, here),
-            Op::Wait { duration, .. } => go(instr.next, after(*duration)),
+            Op::Email { .. } | Op::WaitUntil { .. } => go(instr.next, here),
+            // A calendar month counts as 28 days (`Span::least`); `at` and
+            // `on` only make a wait longer.
+            Op::Wait { duration, .. } => go(instr.next, after(duration.least())),
             Op::WaitFor {
                 within, timeout, ..
             } => {
                 // The event's way is paced by the shop; the timeout's waits.
                 go(instr.next, None);
-                go(*timeout, after(*within));
+                go(*timeout, after(within.least()));
             }
             Op::If {
                 then, otherwise, ..
@@ -355,6 +357,25 @@ mod tests {
             got[0].contains("goes round again after only 23h of waiting"),
             "{got:?}"
         );
+    }
+
+    /// A calendar month counts as 28 days (the least it can be), a year
+    /// as 365: a monthly loop is a warning, never an error.
+    #[test]
+    fn calendar_waits_count_their_least_length() {
+        let a = every("a", "  - wait: 1mo\n  - start: a\n");
+        assert_eq!(
+            check_all(&[("a.yaml", &a)]),
+            [
+                "a.yaml:6:12: warning: start cycle `a` (a.yaml) → `a` (it goes round every 4w or more, for as long as the customer stays)"
+            ]
+        );
+        let a = every(
+            "a",
+            "  - wait_for: shipment.shipped\n    within: 1y1mo\n  - start: a\n",
+        );
+        let got = check_all(&[("a.yaml", &a)]);
+        assert!(got[0].contains("every 56w1d or more"), "{got:?}");
     }
 
     #[test]

@@ -15,4 +15,5 @@ pub mod plan;
 pub mod policies;
 pub mod steps;
 pub mod values;
+pub mod weekdays;
 pub mod yaml;

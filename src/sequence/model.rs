@@ -9,7 +9,9 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use super::condition::Condition;
+use super::duration::Span;
 use super::plan::Plan;
+use super::weekdays::Weekdays;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -170,17 +172,27 @@ pub enum StepKind {
         template: String,
         category: Option<Category>,
     },
+    /// `at` and `on` move where a wait ends (see
+    /// [`crate::engine::localtime::align`]).
     Wait {
-        duration: TimeDelta,
+        duration: Span,
         at: Option<NaiveTime>,
+        on: Option<Weekdays>,
     },
-    WaitUntil(Condition),
+    WaitUntil {
+        until: Condition,
+        at: Option<NaiveTime>,
+        on: Option<Weekdays>,
+    },
     WaitFor {
         event: String,
-        within: TimeDelta,
+        within: Span,
         when: Option<Condition>,
         scope: Scope,
         on_timeout: Vec<Step>,
+        /// Move the timeout, as for `wait`.
+        at: Option<NaiveTime>,
+        on: Option<Weekdays>,
     },
     If {
         cond: Condition,

@@ -4,10 +4,12 @@
 
 use std::collections::HashMap;
 
-use chrono::{NaiveTime, TimeDelta};
+use chrono::NaiveTime;
 
 use super::condition::Condition;
+use super::duration::Span;
 use super::model::{Category, Scope, Step, StepKind};
+use super::weekdays::Weekdays;
 
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
@@ -31,18 +33,27 @@ pub enum Op {
         template: String,
         category: Option<Category>,
     },
+    /// `at` and `on` move where the wait ends, in the customer's time zone.
     Wait {
-        duration: TimeDelta,
+        duration: Span,
         at: Option<NaiveTime>,
+        on: Option<Weekdays>,
     },
-    WaitUntil(Condition),
+    WaitUntil {
+        until: Condition,
+        at: Option<NaiveTime>,
+        on: Option<Weekdays>,
+    },
     WaitFor {
         event: String,
-        within: TimeDelta,
+        within: Span,
         when: Option<Condition>,
         scope: Scope,
         /// First step of `on_timeout`; when it is empty, `next`.
         timeout: Option<usize>,
+        /// Move the timeout, as for `wait`.
+        at: Option<NaiveTime>,
+        on: Option<Weekdays>,
     },
     If {
         cond: Condition,
@@ -72,23 +83,32 @@ impl Plan {
                     template: template.clone(),
                     category: *category,
                 },
-                StepKind::Wait { duration, at } => Op::Wait {
+                StepKind::Wait { duration, at, on } => Op::Wait {
                     duration: *duration,
                     at: *at,
+                    on: *on,
                 },
-                StepKind::WaitUntil(c) => Op::WaitUntil(c.clone()),
+                StepKind::WaitUntil { until, at, on } => Op::WaitUntil {
+                    until: until.clone(),
+                    at: *at,
+                    on: *on,
+                },
                 StepKind::WaitFor {
                     event,
                     within,
                     when,
                     scope,
                     on_timeout,
+                    at,
+                    on,
                 } => Op::WaitFor {
                     event: event.clone(),
                     within: *within,
                     when: when.clone(),
                     scope: *scope,
                     timeout: self.lay(on_timeout, cont),
+                    at: *at,
+                    on: *on,
                 },
                 StepKind::If {
                     cond,

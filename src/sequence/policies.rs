@@ -433,4 +433,32 @@ mod tests {
             "{s}"
         );
     }
+
+    /// Policy windows are fixed lengths of time: a calendar unit is an error
+    /// at its place that says why, in each window.
+    #[test]
+    fn policy_windows_refuse_calendar_units() {
+        let (p, d) = parse_policies(
+            Path::new("p.yaml"),
+            "frequency_cap: {max: 1, per: 1mo}\npromo_share: {max_percent: 20, window: 1y}\n\
+             ceiling: {per: 1mo2d}\nstale_after: {value: 1mo}\n",
+        );
+        let s = d.to_string();
+        for (place, what, text) in [
+            ("p.yaml:1:30", "frequency_cap.per", "1mo"),
+            ("p.yaml:2:40", "promo_share.window", "1y"),
+            ("p.yaml:3:16", "ceiling.per", "1mo2d"),
+            ("p.yaml:4:22", "stale_after.value", "1mo"),
+        ] {
+            let want = format!(
+                "{place}: {what}: `{text}` counts calendar months or years, which only waits \
+                 (`wait`, `within`) take, in each customer's own calendar; {what} is a fixed \
+                 length of time"
+            );
+            assert!(s.contains(&want), "missing {want:?} in {s}");
+        }
+        assert_eq!(d.0.len(), 4, "{s}");
+        assert_eq!(p.frequency_cap, None);
+        assert_eq!(p.stale_after, StaleAfter::default());
+    }
 }

@@ -3,8 +3,11 @@
 
 use std::collections::HashMap;
 
+use chrono::NaiveTime;
+
 use super::duration;
 use super::model::{Scope, Step, StepKind, Variant};
+use super::weekdays::Weekdays;
 use super::yaml::{Fields, Node, Reader, Value};
 use crate::diagnostic::closest;
 
@@ -155,35 +158,53 @@ impl StepBuilder<'_, '_> {
         ))
     }
 
-    fn wait(&mut self, mut f: Fields, mut site: Site) -> Option<Step> {
-        let duration = self.r.duration(site.value, "wait");
+    /// `at: "10:00"` and `on: [mon, …]`, the keys that move where a wait
+    /// (or a `wait_for`'s timeout) ends.
+    fn wait_end(&mut self, f: &mut Fields) -> (Option<NaiveTime>, Option<Weekdays>) {
         let at = f.take("at").and_then(|a| self.r.time_of_day(a, "at"));
+        let on = f.take("on").and_then(|o| self.r.weekdays(o, "on"));
+        (at, on)
+    }
+
+    fn wait(&mut self, mut f: Fields, mut site: Site) -> Option<Step> {
+        let duration = self.r.span(site.value, "wait");
+        let (at, on) = self.wait_end(&mut f);
         let derived = match duration {
-            Some(d) => format!("wait-{}", duration::format(d)),
+            Some(d) => format!("wait-{}", duration::format_span(d)),
             None => "wait".into(),
         };
         let id = self.claim_id(&mut site, &derived);
-        self.r.finish(f, "a wait step", &["id", "wait", "at"]);
+        self.r.finish(f, "a wait step", &["id", "wait", "at", "on"]);
         Some(site.step(
             id,
             StepKind::Wait {
                 duration: duration?,
                 at,
+                on,
             },
         ))
     }
 
-    fn wait_until(&mut self, f: Fields, mut site: Site) -> Option<Step> {
+    fn wait_until(&mut self, mut f: Fields, mut site: Site) -> Option<Step> {
         let cond = self.r.condition(site.value, "wait_until");
+        let (at, on) = self.wait_end(&mut f);
         let id = self.claim_id(&mut site, "wait_until");
-        self.r.finish(f, "a wait_until step", &["id", "wait_until"]);
-        Some(site.step(id, StepKind::WaitUntil(cond?)))
+        self.r
+            .finish(f, "a wait_until step", &["id", "wait_until", "at", "on"]);
+        Some(site.step(
+            id,
+            StepKind::WaitUntil {
+                until: cond?,
+                at,
+                on,
+            },
+        ))
     }
 
     fn wait_for(&mut self, mut f: Fields, mut site: Site) -> Option<Step> {
         let event = self.r.event_type(site.value, "wait_for");
         let within = match f.take("within") {
-            Some(w) => self.r.duration(w, "within"),
+            Some(w) => self.r.span(w, "within"),
             None => {
                 self.r.error(
                     site.node,
@@ -199,6 +220,7 @@ impl StepBuilder<'_, '_> {
             Some(s) => self.r.scope(s),
             None => Some(Scope::Order),
         };
+        let (at, on) = self.wait_end(&mut f);
         let derived = format!("wait_for-{}", event.as_deref().unwrap_or(""));
         let id = self.claim_id(&mut site, &derived);
         let on_timeout = match f.take("on_timeout") {
@@ -208,7 +230,16 @@ impl StepBuilder<'_, '_> {
         self.r.finish(
             f,
             "a wait_for step",
-            &["id", "wait_for", "within", "when", "scope", "on_timeout"],
+            &[
+                "id",
+                "wait_for",
+                "within",
+                "when",
+                "scope",
+                "at",
+                "on",
+                "on_timeout",
+            ],
         );
         Some(site.step(
             id,
@@ -218,6 +249,8 @@ impl StepBuilder<'_, '_> {
                 when,
                 scope: scope?,
                 on_timeout,
+                at,
+                on,
             },
         ))
     }
@@ -363,5 +396,161 @@ impl StepBuilder<'_, '_> {
             ),
         );
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use chrono::{TimeDelta, Weekday};
+
+    use super::*;
+    use crate::sequence::duration::Span;
+    use crate::sequence::load::{parse_sequence, walk};
+
+    fn steps(body: &str) -> (Vec<Step>, Vec<String>) {
+        let text = format!("id: x\ncategory: value\nsteps:\n{body}");
+        let (seq, d) = parse_sequence(Path::new("s.yaml"), &text);
+        let errs = d.0.iter().map(|d| d.to_string()).collect();
+        let mut all = Vec::new();
+        if let Some(seq) = seq {
+            walk(&seq.steps, &mut |s| all.push(s.clone()));
+        }
+        (all, errs)
+    }
+
+    fn hm(h: u32, m: u32) -> Option<NaiveTime> {
+        NaiveTime::from_hms_opt(h, m, 0)
+    }
+
+    fn days(list: &[Weekday]) -> Option<Weekdays> {
+        let mut w = Weekdays::default();
+        for d in list {
+            w.insert(*d);
+        }
+        Some(w)
+    }
+
+    #[test]
+    fn calendar_waits_at_and_on() {
+        let (s, errs) = steps(
+            r#"  - wait: 1mo
+  - wait: 1y6mo
+    at: "10:00"
+    on: [mon, wed, fri]
+  - wait_until: 'order.placed_at + days(30)'
+    at: "9:30"
+    on: [sat]
+  - wait_for: review.submitted
+    within: 1mo2d
+    at: "10:00"
+    on: [tue, thu]
+    on_timeout: [{wait: 1d, on: sun}]
+"#,
+        );
+        assert!(errs.is_empty(), "{errs:#?}");
+        let ids: Vec<&str> = s.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "wait-1mo",
+                "wait-1y6mo",
+                "wait_until",
+                "wait_for-review.submitted",
+                "wait_for-review.submitted/timeout/wait-1d"
+            ]
+        );
+        use Weekday::*;
+        let StepKind::Wait { duration, at, on } = &s[0].kind else {
+            panic!("{:?}", s[0].kind)
+        };
+        assert_eq!(
+            (*duration, *at, *on),
+            (
+                Span {
+                    months: 1,
+                    delta: TimeDelta::zero()
+                },
+                None,
+                None
+            )
+        );
+        let StepKind::Wait { duration, at, on } = &s[1].kind else {
+            panic!()
+        };
+        assert_eq!(duration.months, 18);
+        assert_eq!((*at, *on), (hm(10, 0), days(&[Mon, Wed, Fri])));
+        let StepKind::WaitUntil { until, at, on } = &s[2].kind else {
+            panic!()
+        };
+        assert_eq!(until.source, "order.placed_at + days(30)");
+        assert_eq!((*at, *on), (hm(9, 30), days(&[Sat])));
+        let StepKind::WaitFor { within, at, on, .. } = &s[3].kind else {
+            panic!()
+        };
+        assert_eq!(
+            *within,
+            Span {
+                months: 1,
+                delta: TimeDelta::days(2)
+            }
+        );
+        assert_eq!((*at, *on), (hm(10, 0), days(&[Tue, Thu])));
+        let StepKind::Wait { on, .. } = &s[4].kind else {
+            panic!()
+        };
+        assert_eq!(*on, days(&[Sun]), "one day alone needs no list");
+    }
+
+    /// Every bad value is an error at its own line and column.
+    #[test]
+    fn bad_calendar_values_are_errors_with_their_place() {
+        let (_, errs) = steps(
+            r#"  - wait: 11y
+  - wait: 0mo
+  - wait: -1mo
+  - wait: 1mon
+  - wait: 1d
+    on: [mon, tues, Friday, holiday]
+  - wait: 1d
+    on: []
+  - wait_until: 'now + days(1)'
+    at: "25:00"
+    on: {mon: true}
+  - wait_for: review.submitted
+    within: 1month
+    at: "ten"
+    on: [sun, sunday]
+  - wait_until: 'now'
+    on:
+  - wait: 2d
+    om: [mon]
+"#,
+        );
+        let expect = [
+            "s.yaml:4:11: wait: \"11y\" is longer than 3650d (about 10 years)",
+            "s.yaml:5:11: wait: must be longer than zero",
+            "s.yaml:6:11: wait: must be longer than zero",
+            "s.yaml:7:11: wait: \"1mon\" is not a duration",
+            "s.yaml:9:15: on: `tues` is not a day of the week; did you mean `tue`? write one of mon, tue, wed, thu, fri, sat, sun",
+            "s.yaml:9:21: on: `Friday` is not a day of the week; did you mean `fri`?",
+            "s.yaml:9:29: on: `holiday` is not a day of the week; write one of",
+            "s.yaml:11:9: on: the list of days is empty",
+            "s.yaml:13:9: at: `25:00` is not a time of day",
+            "s.yaml:14:9: on: expected a list of days such as [mon, tue, wed, thu, fri], found a mapping",
+            "s.yaml:16:13: within: \"1month\" is not a duration",
+            "s.yaml:17:9: at: `ten` is not a time of day",
+            "s.yaml:18:15: on: `sunday` is not a day of the week; did you mean `sun`?",
+            "s.yaml:20:7: on: expected a list of days such as [mon, tue, wed, thu, fri], found nothing",
+            "s.yaml:22:5: unknown key `om` in a wait step (did you mean `on`?); allowed: id, wait, at, on",
+        ];
+        for e in expect {
+            assert!(
+                errs.iter().any(|x| x.starts_with(e)),
+                "missing {e:?} in {errs:#?}"
+            );
+        }
+        assert_eq!(errs.len(), expect.len(), "{errs:#?}");
     }
 }

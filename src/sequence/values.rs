@@ -6,23 +6,34 @@
 use chrono::{NaiveTime, TimeDelta};
 
 use super::condition::Condition;
-use super::duration;
+use super::duration::{self, Span};
 use super::model::{Category, Scope};
+use super::weekdays::Weekdays;
 use super::yaml::{Node, Reader, Value};
 use crate::diagnostic::closest;
 use crate::event::KNOWN_TYPES;
 
 impl Reader<'_> {
-    /// A duration longer than zero: `30m`, `2h`, `3d`, `2w`, `1d12h`.
+    /// A fixed duration longer than zero: `30m`, `2h`, `3d`, `2w`, `1d12h`.
+    /// Policy windows and settings are read so; a calendar unit (`1mo`,
+    /// `1y`) there is an error that says why.
     pub fn duration(&mut self, n: &Node, what: &str) -> Option<TimeDelta> {
-        let s = match &n.value {
-            Value::Str(s) => s.clone(),
-            Value::Int(i) => i.to_string(),
-            _ => {
-                self.error(n, format!("{what}: expected a duration such as 3d"));
-                return None;
-            }
-        };
+        let s = self.duration_text(n, what)?;
+        if let Ok(span) = Span::parse(&s)
+            && span.months != 0
+        {
+            self.error(
+                n,
+                format!(
+                    "{what}: `{}` counts calendar months or years, which only waits \
+                     (`wait`, `within`) take, in each customer's own calendar; \
+                     {what} is a fixed length of time, the same for every customer \
+                     whatever the month or time zone: write it in days or weeks, e.g. 30d",
+                    s.trim()
+                ),
+            );
+            return None;
+        }
         match duration::parse(&s) {
             Ok(d) if d > TimeDelta::zero() => Some(d),
             Ok(_) => {
@@ -34,6 +45,87 @@ impl Reader<'_> {
                 None
             }
         }
+    }
+
+    /// The span of a wait, longer than zero: a fixed duration or calendar
+    /// months and years (`1mo`, `1y6mo`, `1mo2d`), see [`Span`].
+    pub fn span(&mut self, n: &Node, what: &str) -> Option<Span> {
+        let s = self.duration_text(n, what)?;
+        // `-1mo` reads as a span, signed: still not one a wait takes.
+        match Span::parse(&s).or_else(|e| Span::parse_signed(&s).map_err(|_| e)) {
+            Ok(span) if span.is_positive() => Some(span),
+            Ok(_) => {
+                self.error(n, format!("{what}: must be longer than zero"));
+                None
+            }
+            Err(e) => {
+                self.error(n, format!("{what}: {e}"));
+                None
+            }
+        }
+    }
+
+    fn duration_text(&mut self, n: &Node, what: &str) -> Option<String> {
+        match &n.value {
+            Value::Str(s) => Some(s.clone()),
+            Value::Int(i) => Some(i.to_string()),
+            _ => {
+                self.error(n, format!("{what}: expected a duration such as 3d"));
+                None
+            }
+        }
+    }
+
+    /// Days of the week: a list of `mon` … `sun` (or one name alone), at
+    /// least one; each wrong name is an error at its place with the
+    /// closest right one.
+    pub fn weekdays(&mut self, n: &Node, what: &str) -> Option<Weekdays> {
+        let one = std::slice::from_ref(n);
+        let items = match &n.value {
+            Value::Seq(items) => items.as_slice(),
+            Value::Str(_) => one,
+            other => {
+                self.error(
+                    n,
+                    format!(
+                        "{what}: expected a list of days such as [mon, tue, wed, thu, fri], \
+                         found {}",
+                        match other {
+                            Value::Map(_) => "a mapping",
+                            Value::Null => "nothing",
+                            _ => "a value that is not a day",
+                        }
+                    ),
+                );
+                return None;
+            }
+        };
+        if items.is_empty() {
+            self.error(
+                n,
+                format!(
+                    "{what}: the list of days is empty; name at least one, e.g. \
+                     [mon, tue, wed, thu, fri] (without `{what}`, any day will do)"
+                ),
+            );
+            return None;
+        }
+        let mut days = Weekdays::default();
+        let mut ok = true;
+        for item in items {
+            let Some(name) = self.string(item, what) else {
+                ok = false;
+                continue;
+            };
+            match Weekdays::day(&name) {
+                Ok(d) => days.insert(d),
+                Err(e) => {
+                    self.error(item, format!("{what}: {e}"));
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(days)
     }
 
     /// A time of day on the 24-hour clock: `"10:00"`, `"7:30"`.

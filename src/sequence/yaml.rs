@@ -108,11 +108,27 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut entries = Vec::new();
-        while let Some(k) = map.next_key::<Node>()? {
+        while let Some(k) = map.next_key::<Spanned<Key>>()? {
+            let k = Node {
+                value: k.value.0,
+                line: k.referenced.line(),
+                col: k.referenced.column(),
+            };
             let v = map.next_value::<Node>()?;
             entries.push((k, v));
         }
         Ok(Value::Map(entries))
+    }
+}
+
+/// A mapping's key, read as the text written: YAML 1.1 reads a plain `on`,
+/// `off`, `yes`, `no`, `y` or `n` as a boolean, and the key `on:` of a wait
+/// would be `true`. (Values keep the YAML 1.1 reading.)
+struct Key(Value);
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(ValueVisitor).map(Key)
     }
 }
 
@@ -339,6 +355,29 @@ mod tests {
             panic!()
         };
         assert_eq!((step[0].1.line, step[0].1.col), (4, 11));
+    }
+
+    /// Keys are the text written (`on:` is not `true:`); values keep
+    /// YAML 1.1's booleans; keys that are not strings still load.
+    #[test]
+    fn keys_are_text() {
+        let text = "on: yes\noff: [1]\n3: x\ntrue: on\n";
+        let root = parse(Path::new("s.yaml"), text).unwrap();
+        let Value::Map(entries) = &root.value else {
+            panic!("not a map")
+        };
+        let keys: Vec<&Value> = entries.iter().map(|(k, _)| &k.value).collect();
+        assert_eq!(
+            keys,
+            [
+                &Value::Str("on".into()),
+                &Value::Str("off".into()),
+                &Value::Str("3".into()),
+                &Value::Str("true".into())
+            ]
+        );
+        assert_eq!(entries[0].1.value, Value::Bool(true));
+        assert_eq!((entries[1].0.line, entries[1].0.col), (2, 1));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use chrono_tz::Tz;
 use super::localtime::resolve;
 use super::profile::Profile;
 use crate::event::{Customer, Order};
+use crate::sequence::duration::Span;
 use crate::sequence::model::{DateFact, DateSource, DateTrigger, Repeat};
 
 /// One firing of a date trigger: when, and which occurrence it is (the
@@ -58,7 +59,10 @@ pub fn next_date_firing(
     let at = |k: u32| -> Option<DateTime<Utc>> {
         let day = anchor.date().checked_add_months(Months::new(12 * k))?;
         let local = day.and_time(t.at.unwrap_or(anchor.time()));
-        let local = local.checked_add_signed(t.offset.unwrap_or(TimeDelta::zero()))?;
+        let local = match &t.offset {
+            Some(offset) => shift(local, offset)?,
+            None => local,
+        };
         (1970..=9999)
             .contains(&local.year())
             .then(|| resolve(tz, local))
@@ -82,6 +86,18 @@ pub fn next_date_firing(
             })
         }
     }
+}
+
+/// `local` moved by `offset` on the wall clock: months in the calendar
+/// (clamped to the month's end), then days and hours.
+fn shift(local: NaiveDateTime, offset: &Span) -> Option<NaiveDateTime> {
+    let months = Months::new(offset.months.unsigned_abs());
+    let moved = if offset.months >= 0 {
+        local.checked_add_months(months)?
+    } else {
+        local.checked_sub_months(months)?
+    };
+    moved.checked_add_signed(offset.delta)
 }
 
 /// The latest time at or before `now` that `cron` names in `tz`.
@@ -157,7 +173,7 @@ mod tests {
     ) -> DateTrigger {
         DateTrigger {
             date,
-            offset: offset.map(TimeDelta::days),
+            offset: offset.map(|d| Span::of(TimeDelta::days(d))),
             repeat,
             at: at.map(|a| NaiveTime::parse_from_str(a, "%H:%M").unwrap()),
             when: None,
@@ -219,6 +235,19 @@ mod tests {
             next_date_firing(&once, &p, tz, utc("2025-04-10T00:00:00Z")),
             None
         );
+        // A calendar month before 31 March is 28 February (29th in a leap year).
+        let p = with_first_order("2025-03-31T14:00:00Z");
+        let mut month_before = trigger(
+            DateSource::Fact(DateFact::FirstOrderAt),
+            None,
+            Repeat::Yearly,
+            Some("10:00"),
+        );
+        month_before.offset = Some(Span::parse_signed("-1mo").unwrap());
+        let f = next_date_firing(&month_before, &p, tz, utc("2025-04-01T00:00:00Z")).unwrap();
+        assert_eq!(f.at, utc("2026-02-28T10:00:00Z"));
+        let f = next_date_firing(&month_before, &p, tz, utc("2027-03-01T00:00:00Z")).unwrap();
+        assert_eq!(f.at, utc("2028-02-29T10:00:00Z"));
     }
 
     #[test]

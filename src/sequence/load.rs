@@ -333,22 +333,20 @@ fn date_source(r: &mut Reader, n: &Node) -> Option<DateSource> {
     None
 }
 
-/// A duration that may be negative: `-7d`, `12h`.
-fn signed_duration(r: &mut Reader, n: &Node, what: &str) -> Option<chrono::TimeDelta> {
+/// A duration that may be negative and calendar: `-7d`, `12h`, `-1mo`.
+fn signed_duration(r: &mut Reader, n: &Node, what: &str) -> Option<super::duration::Span> {
     let text = match &n.value {
         Value::Str(s) => s.clone(),
         Value::Int(i) => i.to_string(),
         _ => {
-            r.error(n, format!("{what}: expected a duration such as -7d or 2d"));
+            r.error(
+                n,
+                format!("{what}: expected a duration such as -7d, 2d or -1mo"),
+            );
             return None;
         }
     };
-    let (negative, body) = match text.trim().strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text.trim()),
-    };
-    match super::duration::parse(body) {
-        Ok(d) if negative => Some(-d),
+    match super::duration::Span::parse_signed(&text) {
         Ok(d) => Some(d),
         Err(e) => {
             r.error(n, format!("{what}: {e}"));

@@ -97,9 +97,9 @@ impl Trigger {
 #[derive(Debug, Clone)]
 pub struct DateTrigger {
     pub date: DateSource,
-    /// Added to each occurrence (negative: before it); days count in the
-    /// customer's calendar.
-    pub offset: Option<TimeDelta>,
+    /// Added to each occurrence (negative: before it); months and days
+    /// count in the customer's calendar.
+    pub offset: Option<super::duration::Span>,
     pub repeat: Repeat,
     /// The local time of day it fires at; else the date's own time of day
     /// (midnight for a plain date).

@@ -149,8 +149,15 @@ pub enum Command {
     },
     /// Feed the sample events through the shipped sequences; write .eml files.
     Demo {
-        #[arg(long, default_value = "examples/events.jsonl")]
-        events: PathBuf,
+        /// Event files (JSON lines), taken together; the default: the
+        /// fulfilment examples and the retention examples (win-back,
+        /// anniversaries, birthdays, the survey, winter boots).
+        #[arg(
+            long,
+            num_args = 1..,
+            default_values = ["examples/events.jsonl", "examples/retention-events.jsonl"]
+        )]
+        events: Vec<PathBuf>,
         #[arg(long, env = "AFTERCARE_OUTBOX_DIR", default_value = "./outbox")]
         outbox: PathBuf,
     },
@@ -774,7 +781,7 @@ fn simulate_cmd(
         // Every shard runs to the same end: that of the whole file.
         None => Until::At(
             index.last.unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
-                + chrono::Duration::days(simulate::MAX_HORIZON_DAYS),
+                + chrono::Duration::days(simulate::horizon_days(&loaded.catalog)),
         ),
     };
     let (bad_first, duplicates) = (index.bad, index.duplicates);
@@ -840,14 +847,19 @@ fn summary(
 fn demo(
     sequences: &Path,
     templates: &Path,
-    events_file: &Path,
+    events_files: &[PathBuf],
     outbox: &Path,
 ) -> anyhow::Result<ExitCode> {
     let loaded = match load_or_fail(sequences, templates) {
         Ok(l) => l,
         Err(code) => return Ok(code),
     };
-    let (events, bad) = read_events(events_file)?;
+    let (mut events, mut bad) = (Vec::new(), 0);
+    for file in events_files {
+        let (more, wrong) = read_events(file)?;
+        events.extend(more);
+        bad += wrong;
+    }
     let sim = simulate::demo(&loaded.catalog, &loaded.templates, events, outbox);
     println!(
         "{:<20}  {:<22}  {:<14}  {:<6}  subject",

@@ -68,6 +68,15 @@ pub const MAX_HORIZON_DAYS: i64 = 3650;
 /// a bit, so every anniversary and schedule shows once.
 pub const CALENDAR_HORIZON_DAYS: i64 = 400;
 
+/// How many days past the last event [`Until::Drained`] runs for `catalog`.
+pub fn horizon_days(catalog: &Catalog) -> i64 {
+    if catalog.timed.is_empty() && catalog.scheduled.is_empty() {
+        MAX_HORIZON_DAYS
+    } else {
+        CALENDAR_HORIZON_DAYS
+    }
+}
+
 /// Where a simulation's results go, as they happen. Emails arrive in the
 /// documented order: time, then customer id, sequence, step.
 pub trait Sink {
@@ -426,12 +435,8 @@ impl<T: Transport> Driver<'_, T> {
         let horizon = match until {
             Until::At(t) => t,
             Until::Drained => {
-                let days = if self.catalog.timed.is_empty() && self.catalog.scheduled.is_empty() {
-                    MAX_HORIZON_DAYS
-                } else {
-                    CALENDAR_HORIZON_DAYS
-                };
-                last.unwrap_or(DateTime::<Utc>::UNIX_EPOCH) + chrono::Duration::days(days)
+                last.unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
+                    + chrono::Duration::days(horizon_days(self.catalog))
             }
         };
         self.run_until(horizon).await?;

@@ -33,7 +33,7 @@ fn validate_accepts_the_shipped_content() {
     let o = aftercare(&["validate"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
-        stdout(&o).starts_with("ok: 4 sequence(s)"),
+        stdout(&o).starts_with("ok: 9 sequence(s)"),
         "{}",
         stdout(&o)
     );
@@ -260,11 +260,41 @@ fn simulate_skips_bad_event_lines_and_goes_on() {
     assert!(!stdout(&o).is_empty(), "the good events still ran");
 }
 
+/// Issue 11: the default demo takes the retention examples too, and every
+/// shipped sequence sends in it (the time-driven ones included).
+#[test]
+fn the_demo_runs_every_shipped_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = dir.path().join("outbox");
+    let o = aftercare(&["demo", "--outbox", outbox.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for seq in std::fs::read_dir("sequences").unwrap() {
+        let name = seq.unwrap().file_name().to_string_lossy().into_owned();
+        let Some(id) = name.strip_suffix(".yaml").filter(|n| !n.starts_with('_')) else {
+            continue;
+        };
+        // The demo's sequence column is 14 wide.
+        let shown: String = id.chars().take(14).collect();
+        assert!(
+            out.lines()
+                .any(|l| l.contains(&format!(" {shown}")) && !l.contains("skipped")),
+            "no email of {id} in the demo:\n{out}"
+        );
+    }
+}
+
 #[test]
 fn demo_writes_real_eml_files() {
     let dir = tempfile::tempdir().unwrap();
     let outbox = dir.path().join("outbox");
-    let o = aftercare(&["demo", "--outbox", outbox.to_str().unwrap()]);
+    let o = aftercare(&[
+        "demo",
+        "--events",
+        "examples/events.jsonl",
+        "--outbox",
+        outbox.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let files: Vec<_> = std::fs::read_dir(&outbox)
         .unwrap()
@@ -295,7 +325,13 @@ fn demo_writes_real_eml_files() {
     }
     assert!(hungarian);
     // Running again overwrites instead of duplicating.
-    let again = aftercare(&["demo", "--outbox", outbox.to_str().unwrap()]);
+    let again = aftercare(&[
+        "demo",
+        "--events",
+        "examples/events.jsonl",
+        "--outbox",
+        outbox.to_str().unwrap(),
+    ]);
     assert!(again.status.success());
     assert_eq!(std::fs::read_dir(&outbox).unwrap().count(), files.len());
     assert!(stdout(&o).contains("order-confirmation") || stdout(&o).contains("fulfilment"));
@@ -626,7 +662,7 @@ fn validate_checks_an_events_file_line_by_line() {
     let o = aftercare(&["validate", "--events", &f]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
-        stdout(&o).starts_with("ok: 4 sequence(s), ")
+        stdout(&o).starts_with("ok: 9 sequence(s), ")
             && stdout(&o).contains(", 2 event(s), 1 warning(s)"),
         "{}",
         stdout(&o)

@@ -440,3 +440,47 @@ steps:
         .collect();
     assert_eq!(sent, want);
 }
+
+/// Issue 11: over the shipped retention examples and a year, each of the
+/// shipped retention sequences sends, in English and in Hungarian.
+#[test]
+fn the_retention_examples_fire_every_retention_sequence() {
+    let text = std::fs::read_to_string("examples/retention-events.jsonl").unwrap();
+    let (events, bad) = aftercare::simulate::parse_events(&text);
+    assert!(bad.is_empty(), "{bad:?}");
+    let last = events.iter().map(|e| e.occurred_at).max().unwrap();
+    let l = shipped();
+    let sim = simulate(
+        &l.catalog,
+        &l.templates,
+        events,
+        Until::At(last + chrono::Duration::days(400)),
+    );
+    for seq in [
+        "win-back",
+        "first-order-anniversary",
+        "birthday",
+        "feedback-survey",
+        "seasonal-winter-boots",
+    ] {
+        for locale in ["en", "hu"] {
+            assert!(
+                sim.delivered
+                    .iter()
+                    .any(|d| d.line.sequence == seq && d.line.locale == locale),
+                "{seq} sent nothing in {locale}"
+            );
+        }
+    }
+    // The birthday goes only with consent: c_eszter gave none.
+    assert!(
+        !sim.delivered
+            .iter()
+            .any(|d| d.line.sequence == "birthday" && d.line.customer_id == "c_eszter")
+    );
+    assert!(
+        sim.delivered
+            .iter()
+            .any(|d| d.line.sequence == "birthday" && d.line.customer_id == "c_zsofia")
+    );
+}

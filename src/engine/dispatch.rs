@@ -277,7 +277,8 @@ fn live_event(
                 event: Some(event),
                 now,
             };
-            let result = cond.eval_bool(&b);
+            let tz = calendar::zone_of(customer, catalog.policies.default_timezone);
+            let result = cond.eval_bool_in(&b, tz);
             if result != Ok(true) {
                 let why = match &result {
                     Ok(_) => NotEnrolled::TriggerFalse,
@@ -539,7 +540,8 @@ fn enroll(
     }
     // An exit already recorded after the trigger (an `order.cancelled` that
     // overtook its `order.placed`) stops the enrollment before it starts.
-    if let Some(ev) = recorded_exit(seq, c.recent, &context, &origin.mark, now, out) {
+    let tz = catalog.policies.default_timezone;
+    if let Some(ev) = recorded_exit(seq, c.recent, &context, &origin.mark, now, tz, out) {
         let message = format!(
             "not started: exit_when {} ({}) is already recorded, at {}",
             ev.kind,
@@ -742,6 +744,7 @@ fn recorded_exit(
     context: &Context,
     mark: &Mark,
     now: DateTime<Utc>,
+    default_tz: chrono_tz::Tz,
     out: &mut Applied,
 ) -> Option<Arc<Event>> {
     let order_id = context.order.as_ref().map(|o| o.id.as_str());
@@ -753,7 +756,14 @@ fn recorded_exit(
             .filter(|ev| correlates(&context.customer.id, order_id, ev, rule.scope));
         for ev in candidates {
             let mut warnings = Vec::new();
-            if holds(rule.when.as_ref(), context, Some(&ev), now, &mut warnings) {
+            if holds(
+                rule.when.as_ref(),
+                context,
+                Some(&ev),
+                now,
+                default_tz,
+                &mut warnings,
+            ) {
                 return Some(ev);
             }
             out.notes
@@ -952,20 +962,25 @@ pub fn time_trigger_holds(
     seq: &crate::sequence::model::Sequence,
     profile: &profile::Profile,
     now: DateTime<Utc>,
+    default_tz: chrono_tz::Tz,
 ) -> Result<bool, String> {
     let Some(cond) = seq.trigger.as_ref().and_then(|t| t.when()) else {
         return Ok(true);
     };
     let order = calendar::last_order(profile);
-    cond.eval_bool(&Bindings {
-        customer: &profile.customer,
-        facts: Some(&profile.ledger.facts),
-        order: order.as_ref(),
-        shipment: None,
-        review: None,
-        event: None,
-        now,
-    })
+    let tz = calendar::zone_of(&profile.customer, default_tz);
+    cond.eval_bool_in(
+        &Bindings {
+            customer: &profile.customer,
+            facts: Some(&profile.ledger.facts),
+            order: order.as_ref(),
+            shipment: None,
+            review: None,
+            event: None,
+            now,
+        },
+        tz,
+    )
 }
 
 /// Enrolls the customer in the time-triggered `seq` if its `when` holds,
@@ -981,7 +996,7 @@ fn fire(
     now: DateTime<Utc>,
     out: &mut Applied,
 ) {
-    let result = time_trigger_holds(seq, profile, now);
+    let result = time_trigger_holds(seq, profile, now, catalog.policies.default_timezone);
     if result != Ok(true) {
         let cond = seq
             .trigger

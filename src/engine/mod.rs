@@ -292,16 +292,20 @@ fn warn_failed(
     }
 }
 
+/// Whether `cond` holds for `ctx` (calendar functions such as `months(n)`
+/// count in the customer's zone, else `default_tz`).
 fn holds(
     cond: Option<&crate::sequence::condition::Condition>,
     ctx: &Context,
     event: Option<&Event>,
     now: DateTime<Utc>,
+    default_tz: chrono_tz::Tz,
     effects: &mut Vec<Effect>,
 ) -> bool {
+    let tz = ctx.customer.timezone.unwrap_or(default_tz);
     match cond {
         None => true,
-        Some(c) => match c.eval_bool(&ctx.bindings(event, now)) {
+        Some(c) => match c.eval_bool_in(&ctx.bindings(event, now), tz) {
             Ok(v) => v,
             Err(err) => {
                 effects.push(Effect::Warn(format!(

@@ -131,7 +131,8 @@ pub async fn sweep<S: Store>(
                 .into_iter()
                 .filter_map(|(cid, profile)| {
                     let profile = profile?;
-                    (dispatch::time_trigger_holds(seq, &profile, now) != Ok(false)).then_some(cid)
+                    let holds = dispatch::time_trigger_holds(seq, &profile, now, tz);
+                    (holds != Ok(false)).then_some(cid)
                 })
                 .collect();
             swept.matched += ids.len();

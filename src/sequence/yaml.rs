@@ -210,6 +210,16 @@ impl<'a> Reader<'a> {
             }
             // A bare number is a fine name (e.g. a weight written as a string).
             Value::Int(i) => Some(i.to_string()),
+            Value::Bool(b) => {
+                self.error(
+                    node,
+                    format!(
+                        "{what}: expected a string, found {b}: YAML reads a bare yes, no, y, n, \
+                         on or off as true or false; put the value in quotes, e.g. \"no\""
+                    ),
+                );
+                None
+            }
             other => {
                 self.error(
                     node,

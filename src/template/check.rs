@@ -1,0 +1,377 @@
+//! What `validate` learns from the data a template reads ([`reads`]): every
+//! unknown variable at once, what fails with the least a real event carries,
+//! and the subject's values that a real event may leave empty.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use handlebars::Handlebars;
+use handlebars::template::Template;
+use serde_json::Value;
+
+use super::reads::{self, Found, How, Read, Seg, display, find};
+use super::{LocaleFile, Templates, TextPart};
+use crate::diagnostic::{Diagnostic, Diagnostics};
+
+/// A read with its place in a file.
+#[derive(Debug, Clone)]
+pub struct Placed {
+    pub read: Read,
+    pub file: PathBuf,
+    pub line: u64,
+    pub col: u64,
+    /// Read in the subject itself (not in a partial it includes).
+    pub in_subject: bool,
+}
+
+struct Registry<'a>(&'a Handlebars<'static>);
+
+impl reads::Lookup for Registry<'_> {
+    fn template(&self, name: &str) -> Option<&Template> {
+        self.0.get_template(name)
+    }
+
+    fn is_helper(&self, name: &str) -> bool {
+        // A dotted path is never a helper. Handlebars has no public way to
+        // ask for a helper by name: a helper renders `{{name}}` on no data,
+        // a missing variable fails in strict mode.
+        !name.contains(['.', '/', '[', '@'])
+            && self
+                .0
+                .render_template(&format!("{{{{{name}}}}}"), &serde_json::json!({}))
+                .is_ok()
+    }
+}
+
+/// Data the renderer adds itself; a layout also gets the rendered parts.
+const GIVEN: &[&str] = &["_locale"];
+const GIVEN_TO_LAYOUTS: &[&str] = &["body", "subject", "preheader"];
+
+/// `customer.attributes` holds what each shop sends: a key the sample lacks
+/// may well be there in real events.
+fn free_form(path: &[Seg]) -> bool {
+    path.len() > 2
+        && path[0] == Seg::Key("customer".into())
+        && path[1] == Seg::Key("attributes".into())
+}
+
+fn root_is(path: &[Seg], names: &[&str]) -> bool {
+    matches!(path.first(), Some(Seg::Key(k)) if names.contains(&k.as_str()))
+}
+
+impl Templates {
+    /// Every locale of template `id`, those with errors too.
+    fn every_locale(&self, id: &str) -> Vec<(&String, &LocaleFile)> {
+        let mut out = Vec::new();
+        for set in [self.sets.get(id), self.broken.get(id)]
+            .into_iter()
+            .flatten()
+        {
+            out.extend(set.locales.iter());
+            out.extend(set.broken.iter());
+        }
+        out.sort_by_key(|(l, _)| l.as_str());
+        out
+    }
+
+    /// The locales of template `id`, those with errors too.
+    pub fn every_locale_name(&self, id: &str) -> Vec<String> {
+        self.every_locale(id)
+            .into_iter()
+            .map(|(l, _)| l.clone())
+            .collect()
+    }
+
+    /// Every template id, those whose locales all have errors too.
+    pub fn every_id(&self) -> impl Iterator<Item = &String> {
+        let ids: BTreeSet<&String> = self.sets.keys().chain(self.broken.keys()).collect();
+        ids.into_iter()
+    }
+
+    /// What the locale `locale` of template `id` reads (subject, preheader,
+    /// body, its own text part, its layout, and the partials each includes),
+    /// each read placed in the file it is written in.
+    pub fn reads(&self, id: &str, locale: &str) -> Vec<Placed> {
+        let Some((_, lf)) = self
+            .every_locale(id)
+            .into_iter()
+            .find(|(l, _)| *l == locale)
+        else {
+            return Vec::new();
+        };
+        let n = &lf.names;
+        let html = match lf.inlined {
+            true => &n.html_src,
+            false => &n.html,
+        };
+        // (registry, registered name, file, first line, first column)
+        let mut units: Vec<(&Handlebars<'static>, &str, PathBuf, u64, u64)> = vec![(
+            &self.hb_text,
+            &n.subject,
+            lf.file.clone(),
+            lf.subject_line,
+            lf.subject_col,
+        )];
+        if lf.has_preheader {
+            units.push((
+                &self.hb_text,
+                &n.preheader,
+                lf.file.clone(),
+                lf.preheader_line,
+                lf.preheader_col,
+            ));
+        }
+        units.push((&self.hb, html, lf.file.clone(), lf.body_line, 1));
+        if lf.text == TextPart::Own {
+            units.push((&self.hb_text, &n.text, lf.text_file(), 1, 1));
+        }
+        if let Some(layout) = &lf.layout
+            && let Some(l) = self.layouts.get(layout)
+        {
+            units.push((&self.hb, layout, l.file.clone(), 1, 1));
+        }
+        let mut out = Vec::new();
+        for (hb, name, file, first_line, first_col) in units {
+            let Some(t) = hb.get_template(name) else {
+                continue;
+            };
+            let is_layout = name.starts_with("_layouts/");
+            for read in reads::of(t, name, &Registry(hb)) {
+                if is_layout
+                    && read
+                        .path
+                        .as_deref()
+                        .is_some_and(|p| root_is(p, GIVEN_TO_LAYOUTS))
+                {
+                    continue;
+                }
+                let (file, line, col) = if read.unit == name {
+                    let line = first_line + read.line as u64 - 1;
+                    let col = match read.line {
+                        1 => read.col as u64 + first_col - 1,
+                        _ => read.col as u64,
+                    };
+                    (file.clone(), line, col)
+                } else {
+                    let file = self
+                        .partial_files
+                        .get(&read.unit)
+                        .or_else(|| self.layouts.get(&read.unit).map(|l| &l.file))
+                        .cloned()
+                        .unwrap_or_else(|| file.clone());
+                    (file, read.line as u64, read.col as u64)
+                };
+                out.push(Placed {
+                    in_subject: read.unit == n.subject,
+                    read,
+                    file,
+                    line,
+                    col,
+                });
+            }
+        }
+        out
+    }
+
+    /// Every variable of template `id` (every locale, its partials and
+    /// layout) that `data` does not have, all at once: a render stops at
+    /// the first. A `{{path}}`, `{{#each}}`, `{{#with}}` or helper argument
+    /// that is missing is an error (strict rendering, or a helper given
+    /// nothing); an `{{#if}}` on a missing path is a warning (always false).
+    pub fn unknown_variables(&self, id: &str, data: &Value) -> Diagnostics {
+        let mut diags = Diagnostics::default();
+        for locale in self.every_locale_name(id) {
+            let mut data = data.clone();
+            if let Some(o) = data.as_object_mut() {
+                for k in GIVEN {
+                    o.insert(k.to_string(), locale.clone().into());
+                }
+            }
+            for p in self.reads(id, &locale) {
+                let r = &p.read;
+                let Some(path) = r.path.as_deref().filter(|_| r.certain) else {
+                    continue;
+                };
+                if find(&data, path) != Found::Missing {
+                    continue;
+                }
+                let name = display(path);
+                let message = match r.how {
+                    How::Block { has_else: true, .. } => continue,
+                    How::Test if free_form(path) => continue,
+                    How::Test => {
+                        diags.push(Diagnostic::warning(
+                            &p.file,
+                            p.line,
+                            p.col,
+                            format!(
+                                "`{}` tests `{name}`, which no data has: the test is always \
+                                 false (check the name, or give it in the template's sample.json)",
+                                r.raw
+                            ),
+                        ));
+                        continue;
+                    }
+                    // Shops send attributes of their own: one the sample
+                    // lacks is an error only where the sample renders it.
+                    _ if free_form(path)
+                        && (r.how == How::Argument || reads::reached(r, &data) != Some(true)) =>
+                    {
+                        continue;
+                    }
+                    How::Argument => format!(
+                        "with the sample data: unknown variable `{name}` (a helper's argument: \
+                         the helper would get nothing; check the name)"
+                    ),
+                    _ => format!(
+                        "with the sample data: unknown variable `{name}` (rendering is strict: \
+                         check the name)"
+                    ),
+                };
+                diags.push(Diagnostic::error(&p.file, p.line, p.col, message));
+            }
+        }
+        diags.sorted()
+    }
+
+    /// What fails to render in template `id`, `locale`, with `minimal` (the
+    /// least a real event carries), all at once: a `{{path}}` it lacks, an
+    /// `{{#each}}` or `{{#with}}` without `{{else}}` on nothing. Only what
+    /// would be rendered counts (a guard that is false keeps its inside out).
+    pub fn minimal_failures(&self, id: &str, locale: &str, minimal: &Value) -> Diagnostics {
+        let mut data = minimal.clone();
+        if let Some(o) = data.as_object_mut() {
+            for k in GIVEN {
+                o.insert(k.to_string(), locale.into());
+            }
+        }
+        let mut diags = Diagnostics::default();
+        for p in self.reads(id, locale) {
+            let r = &p.read;
+            let Some(path) = r.path.as_deref().filter(|_| r.certain) else {
+                continue;
+            };
+            if reads::reached(r, &data) != Some(true) {
+                continue;
+            }
+            let found = find(&data, path);
+            let fails = match r.how {
+                How::Value => found == Found::Missing,
+                How::Block {
+                    has_else: false,
+                    each: true,
+                } => !matches!(
+                    found,
+                    Found::Value(Value::Array(_) | Value::Object(_)) | Found::Unknown
+                ),
+                How::Block {
+                    has_else: false,
+                    each: false,
+                } => match found {
+                    Found::Value(v) => !reads::truthy(v),
+                    Found::Missing => true,
+                    Found::Unknown => false,
+                },
+                _ => false,
+            };
+            if fails {
+                diags.push(Diagnostic::error(
+                    &p.file,
+                    p.line,
+                    p.col,
+                    may_be_missing(&display(path)),
+                ));
+            }
+        }
+        diags.sorted()
+    }
+
+    /// The subject of template `id` in `locale` rendered from `data`, alone
+    /// (the body may fail where the subject does not).
+    pub fn subject_with(&self, id: &str, locale: &str, data: &Value) -> Option<String> {
+        let lf = self.sets.get(id)?.locales.get(locale)?;
+        let mut data = data.clone();
+        if let Some(o) = data.as_object_mut() {
+            o.insert("_locale".into(), locale.into());
+        }
+        let s = self.hb_text.render(&lf.names.subject, &data).ok()?;
+        Some(super::collapse(&s))
+    }
+
+    /// The values in the subject of template `id` in `locale` that are empty
+    /// in `minimal` (the least a real event carries), as warnings at their
+    /// place; `subject` is the subject rendered from `minimal`.
+    pub fn empty_in_subject(
+        &self,
+        id: &str,
+        locale: &str,
+        minimal: &Value,
+        subject: &str,
+    ) -> Diagnostics {
+        let mut diags = Diagnostics::default();
+        for p in self.reads(id, locale) {
+            let r = &p.read;
+            let Some(path) = r.path.as_deref() else {
+                continue;
+            };
+            if !p.in_subject
+                || r.how != How::Value
+                || !r.certain
+                || r.repeated
+                || reads::reached(r, minimal) != Some(true)
+            {
+                continue;
+            }
+            let empty = match find(minimal, path) {
+                Found::Value(Value::Null) => true,
+                Found::Value(Value::String(s)) => s.trim().is_empty(),
+                _ => false,
+            };
+            if empty {
+                let name = display(path);
+                let lacks = match root_is(path, &["customer"]) && is_fact(path) {
+                    true => format!("a customer with no history yet has no `{name}`"),
+                    false => format!("a real event may not have `{name}`"),
+                };
+                diags.push(Diagnostic::warning(
+                    &p.file,
+                    p.line,
+                    p.col,
+                    format!(
+                        "the subject shows `{{{{{raw}}}}}`, and {lacks}: then the subject reads \
+                         \"{subject}\"; wrap it in `{{{{#if {raw}}}}}…{{{{/if}}}}` or give a \
+                         default with `{{{{else}}}}`",
+                        raw = r.raw
+                    ),
+                ));
+            }
+        }
+        diags.sorted()
+    }
+}
+
+/// An error of the minimal sample: `field` is one a real event may lack.
+pub fn may_be_missing(field: &str) -> String {
+    format!(
+        "`{field}` may be missing in real events (the minimal sample, with only the fields \
+         every event has, lacks it) and then rendering fails: guard it with \
+         `{{{{#if …}}}}…{{{{/if}}}}` (or `{{{{#each …}}}}…{{{{else}}}}…{{{{/each}}}}`) or give a default"
+    )
+}
+
+/// Customer facts come from the store, never from an event.
+fn is_fact(path: &[Seg]) -> bool {
+    const FACTS: &[&str] = &[
+        "orders_count",
+        "first_order_at",
+        "last_order_at",
+        "last_order_id",
+        "total_spent",
+        "total_spent_currency",
+        "reviews_count",
+        "last_review_at",
+        "last_rating",
+        "last_email_at",
+    ];
+    matches!(path.get(1), Some(Seg::Key(k)) if FACTS.contains(&k.as_str()))
+}

@@ -1,0 +1,273 @@
+//! `aftercare validate` as a marketer meets it (issue 11, part 7): one run
+//! reports every error of every file, each at `file:line:col`, in plain
+//! words; what a real event may leave out is found too.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn aftercare(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_aftercare"))
+        .args(args)
+        .env_remove("AFTERCARE_SEQUENCES")
+        .env_remove("AFTERCARE_TEMPLATES")
+        .env_remove("AFTERCARE_OUTBOX_DIR")
+        .output()
+        .expect("run aftercare")
+}
+
+fn write(dir: &Path, rel: &str, text: &str) {
+    let p = dir.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+/// `validate --sequences d/seq --templates d/tpl`: (exit code, stderr, stdout).
+fn validate(d: &Path) -> (Option<i32>, String, String) {
+    let o = aftercare(&[
+        "validate",
+        "--sequences",
+        d.join("seq").to_str().unwrap(),
+        "--templates",
+        d.join("tpl").to_str().unwrap(),
+    ]);
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+    )
+}
+
+fn assert_lines(out: &str, d: &Path, want: &[(&str, &str)]) {
+    for (file, rest) in want {
+        let line = format!("{}:{rest}", d.join(file).display());
+        assert!(
+            out.lines().any(|l| l.starts_with(&line)),
+            "missing {line:?} in:\n{out}"
+        );
+    }
+}
+
+/// A template that is fine, for sequences to send.
+const OK: &str = "---\nsubject: Hello\n---\n<p>Hello</p>\n<p><a href=\"{{unsubscribe_url}}\">Unsubscribe</a></p>\n";
+
+/// Independent errors of every stage, in several files: each used to be
+/// found only once the one before it was fixed (or not at all while another
+/// file had an error). One run lists them all, with their places, and
+/// nothing that only follows from another error.
+#[test]
+fn one_run_reports_every_stage() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A bad policies value.
+    write(
+        d,
+        "seq/_policies.yaml",
+        "default_locale: en\nfrequency_cap: {max: 1, per: 16 hours}\n",
+    );
+    // A YAML syntax error: the file says nothing more, and what names it
+    // (`start: broken`, its template) is not reported because of it.
+    write(
+        d,
+        "seq/broken.yaml",
+        "id: broken\ncategory: value\nsteps: [oops\n  - email: only-in-broken\n",
+    );
+    // An unknown key, and (independent of it) a missing template.
+    write(
+        d,
+        "seq/keys.yaml",
+        "id: keys\ncategory: value\nenrol: once_per_order\nsteps:\n  - email: fine\n  - email: missing-template\n  - start: broken\n",
+    );
+    // A condition that fails on the sample, and a syntax error in another
+    // whose `then` names a missing template.
+    write(
+        d,
+        "seq/conds.yaml",
+        "id: conds\ncategory: value\ntrigger: {event: order.placed, when: 'order.totl > 0.0'}\nsteps:\n  - if: 'order.total >'\n    then: [{email: missing-in-then}]\n  - email: fine\n",
+    );
+    // The sequence's skeleton is wrong (no category): its steps are still checked.
+    write(
+        d,
+        "seq/nocat.yaml",
+        "id: nocat\nsteps:\n  - wait_for: shipment.shipped\n    on_timeout: [{email: missing-in-timeout}]\n",
+    );
+    write(d, "tpl/fine/en.hbs", OK);
+    write(d, "tpl/only-in-broken/en.hbs", OK);
+    // Three unknown variables: a render stops at the first.
+    write(
+        d,
+        "tpl/vars/en.hbs",
+        "---\nsubject: Hi {{customer.frist_name}}\n---\n<p>{{order.totl}}</p>\n{{#each order.items}}<p>{{nmae}}</p>{{/each}}\n<a href=\"{{unsubscribe_url}}\">u</a>\n",
+    );
+    // A subject that does not compile does not hide the body's variable.
+    write(
+        d,
+        "tpl/syntax/en.hbs",
+        "---\nsubject: \"Hi {{customer.first_name}\"\n---\n<p>{{order.nubmer}}</p>\n",
+    );
+    // Nor does a missing layout.
+    write(
+        d,
+        "tpl/layout/en.hbs",
+        "---\nsubject: Hi\nlayout: nope\n---\n<p>{{shipment.carier}}</p>\n",
+    );
+    write(
+        d,
+        "seq/uses.yaml",
+        "id: uses\ncategory: transactional\nsteps:\n  - email: vars\n  - email: syntax\n  - email: layout\n",
+    );
+
+    let (code, err, _) = validate(d);
+    assert_eq!(code, Some(1), "{err}");
+    assert_lines(
+        &err,
+        d,
+        &[
+            (
+                "seq/_policies.yaml",
+                "2:30: frequency_cap.per: \"16 hours\"",
+            ),
+            ("seq/broken.yaml", "4:10: invalid YAML"),
+            (
+                "seq/keys.yaml",
+                "3:1: unknown key `enrol` in sequence (did you mean `enroll`?)",
+            ),
+            ("seq/keys.yaml", "6:12: unknown template `missing-template`"),
+            (
+                "seq/conds.yaml",
+                "3:38: `order.totl > 0.0` fails on the sample event",
+            ),
+            ("seq/conds.yaml", "5:9: if: invalid condition"),
+            ("seq/conds.yaml", "6:20: unknown template `missing-in-then`"),
+            ("seq/nocat.yaml", "1:1: sequence: missing `category`"),
+            ("seq/nocat.yaml", "3:5: wait_for: missing `within`"),
+            (
+                "seq/nocat.yaml",
+                "4:26: unknown template `missing-in-timeout`",
+            ),
+            (
+                "tpl/vars/en.hbs",
+                "2:13: with the sample data: unknown variable `customer.frist_name`",
+            ),
+            (
+                "tpl/vars/en.hbs",
+                "4:4: with the sample data: unknown variable `order.totl`",
+            ),
+            (
+                "tpl/vars/en.hbs",
+                "5:25: with the sample data: unknown variable `order.items[].nmae`",
+            ),
+            (
+                "tpl/syntax/en.hbs",
+                "2:14: template syntax: `{{customer.first_name}` is not closed",
+            ),
+            (
+                "tpl/syntax/en.hbs",
+                "4:4: with the sample data: unknown variable `order.nubmer`",
+            ),
+            ("tpl/layout/en.hbs", "3:9: layout `nope` not found"),
+            (
+                "tpl/layout/en.hbs",
+                "5:4: with the sample data: unknown variable `shipment.carier`",
+            ),
+        ],
+    );
+    // Nothing that only follows from the errors above.
+    for not in [
+        "names no sequence",
+        "syntax/ folder",
+        "layout/ folder",
+        "`only-in-broken` is not used",
+        "needs at least one step",
+    ] {
+        assert!(!err.contains(not), "{not:?} in:\n{err}");
+    }
+    assert!(err.ends_with("17 error(s), 0 warning(s)\n"), "{err}");
+}
+
+/// Templates are also rendered with the least a real event carries (ids,
+/// email, type, time; no optional field, no customer facts): a failure there
+/// is an error that names the field, an empty value in a subject a warning
+/// at its place; warnings do not fail `validate`.
+#[test]
+fn the_minimal_sample_finds_what_real_events_may_lack() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "seq/s.yaml",
+        "id: s\ncategory: transactional\ntrigger: {event: order.placed}\nsteps:\n  - email: winter\n  - email: guarded\n  - email: facts\n",
+    );
+    write(
+        d,
+        "tpl/winter/en.hbs",
+        "---\nsubject: \"Winter is coming, {{customer.first_name}}: our warmest coats\"\n---\n<p>Coats.</p>\n",
+    );
+    write(
+        d,
+        "tpl/guarded/en.hbs",
+        "---\nsubject: \"Winter is coming{{#if customer.first_name}}, {{customer.first_name}}{{/if}}\"\n---\n<p>Coats.</p>\n",
+    );
+    // Counts are 0 for a customer the store does not know; the rest is empty.
+    write(
+        d,
+        "tpl/facts/en.hbs",
+        "---\nsubject: \"Order {{customer.orders_count}} since {{customer.last_order_at}}\"\n---\n<p>x</p>\n",
+    );
+    let (code, err, out) = validate(d);
+    assert_eq!(code, Some(0), "{err}");
+    assert_lines(
+        &err,
+        d,
+        &[
+            (
+                "tpl/winter/en.hbs",
+                "2:29: warning: the subject shows `{{customer.first_name}}`, and a real event may \
+                 not have `customer.first_name`: then the subject reads \"Winter is coming, : our \
+                 warmest coats\"; wrap it in `{{#if customer.first_name}}…{{/if}}` or give a \
+                 default with `{{else}}`",
+            ),
+            (
+                "tpl/facts/en.hbs",
+                "2:49: warning: the subject shows `{{customer.last_order_at}}`, and a customer \
+                 with no history yet has no `customer.last_order_at`: then the subject reads \
+                 \"Order 0 since\"",
+            ),
+        ],
+    );
+    assert!(!err.contains("guarded/"), "{err}");
+    assert!(!err.contains("customer.orders_count"), "{err}");
+    assert!(out.contains("2 warning(s)"), "{out}");
+
+    // What fails on the minimal sample is an error that says so: every
+    // such place at once, and the subject is still looked at.
+    write(
+        d,
+        "tpl/guarded/en.hbs",
+        "---\nsubject: Hi {{customer.first_name}}\n---\n<p>Born {{customer.attributes.birthday}}</p>\n{{#with shipment.tracking_url}}<a href=\"{{this}}\">track</a>{{/with}}\n{{#if shipment.carrier}}{{#with shipment.tracking_number}}{{this}}{{/with}}{{/if}}\n",
+    );
+    let (code, err, _) = validate(d);
+    assert_eq!(code, Some(1), "{err}");
+    assert_lines(
+        &err,
+        d,
+        &[
+            (
+                "tpl/guarded/en.hbs",
+                "4:9: `customer.attributes.birthday` may be missing in real events (the minimal \
+                 sample, with only the fields every event has, lacks it) and then rendering \
+                 fails: guard it with `{{#if …}}…{{/if}}`",
+            ),
+            (
+                "tpl/guarded/en.hbs",
+                "5:1: `shipment.tracking_url` may be missing in real events",
+            ),
+            (
+                "tpl/guarded/en.hbs",
+                "2:13: warning: the subject shows `{{customer.first_name}}`",
+            ),
+        ],
+    );
+    // Inside a guard that a real event may not pass, nothing fails.
+    assert!(!err.contains("tracking_number"), "{err}");
+    assert!(err.contains("2 error(s)"), "{err}");
+}

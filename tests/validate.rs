@@ -271,3 +271,76 @@ fn the_minimal_sample_finds_what_real_events_may_lack() {
     assert!(!err.contains("tracking_number"), "{err}");
     assert!(err.contains("2 error(s)"), "{err}");
 }
+
+/// `preview --data` says, on stderr and without failing, which keys of the
+/// file the template never reads and which fields it reads that the file
+/// lacks: filled from the sample for data, empty for an event.
+#[test]
+fn preview_says_how_the_data_fits_the_template() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data.json");
+    std::fs::write(
+        &data,
+        "{\n  \"customer\": {\"first_name\": \"Anna\", \"frist_name\": \"typo\"},\n  \"order\": {\"number\": \"77\", \"coupon\": \"WINTER\"}\n}\n",
+    )
+    .unwrap();
+    let o = aftercare(&["preview", "order-shipped", "--data", data.to_str().unwrap()]);
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(o.status.success(), "{err}");
+    assert!(
+        out.contains("Subject: Your order #77 is on its way"),
+        "{out}"
+    );
+    let f = data.display();
+    for want in [
+        format!(
+            "{f}:2:38: warning: `customer.frist_name` in the data is not read by template \
+             `order-shipped` (en) (did you mean `customer.first_name`?)"
+        ),
+        format!("{f}:3:29: warning: `order.coupon` in the data is not read by template"),
+        "templates/order-shipped/en.hbs:9:1: warning: the template reads `shipment.carrier`, \
+         which is not in the data: the sample's value is used (\"DHL\")"
+            .to_string(),
+    ] {
+        assert!(err.contains(&want), "missing {want:?} in:\n{err}");
+    }
+    // What the file gives and the template reads is not mentioned.
+    assert!(!err.contains("`customer.first_name`,"), "{err}");
+    assert!(!err.contains("`order.number`"), "{err}");
+
+    // An event: what it lacks renders empty, as in a real email.
+    let event = dir.path().join("event.json");
+    std::fs::write(
+        &event,
+        r#"{"id": "e1", "type": "shipment.shipped", "occurred_at": "2026-11-20T10:00:00Z",
+ "customer": {"id": "c1", "email": "a@example.com", "first_name": "Anna", "tags": ["vip"]},
+ "order": {"id": "o1", "number": "1001"},
+ "shipment": {"id": "s1", "carrier": "DHL", "tracking_url": "https://t.example/1"}}"#,
+    )
+    .unwrap();
+    let o = aftercare(&[
+        "preview",
+        "order-shipped",
+        "--data",
+        event.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let f = event.display();
+    for want in [
+        format!(
+            "{f}:2:75: warning: `customer.tags[]` in the event is not read by template \
+             `order-shipped` (en)"
+        ),
+        "templates/order-shipped/en.hbs:15:1: warning: the template reads \
+         `shipment.tracking_number`, which is not in the event: it renders empty, as for a \
+         real event without it"
+            .to_string(),
+    ] {
+        assert!(err.contains(&want), "missing {want:?} in:\n{err}");
+    }
+    assert_eq!(err.matches("warning:").count(), 2, "{err}");
+}

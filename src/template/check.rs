@@ -1,17 +1,27 @@
-//! What `validate` learns from the data a template reads ([`reads`]): every
-//! unknown variable at once, what fails with the least a real event carries,
-//! and the subject's values that a real event may leave empty.
+//! What `validate` and `preview` learn from the data a template reads
+//! ([`reads`]): every unknown variable at once, the subject's values that a
+//! real event may leave empty, and how a `--data` file fits a template.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use handlebars::Handlebars;
 use handlebars::template::Template;
 use serde_json::Value;
 
-use super::reads::{self, Found, How, Read, Seg, display, find};
+use super::reads::{self, DataPath, Found, How, Read, Seg, display, find};
 use super::{LocaleFile, Templates, TextPart};
-use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::diagnostic::{Diagnostic, Diagnostics, closest};
+
+/// The file given to `preview --data`.
+#[derive(Debug, Clone, Copy)]
+pub struct DataFile<'a> {
+    pub file: &'a Path,
+    pub text: &'a str,
+    pub json: &'a Value,
+    /// An event, not template data merged over the sample.
+    pub event: bool,
+}
 
 /// A read with its place in a file.
 #[derive(Debug, Clone)]
@@ -348,6 +358,129 @@ impl Templates {
         }
         diags.sorted()
     }
+
+    /// How the data of `preview --data` fits template `id` in `locale`;
+    /// `used` is the data the template is rendered with. Returns warnings,
+    /// each with its place: keys of the file that the template never reads,
+    /// and fields it reads that the file lacks (with what is used instead, or
+    /// that rendering fails on them).
+    pub fn data_notes(&self, id: &str, locale: &str, data: &DataFile, used: &Value) -> Diagnostics {
+        let DataFile {
+            file,
+            text,
+            json: given,
+            event,
+        } = *data;
+        let mut diags = Diagnostics::default();
+        let reads = self.reads(id, locale);
+        // What of the file a template sees, in the template's terms.
+        const EVENT_PARTS: &[&str] = &["customer", "order", "shipment", "review"];
+        let seen: Value = match (event, given) {
+            (true, Value::Object(o)) => Value::Object(
+                o.iter()
+                    .filter(|(k, _)| EVENT_PARTS.contains(&k.as_str()))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+            _ => given.clone(),
+        };
+        // Keys nobody reads.
+        let mut leaves = Vec::new();
+        leaves_of(&seen, &mut Vec::new(), &mut leaves);
+        let read_paths: Vec<&DataPath> =
+            reads.iter().filter_map(|p| p.read.path.as_ref()).collect();
+        // Read by the service itself, whatever the template says.
+        const SERVICE: &[&[&str]] = &[
+            &["customer", "locale"],
+            &["customer", "timezone"],
+            &["customer", "id"],
+            &["customer", "email"],
+            &["customer", "marketing_consent"],
+            &["order", "id"],
+            &["shipment", "id"],
+        ];
+        let mut unread = BTreeSet::new();
+        for leaf in &leaves {
+            let by_service = SERVICE.iter().any(|s| {
+                s.len() <= leaf.len()
+                    && s.iter()
+                        .zip(leaf.iter())
+                        .all(|(a, b)| *b == Seg::Key(a.to_string()))
+            });
+            if by_service || read_paths.iter().any(|r| overlaps(r, leaf)) {
+                continue;
+            }
+            unread.insert(leaf.clone());
+        }
+        let what = match event {
+            true => "the event",
+            false => "the data",
+        };
+        let names: BTreeSet<String> = read_paths.iter().map(|p| display(p)).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        for leaf in unread {
+            let (line, col) = locate(text, &leaf).unwrap_or((1, 1));
+            let leaf = display(&leaf);
+            let hint = match closest(&leaf, &names) {
+                Some(n) => format!(" (did you mean `{n}`?)"),
+                None => String::new(),
+            };
+            diags.push(Diagnostic::warning(
+                file,
+                line,
+                col,
+                format!("`{leaf}` in {what} is not read by template `{id}` ({locale}){hint}"),
+            ));
+        }
+        // Fields read that the file lacks.
+        let mut told = BTreeSet::new();
+        for p in &reads {
+            let r = &p.read;
+            let Some(path) = r.path.as_deref().filter(|_| r.certain) else {
+                continue;
+            };
+            // What the service fills in (sender, sequence, links) is not the
+            // file's to give; an event gives only its own parts.
+            let given_root = matches!(path.first(), Some(Seg::Key(k)) if seen.get(k).is_some());
+            if !root_is(path, EVENT_PARTS) && !given_root {
+                continue;
+            }
+            if event && root_is(path, &["customer"]) && is_fact(path) {
+                continue;
+            }
+            if find(&seen, path) != Found::Missing || !told.insert(display(path)) {
+                continue;
+            }
+            let name = display(path);
+            let message = match (find(used, path), event) {
+                (Found::Missing, _)
+                    if matches!(r.how, How::Test | How::Block { has_else: true, .. }) =>
+                {
+                    continue;
+                }
+                (Found::Missing, _) => format!(
+                    "the template reads `{name}`, which is not in {what} nor the sample: \
+                     rendering fails on it"
+                ),
+                (Found::Value(v), false) => format!(
+                    "the template reads `{name}`, which is not in {what}: the sample's value \
+                     is used ({})",
+                    short(v)
+                ),
+                (Found::Value(Value::Null), true) => format!(
+                    "the template reads `{name}`, which is not in {what}: it renders empty, as \
+                     for a real event without it"
+                ),
+                (Found::Value(v), true) => format!(
+                    "the template reads `{name}`, which is not in {what}: {} is used",
+                    short(v)
+                ),
+                (Found::Unknown, _) => continue,
+            };
+            diags.push(Diagnostic::warning(&p.file, p.line, p.col, message));
+        }
+        diags
+    }
 }
 
 /// An error of the minimal sample: `field` is one a real event may lack.
@@ -374,4 +507,119 @@ fn is_fact(path: &[Seg]) -> bool {
         "last_email_at",
     ];
     matches!(path.get(1), Some(Seg::Key(k)) if FACTS.contains(&k.as_str()))
+}
+
+fn short(v: &Value) -> String {
+    let s = v.to_string();
+    match s.char_indices().nth(60) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s,
+    }
+}
+
+/// Whether a read of `read` touches the data at `leaf`: one is within the
+/// other (a list index read by name counts as any element).
+fn overlaps(read: &[Seg], leaf: &[Seg]) -> bool {
+    read.iter().zip(leaf.iter()).all(|(a, b)| match (a, b) {
+        (Seg::Key(x), Seg::Key(y)) => x == y,
+        (Seg::Each, _) | (_, Seg::Each) => true,
+    })
+}
+
+/// The leaves of `v`: scalars, empty lists and objects; a list's elements
+/// as `[]`.
+fn leaves_of(v: &Value, at: &mut DataPath, out: &mut Vec<DataPath>) {
+    match v {
+        Value::Object(o) if !o.is_empty() => {
+            for (k, v) in o {
+                at.push(Seg::Key(k.clone()));
+                leaves_of(v, at, out);
+                at.pop();
+            }
+        }
+        Value::Array(a) if !a.is_empty() => {
+            at.push(Seg::Each);
+            for v in a {
+                leaves_of(v, at, out);
+            }
+            at.pop();
+        }
+        _ => {
+            if !out.contains(at) {
+                out.push(at.clone());
+            }
+        }
+    }
+}
+
+/// Where the key at `path` is written in the JSON `text`: each key searched
+/// for after the one before it (good enough to point at the line).
+fn locate(text: &str, path: &[Seg]) -> Option<(u64, u64)> {
+    let mut from = 0;
+    let mut at = None;
+    for seg in path {
+        let Seg::Key(k) = seg else { continue };
+        let quoted = serde_json::to_string(k).ok()?;
+        let mut search = from;
+        loop {
+            let i = text[search..].find(&quoted)? + search;
+            let after = text[i + quoted.len()..].trim_start();
+            if after.starts_with(':') {
+                at = Some(i);
+                from = i + quoted.len();
+                break;
+            }
+            search = i + quoted.len();
+        }
+    }
+    let i = at?;
+    let before = &text[..i];
+    let line = before.matches('\n').count() as u64 + 1;
+    let col = before[before.rfind('\n').map_or(0, |n| n + 1)..]
+        .chars()
+        .count() as u64
+        + 1;
+    Some((line, col))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_found_where_they_are_written() {
+        let text = "{\n  \"customer\": {\"id\": \"c\",\n    \"first_name\": \"A\"},\n  \"order\": {\"id\": \"o\"}\n}";
+        let p = |s: &[&str]| -> DataPath { s.iter().map(|k| Seg::Key(k.to_string())).collect() };
+        assert_eq!(locate(text, &p(&["customer", "first_name"])), Some((3, 5)));
+        assert_eq!(locate(text, &p(&["order", "id"])), Some((4, 13)));
+        assert_eq!(locate(text, &p(&["order", "number"])), None);
+    }
+
+    #[test]
+    fn a_read_covers_the_data_within_it() {
+        let p = |s: &[&str]| -> DataPath {
+            s.iter()
+                .map(|k| match *k {
+                    "[]" => Seg::Each,
+                    k => Seg::Key(k.to_string()),
+                })
+                .collect()
+        };
+        assert!(overlaps(
+            &p(&["order", "items"]),
+            &p(&["order", "items", "[]", "sku"])
+        ));
+        assert!(overlaps(
+            &p(&["order", "items", "[]", "sku"]),
+            &p(&["order", "items"])
+        ));
+        assert!(overlaps(
+            &p(&["order", "items", "0", "sku"]),
+            &p(&["order", "items", "[]", "sku"])
+        ));
+        assert!(!overlaps(
+            &p(&["order", "items", "[]", "name"]),
+            &p(&["order", "items", "[]", "sku"])
+        ));
+    }
 }

@@ -19,6 +19,7 @@ use crate::sequence::duration;
 use crate::service;
 use crate::simulate::{self, Totals, Until};
 use crate::store::Store as _;
+use crate::template::check;
 use crate::template::data::{self, Origin};
 use crate::validate::{self, Loaded};
 
@@ -423,7 +424,7 @@ fn preview(
     // How the file fits the template: warnings, not errors.
     if let (Some(g), Some(file)) = (&given, data_file) {
         let locale = loaded.templates.resolve_locale(id, wanted.as_deref())?;
-        let given = crate::template::check::DataFile {
+        let given = check::DataFile {
             file,
             text: &g.text,
             json: &g.json,
@@ -496,10 +497,25 @@ fn template_data(
             })?;
             let event = json.get("type").is_some() && json.get("occurred_at").is_some();
             let value = if event {
-                let event =
-                    Event::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+                let event = Event::parse(&text).map_err(|e| {
+                    // The field at fault, where the file writes it.
+                    let place = e
+                        .message
+                        .split_once(": ")
+                        .and_then(|(path, _)| check::locate_field(&text, path))
+                        .map(|(l, c)| format!(":{l}:{c}"))
+                        .unwrap_or_default();
+                    anyhow::anyhow!("{}{place}: {e}", f.display())
+                })?;
                 data::build(&Context::of_event(&event), policies, origin)
             } else {
+                let wrong = check::sample_types(f, &text, &json);
+                if wrong.has_errors() {
+                    bail!(
+                        "the data has fields of the wrong type:\n{}",
+                        wrong.to_string().trim_end()
+                    );
+                }
                 let mut base = data::sample_data(policies, id, loaded.templates.sample(id));
                 data::merge(&mut base, &json);
                 base

@@ -221,7 +221,28 @@ fn check_conditions(catalog: &Catalog) -> Diagnostics {
             } else {
                 c.eval_bool(&b).map(|_| ())
             };
-            if let Err(e) = result {
+            // Every field that is not there, not only the first one met (nor
+            // only when the rest does not decide first). What each shop sends
+            // in `attributes` and `data` varies: not looked up alone.
+            let mut failed: Vec<String> = Vec::new();
+            for path in c.fields() {
+                let free_form = path.starts_with("customer.attributes.")
+                    || path.starts_with("event.customer.attributes.")
+                    || path.starts_with("event.data.");
+                if !free_form
+                    && let Ok(field) = Condition::compile(path, c.line, c.col)
+                    && let Err(e) = field.eval_any(&b)
+                    && !failed.contains(&e)
+                {
+                    failed.push(e);
+                }
+            }
+            if let Err(e) = result
+                && failed.is_empty()
+            {
+                failed.push(e);
+            }
+            for e in failed {
                 diags.push(Diagnostic::error(
                     &seq.file,
                     c.line,

@@ -344,3 +344,229 @@ fn preview_says_how_the_data_fits_the_template() {
     }
     assert_eq!(err.matches("warning:").count(), 2, "{err}");
 }
+
+fn run(args: &[&str], dir: &Path) -> (Option<i32>, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_aftercare"))
+        .args(args)
+        .env(
+            "AFTERCARE_DATABASE_URL",
+            format!("sqlite://{}", dir.join("a.db").display()),
+        )
+        .env_remove("AFTERCARE_SEQUENCES")
+        .env_remove("AFTERCARE_TEMPLATES")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run aftercare");
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+const EVENT: &str = r#"{"id": "e1", "type": "order.placed", "occurred_at": "2026-11-20T10:00:00Z", "customer": {"id": "c1", "email": "a@example.com"}, "order": {"id": "o1", "total": "129.90", "items": [{"sku": "A", "quantity": 1}]}}"#;
+
+/// A bad timestamp says RFC 3339 with an example, a wrong type which field
+/// and what was expected: in events (simulate, ingest, preview --data) and
+/// in a template's sample.json.
+#[test]
+fn events_and_samples_say_what_was_expected() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let lines = [
+        EVENT.replace("2026-11-20T10:00:00Z", "2026-11-20 10:00"),
+        EVENT.replace("\"129.90\"", "129.9"),
+        EVENT.replace("\"quantity\": 1", "\"quantity\": \"1\""),
+        EVENT.replace(
+            "\"id\": \"c1\",",
+            "\"id\": \"c1\", \"marketing_consent\": \"yes\",",
+        ),
+    ];
+    let file = d.join("events.jsonl");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let f = file.display();
+    let want = [
+        format!(
+            "{f}:1: skipped: occurred_at: expected an RFC 3339 timestamp such as \
+             \"2026-11-20T10:00:00Z\" (date, `T`, time, and `Z` or an offset such as +01:00), \
+             got the string \"2026-11-20 10:00\""
+        ),
+        format!(
+            "{f}:2: skipped: order.total: expected money as a string like \"129.90\", got the \
+             number 129.9"
+        ),
+        format!(
+            "{f}:3: skipped: order.items[0].quantity: expected a whole number, 0 or more, got \
+             the string \"1\""
+        ),
+        format!(
+            "{f}:4: skipped: customer.marketing_consent: expected true or false, got the string \
+             \"yes\""
+        ),
+    ];
+    let (code, err) = run(&["simulate", "--events", &file.to_string_lossy()], d);
+    assert_eq!(code, Some(0), "{err}");
+    for w in &want {
+        assert!(
+            err.contains(w.as_str()),
+            "simulate: missing {w:?} in:\n{err}"
+        );
+    }
+    let (_, err) = run(&["ingest", &file.to_string_lossy()], d);
+    for w in &want {
+        assert!(err.contains(w.as_str()), "ingest: missing {w:?} in:\n{err}");
+    }
+
+    // preview --data: the field's place in the file.
+    let event = d.join("event.json");
+    std::fs::write(
+        &event,
+        EVENT
+            .replace("2026-11-20T10:00:00Z", "20/11/2026")
+            .replace(", \"customer\"", ",\n \"customer\""),
+    )
+    .unwrap();
+    let (code, err) = run(
+        &[
+            "preview",
+            "order-confirmation",
+            "--data",
+            &event.to_string_lossy(),
+        ],
+        d,
+    );
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains(&format!(
+            "{}:1:38: occurred_at: expected an RFC 3339 timestamp such as \"2026-11-20T10:00:00Z\"",
+            event.display()
+        )),
+        "{err}"
+    );
+    // Template data merged over the sample is held to the same types.
+    let data = d.join("data.json");
+    std::fs::write(&data, "{\"order\": {\"placed_at\": \"yesterday\"}}").unwrap();
+    let (code, err) = run(
+        &[
+            "preview",
+            "order-confirmation",
+            "--data",
+            &data.to_string_lossy(),
+        ],
+        d,
+    );
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains(&format!(
+            "{}:1:12: order.placed_at: expected an RFC 3339 timestamp such as \
+             \"2026-11-20T10:00:00Z\", got the string \"yesterday\"",
+            data.display()
+        )),
+        "{err}"
+    );
+
+    // sample.json.
+    write(
+        d,
+        "seq/s.yaml",
+        "id: s\ncategory: transactional\nsteps:\n  - email: t\n",
+    );
+    write(
+        d,
+        "tpl/t/en.hbs",
+        "---\nsubject: Hi\n---\n<p>{{order.number}}</p>\n",
+    );
+    write(
+        d,
+        "tpl/t/sample.json",
+        "{\n  \"order\": {\"placed_at\": \"2026-11-20\",\n    \"total\": 129.9}\n}\n",
+    );
+    let (code, err, _) = validate(d);
+    assert_eq!(code, Some(1), "{err}");
+    assert_lines(
+        &err,
+        d,
+        &[
+            (
+                "tpl/t/sample.json",
+                "2:13: order.placed_at: expected an RFC 3339 timestamp such as \
+                 \"2026-11-20T10:00:00Z\", got the string \"2026-11-20\"",
+            ),
+            (
+                "tpl/t/sample.json",
+                "3:5: order.total: expected money as a string like \"129.90\", got the number 129.9",
+            ),
+        ],
+    );
+}
+
+/// CEL's messages, translated: `has()` needs a field, which object lacks
+/// which field, what cannot be compared with what; every missing field of a
+/// condition at once.
+#[test]
+fn conditions_say_what_is_wrong_in_plain_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, "tpl/t/en.hbs", OK);
+    let conditions = [
+        "has(review)",
+        "order.placed_at > \"2026-01-01\"",
+        "customer.tags.contains(\"vip\")",
+        "order.total >= 50.0 and order.total < 100.0",
+        "order.totl > 0.0 && customer.nmae == \"x\"",
+        "has(customer.attributes.vip) && customer.attributes.vip == true",
+    ];
+    for (i, c) in conditions.iter().enumerate() {
+        write(
+            d,
+            &format!("seq/s{i}.yaml"),
+            &format!(
+                "id: s{i}\ncategory: transactional\ntrigger:\n  event: order.placed\n  when: '{c}'\nsteps:\n  - email: t\n"
+            ),
+        );
+    }
+    let (code, err, _) = validate(d);
+    assert_eq!(code, Some(1), "{err}");
+    assert_lines(
+        &err,
+        d,
+        &[
+            (
+                "seq/s0.yaml",
+                "5:9: trigger.when: invalid condition: `has()` needs a field, e.g. \
+                 `has(review.rating)`",
+            ),
+            (
+                "seq/s1.yaml",
+                "5:9: `order.placed_at > \"2026-01-01\"` fails on the sample event: `>` does not \
+                 work on a timestamp and a string: write the time as \
+                 timestamp(\"2026-11-20T10:00:00Z\")",
+            ),
+            (
+                "seq/s2.yaml",
+                "5:9: `customer.tags.contains(\"vip\")` fails on the sample event: `contains()` \
+                 does not work on a list with a string: for a list, write `\"vip\" in \
+                 customer.tags`",
+            ),
+            (
+                "seq/s3.yaml",
+                "5:9: trigger.when: invalid condition: unexpected `and`: CEL writes `&&` for and \
+                 (at column 22 of the expression)",
+            ),
+            (
+                "seq/s4.yaml",
+                "5:9: `order.totl > 0.0 && customer.nmae == \"x\"` fails on the sample event: \
+                 `order` has no field `totl` (did you mean `total`?)",
+            ),
+            (
+                "seq/s4.yaml",
+                "5:9: `order.totl > 0.0 && customer.nmae == \"x\"` fails on the sample event: \
+                 `customer` has no field `nmae`",
+            ),
+        ],
+    );
+    assert!(
+        !err.contains("s5.yaml"),
+        "a tested attribute is fine:\n{err}"
+    );
+    assert!(err.contains("6 error(s)"), "{err}");
+}

@@ -483,6 +483,106 @@ impl Templates {
     }
 }
 
+/// The type each field of the template data has, where a sample.json could
+/// get it wrong: what it says there reaches templates as real data would.
+const TYPED: &[(&str, Typed)] = &[
+    ("order.placed_at", Typed::Time),
+    ("customer.first_order_at", Typed::Time),
+    ("customer.last_order_at", Typed::Time),
+    ("customer.last_review_at", Typed::Time),
+    ("customer.last_email_at", Typed::Time),
+    ("order.total", Typed::Money),
+    ("order.items[].unit_price", Typed::Money),
+    ("customer.total_spent", Typed::Money),
+    ("order.items[].quantity", Typed::Whole),
+    ("order.items[].replenish_every_days", Typed::Whole),
+    ("review.rating", Typed::Whole),
+    ("customer.orders_count", Typed::Whole),
+    ("customer.reviews_count", Typed::Whole),
+    ("customer.last_rating", Typed::Whole),
+    ("customer.marketing_consent", Typed::Bool),
+    ("customer.tags", Typed::List),
+    ("order.items", Typed::List),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Typed {
+    Time,
+    Money,
+    Whole,
+    Bool,
+    List,
+}
+
+/// The fields of a template's `sample.json` whose type is not the one real
+/// data has (a time that is not RFC 3339, money as a number, …), each at its
+/// place in `text`.
+pub fn sample_types(file: &Path, text: &str, sample: &Value) -> Diagnostics {
+    let mut diags = Diagnostics::default();
+    for (path, typed) in TYPED {
+        let segs: DataPath = path
+            .split('.')
+            .flat_map(|p| match p.strip_suffix("[]") {
+                Some(k) => vec![Seg::Key(k.into()), Seg::Each],
+                None => vec![Seg::Key(p.into())],
+            })
+            .collect();
+        let mut values = Vec::new();
+        all_at(sample, &segs, &mut values);
+        for v in values {
+            let ok = match (typed, v) {
+                (_, Value::Null) => true,
+                (Typed::Time, Value::String(s)) => chrono::DateTime::parse_from_rfc3339(s).is_ok(),
+                (Typed::Money, Value::String(s)) => s.parse::<rust_decimal::Decimal>().is_ok(),
+                (Typed::Whole, Value::Number(n)) => n.is_u64(),
+                (Typed::Bool, Value::Bool(_)) => true,
+                (Typed::List, Value::Array(_)) => true,
+                _ => false,
+            };
+            if ok {
+                continue;
+            }
+            let expected = match typed {
+                Typed::Time => "an RFC 3339 timestamp such as \"2026-11-20T10:00:00Z\"",
+                Typed::Money => "money as a string like \"129.90\"",
+                Typed::Whole => "a whole number, 0 or more",
+                Typed::Bool => "true or false",
+                Typed::List => "a list [...]",
+            };
+            let (line, col) = locate(text, &segs).unwrap_or((1, 1));
+            diags.push(Diagnostic::error(
+                file,
+                line,
+                col,
+                format!(
+                    "{path}: expected {expected}, got {}",
+                    crate::event::describe(v)
+                ),
+            ));
+        }
+    }
+    diags
+}
+
+/// Every value at `path` in `v` (through each element at `[]`).
+fn all_at<'a>(v: &'a Value, path: &[Seg], out: &mut Vec<&'a Value>) {
+    match path.split_first() {
+        None => out.push(v),
+        Some((Seg::Key(k), rest)) => {
+            if let Some(x) = v.get(k) {
+                all_at(x, rest, out);
+            }
+        }
+        Some((Seg::Each, rest)) => {
+            if let Value::Array(a) = v {
+                for x in a {
+                    all_at(x, rest, out);
+                }
+            }
+        }
+    }
+}
+
 /// An error of the minimal sample: `field` is one a real event may lack.
 pub fn may_be_missing(field: &str) -> String {
     format!(
@@ -550,6 +650,16 @@ fn leaves_of(v: &Value, at: &mut DataPath, out: &mut Vec<DataPath>) {
             }
         }
     }
+}
+
+/// Where the field of an event error (`order.items[0].quantity: …`) is
+/// written in the JSON `text`.
+pub fn locate_field(text: &str, path: &str) -> Option<(u64, u64)> {
+    let segs: DataPath = path
+        .split('.')
+        .map(|p| Seg::Key(p.split('[').next().unwrap_or(p).to_string()))
+        .collect();
+    locate(text, &segs)
 }
 
 /// Where the key at `path` is written in the JSON `text`: each key searched

@@ -358,7 +358,10 @@ impl Templates {
             if fname == "sample.json" {
                 if let Some(text) = read(file, diags) {
                     match serde_json::from_str(&text) {
-                        Ok(v) => set.sample = Some(v),
+                        Ok(v) => {
+                            diags.extend(check::sample_types(file, &text, &v));
+                            set.sample = Some(v);
+                        }
                         Err(e) => diags.push(Diagnostic::error(
                             file,
                             e.line() as u64,

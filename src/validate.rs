@@ -54,17 +54,16 @@ fn check_templates_exist(
         .iter()
         .flat_map(|u| u.templates.iter().cloned())
         .collect();
-    // A template whose files have errors is known: those errors are the
-    // ones to fix, not "unknown template".
-    let with_errors: std::collections::HashSet<&String> = tpl.every_id().collect();
+
     for seq in catalog.sequences.values() {
         walk(&seq.steps, &mut |step| {
             let StepKind::Email { template, .. } = &step.kind else {
                 return;
             };
             used.insert(template.clone());
-            if !tpl.contains(template) && with_errors.contains(template) {
-                // Reported in its own files.
+            if !tpl.contains(template) && tpl.has_errors_in(template) {
+                // A template whose files have errors: those errors are the
+                // ones to fix, reported in its own files.
             } else if !tpl.contains(template) {
                 let known: Vec<&str> = tpl.ids().map(String::as_str).collect();
                 diags.push(Diagnostic::error(
@@ -255,6 +254,98 @@ fn check_conditions(catalog: &Catalog) -> Diagnostics {
     diags
 }
 
+/// The keys of each object of the event schema (`data` and
+/// `customer.attributes` are free-form).
+const EVENT_KEYS: &[(&str, &[&str])] = &[
+    (
+        "",
+        &[
+            "id",
+            "type",
+            "occurred_at",
+            "customer",
+            "order",
+            "shipment",
+            "review",
+            "data",
+            "history",
+        ],
+    ),
+    (
+        "customer",
+        &[
+            "id",
+            "email",
+            "first_name",
+            "locale",
+            "timezone",
+            "marketing_consent",
+            "tags",
+            "attributes",
+        ],
+    ),
+    (
+        "order",
+        &["id", "number", "placed_at", "currency", "total", "items"],
+    ),
+    (
+        "order.items[]",
+        &[
+            "sku",
+            "name",
+            "category",
+            "quantity",
+            "unit_price",
+            "replenish_every_days",
+        ],
+    ),
+    (
+        "shipment",
+        &["id", "carrier", "tracking_number", "tracking_url"],
+    ),
+    ("review", &["rating"]),
+];
+
+/// Keys of a valid event that the schema does not have: ingest drops them
+/// without a word, so a misspelt `first_nam` would never reach a template.
+fn unknown_keys(text: &str) -> Vec<String> {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (at, keys) in EVENT_KEYS {
+        let objects: Vec<&serde_json::Value> = match *at {
+            "" => vec![&v],
+            "order.items[]" => v
+                .pointer("/order/items")
+                .and_then(|i| i.as_array())
+                .map(|a| a.iter().collect())
+                .unwrap_or_default(),
+            key => v.get(key).into_iter().collect(),
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for o in objects {
+            for k in o.as_object().into_iter().flat_map(|o| o.keys()) {
+                if keys.contains(&k.as_str()) || !seen.insert(k.clone()) {
+                    continue;
+                }
+                let hint = crate::diagnostic::closest(k, keys)
+                    .map(|c| format!(" (did you mean `{c}`?)"))
+                    .unwrap_or_default();
+                let name = match *at {
+                    "" => k.clone(),
+                    at => format!("{at}.{k}"),
+                };
+                out.push(format!(
+                    "`{name}` is not a field of the event schema{hint}: it is ignored (a \
+                     shop's own values go in `data` or `customer.attributes`)"
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// What `validate --events` found in an events file.
 pub struct EventsChecked {
     pub diagnostics: Diagnostics,
@@ -285,6 +376,11 @@ pub fn check_events(path: &Path, catalog: &Catalog) -> std::io::Result<EventsChe
             Ok(ev) => {
                 events += 1;
                 types.entry(ev.kind).or_insert((number, 0)).1 += 1;
+                if let Some(Ok(text)) = line.text(limits::EVENT_BYTES) {
+                    for message in unknown_keys(text) {
+                        diagnostics.push(Diagnostic::line_warning(path, number, message));
+                    }
+                }
             }
             Err(message) => diagnostics.push(Diagnostic::line_error(path, number, message)),
         }

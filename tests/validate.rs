@@ -570,3 +570,119 @@ fn conditions_say_what_is_wrong_in_plain_words() {
     );
     assert!(err.contains("6 error(s)"), "{err}");
 }
+
+/// The usual slips, found by running `validate` on broken copies of the
+/// shipped files: each says what is wrong and what to write.
+#[test]
+fn the_usual_slips_are_said_plainly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "seq/a.yaml",
+        "id: a\ncategory: transactional\nsteps:\n  - email: y\n  - email:\n  - wait_for: shipment.shipped\n    within: 3d\n    timeout: [{email: t}]\n  - email: no-front\n  - email: t\n",
+    );
+    write(
+        d,
+        "seq/b.yaml",
+        "id: b\ncategory: value\nsteps:\n  - email: t\n   - wait: 1d\n",
+    );
+    write(d, "tpl/no-front/en.hbs", "<p>Hello</p>\n");
+    write(
+        d,
+        "tpl/t/en.hbs",
+        "---\nsubject: Hi\n---\n{{#each order.item}}<p>{{name}}</p>{{/each}}\n<p>{{money order.total}}</p>\n{{> footer}}\n",
+    );
+    let (code, err, _) = validate(d);
+    assert_eq!(code, Some(1), "{err}");
+    assert_lines(
+        &err,
+        d,
+        &[
+            (
+                "seq/a.yaml",
+                "4:12: email: expected a string, found true: YAML reads a bare yes, no, y, n, \
+                 on or off as true or false; put the value in quotes",
+            ),
+            (
+                "seq/a.yaml",
+                "5:10: email: has no value: write it after the colon",
+            ),
+            (
+                "seq/a.yaml",
+                "8:5: unknown key `timeout` in a wait_for step (did you mean `on_timeout`?)",
+            ),
+            (
+                "seq/b.yaml",
+                "5:4: invalid YAML: while parsing a block collection, did not find expected '-' \
+                 indicator; the indentation is off here",
+            ),
+            (
+                "tpl/no-front/en.hbs",
+                "1:1: a template starts with front matter",
+            ),
+            (
+                "tpl/t/en.hbs",
+                "4:1: with the sample data: unknown variable `order.item` (did you mean \
+                 `order.items`?)",
+            ),
+        ],
+    );
+    // A template folder whose file has errors is not unknown; what is read
+    // inside an #each over a misspelt list follows from it.
+    assert!(!err.contains("unknown template `no-front`"), "{err}");
+    assert!(!err.contains("order.item[].name"), "{err}");
+
+    // One at a time, as the render meets them: a helper short of an
+    // argument, a partial that does not exist.
+    write(
+        d,
+        "tpl/t/en.hbs",
+        "---\nsubject: Hi\n---\n<p>{{money order.total}}</p>\n",
+    );
+    let (_, err, _) = validate(d);
+    assert_lines(
+        &err,
+        d,
+        &[(
+            "tpl/t/en.hbs",
+            "4:4: with the sample data: `money` needs more arguments: argument 2 is missing \
+             (write `{{money amount currency}}`, e.g. `{{money order.total order.currency}}`)",
+        )],
+    );
+    write(d, "tpl/t/en.hbs", "---\nsubject: Hi\n---\n{{> footer}}\n");
+    let (_, err, _) = validate(d);
+    assert_lines(
+        &err,
+        d,
+        &[(
+            "tpl/t/en.hbs",
+            "4:1: with the sample data: no partial `footer`: `{{> footer}}` includes \
+             _partials/footer.hbs, which does not exist",
+        )],
+    );
+}
+
+/// `validate --events`: a key the schema does not have is dropped by
+/// ingest without a word; it is a warning, with the nearest field.
+#[test]
+fn validate_events_warns_about_keys_the_schema_does_not_have() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("events.jsonl");
+    std::fs::write(
+        &file,
+        EVENT.replace("\"email\"", "\"first_nam\": \"Anna\", \"email\""),
+    )
+    .unwrap();
+    let o = aftercare(&["validate", "--events", file.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}:1: warning: `customer.first_nam` is not a field of the event schema (did you \
+             mean `first_name`?): it is ignored",
+            file.display()
+        )),
+        "{err}"
+    );
+}

@@ -92,6 +92,16 @@ impl Templates {
             .collect()
     }
 
+    /// Whether template `id` has files with errors (reported when loading):
+    /// a sequence that sends it is not told it does not exist.
+    pub fn has_errors_in(&self, id: &str) -> bool {
+        self.broken.contains_key(id)
+            || self
+                .sets
+                .get(id)
+                .is_some_and(|s| s.failed || !s.broken.is_empty())
+    }
+
     /// Every template id, those whose locales all have errors too.
     pub fn every_id(&self) -> impl Iterator<Item = &String> {
         let ids: BTreeSet<&String> = self.sets.keys().chain(self.broken.keys()).collect();
@@ -205,7 +215,27 @@ impl Templates {
                 if find(&data, path) != Found::Missing {
                     continue;
                 }
+                // Only the first name that is not there: what is read below
+                // it (inside an `#each` over it) follows from it.
+                let above = &path[..path.len() - 1];
+                let above = above.strip_suffix(&[Seg::Each]).unwrap_or(above);
+                if !above.is_empty() && find(&data, above) == Found::Missing {
+                    continue;
+                }
                 let name = display(path);
+                // The nearest name the data has there.
+                let hint = match (path.last(), find(&data, above)) {
+                    (Some(Seg::Key(k)), Found::Value(Value::Object(o))) => {
+                        let keys: Vec<&str> = o.keys().map(String::as_str).collect();
+                        closest(k, &keys).map(|c| {
+                            let mut p = above.to_vec();
+                            p.push(Seg::Key(c.to_string()));
+                            format!(" (did you mean `{}`?)", display(&p))
+                        })
+                    }
+                    _ => None,
+                }
+                .unwrap_or_default();
                 let message = match r.how {
                     How::Block { has_else: true, .. } => continue,
                     How::Test if free_form(path) => continue,
@@ -215,8 +245,9 @@ impl Templates {
                             p.line,
                             p.col,
                             format!(
-                                "`{}` tests `{name}`, which no data has: the test is always \
-                                 false (check the name, or give it in the template's sample.json)",
+                                "`{}` tests `{name}`, which no data has{hint}: the test is \
+                                 always false (check the name, or give it in the template's \
+                                 sample.json)",
                                 r.raw
                             ),
                         ));
@@ -230,12 +261,12 @@ impl Templates {
                         continue;
                     }
                     How::Argument => format!(
-                        "with the sample data: unknown variable `{name}` (a helper's argument: \
-                         the helper would get nothing; check the name)"
+                        "with the sample data: unknown variable `{name}`{hint} (a helper's \
+                         argument: the helper would get nothing; check the name)"
                     ),
                     _ => format!(
-                        "with the sample data: unknown variable `{name}` (rendering is strict: \
-                         check the name)"
+                        "with the sample data: unknown variable `{name}`{hint} (rendering is \
+                         strict: check the name)"
                     ),
                 };
                 diags.push(Diagnostic::error(&p.file, p.line, p.col, message));

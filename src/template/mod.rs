@@ -112,6 +112,9 @@ struct LayoutFile {
 
 #[derive(Debug, Clone, Default)]
 struct TemplateSet {
+    /// A file of it has errors that leave nothing to check (no front
+    /// matter, no subject).
+    failed: bool,
     locales: BTreeMap<String, LocaleFile>,
     /// Locales with errors, left out: what of them compiled is still
     /// checked, so that one `validate` run reports all their errors.
@@ -275,7 +278,7 @@ impl Templates {
             let set = t.load_set(&id, &sub, &mut diags);
             if !set.locales.is_empty() {
                 t.sets.insert(id, set);
-            } else if !set.broken.is_empty() {
+            } else if !set.broken.is_empty() || set.failed {
                 t.broken.insert(id, set);
             }
         }
@@ -410,7 +413,7 @@ impl Templates {
                 Some((lf, false)) => {
                     set.broken.insert(locale, lf);
                 }
-                None => {}
+                None => set.failed = true,
             }
         }
         for file in &files {
@@ -971,10 +974,26 @@ fn render_error(
     first_col: u64,
     e: handlebars::RenderError,
 ) -> RenderError {
+    use handlebars::RenderErrorReason as R;
     let message = match e.reason() {
-        handlebars::RenderErrorReason::MissingVariable(Some(path)) => {
+        R::MissingVariable(Some(path)) => {
             format!("unknown variable `{path}` (rendering is strict: check the name)")
         }
+        R::PartialNotFound(name) => format!(
+            "no partial `{name}`: `{{{{> {name}}}}}` includes _partials/{name}.hbs, which \
+             does not exist (or has errors)"
+        ),
+        R::ParamNotFoundForIndex(helper, i) => format!(
+            "`{helper}` needs more arguments: argument {} is missing{}",
+            i + 1,
+            match *helper {
+                "money" =>
+                    " (write `{{money amount currency}}`, e.g. \
+                            `{{money order.total order.currency}}`)",
+                _ => "",
+            }
+        ),
+        R::HelperNotFound(name) => format!("no helper named `{name}`: check the name"),
         other => other.to_string(),
     };
     let (line, col) = (e.line_no.unwrap_or(1), e.column_no.unwrap_or(1));

@@ -19,6 +19,7 @@ use crate::sequence::duration;
 use crate::service;
 use crate::simulate::{self, Totals, Until};
 use crate::store::Store as _;
+use crate::template::check;
 use crate::template::data::{self, Origin};
 use crate::validate::{self, Loaded};
 
@@ -209,7 +210,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(l) => l,
                 Err(code) => return Ok(code),
             };
-            let (value, wanted) =
+            let Data { value, wanted, .. } =
                 template_data(&loaded, &template, locale.as_deref(), data.as_deref())?;
             runtime()?.block_on(send_test(
                 &loaded,
@@ -422,7 +423,25 @@ fn preview(
         Ok(l) => l,
         Err(code) => return Ok(code),
     };
-    let (value, wanted) = template_data(&loaded, id, locale, data_file)?;
+    let Data {
+        value,
+        wanted,
+        given,
+    } = template_data(&loaded, id, locale, data_file)?;
+    // How the file fits the template: warnings, not errors.
+    if let (Some(g), Some(file)) = (&given, data_file) {
+        let locale = loaded.templates.resolve_locale(id, wanted.as_deref())?;
+        let given = check::DataFile {
+            file,
+            text: &g.text,
+            json: &g.json,
+            event: g.event,
+        };
+        eprint!(
+            "{}",
+            loaded.templates.data_notes(id, locale, &given, &value)
+        );
+    }
     let r = loaded.templates.render(id, wanted.as_deref(), &value)?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "Locale: {}", r.locale)?;
@@ -437,15 +456,29 @@ fn preview(
     Ok(ExitCode::SUCCESS)
 }
 
-/// The data a template is rendered with for `preview` and `send-test`: the
-/// template's sample, or an event, or data merged over the sample; and the
-/// locale wanted (`--locale`, else the data's customer's).
+/// The data a template is rendered with for `preview` and `send-test`.
+struct Data {
+    /// The template's sample, or an event, or data merged over the sample.
+    value: serde_json::Value,
+    /// The locale wanted (`--locale`, else the data's customer's).
+    wanted: Option<String>,
+    /// What `--data` gave.
+    given: Option<Given>,
+}
+
+struct Given {
+    text: String,
+    json: serde_json::Value,
+    /// An event, not data merged over the sample.
+    event: bool,
+}
+
 fn template_data(
     loaded: &Loaded,
     id: &str,
     locale: Option<&str>,
     data_file: Option<&Path>,
-) -> anyhow::Result<(serde_json::Value, Option<String>)> {
+) -> anyhow::Result<Data> {
     let policies = &loaded.catalog.policies;
     if !loaded.templates.contains(id) {
         let known: Vec<&str> = loaded.templates.ids().map(String::as_str).collect();
@@ -455,6 +488,7 @@ fn template_data(
         sequence: "preview",
         step: id,
     };
+    let mut given = None;
     let mut value = match data_file {
         None => data::sample_data(policies, id, loaded.templates.sample(id)),
         Some(f) => {
@@ -468,9 +502,18 @@ fn template_data(
                     e.column()
                 )
             })?;
-            if json.get("type").is_some() && json.get("occurred_at").is_some() {
-                let event =
-                    Event::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+            let event = json.get("type").is_some() && json.get("occurred_at").is_some();
+            let value = if event {
+                let event = Event::parse(&text).map_err(|e| {
+                    // The field at fault, where the file writes it.
+                    let place = e
+                        .message
+                        .split_once(": ")
+                        .and_then(|(path, _)| check::locate_field(&text, path))
+                        .map(|(l, c)| format!(":{l}:{c}"))
+                        .unwrap_or_default();
+                    anyhow::anyhow!("{}{place}: {e}", f.display())
+                })?;
                 data::build(
                     &Context::of_event(&event),
                     policies,
@@ -478,14 +521,27 @@ fn template_data(
                     event.occurred_at,
                 )
             } else {
+                let wrong = check::sample_types(f, &text, &json);
+                if wrong.has_errors() {
+                    bail!(
+                        "the data has fields of the wrong type:\n{}",
+                        wrong.to_string().trim_end()
+                    );
+                }
                 let mut base = data::sample_data(policies, id, loaded.templates.sample(id));
                 data::merge(&mut base, &json);
                 base
-            }
+            };
+            given = Some(Given { text, json, event });
+            value
         }
     };
     let wanted = data::preview_locale(&mut value, locale);
-    Ok((value, wanted))
+    Ok(Data {
+        value,
+        wanted,
+        given,
+    })
 }
 
 async fn send_test(

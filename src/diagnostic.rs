@@ -117,13 +117,26 @@ impl std::error::Error for Diagnostics {}
 /// The allowed name nearest to a misspelt one, if it is near enough to help:
 /// the "did you mean" of unknown YAML keys and of unknown event types.
 pub fn closest<'a>(name: &str, allowed: &[&'a str]) -> Option<&'a str> {
-    allowed
+    let near = allowed
         .iter()
         .filter(|a| **a != name)
         .map(|a| (edit_distance(name, a), *a))
         .filter(|(d, a)| *d <= 2.max(a.len() / 4))
         .min()
-        .map(|(_, a)| a)
+        .map(|(_, a)| a);
+    // A name written short or long (`timeout` for `on_timeout`).
+    near.or_else(|| {
+        let mut within = allowed.iter().filter(|a| {
+            **a != name
+                && name.len() >= 4
+                && a.len() >= 4
+                && (a.contains(name) || name.contains(**a))
+        });
+        match (within.next(), within.next()) {
+            (Some(a), None) => Some(*a),
+            _ => None,
+        }
+    })
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -157,6 +170,11 @@ mod tests {
         );
         // A name is no suggestion for itself.
         assert_eq!(closest("email", &["email"]), None);
+        // Nor is a name written short or long too far to suggest.
+        assert_eq!(
+            closest("timeout", &["within", "on_timeout", "when"]),
+            Some("on_timeout")
+        );
     }
 
     #[test]

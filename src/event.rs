@@ -170,16 +170,21 @@ impl<'de> Deserialize<'de> for Money {
         impl serde::de::Visitor<'_> for V {
             type Value = Money;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("money as a decimal string such as \"129.90\"")
+                f.write_str("money as a string like \"129.90\"")
             }
             fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Money, E> {
-                s.parse::<Decimal>()
-                    .map(Money)
-                    .map_err(|_| E::custom(format!("{:?} is not a decimal amount", preview(s))))
+                s.parse::<Decimal>().map(Money).map_err(|_| {
+                    E::custom(format!(
+                        "expected money as a string like \"129.90\" (digits, a point before \
+                         the cents, no currency sign), got {:?}",
+                        preview(s)
+                    ))
+                })
             }
             fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Money, E> {
                 Err(E::custom(format!(
-                    "money must be a decimal string such as \"{v}\", not a JSON number"
+                    "expected money as a string like \"129.90\", got the number {v} (a JSON \
+                     number passes through a float on the way: write \"{v}\")"
                 )))
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Money, E> {
@@ -388,12 +393,35 @@ impl Event {
         let event: Event = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
+            if inner.is_eof() {
+                return EventError {
+                    message: "invalid JSON: it ends before the event does (a `}` or `]` \
+                              missing, or an event split over lines: in a file, each event \
+                              is one line)"
+                        .into(),
+                };
+            }
+            if inner.is_syntax() {
+                return EventError {
+                    message: format!(
+                        "invalid JSON at column {}: {}",
+                        inner.column(),
+                        strip_position(&inner.to_string())
+                    ),
+                };
+            }
             let msg = strip_position(&inner.to_string());
             // `?` is where serde_path_to_error puts a syntax error.
             let message = if matches!(path.as_str(), "." | "?" | "") {
-                msg
+                match msg.starts_with("missing field") {
+                    true => format!(
+                        "{msg}: every event has id, type, occurred_at and customer (with \
+                         id and email)"
+                    ),
+                    false => msg,
+                }
             } else {
-                format!("{path}: {msg}")
+                format!("{path}: {}", plain(&path, &msg, text))
             };
             EventError { message }
         })?;
@@ -754,6 +782,75 @@ fn is_event_type(s: &str) -> bool {
     ok(parts.next()) && ok(parts.next()) && parts.next().is_none()
 }
 
+/// The fields that hold a time.
+const TIMESTAMPS: &[&str] = &["occurred_at", "order.placed_at"];
+
+/// A deserializer's message for the field at `path` in plain words: what
+/// was expected, and what the event has there (`expected a whole number, got
+/// the string "1"`), read back from `text`.
+fn plain(path: &str, msg: &str, text: &str) -> String {
+    let got = serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| value_at(&v, path).map(describe));
+    let got = got.unwrap_or_else(|| "something else".into());
+    if TIMESTAMPS.contains(&path) {
+        return format!(
+            "expected an RFC 3339 timestamp such as \"2026-11-20T10:00:00Z\" (date, `T`, \
+             time, and `Z` or an offset such as +01:00), got {got}"
+        );
+    }
+    if path == "customer.timezone" {
+        return format!("expected a time zone name such as \"Europe/Budapest\" (IANA), got {got}");
+    }
+    let Some(expected) = msg
+        .strip_prefix("invalid type: ")
+        .or_else(|| msg.strip_prefix("invalid value: "))
+        .and_then(|m| m.rsplit_once(", expected "))
+        .map(|(_, e)| e)
+    else {
+        return msg.to_string();
+    };
+    let expected = match expected {
+        "u8" if path == "review.rating" => "a whole number from 1 to 5".to_string(),
+        "u8" | "u16" | "u32" | "u64" => "a whole number, 0 or more".into(),
+        "i32" | "i64" => "a whole number".into(),
+        "a boolean" => "true or false".into(),
+        "a string" => "a string (in quotes)".into(),
+        e if e.starts_with("struct ") || e == "a map" => "an object ({…})".into(),
+        e => e.to_string(),
+    };
+    format!("expected {expected}, got {got}")
+}
+
+/// The value at a field path such as `order.items[0].quantity`.
+fn value_at<'a>(v: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
+    let mut v = v;
+    for part in path.split('.') {
+        let (key, index) = match part.split_once('[') {
+            Some((k, i)) => (k, i.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        v = v.get(key)?;
+        if let Some(i) = index {
+            v = v.get(i)?;
+        }
+    }
+    Some(v)
+}
+
+/// A JSON value as a message names it: `the number 129.9`, `the string "1"`.
+pub(crate) fn describe(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(s) => format!("the string {:?}", preview(s)),
+        Value::Array(_) => "a list".into(),
+        Value::Object(_) => "an object".into(),
+    }
+}
+
 /// serde_json appends " at line 1 column 42" to its messages; the field path
 /// says more to a shop than a column in a one-line message does.
 fn strip_position(msg: &str) -> String {
@@ -828,9 +925,10 @@ mod tests {
     fn money_as_a_number_is_rejected_with_its_path() {
         let bad = GOOD.replace(r#""total":"129.90""#, r#""total":129.9"#);
         let msg = error_of(&bad);
-        assert!(
-            msg.starts_with("order.total: money must be a decimal string"),
-            "{msg}"
+        assert_eq!(
+            msg,
+            "order.total: expected money as a string like \"129.90\", got the number 129.9 \
+             (a JSON number passes through a float on the way: write \"129.9\")"
         );
     }
 

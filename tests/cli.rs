@@ -253,7 +253,9 @@ fn simulate_skips_bad_event_lines_and_goes_on() {
         "{err}"
     );
     assert!(
-        err.contains("order.total: money must be a decimal string"),
+        err.contains(
+            "order.total: expected money as a string like \"129.90\", got the number 12.5"
+        ),
         "{err}"
     );
     assert!(err.contains("2 invalid"), "{err}");
@@ -637,7 +639,7 @@ fn validate_checks_an_events_file_line_by_line() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
     for want in [
-        format!("{f}:2: order.total: money must be a decimal string"),
+        format!("{f}:2: order.total: expected money as a string like \"129.90\", got the number"),
         format!("{f}:5: customer.email: "),
         format!("{f}:9: "),
         format!(

@@ -79,7 +79,10 @@ fn mixed_file(dir: &Path) -> (std::path::PathBuf, Vec<(usize, String)>) {
             2,
             format!("{shown}:2: skipped: the line is not UTF-8 text (an invalid byte at column"),
         ),
-        (3, format!("{shown}:3: skipped: key must be a string")),
+        (
+            3,
+            format!("{shown}:3: skipped: invalid JSON at column 2: key must be a string"),
+        ),
         (
             7,
             format!(

@@ -105,7 +105,7 @@ async fn invalid_items_get_reasons_and_are_dead_lettered<S: Store>(store: S) {
         rejected[0]["reason"]
             .as_str()
             .unwrap()
-            .contains("order.total: money must be a decimal string")
+            .contains("order.total: expected money as a string like \"129.90\", got the number")
     );
     assert!(
         rejected[1]["reason"]

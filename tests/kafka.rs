@@ -234,7 +234,7 @@ async fn duplicates_are_applied_once_and_poison_is_dead_lettered() {
     assert!(dead.iter().any(|d| {
         d.letter
             .reason
-            .contains("order.total: money must be a decimal string")
+            .contains("order.total: expected money as a string like \"129.90\", got the number")
     }));
     stop.cancel();
     svc.await.unwrap().unwrap();

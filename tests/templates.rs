@@ -166,7 +166,8 @@ fn bad_templates_are_reported_with_file_line_col() {
         "no-front/en.hbs:1:1: a template starts with front matter",
         "bad-front/en.hbs:2:1: unknown key `subjet`",
         "bad-front/en.hbs:2:1: front matter: missing `subject`",
-        "bad-syntax/en.hbs:6:1: template syntax",
+        // Where the unclosed block opens, not the end of the file.
+        "bad-syntax/en.hbs:5:4: template syntax: `{{#if …}}` is never closed: add `{{/if}}`",
         "bad-layout/en.hbs:3:9: layout `nope` not found",
     ] {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");

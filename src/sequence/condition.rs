@@ -53,6 +53,8 @@ pub struct Condition {
     uses: [bool; 6],
     uses_days: bool,
     uses_calendar: bool,
+    /// The fields it reads (`order.total`), outside `has()`.
+    fields: Vec<String>,
     pub line: u64,
     pub col: u64,
 }
@@ -165,6 +167,66 @@ fn depth(e: &cel::IdedExpr, at: usize) -> usize {
     }
 }
 
+/// The paths of the fields `e` selects from the variables (`order.total`),
+/// leaving out `has()` tests and comprehension variables.
+fn field_paths(e: &cel::IdedExpr, out: &mut Vec<String>) {
+    use cel::common::ast::{EntryExpr, Expr};
+    fn chain(e: &cel::IdedExpr) -> Option<String> {
+        match &e.expr {
+            Expr::Ident(n) if VARIABLES.contains(&n.as_str()) => Some(n.clone()),
+            Expr::Select(sel) if !sel.test => {
+                Some(format!("{}.{}", chain(&sel.operand)?, sel.field))
+            }
+            _ => None,
+        }
+    }
+    match &e.expr {
+        // `has(a.b)`: `a.b` may be absent; what reads it is the test's business.
+        Expr::Select(sel) if sel.test => {
+            if let Some(p) = chain(&sel.operand) {
+                out.push(format!("has:{p}.{}", sel.field));
+            }
+        }
+        Expr::Select(sel) => {
+            if let Some(p) = chain(e)
+                && !out.contains(&p)
+            {
+                out.push(p);
+            }
+            field_paths(&sel.operand, out);
+        }
+        Expr::Call(c) => {
+            for t in c.target.iter() {
+                field_paths(t, out);
+            }
+            for a in &c.args {
+                field_paths(a, out);
+            }
+        }
+        Expr::Comprehension(c) => {
+            for x in [
+                &c.iter_range,
+                &c.accu_init,
+                &c.loop_cond,
+                &c.loop_step,
+                &c.result,
+            ] {
+                field_paths(x, out);
+            }
+        }
+        Expr::List(l) => l.elements.iter().for_each(|x| field_paths(x, out)),
+        Expr::Map(m) => {
+            for en in &m.entries {
+                if let EntryExpr::MapEntry(me) = &en.expr {
+                    field_paths(&me.key, out);
+                    field_paths(&me.value, out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 /// `days(n)`: a duration of `n` days, refused beyond [`MAX_DAYS`].
 fn days(n: i64) -> Result<Value, cel::ExecutionError> {
     TimeDelta::try_days(n)
@@ -243,38 +305,48 @@ impl Condition {
                 .stack_size(COMPILE_STACK)
                 .spawn_scoped(s, || {
                     guarded(|| {
-                        if let Ok(tree) = env().parser().parse(source)
-                            && depth(&tree, 0) > MAX_DEPTH
-                        {
-                            return Err(format!(
-                                "the condition nests more than {MAX_DEPTH} levels deep \
-                                 (a long chain of operators, or calls and lists within each other)"
-                            ));
+                        let mut fields = Vec::new();
+                        if let Ok(tree) = env().parser().parse(source) {
+                            if depth(&tree, 0) > MAX_DEPTH {
+                                return Err(format!(
+                                    "the condition nests more than {MAX_DEPTH} levels deep \
+                                     (a long chain of operators, or calls and lists within each other)"
+                                ));
+                            }
+                            field_paths(&tree, &mut fields);
+                            // Leave out what a has() in the condition tests.
+                            let tested: Vec<String> = fields
+                                .iter()
+                                .filter_map(|f| f.strip_prefix("has:").map(str::to_string))
+                                .collect();
+                            fields.retain(|f| {
+                                !f.starts_with("has:")
+                                    && !tested.iter().any(|t| {
+                                        f == t || f.starts_with(&format!("{t}."))
+                                    })
+                            });
                         }
-                        Ok(env().compile(source))
+                        Ok((env().compile(source), fields))
                     })
                 })
                 .map_err(|e| format!("cannot start the compiler thread: {e}"))?
                 .join()
                 .unwrap_or_else(|_| Err("the CEL compiler failed".into()))
         })?;
+        let (parsed, fields) = parsed;
         let program = parsed.map_err(|errs| {
-            errs.errors
-                .iter()
-                .map(|e| {
-                    // The parser counts lines from 1 and columns from 0.
-                    let (line, col) = (e.pos.0.max(1), e.pos.1.max(0) + 1);
-                    if line == 1 {
-                        format!("invalid condition: {} (at column {col} of the expression)", e.msg)
-                    } else {
-                        format!(
-                            "invalid condition: {} (at line {line}, column {col} of the expression)",
-                            e.msg
-                        )
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join("; ")
+            // The first error: the parser's later ones follow from it.
+            let Some(e) = errs.errors.first() else {
+                return "invalid condition".to_string();
+            };
+            // The parser counts lines from 1 and columns from 0.
+            let (line, col) = (e.pos.0.max(1), e.pos.1.max(0) + 1);
+            let msg = super::cel_words::syntax(&e.msg);
+            if line == 1 {
+                format!("invalid condition: {msg} (at column {col} of the expression)")
+            } else {
+                format!("invalid condition: {msg} (at line {line}, column {col} of the expression)")
+            }
         })?;
         let refs = program.references();
         let bound = macro_variables(source);
@@ -284,8 +356,12 @@ impl Condition {
             .filter(|v| !VARIABLES.contains(v) && !bound.iter().any(|b| b == v))
             .collect();
         if let Some(v) = unknown.first() {
+            let hint = match crate::diagnostic::closest(v, &VARIABLES) {
+                Some(c) => format!(" (did you mean `{c}`?)"),
+                None => format!(" (a text is written in quotes: \"{v}\")"),
+            };
             return Err(format!(
-                "unknown variable `{v}` in condition; conditions may use {}",
+                "unknown variable `{v}` in condition{hint}; conditions may use {}",
                 VARIABLES.join(", ")
             ));
         }
@@ -299,6 +375,7 @@ impl Condition {
             uses,
             uses_days,
             uses_calendar,
+            fields,
             line,
             col,
         })
@@ -348,7 +425,23 @@ impl Condition {
             })
             .map_err(|e| e.to_string())?;
         }
-        self.program.execute(&ctx).map_err(|e| e.to_string())
+        self.program
+            .execute(&ctx)
+            .map_err(|e| super::cel_words::evaluation(&e.to_string(), &self.source))
+    }
+
+    /// The fields the condition reads, each as a path (`order.total`,
+    /// `customer.attributes.vip`), but those a `has()` in it tests: `validate`
+    /// looks each up on its own, to report every field that is not there at
+    /// once (`&&` and `||` stop at the first, or drop an error when the other
+    /// side decides).
+    pub fn fields(&self) -> &[String] {
+        &self.fields
+    }
+
+    /// Evaluates, whatever the type of the result.
+    pub fn eval_any(&self, b: &Bindings) -> Result<(), String> {
+        self.run(b, Self::zone_of(b)).map(|_| ())
     }
 
     /// The zone `months(n)` and `years(n)` count in when the caller knows
@@ -367,10 +460,9 @@ impl Condition {
     pub fn eval_bool_in(&self, b: &Bindings, tz: Tz) -> Result<bool, String> {
         match self.run(b, tz)? {
             Value::Bool(v) => Ok(v),
-            other => Err(format!(
-                "condition `{}` gave {:?}, not true or false",
-                self.source,
-                other.type_of()
+            other => Err(super::cel_words::not_true_or_false(
+                &self.source,
+                &format!("{:?}", other.type_of()),
             )),
         }
     }
@@ -393,9 +485,9 @@ impl Condition {
                 YEARS.end()
             )),
             other => Err(format!(
-                "`{}` gave {:?}, not a timestamp",
+                "`{}` gives {}, not a timestamp (such as `order.placed_at + days(7)`)",
                 self.source,
-                other.type_of()
+                super::cel_words::kind(&format!("{:?}", other.type_of()))
             )),
         }
     }

@@ -28,10 +28,77 @@ const SEQUENCE_KEYS: &[&str] = &[
     "exit_when",
     "steps",
 ];
-/// Loads `dir/*.yaml` and `dir/_policies.yaml`. Sequences with errors are left
-/// out of the catalog; the diagnostics say why.
+/// Loads `dir/*.yaml` and `dir/_policies.yaml`. A sequence with errors is
+/// kept when its file parsed, so that the checks across files report their
+/// errors too in the same run; the diagnostics say what is wrong, and every
+/// command but `validate` refuses to run while there is one.
 pub fn load_dir(dir: &Path) -> (Catalog, Diagnostics) {
+    let f = load_folder(dir);
+    (f.catalog, f.diagnostics)
+}
+
+/// A sequences folder as loaded, with what could be guessed of the files
+/// that are not YAML at all.
+pub struct Folder {
+    pub catalog: Catalog,
+    pub diagnostics: Diagnostics,
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// A sequence file whose YAML does not parse: its syntax error is reported,
+/// and what a look at its lines finds (its `id:` and the templates it names)
+/// keeps other checks from reporting what follows from it (`start:` naming
+/// it, its templates unused).
+#[derive(Debug, Clone, Default)]
+pub struct Unreadable {
+    pub id: String,
+    pub templates: Vec<String>,
+}
+
+impl Unreadable {
+    fn guess(file: &Path, text: &str) -> Self {
+        let value = |line: &str, key: &str| -> Option<String> {
+            let rest = line.split_once(key)?.1.trim_start();
+            let word: String = rest
+                .trim_start_matches(['"', '\''])
+                .chars()
+                .take_while(|c| {
+                    !c.is_whitespace() && !matches!(c, '"' | '\'' | ',' | '}' | ']' | '#')
+                })
+                .collect();
+            (!word.is_empty()).then_some(word)
+        };
+        let mut guess = Unreadable {
+            id: file
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_string(),
+            templates: Vec::new(),
+        };
+        for line in text.lines() {
+            if line.starts_with("id:")
+                && let Some(id) = value(line, "id:")
+            {
+                guess.id = id;
+            }
+            for (i, _) in line.match_indices("email:") {
+                let before = line[..i].chars().next_back();
+                if matches!(before, None | Some(' ' | '{' | ',' | '-'))
+                    && let Some(t) = value(&line[i..], "email:")
+                {
+                    guess.templates.push(t);
+                }
+            }
+        }
+        guess
+    }
+}
+
+/// [`load_dir`], and what is known of the files that did not parse.
+pub fn load_folder(dir: &Path) -> Folder {
     let mut diags = Diagnostics::default();
+    let mut unreadable = Vec::new();
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -44,7 +111,11 @@ pub fn load_dir(dir: &Path) -> (Catalog, Diagnostics) {
                 1,
                 format!("cannot read the sequences folder: {e}"),
             ));
-            return (Catalog::default(), diags);
+            return Folder {
+                catalog: Catalog::default(),
+                diagnostics: diags,
+                unreadable,
+            };
         }
     };
     files.sort();
@@ -66,6 +137,9 @@ pub fn load_dir(dir: &Path) -> (Catalog, Diagnostics) {
             continue;
         }
         let (seq, d) = parse_sequence(&file, &text);
+        if seq.is_none() && yaml::parse(&file, &text).is_err() {
+            unreadable.push(Unreadable::guess(&file, &text));
+        }
         diags.extend(d);
         if let Some(seq) = seq {
             if let Some(first) = seen.get(&seq.id) {
@@ -86,18 +160,24 @@ pub fn load_dir(dir: &Path) -> (Catalog, Diagnostics) {
         }
     }
     let catalog = Catalog::new(sequences, policies);
-    diags.extend(check_starts(&catalog));
+    diags.extend(check_starts(&catalog, &unreadable));
     diags.extend(super::loops::check(&catalog));
-    (catalog, diags)
+    Folder {
+        catalog,
+        diagnostics: diags,
+        unreadable,
+    }
 }
 
-/// Every `start:` must name a sequence that exists.
-fn check_starts(catalog: &Catalog) -> Diagnostics {
+/// Every `start:` must name a sequence that exists (or one in a file whose
+/// YAML did not parse: that file's error is the one to fix).
+fn check_starts(catalog: &Catalog, unreadable: &[Unreadable]) -> Diagnostics {
     let mut diags = Diagnostics::default();
     for seq in catalog.sequences.values() {
         walk(&seq.steps, &mut |step| {
             if let StepKind::Start(target) = &step.kind
                 && catalog.get(target).is_none()
+                && !unreadable.iter().any(|u| &u.id == target)
             {
                 let known: Vec<&str> = catalog.sequences.keys().map(String::as_str).collect();
                 diags.push(Diagnostic::error(
@@ -148,9 +228,9 @@ pub fn parse_sequence(file: &Path, text: &str) -> (Option<Sequence>, Diagnostics
     };
     let mut r = Reader::new(file);
     let seq = sequence(&mut r, &root, file, text);
-    // A sequence with errors is still returned when its skeleton parsed, so
-    // that cross-file checks (templates, `start` targets) report their errors
-    // too; callers refuse to run anything while there are errors.
+    // A sequence with errors is still returned when its YAML is a mapping, so
+    // that cross-file checks (templates, `start` targets, conditions) report
+    // their errors too; callers refuse to run anything while there are errors.
     (seq, r.diags)
 }
 
@@ -201,11 +281,13 @@ fn sequence(r: &mut Reader, root: &Node, file: &Path, text: &str) -> Option<Sequ
     };
     let steps = match f.take("steps") {
         Some(n) => {
-            let s = steps::build(r, n);
-            if s.is_empty() {
+            // Steps with errors are reported one by one, not as none at all.
+            if matches!(&n.value, yaml::Value::Null)
+                || matches!(&n.value, yaml::Value::Seq(items) if items.is_empty())
+            {
                 r.error(n, "steps: a sequence needs at least one step");
             }
-            s
+            steps::build(r, n)
         }
         None => {
             r.error(root, "sequence: missing `steps`");
@@ -214,12 +296,19 @@ fn sequence(r: &mut Reader, root: &Node, file: &Path, text: &str) -> Option<Sequ
     };
     r.finish(f, "sequence", SEQUENCE_KEYS);
     let plan = Plan::compile(&steps);
+    // What is missing or wrong is reported above; the sequence still goes
+    // through the checks across files (its templates, `start` targets and
+    // conditions) with a stand-in, so that one run reports everything.
+    let id = id.unwrap_or_else(|| {
+        let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("?");
+        stem.to_string()
+    });
     Some(Sequence {
-        id: id?,
-        name: name?,
-        category: category?,
+        name: name.unwrap_or_else(|| id.clone()),
+        id,
+        category: category.unwrap_or(Category::Transactional),
         trigger,
-        enroll: enroll?,
+        enroll: enroll.unwrap_or(EnrollMode::OncePerOrder),
         exit_when,
         steps,
         version: version_of(text),

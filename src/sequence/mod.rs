@@ -5,6 +5,7 @@
 //! and conditions through `values`, on top of `yaml` (nodes with places).
 //! `model` is what they build, `plan` the steps laid out flat for the engine.
 
+mod cel_words;
 pub mod condition;
 pub mod cron;
 pub mod duration;

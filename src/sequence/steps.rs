@@ -23,19 +23,36 @@ const STEP_KINDS: &[&str] = &[
 ];
 
 /// Builds the steps of the list `n` (a sequence's `steps:`), with every step
-/// id unique within the sequence.
+/// id unique within the sequence. The steps inside a step with errors (the
+/// `then` of an `if` whose condition is wrong) come last, after an `exit`
+/// that keeps them out of the flow, so that the checks across files
+/// (templates, conditions) still see them; the sequence is in error and
+/// never runs.
 pub fn build(r: &mut Reader, n: &Node) -> Vec<Step> {
-    StepBuilder {
+    let mut b = StepBuilder {
         r,
         ids: HashMap::new(),
+        orphans: Vec::new(),
+    };
+    let mut steps = b.steps(n, "");
+    if !b.orphans.is_empty() {
+        steps.push(Step {
+            id: "(inside steps with errors)".into(),
+            kind: StepKind::Exit,
+            line: n.line,
+            col: n.col,
+        });
+        steps.append(&mut b.orphans);
     }
-    .steps(n, "")
+    steps
 }
 
 struct StepBuilder<'r, 'f> {
     r: &'r mut Reader<'f>,
     /// Step ids taken so far, with where they were first used.
     ids: HashMap<String, (u64, u64)>,
+    /// The steps inside steps that have errors.
+    orphans: Vec<Step>,
 }
 
 /// One step as found in the file, before its kind is read.
@@ -241,13 +258,17 @@ impl StepBuilder<'_, '_> {
                 "on_timeout",
             ],
         );
+        let (Some(event), Some(within), Some(scope)) = (event, within, scope) else {
+            self.orphans.extend(on_timeout);
+            return None;
+        };
         Some(site.step(
             id,
             StepKind::WaitFor {
-                event: event?,
-                within: within?,
+                event,
+                within,
                 when,
-                scope: scope?,
+                scope,
                 on_timeout,
                 at,
                 on,
@@ -274,10 +295,14 @@ impl StepBuilder<'_, '_> {
         };
         self.r
             .finish(f, "an if step", &["id", "if", "then", "else"]);
+        let Some(cond) = cond else {
+            self.orphans.extend(then.into_iter().chain(otherwise));
+            return None;
+        };
         Some(site.step(
             id,
             StepKind::If {
-                cond: cond?,
+                cond,
                 then,
                 otherwise,
             },
@@ -333,7 +358,10 @@ impl StepBuilder<'_, '_> {
                     weight,
                     steps,
                 }),
-                _ => ok = false,
+                _ => {
+                    ok = false;
+                    self.orphans.extend(steps);
+                }
             }
         }
         if ok && !out.is_empty() && out.iter().all(|v| v.weight == 0) {
@@ -341,7 +369,11 @@ impl StepBuilder<'_, '_> {
                 .error(n, "split: at least one variant needs a weight above 0");
             ok = false;
         }
-        ok.then_some(out)
+        if !ok {
+            self.orphans.extend(out.into_iter().flat_map(|v| v.steps));
+            return None;
+        }
+        Some(out)
     }
 
     fn start(&mut self, f: Fields, mut site: Site) -> Option<Step> {

@@ -155,8 +155,33 @@ pub fn parse(file: &Path, text: &str) -> Result<Node, Diagnostic> {
         {
             msg = tail;
         }
-        Diagnostic::error(file, line, col, format!("invalid YAML: {msg}"))
+        Diagnostic::error(
+            file,
+            line,
+            col,
+            format!("invalid YAML: {msg}{}", yaml_hint(msg)),
+        )
     })
+}
+
+/// What the YAML parser's words usually mean in a sequence or policies file.
+fn yaml_hint(msg: &str) -> &'static str {
+    if msg.contains("did not find expected '-'")
+        || msg.contains("did not find expected key")
+        || msg.contains("block collection")
+        || msg.contains("block mapping")
+    {
+        "; the indentation is off here: the items of a list (`- …`) and the keys of a \
+         mapping start at the same column as the ones before them"
+    } else if msg.contains("placement of ':'") || msg.contains("mapping values are not allowed") {
+        "; a `:` where YAML does not expect one: put a value that holds `: ` in quotes, and \
+         check the indentation and any `[` or `{` left open above"
+    } else if msg.contains("only valid inside a block") {
+        "; a `- ` item where YAML does not expect one: check the indentation, and any `[` or \
+         `{` left open above"
+    } else {
+        ""
+    }
 }
 
 /// Reads typed values out of nodes, recording what is wrong where. The
@@ -226,10 +251,34 @@ impl<'a> Reader<'a> {
             }
             // A bare number is a fine name (e.g. a weight written as a string).
             Value::Int(i) => Some(i.to_string()),
-            other => {
+            Value::Bool(b) => {
                 self.error(
                     node,
-                    format!("{what}: expected a string, found {}", other.kind()),
+                    format!(
+                        "{what}: expected a string, found {b}: YAML reads a bare yes, no, y, n, \
+                         on or off as true or false; put the value in quotes, e.g. \"no\""
+                    ),
+                );
+                None
+            }
+            Value::Null => {
+                self.error(
+                    node,
+                    format!("{what}: has no value: write it after the colon"),
+                );
+                None
+            }
+            other => {
+                let hint = match other {
+                    Value::Seq(_) | Value::Map(_) => {
+                        " (YAML reads `[…]` as a list and `{…}` as a mapping: put the text in \
+                         quotes)"
+                    }
+                    _ => "",
+                };
+                self.error(
+                    node,
+                    format!("{what}: expected a string, found {}{hint}", other.kind()),
                 );
                 None
             }
@@ -251,12 +300,15 @@ impl<'a> Reader<'a> {
         match &node.value {
             Value::Int(i) if *i >= 0 && *i <= u32::MAX as i64 => Some(*i as u32),
             other => {
+                let found = match other {
+                    Value::Str(s) => format!("`{s}`"),
+                    Value::Int(i) => i.to_string(),
+                    Value::Float(f) => f.to_string(),
+                    other => other.kind().to_string(),
+                };
                 self.error(
                     node,
-                    format!(
-                        "{what}: expected a whole number >= 0, found {}",
-                        other.kind()
-                    ),
+                    format!("{what}: expected a whole number, 0 or more, found {found}"),
                 );
                 None
             }

@@ -133,6 +133,39 @@ pub fn sample_data(policies: &Policies, id: &str, own: Option<&Value>) -> Value 
     data
 }
 
+/// The least a real event carries: only what the schema requires (ids,
+/// the customer's email, type, time), everything optional absent, and a
+/// customer the store knows nothing of (no facts). `validate` renders every
+/// template against it too, to find what a real event may leave empty.
+pub fn minimal_event() -> Event {
+    Event::parse(MINIMAL).expect("the minimal sample event is valid")
+}
+
+const MINIMAL: &str = r#"{
+  "id": "evt_minimal", "type": "order.placed", "occurred_at": "2026-11-20T10:00:00Z",
+  "customer": {"id": "c_minimal", "email": "minimal@example.com"},
+  "order": {"id": "o_minimal"},
+  "shipment": {"id": "s_minimal"}
+}"#;
+
+/// Template data from [`minimal_event`] (no `sample.json`: real events
+/// never carry what only a sample says).
+pub fn minimal_data(policies: &Policies, id: &str) -> Value {
+    let event = minimal_event();
+    let ctx = Context::of_event(&event);
+    let mut data = build(
+        &ctx,
+        policies,
+        Origin {
+            sequence: "sample",
+            step: id,
+        },
+        event.occurred_at,
+    );
+    data["unsubscribe_url"] = SAMPLE_UNSUBSCRIBE_URL.into();
+    data
+}
+
 /// The customer facts of the built-in sample: every one known, as for a
 /// customer with a few orders and a review behind them.
 pub fn sample_facts() -> Facts {

@@ -4,11 +4,14 @@
 //! `_layouts/` and `_partials/`, locale fallback and strict rendering. The
 //! HTML part is finished in [`html`]: MJML to HTML, CSS inlined.
 
+pub mod check;
 pub mod data;
 pub mod helpers;
 pub mod html;
 mod includes;
 mod layout;
+pub mod reads;
+mod syntax;
 mod text;
 
 use std::collections::BTreeMap;
@@ -32,9 +35,12 @@ pub struct Rendered {
 #[derive(Debug, Clone)]
 struct LocaleFile {
     file: PathBuf,
-    /// File lines on which each part starts, to report errors in file lines.
+    /// File lines on which each part starts, to report errors in file lines,
+    /// and the columns on which the subject and preheader start.
     subject_line: u64,
+    subject_col: u64,
     preheader_line: u64,
+    preheader_col: u64,
     body_line: u64,
     has_preheader: bool,
     /// The body is registered with its partials inlined (handlebars copies
@@ -58,6 +64,18 @@ struct Names {
     html: String,
     html_src: String,
     text: String,
+}
+
+impl LocaleFile {
+    /// `<locale>.txt.hbs` next to the HTML part.
+    fn text_file(&self) -> PathBuf {
+        let name = self.file.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let locale = name
+            .strip_suffix(".mjml.hbs")
+            .or_else(|| name.strip_suffix(".hbs"))
+            .unwrap_or(name);
+        self.file.with_file_name(format!("{locale}.txt.hbs"))
+    }
 }
 
 impl Names {
@@ -94,7 +112,13 @@ struct LayoutFile {
 
 #[derive(Debug, Clone, Default)]
 struct TemplateSet {
+    /// A file of it has errors that leave nothing to check (no front
+    /// matter, no subject).
+    failed: bool,
     locales: BTreeMap<String, LocaleFile>,
+    /// Locales with errors, left out: what of them compiled is still
+    /// checked, so that one `validate` run reports all their errors.
+    broken: BTreeMap<String, LocaleFile>,
     sample: Option<serde_json::Value>,
 }
 
@@ -104,7 +128,11 @@ pub struct Templates {
     hb_text: Handlebars<'static>,
     /// The sources of `_partials/`, inlined into bodies at load time.
     partials: BTreeMap<String, String>,
+    /// Each partial's file.
+    partial_files: BTreeMap<String, PathBuf>,
     sets: BTreeMap<String, TemplateSet>,
+    /// Templates whose every locale has errors, by id (see `TemplateSet::broken`).
+    broken: BTreeMap<String, TemplateSet>,
     /// Layouts that [`layout::simple`] allows to be laid out once.
     simple_layouts: std::collections::BTreeSet<String>,
     /// Each registered layout's file and source; MJML errors point into them.
@@ -152,7 +180,9 @@ impl Templates {
             hb: registry(layout::escape_html),
             hb_text: registry(handlebars::no_escape),
             partials: BTreeMap::new(),
+            partial_files: BTreeMap::new(),
             sets: BTreeMap::new(),
+            broken: BTreeMap::new(),
             simple_layouts: Default::default(),
             layouts: BTreeMap::new(),
             skeletons: Default::default(),
@@ -199,7 +229,8 @@ impl Templates {
                         // Checked by the first registration.
                         let _ = t.hb_text.register_partial(&stem, &src);
                         origins.insert(stem.clone(), origin(&file, 1));
-                        t.partials.insert(stem, src);
+                        t.partial_files.insert(stem.clone(), file.clone());
+                        t.partials.insert(stem, src.clone());
                     }
                     r
                 } else {
@@ -232,7 +263,7 @@ impl Templates {
                     r
                 };
                 if let Err(e) = result {
-                    diags.push(template_error(&file, 0, &e));
+                    diags.push(template_error(&file, 0, &e, &src));
                 }
             }
         }
@@ -246,6 +277,8 @@ impl Templates {
             let set = t.load_set(&id, &sub, &mut diags);
             if !set.locales.is_empty() {
                 t.sets.insert(id, set);
+            } else if !set.broken.is_empty() || set.failed {
+                t.broken.insert(id, set);
             }
         }
         for set in t.sets.values() {
@@ -327,7 +360,10 @@ impl Templates {
             if fname == "sample.json" {
                 if let Some(text) = read(file, diags) {
                     match serde_json::from_str(&text) {
-                        Ok(v) => set.sample = Some(v),
+                        Ok(v) => {
+                            diags.extend(check::sample_types(file, &text, &v));
+                            set.sample = Some(v);
+                        }
                         Err(e) => diags.push(Diagnostic::error(
                             file,
                             e.line() as u64,
@@ -369,8 +405,14 @@ impl Templates {
             let Some(src) = read(file, diags) else {
                 continue;
             };
-            if let Some(lf) = self.register_locale(id, &locale, file, &src, mjml.is_some(), diags) {
-                set.locales.insert(locale, lf);
+            match self.register_locale(id, &locale, file, &src, mjml.is_some(), diags) {
+                Some((lf, true)) => {
+                    set.locales.insert(locale, lf);
+                }
+                Some((lf, false)) => {
+                    set.broken.insert(locale, lf);
+                }
+                None => set.failed = true,
             }
         }
         for file in &files {
@@ -381,13 +423,17 @@ impl Templates {
             let Some(src) = read(file, diags) else {
                 continue;
             };
-            match set.locales.get_mut(locale) {
+            let lf = match set.locales.get_mut(locale) {
+                Some(lf) => Some(lf),
+                None => set.broken.get_mut(locale),
+            };
+            match lf {
                 Some(lf) => match self
                     .hb_text
                     .register_template_string(&name(id, locale, "text"), &src)
                 {
                     Ok(()) => lf.text = TextPart::Own,
-                    Err(e) => diags.push(template_error(file, 0, &e)),
+                    Err(e) => diags.push(template_error(file, 0, &e, &src)),
                 },
                 None => diags.push(Diagnostic::error(
                     file,
@@ -410,7 +456,7 @@ impl Templates {
         src: &str,
         mjml: bool,
         diags: &mut Diagnostics,
-    ) -> Option<LocaleFile> {
+    ) -> Option<(LocaleFile, bool)> {
         let (front, body, body_line) = match split_front_matter(src) {
             Some(parts) => parts,
             None => {
@@ -455,6 +501,18 @@ impl Templates {
             diags.push(d);
         }
         let (subject, sl, sc) = subject?;
+        // The column of the subject's first character: after the quote of a
+        // quoted scalar (escapes inside it aside).
+        let text_col = |line: u64, col: u64| {
+            let quoted = src
+                .lines()
+                .nth(line.saturating_sub(1) as usize)
+                .and_then(|l| l.chars().nth(col.saturating_sub(1) as usize))
+                .is_some_and(|c| c == '"' || c == '\'');
+            col + u64::from(quoted)
+        };
+        let subject_col = text_col(sl, sc);
+        let preheader_col = preheader.as_ref().map_or(1, |p| text_col(p.1, p.2));
         let mut ok = true;
         // Subject and preheader are text: rendered without HTML escaping (the
         // layout escapes them where it puts them into HTML).
@@ -464,7 +522,7 @@ impl Templates {
                 _ => &mut self.hb_text,
             };
             if let Err(e) = hb.register_template_string(&name(id, locale, part), text) {
-                let mut d = template_error(file, line.saturating_sub(1), &e);
+                let mut d = template_error(file, line.saturating_sub(1), &e, text);
                 if line > 0 && d.line == line {
                     d.col += col.saturating_sub(1);
                 }
@@ -472,9 +530,9 @@ impl Templates {
                 ok = false;
             }
         };
-        reg("subject", &subject, sl, sc, diags);
-        if let Some((p, pl, pc)) = &preheader {
-            reg("preheader", p, *pl, *pc, diags);
+        reg("subject", &subject, sl, subject_col, diags);
+        if let Some((p, pl, _)) = &preheader {
+            reg("preheader", p, *pl, preheader_col, diags);
         }
         reg("html", body, body_line, 1, diags);
         let flat = match ok && body.contains("{{>") {
@@ -528,10 +586,12 @@ impl Templates {
             ));
             ok = false;
         }
-        ok.then(|| LocaleFile {
+        let lf = LocaleFile {
             file: file.to_path_buf(),
             subject_line: sl,
+            subject_col,
             preheader_line: preheader.as_ref().map(|p| p.1).unwrap_or(1),
+            preheader_col,
             body_line,
             has_preheader: preheader.is_some(),
             inlined,
@@ -539,7 +599,8 @@ impl Templates {
             layout: layout.map(|l| format!("_layouts/{}", l.0)),
             mjml,
             names: Names::new(id, locale),
-        })
+        };
+        Some((lf, ok))
     }
 
     /// Gives each locale of `set` without its own text part a text template
@@ -614,7 +675,10 @@ impl Templates {
     }
 
     pub fn sample(&self, id: &str) -> Option<&serde_json::Value> {
-        self.sets.get(id).and_then(|s| s.sample.as_ref())
+        self.sets
+            .get(id)
+            .or_else(|| self.broken.get(id))
+            .and_then(|s| s.sample.as_ref())
     }
 
     pub fn file(&self, id: &str, locale: &str) -> Option<&Path> {
@@ -695,20 +759,25 @@ impl Templates {
         let render = |hb: &Handlebars<'static>, part: &str, ctx: &handlebars::Context| {
             hb.render_with_context(part, ctx).map_err(|e| {
                 // Report the error in the lines of the body as written.
-                let (first_line, e) = match part {
-                    p if p == n.subject => (lf.subject_line, e),
-                    p if p == n.preheader => (lf.preheader_line, e),
+                let (first_line, first_col, e) = match part {
+                    p if p == n.subject => (lf.subject_line, lf.subject_col, e),
+                    p if p == n.preheader => (lf.preheader_line, lf.preheader_col, e),
                     p if p == n.html && lf.inlined => (
                         lf.body_line,
+                        1,
                         self.hb
                             .render_with_context(&n.html_src, ctx)
                             .err()
                             .unwrap_or(e),
                     ),
-                    p if p == n.html => (lf.body_line, e),
-                    _ => (1, e),
+                    p if p == n.html => (lf.body_line, 1, e),
+                    _ => (1, 1, e),
                 };
-                render_error(&lf.file.display().to_string(), first_line, e)
+                let file = match part {
+                    p if p == n.text && lf.text == TextPart::Own => lf.text_file(),
+                    _ => lf.file.clone(),
+                };
+                render_error(&file.display().to_string(), first_line, first_col, e)
             })
         };
         let subject = cut(collapse(&render(&self.hb_text, &n.subject, &ctx)?));
@@ -831,9 +900,13 @@ impl Templates {
                 preheader.clone().unwrap_or_default().into(),
             );
         }
+        let file = match self.layouts.get(layout) {
+            Some(l) => l.file.display().to_string(),
+            None => format!("{}/{layout}.hbs", self.dir.display()),
+        };
         self.hb
             .render_with_context(layout, ctx)
-            .map_err(|e| render_error(&format!("{}/{layout}.hbs", self.dir.display()), 1, e))
+            .map_err(|e| render_error(&file, 1, 1, e))
     }
 }
 
@@ -894,36 +967,63 @@ pub fn html_to_text(html: &str) -> String {
     out
 }
 
-/// A render error in file coordinates; `first_line` is the file line on
-/// which the failing part starts.
-fn render_error(file: &str, first_line: u64, e: handlebars::RenderError) -> RenderError {
+/// A render error in file coordinates; `first_line` and `first_col` are
+/// where in the file the failing part starts.
+fn render_error(
+    file: &str,
+    first_line: u64,
+    first_col: u64,
+    e: handlebars::RenderError,
+) -> RenderError {
+    use handlebars::RenderErrorReason as R;
     let message = match e.reason() {
-        handlebars::RenderErrorReason::MissingVariable(Some(path)) => {
+        R::MissingVariable(Some(path)) => {
             format!("unknown variable `{path}` (rendering is strict: check the name)")
         }
+        R::PartialNotFound(name) => format!(
+            "no partial `{name}`: `{{{{> {name}}}}}` includes _partials/{name}.hbs, which \
+             does not exist (or has errors)"
+        ),
+        R::ParamNotFoundForIndex("money", i) => format!(
+            "`money` needs more arguments: argument {} is missing (write \
+             `{{{{money amount currency}}}}`, e.g. `{{{{money order.total order.currency}}}}`)",
+            i + 1
+        ),
         // The built-in helpers (`gte`, `eq`, …) say so of a misspelled name.
-        handlebars::RenderErrorReason::ParamNotFoundForIndex(helper, i) => format!(
+        R::ParamNotFoundForIndex(helper, i) => format!(
             "{helper}: argument {} is missing or names nothing in the data \
              (rendering is strict: check the name)",
             i + 1
         ),
+        R::HelperNotFound(name) => format!("no helper named `{name}`: check the name"),
         other => other.to_string(),
     };
+    let (line, col) = (e.line_no.unwrap_or(1), e.column_no.unwrap_or(1));
     RenderError::Render {
         file: file.to_string(),
-        line: e.line_no.unwrap_or(1) + first_line as usize - 1,
-        col: e.column_no.unwrap_or(1),
+        line: line + first_line as usize - 1,
+        col: match line {
+            1 => col + first_col as usize - 1,
+            _ => col,
+        },
         message,
     }
 }
 
-fn template_error(file: &Path, line_offset: u64, e: &handlebars::TemplateError) -> Diagnostic {
-    let (line, col) = e.pos().unwrap_or((1, 1));
+/// A template that does not compile, at its place in `file`; `source` is
+/// the template's text, read again to say plainly what is wrong.
+fn template_error(
+    file: &Path,
+    line_offset: u64,
+    e: &handlebars::TemplateError,
+    source: &str,
+) -> Diagnostic {
+    let (line, col, message) = syntax::explain(e, source);
     Diagnostic::error(
         file,
         line as u64 + line_offset,
         col as u64,
-        format!("template syntax: {}", e.reason()),
+        format!("template syntax: {message}"),
     )
 }
 

@@ -2294,6 +2294,41 @@ async fn a_history_import_never_fires_a_past_anniversary<S: Store>(s: S) {
     assert!(s.outbox().await.unwrap().is_empty());
 }
 
+/// Issue 11: `customer.last_email_at` is when the last email was sent, as
+/// conditions (the sweep's reading included) and the engine see it, and a
+/// late report of an older send does not move it back.
+async fn the_last_email_is_a_fact<S: Store>(s: S) {
+    let cat = catalog();
+    ingest_batch(
+        &s,
+        cat,
+        &[event("e1", "order.placed", "c1", "o1", T0, true)],
+        "test",
+        t(T0),
+    )
+    .await
+    .unwrap();
+    let rows = s
+        .claim_outbox(t(T0), Duration::seconds(60), 10, &solo())
+        .await
+        .unwrap();
+    let sent_at = t(T0) + Duration::minutes(1);
+    send(&s, &rows[0], sent_at).await;
+    s.emailed("c1", t(T0)).await.unwrap();
+    let page = s.profiles_after("", 10).await.unwrap();
+    let facts = &page[0].1.as_ref().unwrap().ledger.facts;
+    assert_eq!(facts.last_email_at, Some(sent_at));
+    // The engine sees it too: the next event's decisions read the profile.
+    let mut tx = s.begin().await.unwrap();
+    let states = tx
+        .lock_customers(&["c1".to_string()], &LookBack::of(cat, t(T0)))
+        .await
+        .unwrap();
+    let facts = &states["c1"].profile.as_ref().unwrap().ledger.facts;
+    assert_eq!(facts.last_email_at, Some(sent_at));
+    assert_eq!(facts.orders_count, 1);
+}
+
 /// Issue 11: customers who were there before a date-triggered sequence
 /// (and send no event) get their timers by one pass, once per trigger.
 async fn timers_are_set_for_customers_already_there<S: Store>(s: S) {
@@ -2387,12 +2422,13 @@ async fn a_schedule_sweeps_every_customer_once_per_firing<S: Store>(s: S) {
     );
     // A crash after the first page: the sweep goes on from there, and
     // what it does again enrolls nobody twice.
-    s.put_setting(
-        "sweep/winback",
-        r#"{"firing":"2026-11-21T09:00:00Z","cursor":"c00999","done":false}"#,
-    )
-    .await
-    .unwrap();
+    let mut progress: serde_json::Value =
+        serde_json::from_str(&s.setting("sweep/winback").await.unwrap().unwrap()).unwrap();
+    progress["cursor"] = "c00999".into();
+    progress["done"] = false.into();
+    s.put_setting("sweep/winback", &progress.to_string())
+        .await
+        .unwrap();
     let r = sweep(&s, &cat, next + Duration::minutes(5)).await.unwrap();
     assert_eq!(r.read, 1100);
     assert_eq!(s.outbox().await.unwrap().len(), 1050);
@@ -2468,6 +2504,7 @@ conformance!(
     a_schedule_sweeps_every_customer_once_per_firing,
     timers_are_set_for_customers_already_there,
     a_history_import_never_fires_a_past_anniversary,
+    the_last_email_is_a_fact,
 );
 
 /// On PostgreSQL two transactions claim at once: each takes rows the other

@@ -24,7 +24,7 @@ use crate::sequence::model::{DateFact, DateSource, DateTrigger, Repeat};
 pub struct Firing {
     pub at: DateTime<Utc>,
     /// `date:<year>` for a yearly trigger (the year of the anniversary),
-    /// `date:once` for a one-off.
+    /// `date:once:<date>` for a one-off.
     pub occurrence: String,
 }
 
@@ -41,9 +41,11 @@ pub fn anchor(source: &DateSource, profile: &Profile, tz: Tz) -> Option<NaiveDat
             if let Ok(d) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
                 return Some(d.and_time(NaiveTime::MIN));
             }
+            // The date as written (a birthday sent as midnight UTC is that
+            // day everywhere), at the time of day written.
             DateTime::parse_from_rfc3339(text)
                 .ok()
-                .map(|t| local(t.with_timezone(&Utc)))
+                .map(|t| t.naive_local())
         }
     }
 }
@@ -68,9 +70,10 @@ pub fn next_date_firing(
             .then(|| resolve(tz, local))
     };
     match t.repeat {
+        // Once per date: a new date (a later order's) fires again.
         Repeat::Once => at(0).filter(|when| *when >= from).map(|when| Firing {
             at: when,
-            occurrence: "date:once".into(),
+            occurrence: format!("date:once:{}", anchor.date()),
         }),
         Repeat::Yearly => {
             // The anniversary near `from`'s year, then the next few: an

@@ -513,6 +513,11 @@ fn enroll(
         },
     };
     if c.finished.contains(&key) || c.enrollments.iter().any(|e| e.key == key) {
+        // A schedule offers the sequence again at each firing: that it runs
+        // (or ran) already is no news worth a journal entry a day.
+        if origin.id.starts_with("schedule:") {
+            return;
+        }
         let done = if c.finished.contains(&key) {
             "has run already"
         } else {
@@ -843,11 +848,11 @@ fn next_timer(
             let f = calendar::next_date_firing(t, profile, tz, from)?;
             (f.at, f.occurrence)
         }
-        Trigger::Schedule(t) => {
+        Trigger::Schedule(t) if t.per_customer_zone => {
             let at = calendar::next_cron(&t.cron, tz, from - chrono::TimeDelta::seconds(1))?;
             (at, calendar::schedule_origin(at))
         }
-        Trigger::Event { .. } => return None,
+        Trigger::Schedule(_) | Trigger::Event { .. } => return None,
     };
     Some(Timer {
         customer_id: profile.customer.id.clone(),
@@ -893,7 +898,11 @@ pub fn apply_timer(
         return changes;
     };
     let mut out = Applied::default();
-    if let (Some(seq), Some(profile)) = (catalog.get(sequence), state.profile.clone()) {
+    // A timer of a sequence no longer timed (its trigger changed) is dropped
+    // without firing.
+    let timed = catalog.timed.iter().any(|t| t == sequence);
+    if let (true, Some(seq), Some(profile)) = (timed, catalog.get(sequence), state.profile.clone())
+    {
         let origin = Origin {
             id: &timer.occurrence,
             mark: Mark {

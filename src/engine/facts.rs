@@ -167,9 +167,30 @@ fn void(l: &mut Ledger, event: &Event) {
     let Some(order) = &event.order else {
         return;
     };
-    let Some(counted) = l.orders.iter_mut().find(|o| o.id == order.id && !o.void) else {
+    let Some(counted) = l.orders.iter_mut().find(|o| o.id == order.id) else {
+        // Cancelled before its `order.placed` arrived (events out of order):
+        // kept as void, so the order is never counted.
+        let at = l
+            .orders
+            .partition_point(|o| o.placed_at <= event.occurred_at);
+        l.orders.insert(
+            at,
+            CountedOrder {
+                id: order.id.clone(),
+                placed_at: event.occurred_at,
+                total: None,
+                currency: None,
+                void: true,
+            },
+        );
+        if l.orders.len() > KEPT_ORDERS {
+            l.orders.remove(0);
+        }
         return;
     };
+    if counted.void {
+        return;
+    }
     counted.void = true;
     let counted = counted.clone();
     let f = &mut l.facts;
@@ -328,8 +349,8 @@ mod tests {
         assert_eq!(f.total_spent, Some(Money("10.00".parse().unwrap())));
         assert_eq!(f.last_order_id.as_deref(), Some("o1"));
         assert_eq!(f.last_order_at, Some(t("2026-01-10T10:00:00Z")));
-        // An unknown order's cancellation changes nothing.
-        let before = l.clone();
+        // A cancellation that overtook its order: the order never counts.
+        let before = l.facts.clone();
         update(
             &mut l,
             &ev(
@@ -339,7 +360,15 @@ mod tests {
                 r#"{"id":"o9"}"#,
             ),
         );
-        assert_eq!(l, before);
+        assert_eq!(l.facts, before);
+        update(
+            &mut l,
+            &placed("e6", "o9", "2026-03-12T09:00:00Z", "99.00", "EUR"),
+        );
+        assert_eq!(
+            l.facts, before,
+            "a cancelled order placed late is not counted"
+        );
     }
 
     #[test]

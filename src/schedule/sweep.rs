@@ -33,6 +33,10 @@ pub const PAGE: i64 = 1000;
 /// A sweep's progress, as kept in `settings` under [`key`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Progress {
+    /// The trigger's version ([`trigger_version`]): a trigger changed (or a
+    /// sequence removed and added again) is seen for the first time anew.
+    #[serde(default)]
+    version: String,
     firing: DateTime<Utc>,
     /// The last customer id done.
     cursor: String,
@@ -87,10 +91,13 @@ pub async fn sweep<S: Store>(
         let Some(latest) = calendar::latest_cron(&trigger.cron, tz, now) else {
             continue;
         };
-        let mut p = match progress(store, id).await? {
+        let version = trigger_version(catalog, id).unwrap_or_default();
+        let stored = progress(store, id).await?.filter(|p| p.version == version);
+        let mut p = match stored {
             None => {
                 // First seen: a firing already gone does not run.
                 let first = Progress {
+                    version,
                     firing: latest,
                     cursor: String::new(),
                     done: true,
@@ -108,6 +115,7 @@ pub async fn sweep<S: Store>(
                     );
                 }
                 Progress {
+                    version,
                     firing: latest,
                     cursor: String::new(),
                     done: false,
@@ -262,7 +270,8 @@ pub async fn next_sweep<S: Store>(
         let Some(trigger) = schedule_of(catalog, id) else {
             continue;
         };
-        match progress(store, id).await? {
+        let version = trigger_version(catalog, id).unwrap_or_default();
+        match progress(store, id).await?.filter(|p| p.version == version) {
             Some(p) if !p.done => {
                 next.insert(p.firing);
             }
@@ -307,7 +316,10 @@ pub async fn run<S: Store>(
                 }
                 Err(e) => tracing::warn!("setting timers: {e}; trying again"),
             },
-            Ok(false) => break,
+            // Another instance sweeps (or seeds): wait for the lease, so
+            // that this catalog's timers are set even when an instance of an
+            // older one holds it during a rolling upgrade.
+            Ok(false) => tracing::debug!("setting timers: another instance holds the lease"),
             Err(e) => tracing::warn!("setting timers: {e}; trying again"),
         }
         tokio::select! {
@@ -327,13 +339,22 @@ pub async fn run<S: Store>(
                 false
             }
         };
+        // Whether this round swept (else wait the full while: another
+        // instance has the lease, or the database failed).
+        let mut swept = !due;
         if due {
             match store.take_lease(LEASE_KEY, &holder, now, now + LEASE).await {
                 Ok(true) => match sweep(&store, &catalog, now).await {
-                    Ok(s) if s.read > 0 => {
-                        tracing::info!(read = s.read, matched = s.matched, "sweep: schedules fired")
+                    Ok(s) => {
+                        swept = true;
+                        if s.read > 0 {
+                            tracing::info!(
+                                read = s.read,
+                                matched = s.matched,
+                                "sweep: schedules fired"
+                            );
+                        }
                     }
-                    Ok(_) => {}
                     Err(e) => tracing::warn!("sweep: {e}; trying again"),
                 },
                 Ok(false) => tracing::debug!("sweep: another instance sweeps"),
@@ -341,7 +362,7 @@ pub async fn run<S: Store>(
             }
         }
         let wait = match next_sweep(&store, &catalog).await {
-            Ok(Some(t)) => (t - clock.now())
+            Ok(Some(t)) if swept => (t - clock.now())
                 .to_std()
                 .unwrap_or_default()
                 .min(LOOK_AGAIN),

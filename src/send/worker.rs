@@ -190,6 +190,14 @@ pub async fn finish<S: Store>(
         .await?;
     tx.commit().await?;
     crate::telemetry::transaction("send", started.elapsed());
+    // The fact `customer.last_email_at`, apart from the transaction above:
+    // taking the customer's row there would lock it after the outbox row,
+    // against the order every other writer takes them in.
+    if matches!(outcome, SendOutcome::Sent { .. })
+        && let Err(e) = store.emailed(&row.customer_id, now).await
+    {
+        tracing::warn!(customer = %row.customer_id, "last_email_at not kept: {e}");
+    }
     Ok(())
 }
 

@@ -883,13 +883,6 @@ impl Tx for MemTx {
                 rec.message_id = Some(message_id.to_string());
                 rec.last_error = None;
                 rec.lease_until = None;
-                if let Some(p) = mem
-                    .customers
-                    .get_mut(&customer)
-                    .and_then(|c| c.profile.as_mut())
-                {
-                    crate::engine::facts::emailed(&mut p.ledger.facts, now);
-                }
             }
             Transition::Retry { at, error, counted } => {
                 rec.row.status = OutboxStatus::Pending;
@@ -1332,6 +1325,18 @@ impl Store for MemStore {
 
     async fn setting(&self, key: &str) -> Result<Option<String>> {
         Ok(self.inner.lock().await.settings.get(key).cloned())
+    }
+
+    async fn emailed(&self, customer_id: &str, at: DateTime<Utc>) -> Result<()> {
+        let mut mem = self.inner.lock().await;
+        if let Some(p) = mem
+            .customers
+            .get_mut(customer_id)
+            .and_then(|c| c.profile.as_mut())
+        {
+            crate::engine::facts::emailed(&mut p.ledger.facts, at);
+        }
+        Ok(())
     }
 
     async fn put_setting(&self, key: &str, value: &str) -> Result<()> {

@@ -1187,6 +1187,14 @@ pub trait Store: Clone + Send + Sync + 'static {
 
     fn setting(&self, key: &str) -> impl Future<Output = Result<Option<String>>> + Send;
 
+    /// Records that an email to the customer was sent at `at` (the fact
+    /// `customer.last_email_at`; never moved backwards).
+    fn emailed(
+        &self,
+        customer_id: &str,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<()>> + Send;
+
     /// Sets `key` to `value`.
     fn put_setting(&self, key: &str, value: &str) -> impl Future<Output = Result<()>> + Send;
 

@@ -1169,17 +1169,7 @@ where
             .bind(now)
             .bind(*error),
         };
-        let moved = q.execute(&mut *self.tx).await?.rows() == 1;
-        if moved && matches!(to, Transition::Sent { .. }) {
-            // The fact `customer.last_email_at` (the worker holds the
-            // customer's lock already: the order stays customer, outbox).
-            sqlx::query("UPDATE customers SET last_email_at = $2 WHERE id = $1")
-                .bind(row.customer_id.as_str())
-                .bind(now)
-                .execute(&mut *self.tx)
-                .await?;
-        }
-        Ok(moved)
+        Ok(q.execute(&mut *self.tx).await?.rows() == 1)
     }
 
     async fn log_delivery(
@@ -1602,6 +1592,19 @@ where
         Ok(row.map(|r| r.0))
     }
 
+    async fn emailed(&self, customer_id: &str, at: DateTime<Utc>) -> Result<()> {
+        // Never backwards: workers finish out of order.
+        sqlx::query(
+            "UPDATE customers SET last_email_at = $2 \
+             WHERE id = $1 AND (last_email_at IS NULL OR last_email_at < $2)",
+        )
+        .bind(customer_id)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     async fn put_setting(&self, key: &str, value: &str) -> Result<()> {
         sqlx::query(
             "INSERT INTO settings (key, value) VALUES ($1, $2) \
@@ -1619,17 +1622,24 @@ where
         after: &str,
         limit: i64,
     ) -> Result<Vec<(String, Option<Profile>)>> {
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT id, CAST(profile AS TEXT) FROM customers WHERE id > $1 ORDER BY id LIMIT $2",
+        let rows = sqlx::query(
+            "SELECT id, CAST(profile AS TEXT) AS profile, last_email_at FROM customers \
+             WHERE id > $1 ORDER BY id LIMIT $2",
         )
         .bind(after)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
-            .map(|(id, text)| {
-                let profile: Option<Profile> = serde_json::from_str(&text)
+            .map(|r| {
+                let id: String = r.try_get("id")?;
+                let text: String = r.try_get("profile")?;
+                let emailed: Option<DateTime<Utc>> = r.try_get("last_email_at")?;
+                let mut profile: Option<Profile> = serde_json::from_str(&text)
                     .map_err(|e| Error::Corrupt(format!("profile of customer {id}: {e}")))?;
+                if let (Some(p), Some(at)) = (&mut profile, emailed) {
+                    crate::engine::facts::emailed(&mut p.ledger.facts, at);
+                }
                 Ok((id, profile))
             })
             .collect()

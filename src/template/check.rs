@@ -625,19 +625,8 @@ pub fn may_be_missing(field: &str) -> String {
 
 /// Customer facts come from the store, never from an event.
 fn is_fact(path: &[Seg]) -> bool {
-    const FACTS: &[&str] = &[
-        "orders_count",
-        "first_order_at",
-        "last_order_at",
-        "last_order_id",
-        "total_spent",
-        "total_spent_currency",
-        "reviews_count",
-        "last_review_at",
-        "last_rating",
-        "last_email_at",
-    ];
-    matches!(path.get(1), Some(Seg::Key(k)) if FACTS.contains(&k.as_str()))
+    use crate::engine::facts::NAMES;
+    matches!(path.get(1), Some(Seg::Key(k)) if NAMES.contains(&k.as_str()))
 }
 
 fn short(v: &Value) -> String {

@@ -2329,6 +2329,77 @@ async fn the_last_email_is_a_fact<S: Store>(s: S) {
     assert_eq!(facts.orders_count, 1);
 }
 
+/// Issue 11: customers stored before facts were kept (an upgrade) get them
+/// counted from their stored events, once.
+async fn facts_are_built_for_customers_stored_before<S: Store>(s: S) {
+    let cat = catalog();
+    let batch = [
+        event(
+            "e1",
+            "order.placed",
+            "c1",
+            "o1",
+            "2026-01-10T10:00:00Z",
+            true,
+        ),
+        event(
+            "e2",
+            "order.placed",
+            "c1",
+            "o2",
+            "2026-03-10T10:00:00Z",
+            true,
+        ),
+        event(
+            "e3",
+            "order.cancelled",
+            "c1",
+            "o2",
+            "2026-03-11T10:00:00Z",
+            true,
+        ),
+        event(
+            "e4",
+            "order.placed",
+            "c2",
+            "o1",
+            "2026-02-10T10:00:00Z",
+            true,
+        ),
+    ];
+    ingest_batch(&s, cat, &batch, "test", t(T0)).await.unwrap();
+    let built: Vec<_> = s.profiles_after("", 10).await.unwrap();
+    // As an older version stored them: no ledger.
+    let mut tx = s.begin().await.unwrap();
+    let mut writes = aftercare::store::Writes::default();
+    for (id, p) in &built {
+        let mut p = p.clone().unwrap();
+        p.ledger = Default::default();
+        writes.profiles.insert(id.clone(), p);
+    }
+    tx.write(writes, t(T0)).await.unwrap();
+    tx.commit().await.unwrap();
+    let old = s.profiles_after("", 10).await.unwrap();
+    assert!(
+        old.iter()
+            .all(|(_, p)| p.as_ref().unwrap().ledger.facts.orders_count == 0)
+    );
+    assert_eq!(schedule::sweep::seed_facts(&s, t(T0)).await.unwrap(), 2);
+    assert_eq!(
+        schedule::sweep::seed_facts(&s, t(T0)).await.unwrap(),
+        0,
+        "once"
+    );
+    let rebuilt = s.profiles_after("", 10).await.unwrap();
+    for ((_, before), (_, after)) in built.iter().zip(&rebuilt) {
+        assert_eq!(
+            before.as_ref().unwrap().ledger.facts,
+            after.as_ref().unwrap().ledger.facts
+        );
+    }
+    assert_eq!(rebuilt[0].1.as_ref().unwrap().ledger.facts.orders_count, 1);
+}
+
 /// Issue 11: customers who were there before a date-triggered sequence
 /// (and send no event) get their timers by one pass, once per trigger.
 async fn timers_are_set_for_customers_already_there<S: Store>(s: S) {
@@ -2505,6 +2576,7 @@ conformance!(
     timers_are_set_for_customers_already_there,
     a_history_import_never_fires_a_past_anniversary,
     the_last_email_is_a_fact,
+    facts_are_built_for_customers_stored_before,
 );
 
 /// On PostgreSQL two transactions claim at once: each takes rows the other

@@ -14,3 +14,8 @@ CREATE INDEX IF NOT EXISTS timers_due ON timers (fire_at);
 -- When the last email to the customer was sent (the fact
 -- `customer.last_email_at`): the sender sets it, ingest reads it.
 ALTER TABLE customers ADD COLUMN last_email_at TEXT;
+-- Customers who were sent mail before: the last time, from the outbox.
+UPDATE customers SET last_email_at = (
+    SELECT MAX(sent_at) FROM outbox
+    WHERE outbox.customer_id = customers.id AND outbox.status = 'sent'
+);

@@ -227,6 +227,78 @@ pub async fn seed_timers<S: Store>(
     Ok(read)
 }
 
+/// The settings key and version of the facts' rebuild ([`seed_facts`]).
+const FACTS_KEY: &str = "facts/ledger";
+const FACTS_VERSION: &str = "1";
+
+/// The event types the facts are counted from.
+pub const FACT_EVENTS: [&str; 4] = [
+    "order.placed",
+    "order.cancelled",
+    "order.refunded",
+    "review.submitted",
+];
+
+/// Builds the facts of customers stored before aftercare kept them (an
+/// upgrade): each customer whose profile has no ledger gets one counted from
+/// their stored events, in the order they occurred. One pass over all
+/// customers in pages, once, resumable; run before [`seed_timers`], which
+/// reads the facts. Returns the customers whose facts it built.
+pub async fn seed_facts<S: Store>(store: &S, now: DateTime<Utc>) -> crate::store::Result<usize> {
+    let stored = store.setting(FACTS_KEY).await?.unwrap_or_default();
+    let mut cursor = match stored.split_once(' ') {
+        Some((v, c)) if v == FACTS_VERSION => c.to_string(),
+        _ if stored == FACTS_VERSION => return Ok(0),
+        _ => String::new(),
+    };
+    let mut built = 0;
+    loop {
+        let page = store.profiles_after(&cursor, PAGE).await?;
+        let Some((last, _)) = page.last() else {
+            store.put_setting(FACTS_KEY, FACTS_VERSION).await?;
+            return Ok(built);
+        };
+        let last = last.clone();
+        let ids: Vec<String> = page
+            .into_iter()
+            .filter(|(_, p)| p.as_ref().is_some_and(|p| p.ledger.orders.is_empty()))
+            .map(|(id, _)| id)
+            .collect();
+        if !ids.is_empty() {
+            let mut tx = store.begin().await?;
+            let states = tx.lock_customers(&ids, &LookBack::none()).await?;
+            let events = tx.stored_events(&ids, &FACT_EVENTS).await?;
+            let mut writes = Writes::default();
+            for (id, state) in states {
+                let (Some(mut profile), Some(events)) = (state.profile, events.get(&id)) else {
+                    continue;
+                };
+                if !profile.ledger.orders.is_empty() {
+                    continue;
+                }
+                let mut ledger = crate::engine::facts::Ledger::default();
+                for e in events {
+                    crate::engine::facts::update(&mut ledger, e);
+                }
+                if let Some(at) = profile.ledger.facts.last_email_at {
+                    crate::engine::facts::emailed(&mut ledger.facts, at);
+                }
+                if ledger != profile.ledger {
+                    profile.ledger = ledger;
+                    writes.profiles.insert(id, profile);
+                    built += 1;
+                }
+            }
+            tx.write(writes, now).await?;
+            tx.commit().await?;
+        }
+        cursor = last;
+        store
+            .put_setting(FACTS_KEY, &format!("{FACTS_VERSION} {cursor}"))
+            .await?;
+    }
+}
+
 /// Locks the page's matching customers and offers them the sequence, in
 /// one transaction.
 async fn enroll_page<S: Store>(
@@ -300,14 +372,20 @@ pub async fn run<S: Store>(
     clock: std::sync::Arc<dyn crate::clock::Clock>,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    if catalog.scheduled.is_empty() && catalog.timed.is_empty() {
-        return;
-    }
-    // Timers for customers who were there before a timed sequence.
+    // Facts for customers stored before they were kept, and timers for
+    // customers who were there before a timed sequence.
     loop {
         let now = clock.now();
         match store.take_lease(LEASE_KEY, &holder, now, now + LEASE).await {
-            Ok(true) => match seed_timers(&store, &catalog, now).await {
+            Ok(true) => match async {
+                let facts = seed_facts(&store, now).await?;
+                if facts > 0 {
+                    tracing::info!(customers = facts, "facts built from the stored events");
+                }
+                seed_timers(&store, &catalog, now).await
+            }
+            .await
+            {
                 Ok(read) => {
                     if read > 0 {
                         tracing::info!(customers = read, "timers set for every customer");

@@ -702,6 +702,32 @@ impl Tx for MemTx {
         Ok(())
     }
 
+    async fn stored_events(
+        &mut self,
+        ids: &[String],
+        kinds: &[&str],
+    ) -> Result<HashMap<String, Vec<Event>>> {
+        // A lean store keeps no events (its customers' facts were built as
+        // they came).
+        let mut out: HashMap<String, Vec<Event>> = HashMap::new();
+        for id in ids {
+            let Some(c) = self.mem.customers.get(id) else {
+                continue;
+            };
+            let mut events: Vec<Event> = c
+                .received
+                .iter()
+                .filter(|r| kinds.contains(&r.event.kind.as_str()))
+                .map(|r| r.event.clone())
+                .collect();
+            if !events.is_empty() {
+                events.sort_by(|a, b| (a.occurred_at, &a.id).cmp(&(b.occurred_at, &b.id)));
+                out.insert(id.clone(), events);
+            }
+        }
+        Ok(out)
+    }
+
     async fn lock_profile(&mut self, customer_id: &str) -> Result<Option<Profile>> {
         Ok(self
             .mem

@@ -1016,6 +1016,15 @@ pub trait Tx: Send {
         look_back: &LookBack<'_>,
     ) -> impl Future<Output = Result<()>> + Send;
 
+    /// The stored events of types `kinds` of the customers `ids` (which this
+    /// transaction holds), each customer's in the order they occurred: what
+    /// the facts are rebuilt from after an upgrade.
+    fn stored_events(
+        &mut self,
+        ids: &[String],
+        kinds: &[&str],
+    ) -> impl Future<Output = Result<HashMap<String, Vec<Event>>>> + Send;
+
     /// Loads one customer's profile under the customer's lock.
     fn lock_profile(
         &mut self,

@@ -1027,6 +1027,39 @@ where
         Ok(())
     }
 
+    async fn stored_events(
+        &mut self,
+        ids: &[String],
+        kinds: &[&str],
+    ) -> Result<HashMap<String, Vec<Event>>> {
+        let mut out: HashMap<String, Vec<Event>> = HashMap::new();
+        for chunk in ids.chunks(MAX_ROWS) {
+            let mut q = QueryBuilder::<DB>::new(
+                "SELECT customer_id, CAST(payload AS TEXT) AS payload FROM events \
+                 WHERE customer_id IN ",
+            );
+            push_in(&mut q, chunk);
+            q.push(" AND type IN (");
+            let mut sep = q.separated(", ");
+            for k in kinds {
+                sep.push_bind(*k);
+            }
+            q.push(")");
+            for r in q.build().fetch_all(&mut *self.tx).await? {
+                let customer: String = r.try_get("customer_id")?;
+                let payload: String = r.try_get("payload")?;
+                // An erased event keeps no payload to read: passed over.
+                if let Ok(e) = serde_json::from_str::<Event>(&payload) {
+                    out.entry(customer).or_default().push(e);
+                }
+            }
+        }
+        for events in out.values_mut() {
+            events.sort_by(|a, b| (a.occurred_at, &a.id).cmp(&(b.occurred_at, &b.id)));
+        }
+        Ok(out)
+    }
+
     async fn lock_profile(&mut self, customer_id: &str) -> Result<Option<Profile>> {
         let sql = format!("SELECT profile FROM customers WHERE id = $1{}", DB::LOCK);
         let row: Option<(Json<Option<Profile>>,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))

@@ -112,6 +112,15 @@ pub struct Ledger {
     /// The last [`KEPT_ORDERS`] counted orders, by `placed_at`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub orders: Vec<CountedOrder>,
+    /// When the review that gave `last_rating` occurred: a later review
+    /// without a rating leaves it, an earlier one arriving late does not
+    /// replace it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rated_at: Option<DateTime<Utc>>,
+    /// When the order whose currency `total_spent` is in was placed: an
+    /// earlier order arriving late (with another currency) takes over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency_since: Option<DateTime<Utc>>,
 }
 
 impl Ledger {
@@ -146,6 +155,17 @@ fn place(l: &mut Ledger, event: &Event) {
         currency: order.currency.clone(),
         void: false,
     };
+    // The currency of the earliest order that gave one, whatever the order
+    // the events arrive in.
+    if let Some(currency) = &counted.currency
+        && counted.total.is_some()
+        && l.currency_since.is_none_or(|t| placed_at < t)
+    {
+        l.currency_since = Some(placed_at);
+        let f = &mut l.facts;
+        f.total_spent_currency = Some(currency.clone());
+        f.total_spent = f.spent_by_currency.get(currency).copied();
+    }
     let f = &mut l.facts;
     f.orders_count = f.orders_count.saturating_add(1);
     if f.first_order_at.is_none_or(|t| placed_at < t) {
@@ -232,9 +252,12 @@ fn review(l: &mut Ledger, event: &Event) {
     f.reviews_count = f.reviews_count.saturating_add(1);
     if f.last_review_at.is_none_or(|t| event.occurred_at >= t) {
         f.last_review_at = Some(event.occurred_at);
-        if let Some(rating) = event.review.as_ref().and_then(|r| r.rating) {
-            f.last_rating = Some(rating);
-        }
+    }
+    if let Some(rating) = event.review.as_ref().and_then(|r| r.rating)
+        && l.rated_at.is_none_or(|t| event.occurred_at >= t)
+    {
+        l.rated_at = Some(event.occurred_at);
+        f.last_rating = Some(rating);
     }
 }
 
@@ -317,6 +340,36 @@ mod tests {
             f.spent_by_currency.get("HUF"),
             Some(&Money("4000".parse().unwrap()))
         );
+    }
+
+    /// The main currency is the earliest order's, and the last rating the
+    /// latest rated review's, in whatever order the events arrive.
+    #[test]
+    fn currency_and_rating_do_not_depend_on_arrival() {
+        let eur = placed("e1", "o1", "2026-01-10T10:00:00Z", "10.00", "EUR");
+        let huf = placed("e2", "o2", "2026-02-10T10:00:00Z", "4000", "HUF");
+        let review = |id: &str, at: &str, rating: &str| {
+            Event::parse(&format!(
+                r#"{{"id":"{id}","type":"review.submitted","occurred_at":"{at}","customer":{{"id":"c","email":"a@example.com"}},"order":{{"id":"o1"}},"review":{{{rating}}}}}"#
+            ))
+            .unwrap()
+        };
+        let rated = review("r1", "2026-03-01T10:00:00Z", r#""rating":4"#);
+        let unrated = review("r2", "2026-04-01T10:00:00Z", "");
+        let mut forward = Ledger::default();
+        for e in [&eur, &huf, &rated, &unrated] {
+            update(&mut forward, e);
+        }
+        let mut backward = Ledger::default();
+        for e in [&unrated, &rated, &huf, &eur] {
+            update(&mut backward, e);
+        }
+        assert_eq!(forward.facts, backward.facts);
+        let f = &forward.facts;
+        assert_eq!(f.total_spent_currency.as_deref(), Some("EUR"));
+        assert_eq!(f.total_spent, Some(Money("10.00".parse().unwrap())));
+        assert_eq!(f.last_rating, Some(4));
+        assert_eq!(f.last_review_at, Some(t("2026-04-01T10:00:00Z")));
     }
 
     #[test]

@@ -455,26 +455,7 @@ async fn seed(
     copy.send(buf.as_bytes()).await?;
     copy.finish().await?;
     // Each enrollment's customer, as ingest would have stored them with it.
-    let mut copy = conn
-        .copy_in_raw("COPY customers (id, email, profile, updated_at) FROM STDIN (FORMAT csv)")
-        .await?;
-    buf.clear();
-    for i in 0..total {
-        let profile = aftercare::engine::profile::update(None, &seed_event(i)?);
-        let json = serde_json::to_string(&profile)?.replace('"', "\"\"");
-        buf.push_str(&format!(
-            "{},{},\"{json}\",{}\n",
-            profile.customer.id,
-            profile.customer.email,
-            now.to_rfc3339()
-        ));
-        if buf.len() > (4 << 20) {
-            copy.send(buf.as_bytes()).await?;
-            buf.clear();
-        }
-    }
-    copy.send(buf.as_bytes()).await?;
-    copy.finish().await?;
+    copy_customers(&mut conn, (0..total).map(seed_event), now).await?;
     sqlx::query("ANALYZE enrollments")
         .execute(&store.pool)
         .await?;
@@ -539,24 +520,19 @@ async fn lag(db: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `SeedCustomers`: profiles with an order each, written with COPY.
-async fn seed_customers(db: &str, total: usize, lapsed: usize) -> anyhow::Result<()> {
-    let store = PgStore::connect(db).await?;
-    store.migrate().await?;
-    let now = Utc::now();
-    let start = Instant::now();
-    let mut conn = store.pool.acquire().await?;
+/// Writes the customers the events make (one event each) with COPY, as
+/// ingest would have stored them.
+async fn copy_customers(
+    conn: &mut sqlx::PgConnection,
+    events: impl Iterator<Item = anyhow::Result<Event>>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
     let mut copy = conn
         .copy_in_raw("COPY customers (id, email, profile, updated_at) FROM STDIN (FORMAT csv)")
         .await?;
     let mut buf = String::with_capacity(8 << 20);
-    for i in 0..total {
-        let days = if i % 100 < lapsed { 100 } else { 10 };
-        let at = (now - chrono::Duration::days(days)).to_rfc3339();
-        let ev = Event::parse(&format!(
-            r#"{{"id":"o{i}","type":"order.placed","occurred_at":"{at}","customer":{{"id":"c{i:07}","email":"c{i}@example.com","marketing_consent":true}},"order":{{"id":"o{i}","placed_at":"{at}","currency":"EUR","total":"19.90"}}}}"#
-        ))?;
-        let profile = aftercare::engine::profile::update(None, &ev);
+    for event in events {
+        let profile = aftercare::engine::profile::update(None, &event?);
         let json = serde_json::to_string(&profile)?.replace('"', "\"\"");
         buf.push_str(&format!(
             "{},{},\"{json}\",{}\n",
@@ -571,6 +547,24 @@ async fn seed_customers(db: &str, total: usize, lapsed: usize) -> anyhow::Result
     }
     copy.send(buf.as_bytes()).await?;
     copy.finish().await?;
+    Ok(())
+}
+
+/// `SeedCustomers`: profiles with an order each, written with COPY.
+async fn seed_customers(db: &str, total: usize, lapsed: usize) -> anyhow::Result<()> {
+    let store = PgStore::connect(db).await?;
+    store.migrate().await?;
+    let now = Utc::now();
+    let start = Instant::now();
+    let mut conn = store.pool.acquire().await?;
+    let orders = (0..total).map(|i| {
+        let days = if i % 100 < lapsed { 100 } else { 10 };
+        let at = (now - chrono::Duration::days(days)).to_rfc3339();
+        Ok(Event::parse(&format!(
+            r#"{{"id":"o{i}","type":"order.placed","occurred_at":"{at}","customer":{{"id":"c{i:07}","email":"c{i}@example.com","marketing_consent":true}},"order":{{"id":"o{i}","placed_at":"{at}","currency":"EUR","total":"19.90"}}}}"#
+        ))?)
+    });
+    copy_customers(&mut conn, orders, now).await?;
     sqlx::query("ANALYZE customers")
         .execute(&store.pool)
         .await?;

@@ -187,12 +187,8 @@ pub async fn seed_timers<S: Store>(
             continue;
         };
         let key = timers_key(id);
-        let stored = store.setting(&key).await?.unwrap_or_default();
-        // "<version>" when done, "<version> <cursor>" while under way.
-        let mut cursor = match stored.split_once(' ') {
-            Some((v, c)) if v == version => c.to_string(),
-            _ if stored == version => continue,
-            _ => String::new(),
+        let Some(mut cursor) = resume_at(store, &key, &version).await? else {
+            continue;
         };
         loop {
             let page = store.profiles_after(&cursor, PAGE).await?;
@@ -227,6 +223,23 @@ pub async fn seed_timers<S: Store>(
     Ok(read)
 }
 
+/// Where a one-time pass over all customers stands, as kept under `key`:
+/// `"<version>"` when done (`None`), `"<version> <cursor>"` while under way
+/// (the last customer id done), anything else (another version, nothing
+/// yet) from the start.
+async fn resume_at<S: Store>(
+    store: &S,
+    key: &str,
+    version: &str,
+) -> crate::store::Result<Option<String>> {
+    let stored = store.setting(key).await?.unwrap_or_default();
+    Ok(match stored.split_once(' ') {
+        Some((v, c)) if v == version => Some(c.to_string()),
+        _ if stored == version => None,
+        _ => Some(String::new()),
+    })
+}
+
 /// The settings key and version of the facts' rebuild ([`seed_facts`]).
 const FACTS_KEY: &str = "facts/ledger";
 const FACTS_VERSION: &str = "1";
@@ -245,11 +258,8 @@ pub const FACT_EVENTS: [&str; 4] = [
 /// customers in pages, once, resumable; run before [`seed_timers`], which
 /// reads the facts. Returns the customers whose facts it built.
 pub async fn seed_facts<S: Store>(store: &S, now: DateTime<Utc>) -> crate::store::Result<usize> {
-    let stored = store.setting(FACTS_KEY).await?.unwrap_or_default();
-    let mut cursor = match stored.split_once(' ') {
-        Some((v, c)) if v == FACTS_VERSION => c.to_string(),
-        _ if stored == FACTS_VERSION => return Ok(0),
-        _ => String::new(),
+    let Some(mut cursor) = resume_at(store, FACTS_KEY, FACTS_VERSION).await? else {
+        return Ok(0);
     };
     let mut built = 0;
     loop {

@@ -59,8 +59,12 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// By default mimalloc keeps freed pages for a while before giving them back;
 /// between two ingest batches that held ~30 MiB more resident than needed
 /// (docs/BENCHMARKS.md). Giving them back at once costs some speed, so only
-/// the service does.
+/// the service does, unless mimalloc's own `MIMALLOC_PURGE_DELAY` (in
+/// milliseconds) says otherwise.
 fn return_freed_memory_at_once() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
+    }
     // SAFETY: sets a plain integer option; mimalloc reads it on each purge.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
 }

@@ -2315,9 +2315,19 @@ async fn the_last_email_is_a_fact<S: Store>(s: S) {
     let sent_at = t(T0) + Duration::minutes(1);
     send(&s, &rows[0], sent_at).await;
     s.emailed("c1", t(T0)).await.unwrap();
-    let page = s.profiles_after("", 10).await.unwrap();
-    let facts = &page[0].1.as_ref().unwrap().ledger.facts;
-    assert_eq!(facts.last_email_at, Some(sent_at));
+    // What a sweep reads.
+    let read = std::sync::Mutex::new(Vec::new());
+    let page = s
+        .pick_customers("", 10, &|p| {
+            read.lock()
+                .unwrap()
+                .push(p.and_then(|p| p.ledger.facts.last_email_at));
+            true
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.ids, ["c1"]);
+    assert_eq!(read.into_inner().unwrap(), [Some(sent_at)]);
     // The engine sees it too: the next event's decisions read the profile.
     let mut tx = s.begin().await.unwrap();
     let states = tx
@@ -2327,6 +2337,45 @@ async fn the_last_email_is_a_fact<S: Store>(s: S) {
     let facts = &states["c1"].profile.as_ref().unwrap().ledger.facts;
     assert_eq!(facts.last_email_at, Some(sent_at));
     assert_eq!(facts.orders_count, 1);
+}
+
+/// What a sweep reads: pages in id order after the last id read, each
+/// profile handed to the pick, and no last id past the end.
+async fn a_sweep_reads_customers_in_pages_by_id<S: Store>(s: S) {
+    let cat = catalog();
+    let batch: Vec<_> = ["c3", "c1", "c4", "c2", "c5"]
+        .iter()
+        .enumerate()
+        .map(|(i, c)| event(&format!("e{i}"), "order.placed", c, "o1", T0, true))
+        .collect();
+    ingest_batch(&s, cat, &batch, "test", t(T0)).await.unwrap();
+    let odd = |p: Option<&aftercare::engine::profile::Profile>| {
+        p.is_some_and(|p| p.customer.id.ends_with(['1', '3', '5']))
+    };
+    let first = s.pick_customers("", 2, &odd).await.unwrap();
+    assert_eq!((first.read, first.last.as_deref()), (2, Some("c2")));
+    assert_eq!(first.ids, ["c1"]);
+    let second = s.pick_customers("c2", 2, &odd).await.unwrap();
+    assert_eq!((second.read, second.last.as_deref()), (2, Some("c4")));
+    assert_eq!(second.ids, ["c3"]);
+    let third = s.pick_customers("c4", 2, &odd).await.unwrap();
+    assert_eq!(
+        (third.read, third.last.as_deref(), &third.ids[..]),
+        (1, Some("c5"), &["c5".to_string()][..])
+    );
+    let end = s.pick_customers("c5", 2, &odd).await.unwrap();
+    assert_eq!(end, aftercare::store::Picked::default());
+}
+
+/// Every customer's profile, by id.
+async fn profiles<S: Store>(s: &S) -> Vec<(String, Option<aftercare::engine::profile::Profile>)> {
+    let ids = s.pick_customers("", 1000, &|_| true).await.unwrap().ids;
+    let mut out = Vec::new();
+    for id in ids {
+        let c = s.customer(&id).await.unwrap().unwrap();
+        out.push((id, c.profile));
+    }
+    out
 }
 
 /// Issue 11: customers stored before facts were kept (an upgrade) get them
@@ -2368,7 +2417,7 @@ async fn facts_are_built_for_customers_stored_before<S: Store>(s: S) {
         ),
     ];
     ingest_batch(&s, cat, &batch, "test", t(T0)).await.unwrap();
-    let built: Vec<_> = s.profiles_after("", 10).await.unwrap();
+    let built = profiles(&s).await;
     // As an older version stored them: no ledger.
     let mut tx = s.begin().await.unwrap();
     let mut writes = aftercare::store::Writes::default();
@@ -2379,7 +2428,7 @@ async fn facts_are_built_for_customers_stored_before<S: Store>(s: S) {
     }
     tx.write(writes, t(T0)).await.unwrap();
     tx.commit().await.unwrap();
-    let old = s.profiles_after("", 10).await.unwrap();
+    let old = profiles(&s).await;
     assert!(
         old.iter()
             .all(|(_, p)| p.as_ref().unwrap().ledger.facts.orders_count == 0)
@@ -2390,7 +2439,7 @@ async fn facts_are_built_for_customers_stored_before<S: Store>(s: S) {
         0,
         "once"
     );
-    let rebuilt = s.profiles_after("", 10).await.unwrap();
+    let rebuilt = profiles(&s).await;
     for ((_, before), (_, after)) in built.iter().zip(&rebuilt) {
         assert_eq!(
             before.as_ref().unwrap().ledger.facts,
@@ -2577,6 +2626,7 @@ conformance!(
     a_history_import_never_fires_a_past_anniversary,
     the_last_email_is_a_fact,
     facts_are_built_for_customers_stored_before,
+    a_sweep_reads_customers_in_pages_by_id,
 );
 
 /// On PostgreSQL two transactions claim at once: each takes rows the other

@@ -976,7 +976,12 @@ pub fn time_trigger_holds(
     let Some(cond) = seq.trigger.as_ref().and_then(|t| t.when()) else {
         return Ok(true);
     };
-    let order = calendar::last_order(profile);
+    // Asked of every customer at each firing: the order only when it is read.
+    let order = if cond.names("order") {
+        calendar::last_order(profile)
+    } else {
+        None
+    };
     let tz = calendar::zone_of(&profile.customer, default_tz);
     cond.eval_bool_in(
         &Bindings {

@@ -124,25 +124,23 @@ pub async fn sweep<S: Store>(
             Some(p) => p,
         };
         while !p.done {
-            let page = store.profiles_after(&p.cursor, PAGE).await?;
-            let Some((last, _)) = page.last() else {
+            let seq = catalog.get(id).expect("scheduled sequences exist");
+            // Asked without locks: most customers are not due, and cost a
+            // read and a condition only.
+            let page = store
+                .pick_customers(&p.cursor, PAGE, &|profile| {
+                    profile.is_some_and(|profile| {
+                        dispatch::time_trigger_holds(seq, profile, now, tz) != Ok(false)
+                    })
+                })
+                .await?;
+            let Some(last) = page.last else {
                 p.done = true;
                 save(store, id, &p).await?;
                 break;
             };
-            let last = last.clone();
-            swept.read += page.len();
-            let seq = catalog.get(id).expect("scheduled sequences exist");
-            // Asked without locks: most customers are not due, and cost a
-            // read and a condition only.
-            let ids: Vec<String> = page
-                .into_iter()
-                .filter_map(|(cid, profile)| {
-                    let profile = profile?;
-                    let holds = dispatch::time_trigger_holds(seq, &profile, now, tz);
-                    (holds != Ok(false)).then_some(cid)
-                })
-                .collect();
+            swept.read += page.read;
+            let ids = page.ids;
             swept.matched += ids.len();
             if !ids.is_empty() {
                 enroll_page(store, catalog, id, p.firing, &ids, now, &mut swept.notes).await?;
@@ -191,14 +189,13 @@ pub async fn seed_timers<S: Store>(
             continue;
         };
         loop {
-            let page = store.profiles_after(&cursor, PAGE).await?;
-            let Some((last, _)) = page.last() else {
+            let page = store.pick_customers(&cursor, PAGE, &|_| true).await?;
+            let Some(last) = page.last else {
                 store.put_setting(&key, &version).await?;
                 break;
             };
-            let last = last.clone();
-            read += page.len();
-            let ids: Vec<String> = page.into_iter().map(|(cid, _)| cid).collect();
+            read += page.read;
+            let ids = page.ids;
             let mut tx = store.begin().await?;
             let mut states = tx.lock_customers(&ids, &LookBack::of(catalog, now)).await?;
             let mut writes = Writes::default();
@@ -263,17 +260,16 @@ pub async fn seed_facts<S: Store>(store: &S, now: DateTime<Utc>) -> crate::store
     };
     let mut built = 0;
     loop {
-        let page = store.profiles_after(&cursor, PAGE).await?;
-        let Some((last, _)) = page.last() else {
+        let page = store
+            .pick_customers(&cursor, PAGE, &|p| {
+                p.is_some_and(|p| p.ledger.orders.is_empty())
+            })
+            .await?;
+        let Some(last) = page.last else {
             store.put_setting(FACTS_KEY, FACTS_VERSION).await?;
             return Ok(built);
         };
-        let last = last.clone();
-        let ids: Vec<String> = page
-            .into_iter()
-            .filter(|(_, p)| p.as_ref().is_some_and(|p| p.ledger.orders.is_empty()))
-            .map(|(id, _)| id)
-            .collect();
+        let ids = page.ids;
         if !ids.is_empty() {
             let mut tx = store.begin().await?;
             let states = tx.lock_customers(&ids, &LookBack::none()).await?;

@@ -53,6 +53,10 @@ pub struct Condition {
     uses: [bool; 6],
     uses_days: bool,
     uses_calendar: bool,
+    /// The fields of `customer` it selects, when it only selects fields
+    /// (`customer.last_order_at`, in `has()` too): only those are built.
+    /// `None` when it uses `customer` whole.
+    customer_fields: Option<Vec<&'static str>>,
     /// The fields it reads (`order.total`), outside `has()`.
     fields: Vec<String>,
     pub line: u64,
@@ -132,38 +136,61 @@ pub const MAX_DEPTH: usize = 32;
 /// a debug build.
 const COMPILE_STACK: usize = 256 << 20;
 
+/// The expressions directly below `e`.
+fn children(e: &cel::IdedExpr) -> Vec<&cel::IdedExpr> {
+    use cel::common::ast::{EntryExpr, Expr};
+    fn entry(en: &EntryExpr) -> Vec<&cel::IdedExpr> {
+        match en {
+            EntryExpr::MapEntry(me) => vec![&me.key, &me.value],
+            EntryExpr::StructField(f) => vec![&f.value],
+        }
+    }
+    match &e.expr {
+        Expr::Call(c) => c.target.iter().map(|t| &**t).chain(&c.args).collect(),
+        Expr::Comprehension(c) => vec![
+            &c.iter_range,
+            &c.accu_init,
+            &c.loop_cond,
+            &c.loop_step,
+            &c.result,
+        ],
+        Expr::List(l) => l.elements.iter().collect(),
+        Expr::Map(m) => m.entries.iter().flat_map(|en| entry(&en.expr)).collect(),
+        Expr::Struct(st) => st.entries.iter().flat_map(|en| entry(&en.expr)).collect(),
+        Expr::Select(sel) => vec![&*sel.operand],
+        _ => Vec::new(),
+    }
+}
+
 /// The depth of `e`, stopping early once past [`MAX_DEPTH`].
 fn depth(e: &cel::IdedExpr, at: usize) -> usize {
-    use cel::common::ast::{EntryExpr, Expr};
     if at > MAX_DEPTH {
         return at;
     }
-    let below = |list: &mut dyn Iterator<Item = &cel::IdedExpr>| {
-        list.map(|c| depth(c, at + 1)).max().unwrap_or(at)
-    };
+    children(e)
+        .into_iter()
+        .map(|c| depth(c, at + 1))
+        .max()
+        .unwrap_or(at)
+}
+
+/// The fields of `customer` that `e` selects (`customer.x`, tested by
+/// `has()` or read), into `out`; `out` becomes `None` where `e` uses
+/// `customer` otherwise (whole, or indexed), and stays so.
+fn customer_fields(e: &cel::IdedExpr, out: &mut Option<Vec<String>>) {
+    use cel::common::ast::Expr;
     match &e.expr {
-        Expr::Call(c) => below(&mut c.target.iter().map(|t| &**t).chain(&c.args)),
-        Expr::Comprehension(c) => below(
-            &mut [
-                &c.iter_range,
-                &c.accu_init,
-                &c.loop_cond,
-                &c.loop_step,
-                &c.result,
-            ]
-            .into_iter(),
-        ),
-        Expr::List(l) => below(&mut l.elements.iter()),
-        Expr::Map(m) => below(&mut m.entries.iter().flat_map(|en| match &en.expr {
-            EntryExpr::MapEntry(me) => vec![&me.key, &me.value],
-            EntryExpr::StructField(f) => vec![&f.value],
-        })),
-        Expr::Struct(st) => below(&mut st.entries.iter().flat_map(|en| match &en.expr {
-            EntryExpr::MapEntry(me) => vec![&me.key, &me.value],
-            EntryExpr::StructField(f) => vec![&f.value],
-        })),
-        Expr::Select(sel) => below(&mut std::iter::once(&*sel.operand)),
-        _ => at,
+        Expr::Select(sel) if matches!(&sel.operand.expr, Expr::Ident(n) if n == "customer") => {
+            if let Some(v) = out
+                && !v.contains(&sel.field)
+            {
+                v.push(sel.field.clone());
+            }
+        }
+        Expr::Ident(n) if n == "customer" => *out = None,
+        _ => children(e)
+            .into_iter()
+            .for_each(|c| customer_fields(c, out)),
     }
 }
 
@@ -306,6 +333,7 @@ impl Condition {
                 .spawn_scoped(s, || {
                     guarded(|| {
                         let mut fields = Vec::new();
+                        let mut customer = Some(Vec::new());
                         if let Ok(tree) = env().parser().parse(source) {
                             if depth(&tree, 0) > MAX_DEPTH {
                                 return Err(format!(
@@ -314,6 +342,7 @@ impl Condition {
                                 ));
                             }
                             field_paths(&tree, &mut fields);
+                            customer_fields(&tree, &mut customer);
                             // Leave out what a has() in the condition tests.
                             let tested: Vec<String> = fields
                                 .iter()
@@ -326,14 +355,22 @@ impl Condition {
                                     })
                             });
                         }
-                        Ok((env().compile(source), fields))
+                        Ok((env().compile(source), fields, customer))
                     })
                 })
                 .map_err(|e| format!("cannot start the compiler thread: {e}"))?
                 .join()
                 .unwrap_or_else(|_| Err("the CEL compiler failed".into()))
         })?;
-        let (parsed, fields) = parsed;
+        let (parsed, fields, customer_fields) = parsed;
+        // Names not among the customer's fields are absent, as from the
+        // whole map.
+        let customer_fields = customer_fields.map(|names| {
+            CUSTOMER_FIELDS
+                .into_iter()
+                .filter(|f| names.iter().any(|n| n == f))
+                .collect()
+        });
         let program = parsed.map_err(|errs| {
             // The first error: the parser's later ones follow from it.
             let Some(e) = errs.errors.first() else {
@@ -375,6 +412,7 @@ impl Condition {
             uses,
             uses_days,
             uses_calendar,
+            customer_fields,
             fields,
             line,
             col,
@@ -391,7 +429,8 @@ impl Condition {
         // variables the expression names.
         let [customer, order, shipment, review, event, now] = self.uses;
         if customer {
-            ctx.add_variable_as_val("customer", customer_value(b.customer, b.facts));
+            let fields = self.customer_fields.as_deref().unwrap_or(&CUSTOMER_FIELDS);
+            ctx.add_variable_as_val("customer", customer_value(b.customer, b.facts, fields));
         }
         if order {
             ctx.add_variable_as_val("order", b.order.map(order_value).unwrap_or_else(empty));
@@ -437,6 +476,14 @@ impl Condition {
     /// side decides).
     pub fn fields(&self) -> &[String] {
         &self.fields
+    }
+
+    /// Whether the condition names `variable` (one of [`VARIABLES`]).
+    pub fn names(&self, variable: &str) -> bool {
+        VARIABLES
+            .iter()
+            .zip(self.uses)
+            .any(|(v, used)| *v == variable && used)
     }
 
     /// Evaluates, whatever the type of the result.
@@ -593,41 +640,64 @@ fn list_of_strings(v: &[String]) -> Dyn<'_> {
     ))
 }
 
-fn customer_value<'a>(c: &'a Customer, facts: Option<&'a Facts>) -> Dyn<'a> {
+/// The fields of `customer`: the event's, then the facts. Counts are
+/// always there (0 for a new customer), times and amounts only once known,
+/// so `has(customer.last_order_at)` tells whether the customer ever ordered.
+const CUSTOMER_FIELDS: [&str; 18] = [
+    "id",
+    "email",
+    "first_name",
+    "locale",
+    "timezone",
+    "marketing_consent",
+    "tags",
+    "attributes",
+    "orders_count",
+    "first_order_at",
+    "last_order_at",
+    "last_order_id",
+    "total_spent",
+    "total_spent_currency",
+    "reviews_count",
+    "last_review_at",
+    "last_rating",
+    "last_email_at",
+];
+
+/// `customer` with the `fields` named (of [`CUSTOMER_FIELDS`]) that are set.
+fn customer_value<'a>(c: &'a Customer, facts: Option<&'a Facts>, fields: &[&'a str]) -> Dyn<'a> {
     let mut m = Obj::new();
-    if let Some(f) = facts {
-        with_facts(&mut m, f);
-    } else {
-        m.set("orders_count", int(0)).set("reviews_count", int(0));
+    for &name in fields {
+        m.opt(name, customer_field(c, facts, name));
     }
-    m.set("id", str_val(&c.id))
-        .set("email", str_val(c.email.as_str()))
-        .opt("first_name", string(&c.first_name))
-        .opt("locale", string(&c.locale))
-        .opt("timezone", c.timezone.map(|t| str_val(t.name())))
-        .set(
-            "marketing_consent",
-            Box::new(CelBool::from(c.marketing_consent.unwrap_or(false))),
-        )
-        .set("tags", list_of_strings(&c.tags))
-        .set("attributes", json_map(&c.attributes))
-        .done()
+    m.done()
 }
 
-/// The facts as fields of `customer`: counts are always there (0 for a new
-/// customer), times and amounts only once known, so `has(customer.last_order_at)`
-/// tells whether the customer ever ordered.
-fn with_facts<'a>(m: &mut Obj<'a>, f: &'a Facts) {
-    m.set("orders_count", int(f.orders_count.into()))
-        .set("reviews_count", int(f.reviews_count.into()))
-        .opt("first_order_at", f.first_order_at.map(timestamp))
-        .opt("last_order_at", f.last_order_at.map(timestamp))
-        .opt("last_order_id", string(&f.last_order_id))
-        .opt("total_spent", f.total_spent.map(money))
-        .opt("total_spent_currency", string(&f.total_spent_currency))
-        .opt("last_review_at", f.last_review_at.map(timestamp))
-        .opt("last_rating", f.last_rating.map(|r| int(r.into())))
-        .opt("last_email_at", f.last_email_at.map(timestamp));
+fn customer_field<'a>(c: &'a Customer, facts: Option<&'a Facts>, name: &str) -> Option<Dyn<'a>> {
+    let fact = |f: fn(&'a Facts) -> Option<Dyn<'a>>| facts.and_then(f);
+    match name {
+        "id" => Some(str_val(&c.id)),
+        "email" => Some(str_val(c.email.as_str())),
+        "first_name" => string(&c.first_name),
+        "locale" => string(&c.locale),
+        "timezone" => c.timezone.map(|t| str_val(t.name())),
+        "marketing_consent" => Some(Box::new(CelBool::from(
+            c.marketing_consent.unwrap_or(false),
+        ))),
+        "tags" => Some(list_of_strings(&c.tags)),
+        "attributes" => Some(json_map(&c.attributes)),
+        "orders_count" => Some(int(facts.map_or(0, |f| f.orders_count.into()))),
+        "reviews_count" => Some(int(facts.map_or(0, |f| f.reviews_count.into()))),
+        "first_order_at" => fact(|f| f.first_order_at.map(timestamp)),
+        "last_order_at" => fact(|f| f.last_order_at.map(timestamp)),
+        "last_order_id" => fact(|f| string(&f.last_order_id)),
+        "total_spent" => fact(|f| f.total_spent.map(money)),
+        "total_spent_currency" => fact(|f| string(&f.total_spent_currency)),
+        "last_review_at" => fact(|f| f.last_review_at.map(timestamp)),
+        "last_rating" => fact(|f| f.last_rating.map(|r| int(r.into()))),
+        "last_email_at" => fact(|f| f.last_email_at.map(timestamp)),
+        _ => None,
+    }
 }
 
 fn item_value(i: &Item) -> Dyn<'_> {
@@ -684,7 +754,10 @@ fn event_value(e: &Event) -> Dyn<'_> {
         .set("id", str_val(&e.id))
         .set("type", str_val(&e.kind))
         .set("occurred_at", timestamp(e.occurred_at))
-        .set("customer", customer_value(&e.customer, None))
+        .set(
+            "customer",
+            customer_value(&e.customer, None, &CUSTOMER_FIELDS),
+        )
         .opt("order", e.order.as_ref().map(order_value))
         .opt("shipment", e.shipment.as_ref().map(shipment_value))
         .opt("review", e.review.as_ref().map(review_value))
@@ -735,6 +808,62 @@ mod tests {
         assert_eq!(eval(r#"event.type == "order.placed""#), Ok(true));
         assert_eq!(eval("has(shipment.id)"), Ok(false));
         assert_eq!(eval("order.replenish_every_days == 30"), Ok(true));
+    }
+
+    #[test]
+    fn only_the_customer_fields_named_are_built_and_whole_use_builds_all() {
+        let c = |src: &str| Condition::compile(src, 1, 1).unwrap().customer_fields;
+        assert_eq!(
+            c("has(customer.last_order_at) && customer.orders_count > 1 && customer.nope == 1"),
+            Some(vec!["orders_count", "last_order_at"])
+        );
+        assert_eq!(
+            c("customer.attributes.vip == true"),
+            Some(vec!["attributes"])
+        );
+        assert_eq!(c(r#"customer["email"] == "a@b.example""#), None);
+        assert_eq!(c("[customer].size() == 1"), None);
+        // Every fact is a field of `customer`.
+        for name in crate::engine::facts::NAMES {
+            assert!(CUSTOMER_FIELDS.contains(&name), "{name}");
+        }
+        // Narrowed or whole, the same answers.
+        let e = event();
+        let facts = Facts {
+            orders_count: 2,
+            last_order_at: Some("2026-08-01T00:00:00Z".parse().unwrap()),
+            ..Default::default()
+        };
+        let b = Bindings {
+            customer: &e.customer,
+            facts: Some(&facts),
+            order: None,
+            shipment: None,
+            review: None,
+            event: None,
+            now: "2026-11-21T00:00:00Z".parse().unwrap(),
+        };
+        for (src, want) in [
+            ("now - customer.last_order_at > days(90)", Ok(true)),
+            ("has(customer.last_review_at)", Ok(false)),
+            (
+                "customer.orders_count == 2 && customer.email == 'a@b.example'",
+                Ok(true),
+            ),
+            (r#"customer["orders_count"] == 2"#, Ok(true)),
+        ] {
+            assert_eq!(
+                Condition::compile(src, 1, 1).unwrap().eval_bool(&b),
+                want,
+                "{src}"
+            );
+        }
+        assert!(
+            Condition::compile("customer.nope == 1", 1, 1)
+                .unwrap()
+                .eval_bool(&b)
+                .is_err()
+        );
     }
 
     #[test]

@@ -17,8 +17,8 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 use super::{
     Activity, ActivityKind, Bucket, Claimer, DeadLetter, DeliveryEntry, DeliveryFilter,
     DeliveryView, Due, DueClaim, EmailRow, JourneyRows, LookBack, OutboxView, PeriodCustomers,
-    PlacedOrder, QueueDepth, ReceivedEvent, Result, SeriesPoint, Span, StepCount, StepCounts,
-    Store, StoredCustomer, StoredDeadLetter, SuppressionAction, SuppressionChange,
+    Picked, PlacedOrder, QueueDepth, ReceivedEvent, Result, SeriesPoint, Span, StepCount,
+    StepCounts, Store, StoredCustomer, StoredDeadLetter, SuppressionAction, SuppressionChange,
     SuppressionEntry, SuppressionFilter, Touch, Transition, Tx, Writes, address_key,
     count_dead_letters, parse_stored,
 };
@@ -61,7 +61,8 @@ impl MemStore {
 struct Mem {
     lean: bool,
     events: HashSet<String>,
-    customers: HashMap<String, CustomerRec>,
+    /// By id, in order: a sweep reads them a page at a time.
+    customers: BTreeMap<String, CustomerRec>,
     /// Every enrollment by key (only the active ones in a lean store).
     enrollments: HashMap<String, EnrollmentRec>,
     /// `(wake_at, key)` of every active enrollment that waits.
@@ -1371,27 +1372,29 @@ impl Store for MemStore {
         Ok(())
     }
 
-    async fn profiles_after(
+    async fn pick_customers(
         &self,
         after: &str,
         limit: i64,
-    ) -> Result<Vec<(String, Option<Profile>)>> {
+        pick: &(dyn Fn(Option<&Profile>) -> bool + Sync),
+    ) -> Result<Picked> {
+        use std::ops::Bound::{Excluded, Unbounded};
         let mem = self.inner.lock().await;
-        let mut ids: Vec<&String> = mem
+        let mut out = Picked::default();
+        let page = mem
             .customers
-            .keys()
-            .filter(|id| id.as_str() > after)
-            .collect();
-        let n = usize::try_from(limit).unwrap_or(0).min(ids.len());
-        if n < ids.len() {
-            ids.select_nth_unstable(n);
-            ids.truncate(n);
+            .range::<str, _>((Excluded(after), Unbounded))
+            .take(usize::try_from(limit).unwrap_or(0));
+        let mut last = None;
+        for (id, c) in page {
+            out.read += 1;
+            if pick(c.profile.as_ref()) {
+                out.ids.push(id.clone());
+            }
+            last = Some(id);
         }
-        ids.sort();
-        Ok(ids
-            .into_iter()
-            .map(|id| (id.clone(), mem.customers[id].profile.clone()))
-            .collect())
+        out.last = last.cloned();
+        Ok(out)
     }
 
     async fn init_setting(&self, key: &str, value: &str) -> Result<String> {

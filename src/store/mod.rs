@@ -394,6 +394,18 @@ pub struct StoredCustomer {
     pub updated_at: DateTime<Utc>,
 }
 
+/// One page of [`Store::pick_customers`].
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Picked {
+    /// How many customers the page read.
+    pub read: usize,
+    /// The last id read, where the next page starts; `None` when no
+    /// customer came after `after`.
+    pub last: Option<String>,
+    /// The ids picked, in id order.
+    pub ids: Vec<String>,
+}
+
 /// One entry of the suppression list: no mail goes to the address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct SuppressionEntry {
@@ -1208,13 +1220,15 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn put_setting(&self, key: &str, value: &str) -> impl Future<Output = Result<()>> + Send;
 
     /// Up to `limit` customers after the id `after` (`""`: from the start),
-    /// by id, with their profiles (if any), without locks: what a
-    /// schedule's sweep reads.
-    fn profiles_after(
+    /// by id, without locks, each profile (if any, with its facts as a load
+    /// sees them) handed to `pick`: what a sweep over the customers reads.
+    /// Returns the ids picked; the profiles are not copied out.
+    fn pick_customers(
         &self,
         after: &str,
         limit: i64,
-    ) -> impl Future<Output = Result<Vec<(String, Option<Profile>)>>> + Send;
+        pick: &(dyn Fn(Option<&Profile>) -> bool + Sync),
+    ) -> impl Future<Output = Result<Picked>> + Send;
     /// Stores `value` unless the key exists; returns the stored value.
     fn init_setting(&self, key: &str, value: &str) -> impl Future<Output = Result<String>> + Send;
 

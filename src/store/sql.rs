@@ -24,10 +24,10 @@ use sqlx::{
 use super::{
     Activity, ActivityKind, Bucket, Claimer, DeadLetter, DeliveryEntry, DeliveryFilter,
     DeliveryView, Due, DueClaim, EmailRow, Error, JOURNEY_ROWS, JourneyRows, LookBack, OutboxView,
-    PeriodCustomers, PlacedOrder, QueueDepth, ReceivedEvent, Result, SeriesPoint, Span, StepCount,
-    StepCounts, Store, StoredCustomer, StoredDeadLetter, SuppressionAction, SuppressionChange,
-    SuppressionEntry, SuppressionFilter, Touch, Transition, Tx, Writes, address_key,
-    count_dead_letters, parse_stored,
+    PeriodCustomers, Picked, PlacedOrder, QueueDepth, ReceivedEvent, Result, SeriesPoint, Span,
+    StepCount, StepCounts, Store, StoredCustomer, StoredDeadLetter, SuppressionAction,
+    SuppressionChange, SuppressionEntry, SuppressionFilter, Touch, Transition, Tx, Writes,
+    address_key, count_dead_letters, parse_stored,
 };
 use super::{
     After, CustomerExport, ERASED, Erased, Erasure, ErasureLog, ExportedEmail, ExportedEnrollment,
@@ -1650,11 +1650,12 @@ where
         Ok(())
     }
 
-    async fn profiles_after(
+    async fn pick_customers(
         &self,
         after: &str,
         limit: i64,
-    ) -> Result<Vec<(String, Option<Profile>)>> {
+        pick: &(dyn Fn(Option<&Profile>) -> bool + Sync),
+    ) -> Result<Picked> {
         let rows = sqlx::query(
             "SELECT id, CAST(profile AS TEXT) AS profile, last_email_at FROM customers \
              WHERE id > $1 ORDER BY id LIMIT $2",
@@ -1663,19 +1664,23 @@ where
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|r| {
-                let id: String = r.try_get("id")?;
-                let text: String = r.try_get("profile")?;
-                let emailed: Option<DateTime<Utc>> = r.try_get("last_email_at")?;
-                let mut profile: Option<Profile> = serde_json::from_str(&text)
-                    .map_err(|e| Error::Corrupt(format!("profile of customer {id}: {e}")))?;
-                if let (Some(p), Some(at)) = (&mut profile, emailed) {
-                    crate::engine::facts::emailed(&mut p.ledger.facts, at);
-                }
-                Ok((id, profile))
-            })
-            .collect()
+        let mut out = Picked::default();
+        for r in rows {
+            let id: String = r.try_get("id")?;
+            let text: String = r.try_get("profile")?;
+            let emailed: Option<DateTime<Utc>> = r.try_get("last_email_at")?;
+            let mut profile: Option<Profile> = serde_json::from_str(&text)
+                .map_err(|e| Error::Corrupt(format!("profile of customer {id}: {e}")))?;
+            if let (Some(p), Some(at)) = (&mut profile, emailed) {
+                crate::engine::facts::emailed(&mut p.ledger.facts, at);
+            }
+            out.read += 1;
+            if pick(profile.as_ref()) {
+                out.ids.push(id.clone());
+            }
+            out.last = Some(id);
+        }
+        Ok(out)
     }
 
     async fn init_setting(&self, key: &str, value: &str) -> Result<String> {

@@ -9,29 +9,7 @@ use crate::diagnostic::closest;
 
 /// The fields of each variable a condition sees (`condition.rs` builds them).
 const FIELDS: &[(&str, &[&str])] = &[
-    (
-        "customer",
-        &[
-            "id",
-            "email",
-            "first_name",
-            "locale",
-            "timezone",
-            "marketing_consent",
-            "tags",
-            "attributes",
-            "orders_count",
-            "reviews_count",
-            "first_order_at",
-            "last_order_at",
-            "last_order_id",
-            "total_spent",
-            "total_spent_currency",
-            "last_review_at",
-            "last_rating",
-            "last_email_at",
-        ],
-    ),
+    ("customer", &super::condition::CUSTOMER_FIELDS),
     (
         "order",
         &[

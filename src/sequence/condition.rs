@@ -643,7 +643,7 @@ fn list_of_strings(v: &[String]) -> Dyn<'_> {
 /// The fields of `customer`: the event's, then the facts. Counts are
 /// always there (0 for a new customer), times and amounts only once known,
 /// so `has(customer.last_order_at)` tells whether the customer ever ordered.
-const CUSTOMER_FIELDS: [&str; 18] = [
+pub(crate) const CUSTOMER_FIELDS: [&str; 18] = [
     "id",
     "email",
     "first_name",
@@ -653,12 +653,12 @@ const CUSTOMER_FIELDS: [&str; 18] = [
     "tags",
     "attributes",
     "orders_count",
+    "reviews_count",
     "first_order_at",
     "last_order_at",
     "last_order_id",
     "total_spent",
     "total_spent_currency",
-    "reviews_count",
     "last_review_at",
     "last_rating",
     "last_email_at",

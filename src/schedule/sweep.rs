@@ -123,8 +123,8 @@ pub async fn sweep<S: Store>(
             }
             Some(p) => p,
         };
+        let seq = catalog.get(id).expect("scheduled sequences exist");
         while !p.done {
-            let seq = catalog.get(id).expect("scheduled sequences exist");
             // Asked without locks: most customers are not due, and cost a
             // read and a condition only.
             let page = store
@@ -140,10 +140,18 @@ pub async fn sweep<S: Store>(
                 break;
             };
             swept.read += page.read;
-            let ids = page.ids;
-            swept.matched += ids.len();
-            if !ids.is_empty() {
-                enroll_page(store, catalog, id, p.firing, &ids, now, &mut swept.notes).await?;
+            swept.matched += page.ids.len();
+            if !page.ids.is_empty() {
+                enroll_page(
+                    store,
+                    catalog,
+                    id,
+                    p.firing,
+                    &page.ids,
+                    now,
+                    &mut swept.notes,
+                )
+                .await?;
             }
             p.cursor = last;
             save(store, id, &p).await?;

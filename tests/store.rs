@@ -2339,6 +2339,67 @@ async fn the_last_email_is_a_fact<S: Store>(s: S) {
     assert_eq!(facts.orders_count, 1);
 }
 
+/// The look-back the engine decides with: each customer's events of the
+/// types some sequence looks back on, within the window, oldest first, at
+/// most `LOOK_BACK_EVENTS` of them (the latest); none of other customers,
+/// other types or before the window.
+async fn the_look_back_loads_each_customers_latest_events<S: Store>(s: S) {
+    use aftercare::engine::customer::LOOK_BACK_EVENTS;
+    let cat = catalog();
+    let looked = cat
+        .looked_back
+        .iter()
+        .next()
+        .expect("some type looked back")
+        .clone();
+    let other = aftercare::event::KNOWN_TYPES
+        .iter()
+        .find(|k| !cat.looked_back.contains(**k))
+        .expect("a type nothing looks back on");
+    let now = t(T0);
+    let at = |minutes: i64| (now - Duration::minutes(minutes)).to_rfc3339();
+    let mut batch = vec![
+        event(
+            "old",
+            &looked,
+            "c1",
+            "o1",
+            &(now - Duration::days(8)).to_rfc3339(),
+            true,
+        ),
+        event("a", &looked, "c1", "o1", &at(300), true),
+        event("b", other, "c1", "o1", &at(200), true),
+        event("c", &looked, "c1", "o1", &at(100), true),
+        event("d", &looked, "c2", "o2", &at(50), true),
+    ];
+    // c3: more than the cap, one a minute.
+    let flood = LOOK_BACK_EVENTS + 5;
+    batch.extend((0..flood).map(|i| {
+        event(
+            &format!("f{i:03}"),
+            &looked,
+            "c3",
+            "o3",
+            &at(1000 - i as i64),
+            true,
+        )
+    }));
+    ingest_batch(&s, cat, &batch, "test", now).await.unwrap();
+    let ids: Vec<String> = ["c1", "c2", "c3", "c4"].map(String::from).to_vec();
+    let mut tx = s.begin().await.unwrap();
+    let states = tx
+        .lock_customers(&ids, &LookBack::of(cat, now))
+        .await
+        .unwrap();
+    let recent =
+        |c: &str| -> Vec<String> { states[c].recent.iter().map(|e| e.id.clone()).collect() };
+    assert_eq!(recent("c1"), ["a", "c"]);
+    assert_eq!(recent("c2"), ["d"]);
+    let latest: Vec<String> = (5..flood).map(|i| format!("f{i:03}")).collect();
+    assert_eq!(recent("c3"), latest);
+    assert!(recent("c4").is_empty());
+}
+
 /// What a sweep reads: pages in id order after the last id read, each
 /// profile handed to the pick, and no last id past the end.
 async fn a_sweep_reads_customers_in_pages_by_id<S: Store>(s: S) {
@@ -2627,6 +2688,7 @@ conformance!(
     the_last_email_is_a_fact,
     facts_are_built_for_customers_stored_before,
     a_sweep_reads_customers_in_pages_by_id,
+    the_look_back_loads_each_customers_latest_events,
 );
 
 /// On PostgreSQL two transactions claim at once: each takes rows the other

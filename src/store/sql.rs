@@ -81,6 +81,27 @@ pub trait Backend:
     /// document `column`; NULL where there is none.
     fn json_text(column: &str, path: &[&str]) -> String;
 
+    /// Appends the condition that `column` is one of `values`. PostgreSQL
+    /// binds one array (`column = ANY($n)`), so the statement text is the
+    /// same however many there are: prepared and planned once per
+    /// connection, where an `IN` list of each length is a statement of its
+    /// own. SQLite binds each value (`column IN (?, …)`).
+    fn push_any<'a>(
+        q: &mut QueryBuilder<Self>,
+        column: &str,
+        values: impl IntoIterator<Item = &'a str>,
+    );
+
+    /// The query of the latest events of types `kinds` since `since` of
+    /// each customer of `ids`, at most `cap` a customer; selects
+    /// `customer_id, id, type, occurred_at, payload` (payload as text).
+    fn recent_events(
+        ids: &[String],
+        kinds: &BTreeSet<String>,
+        since: DateTime<Utc>,
+        cap: usize,
+    ) -> QueryBuilder<Self>;
+
     /// Inserts the events by id; returns the ids that were new.
     fn record_events(
         tx: &mut sqlx::Transaction<'static, Self>,
@@ -497,7 +518,7 @@ pub struct DeadLetterRow {
 }
 
 /// Appends `(v1, v2, …)` of bound values for an `IN` list.
-fn push_in<'a, DB>(q: &mut QueryBuilder<DB>, ids: impl IntoIterator<Item = &'a String>)
+pub(super) fn push_in<'a, DB>(q: &mut QueryBuilder<DB>, ids: impl IntoIterator<Item = &'a String>)
 where
     DB: Database,
     for<'t> &'t str: Encode<'t, DB> + Type<DB>,
@@ -543,10 +564,9 @@ where
             out.extend(ids.iter().map(|id| (id.clone(), CustomerState::default())));
         }
         for chunk in ids.chunks(MAX_ROWS) {
-            let mut q = QueryBuilder::<DB>::new(
-                "SELECT id, profile, last_email_at FROM customers WHERE id IN ",
-            );
-            push_in(&mut q, chunk);
+            let mut q =
+                QueryBuilder::<DB>::new("SELECT id, profile, last_email_at FROM customers WHERE ");
+            DB::push_any(&mut q, "id", chunk.iter().map(String::as_str));
             q.push(" ORDER BY id");
             q.push(lock);
             let mut locked = Vec::with_capacity(chunk.len());
@@ -568,11 +588,11 @@ where
             let mut q = QueryBuilder::<DB>::new(
                 "SELECT customer_id, key, started_at, \
                  CASE WHEN status = 'active' THEN state END AS state \
-                 FROM enrollments WHERE customer_id IN ",
+                 FROM enrollments WHERE ",
             );
             // No ORDER BY: sorting carries the JSON state (PostgreSQL spilled
             // it to disk); each customer's few rows are ordered below.
-            push_in(&mut q, chunk);
+            DB::push_any(&mut q, "customer_id", chunk.iter().map(String::as_str));
             for r in q.build().fetch_all(&mut *self.tx).await? {
                 let id: String = r.try_get("customer_id")?;
                 let state: Option<Json<Enrollment>> = r.try_get("state")?;
@@ -589,10 +609,9 @@ where
             self.load_recent(chunk, look_back, &mut out).await?;
             if look_back.timers {
                 let mut q = QueryBuilder::<DB>::new(
-                    "SELECT customer_id, sequence, fire_at, occurrence FROM timers \
-                     WHERE customer_id IN ",
+                    "SELECT customer_id, sequence, fire_at, occurrence FROM timers WHERE ",
                 );
-                push_in(&mut q, chunk);
+                DB::push_any(&mut q, "customer_id", chunk.iter().map(String::as_str));
                 for r in q.build().fetch_all(&mut *self.tx).await? {
                     let id: String = r.try_get("customer_id")?;
                     if let Some(st) = out.get_mut(&id) {
@@ -846,8 +865,8 @@ where
                 q.push_bind(now);
                 q.push(" WHERE status = 'pending' AND attempts = 0 AND created_at = ");
                 q.push_bind(now);
-                q.push(" AND idempotency_key IN ");
-                push_in(&mut q, chunk.iter().copied());
+                q.push(" AND ");
+                DB::push_any(&mut q, "idempotency_key", chunk.iter().map(|k| k.as_str()));
                 q.push(" RETURNING id, idempotency_key, customer_id");
                 let rows = q.build().fetch_all(&mut *self.tx).await?;
                 if rows.is_empty() {
@@ -890,22 +909,11 @@ where
             return Ok(());
         }
         // The latest of each customer only: one customer's flood of events
-        // cannot make every load of them slow.
-        let mut q = QueryBuilder::<DB>::new(
-            "SELECT customer_id, id, type, occurred_at, CAST(payload AS TEXT) AS payload \
-             FROM (SELECT customer_id, id, type, occurred_at, payload, row_number() \
-             OVER (PARTITION BY customer_id ORDER BY occurred_at DESC, id DESC) AS n \
-             FROM events WHERE customer_id IN ",
-        );
-        push_in(&mut q, ids);
-        q.push(" AND type IN ");
-        push_in(&mut q, look_back.kinds);
-        q.push(" AND occurred_at >= ");
-        q.push_bind(look_back.since);
-        // The batch's own events are dropped after (`LookBack::keep`): make
-        // room for them, so that the latest others still number the cap.
-        q.push(") recent WHERE n <= ");
-        q.push((LOOK_BACK_EVENTS + look_back.except.len()).to_string());
+        // cannot make every load of them slow. The batch's own events are
+        // dropped after (`LookBack::keep`): make room for them, so that the
+        // latest others still number the cap.
+        let cap = LOOK_BACK_EVENTS + look_back.except.len();
+        let mut q = DB::recent_events(ids, look_back.kinds, look_back.since, cap);
         let mut found: HashMap<String, Vec<Recorded>> = HashMap::new();
         for r in q.build().fetch_all(&mut *self.tx).await? {
             let customer: String = r.try_get("customer_id")?;
@@ -1035,16 +1043,11 @@ where
         let mut out: HashMap<String, Vec<Event>> = HashMap::new();
         for chunk in ids.chunks(MAX_ROWS) {
             let mut q = QueryBuilder::<DB>::new(
-                "SELECT customer_id, CAST(payload AS TEXT) AS payload FROM events \
-                 WHERE customer_id IN ",
+                "SELECT customer_id, CAST(payload AS TEXT) AS payload FROM events WHERE ",
             );
-            push_in(&mut q, chunk);
-            q.push(" AND type IN (");
-            let mut sep = q.separated(", ");
-            for k in kinds {
-                sep.push_bind(*k);
-            }
-            q.push(")");
+            DB::push_any(&mut q, "customer_id", chunk.iter().map(String::as_str));
+            q.push(" AND ");
+            DB::push_any(&mut q, "type", kinds.iter().copied());
             for r in q.build().fetch_all(&mut *self.tx).await? {
                 let customer: String = r.try_get("customer_id")?;
                 let payload: String = r.try_get("payload")?;

@@ -9,14 +9,14 @@ use sqlx::Sqlite;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use sqlx::{QueryBuilder, Row};
 
 use super::sql::{
-    Affected, Backend, IN_ORDER, MAX_ROWS, QUEUED_COLUMNS, SqlStore, TAKE_OVER, status_str,
+    Affected, Backend, IN_ORDER, MAX_ROWS, QUEUED_COLUMNS, SqlStore, TAKE_OVER, push_in, status_str,
 };
 use super::{Bucket, Result, Writes};
 use crate::engine::outbox::OutboxStatus;
@@ -90,6 +90,42 @@ impl Backend for Sqlite {
             "CAST(json_extract({column}, '$.{}') AS TEXT)",
             path.join(".")
         )
+    }
+
+    fn push_any<'a>(
+        q: &mut QueryBuilder<Sqlite>,
+        column: &str,
+        values: impl IntoIterator<Item = &'a str>,
+    ) {
+        q.push(column);
+        q.push(" IN (");
+        let mut sep = q.separated(", ");
+        for v in values {
+            sep.push_bind(v);
+        }
+        sep.push_unseparated(")");
+    }
+
+    fn recent_events(
+        ids: &[String],
+        kinds: &BTreeSet<String>,
+        since: DateTime<Utc>,
+        cap: usize,
+    ) -> QueryBuilder<Sqlite> {
+        let mut q = QueryBuilder::new(
+            "SELECT customer_id, id, type, occurred_at, CAST(payload AS TEXT) AS payload \
+             FROM (SELECT customer_id, id, type, occurred_at, payload, row_number() \
+             OVER (PARTITION BY customer_id ORDER BY occurred_at DESC, id DESC) AS n \
+             FROM events WHERE customer_id IN ",
+        );
+        push_in(&mut q, ids);
+        q.push(" AND type IN ");
+        push_in(&mut q, kinds);
+        q.push(" AND occurred_at >= ");
+        q.push_bind(since);
+        q.push(") recent WHERE n <= ");
+        q.push(cap.to_string());
+        q
     }
 
     // Multi-row `VALUES` lists, a chunk at a time.

@@ -518,7 +518,7 @@ pub struct DeadLetterRow {
 }
 
 /// Appends `(v1, v2, …)` of bound values for an `IN` list.
-pub(super) fn push_in<'a, DB>(q: &mut QueryBuilder<DB>, ids: impl IntoIterator<Item = &'a String>)
+pub(super) fn push_in<DB>(q: &mut QueryBuilder<DB>, ids: impl IntoIterator<Item = impl AsRef<str>>)
 where
     DB: Database,
     for<'t> &'t str: Encode<'t, DB> + Type<DB>,
@@ -526,7 +526,7 @@ where
     q.push("(");
     let mut sep = q.separated(", ");
     for id in ids {
-        sep.push_bind(id.as_str());
+        sep.push_bind(id.as_ref());
     }
     sep.push_unseparated(")");
 }

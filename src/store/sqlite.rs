@@ -98,12 +98,8 @@ impl Backend for Sqlite {
         values: impl IntoIterator<Item = &'a str>,
     ) {
         q.push(column);
-        q.push(" IN (");
-        let mut sep = q.separated(", ");
-        for v in values {
-            sep.push_bind(v);
-        }
-        sep.push_unseparated(")");
+        q.push(" IN ");
+        push_in(q, values);
     }
 
     fn recent_events(

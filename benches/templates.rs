@@ -21,6 +21,11 @@ use aftercare::template::{Parts, Templates, html_to_text};
 use aftercare::validate;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
+/// The allocator the shipped binary renders with (`src/main.rs`): measured
+/// on glibc's malloc, the bench would time an allocator no user runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const TEXT_PART: &str =
     "{{#if customer.first_name}}Kedves {{customer.first_name}}!{{else}}Kedves Vásárlónk!{{/if}}
 

@@ -2619,6 +2619,55 @@ async fn a_schedule_sweeps_every_customer_once_per_firing<S: Store>(s: S) {
     assert_eq!(s.outbox().await.unwrap().len(), 1050);
 }
 
+/// An enrollment reads back whole, however the store keeps it: the SQL
+/// stores leave the context's customer and facts out of the row when they are
+/// the profile's and fill them back in on load; a context holding another
+/// customer keeps its own.
+async fn an_enrollment_reads_back_whole<S: Store>(s: S) {
+    let cat = catalog();
+    let placed = event("e1", "order.placed", "c1", "o1", T0, true);
+    ingest_batch(&s, cat, &[placed], "test", t(T0))
+        .await
+        .unwrap();
+    let ids = vec!["c1".to_string()];
+    let mut tx = s.begin().await.unwrap();
+    let mut states = tx.lock_customers(&ids, &LookBack::none()).await.unwrap();
+    let state = states.remove("c1").unwrap();
+    let profile = state.profile.clone().unwrap();
+    let loaded = state.enrollments[0].clone();
+    assert_eq!(loaded.context.customer, profile.customer);
+    assert_eq!(loaded.context.facts, profile.ledger.facts);
+    assert_eq!(loaded.context.facts.orders_count, 1);
+    assert_eq!(loaded.context.order.as_ref().unwrap().id, "o1");
+    assert_eq!(loaded.order_id.as_deref(), Some("o1"));
+    drop(tx);
+    assert_eq!(s.enrollments_of("c1").await.unwrap(), std::slice::from_ref(&loaded));
+    let mut tx = s.begin().await.unwrap();
+    let mut states = tx.lock_customers(&ids, &LookBack::none()).await.unwrap();
+    let mut state = states.remove("c1").unwrap();
+
+    // Another customer in the context than the profile's: kept as written.
+    let mut other = loaded.clone();
+    let context = std::sync::Arc::make_mut(&mut other.context);
+    context.customer.first_name = Some("Nem Anna".into());
+    context.facts.orders_count = 7;
+    state.enrollments[0] = other.clone();
+    let mut writes = aftercare::store::Writes::default();
+    writes.take_enrollments(state, &[0].into());
+    tx.write(writes, t(T0)).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(s.enrollments_of("c1").await.unwrap(), [other.clone()]);
+    let mut tx = s.begin().await.unwrap();
+    let mut states = tx.lock_customers(&ids, &LookBack::none()).await.unwrap();
+    assert_eq!(states.remove("c1").unwrap().enrollments, [other.clone()]);
+    drop(tx);
+    let at_step = s
+        .enrollments_at("fulfilment", "await-shipment", None, 10)
+        .await
+        .unwrap();
+    assert_eq!(at_step, [other]);
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -2689,6 +2738,7 @@ conformance!(
     facts_are_built_for_customers_stored_before,
     a_sweep_reads_customers_in_pages_by_id,
     the_look_back_loads_each_customers_latest_events,
+    an_enrollment_reads_back_whole,
 );
 
 /// On PostgreSQL two transactions claim at once: each takes rows the other

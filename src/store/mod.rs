@@ -13,6 +13,7 @@ pub mod memory;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
+mod state_doc;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
@@ -924,6 +925,10 @@ pub struct PurgeStep {
 pub struct Writes {
     pub profiles: BTreeMap<String, Profile>,
     pub enrollments: BTreeMap<String, Enrollment>,
+    /// Keys of `enrollments` whose context holds their customer's profile's
+    /// customer and facts: the SQL stores leave those out of the row
+    /// ([`state_doc`]).
+    pub from_profile: HashSet<String>,
     /// In the order the engine emitted them: the store gives the rows ids in
     /// this order, and a customer's emails due at the same time go out in id
     /// order. (Kept in a map by idempotency key, `…#order-delivered` came
@@ -967,8 +972,14 @@ impl Writes {
     /// Moves the enrollments at `changed` out of a customer's state, once the
     /// batch is done with it.
     pub fn take_enrollments(&mut self, state: CustomerState, changed: &BTreeSet<usize>) {
+        let profile = state.profile.as_ref();
         for (i, e) in state.enrollments.into_iter().enumerate() {
             if changed.contains(&i) {
+                if state_doc::holds_profile(&e, profile) {
+                    self.from_profile.insert(e.key.clone());
+                } else {
+                    self.from_profile.remove(&e.key);
+                }
                 self.enrollments.insert(e.key.clone(), e);
             }
         }

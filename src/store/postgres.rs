@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Transaction};
 
 use super::sql::{Affected, Backend, IN_ORDER, QUEUED_COLUMNS, SqlStore, TAKE_OVER, status_str};
+use super::state_doc::StateDoc;
 use super::{Bucket, Result, Writes};
 use crate::engine::outbox::OutboxStatus;
 use crate::event::Event;
@@ -228,7 +229,7 @@ impl Backend for Postgres {
             let mut statuses = Vec::with_capacity(n);
             let mut steps = Vec::with_capacity(n);
             let mut wakes = Vec::with_capacity(n);
-            let mut states = Documents::new(n, 1280);
+            let mut states = Documents::new(n, 512);
             let mut started = Vec::with_capacity(n);
             let mut updated = Vec::with_capacity(n);
             for e in w.enrollments.values() {
@@ -240,7 +241,7 @@ impl Backend for Postgres {
                 statuses.push(status_str(e.status));
                 steps.push(e.step.as_deref());
                 wakes.push(e.wake_at());
-                states.push(e)?;
+                states.push(&StateDoc::of(e, w.from_profile.contains(&e.key)))?;
                 started.push(e.started_at);
                 updated.push(e.updated_at);
             }

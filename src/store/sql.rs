@@ -21,6 +21,7 @@ use sqlx::{
     Row, Type,
 };
 
+use super::state_doc::{self, Columns, StateDoc};
 use super::{
     Activity, ActivityKind, Bucket, Claimer, DeadLetter, DeliveryEntry, DeliveryFilter,
     DeliveryView, Due, DueClaim, EmailRow, Error, JOURNEY_ROWS, JourneyRows, LookBack, OutboxView,
@@ -510,6 +511,82 @@ pub struct CustomerRow {
     updated_at: DateTime<Utc>,
 }
 
+/// The columns an enrollment's [`StateDoc`] leaves out, in every select
+/// that reads one.
+const ENROLLMENT_COLUMNS: &str =
+    "key, sequence, version, customer_id, order_id, status, step, started_at, updated_at";
+
+/// An enrollment row as read for operators, with its customer's profile
+/// (`LEFT JOIN customers`: `None` without a row).
+#[derive(FromRow)]
+pub struct EnrollmentRow {
+    key: String,
+    sequence: String,
+    version: String,
+    customer_id: String,
+    order_id: Option<String>,
+    status: String,
+    step: Option<String>,
+    started_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    state: Json<StateDoc<'static>>,
+    profile: Option<Json<Option<Profile>>>,
+}
+
+impl EnrollmentRow {
+    /// Enrollment rows with their profiles: `SELECT … FROM enrollments e LEFT
+    /// JOIN customers c …`, erased rows (their state `null`) left out.
+    fn select() -> String {
+        let columns: Vec<String> = ENROLLMENT_COLUMNS
+            .split(", ")
+            .map(|c| format!("e.{c}"))
+            .collect();
+        format!(
+            "SELECT {}, e.state, c.profile FROM enrollments e \
+             LEFT JOIN customers c ON c.id = e.customer_id \
+             WHERE CAST(e.state AS TEXT) <> 'null'",
+            columns.join(", ")
+        )
+    }
+
+    fn enrollment(self) -> Result<Enrollment> {
+        let profile = self.profile.and_then(|p| p.0);
+        let cols = Columns {
+            key: self.key,
+            sequence: self.sequence,
+            version: self.version,
+            customer_id: self.customer_id,
+            order_id: self.order_id,
+            status: self.status,
+            step: self.step,
+            started_at: self.started_at,
+            updated_at: self.updated_at,
+        };
+        state_doc::enrollment(cols, self.state.0, profile.as_ref())
+    }
+}
+
+/// The [`ENROLLMENT_COLUMNS`] of a row.
+fn enrollment_columns<R>(r: &R) -> Result<Columns>
+where
+    R: Row,
+    for<'r> &'r str: ColumnIndex<R>,
+    String: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+    DateTime<Utc>: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(Columns {
+        key: r.try_get("key")?,
+        sequence: r.try_get("sequence")?,
+        version: r.try_get("version")?,
+        customer_id: r.try_get("customer_id")?,
+        order_id: r.try_get("order_id")?,
+        status: r.try_get("status")?,
+        step: r.try_get("step")?,
+        started_at: r.try_get("started_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
 /// A dead letter's row, found by its identity.
 #[derive(FromRow)]
 pub struct DeadLetterRow {
@@ -539,7 +616,7 @@ where
     for<'t> Option<&'t str>: Encode<'t, DB> + Type<DB>,
     String: for<'r> Decode<'r, DB> + Type<DB>,
     Json<Option<Profile>>: for<'r> Decode<'r, DB> + Type<DB>,
-    Option<Json<Enrollment>>: for<'r> Decode<'r, DB> + Type<DB>,
+    Option<Json<StateDoc<'static>>>: for<'r> Decode<'r, DB> + Type<DB>,
     DateTime<Utc>: for<'r> Decode<'r, DB> + for<'t> Encode<'t, DB> + Type<DB>,
     i64: for<'r> Decode<'r, DB> + for<'t> Encode<'t, DB> + Type<DB>,
     for<'r> &'r str: ColumnIndex<DB::Row>,
@@ -585,20 +662,24 @@ where
                 continue;
             }
             // Finished enrollments by key only: their state is not needed.
-            let mut q = QueryBuilder::<DB>::new(
-                "SELECT customer_id, key, started_at, \
-                 CASE WHEN status = 'active' THEN state END AS state \
-                 FROM enrollments WHERE ",
-            );
+            let mut q = QueryBuilder::<DB>::new(concatcp!(
+                "SELECT ",
+                ENROLLMENT_COLUMNS,
+                ", CASE WHEN status = 'active' THEN state END AS state FROM enrollments WHERE "
+            ));
             // No ORDER BY: sorting carries the JSON state (PostgreSQL spilled
             // it to disk); each customer's few rows are ordered below.
             DB::push_any(&mut q, "customer_id", chunk.iter().map(String::as_str));
             for r in q.build().fetch_all(&mut *self.tx).await? {
                 let id: String = r.try_get("customer_id")?;
-                let state: Option<Json<Enrollment>> = r.try_get("state")?;
+                let state: Option<Json<StateDoc<'static>>> = r.try_get("state")?;
                 if let Some(st) = out.get_mut(&id) {
                     match state {
-                        Some(Json(e)) => st.enrollments.push(e),
+                        Some(Json(doc)) => {
+                            let cols = enrollment_columns(&r)?;
+                            let e = state_doc::enrollment(cols, doc, st.profile.as_ref())?;
+                            st.enrollments.push(e);
+                        }
                         None => {
                             Arc::make_mut(&mut st.finished).insert(r.try_get("key")?);
                             Arc::make_mut(&mut st.finished_starts).push(r.try_get("started_at")?);
@@ -945,7 +1026,7 @@ where
     DateTime<Utc>: for<'r> Decode<'r, DB> + for<'t> Encode<'t, DB> + Type<DB>,
     bool: for<'t> Encode<'t, DB> + Type<DB>,
     Json<Option<Profile>>: for<'r> Decode<'r, DB> + Type<DB>,
-    Option<Json<Enrollment>>: for<'r> Decode<'r, DB> + Type<DB>,
+    Option<Json<StateDoc<'static>>>: for<'r> Decode<'r, DB> + Type<DB>,
     for<'r> &'r str: ColumnIndex<DB::Row>,
     for<'r> HistoryRow: FromRow<'r, DB::Row>,
     for<'r> QueuedRow: FromRow<'r, DB::Row>,
@@ -1439,7 +1520,6 @@ where
     DateTime<Utc>: for<'r> Decode<'r, DB> + for<'t> Encode<'t, DB> + Type<DB>,
     bool: for<'t> Encode<'t, DB> + Type<DB>,
     for<'t> Option<&'t str>: Encode<'t, DB> + Type<DB>,
-    Json<Enrollment>: for<'r> Decode<'r, DB> + Type<DB>,
     for<'r> ActivityRow: FromRow<'r, DB::Row>,
     for<'r> &'r str: ColumnIndex<DB::Row>,
     for<'r> QueuedRow: FromRow<'r, DB::Row>,
@@ -1456,7 +1536,7 @@ where
     for<'r> (DateTime<Utc>,): FromRow<'r, DB::Row>,
     for<'r> (String,): FromRow<'r, DB::Row>,
     for<'r> (i64,): FromRow<'r, DB::Row>,
-    for<'r> (Json<Enrollment>,): FromRow<'r, DB::Row>,
+    for<'r> EnrollmentRow: FromRow<'r, DB::Row>,
     for<'r> CustomerRow: FromRow<'r, DB::Row>,
     for<'r> SuppressionEntry: FromRow<'r, DB::Row>,
     for<'r> SuppressionChangeRow: FromRow<'r, DB::Row>,
@@ -1866,14 +1946,15 @@ where
     }
 
     async fn enrollments_of(&self, customer_id: &str) -> Result<Vec<Enrollment>> {
-        let rows: Vec<(Json<Enrollment>,)> = sqlx::query_as(
-            "SELECT state FROM enrollments WHERE customer_id = $1 \
-             AND CAST(state AS TEXT) <> 'null' ORDER BY started_at, key",
-        )
-        .bind(customer_id)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(|r| r.0.0).collect())
+        let sql = format!(
+            "{} AND e.customer_id = $1 ORDER BY e.started_at, e.key",
+            EnrollmentRow::select()
+        );
+        let rows: Vec<EnrollmentRow> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(customer_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(EnrollmentRow::enrollment).collect()
     }
 
     async fn journey(&self, customer_id: &str) -> Result<JourneyRows> {
@@ -2137,15 +2218,16 @@ where
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<Enrollment>> {
-        let mut q = QueryBuilder::<DB>::new("SELECT state FROM enrollments WHERE sequence = ");
-        q.push_bind(sequence).push(" AND step = ").push_bind(step);
+        let mut q = QueryBuilder::<DB>::new(EnrollmentRow::select());
+        q.push(" AND e.sequence = ").push_bind(sequence);
+        q.push(" AND e.step = ").push_bind(step);
         if let Some(a) = after {
-            q.push(" AND key > ").push_bind(a);
+            q.push(" AND e.key > ").push_bind(a);
         }
-        q.push(" ORDER BY key LIMIT ")
+        q.push(" ORDER BY e.key LIMIT ")
             .push_bind(limit.clamp(1, DeliveryFilter::MAX_LIMIT));
-        let rows: Vec<(Json<Enrollment>,)> = q.build_query_as().fetch_all(&self.pool).await?;
-        Ok(rows.into_iter().map(|r| r.0.0).collect())
+        let rows: Vec<EnrollmentRow> = q.build_query_as().fetch_all(&self.pool).await?;
+        rows.into_iter().map(EnrollmentRow::enrollment).collect()
     }
 
     async fn delivery_series(

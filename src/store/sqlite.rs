@@ -18,6 +18,7 @@ use sqlx::{QueryBuilder, Row};
 use super::sql::{
     Affected, Backend, IN_ORDER, MAX_ROWS, QUEUED_COLUMNS, SqlStore, TAKE_OVER, push_in, status_str,
 };
+use super::state_doc::StateDoc;
 use super::{Bucket, Result, Writes};
 use crate::engine::outbox::OutboxStatus;
 use crate::engine::profile::Profile;
@@ -213,7 +214,7 @@ impl Backend for Sqlite {
                     .push_bind(e.step.as_deref())
                     .push_bind(e.wake_at())
                     .push_bind(None::<DateTime<Utc>>)
-                    .push_bind(Json(*e))
+                    .push_bind(Json(StateDoc::of(e, w.from_profile.contains(&e.key))))
                     .push_bind(e.started_at)
                     .push_bind(e.updated_at);
             });

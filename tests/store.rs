@@ -2641,7 +2641,10 @@ async fn an_enrollment_reads_back_whole<S: Store>(s: S) {
     assert_eq!(loaded.context.order.as_ref().unwrap().id, "o1");
     assert_eq!(loaded.order_id.as_deref(), Some("o1"));
     drop(tx);
-    assert_eq!(s.enrollments_of("c1").await.unwrap(), std::slice::from_ref(&loaded));
+    assert_eq!(
+        s.enrollments_of("c1").await.unwrap(),
+        std::slice::from_ref(&loaded)
+    );
     let mut tx = s.begin().await.unwrap();
     let mut states = tx.lock_customers(&ids, &LookBack::none()).await.unwrap();
     let mut state = states.remove("c1").unwrap();

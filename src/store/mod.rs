@@ -9,6 +9,7 @@
 //! transaction, so that every event, enrollment change and outbox row commits
 //! together or not at all.
 
+mod journal_rows;
 pub mod memory;
 pub mod postgres;
 mod sql;

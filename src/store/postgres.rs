@@ -13,6 +13,7 @@ use std::collections::{BTreeSet, HashSet};
 use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Transaction};
 
+use super::journal_rows;
 use super::sql::{Affected, Backend, IN_ORDER, QUEUED_COLUMNS, SqlStore, TAKE_OVER, status_str};
 use super::state_doc::StateDoc;
 use super::{Bucket, Result, Writes};
@@ -324,42 +325,30 @@ impl Backend for Postgres {
             .rows_affected() as usize;
         }
         if !w.journal.is_empty() {
-            let n = w.journal.len();
+            let groups = journal_rows::groups(&w.journal);
+            let n = groups.len();
             let mut customers = Vec::with_capacity(n);
             let mut at = Vec::with_capacity(n);
-            let mut keys = Vec::with_capacity(n);
-            let mut sequences = Vec::with_capacity(n);
-            let mut steps = Vec::with_capacity(n);
-            let mut kinds = Vec::with_capacity(n);
-            let mut details = Documents::new(n, 128);
-            for j in &w.journal {
-                let (kind, detail) = j.what.split();
-                customers.push(j.customer_id.as_str());
-                at.push(j.at);
-                keys.push(j.enrollment_key.as_deref());
-                sequences.push(j.sequence.as_deref());
-                steps.push(j.step.as_deref());
-                kinds.push(kind);
-                details.push(&detail)?;
+            let mut details = Documents::new(n, 512);
+            for g in &groups {
+                customers.push(g.customer_id);
+                at.push(g.at);
+                details.push(&g.entries)?;
             }
             let details = details.texts();
-            // Ids in the order decided: a customer's entries of one instant
+            // Ids in the order decided: a customer's rows of one instant
             // read back in that order.
             sqlx::query(
-                "INSERT INTO journal (customer_id, at, enrollment_key, sequence, step, kind, detail) \
-                 SELECT j.customer_id, j.at, j.key, j.sequence, j.step, j.kind, j.detail::json \
-                 FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], \
-                   $6::text[], $7::text[]) WITH ORDINALITY \
-                   AS j(customer_id, at, key, sequence, step, kind, detail, n) \
+                "INSERT INTO journal (customer_id, at, kind, detail) \
+                 SELECT j.customer_id, j.at, $4, j.detail::json \
+                 FROM UNNEST($1::text[], $2::timestamptz[], $3::text[]) WITH ORDINALITY \
+                   AS j(customer_id, at, detail, n) \
                  ORDER BY j.n",
             )
             .bind(&customers)
             .bind(&at)
-            .bind(&keys)
-            .bind(&sequences)
-            .bind(&steps)
-            .bind(&kinds)
             .bind(&details)
+            .bind(journal_rows::GROUPED)
             .execute(&mut **tx)
             .await?;
         }

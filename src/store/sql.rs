@@ -21,6 +21,7 @@ use sqlx::{
     Row, Type,
 };
 
+use super::journal_rows;
 use super::state_doc::{self, Columns, StateDoc};
 use super::{
     Activity, ActivityKind, Bucket, Claimer, DeadLetter, DeliveryEntry, DeliveryFilter,
@@ -35,7 +36,6 @@ use super::{
     ExportedEvent, ExportedSuppression, Purge, PurgeStep,
 };
 use crate::engine::customer::{CustomerState, LOOK_BACK_EVENTS, NewEmail, Recorded, Timer};
-use crate::engine::journal::{Entry, What};
 use crate::engine::outbox::{OutboxStatus, Outcome, Queued};
 use crate::engine::policy::Sent;
 use crate::engine::profile::Profile;
@@ -276,37 +276,6 @@ pub struct EmailRowRow {
     #[sqlx(flatten)]
     view: OutboxViewRow,
     created_at: DateTime<Utc>,
-}
-
-/// A journal entry as stored (`detail`: JSON text).
-#[derive(FromRow)]
-pub struct JournalRow {
-    customer_id: String,
-    at: DateTime<Utc>,
-    enrollment_key: Option<String>,
-    sequence: Option<String>,
-    step: Option<String>,
-    kind: String,
-    detail: String,
-}
-
-impl TryFrom<JournalRow> for Entry {
-    type Error = Error;
-
-    fn try_from(r: JournalRow) -> Result<Self> {
-        let detail: serde_json::Value = serde_json::from_str(&r.detail)?;
-        let what = What::join(&r.kind, detail).ok_or_else(|| {
-            Error::Corrupt(format!("unknown journal entry {:?}: {}", r.kind, r.detail))
-        })?;
-        Ok(Entry {
-            customer_id: r.customer_id,
-            at: r.at,
-            enrollment_key: r.enrollment_key,
-            sequence: r.sequence,
-            step: r.step,
-            what,
-        })
-    }
 }
 
 /// An event as stored, for a customer's journey.
@@ -1525,7 +1494,7 @@ where
     for<'r> QueuedRow: FromRow<'r, DB::Row>,
     for<'r> OutboxViewRow: FromRow<'r, DB::Row>,
     for<'r> EmailRowRow: FromRow<'r, DB::Row>,
-    for<'r> JournalRow: FromRow<'r, DB::Row>,
+    for<'r> journal_rows::Stored: FromRow<'r, DB::Row>,
     for<'r> EventRow: FromRow<'r, DB::Row>,
     for<'r> DeliveryRow: FromRow<'r, DB::Row>,
     for<'r> DeliveryEntryRow: FromRow<'r, DB::Row>,
@@ -1979,7 +1948,9 @@ where
             })
             .collect::<Result<Vec<_>>>()?;
         events.reverse();
-        let journal: Vec<JournalRow> = sqlx::query_as(
+        // Rows hold one or more entries: the latest rows, then their
+        // entries cut to the cap.
+        let rows: Vec<journal_rows::Stored> = sqlx::query_as(
             "SELECT customer_id, at, enrollment_key, sequence, step, kind, \
              CAST(detail AS TEXT) AS detail FROM journal \
              WHERE customer_id = $1 ORDER BY at DESC, id DESC LIMIT $2",
@@ -1988,11 +1959,12 @@ where
         .bind(JOURNEY_ROWS)
         .fetch_all(&self.pool)
         .await?;
-        let mut journal = journal
-            .into_iter()
-            .map(Entry::try_from)
-            .collect::<Result<Vec<_>>>()?;
-        journal.reverse();
+        let mut journal = Vec::new();
+        for row in rows.into_iter().rev() {
+            journal.extend(journal_rows::entries(row)?);
+        }
+        let cut = journal.len().saturating_sub(JOURNEY_ROWS as usize);
+        journal.drain(..cut);
         let emails: Vec<EmailRowRow> = sqlx::query_as(concatcp!(
             "SELECT id, idempotency_key, customer_id, sequence, step, template, category, status, \
              attempts, not_before, ",

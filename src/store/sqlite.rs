@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use sqlx::{QueryBuilder, Row};
 
+use super::journal_rows;
 use super::sql::{
     Affected, Backend, IN_ORDER, MAX_ROWS, QUEUED_COLUMNS, SqlStore, TAKE_OVER, push_in, status_str,
 };
@@ -251,19 +252,15 @@ impl Backend for Sqlite {
             q.push(" ON CONFLICT (idempotency_key) DO NOTHING");
             written += q.build().execute(&mut **tx).await?.rows() as usize;
         }
-        for chunk in w.journal.chunks(MAX_ROWS) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO journal (customer_id, at, enrollment_key, sequence, step, kind, detail) ",
-            );
-            q.push_values(chunk, |mut b, j| {
-                let (kind, detail) = j.what.split();
-                b.push_bind(j.customer_id.as_str())
-                    .push_bind(j.at)
-                    .push_bind(j.enrollment_key.as_deref())
-                    .push_bind(j.sequence.as_deref())
-                    .push_bind(j.step.as_deref())
-                    .push_bind(kind)
-                    .push_bind(Json(detail));
+        let groups = journal_rows::groups(&w.journal);
+        for chunk in groups.chunks(MAX_ROWS) {
+            let mut q =
+                QueryBuilder::<Sqlite>::new("INSERT INTO journal (customer_id, at, kind, detail) ");
+            q.push_values(chunk, |mut b, g| {
+                b.push_bind(g.customer_id)
+                    .push_bind(g.at)
+                    .push_bind(journal_rows::GROUPED)
+                    .push_bind(Json(&g.entries));
             });
             q.build().execute(&mut **tx).await?;
         }

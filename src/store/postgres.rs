@@ -8,7 +8,7 @@ use sqlx::Postgres;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Transaction};
@@ -193,7 +193,7 @@ impl Backend for Postgres {
 
     async fn write(
         tx: &mut Transaction<'static, Postgres>,
-        w: &Writes,
+        w: &mut Writes,
         now: DateTime<Utc>,
     ) -> Result<usize> {
         if !w.profiles.is_empty() {
@@ -220,6 +220,9 @@ impl Backend for Postgres {
             .execute(&mut **tx)
             .await?;
         }
+        // Each part is freed once written: a poll's transactions write side
+        // by side, and what they hold together is the service's peak.
+        w.profiles = BTreeMap::new();
         if !w.enrollments.is_empty() {
             let n = w.enrollments.len();
             let mut keys = Vec::with_capacity(n);
@@ -274,6 +277,8 @@ impl Backend for Postgres {
             .execute(&mut **tx)
             .await?;
         }
+        w.enrollments = BTreeMap::new();
+        w.from_profile = HashSet::new();
         let mut written = 0;
         if !w.emails.is_empty() {
             let n = w.emails.len();
@@ -329,7 +334,8 @@ impl Backend for Postgres {
             let n = groups.len();
             let mut customers = Vec::with_capacity(n);
             let mut at = Vec::with_capacity(n);
-            let mut details = Documents::new(n, 512);
+            // About 200 bytes an entry: sized once, not grown by doubling.
+            let mut details = Documents::new(n, 200 * w.journal.len() / n);
             for g in &groups {
                 customers.push(g.customer_id);
                 at.push(g.at);
@@ -352,6 +358,7 @@ impl Backend for Postgres {
             .execute(&mut **tx)
             .await?;
         }
+        w.journal = Vec::new();
         if !w.suppress.is_empty() {
             let (emails, reasons): (Vec<&str>, Vec<&str>) = w
                 .suppress

@@ -118,11 +118,12 @@ pub trait Backend:
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<()>> + Send;
 
-    /// Writes profiles, enrollments, outbox rows and suppressions; returns
-    /// how many outbox rows were new.
+    /// Writes profiles, enrollments, outbox rows, journal rows and
+    /// suppressions; returns how many outbox rows were new. It may free what
+    /// it has written (the emails stay: the caller reads them after).
     fn write(
         tx: &mut sqlx::Transaction<'static, Self>,
-        w: &Writes,
+        w: &mut Writes,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<usize>> + Send;
 }
@@ -1122,8 +1123,8 @@ where
         Ok(row.and_then(|r| r.0.0))
     }
 
-    async fn write(&mut self, w: Writes, now: DateTime<Utc>) -> Result<usize> {
-        let written = DB::write(&mut self.tx, &w, now).await?;
+    async fn write(&mut self, mut w: Writes, now: DateTime<Utc>) -> Result<usize> {
+        let written = DB::write(&mut self.tx, &mut w, now).await?;
         self.skip_written(&w.emails, now).await?;
         self.write_timers(&w.timers).await?;
         Ok(written)

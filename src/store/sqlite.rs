@@ -179,7 +179,7 @@ impl Backend for Sqlite {
 
     async fn write(
         tx: &mut sqlx::Transaction<'static, Sqlite>,
-        w: &Writes,
+        w: &mut Writes,
         now: DateTime<Utc>,
     ) -> Result<usize> {
         let profiles: Vec<&Profile> = w.profiles.values().collect();

@@ -11,9 +11,11 @@
 //! `data-aftercare-track="off"` stay as they are.
 
 use std::cell::Cell;
+use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 
 use chrono::{DateTime, Utc};
+use lol_html::errors::RewritingError;
 use lol_html::html_content::ContentType;
 use lol_html::{RewriteStrSettings, element, end, rewrite_str};
 
@@ -42,20 +44,40 @@ pub fn rewrite(html: &str, t: &Tracked) -> Result<String, String> {
             t.links.open_url(t.customer_id, t.idempotency_key)
         )
     });
+    // Strict first: lol_html's lenient reading panics on some markup a
+    // strict parse reads plainly (`<xmp\x0cd=><a></a>`, found by the fuzzer).
+    // Markup whose parse depends on the tree (`<select><xmp>`) is refused by
+    // a strict parse: it is rewritten on the lenient reading (at worst a
+    // link there is not tracked), and should that reading fail the email
+    // goes untracked.
+    match rewrite_str(html, settings(t, pixel.as_deref(), true)) {
+        Err(RewritingError::ParsingAmbiguity(_)) => {
+            std::panic::catch_unwind(AssertUnwindSafe(|| {
+                rewrite_str(html, settings(t, pixel.as_deref(), false))
+            }))
+            .map_err(|_| "tracking links: the HTML rewriter failed on this markup".to_string())?
+        }
+        other => other,
+    }
+    .map_err(|e| format!("tracking links: {e}"))
+}
+
+/// The rewriter's handlers: click redirects on links, the pixel before
+/// `</body>` (or at the end of a document whose body is never closed).
+fn settings<'h>(t: &'h Tracked, pixel: Option<&str>, strict: bool) -> RewriteStrSettings<'h, 'h> {
     let placed = Rc::new(Cell::new(false));
-    // Not strict: markup whose parse depends on the tree (`<select><xmp>`)
-    // is rewritten on the rewriter's best reading rather than refused: at
-    // worst a link there is not tracked.
-    let mut settings = RewriteStrSettings::new().with_strict(false);
+    let mut settings = RewriteStrSettings::new().with_strict(strict);
     if t.clicks {
-        settings = settings.append_element_content_handler(element!("a[href]", |el| {
+        settings = settings.append_element_content_handler(element!("a", |el| {
             if let Some(off) = el.get_attribute("data-aftercare-track") {
                 el.remove_attribute("data-aftercare-track");
                 if off.eq_ignore_ascii_case("off") {
                     return Ok(());
                 }
             }
-            let raw = el.get_attribute("href").unwrap_or_default();
+            let Some(raw) = el.get_attribute("href") else {
+                return Ok(());
+            };
             let target = decode_entities(raw.trim());
             if trackable(&target, t.links) {
                 let to = t.links.click_url(t.customer_id, t.idempotency_key, &target);
@@ -67,10 +89,8 @@ pub fn rewrite(html: &str, t: &Tracked) -> Result<String, String> {
         }));
     }
     if let Some(pixel) = pixel {
-        // Before `</body>`; a body never closed (its end tag is what places
-        // the pixel) leaves it to the end of the document.
-        let at_body_end = (Rc::clone(&placed), pixel.clone());
-        let at_doc_end = (Rc::clone(&placed), pixel);
+        let at_body_end = (Rc::clone(&placed), pixel.to_string());
+        let at_doc_end = (Rc::clone(&placed), pixel.to_string());
         settings = settings
             .append_element_content_handler(element!("body", move |el| {
                 let (placed, pixel) = (Rc::clone(&at_body_end.0), at_body_end.1.clone());
@@ -93,7 +113,7 @@ pub fn rewrite(html: &str, t: &Tracked) -> Result<String, String> {
                 Ok(())
             }));
     }
-    rewrite_str(html, settings).map_err(|e| format!("tracking links: {e}"))
+    settings
 }
 
 /// Whether a link's target is followed through the click redirect.
@@ -346,6 +366,16 @@ mod tests {
             "{out}"
         );
         assert_eq!(out.matches("/t/o/").count(), 1);
+    }
+
+    /// Markup on which lol_html's lenient reading panics (found by the
+    /// fuzzer) is read strictly: links tracked, the pixel in.
+    #[test]
+    fn markup_the_lenient_reading_cannot_take_is_rewritten() {
+        let l = links();
+        let html = "<xmp\x0cd=><a></a><body><a href=\"https://y.example/\">y</a></body>";
+        let out = rewrite(html, &tracked(&l)).unwrap();
+        assert_eq!(out.matches("/t/o/").count(), 1, "{out}");
     }
 
     #[test]

@@ -63,8 +63,11 @@ struct Mem {
     events: HashSet<String>,
     /// By id, in order: a sweep reads them a page at a time.
     customers: BTreeMap<String, CustomerRec>,
-    /// Every enrollment by key (only the active ones in a lean store).
-    enrollments: HashMap<String, EnrollmentRec>,
+    /// Every enrollment by key (only the active ones in a lean store). Boxed:
+    /// a record is ~350 bytes, and growing a table of them inline doubled
+    /// the largest block `simulate` holds (a 15 MB peak, docs/BENCHMARKS.md,
+    /// section 9).
+    enrollments: HashMap<String, Box<EnrollmentRec>>,
     /// `(wake_at, key)` of every active enrollment that waits.
     due: BTreeSet<(DateTime<Utc>, String)>,
     /// Timers by customer and sequence, and by time.
@@ -393,10 +396,10 @@ impl Mem {
         }
         self.enrollments.insert(
             e.key.clone(),
-            EnrollmentRec {
+            Box::new(EnrollmentRec {
                 customer_id: e.customer_id.clone(),
                 state: e,
-            },
+            }),
         );
     }
 

@@ -481,80 +481,36 @@ pub struct CustomerRow {
     updated_at: DateTime<Utc>,
 }
 
-/// The columns an enrollment's [`StateDoc`] leaves out, in every select
-/// that reads one.
-const ENROLLMENT_COLUMNS: &str =
-    "key, sequence, version, customer_id, order_id, status, step, started_at, updated_at";
+/// The columns an enrollment's [`StateDoc`] leaves out (the table as `e`),
+/// in every select that reads one.
+const ENROLLMENT_COLUMNS: &str = "e.key, e.sequence, e.version, e.customer_id, e.order_id, \
+     e.status, e.step, e.started_at, e.updated_at";
 
 /// An enrollment row as read for operators, with its customer's profile
 /// (`LEFT JOIN customers`: `None` without a row).
 #[derive(FromRow)]
 pub struct EnrollmentRow {
-    key: String,
-    sequence: String,
-    version: String,
-    customer_id: String,
-    order_id: Option<String>,
-    status: String,
-    step: Option<String>,
-    started_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
+    #[sqlx(flatten)]
+    columns: Columns,
     state: Json<StateDoc<'static>>,
     profile: Option<Json<Option<Profile>>>,
 }
 
 impl EnrollmentRow {
-    /// Enrollment rows with their profiles: `SELECT … FROM enrollments e LEFT
-    /// JOIN customers c …`, erased rows (their state `null`) left out.
-    fn select() -> String {
-        let columns: Vec<String> = ENROLLMENT_COLUMNS
-            .split(", ")
-            .map(|c| format!("e.{c}"))
-            .collect();
-        format!(
-            "SELECT {}, e.state, c.profile FROM enrollments e \
-             LEFT JOIN customers c ON c.id = e.customer_id \
-             WHERE CAST(e.state AS TEXT) <> 'null'",
-            columns.join(", ")
-        )
-    }
+    /// Enrollment rows with their profiles, erased rows (their state `null`)
+    /// left out; conditions go on with `AND`.
+    const SELECT: &str = concatcp!(
+        "SELECT ",
+        ENROLLMENT_COLUMNS,
+        ", e.state, c.profile FROM enrollments e \
+         LEFT JOIN customers c ON c.id = e.customer_id \
+         WHERE CAST(e.state AS TEXT) <> 'null'"
+    );
 
     fn enrollment(self) -> Result<Enrollment> {
         let profile = self.profile.and_then(|p| p.0);
-        let cols = Columns {
-            key: self.key,
-            sequence: self.sequence,
-            version: self.version,
-            customer_id: self.customer_id,
-            order_id: self.order_id,
-            status: self.status,
-            step: self.step,
-            started_at: self.started_at,
-            updated_at: self.updated_at,
-        };
-        state_doc::enrollment(cols, self.state.0, profile.as_ref())
+        state_doc::enrollment(self.columns, self.state.0, profile.as_ref())
     }
-}
-
-/// The [`ENROLLMENT_COLUMNS`] of a row.
-fn enrollment_columns<R>(r: &R) -> Result<Columns>
-where
-    R: Row,
-    for<'r> &'r str: ColumnIndex<R>,
-    String: for<'r> Decode<'r, R::Database> + Type<R::Database>,
-    DateTime<Utc>: for<'r> Decode<'r, R::Database> + Type<R::Database>,
-{
-    Ok(Columns {
-        key: r.try_get("key")?,
-        sequence: r.try_get("sequence")?,
-        version: r.try_get("version")?,
-        customer_id: r.try_get("customer_id")?,
-        order_id: r.try_get("order_id")?,
-        status: r.try_get("status")?,
-        step: r.try_get("step")?,
-        started_at: r.try_get("started_at")?,
-        updated_at: r.try_get("updated_at")?,
-    })
 }
 
 /// A dead letter's row, found by its identity.
@@ -635,7 +591,7 @@ where
             let mut q = QueryBuilder::<DB>::new(concatcp!(
                 "SELECT ",
                 ENROLLMENT_COLUMNS,
-                ", CASE WHEN status = 'active' THEN state END AS state FROM enrollments WHERE "
+                ", CASE WHEN e.status = 'active' THEN e.state END AS state FROM enrollments e WHERE "
             ));
             // No ORDER BY: sorting carries the JSON state (PostgreSQL spilled
             // it to disk); each customer's few rows are ordered below.
@@ -646,7 +602,7 @@ where
                 if let Some(st) = out.get_mut(&id) {
                     match state {
                         Some(Json(doc)) => {
-                            let cols = enrollment_columns(&r)?;
+                            let cols = Columns::from_row(&r)?;
                             let e = state_doc::enrollment(cols, doc, st.profile.as_ref())?;
                             st.enrollments.push(e);
                         }
@@ -1916,14 +1872,13 @@ where
     }
 
     async fn enrollments_of(&self, customer_id: &str) -> Result<Vec<Enrollment>> {
-        let sql = format!(
-            "{} AND e.customer_id = $1 ORDER BY e.started_at, e.key",
-            EnrollmentRow::select()
-        );
-        let rows: Vec<EnrollmentRow> = sqlx::query_as(AssertSqlSafe(sql))
-            .bind(customer_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows: Vec<EnrollmentRow> = sqlx::query_as(concatcp!(
+            EnrollmentRow::SELECT,
+            " AND e.customer_id = $1 ORDER BY e.started_at, e.key"
+        ))
+        .bind(customer_id)
+        .fetch_all(&self.pool)
+        .await?;
         rows.into_iter().map(EnrollmentRow::enrollment).collect()
     }
 
@@ -2191,7 +2146,7 @@ where
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<Enrollment>> {
-        let mut q = QueryBuilder::<DB>::new(EnrollmentRow::select());
+        let mut q = QueryBuilder::<DB>::new(EnrollmentRow::SELECT);
         q.push(" AND e.sequence = ").push_bind(sequence);
         q.push(" AND e.step = ").push_bind(step);
         if let Some(a) = after {

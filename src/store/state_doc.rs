@@ -82,6 +82,7 @@ impl<'a> StateDoc<'a> {
 }
 
 /// The columns of an enrollment row beside its document.
+#[derive(sqlx::FromRow)]
 pub struct Columns {
     pub key: String,
     pub sequence: String,

@@ -23,6 +23,7 @@
 //!   sender keeps it; ingest never changes it).
 
 use std::collections::BTreeMap;
+use std::ops::{Bound, RangeBounds};
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -86,6 +87,64 @@ pub const NAMES: [&str; 10] = [
 impl Facts {
     pub fn is_empty(&self) -> bool {
         *self == Facts::default()
+    }
+}
+
+/// The facts that are points in time: what a scheduled trigger's `when`
+/// usually measures against `now` (`now - customer.last_order_at >
+/// days(90)`), and so what a store can keep in order to find the customers
+/// such a condition may hold for without asking every one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TimeFact {
+    FirstOrderAt,
+    LastOrderAt,
+    LastReviewAt,
+    LastEmailAt,
+}
+
+impl TimeFact {
+    /// The fact named `name` (as a condition writes it after `customer.`).
+    pub fn named(name: &str) -> Option<TimeFact> {
+        Some(match name {
+            "first_order_at" => TimeFact::FirstOrderAt,
+            "last_order_at" => TimeFact::LastOrderAt,
+            "last_review_at" => TimeFact::LastReviewAt,
+            "last_email_at" => TimeFact::LastEmailAt,
+            _ => return None,
+        })
+    }
+
+    pub fn of(self, f: &Facts) -> Option<DateTime<Utc>> {
+        match self {
+            TimeFact::FirstOrderAt => f.first_order_at,
+            TimeFact::LastOrderAt => f.last_order_at,
+            TimeFact::LastReviewAt => f.last_review_at,
+            TimeFact::LastEmailAt => f.last_email_at,
+        }
+    }
+}
+
+/// The customers a sweep needs to ask: those whose `fact` lies within
+/// `from`..`to`, and those without it unless `present`. A condition that
+/// is false outside the range (see `Condition::window`) holds for nobody
+/// else, so a store may hand a sweep only these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FactRange {
+    pub fact: TimeFact,
+    pub from: Bound<DateTime<Utc>>,
+    pub to: Bound<DateTime<Utc>>,
+    /// Customers without the fact are left out (the condition tests
+    /// `has()` of it).
+    pub present: bool,
+}
+
+impl FactRange {
+    /// Whether a customer with these facts is in the range.
+    pub fn holds(&self, facts: &Facts) -> bool {
+        match self.fact.of(facts) {
+            Some(t) => (self.from, self.to).contains(&t),
+            None => !self.present,
+        }
     }
 }
 

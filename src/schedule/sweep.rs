@@ -124,16 +124,26 @@ pub async fn sweep<S: Store>(
             Some(p) => p,
         };
         let seq = catalog.get(id).expect("scheduled sequences exist");
+        // Where the `when` bounds a time fact (win-back's
+        // `now - customer.last_order_at > days(90)`), only the customers
+        // within are asked.
+        let range = trigger.when.as_ref().and_then(|c| c.range_at(now));
+        let holds = |profile: Option<&crate::engine::profile::Profile>| {
+            profile.is_some_and(|profile| {
+                dispatch::time_trigger_holds(seq, profile, now, tz) != Ok(false)
+            })
+        };
         while !p.done {
             // Asked without locks: most customers are not due, and cost a
             // read and a condition only.
-            let page = store
-                .pick_customers(&p.cursor, PAGE, &|profile| {
-                    profile.is_some_and(|profile| {
-                        dispatch::time_trigger_holds(seq, profile, now, tz) != Ok(false)
-                    })
-                })
-                .await?;
+            let page = match &range {
+                Some(range) => {
+                    store
+                        .pick_customers_within(range, &p.cursor, PAGE, &holds)
+                        .await?
+                }
+                None => store.pick_customers(&p.cursor, PAGE, &holds).await?,
+            };
             let Some(last) = page.last else {
                 p.done = true;
                 save(store, id, &p).await?;

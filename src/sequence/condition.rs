@@ -25,7 +25,9 @@
 //! batch or the process.
 
 use std::cell::Cell;
+use std::cmp::Ordering;
 use std::collections::HashMap;
+use std::ops::Bound;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Once, OnceLock};
 
@@ -38,7 +40,7 @@ use chrono::{DateTime, Datelike, TimeDelta, Utc};
 use chrono_tz::Tz;
 use rust_decimal::prelude::ToPrimitive;
 
-use crate::engine::facts::Facts;
+use crate::engine::facts::{FactRange, Facts, TimeFact};
 use crate::event::{Customer, Event, Item, Money, Order, Review, Shipment};
 
 /// The variables a condition may name.
@@ -59,6 +61,9 @@ pub struct Condition {
     customer_fields: Option<Vec<&'static str>>,
     /// The fields it reads (`order.total`), outside `has()`.
     fields: Vec<String>,
+    /// Where in time one of the customer's time facts must lie for the
+    /// condition to hold, if its top-level `&&` says so.
+    window: Option<Window>,
     pub line: u64,
     pub col: u64,
 }
@@ -254,6 +259,248 @@ fn field_paths(e: &cel::IdedExpr, out: &mut Vec<String>) {
     }
 }
 
+/// Bounds on one time fact of the customer, relative to `now`, that every
+/// customer the condition holds for is within: read off the conjuncts of
+/// its top-level `&&` that compare the fact with `now` and a whole number
+/// of `days` (`now - customer.last_order_at > days(90)`,
+/// `customer.first_order_at <= now - days(30)`), and `has(customer.F)`.
+///
+/// CEL's `&&` is false as soon as one side is false, whatever the other
+/// side is (an error included), so a conjunct false outside the window
+/// makes the condition false outside it. Every other conjunct is left for
+/// the evaluation; so is a condition with no such conjunct (no window).
+#[derive(Debug, Clone, PartialEq)]
+struct Window {
+    fact: TimeFact,
+    /// `fact` is after (or at) `now` plus this.
+    from: Bound<TimeDelta>,
+    /// `fact` is before (or at) `now` plus this.
+    to: Bound<TimeDelta>,
+    /// A `has()` of the fact is among the conjuncts.
+    present: bool,
+}
+
+/// One side of a comparison the window understands.
+enum Side {
+    /// `customer.F`
+    Fact(TimeFact),
+    /// `now - customer.F`
+    Since(TimeFact),
+    /// `now` or `now - days(n)`: `now` minus this.
+    Ago(TimeDelta),
+    /// `days(n)`
+    Days(TimeDelta),
+}
+
+impl Window {
+    fn of(tree: &cel::IdedExpr) -> Option<Window> {
+        let mut conjuncts = Vec::new();
+        and_terms(tree, &mut conjuncts);
+        let mut windows: Vec<Window> = Vec::new();
+        let mut present = Vec::new();
+        for c in conjuncts {
+            if let Some(fact) = tested_fact(c) {
+                present.push(fact);
+                continue;
+            }
+            let Some((fact, op, offset)) = bound(c) else {
+                continue;
+            };
+            let w = match windows.iter_mut().find(|w| w.fact == fact) {
+                Some(w) => w,
+                None => {
+                    windows.push(Window {
+                        fact,
+                        from: Bound::Unbounded,
+                        to: Bound::Unbounded,
+                        present: false,
+                    });
+                    windows.last_mut().expect("just pushed")
+                }
+            };
+            match op {
+                Op::Lt => w.to = tighter(w.to, Bound::Excluded(offset), Ordering::Less),
+                Op::Le => w.to = tighter(w.to, Bound::Included(offset), Ordering::Less),
+                Op::Gt => w.from = tighter(w.from, Bound::Excluded(offset), Ordering::Greater),
+                Op::Ge => w.from = tighter(w.from, Bound::Included(offset), Ordering::Greater),
+            }
+        }
+        let mut w = match windows.into_iter().next() {
+            Some(w) => w,
+            None => Window {
+                fact: *present.first()?,
+                from: Bound::Unbounded,
+                to: Bound::Unbounded,
+                present: false,
+            },
+        };
+        w.present = present.contains(&w.fact);
+        Some(w)
+    }
+
+    /// The window at `now`. A bound that would leave the years CEL
+    /// timestamps have (1 to 9999) is dropped: there `now - days(n)` is an
+    /// error, not false.
+    fn at(&self, now: DateTime<Utc>) -> FactRange {
+        let at = |b: Bound<TimeDelta>| {
+            let t = |d: TimeDelta| {
+                now.checked_add_signed(d)
+                    .filter(|t| (1..=9999).contains(&t.year()))
+            };
+            match b {
+                Bound::Included(d) => t(d).map_or(Bound::Unbounded, Bound::Included),
+                Bound::Excluded(d) => t(d).map_or(Bound::Unbounded, Bound::Excluded),
+                Bound::Unbounded => Bound::Unbounded,
+            }
+        };
+        FactRange {
+            fact: self.fact,
+            from: at(self.from),
+            to: at(self.to),
+            present: self.present,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl Op {
+    fn flipped(self) -> Op {
+        match self {
+            Op::Lt => Op::Gt,
+            Op::Le => Op::Ge,
+            Op::Gt => Op::Lt,
+            Op::Ge => Op::Le,
+        }
+    }
+}
+
+/// Of two bounds on one side, the one that leaves less: `keep` is the
+/// order of an offset that is tighter (`Less` for upper bounds); at one
+/// offset an excluded bound is the tighter.
+fn tighter(a: Bound<TimeDelta>, b: Bound<TimeDelta>, keep: Ordering) -> Bound<TimeDelta> {
+    let (Bound::Included(x) | Bound::Excluded(x)) = a else {
+        return b;
+    };
+    let (Bound::Included(y) | Bound::Excluded(y)) = b else {
+        return a;
+    };
+    match y.cmp(&x) {
+        Ordering::Equal if matches!(b, Bound::Excluded(_)) => b,
+        Ordering::Equal => a,
+        o if o == keep => b,
+        _ => a,
+    }
+}
+
+/// The terms of the top-level `&&` chain (the expression itself if it is
+/// not one).
+fn and_terms<'a>(e: &'a cel::IdedExpr, out: &mut Vec<&'a cel::IdedExpr>) {
+    use cel::common::ast::{Expr, operators};
+    match &e.expr {
+        Expr::Call(c)
+            if c.func_name == operators::LOGICAL_AND && c.target.is_none() && c.args.len() == 2 =>
+        {
+            c.args.iter().for_each(|a| and_terms(a, out));
+        }
+        _ => out.push(e),
+    }
+}
+
+/// `customer.F` with `F` a time fact.
+fn fact_of(e: &cel::IdedExpr, test: bool) -> Option<TimeFact> {
+    use cel::common::ast::Expr;
+    match &e.expr {
+        Expr::Select(sel)
+            if sel.test == test && matches!(&sel.operand.expr, Expr::Ident(n) if n == "customer") =>
+        {
+            TimeFact::named(&sel.field)
+        }
+        _ => None,
+    }
+}
+
+/// `has(customer.F)` with `F` a time fact.
+fn tested_fact(e: &cel::IdedExpr) -> Option<TimeFact> {
+    fact_of(e, true)
+}
+
+fn side(e: &cel::IdedExpr) -> Option<Side> {
+    use cel::common::ast::{Expr, LiteralValue, operators};
+    let is_now = |e: &cel::IdedExpr| matches!(&e.expr, Expr::Ident(n) if n == "now");
+    let days_of = |e: &cel::IdedExpr| match &e.expr {
+        Expr::Call(c) if c.func_name == "days" && c.target.is_none() && c.args.len() == 1 => {
+            match &c.args[0].expr {
+                Expr::Literal(LiteralValue::Int(n)) if n.inner().abs() <= MAX_DAYS => {
+                    TimeDelta::try_days(*n.inner())
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    if let Some(f) = fact_of(e, false) {
+        return Some(Side::Fact(f));
+    }
+    if is_now(e) {
+        return Some(Side::Ago(TimeDelta::zero()));
+    }
+    if let Some(d) = days_of(e) {
+        return Some(Side::Days(d));
+    }
+    match &e.expr {
+        Expr::Call(c)
+            if c.func_name == operators::SUBSTRACT
+                && c.target.is_none()
+                && c.args.len() == 2
+                && is_now(&c.args[0]) =>
+        {
+            if let Some(f) = fact_of(&c.args[1], false) {
+                Some(Side::Since(f))
+            } else {
+                days_of(&c.args[1]).map(Side::Ago)
+            }
+        }
+        _ => None,
+    }
+}
+
+/// A comparison conjunct as `fact op now + offset`.
+fn bound(e: &cel::IdedExpr) -> Option<(TimeFact, Op, TimeDelta)> {
+    use cel::common::ast::{Expr, operators};
+    let Expr::Call(c) = &e.expr else {
+        return None;
+    };
+    let op = match c.func_name.as_str() {
+        operators::LESS => Op::Lt,
+        operators::LESS_EQUALS => Op::Le,
+        operators::GREATER => Op::Gt,
+        operators::GREATER_EQUALS => Op::Ge,
+        _ => return None,
+    };
+    let [l, r] = &c.args[..] else {
+        return None;
+    };
+    if c.target.is_some() {
+        return None;
+    }
+    match (side(l)?, side(r)?) {
+        // F op now - d
+        (Side::Fact(f), Side::Ago(d)) => Some((f, op, -d)),
+        (Side::Ago(d), Side::Fact(f)) => Some((f, op.flipped(), -d)),
+        // now - F op d  <=>  F flipped(op) now - d
+        (Side::Since(f), Side::Days(d)) => Some((f, op.flipped(), -d)),
+        (Side::Days(d), Side::Since(f)) => Some((f, op, -d)),
+        _ => None,
+    }
+}
+
 /// `days(n)`: a duration of `n` days, refused beyond [`MAX_DAYS`].
 fn days(n: i64) -> Result<Value, cel::ExecutionError> {
     TimeDelta::try_days(n)
@@ -334,6 +581,7 @@ impl Condition {
                     guarded(|| {
                         let mut fields = Vec::new();
                         let mut customer = Some(Vec::new());
+                        let mut window = None;
                         if let Ok(tree) = env().parser().parse(source) {
                             if depth(&tree, 0) > MAX_DEPTH {
                                 return Err(format!(
@@ -343,6 +591,7 @@ impl Condition {
                             }
                             field_paths(&tree, &mut fields);
                             customer_fields(&tree, &mut customer);
+                            window = Window::of(&tree);
                             // Leave out what a has() in the condition tests.
                             let tested: Vec<String> = fields
                                 .iter()
@@ -355,14 +604,14 @@ impl Condition {
                                     })
                             });
                         }
-                        Ok((env().compile(source), fields, customer))
+                        Ok((env().compile(source), fields, customer, window))
                     })
                 })
                 .map_err(|e| format!("cannot start the compiler thread: {e}"))?
                 .join()
                 .unwrap_or_else(|_| Err("the CEL compiler failed".into()))
         })?;
-        let (parsed, fields, customer_fields) = parsed;
+        let (parsed, fields, customer_fields, window) = parsed;
         // Names not among the customer's fields are absent, as from the
         // whole map.
         let customer_fields = customer_fields.map(|names| {
@@ -414,6 +663,7 @@ impl Condition {
             uses_calendar,
             customer_fields,
             fields,
+            window,
             line,
             col,
         })
@@ -476,6 +726,13 @@ impl Condition {
     /// side decides).
     pub fn fields(&self) -> &[String] {
         &self.fields
+    }
+
+    /// The customers the condition may hold for at `now`, as a range of one
+    /// of their time facts; `None` when it may hold for anyone (its
+    /// top-level `&&` bounds no time fact).
+    pub fn range_at(&self, now: DateTime<Utc>) -> Option<FactRange> {
+        self.window.as_ref().map(|w| w.at(now))
     }
 
     /// Whether the condition names `variable` (one of [`VARIABLES`]).
@@ -808,6 +1065,131 @@ mod tests {
         assert_eq!(eval(r#"event.type == "order.placed""#), Ok(true));
         assert_eq!(eval("has(shipment.id)"), Ok(false));
         assert_eq!(eval("order.replenish_every_days == 30"), Ok(true));
+    }
+
+    fn range(src: &str, now: DateTime<Utc>) -> Option<FactRange> {
+        Condition::compile(src, 1, 1).unwrap().range_at(now)
+    }
+
+    #[test]
+    fn a_window_is_read_off_the_top_level_and() {
+        use Bound::{Excluded, Included, Unbounded};
+        let now: DateTime<Utc> = "2026-11-21T09:00:00Z".parse().unwrap();
+        let ago = |d: i64| now - TimeDelta::days(d);
+        let r = |fact, from, to, present| {
+            Some(FactRange {
+                fact,
+                from,
+                to,
+                present,
+            })
+        };
+        let cases = [
+            (
+                "has(customer.last_order_at) && now - customer.last_order_at > days(90) \
+                 && now - customer.last_order_at <= days(120)",
+                r(TimeFact::LastOrderAt, Included(ago(120)), Excluded(ago(90)), true),
+            ),
+            (
+                "customer.first_order_at <= now - days(30)",
+                r(TimeFact::FirstOrderAt, Unbounded, Included(ago(30)), false),
+            ),
+            (
+                "now - days(7) < customer.last_review_at",
+                r(TimeFact::LastReviewAt, Excluded(ago(7)), Unbounded, false),
+            ),
+            (
+                "days(30) >= now - customer.last_order_at && customer.orders_count > 1",
+                r(TimeFact::LastOrderAt, Included(ago(30)), Unbounded, false),
+            ),
+            (
+                "customer.last_email_at < now",
+                r(TimeFact::LastEmailAt, Unbounded, Excluded(now), false),
+            ),
+            (
+                "has(customer.last_review_at) && customer.orders_count > 1",
+                r(TimeFact::LastReviewAt, Unbounded, Unbounded, true),
+            ),
+            // The tighter of two bounds; at one offset the excluded one.
+            (
+                "customer.last_order_at < now - days(10) && customer.last_order_at <= now - days(20)",
+                r(TimeFact::LastOrderAt, Unbounded, Included(ago(20)), false),
+            ),
+            (
+                "customer.last_order_at <= now - days(10) && customer.last_order_at < now - days(10)",
+                r(TimeFact::LastOrderAt, Unbounded, Excluded(ago(10)), false),
+            ),
+            // Beyond year 1 `now - days(n)` is an error, not false: no bound.
+            (
+                "customer.last_order_at > now - days(3652000)",
+                r(TimeFact::LastOrderAt, Unbounded, Unbounded, false),
+            ),
+            // Nothing that holds the fact in: no window.
+            ("customer.orders_count > 1", None),
+            (
+                "now - customer.last_order_at > days(90) || customer.orders_count > 5",
+                None,
+            ),
+            ("!(now - customer.last_order_at > days(90))", None),
+            ("now - customer.last_order_at > days(customer.orders_count)", None),
+            ("now - customer.last_order_at > duration('2160h')", None),
+            ("customer.last_order_id == 'o1'", None),
+        ];
+        for (src, want) in cases {
+            assert_eq!(range(src, now), want, "{src}");
+        }
+    }
+
+    /// Outside its window a condition is false, whatever the fact is:
+    /// asked of facts on and around every bound.
+    #[test]
+    fn outside_its_window_a_condition_is_false() {
+        let now: DateTime<Utc> = "2026-11-21T09:00:00Z".parse().unwrap();
+        let e = event();
+        let conditions = [
+            "has(customer.last_order_at) && now - customer.last_order_at > days(90) \
+             && now - customer.last_order_at <= days(120)",
+            "now - customer.last_order_at >= days(90) && days(120) > now - customer.last_order_at",
+            "customer.last_order_at < now - days(3) && customer.last_order_at >= now - days(5)",
+            "now > customer.last_order_at && now - days(1) <= customer.last_order_at",
+            "customer.last_order_at <= now && customer.orders_count > 0",
+        ];
+        let mut times = vec![None];
+        for d in [0, 1, 3, 5, 90, 120, 200] {
+            for fine in [-1_000_000_000, -1, 0, 1, 1_000_000_000] {
+                times.push(Some(
+                    now - TimeDelta::days(d) + TimeDelta::nanoseconds(fine),
+                ));
+            }
+        }
+        for src in conditions {
+            let range = range(src, now).expect(src);
+            let c = Condition::compile(src, 1, 1).unwrap();
+            let mut inside = 0;
+            for at in &times {
+                let facts = Facts {
+                    orders_count: 1,
+                    last_order_at: *at,
+                    ..Default::default()
+                };
+                let b = Bindings {
+                    customer: &e.customer,
+                    facts: Some(&facts),
+                    order: None,
+                    shipment: None,
+                    review: None,
+                    event: None,
+                    now,
+                };
+                let got = c.eval_bool(&b);
+                if range.holds(&facts) {
+                    inside += 1;
+                } else {
+                    assert_eq!(got, Ok(false), "{src} at {at:?}");
+                }
+            }
+            assert!(inside > 0, "{src}: some facts are inside");
+        }
     }
 
     #[test]

@@ -27,6 +27,7 @@ use super::{
     ExportedEvent, ExportedSuppression, Purge, PurgeStep,
 };
 use crate::engine::customer::{CustomerState, Recorded, Timer};
+use crate::engine::facts::{FactRange, Facts, TimeFact};
 use crate::engine::journal::Entry;
 use crate::engine::outbox::{OutboxStatus, Outcome, Queued};
 use crate::engine::policy::Sent;
@@ -112,6 +113,49 @@ struct Mem {
     /// index + 1 + this.
     deliveries_purged: usize,
     erasures: Vec<ErasureLog>,
+    /// Customers in order of a time fact, for each fact a sweep has asked
+    /// by ([`Store::pick_customers_within`]); kept from then on.
+    fact_index: Vec<FactIndex>,
+}
+
+/// The customers with a profile in order of one time fact.
+struct FactIndex {
+    fact: TimeFact,
+    at: BTreeSet<(DateTime<Utc>, String)>,
+    /// Those without the fact.
+    without: BTreeSet<String>,
+}
+
+impl FactIndex {
+    /// Moves customer `id` from where `old` facts put it to where `new` do
+    /// (`None`: no profile, not indexed).
+    fn update(&mut self, id: &str, old: Option<&Facts>, new: Option<&Facts>) {
+        let (old, new) = (
+            old.map(|f| self.fact.of(f)),
+            new.map(|f| self.fact.of(f)),
+        );
+        if old == new {
+            return;
+        }
+        match old {
+            Some(Some(t)) => {
+                self.at.remove(&(t, id.to_string()));
+            }
+            Some(None) => {
+                self.without.remove(id);
+            }
+            None => {}
+        }
+        match new {
+            Some(Some(t)) => {
+                self.at.insert((t, id.to_string()));
+            }
+            Some(None) => {
+                self.without.insert(id.to_string());
+            }
+            None => {}
+        }
+    }
 }
 
 /// How many events a lean store records between sweeps of old recent events.
@@ -745,6 +789,12 @@ impl Tx for MemTx {
         // Rows just written that a history import records as skipped.
         let mut skipped = Vec::new();
         for (id, p) in w.profiles {
+            if !mem.fact_index.is_empty() {
+                let old = mem.customers.get(&id).and_then(|c| c.profile.as_ref());
+                for ix in &mut mem.fact_index {
+                    ix.update(&id, old.map(|p| &p.ledger.facts), Some(&p.ledger.facts));
+                }
+            }
             let c = mem.customers.entry(id).or_default();
             c.email = p.customer.email.to_string();
             c.updated_at = now;
@@ -1036,6 +1086,9 @@ impl Tx for MemTx {
             mem.set_timer((t.customer_id, t.sequence), None);
         }
         if let Some(rec) = mem.customers.remove(customer_id) {
+            for ix in &mut mem.fact_index {
+                ix.update(customer_id, rec.profile.as_ref().map(|p| &p.ledger.facts), None);
+            }
             erased.profile = true;
             erased.journal = rec.journal.len() as u64;
             // The batch's events after the erasure stay the customer's.
@@ -1359,12 +1412,17 @@ impl Store for MemStore {
 
     async fn emailed(&self, customer_id: &str, at: DateTime<Utc>) -> Result<()> {
         let mut mem = self.inner.lock().await;
+        let mem = &mut *mem;
         if let Some(p) = mem
             .customers
             .get_mut(customer_id)
             .and_then(|c| c.profile.as_mut())
         {
+            let old = p.ledger.facts.clone();
             crate::engine::facts::emailed(&mut p.ledger.facts, at);
+            for ix in &mut mem.fact_index {
+                ix.update(customer_id, Some(&old), Some(&p.ledger.facts));
+            }
         }
         Ok(())
     }
@@ -1397,6 +1455,72 @@ impl Store for MemStore {
             last = Some(id);
         }
         out.last = last.cloned();
+        Ok(out)
+    }
+
+    async fn pick_customers_within(
+        &self,
+        range: &FactRange,
+        after: &str,
+        limit: i64,
+        pick: &(dyn Fn(Option<&Profile>) -> bool + Sync),
+    ) -> Result<Picked> {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        let mut mem = self.inner.lock().await;
+        let mem = &mut *mem;
+        let i = match mem.fact_index.iter().position(|ix| ix.fact == range.fact) {
+            Some(i) => i,
+            None => {
+                let mut ix = FactIndex {
+                    fact: range.fact,
+                    at: BTreeSet::new(),
+                    without: BTreeSet::new(),
+                };
+                for (id, c) in &mem.customers {
+                    ix.update(id, None, c.profile.as_ref().map(|p| &p.ledger.facts));
+                }
+                mem.fact_index.push(ix);
+                mem.fact_index.len() - 1
+            }
+        };
+        let ix = &mem.fact_index[i];
+        let start = match range.from {
+            Included(t) | Excluded(t) => Included((t, String::new())),
+            Unbounded => Unbounded,
+        };
+        let mut ids: Vec<&String> = ix
+            .at
+            .range((start, Unbounded))
+            .skip_while(|(t, _)| matches!(range.from, Excluded(from) if *t == from))
+            .take_while(|(t, _)| match range.to {
+                Included(to) => *t <= to,
+                Excluded(to) => *t < to,
+                Unbounded => true,
+            })
+            .map(|(_, id)| id)
+            .filter(|id| id.as_str() > after)
+            .collect();
+        if !range.present {
+            ids.extend(ix.without.range::<str, _>((Excluded(after), Unbounded)));
+        }
+        let limit = usize::try_from(limit).unwrap_or(0);
+        if ids.len() > limit {
+            if limit == 0 {
+                ids.clear();
+            } else {
+                ids.select_nth_unstable(limit - 1);
+                ids.truncate(limit);
+            }
+        }
+        ids.sort_unstable();
+        let mut out = Picked::default();
+        for id in &ids {
+            out.read += 1;
+            if pick(mem.customers.get(*id).and_then(|c| c.profile.as_ref())) {
+                out.ids.push((*id).clone());
+            }
+        }
+        out.last = ids.last().map(|id| (*id).clone());
         Ok(out)
     }
 

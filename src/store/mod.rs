@@ -26,6 +26,7 @@ use crate::engine::customer::{
     Changes, CustomerState, LOOK_BACK, LOOK_BACK_EVENTS, NewEmail, Recorded, Timer,
 };
 use crate::engine::dispatch::Note;
+use crate::engine::facts::FactRange;
 use crate::engine::journal::Entry;
 use crate::engine::outbox::{OutboxStatus, Outcome, Queued};
 use crate::engine::policy::Sent;
@@ -1241,6 +1242,25 @@ pub trait Store: Clone + Send + Sync + 'static {
         limit: i64,
         pick: &(dyn Fn(Option<&Profile>) -> bool + Sync),
     ) -> impl Future<Output = Result<Picked>> + Send;
+    /// As [`Store::pick_customers`], for a sweep whose condition is false
+    /// outside `range`: only the customers in it are handed to `pick`. A
+    /// store that keeps the fact in order reads only those (`read` and
+    /// `last` then count and end with them); the others read every
+    /// customer in id order and leave out the rest.
+    fn pick_customers_within(
+        &self,
+        range: &FactRange,
+        after: &str,
+        limit: i64,
+        pick: &(dyn Fn(Option<&Profile>) -> bool + Sync),
+    ) -> impl Future<Output = Result<Picked>> + Send {
+        async move {
+            self.pick_customers(after, limit, &|p| {
+                p.is_some_and(|p| range.holds(&p.ledger.facts)) && pick(p)
+            })
+            .await
+        }
+    }
     /// Stores `value` unless the key exists; returns the stored value.
     fn init_setting(&self, key: &str, value: &str) -> impl Future<Output = Result<String>> + Send;
 

@@ -366,6 +366,7 @@ fn drive<T: Transport>(
         sink,
         same_time: Vec::new(),
         totals: Totals::default(),
+        sweep_at: None,
     };
     // Time is on: the worker bounds each transport call by its deadline.
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -388,6 +389,9 @@ struct Driver<'a, T> {
     /// Emails sent at the clock's current time, sorted before they go out.
     same_time: Vec<Delivered>,
     totals: Totals,
+    /// When the schedules' next sweep is due, once looked up (`None`: not
+    /// yet, or a sweep ran since).
+    sweep_at: Option<Option<DateTime<Utc>>>,
 }
 
 impl<T: Transport> Driver<'_, T> {
@@ -410,14 +414,12 @@ impl<T: Transport> Driver<'_, T> {
                 self.flush();
             }
             self.clock.set(now);
-            last = Some(now);
-            if !self.catalog.scheduled.is_empty() {
-                // The first sweep records the schedules' past firings as done.
-                let swept = schedule::sweep::sweep(&self.store, self.catalog, now).await?;
-                for n in swept.notes {
-                    self.sink.note(now, n);
-                }
+            if last.is_none() && !self.catalog.scheduled.is_empty() {
+                // The first sweep records the schedules' past firings as
+                // done; later firings are due times `run_until` meets.
+                self.sweep(now).await?;
             }
+            last = Some(now);
             let r = ingest::ingest_batch(
                 &self.store,
                 self.catalog,
@@ -448,10 +450,18 @@ impl<T: Transport> Driver<'_, T> {
     /// enrollments and sending emails as the service would.
     async fn run_until(&mut self, until: DateTime<Utc>) -> crate::store::Result<()> {
         loop {
+            let sweep_at = match self.sweep_at {
+                Some(at) => at,
+                None => {
+                    let at = schedule::sweep::next_sweep(&self.store, self.catalog).await?;
+                    self.sweep_at = Some(at);
+                    at
+                }
+            };
             let next = [
                 self.store.next_wake().await?,
                 self.store.next_outbox().await?,
-                schedule::sweep::next_sweep(&self.store, self.catalog).await?,
+                sweep_at,
             ]
             .into_iter()
             .flatten()
@@ -464,9 +474,8 @@ impl<T: Transport> Driver<'_, T> {
                 self.flush();
             }
             self.clock.set(now);
-            let swept = schedule::sweep::sweep(&self.store, self.catalog, now).await?;
-            for n in swept.notes {
-                self.sink.note(now, n);
+            if sweep_at.is_some_and(|at| at <= now) {
+                self.sweep(now).await?;
             }
             loop {
                 let woken = schedule::tick(&self.store, self.catalog, now).await?;
@@ -500,6 +509,17 @@ impl<T: Transport> Driver<'_, T> {
             self.same_time
                 .extend(self.recorder.take().into_iter().map(delivered));
         }
+    }
+
+    /// Runs the schedules' sweeps due at `now`.
+    async fn sweep(&mut self, now: DateTime<Utc>) -> crate::store::Result<()> {
+        let swept = schedule::sweep::sweep(&self.store, self.catalog, now).await?;
+        // Only a sweep moves the next one.
+        self.sweep_at = None;
+        for n in swept.notes {
+            self.sink.note(now, n);
+        }
+        Ok(())
     }
 
     /// Hands the emails of the time that just ended to the sink, in order.

@@ -242,11 +242,20 @@ where
         let mut streams = Vec::with_capacity(shards.len());
         let mut threads = Vec::with_capacity(shards.len());
         for events in shards {
-            let (tx, rx) = std::sync::mpsc::sync_channel(4096);
-            streams.push(Stream { rx, head: None });
+            let (tx, rx) = std::sync::mpsc::sync_channel(BATCHES_AHEAD);
+            streams.push(Stream {
+                rx,
+                batch: Vec::new().into_iter(),
+                head: None,
+            });
             threads.push(scope.spawn(move || {
-                let mut sink = Forward(tx);
-                run(catalog, templates, events, until, Output::Check, &mut sink)
+                let mut sink = Forward {
+                    tx,
+                    batch: Vec::with_capacity(BATCH),
+                };
+                let totals = run(catalog, templates, events, until, Output::Check, &mut sink);
+                sink.send();
+                totals
             }));
         }
         merge(&mut streams, sink);
@@ -281,25 +290,65 @@ impl Report {
     }
 }
 
-struct Forward(std::sync::mpsc::SyncSender<Report>);
+/// Reports go to the merge in batches: one hand-over per report woke the
+/// merging thread hundreds of thousands of times.
+const BATCH: usize = 1024;
+
+/// How many batches a shard may run ahead of the merge.
+const BATCHES_AHEAD: usize = 4;
+
+struct Forward {
+    tx: std::sync::mpsc::SyncSender<Vec<Report>>,
+    batch: Vec<Report>,
+}
+
+impl Forward {
+    fn push(&mut self, r: Report) {
+        self.batch.push(r);
+        if self.batch.len() >= BATCH {
+            self.send();
+        }
+    }
+
+    fn send(&mut self) {
+        if !self.batch.is_empty() {
+            let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+            let _ = self.tx.send(batch);
+        }
+    }
+}
 
 impl Sink for Forward {
     fn sent(&mut self, email: Delivered) {
-        let _ = self.0.send(Report::Sent(email));
+        self.push(Report::Sent(email));
     }
 
     fn skipped(&mut self, skip: Skipped) {
-        let _ = self.0.send(Report::Skipped(skip));
+        self.push(Report::Skipped(skip));
     }
 
     fn note(&mut self, at: DateTime<Utc>, note: Note) {
-        let _ = self.0.send(Report::Note(at, note));
+        self.push(Report::Note(at, note));
     }
 }
 
 struct Stream {
-    rx: std::sync::mpsc::Receiver<Report>,
+    rx: std::sync::mpsc::Receiver<Vec<Report>>,
+    /// What is left of the last batch received.
+    batch: std::vec::IntoIter<Report>,
     head: Option<Report>,
+}
+
+impl Stream {
+    /// The next report, waiting for the shard's next batch if need be.
+    fn next(&mut self) -> Option<Report> {
+        loop {
+            if let Some(r) = self.batch.next() {
+                return Some(r);
+            }
+            self.batch = self.rx.recv().ok()?.into_iter();
+        }
+    }
 }
 
 /// Hands the shards' reports to `sink` in one order: each shard's is sorted,
@@ -308,7 +357,7 @@ fn merge(streams: &mut [Stream], sink: &mut dyn Sink) {
     loop {
         for s in streams.iter_mut() {
             if s.head.is_none() {
-                s.head = s.rx.recv().ok();
+                s.head = s.next();
             }
         }
         let next = streams

@@ -718,10 +718,14 @@ impl EventIndex {
 
     /// Cuts the events into `n` streams by customer, each in time order.
     fn shards(self, n: usize, bad: &Arc<AtomicUsize>) -> anyhow::Result<Vec<ShardEvents>> {
-        let mut parts: Vec<Vec<IndexedLine>> = (0..n).map(|_| Vec::new()).collect();
+        let mut parts: Vec<Vec<Place>> = (0..n).map(|_| Vec::new()).collect();
         for l in self.lines {
             let shard = simulate::shard_of(&l.customer, n);
-            parts[shard].push(l);
+            parts[shard].push(Place {
+                line_no: l.line_no,
+                offset: l.offset,
+                len: l.len,
+            });
         }
         parts
             .into_iter()
@@ -741,8 +745,16 @@ impl EventIndex {
 struct ShardEvents {
     path: PathBuf,
     file: std::fs::File,
-    lines: std::vec::IntoIter<IndexedLine>,
+    lines: std::vec::IntoIter<Place>,
     bad: Arc<AtomicUsize>,
+}
+
+/// Where a shard's event is in the file: all a shard keeps of each of its
+/// lines while it runs (not the customer id the index cut them by).
+struct Place {
+    line_no: usize,
+    offset: u64,
+    len: usize,
 }
 
 impl Iterator for ShardEvents {

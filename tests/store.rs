@@ -2483,7 +2483,9 @@ async fn a_sweep_within_a_range_reads_only_those_in_it<S: Store>(s: S) {
     // A new order takes c2 out, an erasure c3.
     let again = event("e8", "order.placed", "c2", "o8", &ago(5), true);
     ingest_batch(&s, cat, &[again], "test", now).await.unwrap();
-    aftercare::rights::erase(&s, "c3", "admin", now).await.unwrap();
+    aftercare::rights::erase(&s, "c3", "admin", now)
+        .await
+        .unwrap();
     assert_eq!(picked_within(&s, &lapsed).await, ["c1", "c6"]);
     // An email sent moves the customer in the order of the last email.
     let emailed = FactRange {

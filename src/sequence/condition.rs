@@ -418,7 +418,8 @@ fn fact_of(e: &cel::IdedExpr, test: bool) -> Option<TimeFact> {
     use cel::common::ast::Expr;
     match &e.expr {
         Expr::Select(sel)
-            if sel.test == test && matches!(&sel.operand.expr, Expr::Ident(n) if n == "customer") =>
+            if sel.test == test
+                && matches!(&sel.operand.expr, Expr::Ident(n) if n == "customer") =>
         {
             TimeFact::named(&sel.field)
         }
@@ -1088,7 +1089,12 @@ mod tests {
             (
                 "has(customer.last_order_at) && now - customer.last_order_at > days(90) \
                  && now - customer.last_order_at <= days(120)",
-                r(TimeFact::LastOrderAt, Included(ago(120)), Excluded(ago(90)), true),
+                r(
+                    TimeFact::LastOrderAt,
+                    Included(ago(120)),
+                    Excluded(ago(90)),
+                    true,
+                ),
             ),
             (
                 "customer.first_order_at <= now - days(30)",
@@ -1131,7 +1137,10 @@ mod tests {
                 None,
             ),
             ("!(now - customer.last_order_at > days(90))", None),
-            ("now - customer.last_order_at > days(customer.orders_count)", None),
+            (
+                "now - customer.last_order_at > days(customer.orders_count)",
+                None,
+            ),
             ("now - customer.last_order_at > duration('2160h')", None),
             ("customer.last_order_id == 'o1'", None),
         ];

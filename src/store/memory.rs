@@ -130,10 +130,7 @@ impl FactIndex {
     /// Moves customer `id` from where `old` facts put it to where `new` do
     /// (`None`: no profile, not indexed).
     fn update(&mut self, id: &str, old: Option<&Facts>, new: Option<&Facts>) {
-        let (old, new) = (
-            old.map(|f| self.fact.of(f)),
-            new.map(|f| self.fact.of(f)),
-        );
+        let (old, new) = (old.map(|f| self.fact.of(f)), new.map(|f| self.fact.of(f)));
         if old == new {
             return;
         }
@@ -1087,7 +1084,11 @@ impl Tx for MemTx {
         }
         if let Some(rec) = mem.customers.remove(customer_id) {
             for ix in &mut mem.fact_index {
-                ix.update(customer_id, rec.profile.as_ref().map(|p| &p.ledger.facts), None);
+                ix.update(
+                    customer_id,
+                    rec.profile.as_ref().map(|p| &p.ledger.facts),
+                    None,
+                );
             }
             erased.profile = true;
             erased.journal = rec.journal.len() as u64;

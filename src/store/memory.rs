@@ -61,7 +61,8 @@ impl MemStore {
 #[derive(Default)]
 struct Mem {
     lean: bool,
-    events: HashSet<String>,
+    /// Every event id recorded.
+    events: Keys,
     /// By id, in order: a sweep reads them a page at a time.
     customers: BTreeMap<String, CustomerRec>,
     /// Every enrollment by key (only the active ones in a lean store). Boxed:
@@ -75,7 +76,7 @@ struct Mem {
     timers: HashMap<String, BTreeMap<String, Timer>>,
     timers_due: BTreeSet<(DateTime<Utc>, String, String)>,
     outbox: HashMap<i64, OutboxRec>,
-    outbox_keys: HashSet<String>,
+    outbox_keys: Keys,
     /// `(not_before, id)` of pending and sending rows: what a claim may take.
     queue: BTreeSet<(DateTime<Utc>, i64)>,
     /// The same rows by customer: the claim keeps each customer's in order.
@@ -152,6 +153,37 @@ impl FactIndex {
             }
             None => {}
         }
+    }
+}
+
+/// A set of strings kept as 128-bit digests: event ids and idempotency
+/// keys are only ever asked whether they were seen, and a simulation sees
+/// hundreds of thousands (16 bytes each instead of a string's ~70).
+#[derive(Default)]
+struct Keys(HashSet<u128>);
+
+impl Keys {
+    fn digest(key: &str) -> u128 {
+        use sha2::{Digest, Sha256};
+        let d = Sha256::digest(key.as_bytes());
+        u128::from_le_bytes(d[..16].try_into().expect("16 bytes"))
+    }
+
+    /// Adds `key`; whether it was new.
+    fn insert(&mut self, key: &str) -> bool {
+        self.0.insert(Self::digest(key))
+    }
+
+    fn contains(&self, key: &str) -> bool {
+        self.0.contains(&Self::digest(key))
+    }
+
+    fn remove(&mut self, key: &str) -> bool {
+        self.0.remove(&Self::digest(key))
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
     }
 }
 
@@ -585,7 +617,7 @@ impl Tx for MemTx {
         let mem = &mut *self.mem;
         let mut fresh = HashSet::with_capacity(events.len());
         for ev in events {
-            if mem.events.insert(ev.id.clone()) {
+            if mem.events.insert(&ev.id) {
                 fresh.insert(ev.id.clone());
                 if !mem.lean {
                     let c = mem.customers.entry(ev.customer.id.clone()).or_default();
@@ -830,7 +862,7 @@ impl Tx for MemTx {
             if let Some(reason) = m.skip {
                 skipped.push((key.clone(), id, reason));
             }
-            mem.outbox_keys.insert(key);
+            mem.outbox_keys.insert(&key);
             mem.enqueue(id, &row.customer_id, row.not_before);
             mem.outbox.insert(
                 id,
@@ -1169,7 +1201,7 @@ impl Tx for MemTx {
             let rec = mem.outbox.get_mut(id).expect("listed above");
             let new_key = super::rekey(&rec.row.idempotency_key, customer_id, &to);
             mem.outbox_keys.remove(&rec.row.idempotency_key);
-            mem.outbox_keys.insert(new_key.clone());
+            mem.outbox_keys.insert(&new_key);
             // A person's open that retention kept (the sunset rule's).
             if mem.opened.remove(&rec.row.idempotency_key) {
                 mem.opened.insert(new_key.clone());

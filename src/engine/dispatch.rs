@@ -383,14 +383,17 @@ fn wake_one(
     // What the wake-up sends was due when the wait ended, however late the
     // scheduler gets to it (`stale_after` measures from there).
     let due = state.enrollments[idx].until().map_or(now, |w| w.min(now));
-    let stored = state
-        .profile
-        .as_ref()
-        .map(|p| (p.customer.clone(), p.ledger.facts.clone()));
-    let mut c = Parts::of(state);
+    // The stored customer, beside the parts the decisions change.
+    let stored = state.profile.as_ref();
+    let mut c = Parts {
+        enrollments: &mut state.enrollments,
+        finished: &state.finished,
+        finished_starts: &state.finished_starts,
+        recent: &state.recent,
+    };
     if let Some(seq) = catalog.get(&c.enrollments[idx].sequence) {
-        if let Some((customer, facts)) = &stored {
-            know(&mut c.enrollments[idx], customer, facts);
+        if let Some(p) = stored {
+            know(&mut c.enrollments[idx], &p.customer, &p.ledger.facts);
         }
         let effects = advance(catalog, seq, &mut c.enrollments[idx], Input::Wake, now);
         handle(catalog, &mut c, idx, effects, now, 0, &mut out);

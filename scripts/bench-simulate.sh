@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Times `aftercare simulate` over a generated events file (default: 100,000
-# events from 10,000 customers). Target: <= 10 s wall time.
+# events from 10,000 customers). Target (issue 6): <= 5 s wall, <= 150 MB.
 #
 #   scripts/bench-simulate.sh                 # 10,000 customers, 100,000 events, seed 1
 #   CUSTOMERS=1000 EVENTS=10000 scripts/bench-simulate.sh

@@ -665,6 +665,11 @@ impl Tx for MemTx {
             if let Some((_, since)) = &mem.look_back {
                 for c in mem.customers.values_mut() {
                     c.recent.retain(|e| e.occurred_at >= *since);
+                    // Most customers have no event in the look-back, or
+                    // one: their room for four goes back.
+                    if c.recent.capacity() > c.recent.len() {
+                        c.recent.shrink_to_fit();
+                    }
                 }
             }
         }

@@ -239,14 +239,9 @@ fn live_event(
     state.profile = Some(profile);
     let mut out = Applied::default();
     // The stored customer, beside the parts the decisions change.
-    let stored = state.profile.as_ref().expect("set above");
+    let (mut c, stored) = Parts::beside_profile(state);
+    let stored = stored.expect("set above");
     let (customer, facts) = (&stored.customer, &stored.ledger.facts);
-    let mut c = Parts {
-        enrollments: &mut state.enrollments,
-        finished: &state.finished,
-        finished_starts: &state.finished_starts,
-        recent: &state.recent,
-    };
     for i in 0..c.enrollments.len() {
         if !c.enrollments[i].is_active() {
             continue;
@@ -383,14 +378,7 @@ fn wake_one(
     // What the wake-up sends was due when the wait ended, however late the
     // scheduler gets to it (`stale_after` measures from there).
     let due = state.enrollments[idx].until().map_or(now, |w| w.min(now));
-    // The stored customer, beside the parts the decisions change.
-    let stored = state.profile.as_ref();
-    let mut c = Parts {
-        enrollments: &mut state.enrollments,
-        finished: &state.finished,
-        finished_starts: &state.finished_starts,
-        recent: &state.recent,
-    };
+    let (mut c, stored) = Parts::beside_profile(state);
     if let Some(seq) = catalog.get(&c.enrollments[idx].sequence) {
         if let Some(p) = stored {
             know(&mut c.enrollments[idx], &p.customer, &p.ledger.facts);
@@ -449,12 +437,18 @@ struct Origin<'a> {
 
 impl<'a> Parts<'a> {
     fn of(state: &'a mut CustomerState) -> Self {
-        Parts {
+        Self::beside_profile(state).0
+    }
+
+    /// The parts, and the stored profile beside them (read, not copied).
+    fn beside_profile(state: &'a mut CustomerState) -> (Self, Option<&'a profile::Profile>) {
+        let parts = Parts {
             enrollments: &mut state.enrollments,
             finished: &state.finished,
             finished_starts: &state.finished_starts,
             recent: &state.recent,
-        }
+        };
+        (parts, state.profile.as_ref())
     }
 
     /// Whether the per-customer ceiling lets one more enrollment start at

@@ -1068,6 +1068,19 @@ mod tests {
         assert_eq!(eval("order.replenish_every_days == 30"), Ok(true));
     }
 
+    /// What a time trigger's `when` sees: the customer and their facts.
+    fn of_customer<'a>(c: &'a Customer, facts: &'a Facts, now: DateTime<Utc>) -> Bindings<'a> {
+        Bindings {
+            customer: c,
+            facts: Some(facts),
+            order: None,
+            shipment: None,
+            review: None,
+            event: None,
+            now,
+        }
+    }
+
     fn range(src: &str, now: DateTime<Utc>) -> Option<FactRange> {
         Condition::compile(src, 1, 1).unwrap().range_at(now)
     }
@@ -1181,16 +1194,7 @@ mod tests {
                     last_order_at: *at,
                     ..Default::default()
                 };
-                let b = Bindings {
-                    customer: &e.customer,
-                    facts: Some(&facts),
-                    order: None,
-                    shipment: None,
-                    review: None,
-                    event: None,
-                    now,
-                };
-                let got = c.eval_bool(&b);
+                let got = c.eval_bool(&of_customer(&e.customer, &facts, now));
                 if range.holds(&facts) {
                     inside += 1;
                 } else {
@@ -1225,15 +1229,7 @@ mod tests {
             last_order_at: Some("2026-08-01T00:00:00Z".parse().unwrap()),
             ..Default::default()
         };
-        let b = Bindings {
-            customer: &e.customer,
-            facts: Some(&facts),
-            order: None,
-            shipment: None,
-            review: None,
-            event: None,
-            now: "2026-11-21T00:00:00Z".parse().unwrap(),
-        };
+        let b = of_customer(&e.customer, &facts, "2026-11-21T00:00:00Z".parse().unwrap());
         for (src, want) in [
             ("now - customer.last_order_at > days(90)", Ok(true)),
             ("has(customer.last_review_at)", Ok(false)),

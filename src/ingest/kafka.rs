@@ -1,13 +1,16 @@
 //! The Kafka source: a consumer group on `AFTERCARE_KAFKA_TOPIC`, at least
-//! once. Offsets are stored only after the batch's transaction has committed
-//! (auto-commit then sends stored offsets); on partition revoke and on
-//! shutdown the stored offsets are committed synchronously. Messages that do
-//! not parse or validate, and events the store refuses even alone, go to
-//! `<topic>.dlq` and `dead_letters` with their reason; consumption goes on.
+//! once. An offset is stored only after the transactions of its message and
+//! of every message before it in its partition have committed (auto-commit
+//! then sends stored offsets); on partition revoke and on shutdown the
+//! stored offsets are committed synchronously. Messages that do not parse or
+//! validate, and events the store refuses even alone, go to `<topic>.dlq`
+//! and `dead_letters` with their reason; consumption goes on.
 //!
-//! The loop is an explicit state machine: Consuming (collect a batch) →
-//! Applying (one transaction, retried until it commits or we stop) →
-//! Acknowledging (store offsets) → Consuming; on stop, Draining (commit sync).
+//! Reading and ingesting run apart: the reader parses each message and
+//! queues it on its customer's lane; each lane loops Applying (what has
+//! queued, one transaction, retried until it commits or we stop) →
+//! Acknowledging (store offsets). On stop, Draining: the lanes finish the
+//! transaction they are in, then the stored offsets are committed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -23,7 +26,7 @@ use rdkafka::consumer::{
 use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::statistics::Statistics;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
@@ -38,19 +41,12 @@ pub struct KafkaConfig {
     pub brokers: String,
     pub topic: String,
     pub group: String,
-    /// At most this many messages per poll, split into transactions by
-    /// partition and by customer (`shards`). This bounds the resident memory:
-    /// each transaction holds its customers' enrollments. Measured on a
-    /// 100,000-event backlog (docs/BENCHMARKS.md): 2,000 in 4 shards ran at
-    /// 9,700-10,100 events/s peaking at 93-103 MiB; 1,000 at ~8,000/s and
-    /// ~90 MiB; 4,000 in one transaction per partition peaked at 247 MiB
-    /// (docs/kafka-ingest-findings.md).
+    /// At most this many messages between the stream and their commit, all
+    /// lanes together. This bounds the resident memory: each transaction
+    /// holds its customers' enrollments (docs/BENCHMARKS.md).
     pub batch_max: usize,
-    /// Transactions per partition and batch, each for a share of the
-    /// customers, run side by side.
+    /// Lanes: transactions side by side, each for a share of the customers.
     pub shards: usize,
-    /// How long to wait for a batch to fill once its first message is in.
-    pub batch_wait: Duration,
     /// Partitions for topics we create.
     pub partitions: i32,
 }
@@ -62,8 +58,7 @@ impl KafkaConfig {
             topic: topic.to_string(),
             group: group.to_string(),
             batch_max: 2000,
-            shards: 4,
-            batch_wait: Duration::from_millis(20),
+            shards: 8,
             partitions: 4,
         }
     }
@@ -292,9 +287,16 @@ pub fn producer(brokers: &str) -> anyhow::Result<FutureProducer> {
         .create()?)
 }
 
-/// Consumes until `stop`. Returns after the last batch's offsets are
-/// committed. `state` learns the assignment and the lag (`/readyz`,
-/// `/metrics`).
+/// Consumes until `stop`. Returns after the last committed transactions'
+/// offsets are committed. `state` learns the assignment and the lag
+/// (`/readyz`, `/metrics`).
+///
+/// One task reads the stream and hands each message to a lane by its
+/// customer ([`shard_of`]); each lane, its own task, takes whatever has
+/// queued for it and ingests it in one transaction, then the next. A lane
+/// never waits for another: no batch ends when its slowest transaction does.
+/// A customer's events go to one lane, in the order read. At most
+/// `batch_max` messages are between the stream and a commit at any time.
 #[allow(clippy::too_many_arguments)]
 pub async fn run<S: Store>(
     store: S,
@@ -307,99 +309,77 @@ pub async fn run<S: Store>(
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     ensure_topics(&cfg).await;
-    let consumer = consumer(&cfg, state)?;
-    let dlq = producer(&cfg.brokers)?;
-    tracing::info!(topic = %cfg.topic, group = %cfg.group, "consuming");
+    let consumer = Arc::new(consumer(&cfg, state)?);
+    let lane = Lane {
+        store,
+        catalog,
+        clock,
+        dlq: producer(&cfg.brokers)?,
+        consumer: consumer.clone(),
+        offsets: Arc::new(Offsets::default()),
+        kick,
+        watch,
+        stop: stop.clone(),
+        cfg: cfg.clone(),
+    };
+    let lanes = cfg.shards.max(1);
+    let mut queues = Vec::with_capacity(lanes);
+    let mut running = tokio::task::JoinSet::new();
+    for _ in 0..lanes {
+        let (queue, taken) = tokio::sync::mpsc::unbounded_channel();
+        queues.push(queue);
+        running.spawn(lane.clone().run(taken));
+    }
+    let room = Arc::new(Semaphore::new(cfg.batch_max.max(1)));
+    tracing::info!(topic = %cfg.topic, group = %cfg.group, lanes, "consuming");
     loop {
-        // Consuming: wait for a first message, then fill the batch briefly.
-        let first = tokio::select! {
+        let permit = tokio::select! {
+            _ = stop.cancelled() => break,
+            p = room.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+        };
+        let message = tokio::select! {
             _ = stop.cancelled() => break,
             m = consumer.recv() => m,
         };
-        let mut batch: Vec<OwnedMessage> = Vec::with_capacity(cfg.batch_max);
-        match first {
-            Ok(m) => batch.push(m.detach()),
+        let message = match message {
+            Ok(m) => m.detach(),
             Err(e) => {
                 tracing::warn!("kafka: {e}");
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
-        }
-        let deadline = tokio::time::Instant::now() + cfg.batch_wait;
-        while batch.len() < cfg.batch_max {
-            tokio::select! {
-                m = consumer.recv() => match m {
-                    Ok(m) => batch.push(m.detach()),
-                    Err(e) => { tracing::warn!("kafka: {e}"); break; }
-                },
-                _ = tokio::time::sleep_until(deadline) => break,
+        };
+        lane.offsets.read(&message);
+        let parsed = match message.payload().map(super::parse) {
+            Some(Ok(mut ev)) => {
+                ev.history |= is_history(&message);
+                Ok(ev)
             }
+            Some(Err(reason)) => Err(reason),
+            None => Err("empty message".to_string()),
+        };
+        let to = match &parsed {
+            Ok(ev) => shard_of(&ev.customer.id, lanes),
+            // Dead letters have no order to keep.
+            Err(_) => usize::try_from(message.partition()).unwrap_or(0) % lanes,
+        };
+        let read = Read {
+            message,
+            parsed,
+            _room: permit,
+        };
+        if queues[to].send(read).is_err() {
+            break; // the lane stopped: the service is stopping
         }
-        // Applying: the batch is cut by partition and, within a partition,
-        // by customer (`cfg.shards` ways), one transaction each, side by
-        // side. A customer's events stay together and in order, so the
-        // transactions never touch the same customer, and each commits as a
-        // whole or not at all. Messages come from the client in runs of one
-        // partition, so the customer cut is what lets the database and this
-        // process work at the same time.
-        let mut groups: BTreeMap<(i32, usize), Group> = BTreeMap::new();
-        for m in &batch {
-            match m.payload().map(super::parse) {
-                Some(Ok(mut ev)) => {
-                    ev.history |= is_history(m);
-                    let shard = shard_of(&ev.customer.id, cfg.shards);
-                    let group = groups.entry((m.partition(), shard)).or_default();
-                    group.events.push(ev);
-                    group.messages.push(m);
-                }
-                Some(Err(reason)) => groups
-                    .entry((m.partition(), 0))
-                    .or_default()
-                    .dead
-                    .push((m, reason)),
-                None => groups
-                    .entry((m.partition(), 0))
-                    .or_default()
-                    .dead
-                    .push((m, "empty message".to_string())),
-            }
-        }
-        let mut applying = Vec::with_capacity(groups.len());
-        for group in groups.values() {
-            applying.push(apply(
-                &store,
-                &catalog,
-                clock.as_ref(),
-                &cfg,
-                &dlq,
-                &watch,
-                group,
-                &stop,
-            ));
-        }
-        let committed = futures_util::future::join_all(applying).await;
-        if committed.iter().any(|ok| !ok) {
-            break; // stopped before every part committed: no offsets stored
-        }
-        // Acknowledging: offsets only now that the transaction has committed.
-        let mut last: BTreeMap<(String, i32), i64> = BTreeMap::new();
-        for m in &batch {
-            let e = last
-                .entry((m.topic().to_string(), m.partition()))
-                .or_insert(m.offset());
-            *e = (*e).max(m.offset());
-        }
-        for ((topic, partition), offset) in last {
-            // `store_offset` takes the message's own offset (librdkafka adds 1).
-            if let Err(e) = consumer.store_offset(&topic, partition, offset) {
-                // The partition was revoked meanwhile; its new owner re-reads
-                // from the last commit and the event ids make that harmless.
-                tracing::warn!(%topic, partition, offset, "store offset: {e}");
-            }
-        }
-        kick.notify_waiters();
     }
-    // Draining: commit what has been stored, synchronously.
+    // Draining: the lanes finish the transaction they are in and take no
+    // more; then what has been stored is committed, synchronously.
+    drop(queues);
+    while let Some(done) = running.join_next().await {
+        if let Err(e) = done {
+            tracing::error!("kafka lane: {e}");
+        }
+    }
     if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
         tracing::debug!("final commit: {e}");
     }
@@ -407,13 +387,167 @@ pub async fn run<S: Store>(
     Ok(())
 }
 
-/// One transaction's share of a batch.
+/// A message read from the stream, parsed, holding its room among the
+/// `batch_max` messages in flight until its transaction has committed.
+struct Read {
+    message: OwnedMessage,
+    parsed: Result<Event, String>,
+    _room: OwnedSemaphorePermit,
+}
+
+/// The most messages one lane takes into one transaction.
+const LANE_TAKE: usize = 1024;
+
+/// What a lane needs: everything it shares with the other lanes.
+#[derive(Clone)]
+struct Lane<S: Store> {
+    store: S,
+    catalog: Arc<Catalog>,
+    clock: Arc<dyn Clock>,
+    dlq: FutureProducer,
+    consumer: Arc<StreamConsumer<CommitOnRevoke>>,
+    offsets: Arc<Offsets>,
+    kick: Arc<Notify>,
+    watch: Arc<Watch>,
+    stop: CancellationToken,
+    cfg: KafkaConfig,
+}
+
+impl<S: Store> Lane<S> {
+    /// Ingests what queues for this lane, a transaction at a time, until
+    /// the queue closes or the service stops.
+    async fn run(self, mut taken: tokio::sync::mpsc::UnboundedReceiver<Read>) {
+        let mut reads = Vec::with_capacity(LANE_TAKE);
+        while taken.recv_many(&mut reads, LANE_TAKE).await > 0 {
+            if self.stop.is_cancelled() {
+                break; // not started: read again after a restart
+            }
+            let mut group = Group::default();
+            let mut rooms = Vec::with_capacity(reads.len());
+            for read in reads.drain(..) {
+                match read.parsed {
+                    Ok(ev) => {
+                        group.events.push(ev);
+                        group.messages.push(read.message);
+                    }
+                    Err(reason) => group.dead.push((read.message, reason)),
+                }
+                rooms.push(read._room);
+            }
+            let committed = apply(
+                &self.store,
+                &self.catalog,
+                self.clock.as_ref(),
+                &self.cfg,
+                &self.dlq,
+                &self.watch,
+                &group,
+                &self.stop,
+            )
+            .await;
+            if !committed {
+                break; // stopped before it committed: no offsets stored
+            }
+            // Acknowledging: offsets only now that the transaction has
+            // committed, and only as far as every message before them has.
+            let dead = group.dead.iter().map(|(m, _)| m);
+            self.offsets
+                .done(&self.consumer, group.messages.iter().chain(dead));
+            drop((group, rooms));
+            self.kick.notify_waiters();
+        }
+    }
+}
+
+/// Which messages of each partition are read but not yet committed, so that
+/// the offset stored for a partition never passes one of them: lanes commit
+/// in any order, a partition's offset moves only as far as every message
+/// before it has.
 #[derive(Default)]
-struct Group<'a> {
+struct Offsets {
+    partitions: Mutex<BTreeMap<(String, i32), Progress>>,
+}
+
+#[derive(Default)]
+struct Progress {
+    /// Read and not yet committed.
+    open: BTreeSet<i64>,
+    /// The highest committed.
+    done: Option<i64>,
+    /// The last offset stored with the client.
+    stored: Option<i64>,
+}
+
+impl Offsets {
+    fn read(&self, m: &OwnedMessage) {
+        self.opened(m.topic(), m.partition(), m.offset());
+    }
+
+    fn opened(&self, topic: &str, partition: i32, offset: i64) {
+        lock(&self.partitions)
+            .entry((topic.to_string(), partition))
+            .or_default()
+            .open
+            .insert(offset);
+    }
+
+    /// Marks `messages` committed and stores with the client, for each
+    /// partition they are of, the offset before the first message still
+    /// open there.
+    fn done<'a, C: ConsumerContext>(
+        &self,
+        consumer: &StreamConsumer<C>,
+        messages: impl Iterator<Item = &'a OwnedMessage>,
+    ) {
+        let places = messages.map(|m| (m.topic(), m.partition(), m.offset()));
+        for ((topic, partition), offset) in self.closed(places) {
+            // `store_offset` takes the message's own offset (librdkafka adds 1).
+            if let Err(e) = consumer.store_offset(&topic, partition, offset) {
+                // The partition was revoked meanwhile; its new owner re-reads
+                // from the last commit and the event ids make that harmless.
+                tracing::warn!(%topic, partition, offset, "store offset: {e}");
+            }
+        }
+    }
+
+    /// Marks `(topic, partition, offset)`s committed; returns the offset to
+    /// store for each partition whose stored offset may move.
+    fn closed<'a>(
+        &self,
+        places: impl Iterator<Item = (&'a str, i32, i64)>,
+    ) -> Vec<((String, i32), i64)> {
+        let mut parts = lock(&self.partitions);
+        let mut touched = BTreeSet::new();
+        for (topic, partition, offset) in places {
+            let key = (topic.to_string(), partition);
+            let p = parts.entry(key.clone()).or_default();
+            p.open.remove(&offset);
+            p.done = p.done.max(Some(offset));
+            touched.insert(key);
+        }
+        let mut store = Vec::new();
+        for key in touched {
+            let p = parts.get_mut(&key).expect("touched above");
+            let upto = match p.open.first() {
+                Some(first) => Some(first - 1).filter(|o| Some(*o) <= p.done),
+                None => p.done,
+            };
+            if let Some(offset) = upto.filter(|o| Some(*o) > p.stored) {
+                p.stored = Some(offset);
+                store.push((key, offset));
+            }
+        }
+        store
+    }
+}
+
+/// One transaction's share of what was read.
+#[derive(Default)]
+struct Group {
     events: Vec<Event>,
     /// The message of each event.
-    messages: Vec<&'a OwnedMessage>,
-    dead: Vec<(&'a OwnedMessage, String)>,
+    messages: Vec<OwnedMessage>,
+    dead: Vec<(OwnedMessage, String)>,
 }
 
 /// Dead-letters the bad messages and ingests the good ones in one
@@ -428,7 +562,7 @@ async fn apply<S: Store>(
     cfg: &KafkaConfig,
     dlq: &FutureProducer,
     watch: &Watch,
-    group: &Group<'_>,
+    group: &Group,
     stop: &CancellationToken,
 ) -> bool {
     let Group {
@@ -436,7 +570,7 @@ async fn apply<S: Store>(
         messages,
         dead,
     } = group;
-    let dead: Vec<(&OwnedMessage, &str)> = dead.iter().map(|(m, r)| (*m, r.as_str())).collect();
+    let dead: Vec<(&OwnedMessage, &str)> = dead.iter().map(|(m, r)| (m, r.as_str())).collect();
     if !dead_letters(store, clock, cfg, dlq, &dead, stop).await {
         return false;
     }
@@ -467,7 +601,7 @@ async fn apply<S: Store>(
     let refused: Vec<(&OwnedMessage, &str)> = report
         .refused
         .iter()
-        .map(|r| (messages[r.index], r.reason.as_str()))
+        .map(|r| (&messages[r.index], r.reason.as_str()))
         .collect();
     dead_letters(store, clock, cfg, dlq, &refused, stop).await
 }
@@ -552,5 +686,47 @@ async fn sleep_or_stop(d: Duration, stop: &CancellationToken) -> bool {
     tokio::select! {
         _ = stop.cancelled() => true,
         _ = tokio::time::sleep(d) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Offsets;
+
+    fn closed(o: &Offsets, offsets: &[i64]) -> Vec<i64> {
+        let places = offsets.iter().map(|&off| ("t", 0, off));
+        o.closed(places).into_iter().map(|(_, off)| off).collect()
+    }
+
+    #[test]
+    fn an_offset_is_stored_only_once_every_message_before_it_has_committed() {
+        let o = Offsets::default();
+        for off in 10..16 {
+            o.opened("t", 0, off);
+        }
+        // A later lane commits first: 10 is still open, so the offset may
+        // go only as far as 9 (what came before 10 was committed before
+        // this consumer read 10, or it would be open).
+        assert_eq!(closed(&o, &[12, 14]), vec![9]);
+        assert_eq!(closed(&o, &[10]), vec![10]);
+        assert_eq!(closed(&o, &[11]), vec![12]);
+        assert_eq!(closed(&o, &[15]), Vec::<i64>::new());
+        assert_eq!(closed(&o, &[13]), vec![15]);
+    }
+
+    #[test]
+    fn partitions_move_apart_and_a_rewind_never_moves_an_offset_back() {
+        let o = Offsets::default();
+        for off in 0..3 {
+            o.opened("t", 0, off);
+            o.opened("t", 1, off + 100);
+        }
+        let both = o.closed([("t", 0, 0), ("t", 1, 100), ("t", 1, 101)].into_iter());
+        assert_eq!(both, vec![(("t".into(), 0), 0), (("t".into(), 1), 101)]);
+        // After a rebalance the client reads 1 and 2 of partition 0 again.
+        o.opened("t", 0, 1);
+        assert_eq!(closed(&o, &[1]), vec![1]);
+        assert_eq!(closed(&o, &[2]), vec![2]);
+        assert_eq!(closed(&o, &[1]), Vec::<i64>::new());
     }
 }

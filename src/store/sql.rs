@@ -46,6 +46,7 @@ use crate::sequence::model::Category;
 /// What differs between the database backends.
 pub trait Backend:
     Database<Arguments: IntoArguments<Self>, Connection: Migrate, QueryResult: Affected>
+    + sqlx::database::HasStatementCache
 {
     /// Appended to the query that loads customers: holds their row locks.
     const LOCK: &'static str;
@@ -619,7 +620,14 @@ where
                     "SELECT customer_id, sequence, fire_at, occurrence FROM timers WHERE ",
                 );
                 DB::push_any(&mut q, "customer_id", chunk.iter().map(String::as_str));
-                for r in q.build().fetch_all(&mut *self.tx).await? {
+                // Planned afresh each time, with the ids in hand: a plan kept
+                // for the connection is made once, while the table is still
+                // small and without statistics (a burst of ingest into a new
+                // database), and PostgreSQL kept scanning the whole table,
+                // comparing each row with every id (27 ms a statement at
+                // 10,000 timers, a third of the database's time).
+                let q = q.build().persistent(false);
+                for r in q.fetch_all(&mut *self.tx).await? {
                     let id: String = r.try_get("customer_id")?;
                     if let Some(st) = out.get_mut(&id) {
                         st.timers.push(Timer {

@@ -58,7 +58,7 @@ impl KafkaConfig {
             topic: topic.to_string(),
             group: group.to_string(),
             batch_max: 2000,
-            shards: 8,
+            shards: 4,
             partitions: 4,
         }
     }

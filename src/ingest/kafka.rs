@@ -331,6 +331,7 @@ pub async fn run<S: Store>(
         running.spawn(lane.clone().run(taken));
     }
     let room = Arc::new(Semaphore::new(cfg.batch_max.max(1)));
+    let mut failed = None;
     tracing::info!(topic = %cfg.topic, group = %cfg.group, lanes, "consuming");
     loop {
         let permit = tokio::select! {
@@ -339,6 +340,11 @@ pub async fn run<S: Store>(
         };
         let message = tokio::select! {
             _ = stop.cancelled() => break,
+            // A lane ends before the reader only when it fails.
+            Some(ended) = running.join_next() => {
+                failed = ended.err();
+                break;
+            }
             m = consumer.recv() => m,
         };
         let message = match message {
@@ -369,7 +375,7 @@ pub async fn run<S: Store>(
             _room: permit,
         };
         if queues[to].send(read).is_err() {
-            break; // the lane stopped: the service is stopping
+            break; // the lane ended: the service is stopping, or it failed
         }
     }
     // Draining: the lanes finish the transaction they are in and take no
@@ -377,14 +383,19 @@ pub async fn run<S: Store>(
     drop(queues);
     while let Some(done) = running.join_next().await {
         if let Err(e) = done {
-            tracing::error!("kafka lane: {e}");
+            failed = Some(e);
         }
     }
     if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
         tracing::debug!("final commit: {e}");
     }
     tracing::info!("kafka consumer stopped");
-    Ok(())
+    // A lane that panicked stops the service, as any role that fails does:
+    // consuming on without it would leave its customers' events unread.
+    match failed {
+        Some(e) => Err(anyhow::anyhow!("a Kafka ingest lane failed: {e}")),
+        None => Ok(()),
+    }
 }
 
 /// A message read from the stream, parsed, holding its room among the

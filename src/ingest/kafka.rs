@@ -46,7 +46,7 @@ pub struct KafkaConfig {
     /// holds its customers' enrollments (docs/BENCHMARKS.md).
     pub batch_max: usize,
     /// Lanes: transactions side by side, each for a share of the customers.
-    pub shards: usize,
+    pub lanes: usize,
     /// Partitions for topics we create.
     pub partitions: i32,
 }
@@ -58,7 +58,7 @@ impl KafkaConfig {
             topic: topic.to_string(),
             group: group.to_string(),
             batch_max: 2000,
-            shards: 4,
+            lanes: 4,
             partitions: 4,
         }
     }
@@ -316,13 +316,13 @@ pub async fn run<S: Store>(
         clock,
         dlq: producer(&cfg.brokers)?,
         consumer: consumer.clone(),
-        offsets: Arc::new(Offsets::default()),
+        offsets: Arc::new(Offsets::of(&cfg.topic)),
         kick,
         watch,
         stop: stop.clone(),
         cfg: cfg.clone(),
     };
-    let lanes = cfg.shards.max(1);
+    let lanes = cfg.lanes.max(1);
     let mut queues = Vec::with_capacity(lanes);
     let mut running = tokio::task::JoinSet::new();
     for _ in 0..lanes {
@@ -372,7 +372,7 @@ pub async fn run<S: Store>(
         let read = Read {
             message,
             parsed,
-            _room: permit,
+            room: permit,
         };
         if queues[to].send(read).is_err() {
             break; // the lane ended: the service is stopping, or it failed
@@ -403,7 +403,7 @@ pub async fn run<S: Store>(
 struct Read {
     message: OwnedMessage,
     parsed: Result<Event, String>,
-    _room: OwnedSemaphorePermit,
+    room: OwnedSemaphorePermit,
 }
 
 /// The most messages one lane takes into one transaction.
@@ -443,7 +443,7 @@ impl<S: Store> Lane<S> {
                     }
                     Err(reason) => group.dead.push((read.message, reason)),
                 }
-                rooms.push(read._room);
+                rooms.push(read.room);
             }
             let committed = apply(
                 &self.store,
@@ -470,13 +470,14 @@ impl<S: Store> Lane<S> {
     }
 }
 
-/// Which messages of each partition are read but not yet committed, so that
-/// the offset stored for a partition never passes one of them: lanes commit
-/// in any order, a partition's offset moves only as far as every message
-/// before it has.
-#[derive(Default)]
+/// Which messages of each partition of the topic are read but not yet
+/// committed, so that the offset stored for a partition never passes one of
+/// them: lanes commit in any order, a partition's offset moves only as far
+/// as every message before it has.
 struct Offsets {
-    partitions: Mutex<BTreeMap<(String, i32), Progress>>,
+    /// The one topic the consumer reads.
+    topic: String,
+    partitions: Mutex<BTreeMap<i32, Progress>>,
 }
 
 #[derive(Default)]
@@ -490,13 +491,20 @@ struct Progress {
 }
 
 impl Offsets {
-    fn read(&self, m: &OwnedMessage) {
-        self.opened(m.topic(), m.partition(), m.offset());
+    fn of(topic: &str) -> Self {
+        Self {
+            topic: topic.to_string(),
+            partitions: Mutex::default(),
+        }
     }
 
-    fn opened(&self, topic: &str, partition: i32, offset: i64) {
+    fn read(&self, m: &OwnedMessage) {
+        self.opened(m.partition(), m.offset());
+    }
+
+    fn opened(&self, partition: i32, offset: i64) {
         lock(&self.partitions)
-            .entry((topic.to_string(), partition))
+            .entry(partition)
             .or_default()
             .open
             .insert(offset);
@@ -510,10 +518,10 @@ impl Offsets {
         consumer: &StreamConsumer<C>,
         messages: impl Iterator<Item = &'a OwnedMessage>,
     ) {
-        let places = messages.map(|m| (m.topic(), m.partition(), m.offset()));
-        for ((topic, partition), offset) in self.closed(places) {
+        let topic = &self.topic;
+        for (partition, offset) in self.closed(messages.map(|m| (m.partition(), m.offset()))) {
             // `store_offset` takes the message's own offset (librdkafka adds 1).
-            if let Err(e) = consumer.store_offset(&topic, partition, offset) {
+            if let Err(e) = consumer.store_offset(topic, partition, offset) {
                 // The partition was revoked meanwhile; its new owner re-reads
                 // from the last commit and the event ids make that harmless.
                 tracing::warn!(%topic, partition, offset, "store offset: {e}");
@@ -521,31 +529,27 @@ impl Offsets {
         }
     }
 
-    /// Marks `(topic, partition, offset)`s committed; returns the offset to
-    /// store for each partition whose stored offset may move.
-    fn closed<'a>(
-        &self,
-        places: impl Iterator<Item = (&'a str, i32, i64)>,
-    ) -> Vec<((String, i32), i64)> {
+    /// Marks `(partition, offset)`s committed; returns the offset to store
+    /// for each partition whose stored offset may move.
+    fn closed(&self, places: impl Iterator<Item = (i32, i64)>) -> Vec<(i32, i64)> {
         let mut parts = lock(&self.partitions);
         let mut touched = BTreeSet::new();
-        for (topic, partition, offset) in places {
-            let key = (topic.to_string(), partition);
-            let p = parts.entry(key.clone()).or_default();
+        for (partition, offset) in places {
+            let p = parts.entry(partition).or_default();
             p.open.remove(&offset);
             p.done = p.done.max(Some(offset));
-            touched.insert(key);
+            touched.insert(partition);
         }
         let mut store = Vec::new();
-        for key in touched {
-            let p = parts.get_mut(&key).expect("touched above");
+        for partition in touched {
+            let p = parts.get_mut(&partition).expect("touched above");
             let upto = match p.open.first() {
                 Some(first) => Some(first - 1).filter(|o| Some(*o) <= p.done),
                 None => p.done,
             };
             if let Some(offset) = upto.filter(|o| Some(*o) > p.stored) {
                 p.stored = Some(offset);
-                store.push((key, offset));
+                store.push((partition, offset));
             }
         }
         store
@@ -705,15 +709,15 @@ mod tests {
     use super::Offsets;
 
     fn closed(o: &Offsets, offsets: &[i64]) -> Vec<i64> {
-        let places = offsets.iter().map(|&off| ("t", 0, off));
+        let places = offsets.iter().map(|&off| (0, off));
         o.closed(places).into_iter().map(|(_, off)| off).collect()
     }
 
     #[test]
     fn an_offset_is_stored_only_once_every_message_before_it_has_committed() {
-        let o = Offsets::default();
+        let o = Offsets::of("t");
         for off in 10..16 {
-            o.opened("t", 0, off);
+            o.opened(0, off);
         }
         // A later lane commits first: 10 is still open, so the offset may
         // go only as far as 9 (what came before 10 was committed before
@@ -727,15 +731,15 @@ mod tests {
 
     #[test]
     fn partitions_move_apart_and_a_rewind_never_moves_an_offset_back() {
-        let o = Offsets::default();
+        let o = Offsets::of("t");
         for off in 0..3 {
-            o.opened("t", 0, off);
-            o.opened("t", 1, off + 100);
+            o.opened(0, off);
+            o.opened(1, off + 100);
         }
-        let both = o.closed([("t", 0, 0), ("t", 1, 100), ("t", 1, 101)].into_iter());
-        assert_eq!(both, vec![(("t".into(), 0), 0), (("t".into(), 1), 101)]);
+        let both = o.closed([(0, 0), (1, 100), (1, 101)].into_iter());
+        assert_eq!(both, vec![(0, 0), (1, 101)]);
         // After a rebalance the client reads 1 and 2 of partition 0 again.
-        o.opened("t", 0, 1);
+        o.opened(0, 1);
         assert_eq!(closed(&o, &[1]), vec![1]);
         assert_eq!(closed(&o, &[2]), vec![2]);
         assert_eq!(closed(&o, &[1]), Vec::<i64>::new());

@@ -625,7 +625,7 @@ where
                 // small and without statistics (a burst of ingest into a new
                 // database), and PostgreSQL kept scanning the whole table,
                 // comparing each row with every id (27 ms a statement at
-                // 10,000 timers, a third of the database's time).
+                // 10,000 timers, half of all the statements' time).
                 let q = q.build().persistent(false);
                 for r in q.fetch_all(&mut *self.tx).await? {
                     let id: String = r.try_get("customer_id")?;

@@ -2686,12 +2686,51 @@ async fn a_schedule_sweeps_every_customer_once_per_firing<S: Store>(s: S) {
         .unwrap();
     let r = sweep(&s, &cat, next + Duration::minutes(5)).await.unwrap();
     assert_eq!(r.matched, 550);
+    assert_eq!(r.offered, 0, "enrolled already: not locked again");
     assert!((550..=1100).contains(&r.read), "{}", r.read);
     assert_eq!(s.outbox().await.unwrap().len(), 1050);
-    // The next day: once per last order, so nobody again.
+    // The next day: once per last order, so nobody again, and nobody locked.
     let r = sweep(&s, &cat, t("2026-11-22T09:00:00Z")).await.unwrap();
-    assert_eq!(r.matched, 1050);
+    assert_eq!((r.matched, r.offered), (1050, 0));
     assert_eq!(s.outbox().await.unwrap().len(), 1050);
+    // What the sweep asks before it locks: which enrollments exist.
+    let pair = |c: &str, k: &str| (c.to_string(), k.to_string());
+    let held = s
+        .enrollments_held(&[
+            pair("c00000", "winback/c00000/o1"),
+            pair("c00001", "winback/c00001/o1"),
+            pair("c00002", "winback/c00002/o2"),
+            pair("c09999", "winback/c09999/o1"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(held, ["winback/c00000/o1".to_string()].into());
+    // An order of March, imported late: more than 90 days ago too, but a
+    // new lapse, offered again.
+    let again = event(
+        "e-again",
+        "order.placed",
+        "c00000",
+        "o2",
+        "2026-03-01T10:00:00Z",
+        true,
+    );
+    ingest_batch(&s, &cat, &[again], "test", t("2026-11-22T10:00:00Z"))
+        .await
+        .unwrap();
+    let r = sweep(&s, &cat, t("2026-11-23T09:00:00Z")).await.unwrap();
+    assert_eq!(r.offered, 1, "c00000's new lapse");
+    let winbacks = s.outbox().await.unwrap();
+    assert!(
+        winbacks
+            .iter()
+            .any(|o| o.idempotency_key == "winback/c00000/o2#miss-you"),
+        "{:?}",
+        winbacks
+            .iter()
+            .map(|o| &o.idempotency_key)
+            .collect::<Vec<_>>()
+    );
 }
 
 /// An enrollment reads back whole, however the store keeps it: the SQL

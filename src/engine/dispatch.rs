@@ -961,6 +961,26 @@ pub fn apply_schedule(
     changes
 }
 
+/// The enrollment key a schedule's `firing` would start for the customer:
+/// what [`apply_schedule`] looks for, under the customer's lock, among the
+/// enrollments running and finished. A sweep asks the store for it first,
+/// so that it locks only the customers who may be enrolled (win-back's
+/// window holds for a lapsed customer thirty mornings running; the first
+/// enrolls them, `once_per_order`, and the rest would find them enrolled).
+pub fn schedule_key(
+    seq: &crate::sequence::model::Sequence,
+    profile: &profile::Profile,
+    firing: DateTime<Utc>,
+) -> String {
+    enrollment_key(
+        &seq.id,
+        seq.enroll,
+        &profile.customer.id,
+        profile.ledger.facts.last_order_id.as_deref(),
+        &calendar::schedule_origin(firing),
+    )
+}
+
 /// Whether a time-driven trigger's `when` holds for the customer at `now`
 /// (no `when`: yes). A scheduled sweep asks first, without the customer's
 /// lock, and only locks those for whom it holds.

@@ -2,8 +2,10 @@
 //! sequence's cron names, one sweep over every customer, in pages by id.
 //!
 //! - A page's profiles are read without locks and the trigger's `when` is
-//!   asked of each; only the customers it holds for are locked, asked
-//!   again, and enrolled, in one transaction per page.
+//!   asked of each; of the customers it holds for, those who have the
+//!   enrollment it would start (running or finished) are left alone, and
+//!   only the others are locked, asked again, and enrolled, in one
+//!   transaction per page.
 //! - Progress (the firing, the last customer id done) is kept in
 //!   `settings` after each page, so a crash resumes the sweep where it
 //!   stopped. Enrollment keys carry the firing (or the customer's last
@@ -17,7 +19,8 @@
 //! Schedules in each customer's own time zone (`timezone: customer`) are
 //! timers instead, like date triggers (see `dispatch::plan_timers`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -52,8 +55,11 @@ fn key(sequence: &str) -> String {
 pub struct Swept {
     /// Customers read.
     pub read: usize,
-    /// Customers whose `when` held and who were offered the sequence.
+    /// Customers whose `when` held.
     pub matched: usize,
+    /// Of those, the customers locked and offered the sequence: the others
+    /// had the enrollment it would start already.
+    pub offered: usize,
     pub notes: Vec<Note>,
 }
 
@@ -128,14 +134,25 @@ pub async fn sweep<S: Store>(
         // `now - customer.last_order_at > days(90)`), only the customers
         // within are asked.
         let range = trigger.when.as_ref().and_then(|c| c.range_at(now));
+        // The enrollment each customer the `when` holds for would get, by
+        // customer id.
+        let keys = Mutex::new(HashMap::new());
+        let firing = p.firing;
         let holds = |profile: Option<&crate::engine::profile::Profile>| {
             profile.is_some_and(|profile| {
-                dispatch::time_trigger_holds(seq, profile, now, tz) != Ok(false)
+                let holds = dispatch::time_trigger_holds(seq, profile, now, tz) != Ok(false);
+                if holds {
+                    let key = dispatch::schedule_key(seq, profile, firing);
+                    let mut keys = keys.lock().expect("not poisoned");
+                    keys.insert(profile.customer.id.clone(), key);
+                }
+                holds
             })
         };
         while !p.done {
             // Asked without locks: most customers are not due, and cost a
             // read and a condition only.
+            keys.lock().expect("not poisoned").clear();
             let page = match &range {
                 Some(range) => {
                     store
@@ -151,17 +168,22 @@ pub async fn sweep<S: Store>(
             };
             swept.read += page.read;
             swept.matched += page.ids.len();
-            if !page.ids.is_empty() {
-                enroll_page(
-                    store,
-                    catalog,
-                    id,
-                    p.firing,
-                    &page.ids,
-                    now,
-                    &mut swept.notes,
-                )
-                .await?;
+            // Those already enrolled (once per order, per customer, or this
+            // firing's page done before a crash) are not locked.
+            let keys: Vec<(String, String)> =
+                std::mem::take(&mut *keys.lock().expect("not poisoned"))
+                    .into_iter()
+                    .collect();
+            let held = store.enrollments_held(&keys).await?;
+            let keys: HashMap<String, String> = keys.into_iter().collect();
+            let ids: Vec<String> = page
+                .ids
+                .into_iter()
+                .filter(|id| keys.get(id).is_none_or(|k| !held.contains(k)))
+                .collect();
+            swept.offered += ids.len();
+            if !ids.is_empty() {
+                enroll_page(store, catalog, id, firing, &ids, now, &mut swept.notes).await?;
             }
             p.cursor = last;
             save(store, id, &p).await?;
@@ -453,6 +475,7 @@ pub async fn run<S: Store>(
                             tracing::info!(
                                 read = s.read,
                                 matched = s.matched,
+                                offered = s.offered,
                                 "sweep: schedules fired"
                             );
                         }

@@ -1566,6 +1566,21 @@ impl Store for MemStore {
         Ok(out)
     }
 
+    async fn enrollments_held(&self, keys: &[(String, String)]) -> Result<HashSet<String>> {
+        let mem = self.inner.lock().await;
+        Ok(keys
+            .iter()
+            .filter(|(customer, key)| {
+                mem.enrollments.contains_key(key)
+                    || mem
+                        .customers
+                        .get(customer)
+                        .is_some_and(|c| c.finished.contains(key))
+            })
+            .map(|(_, key)| key.clone())
+            .collect())
+    }
+
     async fn init_setting(&self, key: &str, value: &str) -> Result<String> {
         let mut mem = self.inner.lock().await;
         Ok(mem

@@ -1261,6 +1261,14 @@ pub trait Store: Clone + Send + Sync + 'static {
             .await
         }
     }
+    /// Which of `keys` (each an enrollment key with its customer's id) a
+    /// running or finished enrollment holds. A sweep asks, without locks,
+    /// before it locks the customers it would enroll: one whose enrollment
+    /// exists is left alone (the lock would find it and start nothing).
+    fn enrollments_held(
+        &self,
+        keys: &[(String, String)],
+    ) -> impl Future<Output = Result<HashSet<String>>> + Send;
     /// Stores `value` unless the key exists; returns the stored value.
     fn init_setting(&self, key: &str, value: &str) -> impl Future<Output = Result<String>> + Send;
 

@@ -1700,6 +1700,18 @@ where
         Ok(out)
     }
 
+    async fn enrollments_held(&self, keys: &[(String, String)]) -> Result<HashSet<String>> {
+        let mut held = HashSet::new();
+        for chunk in keys.chunks(MAX_ROWS) {
+            let mut q = QueryBuilder::<DB>::new("SELECT key FROM enrollments WHERE ");
+            DB::push_any(&mut q, "key", chunk.iter().map(|(_, k)| k.as_str()));
+            for r in q.build().fetch_all(&self.pool).await? {
+                held.insert(r.try_get("key")?);
+            }
+        }
+        Ok(held)
+    }
+
     async fn init_setting(&self, key: &str, value: &str) -> Result<String> {
         sqlx::query(
             "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",

@@ -234,7 +234,7 @@ fn live_event(
     now: DateTime<Utc>,
 ) -> Changes {
     let before = state.profile.take();
-    let profile = profile::update(before.clone(), event);
+    let profile = profile::update(before.as_ref(), event);
     let suppress = profile::suppression_of(&profile, event);
     state.profile = Some(profile);
     let mut out = Applied::default();

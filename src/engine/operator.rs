@@ -140,7 +140,7 @@ mod tests {
         );
         // A later event keeps the stop.
         let later = super::super::profile::update(
-            Some(stopped.clone()),
+            Some(&stopped),
             &event("2", "order.placed", "2026-11-27T10:00:00Z"),
         );
         assert_eq!(later.stopped, stopped.stopped);

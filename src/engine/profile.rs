@@ -160,9 +160,11 @@ impl UnsubscribeScope {
 /// A bounce or complaint reports on the address it names: it never changes
 /// the customer's address, and it counts toward the profile's suppression
 /// only when it names the customer's address.
-pub fn update(existing: Option<Profile>, event: &Event) -> Profile {
+///
+/// `existing` is left as it was: a caller compares it with the new one.
+pub fn update(existing: Option<&Profile>, event: &Event) -> Profile {
     let fresh = existing.is_none();
-    let mut p = existing.unwrap_or_else(|| Profile {
+    let mut p = existing.cloned().unwrap_or_else(|| Profile {
         customer: event.customer.clone(),
         suppressed: false,
         suppressed_for: None,
@@ -174,7 +176,6 @@ pub fn update(existing: Option<Profile>, event: &Event) -> Profile {
         ledger: Ledger::default(),
     });
     let newer = fresh || p.as_of.is_none_or(|t| event.occurred_at >= t);
-    let before = p.clone();
     if newer {
         take_newer(&mut p, event);
     } else {
@@ -201,7 +202,7 @@ pub fn update(existing: Option<Profile>, event: &Event) -> Profile {
         }
         _ => {}
     }
-    if newer && (fresh || p != before) {
+    if newer && existing.is_none_or(|before| p != *before) {
         p.as_of = Some(event.occurred_at);
     }
     p
@@ -368,7 +369,7 @@ mod tests {
             "2025-11-20T10:00:00Z",
             r#"{"id":"c","email":"old@example.com","marketing_consent":true,"locale":"hu-HU"}"#,
         );
-        let p = update(Some(p), &old);
+        let p = update(Some(&p), &old);
         assert!(p.unsubscribed);
         assert!(!p.marketing_consent());
         assert_eq!(p.customer.email.as_str(), "new@example.com");
@@ -381,7 +382,7 @@ mod tests {
             "2026-11-21T10:00:00Z",
             r#"{"id":"c","email":"new@example.com","marketing_consent":true}"#,
         );
-        let p = update(Some(p), &newer);
+        let p = update(Some(&p), &newer);
         assert!(p.marketing_consent());
     }
 
@@ -399,7 +400,7 @@ mod tests {
             r#"{"id":"2","type":"customer.unsubscribed","occurred_at":"2026-11-20T11:00:00Z","customer":{"id":"c","email":"a@example.com"},"data":{"scope":"promo"}}"#,
         )
         .unwrap();
-        let p = update(Some(p), &promo);
+        let p = update(Some(&p), &promo);
         assert!(p.marketing_consent(), "value mail goes on");
         assert!(!p.promo_consent());
         let all = ev(
@@ -408,10 +409,10 @@ mod tests {
             "2026-11-20T12:00:00Z",
             r#"{"id":"c","email":"a@example.com"}"#,
         );
-        let p = update(Some(p), &all);
+        let p = update(Some(&p), &all);
         assert!(!p.marketing_consent() && !p.promo_consent());
         let back = update(
-            Some(p),
+            Some(&p),
             &ev("4", "customer.updated", "2026-11-21T10:00:00Z", anna),
         );
         assert!(back.marketing_consent() && back.promo_consent());
@@ -430,7 +431,7 @@ mod tests {
             )
         };
         let p = update(None, &e("1", "2026-11-20T10:00:00Z"));
-        let q = update(Some(p.clone()), &e("2", "2026-11-21T10:00:00Z"));
+        let q = update(Some(&p), &e("2", "2026-11-21T10:00:00Z"));
         assert_eq!(p, q);
     }
 
@@ -463,7 +464,7 @@ mod tests {
     }
 
     fn apply(p: Profile, events: &[Event]) -> Profile {
-        events.iter().fold(p, |p, e| update(Some(p), e))
+        events.iter().fold(p, |p, e| update(Some(&p), e))
     }
 
     #[test]
@@ -473,7 +474,7 @@ mod tests {
             ("complaint", Suppression::Complaint),
         ] {
             let e = bounce("b", kind, "2026-11-02T10:00:00Z", "anna@example.com");
-            let p = update(Some(anna()), &e);
+            let p = update(Some(&anna()), &e);
             assert!(p.suppressed, "{kind}");
             assert_eq!(p.suppressed_for, Some(why));
             let (addr, reason) = suppression_of(&p, &e).unwrap();
@@ -486,7 +487,7 @@ mod tests {
             r#"{"id":"b","type":"email.bounced","occurred_at":"2026-11-02T10:00:00Z","customer":{"id":"c","email":"ANNA@example.com"}}"#,
         )
         .unwrap();
-        let p = update(Some(anna()), &e);
+        let p = update(Some(&anna()), &e);
         assert_eq!(p.suppressed_for, Some(Suppression::HardBounce));
         // The report does not change the address's spelling.
         assert_eq!(p.customer.email.as_str(), "anna@example.com");
@@ -505,12 +506,12 @@ mod tests {
         assert!(!p.suppressed);
         assert!(suppression_of(&p, &s("2", "2026-11-05T10:00:00Z")).is_none());
         // The third, more than 7 days after the first: 2 in the window.
-        let p = update(Some(p), &s("3", "2026-11-09T10:00:01Z"));
+        let p = update(Some(&p), &s("3", "2026-11-09T10:00:01Z"));
         assert!(!p.suppressed, "{:?}", p.soft_bounces);
         assert_eq!(p.soft_bounces.len(), 2, "the first has left the window");
         // The fourth, within 7 days of the second and third.
         let e = s("4", "2026-11-10T10:00:00Z");
-        let p = update(Some(p), &e);
+        let p = update(Some(&p), &e);
         assert!(p.suppressed);
         assert_eq!(p.suppressed_for, Some(Suppression::SoftBounces));
         assert_eq!(
@@ -525,7 +526,7 @@ mod tests {
     fn late_soft_bounces_count_where_they_belong() {
         let s = |id: &str, at: &str| bounce(id, "soft", at, "anna@example.com");
         let later = update(
-            Some(anna()),
+            Some(&anna()),
             &ev(
                 "u",
                 "customer.updated",
@@ -541,7 +542,7 @@ mod tests {
             ],
         );
         assert!(!p.suppressed);
-        let p = update(Some(p), &s("2", "2026-11-04T10:00:00Z"));
+        let p = update(Some(&p), &s("2", "2026-11-04T10:00:00Z"));
         assert!(
             p.suppressed,
             "three within 7 days, whatever the arrival order"
@@ -569,9 +570,9 @@ mod tests {
             "2026-11-03T10:00:00Z",
             r#"{"id":"c","email":"new@example.com"}"#,
         );
-        let p = update(Some(anna()), &moved);
+        let p = update(Some(&anna()), &moved);
         let late = bounce("b", "hard", "2026-11-02T10:00:00Z", "anna@example.com");
-        let p = update(Some(p), &late);
+        let p = update(Some(&p), &late);
         assert!(!p.suppressed);
         assert_eq!(p.customer.email.as_str(), "new@example.com");
         assert_eq!(
@@ -589,7 +590,7 @@ mod tests {
             )],
         );
         assert!(p.suppressed);
-        let p = update(Some(p), &moved);
+        let p = update(Some(&p), &moved);
         assert!(!p.suppressed, "a new address is not the bounced one");
         assert!(suppression_of(&p, &moved).is_none());
         // A complaint stays with the customer.
@@ -602,7 +603,7 @@ mod tests {
                 "anna@example.com",
             )],
         );
-        let p = update(Some(p), &moved);
+        let p = update(Some(&p), &moved);
         assert!(p.suppressed);
         assert_eq!(
             suppression_of(&p, &moved),

@@ -2556,7 +2556,7 @@ async fn facts_are_built_for_customers_stored_before<S: Store>(s: S) {
     for (id, p) in &built {
         let mut p = p.clone().unwrap();
         p.ledger = Default::default();
-        writes.profiles.insert(id.clone(), p);
+        writes.profiles.insert(id.clone(), std::sync::Arc::new(p));
     }
     tx.write(writes, t(T0)).await.unwrap();
     tx.commit().await.unwrap();

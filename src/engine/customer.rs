@@ -16,7 +16,9 @@ use crate::event::Event;
 /// What the store knows of one customer, loaded under the customer's lock.
 #[derive(Debug, Default, Clone)]
 pub struct CustomerState {
-    pub profile: Option<Profile>,
+    /// Shared: a store kept in memory hands it out without copying, and a
+    /// decision that changes it makes its own ([`Arc::make_mut`]).
+    pub profile: Option<Arc<Profile>>,
     /// The customer's active enrollments (and any started meanwhile).
     pub enrollments: Vec<Enrollment>,
     /// Keys of the customer's finished enrollments: they stop a second
@@ -133,7 +135,7 @@ pub struct NewEmail {
 #[derive(Debug, Default, Clone)]
 pub struct Changes {
     /// The profile to save, when the input carried customer details.
-    pub profile: Option<Profile>,
+    pub profile: Option<Arc<Profile>>,
     /// Indices into [`CustomerState::enrollments`] to save (new ones appended).
     pub enrollments: BTreeSet<usize>,
     pub emails: Vec<NewEmail>,

@@ -234,9 +234,9 @@ fn live_event(
     now: DateTime<Utc>,
 ) -> Changes {
     let before = state.profile.take();
-    let profile = profile::update(before.as_ref(), event);
+    let profile = profile::update(before.as_deref(), event);
     let suppress = profile::suppression_of(&profile, event);
-    state.profile = Some(profile);
+    state.profile = Some(Arc::new(profile));
     let mut out = Applied::default();
     // The stored customer, beside the parts the decisions change.
     let (mut c, stored) = Parts::beside_profile(state);
@@ -448,7 +448,7 @@ impl<'a> Parts<'a> {
             finished_starts: &state.finished_starts,
             recent: &state.recent,
         };
-        (parts, state.profile.as_ref())
+        (parts, state.profile.as_deref())
     }
 
     /// Whether the per-customer ceiling lets one more enrollment start at

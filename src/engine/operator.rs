@@ -3,6 +3,8 @@
 //! customer under their lock, call these, and hand the answer to the store.
 //! Pure: `now` is an argument.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
 use super::customer::{Changes, CustomerState};
@@ -29,7 +31,7 @@ pub fn stopped_reason(reason: &str) -> String {
 /// skipped emails say why.
 pub fn stop(state: &mut CustomerState, reason: &str, now: DateTime<Utc>) -> Option<Changes> {
     let mut profile = state.profile.clone()?;
-    profile.stopped = Some(Stopped {
+    Arc::make_mut(&mut profile).stopped = Some(Stopped {
         reason: reason.to_string(),
         at: now,
     });
@@ -125,7 +127,7 @@ mod tests {
             &event("1", "order.placed", "2026-11-25T10:00:00Z"),
         );
         let mut state = CustomerState {
-            profile: Some(p.clone()),
+            profile: Some(Arc::new(p.clone())),
             ..CustomerState::default()
         };
         assert!(lift_stop(&p).is_none(), "nothing to lift");

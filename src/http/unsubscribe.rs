@@ -68,7 +68,7 @@ async fn customer<S: Store>(m: &Mailing<S>, token: &str) -> Result<Profile, Resp
     }
     .await;
     match profile {
-        Ok(Some(p)) => Ok(p),
+        Ok(Some(p)) => Ok(Arc::unwrap_or_clone(p)),
         Ok(None) => Err(not_found()),
         Err(e) => {
             tracing::error!(customer_id = %customer_id, "unsubscribe: loading the customer: {e}");

@@ -20,7 +20,7 @@
 //! timers instead, like date triggers (see `dispatch::plan_timers`).
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -330,7 +330,7 @@ pub async fn seed_facts<S: Store>(store: &S, now: DateTime<Utc>) -> crate::store
                     crate::engine::facts::emailed(&mut ledger.facts, at);
                 }
                 if ledger != profile.ledger {
-                    profile.ledger = ledger;
+                    Arc::make_mut(&mut profile).ledger = ledger;
                     writes.profiles.insert(id, profile);
                     built += 1;
                 }

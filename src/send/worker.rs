@@ -64,7 +64,7 @@ pub async fn plan<S: Store>(
     row: &Queued,
     now: DateTime<Utc>,
     sending_lease: chrono::Duration,
-) -> crate::store::Result<(SendPlan, Option<Profile>)> {
+) -> crate::store::Result<(SendPlan, Option<Arc<Profile>>)> {
     plan_reporting(store, catalog, row, now, sending_lease, true).await
 }
 
@@ -79,7 +79,7 @@ pub async fn plan_reporting<S: Store>(
     now: DateTime<Utc>,
     sending_lease: chrono::Duration,
     reporting: bool,
-) -> crate::store::Result<(SendPlan, Option<Profile>)> {
+) -> crate::store::Result<(SendPlan, Option<Arc<Profile>>)> {
     let started = std::time::Instant::now();
     let mut tx = store.begin().await?;
     let profile = tx.lock_profile(&row.customer_id).await?;
@@ -102,7 +102,7 @@ pub async fn plan_reporting<S: Store>(
                 };
                 let ctx = SendContext {
                     row,
-                    profile: profile.as_ref(),
+                    profile: profile.as_deref(),
                     suppressed,
                     history: &history,
                 };
@@ -435,7 +435,7 @@ impl<S: Store, T: Transport> Worker<S, T> {
         }
         let renderer = self.renderer();
         let (r, p) = (row.clone(), profile.clone());
-        let rendered = off_the_runtime(move || renderer.render(&r, p.as_ref(), now)).await;
+        let rendered = off_the_runtime(move || renderer.render(&r, p.as_deref(), now)).await;
         let outcome = match rendered {
             Err(NotSent::Skip(reason)) => {
                 tracing::warn!(outbox_id = row.id, key = %row.idempotency_key, "{reason}");

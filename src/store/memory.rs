@@ -192,7 +192,8 @@ const SWEEP_EVERY: usize = 2_000;
 
 #[derive(Default)]
 struct CustomerRec {
-    profile: Option<Profile>,
+    /// Shared with the loads that hand it out.
+    profile: Option<Arc<Profile>>,
     /// The address the customer's row was made with, and when the row last
     /// changed (as `customers.email` and `updated_at`).
     email: String,
@@ -814,7 +815,7 @@ impl Tx for MemTx {
         Ok(out)
     }
 
-    async fn lock_profile(&mut self, customer_id: &str) -> Result<Option<Profile>> {
+    async fn lock_profile(&mut self, customer_id: &str) -> Result<Option<Arc<Profile>>> {
         Ok(self
             .mem
             .customers
@@ -1460,6 +1461,7 @@ impl Store for MemStore {
             .get_mut(customer_id)
             .and_then(|c| c.profile.as_mut())
         {
+            let p = Arc::make_mut(p);
             let old = p.ledger.facts.clone();
             crate::engine::facts::emailed(&mut p.ledger.facts, at);
             for ix in &mut mem.fact_index {
@@ -1491,7 +1493,7 @@ impl Store for MemStore {
         let mut last = None;
         for (id, c) in page {
             out.read += 1;
-            if pick(c.profile.as_ref()) {
+            if pick(c.profile.as_deref()) {
                 out.ids.push(id.clone());
             }
             last = Some(id);
@@ -1558,7 +1560,7 @@ impl Store for MemStore {
         let mut out = Picked::default();
         for id in &ids {
             out.read += 1;
-            if pick(mem.customers.get(*id).and_then(|c| c.profile.as_ref())) {
+            if pick(mem.customers.get(*id).and_then(|c| c.profile.as_deref())) {
                 out.ids.push((*id).clone());
             }
         }
@@ -1781,7 +1783,7 @@ impl Store for MemStore {
         Ok(mem.customers.get(id).map(|c| StoredCustomer {
             id: id.to_string(),
             email: c.email.clone(),
-            profile: c.profile.clone(),
+            profile: c.profile.as_deref().cloned(),
             updated_at: c.updated_at,
         }))
     }

@@ -18,6 +18,7 @@ mod state_doc;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -925,7 +926,7 @@ pub struct PurgeStep {
 /// at once (a few multi-row statements on a database).
 #[derive(Debug, Default)]
 pub struct Writes {
-    pub profiles: BTreeMap<String, Profile>,
+    pub profiles: BTreeMap<String, Arc<Profile>>,
     pub enrollments: BTreeMap<String, Enrollment>,
     /// Keys of `enrollments` whose context holds their customer's profile's
     /// customer and facts: the SQL stores leave those out of the row
@@ -974,7 +975,7 @@ impl Writes {
     /// Moves the enrollments at `changed` out of a customer's state, once the
     /// batch is done with it.
     pub fn take_enrollments(&mut self, state: CustomerState, changed: &BTreeSet<usize>) {
-        let profile = state.profile.as_ref();
+        let profile = state.profile.as_deref();
         for (i, e) in state.enrollments.into_iter().enumerate() {
             if changed.contains(&i) {
                 if state_doc::holds_profile(&e, profile) {
@@ -1054,7 +1055,7 @@ pub trait Tx: Send {
     fn lock_profile(
         &mut self,
         customer_id: &str,
-    ) -> impl Future<Output = Result<Option<Profile>>> + Send;
+    ) -> impl Future<Output = Result<Option<Arc<Profile>>>> + Send;
 
     /// Writes what the decisions changed; returns how many outbox rows were new.
     fn write(

@@ -581,7 +581,7 @@ where
                 if let (Some(p), Some(at)) = (&mut profile, emailed) {
                     crate::engine::facts::emailed(&mut p.ledger.facts, at);
                 }
-                out.entry(id.clone()).or_default().profile = profile;
+                out.entry(id.clone()).or_default().profile = profile.map(Arc::new);
                 locked.push(id);
             }
             let chunk = if skip_held { &locked[..] } else { chunk };
@@ -604,7 +604,7 @@ where
                     match state {
                         Some(Json(doc)) => {
                             let cols = Columns::from_row(&r)?;
-                            let e = state_doc::enrollment(cols, doc, st.profile.as_ref())?;
+                            let e = state_doc::enrollment(cols, doc, st.profile.as_deref())?;
                             st.enrollments.push(e);
                         }
                         None => {
@@ -1078,13 +1078,13 @@ where
         Ok(out)
     }
 
-    async fn lock_profile(&mut self, customer_id: &str) -> Result<Option<Profile>> {
+    async fn lock_profile(&mut self, customer_id: &str) -> Result<Option<Arc<Profile>>> {
         let sql = format!("SELECT profile FROM customers WHERE id = $1{}", DB::LOCK);
         let row: Option<(Json<Option<Profile>>,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(customer_id)
             .fetch_optional(&mut *self.tx)
             .await?;
-        Ok(row.and_then(|r| r.0.0))
+        Ok(row.and_then(|r| r.0.0).map(Arc::new))
     }
 
     async fn write(&mut self, mut w: Writes, now: DateTime<Utc>) -> Result<usize> {

@@ -182,7 +182,7 @@ impl Backend for Sqlite {
         w: &mut Writes,
         now: DateTime<Utc>,
     ) -> Result<usize> {
-        let profiles: Vec<&Profile> = w.profiles.values().collect();
+        let profiles: Vec<&Profile> = w.profiles.values().map(|p| &**p).collect();
         for chunk in profiles.chunks(MAX_ROWS) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO customers (id, email, profile, updated_at) ",

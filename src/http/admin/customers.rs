@@ -161,7 +161,9 @@ async fn lift<S: Store>(
         )));
     };
     let mut writes = Writes::default();
-    writes.profiles.insert(id.clone(), lifted);
+    writes
+        .profiles
+        .insert(id.clone(), std::sync::Arc::new(lifted));
     tx.write(writes, now).await?;
     tx.commit().await?;
     tracing::info!(customer_id = %id, "an operator lifted the stop of the customer's mail");

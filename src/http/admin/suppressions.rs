@@ -156,7 +156,7 @@ async fn remove<S: Store>(
             .as_ref()
             .and_then(|p| operator::lift_suppression(p, &email))
         {
-            writes.profiles.insert(id.clone(), p);
+            writes.profiles.insert(id.clone(), std::sync::Arc::new(p));
         }
     }
     if was.is_none() && writes.profiles.is_empty() {

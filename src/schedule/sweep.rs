@@ -289,6 +289,13 @@ pub const FACT_EVENTS: [&str; 4] = [
     "review.submitted",
 ];
 
+/// Records that every stored customer's facts are current, as after
+/// [`seed_facts`]: for customers written as this version writes them (the
+/// benchmarks' generated databases), whose profiles carry their facts.
+pub async fn facts_are_current<S: Store>(store: &S) -> crate::store::Result<()> {
+    store.put_setting(FACTS_KEY, FACTS_VERSION).await
+}
+
 /// Builds the facts of customers stored before aftercare kept them (an
 /// upgrade): each customer whose profile has no ledger gets one counted from
 /// their stored events, in the order they occurred. One pass over all

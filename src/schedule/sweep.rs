@@ -19,7 +19,7 @@
 //! Schedules in each customer's own time zone (`timezone: customer`) are
 //! timers instead, like date triggers (see `dispatch::plan_timers`).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -134,9 +134,9 @@ pub async fn sweep<S: Store>(
         // `now - customer.last_order_at > days(90)`), only the customers
         // within are asked.
         let range = trigger.when.as_ref().and_then(|c| c.range_at(now));
-        // The enrollment each customer the `when` holds for would get, by
-        // customer id.
-        let keys = Mutex::new(HashMap::new());
+        // `(customer id, enrollment key)`: the enrollment each customer the
+        // `when` holds for would get, as the page is read.
+        let keys = Mutex::new(Vec::new());
         let firing = p.firing;
         let holds = |profile: Option<&crate::engine::profile::Profile>| {
             profile.is_some_and(|profile| {
@@ -144,7 +144,7 @@ pub async fn sweep<S: Store>(
                 if holds {
                     let key = dispatch::schedule_key(seq, profile, firing);
                     let mut keys = keys.lock().expect("not poisoned");
-                    keys.insert(profile.customer.id.clone(), key);
+                    keys.push((profile.customer.id.clone(), key));
                 }
                 holds
             })
@@ -152,7 +152,6 @@ pub async fn sweep<S: Store>(
         while !p.done {
             // Asked without locks: most customers are not due, and cost a
             // read and a condition only.
-            keys.lock().expect("not poisoned").clear();
             let page = match &range {
                 Some(range) => {
                     store
@@ -161,6 +160,7 @@ pub async fn sweep<S: Store>(
                 }
                 None => store.pick_customers(&p.cursor, PAGE, &holds).await?,
             };
+            let keys = std::mem::take(&mut *keys.lock().expect("not poisoned"));
             let Some(last) = page.last else {
                 p.done = true;
                 save(store, id, &p).await?;
@@ -170,16 +170,19 @@ pub async fn sweep<S: Store>(
             swept.matched += page.ids.len();
             // Those already enrolled (once per order, per customer, or this
             // firing's page done before a crash) are not locked.
-            let keys: Vec<(String, String)> =
-                std::mem::take(&mut *keys.lock().expect("not poisoned"))
-                    .into_iter()
-                    .collect();
-            let held = store.enrollments_held(&keys).await?;
-            let keys: HashMap<String, String> = keys.into_iter().collect();
+            let held = match keys.is_empty() {
+                true => HashSet::new(),
+                false => store.enrollments_held(&keys).await?,
+            };
+            let enrolled: HashSet<&str> = keys
+                .iter()
+                .filter(|(_, key)| held.contains(key))
+                .map(|(customer, _)| customer.as_str())
+                .collect();
             let ids: Vec<String> = page
                 .ids
                 .into_iter()
-                .filter(|id| keys.get(id).is_none_or(|k| !held.contains(k)))
+                .filter(|id| !enrolled.contains(id.as_str()))
                 .collect();
             swept.offered += ids.len();
             if !ids.is_empty() {

@@ -256,12 +256,37 @@ async fn duplicates_are_applied_once_and_poison_is_dead_lettered() {
 }
 
 /// A child `aftercare run`, killed if the test ends without stopping it.
-struct Run(Child);
+/// When the test fails, it prints how the child ended and the end of its
+/// log (the log is in a temporary directory that goes with the test).
+struct Run {
+    child: Child,
+    log: std::path::PathBuf,
+}
 
 impl Drop for Run {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        if std::thread::panicking() {
+            let ended = match self.child.try_wait() {
+                Ok(Some(status)) => format!("had exited ({status})"),
+                Ok(None) => "was still running".to_string(),
+                Err(e) => format!("could not be asked ({e})"),
+            };
+            // Each email sent is a line: those would hide the rest.
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let lines: Vec<&str> = text
+                .lines()
+                .filter(|l| !l.contains(r#""message":"sent""#))
+                .collect();
+            let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+            eprintln!(
+                "--- {} {ended}; the last {} of its {} log lines other than `sent`:\n{tail}",
+                self.log.display(),
+                lines.len().min(40),
+                lines.len()
+            );
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -280,11 +305,14 @@ fn spawn_run(db_url: &str, topic: &str, group: &str, outbox: &Path, log: &Path) 
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .expect("start aftercare run");
-    Run(child)
+    Run {
+        child,
+        log: log.to_path_buf(),
+    }
 }
 
 fn terminate(run: &mut Run) {
-    let child = &mut run.0;
+    let child = &mut run.child;
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
@@ -337,10 +365,18 @@ fn stream(customers: usize) -> (Vec<(String, String)>, HashSet<String>) {
 }
 
 async fn assert_exactly_once(s: &PgStore, outbox_dir: &Path, events: i64, keys: &HashSet<String>) {
-    wait_for("every event", Duration::from_secs(120), async || {
-        s.event_count().await.unwrap() == events
-    })
-    .await;
+    let start = Instant::now();
+    loop {
+        let stored = s.event_count().await.unwrap();
+        if stored == events {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "timed out after 120 s with {stored} of {events} events stored"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     wait_for("every email sent", Duration::from_secs(120), async || {
         count_status(s, "sent").await == keys.len()
     })
@@ -384,8 +420,8 @@ async fn kill_9_in_the_middle_of_a_stream_loses_and_duplicates_nothing() {
         s.event_count().await.unwrap() >= 300
     })
     .await;
-    first.0.kill().unwrap(); // SIGKILL: no chance to finish or commit
-    first.0.wait().unwrap();
+    first.child.kill().unwrap(); // SIGKILL: no chance to finish or commit
+    first.child.wait().unwrap();
     let at_kill = s.event_count().await.unwrap();
     assert!(
         at_kill < msgs.len() as i64,

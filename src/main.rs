@@ -9,7 +9,7 @@ fn main() -> ExitCode {
         aftercare::cli::Command::Run { .. } => {
             // A long-running service keeps its footprint small; one-shot
             // commands (simulate) run faster with mimalloc's default.
-            return_freed_memory_at_once();
+            return_freed_memory_soon();
             "info"
         }
         _ => "warn",
@@ -91,13 +91,20 @@ extern "C" fn commit_on_use() {
 
 /// By default mimalloc keeps freed pages for a while before giving them back;
 /// between two ingest batches that held ~30 MiB more resident than needed
-/// (docs/BENCHMARKS.md). Giving them back at once costs some speed, so only
-/// the service does, unless mimalloc's own `MIMALLOC_PURGE_DELAY` (in
-/// milliseconds) says otherwise.
-fn return_freed_memory_at_once() {
+/// (docs/BENCHMARKS.md). The service gives them back after
+/// [`SERVICE_PURGE_DELAY_MS`] instead, unless mimalloc's own
+/// `MIMALLOC_PURGE_DELAY` (in milliseconds) says otherwise.
+fn return_freed_memory_soon() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
         return;
     }
     // SAFETY: sets a plain integer option; mimalloc reads it on each purge.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, SERVICE_PURGE_DELAY_MS) };
 }
+
+/// How long the service keeps freed pages before giving them back. At 0
+/// (at once) the kernel calls that give back and take again the same pages
+/// were 2.0-2.3 s of system time per 100,000 events ingested; at 10 ms,
+/// 1.2-1.3 s, for a few MiB more at the peak; 20 ms and 100 ms saved little
+/// more and held more (docs/BENCHMARKS.md, section 13).
+const SERVICE_PURGE_DELAY_MS: std::ffi::c_long = 10;

@@ -105,6 +105,6 @@ fn return_freed_memory_soon() {
 /// How long the service keeps freed pages before giving them back. At 0
 /// (at once) the kernel calls that give back and take again the same pages
 /// were 2.0-2.3 s of system time per 100,000 events ingested; at 10 ms,
-/// 1.2-1.3 s, for a few MiB more at the peak; 20 ms and 100 ms saved little
+/// 1.2-1.4 s, for a few MiB more at the peak; 20 ms and 100 ms saved little
 /// more and held more (docs/BENCHMARKS.md, section 13).
 const SERVICE_PURGE_DELAY_MS: std::ffi::c_long = 10;

@@ -70,15 +70,22 @@ async fn produce(topic: &str, messages: &[(String, String)]) {
     }
 }
 
-async fn wait_for(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bool) {
+async fn wait_for(what: &str, timeout: Duration, check: impl AsyncFnMut() -> bool) {
+    if !wait_until(timeout, check).await {
+        panic!("timed out after {timeout:?} waiting for {what}");
+    }
+}
+
+/// Whether `check` held within `timeout`, asked every 200 ms.
+async fn wait_until(timeout: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
     let start = Instant::now();
     while start.elapsed() < timeout {
         if check().await {
-            return;
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    panic!("timed out after {timeout:?} waiting for {what}");
+    false
 }
 
 fn args(db_url: &str, topic: &str, group: &str, outbox: &Path, roles: Vec<Role>) -> ServiceArgs {
@@ -128,12 +135,18 @@ fn start(
     (stop, svc)
 }
 
+/// A test's own consumer, in a group of its own named after `prefix`.
+fn reader(prefix: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers())
+        .set("group.id", unique(prefix));
+    c
+}
+
 /// The `aftercare-reason` headers of the first `n` messages of
 /// `<topic>.dlq`.
 async fn dlq_reasons(topic: &str, n: usize) -> Vec<String> {
-    let dlq: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("group.id", unique("dlq-reader"))
+    let dlq: StreamConsumer = reader("dlq-reader")
         .set("auto.offset.reset", "earliest")
         .create()
         .unwrap();
@@ -166,9 +179,7 @@ async fn any_offset_can_be_read_from() {
     let msgs: Vec<(String, String)> = (0..60).map(|i| ("k".into(), format!("m{i}"))).collect();
     produce(&topic, &msgs).await;
     for start in [1, 29, 59] {
-        let c: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", brokers())
-            .set("group.id", unique("offsets-reader"))
+        let c: BaseConsumer = reader("offsets-reader")
             .set("enable.auto.commit", "false")
             .create()
             .unwrap();
@@ -408,18 +419,16 @@ fn stream(customers: usize) -> (Vec<(String, String)>, HashSet<String>) {
 }
 
 async fn assert_exactly_once(s: &PgStore, outbox_dir: &Path, events: i64, keys: &HashSet<String>) {
-    let start = Instant::now();
-    loop {
-        let stored = s.event_count().await.unwrap();
-        if stored == events {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "timed out after 120 s with {stored} of {events} events stored"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let mut stored = 0;
+    let all = wait_until(Duration::from_secs(120), async || {
+        stored = s.event_count().await.unwrap();
+        stored == events
+    })
+    .await;
+    assert!(
+        all,
+        "timed out after 120 s with {stored} of {events} events stored"
+    );
     wait_for("every email sent", Duration::from_secs(120), async || {
         count_status(s, "sent").await == keys.len()
     })

@@ -419,15 +419,15 @@ fn stream(customers: usize) -> (Vec<(String, String)>, HashSet<String>) {
 }
 
 async fn assert_exactly_once(s: &PgStore, outbox_dir: &Path, events: i64, keys: &HashSet<String>) {
-    let mut stored = 0;
-    let all = wait_until(Duration::from_secs(120), async || {
+    let (mut stored, timeout) = (0, Duration::from_secs(120));
+    let all = wait_until(timeout, async || {
         stored = s.event_count().await.unwrap();
         stored == events
     })
     .await;
     assert!(
         all,
-        "timed out after 120 s with {stored} of {events} events stored"
+        "timed out after {timeout:?} with {stored} of {events} events stored"
     );
     wait_for("every email sent", Duration::from_secs(120), async || {
         count_status(s, "sent").await == keys.len()

@@ -58,6 +58,11 @@ impl MemStore {
     }
 }
 
+/// The store's hottest tables, hashed with foldhash: SipHash, the
+/// standard one, took ~2 % of `simulate` (docs/BENCHMARKS.md, section 14).
+/// Still seeded at random, so a crafted events file cannot pick collisions.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 #[derive(Default)]
 struct Mem {
     lean: bool,
@@ -69,18 +74,18 @@ struct Mem {
     /// a record is ~350 bytes, and growing a table of them inline doubled
     /// the largest block `simulate` holds (a 15 MB peak, docs/BENCHMARKS.md,
     /// section 9).
-    enrollments: HashMap<String, Box<EnrollmentRec>>,
+    enrollments: FastMap<String, Box<EnrollmentRec>>,
     /// `(wake_at, key)` of every active enrollment that waits.
     due: BTreeSet<(DateTime<Utc>, String)>,
     /// Timers by customer and sequence, and by time.
-    timers: HashMap<String, Vec<Timer>>,
+    timers: FastMap<String, Vec<Timer>>,
     timers_due: BTreeSet<(DateTime<Utc>, String, String)>,
-    outbox: HashMap<i64, OutboxRec>,
+    outbox: FastMap<i64, OutboxRec>,
     outbox_keys: Keys,
     /// `(not_before, id)` of pending and sending rows: what a claim may take.
     queue: BTreeSet<(DateTime<Utc>, i64)>,
     /// The same rows by customer: the claim keeps each customer's in order.
-    queued_of: HashMap<String, BTreeSet<(DateTime<Utc>, i64)>>,
+    queued_of: FastMap<String, BTreeSet<(DateTime<Utc>, i64)>>,
     next_id: i64,
     /// The delivery log with each entry's Message-ID; an entry's id is its
     /// index + 1.
@@ -132,6 +137,17 @@ impl FactIndex {
     /// (`None`: no profile, not indexed).
     fn update(&mut self, id: &str, old: Option<&Facts>, new: Option<&Facts>) {
         let (old, new) = (old.map(|f| self.fact.of(f)), new.map(|f| self.fact.of(f)));
+        self.moved(id, old, new);
+    }
+
+    /// As [`FactIndex::update`], given the fact before and after (`None`:
+    /// no profile; `Some(None)`: without the fact).
+    fn moved(
+        &mut self,
+        id: &str,
+        old: Option<Option<DateTime<Utc>>>,
+        new: Option<Option<DateTime<Utc>>>,
+    ) {
         if old == new {
             return;
         }
@@ -160,7 +176,7 @@ impl FactIndex {
 /// keys are only ever asked whether they were seen, and a simulation sees
 /// hundreds of thousands (16 bytes each instead of a string's ~70).
 #[derive(Default)]
-struct Keys(HashSet<u128>);
+struct Keys(HashSet<u128, foldhash::fast::RandomState>);
 
 impl Keys {
     fn digest(key: &str) -> u128 {
@@ -432,7 +448,7 @@ impl ClaimView<'_> {
         &self,
         mine: (DateTime<Utc>, i64),
         theirs: &BTreeSet<(DateTime<Utc>, i64)>,
-        outbox: &HashMap<i64, OutboxRec>,
+        outbox: &FastMap<i64, OutboxRec>,
     ) -> bool {
         theirs.iter().filter(|k| k.1 != mine.1).any(|k| {
             let rec = &outbox[&k.1];
@@ -1462,10 +1478,15 @@ impl Store for MemStore {
             .and_then(|c| c.profile.as_mut())
         {
             let p = Arc::make_mut(p);
-            let old = p.ledger.facts.clone();
+            let before: Vec<_> = mem
+                .fact_index
+                .iter()
+                .map(|ix| ix.fact.of(&p.ledger.facts))
+                .collect();
             crate::engine::facts::emailed(&mut p.ledger.facts, at);
-            for ix in &mut mem.fact_index {
-                ix.update(customer_id, Some(&old), Some(&p.ledger.facts));
+            for (ix, old) in mem.fact_index.iter_mut().zip(before) {
+                let new = ix.fact.of(&p.ledger.facts);
+                ix.moved(customer_id, Some(old), Some(new));
             }
         }
         Ok(())

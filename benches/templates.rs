@@ -158,7 +158,7 @@ fn bench_templates(c: &mut Criterion) {
     p.bench_function("data::build(sample context)", |b| {
         b.iter(|| {
             black_box(data::build(
-                black_box(&ctx),
+                black_box(ctx.view()),
                 &catalog.policies,
                 Origin {
                     sequence: "fulfilment",

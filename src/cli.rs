@@ -515,7 +515,7 @@ fn template_data(
                     anyhow::anyhow!("{}{place}: {e}", f.display())
                 })?;
                 data::build(
-                    &Context::of_event(&event),
+                    Context::of_event(&event).view(),
                     policies,
                     origin,
                     event.occurred_at,

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::policy::{self, Decision, Recipient, Sent};
 use super::profile::Profile;
-use super::state::Context;
+use super::state::{Context, ContextView};
 use crate::sequence::duration::format as format_duration;
 use crate::sequence::model::{Catalog, Category};
 
@@ -312,11 +312,11 @@ pub fn stale(
 
 /// The context an email is rendered from: the enrollment's, with the
 /// customer as the store knows them now (address, name, locale).
-pub fn render_context(row: &Queued, profile: Option<&Profile>) -> Context {
-    let mut context = Context::clone(&row.context);
+pub fn render_context<'a>(row: &'a Queued, profile: Option<&'a Profile>) -> ContextView<'a> {
+    let mut context = row.context.view();
     if let Some(p) = profile {
-        context.customer = p.customer.clone();
-        context.facts = p.ledger.facts.clone();
+        context.customer = &p.customer;
+        context.facts = &p.ledger.facts;
     }
     context
 }

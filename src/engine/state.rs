@@ -47,7 +47,30 @@ pub struct Context {
     pub facts: Facts,
 }
 
+/// A context read in place, its customer and facts possibly another's (the
+/// profile as stored now): what a template's data is built from, without
+/// copying any of it.
+#[derive(Debug, Clone, Copy)]
+pub struct ContextView<'a> {
+    pub customer: &'a Customer,
+    pub order: Option<&'a Order>,
+    pub shipment: Option<&'a Shipment>,
+    pub review: Option<&'a Review>,
+    pub facts: &'a Facts,
+}
+
 impl Context {
+    /// This context, read in place.
+    pub fn view(&self) -> ContextView<'_> {
+        ContextView {
+            customer: &self.customer,
+            order: self.order.as_ref(),
+            shipment: self.shipment.as_ref(),
+            review: self.review.as_ref(),
+            facts: &self.facts,
+        }
+    }
+
     pub fn of_event(e: &Event) -> Self {
         Self {
             customer: e.customer.clone(),

@@ -434,8 +434,14 @@ impl<S: Store, T: Transport> Worker<S, T> {
             SendPlan::Stale => return Ok(Done::Planned(plan)),
         }
         let renderer = self.renderer();
-        let (r, p) = (row.clone(), profile.clone());
-        let rendered = off_the_runtime(move || renderer.render(&r, p.as_deref(), now)).await;
+        let rendered = match on_many_threads() {
+            true => {
+                let (r, p) = (row.clone(), profile.clone());
+                blocking(move || renderer.render(&r, p.as_deref(), now)).await
+            }
+            // `simulate` and `demo` (their virtual clock): no copy to hand over.
+            false => renderer.render(row, profile.as_deref(), now),
+        };
         let outcome = match rendered {
             Err(NotSent::Skip(reason)) => {
                 tracing::warn!(outbox_id = row.id, key = %row.idempotency_key, "{reason}");
@@ -467,6 +473,13 @@ impl<S: Store, T: Transport> Worker<S, T> {
             }
             other => tracing::warn!(outbox_id = row.id, key = %row.idempotency_key, "{other:?}"),
         }
+        // Let go of the profile before `finish` notes the email in it (a
+        // store kept in memory would copy the profile still shared here),
+        // unless a refusal is to be recorded as a bounce of its address.
+        let refused = match &outcome {
+            SendOutcome::Refused { .. } => profile,
+            _ => None,
+        };
         let finished = self.clock.now();
         finish(&self.store, row, finished, &outcome).await?;
         telemetry::email(
@@ -479,7 +492,7 @@ impl<S: Store, T: Transport> Worker<S, T> {
                 SendOutcome::Refused { .. } => EmailResult::Bounced,
             },
         );
-        if let (SendOutcome::Refused { error }, Some(p)) = (&outcome, &profile) {
+        if let (SendOutcome::Refused { error }, Some(p)) = (&outcome, &refused) {
             self.bounced(row, p, error, finished).await?;
         }
         Ok(match outcome {
@@ -584,14 +597,16 @@ impl Renderer {
     ) -> Result<Outgoing, NotSent> {
         let policies = &self.catalog.policies;
         let context = outbox::render_context(row, profile);
-        let mut data = data::build(
-            &context,
+        // Only what the template reads: most read a few of the fields.
+        let mut data = data::build_for(
+            context,
             policies,
             Origin {
                 sequence: &row.sequence,
                 step: &row.step,
             },
             now,
+            self.templates.needs(&row.template),
         );
         let unsubscribe = super::links::wants_unsubscribe(row.category)
             .then(|| self.links.unsubscribe_url(&row.customer_id));
@@ -684,19 +699,21 @@ impl Renderer {
     }
 }
 
-/// Runs CPU-heavy `work` (rendering a message) off the runtime's threads on
-/// a multi-threaded runtime: on the blocking pool, so that the sender's rows
-/// in flight render side by side on every core and the other tasks (health
-/// checks, HTTP, shutdown) are not held up. On a single-threaded runtime
-/// (`simulate`, `demo` on their virtual clock) `work` simply runs.
-async fn off_the_runtime<R: Send + 'static>(work: impl FnOnce() -> R + Send + 'static) -> R {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
-            match tokio::task::spawn_blocking(work).await {
-                Ok(r) => r,
-                Err(e) => std::panic::resume_unwind(e.into_panic()),
-            }
-        }
-        _ => work(),
+/// Whether this runs on a multi-threaded runtime (`run`), where CPU-heavy
+/// work (rendering a message) goes off the runtime's threads; on a
+/// single-threaded one (`simulate`, `demo` on their virtual clock) it simply
+/// runs.
+fn on_many_threads() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+}
+
+/// Runs `work` on the blocking pool, so that the sender's rows in flight
+/// render side by side on every core and the other tasks (health checks,
+/// HTTP, shutdown) are not held up.
+async fn blocking<R: Send + 'static>(work: impl FnOnce() -> R + Send + 'static) -> R {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(r) => r,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
     }
 }

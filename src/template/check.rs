@@ -9,6 +9,7 @@ use handlebars::Handlebars;
 use handlebars::template::Template;
 use serde_json::Value;
 
+use super::data::Needs;
 use super::reads::{self, DataPath, Found, How, Read, Seg, display, find};
 use super::{LocaleFile, Templates, TextPart};
 use crate::diagnostic::{Diagnostic, Diagnostics, closest};
@@ -191,6 +192,47 @@ impl Templates {
             }
         }
         out
+    }
+
+    /// What of the data template `id` reads, in every locale: its subject,
+    /// preheader, body, text part (its own or the one derived from the
+    /// body), layout and their partials. Everything if the walk cannot
+    /// place a read.
+    pub(super) fn needs_of(&self, id: &str) -> Needs {
+        let mut needs = Needs::nothing();
+        let mut add = |read: Read| match (read.certain, read.path) {
+            (true, Some(path)) => {
+                needs.add(&path);
+                true
+            }
+            _ => false,
+        };
+        for (locale, lf) in self.every_locale(id) {
+            for placed in self.reads(id, locale) {
+                if !add(placed.read) {
+                    return Needs::all();
+                }
+            }
+            // `reads` leaves out a derived text part: it says what the body
+            // says, but the sender renders it on its own.
+            if lf.text == TextPart::Derived
+                && let Some(t) = self.hb_text.get_template(&lf.names.text)
+            {
+                for read in reads::of(t, &lf.names.text, &Registry(&self.hb_text)) {
+                    if !add(read) {
+                        return Needs::all();
+                    }
+                }
+            }
+        }
+        needs
+    }
+
+    /// What of the data template `id` reads ([`Templates::needs_of`],
+    /// worked out once when the templates load).
+    pub fn needs(&self, id: &str) -> &Needs {
+        static ALL: std::sync::LazyLock<Needs> = std::sync::LazyLock::new(Needs::all);
+        self.needs.get(id).unwrap_or(&ALL)
     }
 
     /// Every variable of template `id` (every locale, its partials and

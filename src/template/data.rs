@@ -3,11 +3,14 @@
 //! exist), the sender, the sequence and step, the time it is rendered at
 //! (`_now`, for `{{relative}}`), and the built-in sample.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use super::reads::Seg;
 use crate::engine::facts::Facts;
-use crate::engine::state::Context;
+use crate::engine::state::{Context, ContextView};
 use crate::event::Event;
 use crate::sequence::model::Policies;
 
@@ -20,138 +23,226 @@ pub struct Origin<'a> {
 
 /// The template data of `ctx`, rendered at `now` (the sender's clock; the
 /// event's time in a preview of an event).
-pub fn build(ctx: &Context, policies: &Policies, origin: Origin, now: DateTime<Utc>) -> Value {
-    let c = &ctx.customer;
-    let f = &ctx.facts;
-    let customer = object(
+pub fn build(
+    ctx: ContextView<'_>,
+    policies: &Policies,
+    origin: Origin,
+    now: DateTime<Utc>,
+) -> Value {
+    build_for(ctx, policies, origin, now, &Needs::all())
+}
+
+/// What of the data a template reads ([`Templates::needs`]): the top-level
+/// objects `customer`, `order`, `shipment` and `review`, and of each its
+/// fields, so that the sender builds only those. A field is built whole
+/// (`order.items` with every item and all their fields). Every other
+/// top-level key is always there: the helpers read the ones starting `_`.
+///
+/// [`Templates::needs`]: super::Templates::needs
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// `None`: everything. Else by object: `None` the whole object, else
+    /// the fields read.
+    only: Option<BTreeMap<String, Option<BTreeSet<String>>>>,
+}
+
+/// The objects [`Needs`] can leave out or cut down.
+const PRUNED: [&str; 4] = ["customer", "order", "shipment", "review"];
+
+impl Needs {
+    /// Everything (a preview, a template whose reads the walk cannot place).
+    pub fn all() -> Self {
+        Self { only: None }
+    }
+
+    /// Nothing yet: [`Needs::add`] each path read.
+    pub fn nothing() -> Self {
+        Self {
+            only: Some(BTreeMap::new()),
+        }
+    }
+
+    /// Adds a path the template reads (from the root of the data).
+    pub fn add(&mut self, path: &[Seg]) {
+        let Some(only) = &mut self.only else { return };
+        let Some(Seg::Key(object)) = path.first() else {
+            // The root itself (`{{#each this}}`): everything.
+            self.only = None;
+            return;
+        };
+        if !PRUNED.contains(&object.as_str()) {
+            return;
+        }
+        match path.get(1) {
+            Some(Seg::Key(field)) => {
+                if let Some(fields) = only
+                    .entry(object.clone())
+                    .or_insert_with(|| Some(BTreeSet::new()))
+                {
+                    fields.insert(field.clone());
+                }
+            }
+            // The object itself, or each of its values.
+            _ => {
+                only.insert(object.clone(), None);
+            }
+        }
+    }
+
+    fn wants(&self, object: &str) -> bool {
+        self.only.as_ref().is_none_or(|o| o.contains_key(object))
+    }
+
+    fn wants_field(&self, object: &str, field: &str) -> bool {
+        match self.only.as_ref().map(|o| o.get(object)) {
+            None | Some(Some(None)) => true,
+            Some(Some(Some(fields))) => fields.contains(field),
+            Some(None) => false,
+        }
+    }
+
+    /// Object `name` of `fields` (each made only if read), if it is read.
+    fn object<const N: usize>(&self, name: &str, fields: [Field<'_>; N]) -> Option<Value> {
+        if !self.wants(name) {
+            return None;
+        }
+        let mut map = serde_json::Map::with_capacity(N);
+        for (k, make) in fields {
+            if self.wants_field(name, k) {
+                map.insert(k.to_string(), make());
+            }
+        }
+        Some(Value::Object(map))
+    }
+}
+
+/// A field of the data and how to make its value.
+type Field<'a> = (&'static str, &'a dyn Fn() -> Value);
+
+/// As [`build`], with only what `needs` says is read.
+pub fn build_for(
+    ctx: ContextView<'_>,
+    policies: &Policies,
+    origin: Origin,
+    now: DateTime<Utc>,
+    needs: &Needs,
+) -> Value {
+    let c = ctx.customer;
+    let f = ctx.facts;
+    let customer = needs.object(
+        "customer",
         [
-            ("id", Value::String(c.id.clone())),
-            ("email", c.email.as_str().into()),
-            ("first_name", c.first_name.clone().into()),
-            ("locale", c.locale.clone().into()),
-            ("timezone", c.timezone.map(|t| t.name()).into()),
-            (
-                "marketing_consent",
-                c.marketing_consent.unwrap_or(false).into(),
-            ),
-            ("tags", c.tags.clone().into()),
-            ("attributes", Value::Object(c.attributes.clone())),
-            ("orders_count", value(&f.orders_count)),
-            ("first_order_at", value(&f.first_order_at)),
-            ("last_order_at", value(&f.last_order_at)),
-            ("last_order_id", f.last_order_id.clone().into()),
-            ("total_spent", value(&f.total_spent)),
-            (
-                "total_spent_currency",
-                f.total_spent_currency.clone().into(),
-            ),
-            ("reviews_count", value(&f.reviews_count)),
-            ("last_review_at", value(&f.last_review_at)),
-            ("last_rating", value(&f.last_rating)),
-            ("last_email_at", value(&f.last_email_at)),
+            ("id", &|| Value::String(c.id.clone())),
+            ("email", &|| c.email.as_str().into()),
+            ("first_name", &|| c.first_name.clone().into()),
+            ("locale", &|| c.locale.clone().into()),
+            ("timezone", &|| c.timezone.map(|t| t.name()).into()),
+            ("marketing_consent", &|| {
+                c.marketing_consent.unwrap_or(false).into()
+            }),
+            ("tags", &|| c.tags.clone().into()),
+            ("attributes", &|| Value::Object(c.attributes.clone())),
+            ("orders_count", &|| value(&f.orders_count)),
+            ("first_order_at", &|| value(&f.first_order_at)),
+            ("last_order_at", &|| value(&f.last_order_at)),
+            ("last_order_id", &|| f.last_order_id.clone().into()),
+            ("total_spent", &|| value(&f.total_spent)),
+            ("total_spent_currency", &|| {
+                f.total_spent_currency.clone().into()
+            }),
+            ("reviews_count", &|| value(&f.reviews_count)),
+            ("last_review_at", &|| value(&f.last_review_at)),
+            ("last_rating", &|| value(&f.last_rating)),
+            ("last_email_at", &|| value(&f.last_email_at)),
         ],
-        0,
     );
-    let order = match &ctx.order {
-        Some(o) => object(
-            [
-                ("id", o.id.clone().into()),
-                ("number", value(&o.number)),
-                ("placed_at", value(&o.placed_at)),
-                ("currency", value(&o.currency)),
-                ("total", value(&o.total)),
-                (
-                    "items",
-                    Value::Array(
-                        o.items
-                            .iter()
-                            .map(|i| {
-                                object(
-                                    [
-                                        ("sku", value(&i.sku)),
-                                        ("name", value(&i.name)),
-                                        ("category", value(&i.category)),
-                                        ("quantity", value(&i.quantity)),
-                                        ("unit_price", value(&i.unit_price)),
-                                        ("replenish_every_days", value(&i.replenish_every_days)),
-                                    ],
-                                    0,
-                                )
-                            })
-                            .collect(),
-                    ),
-                ),
-            ],
-            0,
-        ),
-        None => object(
-            [
-                ("id", Value::Null),
-                ("number", Value::Null),
-                ("placed_at", Value::Null),
-                ("currency", Value::Null),
-                ("total", Value::Null),
-                ("items", Value::Array(Vec::new())),
-            ],
-            0,
-        ),
-    };
-    let shipment = match &ctx.shipment {
-        Some(s) => object(
-            [
-                ("id", value(&s.id)),
-                ("carrier", value(&s.carrier)),
-                ("tracking_number", value(&s.tracking_number)),
-                ("tracking_url", value(&s.tracking_url)),
-            ],
-            0,
-        ),
-        None => object(
-            [
-                ("id", Value::Null),
-                ("carrier", Value::Null),
-                ("tracking_number", Value::Null),
-                ("tracking_url", Value::Null),
-            ],
-            0,
-        ),
-    };
-    let review = object(
-        [("rating", value(&ctx.review.as_ref().and_then(|r| r.rating)))],
-        0,
+    let o = ctx.order;
+    // Without an order, every field is null and there are no items.
+    let of_order = |v: &dyn Fn(&crate::event::Order) -> Value| o.map_or(Value::Null, v);
+    let order = needs.object(
+        "order",
+        [
+            ("id", &|| of_order(&|o| o.id.clone().into())),
+            ("number", &|| of_order(&|o| value(&o.number))),
+            ("placed_at", &|| of_order(&|o| value(&o.placed_at))),
+            ("currency", &|| of_order(&|o| value(&o.currency))),
+            ("total", &|| of_order(&|o| value(&o.total))),
+            ("items", &|| {
+                Value::Array(o.map_or_else(Vec::new, |o| o.items.iter().map(item).collect()))
+            }),
+        ],
+    );
+    let s = ctx.shipment;
+    let of_shipment = |v: &dyn Fn(&crate::event::Shipment) -> Value| s.map_or(Value::Null, v);
+    let shipment = needs.object(
+        "shipment",
+        [
+            ("id", &|| of_shipment(&|s| value(&s.id))),
+            ("carrier", &|| of_shipment(&|s| value(&s.carrier))),
+            ("tracking_number", &|| {
+                of_shipment(&|s| value(&s.tracking_number))
+            }),
+            ("tracking_url", &|| of_shipment(&|s| value(&s.tracking_url))),
+        ],
+    );
+    let review = needs.object(
+        "review",
+        [("rating", &|| value(&ctx.review.and_then(|r| r.rating)))],
     );
     let (name, email) = policies.sender.name_and_email();
+    let mut data = serde_json::Map::with_capacity(16);
+    for (k, v) in [
+        ("customer", customer),
+        ("order", order),
+        ("shipment", shipment),
+        ("review", review),
+    ] {
+        if let Some(v) = v {
+            data.insert(k.to_string(), v);
+        }
+    }
+    for (k, v) in [
+        (
+            "sender",
+            object([("name", value(&name)), ("email", value(&email))], 0),
+        ),
+        ("sequence", origin.sequence.into()),
+        ("step", origin.step.into()),
+        (
+            "_timezone",
+            c.timezone
+                .unwrap_or(policies.default_timezone)
+                .name()
+                .into(),
+        ),
+        // "Now" for `{{relative}}`: the helpers read no clock.
+        (
+            "_now",
+            now.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+                .into(),
+        ),
+        // The sender fills it in for value and promo mail (send::links).
+        ("unsubscribe_url", Value::Null),
+    ] {
+        data.insert(k.to_string(), v);
+    }
+    // The renderer adds the locales (`_locale`, `_template_locale`) and,
+    // around a layout, the parts (room for them made above).
+    Value::Object(data)
+}
+
+/// An item of the order, every field present.
+fn item(i: &crate::event::Item) -> Value {
     object(
         [
-            ("customer", customer),
-            ("order", order),
-            ("shipment", shipment),
-            ("review", review),
-            (
-                "sender",
-                object([("name", value(&name)), ("email", value(&email))], 0),
-            ),
-            ("sequence", origin.sequence.into()),
-            ("step", origin.step.into()),
-            (
-                "_timezone",
-                c.timezone
-                    .unwrap_or(policies.default_timezone)
-                    .name()
-                    .into(),
-            ),
-            // "Now" for `{{relative}}`: the helpers read no clock.
-            (
-                "_now",
-                now.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
-                    .into(),
-            ),
-            // The sender fills it in for value and promo mail (send::links).
-            ("unsubscribe_url", Value::Null),
+            ("sku", value(&i.sku)),
+            ("name", value(&i.name)),
+            ("category", value(&i.category)),
+            ("quantity", value(&i.quantity)),
+            ("unit_price", value(&i.unit_price)),
+            ("replenish_every_days", value(&i.replenish_every_days)),
         ],
-        // The renderer adds the locales (`_locale`, `_template_locale`) and,
-        // around a layout, the parts.
-        5,
+        0,
     )
 }
 
@@ -204,7 +295,7 @@ pub fn sample_data(policies: &Policies, id: &str, own: Option<&Value>) -> Value 
     let mut ctx = Context::of_event(&event);
     ctx.facts = sample_facts();
     let mut data = build(
-        &ctx,
+        ctx.view(),
         policies,
         Origin {
             sequence: "sample",
@@ -240,7 +331,7 @@ pub fn minimal_data(policies: &Policies, id: &str) -> Value {
     let event = minimal_event();
     let ctx = Context::of_event(&event);
     let mut data = build(
-        &ctx,
+        ctx.view(),
         policies,
         Origin {
             sequence: "sample",

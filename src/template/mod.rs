@@ -138,6 +138,8 @@ pub struct Templates {
     /// Each registered layout's file and source; MJML errors point into them.
     layouts: BTreeMap<String, LayoutFile>,
     skeletons: layout::Skeletons,
+    /// What of the data each template reads (see [`data::Needs`]).
+    needs: BTreeMap<String, data::Needs>,
     pub default_locale: String,
     pub dir: PathBuf,
 }
@@ -186,6 +188,7 @@ impl Templates {
             simple_layouts: Default::default(),
             layouts: BTreeMap::new(),
             skeletons: Default::default(),
+            needs: BTreeMap::new(),
             default_locale: default_locale.to_string(),
             dir: dir.to_path_buf(),
         };
@@ -303,8 +306,10 @@ impl Templates {
         for id in ids {
             if let Some(mut set) = t.sets.remove(&id) {
                 t.derive_text_parts(&id, &mut set);
-                t.sets.insert(id, set);
+                t.sets.insert(id.clone(), set);
             }
+            let needs = t.needs_of(&id);
+            t.needs.insert(id, needs);
         }
         (t, diags)
     }

@@ -199,3 +199,119 @@ fn skeletons_render_as_handlebars_does() {
     }
     assert!(laid_out > 100, "{laid_out}");
 }
+
+/// The sender builds only the data a template reads (`data::Needs`): every
+/// shipped template renders the same from it as from all the data, for the
+/// sample and for an event that carries the least it can.
+#[test]
+fn the_data_a_template_reads_renders_it_as_all_the_data_does() {
+    use crate::engine::state::Context;
+    let t = shipped();
+    let p = Policies::default();
+    let mut sample = Context::of_event(&data::sample_event());
+    sample.facts = data::sample_facts();
+    let minimal = Context::of_event(&data::minimal_event());
+    let (mut cut_down, mut whole) = (0, 0);
+    for id in t.ids() {
+        let needs = t.needs(id);
+        match *needs == data::Needs::all() {
+            true => whole += 1,
+            false => cut_down += 1,
+        }
+        for locale in t.every_locale_name(id) {
+            for ctx in [&sample, &minimal] {
+                let origin = data::Origin {
+                    sequence: "s",
+                    step: id,
+                };
+                let at = "2026-11-21T10:00:00Z".parse().unwrap();
+                let all = data::build(ctx.view(), &p, origin, at);
+                let read = data::build_for(ctx.view(), &p, origin, at, needs);
+                assert_ne!(all, read, "{id}: no template reads every field");
+                assert_eq!(
+                    t.render(id, Some(&locale), &all).map_err(|e| e.to_string()),
+                    t.render(id, Some(&locale), &read)
+                        .map_err(|e| e.to_string()),
+                    "{id}/{locale}"
+                );
+            }
+        }
+    }
+    assert!(
+        cut_down > 10 && whole == 0,
+        "{cut_down} cut down, {whole} whole"
+    );
+}
+
+#[test]
+fn a_read_the_walk_cannot_place_keeps_all_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |rel: &str, s: &str| {
+        let p = dir.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, s).unwrap();
+    };
+    write(
+        "few/en.hbs",
+        "---\nsubject: Hi {{customer.first_name}}\n---\n\
+         {{#if shipment.tracking_url}}<a href=\"{{shipment.tracking_url}}\">track</a>{{/if}}\n\
+         {{#each order.items}}<p>{{name}}</p>{{/each}}\n",
+    );
+    // `#each this` walks the root; an unknown block helper loses the scope.
+    write(
+        "root/en.hbs",
+        "---\nsubject: Hi\n---\n{{#each this}}{{@key}}{{/each}}\n",
+    );
+    write(
+        "helper/en.hbs",
+        "---\nsubject: Hi\n---\n{{#upper customer}}{{first_name}}{{/upper}}\n",
+    );
+    let (t, _) = Templates::load(dir.path(), "en");
+    let mut want = data::Needs::nothing();
+    for path in [
+        &["customer", "first_name"][..],
+        &["shipment", "tracking_url"],
+        &["order", "items"],
+    ] {
+        let path: Vec<reads::Seg> = path
+            .iter()
+            .map(|k| reads::Seg::Key(k.to_string()))
+            .collect();
+        want.add(&path);
+    }
+    assert_eq!(t.needs("few"), &want);
+    assert_eq!(t.needs("root"), &data::Needs::all());
+    assert_eq!(t.needs("helper"), &data::Needs::all());
+    assert_eq!(t.needs("no-such-template"), &data::Needs::all());
+    let mut ctx = crate::engine::state::Context::of_event(&data::sample_event());
+    ctx.facts = data::sample_facts();
+    let origin = data::Origin {
+        sequence: "s",
+        step: "few",
+    };
+    let at = "2026-11-21T10:00:00Z".parse().unwrap();
+    let d = data::build_for(ctx.view(), &Policies::default(), origin, at, t.needs("few"));
+    assert_eq!(
+        d["customer"],
+        json!({"first_name": "Sam"}),
+        "only the fields read"
+    );
+    assert_eq!(
+        d["shipment"],
+        json!({"tracking_url": "https://tracking.example/JV123"})
+    );
+    assert_eq!(
+        d["order"]["items"][0]["sku"], "CAM-200",
+        "a field read is built whole"
+    );
+    assert!(d.get("review").is_none(), "an object not read is left out");
+    assert_eq!(
+        d["_timezone"], "Europe/Budapest",
+        "what the helpers read is always there"
+    );
+    let r = t.render("few", None, &d).unwrap();
+    assert!(
+        r.html.contains("DSLR 200") && r.subject == "Hi Sam",
+        "{r:?}"
+    );
+}

@@ -522,7 +522,7 @@ async fn render_preview<S: Store>(
                     format!("customer `{c}` has no enrollment: nothing to fill the template with")
                 })?;
             data::build(
-                &latest.context,
+                latest.context.view(),
                 policies,
                 Origin {
                     sequence: &latest.sequence,

@@ -972,7 +972,10 @@ fn the_data_carries_the_time_it_is_rendered_at() {
         sequence: "s",
         step: "e",
     };
-    assert_eq!(build(&ctx, &p, origin, at)["_now"], "2027-01-02T03:04:05Z");
+    assert_eq!(
+        build(ctx.view(), &p, origin, at)["_now"],
+        "2027-01-02T03:04:05Z"
+    );
     // The sample is rendered at its event's time, whatever the day.
     assert_eq!(sample_data(&p, "t", None)["_now"], "2026-11-20T10:00:00Z");
     let own = json!({"_now": "2026-12-24T18:00:00Z"});

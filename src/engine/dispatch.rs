@@ -359,11 +359,32 @@ fn remember(catalog: &Catalog, state: &mut CustomerState, event: &Event) {
 
 /// Makes the enrollment's customer and facts the stored ones.
 fn know(e: &mut Enrollment, customer: &Customer, facts: &Facts) {
-    if e.context.customer != *customer {
-        Arc::make_mut(&mut e.context).customer = customer.clone();
+    let customer = (e.context.customer != *customer).then_some(customer);
+    let facts = (e.context.facts != *facts).then_some(facts);
+    if customer.is_none() && facts.is_none() {
+        return;
     }
-    if e.context.facts != *facts {
-        Arc::make_mut(&mut e.context).facts = facts.clone();
+    match Arc::get_mut(&mut e.context) {
+        Some(c) => {
+            if let Some(customer) = customer {
+                c.customer = customer.clone();
+            }
+            if let Some(facts) = facts {
+                c.facts = facts.clone();
+            }
+        }
+        // Shared (with the store that loaded it): a new context, without
+        // copying the customer and facts it replaces.
+        None => {
+            let old = &e.context;
+            e.context = Arc::new(Context {
+                customer: customer.unwrap_or(&old.customer).clone(),
+                order: old.order.clone(),
+                shipment: old.shipment.clone(),
+                review: old.review.clone(),
+                facts: facts.unwrap_or(&old.facts).clone(),
+            });
+        }
     }
 }
 

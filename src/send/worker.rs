@@ -478,7 +478,10 @@ impl<S: Store, T: Transport> Worker<S, T> {
         // unless a refusal is to be recorded as a bounce of its address.
         let refused = match &outcome {
             SendOutcome::Refused { .. } => profile,
-            _ => None,
+            _ => {
+                drop(profile);
+                None
+            }
         };
         let finished = self.clock.now();
         finish(&self.store, row, finished, &outcome).await?;

@@ -61,41 +61,55 @@ pub struct TimerWrite {
 /// A recorded event as the look-back holds it: what picks the candidates
 /// (type, time, id), and the event itself, read from its stored JSON only
 /// when it is a candidate (most recorded events never are: they were taken
-/// in when they arrived).
+/// in when they arrived). Shared: a load hands out the memory store's
+/// without copying them.
 #[derive(Debug, Clone)]
-pub struct Recorded {
+pub struct Recorded(Arc<RecordedEvent>);
+
+#[derive(Debug)]
+pub struct RecordedEvent {
     pub id: String,
     pub kind: String,
     pub occurred_at: DateTime<Utc>,
     body: Body,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 enum Body {
     Event(Arc<Event>),
-    Json(Arc<str>),
+    Json(String),
+}
+
+impl std::ops::Deref for Recorded {
+    type Target = RecordedEvent;
+
+    fn deref(&self) -> &RecordedEvent {
+        &self.0
+    }
 }
 
 impl Recorded {
     pub fn of(event: Arc<Event>) -> Self {
-        Self {
+        Self(Arc::new(RecordedEvent {
             id: event.id.clone(),
             kind: event.kind.clone(),
             occurred_at: event.occurred_at,
             body: Body::Event(event),
-        }
+        }))
     }
 
     /// An event as stored: its JSON is read when needed.
     pub fn stored(id: String, kind: String, occurred_at: DateTime<Utc>, json: String) -> Self {
-        Self {
+        Self(Arc::new(RecordedEvent {
             id,
             kind,
             occurred_at,
-            body: Body::Json(json.into()),
-        }
+            body: Body::Json(json),
+        }))
     }
+}
 
+impl RecordedEvent {
     /// The event; `None` if its stored JSON does not read as one (it was
     /// written by this program, so only a damaged row gets here; it is
     /// passed over).

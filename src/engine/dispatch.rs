@@ -715,7 +715,7 @@ fn take_recorded(
     let candidates = recent
         .iter()
         .filter(|r| r.kind == kind && r.occurred_at < until && r.admitted_by(&mark))
-        .filter_map(Recorded::event);
+        .filter_map(|r| r.event());
     for ev in candidates {
         let effects = advance(
             catalog,
@@ -775,7 +775,7 @@ fn recorded_exit(
         let candidates = recent
             .iter()
             .filter(|r| r.kind == rule.event && r.admitted_by(mark))
-            .filter_map(Recorded::event)
+            .filter_map(|r| r.event())
             .filter(|ev| correlates(&context.customer.id, order_id, ev, rule.scope));
         for ev in candidates {
             let mut warnings = Vec::new();

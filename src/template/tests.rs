@@ -102,20 +102,27 @@ fn derived_text_says_what_html2text_says() {
     }
 }
 
-#[test]
-fn text_parts_are_not_html_escaped() {
+/// A templates folder of `files` (path, text).
+fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let write = |rel: &str, s: &str| {
+    for (rel, text) in files {
         let p = dir.path().join(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, s).unwrap();
-    };
-    write(
-        "t/en.hbs",
-        "---\nsubject: Hi\n---\n<p>Hello {{customer.first_name}}</p>\n",
-    );
-    write("own/en.hbs", "---\nsubject: Hi\n---\n<p>x</p>\n");
-    write("own/en.txt.hbs", "Hello {{customer.first_name}}\n");
+        std::fs::write(p, text).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn text_parts_are_not_html_escaped() {
+    let dir = folder(&[
+        (
+            "t/en.hbs",
+            "---\nsubject: Hi\n---\n<p>Hello {{customer.first_name}}</p>\n",
+        ),
+        ("own/en.hbs", "---\nsubject: Hi\n---\n<p>x</p>\n"),
+        ("own/en.txt.hbs", "Hello {{customer.first_name}}\n"),
+    ]);
     let (t, d) = Templates::load(dir.path(), "en");
     assert!(d.0.is_empty(), "{d}");
     let mut data = data::sample_data(&Policies::default(), "t", None);
@@ -245,27 +252,23 @@ fn the_data_a_template_reads_renders_it_as_all_the_data_does() {
 
 #[test]
 fn a_read_the_walk_cannot_place_keeps_all_the_data() {
-    let dir = tempfile::tempdir().unwrap();
-    let write = |rel: &str, s: &str| {
-        let p = dir.path().join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, s).unwrap();
-    };
-    write(
-        "few/en.hbs",
-        "---\nsubject: Hi {{customer.first_name}}\n---\n\
-         {{#if shipment.tracking_url}}<a href=\"{{shipment.tracking_url}}\">track</a>{{/if}}\n\
-         {{#each order.items}}<p>{{name}}</p>{{/each}}\n",
-    );
     // `#each this` walks the root; an unknown block helper loses the scope.
-    write(
-        "root/en.hbs",
-        "---\nsubject: Hi\n---\n{{#each this}}{{@key}}{{/each}}\n",
-    );
-    write(
-        "helper/en.hbs",
-        "---\nsubject: Hi\n---\n{{#upper customer}}{{first_name}}{{/upper}}\n",
-    );
+    let dir = folder(&[
+        (
+            "few/en.hbs",
+            "---\nsubject: Hi {{customer.first_name}}\n---\n\
+             {{#if shipment.tracking_url}}<a href=\"{{shipment.tracking_url}}\">track</a>{{/if}}\n\
+             {{#each order.items}}<p>{{name}}</p>{{/each}}\n",
+        ),
+        (
+            "root/en.hbs",
+            "---\nsubject: Hi\n---\n{{#each this}}{{@key}}{{/each}}\n",
+        ),
+        (
+            "helper/en.hbs",
+            "---\nsubject: Hi\n---\n{{#upper customer}}{{first_name}}{{/upper}}\n",
+        ),
+    ]);
     let (t, _) = Templates::load(dir.path(), "en");
     let mut want = data::Needs::nothing();
     for path in [

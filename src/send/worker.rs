@@ -476,13 +476,7 @@ impl<S: Store, T: Transport> Worker<S, T> {
         // Let go of the profile before `finish` notes the email in it (a
         // store kept in memory would copy the profile still shared here),
         // unless a refusal is to be recorded as a bounce of its address.
-        let refused = match &outcome {
-            SendOutcome::Refused { .. } => profile,
-            _ => {
-                drop(profile);
-                None
-            }
-        };
+        let refused = profile.filter(|_| matches!(outcome, SendOutcome::Refused { .. }));
         let finished = self.clock.now();
         finish(&self.store, row, finished, &outcome).await?;
         telemetry::email(

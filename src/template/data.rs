@@ -39,7 +39,7 @@ pub fn build(
 /// top-level key is always there: the helpers read the ones starting `_`.
 ///
 /// [`Templates::needs`]: super::Templates::needs
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Needs {
     /// `None`: everything. Else by object: `None` the whole object, else
     /// the fields read.
@@ -51,7 +51,7 @@ const PRUNED: [&str; 4] = ["customer", "order", "shipment", "review"];
 
 impl Needs {
     /// Everything (a preview, a template whose reads the walk cannot place).
-    pub fn all() -> Self {
+    pub const fn all() -> Self {
         Self { only: None }
     }
 
@@ -156,33 +156,37 @@ pub fn build_for(
             ("last_email_at", &|| value(&f.last_email_at)),
         ],
     );
-    let o = ctx.order;
-    // Without an order, every field is null and there are no items.
-    let of_order = |v: &dyn Fn(&crate::event::Order) -> Value| o.map_or(Value::Null, v);
+    // Without an order (a shipment), every field is null and there are no
+    // items.
+    let (o, s) = (ctx.order, ctx.shipment);
     let order = needs.object(
         "order",
         [
-            ("id", &|| of_order(&|o| o.id.clone().into())),
-            ("number", &|| of_order(&|o| value(&o.number))),
-            ("placed_at", &|| of_order(&|o| value(&o.placed_at))),
-            ("currency", &|| of_order(&|o| value(&o.currency))),
-            ("total", &|| of_order(&|o| value(&o.total))),
+            ("id", &|| o.map_or(Value::Null, |o| o.id.clone().into())),
+            ("number", &|| o.map_or(Value::Null, |o| value(&o.number))),
+            ("placed_at", &|| {
+                o.map_or(Value::Null, |o| value(&o.placed_at))
+            }),
+            ("currency", &|| {
+                o.map_or(Value::Null, |o| value(&o.currency))
+            }),
+            ("total", &|| o.map_or(Value::Null, |o| value(&o.total))),
             ("items", &|| {
                 Value::Array(o.map_or_else(Vec::new, |o| o.items.iter().map(item).collect()))
             }),
         ],
     );
-    let s = ctx.shipment;
-    let of_shipment = |v: &dyn Fn(&crate::event::Shipment) -> Value| s.map_or(Value::Null, v);
     let shipment = needs.object(
         "shipment",
         [
-            ("id", &|| of_shipment(&|s| value(&s.id))),
-            ("carrier", &|| of_shipment(&|s| value(&s.carrier))),
+            ("id", &|| s.map_or(Value::Null, |s| value(&s.id))),
+            ("carrier", &|| s.map_or(Value::Null, |s| value(&s.carrier))),
             ("tracking_number", &|| {
-                of_shipment(&|s| value(&s.tracking_number))
+                s.map_or(Value::Null, |s| value(&s.tracking_number))
             }),
-            ("tracking_url", &|| of_shipment(&|s| value(&s.tracking_url))),
+            ("tracking_url", &|| {
+                s.map_or(Value::Null, |s| value(&s.tracking_url))
+            }),
         ],
     );
     let review = needs.object(

@@ -1014,6 +1014,12 @@ pub fn time_trigger_holds(
     let Some(cond) = seq.trigger.as_ref().and_then(|t| t.when()) else {
         return Ok(true);
     };
+    // A `when` that only bounds a time fact (win-back's) is that range:
+    // asked of every lapsed customer at each firing, a comparison instead of
+    // an evaluation.
+    if let Some(range) = cond.exact_range_at(now) {
+        return Ok(range.holds(&profile.ledger.facts));
+    }
     // Asked of every customer at each firing: the order only when it is read.
     let order = if cond.names("order") {
         calendar::last_order(profile)

@@ -278,6 +278,9 @@ struct Window {
     to: Bound<TimeDelta>,
     /// A `has()` of the fact is among the conjuncts.
     present: bool,
+    /// Every conjunct is a bound on this fact or a `has()` of it: the
+    /// window is the whole condition.
+    whole: bool,
 }
 
 /// One side of a comparison the window understands.
@@ -298,14 +301,19 @@ impl Window {
         and_terms(tree, &mut conjuncts);
         let mut windows: Vec<Window> = Vec::new();
         let mut present = Vec::new();
+        let mut facts = Vec::new();
+        let mut others = false;
         for c in conjuncts {
             if let Some(fact) = tested_fact(c) {
                 present.push(fact);
+                facts.push(fact);
                 continue;
             }
             let Some((fact, op, offset)) = bound(c) else {
+                others = true;
                 continue;
             };
+            facts.push(fact);
             let w = match windows.iter_mut().find(|w| w.fact == fact) {
                 Some(w) => w,
                 None => {
@@ -314,6 +322,7 @@ impl Window {
                         from: Bound::Unbounded,
                         to: Bound::Unbounded,
                         present: false,
+                        whole: false,
                     });
                     windows.last_mut().expect("just pushed")
                 }
@@ -332,9 +341,11 @@ impl Window {
                 from: Bound::Unbounded,
                 to: Bound::Unbounded,
                 present: false,
+                whole: false,
             },
         };
         w.present = present.contains(&w.fact);
+        w.whole = !others && facts.iter().all(|f| *f == w.fact);
         Some(w)
     }
 
@@ -734,6 +745,22 @@ impl Condition {
     /// top-level `&&` bounds no time fact).
     pub fn range_at(&self, now: DateTime<Utc>) -> Option<FactRange> {
         self.window.as_ref().map(|w| w.at(now))
+    }
+
+    /// The condition itself at `now`, as a range of one time fact, when
+    /// that is all it says: a `has()` of the fact and bounds on it, nothing
+    /// else (win-back's `when`). Within the range it is true, outside it
+    /// false, so a caller may test the range instead of evaluating. `None`
+    /// when it says more, when it does not test `has()` (a customer without
+    /// the fact is an error then, not false), or when a bound falls outside
+    /// the years CEL has at `now` (an error there too).
+    pub fn exact_range_at(&self, now: DateTime<Utc>) -> Option<FactRange> {
+        let w = self.window.as_ref().filter(|w| w.whole && w.present)?;
+        let range = w.at(now);
+        let kept = |asked: Bound<TimeDelta>, got: Bound<DateTime<Utc>>| {
+            matches!(asked, Bound::Unbounded) || !matches!(got, Bound::Unbounded)
+        };
+        (kept(w.from, range.from) && kept(w.to, range.to)).then_some(range)
     }
 
     /// Whether the condition names `variable` (one of [`VARIABLES`]).
@@ -1202,6 +1229,70 @@ mod tests {
                 }
             }
             assert!(inside > 0, "{src}: some facts are inside");
+        }
+    }
+
+    /// A condition that is nothing but its window (with `has()`) is its
+    /// range: the range answers as the evaluation does, on and around every
+    /// bound and without the fact. Any other condition has no exact range.
+    #[test]
+    fn a_condition_that_is_only_its_window_is_its_range() {
+        let now: DateTime<Utc> = "2026-11-21T09:00:00Z".parse().unwrap();
+        let e = event();
+        let whole = [
+            "has(customer.last_order_at) && now - customer.last_order_at > days(90) \
+             && now - customer.last_order_at <= days(120)",
+            "now - customer.last_order_at >= days(90) && has(customer.last_order_at) \
+             && days(120) > now - customer.last_order_at",
+            "has(customer.last_order_at) && customer.last_order_at < now - days(3) \
+             && customer.last_order_at >= now - days(5)",
+            "has(customer.last_order_at) && now > customer.last_order_at",
+            "has(customer.last_order_at)",
+        ];
+        let mut times = vec![None];
+        for d in [-1, 0, 1, 3, 5, 90, 120, 200] {
+            for fine in [-1_000_000_000, -1, 0, 1, 1_000_000_000] {
+                times.push(Some(
+                    now - TimeDelta::days(d) + TimeDelta::nanoseconds(fine),
+                ));
+            }
+        }
+        for src in whole {
+            let c = Condition::compile(src, 1, 1).unwrap();
+            let range = c.exact_range_at(now).expect(src);
+            let (mut yes, mut no) = (0, 0);
+            for at in &times {
+                let facts = Facts {
+                    orders_count: 1,
+                    last_order_at: *at,
+                    ..Default::default()
+                };
+                let got = c.eval_bool(&of_customer(&e.customer, &facts, now));
+                assert_eq!(Ok(range.holds(&facts)), got, "{src} at {at:?}");
+                match got {
+                    Ok(true) => yes += 1,
+                    _ => no += 1,
+                }
+            }
+            assert!(yes > 0 && no > 0, "{src}: both answers asked");
+        }
+        let not_whole = [
+            // Without `has()` a customer without the fact is an error.
+            "now - customer.last_order_at > days(90)",
+            "has(customer.last_order_at) && now - customer.last_order_at > days(90) \
+             && customer.marketing_consent",
+            "has(customer.last_order_at) && now - customer.first_order_at > days(90)",
+            "has(customer.first_order_at) && now - customer.last_order_at > days(90)",
+            "has(customer.last_order_at) && now - customer.last_order_at > months(3)",
+            "has(customer.last_order_at) && (now - customer.last_order_at > days(90) \
+             || customer.orders_count > 5)",
+            // Beyond year 1 `now - days(n)` is an error, not false.
+            "has(customer.last_order_at) && customer.last_order_at > now - days(3652000)",
+            "customer.orders_count > 1",
+        ];
+        for src in not_whole {
+            let c = Condition::compile(src, 1, 1).unwrap();
+            assert_eq!(c.exact_range_at(now), None, "{src}");
         }
     }
 

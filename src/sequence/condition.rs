@@ -55,10 +55,12 @@ pub struct Condition {
     uses: [bool; 6],
     uses_days: bool,
     uses_calendar: bool,
-    /// The fields of `customer` it selects, when it only selects fields
-    /// (`customer.last_order_at`, in `has()` too): only those are built.
-    /// `None` when it uses `customer` whole.
+    /// The fields of `customer`, `order` and `event` it selects, when it
+    /// only selects fields of them (`customer.last_order_at`, in `has()`
+    /// too): only those are built. `None` when it uses the variable whole.
     customer_fields: Option<Vec<&'static str>>,
+    order_fields: Option<Vec<&'static str>>,
+    event_fields: Option<Vec<&'static str>>,
     /// The fields it reads (`order.total`), outside `has()`.
     fields: Vec<String>,
     /// Where in time one of the customer's time facts must lie for the
@@ -179,24 +181,35 @@ fn depth(e: &cel::IdedExpr, at: usize) -> usize {
         .unwrap_or(at)
 }
 
-/// The fields of `customer` that `e` selects (`customer.x`, tested by
-/// `has()` or read), into `out`; `out` becomes `None` where `e` uses
-/// `customer` otherwise (whole, or indexed), and stays so.
-fn customer_fields(e: &cel::IdedExpr, out: &mut Option<Vec<String>>) {
+/// The fields of the variable `var` that `e` selects (`customer.x`, tested
+/// by `has()` or read), into `out`; `out` becomes `None` where `e` uses
+/// `var` otherwise (whole, or indexed), and stays so.
+fn selected_fields(e: &cel::IdedExpr, var: &str, out: &mut Option<Vec<String>>) {
     use cel::common::ast::Expr;
     match &e.expr {
-        Expr::Select(sel) if matches!(&sel.operand.expr, Expr::Ident(n) if n == "customer") => {
+        Expr::Select(sel) if matches!(&sel.operand.expr, Expr::Ident(n) if n == var) => {
             if let Some(v) = out
                 && !v.contains(&sel.field)
             {
                 v.push(sel.field.clone());
             }
         }
-        Expr::Ident(n) if n == "customer" => *out = None,
+        Expr::Ident(n) if n == var => *out = None,
         _ => children(e)
             .into_iter()
-            .for_each(|c| customer_fields(c, out)),
+            .for_each(|c| selected_fields(c, var, out)),
     }
+}
+
+/// Of `all` (a variable's fields, in the order they are built), those
+/// `names` selects; names not among them are absent, as from the whole map.
+fn known_fields(names: Option<Vec<String>>, all: &[&'static str]) -> Option<Vec<&'static str>> {
+    names.map(|names| {
+        all.iter()
+            .copied()
+            .filter(|f| names.iter().any(|n| n == f))
+            .collect()
+    })
 }
 
 /// The paths of the fields `e` selects from the variables (`order.total`),
@@ -593,6 +606,8 @@ impl Condition {
                     guarded(|| {
                         let mut fields = Vec::new();
                         let mut customer = Some(Vec::new());
+                        let mut order = Some(Vec::new());
+                        let mut event = Some(Vec::new());
                         let mut window = None;
                         if let Ok(tree) = env().parser().parse(source) {
                             if depth(&tree, 0) > MAX_DEPTH {
@@ -602,7 +617,9 @@ impl Condition {
                                 ));
                             }
                             field_paths(&tree, &mut fields);
-                            customer_fields(&tree, &mut customer);
+                            selected_fields(&tree, "customer", &mut customer);
+                            selected_fields(&tree, "order", &mut order);
+                            selected_fields(&tree, "event", &mut event);
                             window = Window::of(&tree);
                             // Leave out what a has() in the condition tests.
                             let tested: Vec<String> = fields
@@ -616,22 +633,18 @@ impl Condition {
                                     })
                             });
                         }
-                        Ok((env().compile(source), fields, customer, window))
+                        let selected = [customer, order, event];
+                        Ok((env().compile(source), fields, selected, window))
                     })
                 })
                 .map_err(|e| format!("cannot start the compiler thread: {e}"))?
                 .join()
                 .unwrap_or_else(|_| Err("the CEL compiler failed".into()))
         })?;
-        let (parsed, fields, customer_fields, window) = parsed;
-        // Names not among the customer's fields are absent, as from the
-        // whole map.
-        let customer_fields = customer_fields.map(|names| {
-            CUSTOMER_FIELDS
-                .into_iter()
-                .filter(|f| names.iter().any(|n| n == f))
-                .collect()
-        });
+        let (parsed, fields, [customer, order, event], window) = parsed;
+        let customer_fields = known_fields(customer, &CUSTOMER_FIELDS);
+        let order_fields = known_fields(order, &ORDER_FIELDS);
+        let event_fields = known_fields(event, &EVENT_FIELDS);
         let program = parsed.map_err(|errs| {
             // The first error: the parser's later ones follow from it.
             let Some(e) = errs.errors.first() else {
@@ -674,6 +687,8 @@ impl Condition {
             uses_days,
             uses_calendar,
             customer_fields,
+            order_fields,
+            event_fields,
             fields,
             window,
             line,
@@ -695,7 +710,9 @@ impl Condition {
             ctx.add_variable_as_val("customer", customer_value(b.customer, b.facts, fields));
         }
         if order {
-            ctx.add_variable_as_val("order", b.order.map(order_value).unwrap_or_else(empty));
+            let fields = self.order_fields.as_deref().unwrap_or(&ORDER_FIELDS);
+            let order = b.order.map(|o| order_value(o, fields));
+            ctx.add_variable_as_val("order", order.unwrap_or_else(empty));
         }
         if shipment {
             ctx.add_variable_as_val(
@@ -707,7 +724,9 @@ impl Condition {
             ctx.add_variable_as_val("review", b.review.map(review_value).unwrap_or_else(empty));
         }
         if event {
-            ctx.add_variable_as_val("event", b.event.map(event_value).unwrap_or_else(empty));
+            let fields = self.event_fields.as_deref().unwrap_or(&EVENT_FIELDS);
+            let event = b.event.map(|e| event_value(e, fields));
+            ctx.add_variable_as_val("event", event.unwrap_or_else(empty));
         }
         if now {
             ctx.add_variable_as_val("now", timestamp(b.now));
@@ -999,24 +1018,37 @@ fn item_value(i: &Item) -> Dyn<'_> {
         .done()
 }
 
-fn order_value(o: &Order) -> Dyn<'_> {
-    Obj::new()
-        .set("id", str_val(&o.id))
-        .opt("number", string(&o.number))
-        .opt("placed_at", o.placed_at.map(timestamp))
-        .opt("currency", string(&o.currency))
-        .opt("total", o.total.map(money))
-        .set(
-            "items",
-            Box::new(CelList::from(
+/// The fields of `order`, in the order they are built.
+const ORDER_FIELDS: [&str; 7] = [
+    "id",
+    "number",
+    "placed_at",
+    "currency",
+    "total",
+    "items",
+    "replenish_every_days",
+];
+
+/// `order` with the `fields` named (of [`ORDER_FIELDS`]) that are set: its
+/// items, a map each, only when read.
+fn order_value<'a>(o: &'a Order, fields: &[&'a str]) -> Dyn<'a> {
+    let mut m = Obj::new();
+    for &name in fields {
+        let v = match name {
+            "id" => Some(str_val(&o.id)),
+            "number" => string(&o.number),
+            "placed_at" => o.placed_at.map(timestamp),
+            "currency" => string(&o.currency),
+            "total" => o.total.map(money),
+            "items" => Some(Box::new(CelList::from(
                 o.items.iter().map(item_value).collect::<Vec<_>>(),
-            )),
-        )
-        .opt(
-            "replenish_every_days",
-            o.replenish_every_days().map(|d| int(d.into())),
-        )
-        .done()
+            )) as Dyn<'a>),
+            "replenish_every_days" => o.replenish_every_days().map(|d| int(d.into())),
+            _ => None,
+        };
+        m.opt(name, v);
+    }
+    m.done()
 }
 
 fn shipment_value(s: &Shipment) -> Dyn<'_> {
@@ -1034,20 +1066,37 @@ fn review_value(r: &Review) -> Dyn<'_> {
         .done()
 }
 
-fn event_value(e: &Event) -> Dyn<'_> {
-    Obj::new()
-        .set("id", str_val(&e.id))
-        .set("type", str_val(&e.kind))
-        .set("occurred_at", timestamp(e.occurred_at))
-        .set(
-            "customer",
-            customer_value(&e.customer, None, &CUSTOMER_FIELDS),
-        )
-        .opt("order", e.order.as_ref().map(order_value))
-        .opt("shipment", e.shipment.as_ref().map(shipment_value))
-        .opt("review", e.review.as_ref().map(review_value))
-        .set("data", json_map(&e.data))
-        .done()
+/// The fields of `event`, in the order they are built.
+const EVENT_FIELDS: [&str; 8] = [
+    "id",
+    "type",
+    "occurred_at",
+    "customer",
+    "order",
+    "shipment",
+    "review",
+    "data",
+];
+
+/// `event` with the `fields` named (of [`EVENT_FIELDS`]) that are set; what
+/// it carries (its customer, order, ...) whole.
+fn event_value<'a>(e: &'a Event, fields: &[&'a str]) -> Dyn<'a> {
+    let mut m = Obj::new();
+    for &name in fields {
+        let v = match name {
+            "id" => Some(str_val(&e.id)),
+            "type" => Some(str_val(&e.kind)),
+            "occurred_at" => Some(timestamp(e.occurred_at)),
+            "customer" => Some(customer_value(&e.customer, None, &CUSTOMER_FIELDS)),
+            "order" => e.order.as_ref().map(|o| order_value(o, &ORDER_FIELDS)),
+            "shipment" => e.shipment.as_ref().map(shipment_value),
+            "review" => e.review.as_ref().map(review_value),
+            "data" => Some(json_map(&e.data)),
+            _ => None,
+        };
+        m.opt(name, v);
+    }
+    m.done()
 }
 
 #[cfg(test)]
@@ -1342,6 +1391,76 @@ mod tests {
                 .eval_bool(&b)
                 .is_err()
         );
+    }
+
+    /// `order` and `event` are built with only the fields a condition
+    /// selects, and answer as the whole ones do: every condition of the
+    /// shipped sequences that reads them, and uses the pruning cannot see
+    /// into, against the same condition evaluated with everything built.
+    #[test]
+    fn only_the_order_and_event_fields_named_are_built_with_the_same_answers() {
+        let c = |src: &str| {
+            let c = Condition::compile(src, 1, 1).unwrap();
+            (c.order_fields, c.event_fields)
+        };
+        assert_eq!(
+            c(
+                "has(order.replenish_every_days) && order.replenish_every_days >= 14 \
+               && has(order.placed_at)"
+            ),
+            (
+                Some(vec!["placed_at", "replenish_every_days"]),
+                Some(vec![])
+            )
+        );
+        assert_eq!(
+            c("has(event.order) && event.order.id != order.id"),
+            (Some(vec!["id"]), Some(vec!["order"]))
+        );
+        assert_eq!(c("order.nope == 1 && event.type == 'x'").0, Some(vec![]));
+        assert_eq!(c(r#"order["items"].size() > 0"#).0, None);
+        assert_eq!(c("[event].size() == 1").1, None);
+        let mut e = event();
+        let other = event();
+        e.review = Some(crate::event::Review { rating: Some(4) });
+        let b = Bindings {
+            customer: &e.customer,
+            facts: None,
+            order: other.order.as_ref(),
+            shipment: None,
+            review: None,
+            event: Some(&e),
+            now: "2026-11-21T00:00:00Z".parse().unwrap(),
+        };
+        let conditions = [
+            r#"order.items.exists(i, has(i.category) && i.category == "camera")"#,
+            "has(order.replenish_every_days) && order.replenish_every_days >= 14 \
+             && has(order.placed_at)",
+            "has(event.order) && event.order.id != order.id",
+            "has(event.order) && event.order.id != order.id && event.order.items.exists(i, \
+             has(i.category) && i.category == 'boots')",
+            "order.total > 100.0 && order.currency == 'EUR' && has(order.number)",
+            "event.type == 'order.placed' && event.customer.email == 'a@b.example' \
+             && event.review.rating == 4 && event.occurred_at < now && event.id == 'e1'",
+            r#"order["total"] > 100.0 && event["order"]["id"] == "o1""#,
+            "order.nope == 1",
+            "event.nope == 1",
+            "has(event.shipment)",
+        ];
+        for src in conditions {
+            let pruned = Condition::compile(src, 1, 1).unwrap();
+            let whole = Condition {
+                order_fields: None,
+                event_fields: None,
+                customer_fields: None,
+                ..Condition::compile(src, 1, 1).unwrap()
+            };
+            let (got, want) = (pruned.eval_bool(&b), whole.eval_bool(&b));
+            assert_eq!(got.is_ok(), want.is_ok(), "{src}: {got:?} against {want:?}");
+            if want.is_ok() {
+                assert_eq!(got, want, "{src}");
+            }
+        }
     }
 
     #[test]

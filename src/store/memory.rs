@@ -459,13 +459,20 @@ impl ClaimView<'_> {
 
 impl Mem {
     fn save_enrollment(&mut self, e: Enrollment) {
-        let customer = self.customers.entry(e.customer_id.clone()).or_default();
-        match self.enrollments.get(&e.key) {
-            Some(old) => {
-                if let Some(w) = old.state.wake_at() {
-                    self.due.remove(&(w, e.key.clone()));
-                }
-            }
+        // Saved for each enrollment a decision moves: the customer's record
+        // and the enrollment's are found, not made again, and its place in
+        // `due` is moved only when its wake-up moved.
+        if !self.customers.contains_key(&e.customer_id) {
+            self.customers
+                .insert(e.customer_id.clone(), CustomerRec::default());
+        }
+        let customer = self
+            .customers
+            .get_mut(&e.customer_id)
+            .expect("inserted above");
+        let wake = e.wake_at();
+        let was = match self.enrollments.get(&e.key) {
+            Some(old) => Some(old.state.wake_at()),
             None => {
                 if !self.lean {
                     customer.all.push(e.key.clone());
@@ -473,10 +480,16 @@ impl Mem {
                 if e.is_active() {
                     customer.active.push(e.key.clone());
                 }
+                None
             }
-        }
-        if let Some(w) = e.wake_at() {
-            self.due.insert((w, e.key.clone()));
+        };
+        if was != Some(wake) {
+            if let Some(Some(w)) = was {
+                self.due.remove(&(w, e.key.clone()));
+            }
+            if let Some(w) = wake {
+                self.due.insert((w, e.key.clone()));
+            }
         }
         if !e.is_active() {
             customer.active.retain(|k| *k != e.key);
@@ -488,13 +501,23 @@ impl Mem {
                 return;
             }
         }
-        self.enrollments.insert(
-            e.key.clone(),
-            Box::new(EnrollmentRec {
-                customer_id: e.customer_id.clone(),
-                state: e,
-            }),
-        );
+        match self.enrollments.get_mut(&e.key) {
+            Some(rec) => {
+                if rec.customer_id != e.customer_id {
+                    rec.customer_id.clone_from(&e.customer_id);
+                }
+                rec.state = e;
+            }
+            None => {
+                self.enrollments.insert(
+                    e.key.clone(),
+                    Box::new(EnrollmentRec {
+                        customer_id: e.customer_id.clone(),
+                        state: e,
+                    }),
+                );
+            }
+        }
     }
 
     /// Puts a new row in the claim queue.

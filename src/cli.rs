@@ -646,50 +646,40 @@ struct IndexedLine {
 
 impl EventIndex {
     fn open(path: &Path) -> anyhow::Result<Self> {
-        #[derive(serde::Deserialize)]
-        struct Who {
-            id: String,
-        }
-        #[derive(serde::Deserialize)]
-        struct Head {
-            id: String,
-            occurred_at: DateTime<Utc>,
-            customer: Who,
-        }
         let file =
             std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
-        let max = crate::event::limits::EVENT_BYTES;
-        let mut reader = crate::ingest::file::Lines::new(std::io::BufReader::new(&file), max);
-        let mut lines = Vec::new();
+        let size = file.metadata()?.len();
+        // Two halves read side by side, cut at a line's start: reading each
+        // line's head is most of the pass, and the shards wait for it.
+        let mid = line_start_from(&file, size / 2)?;
+        let (first, second) = std::thread::scope(|s| {
+            let second = s.spawn(|| heads(path, mid, size));
+            let first = heads(path, 0, mid);
+            let second = second
+                .join()
+                .expect("reading an events file does not panic");
+            (first, second)
+        });
+        let (first, second) = (
+            first.with_context(|| format!("reading {}", path.display()))?,
+            second.with_context(|| format!("reading {}", path.display()))?,
+        );
+        let mut lines = first.lines;
         let mut bad = 0;
-        while let Some(line) = reader
-            .next_line()
-            .with_context(|| format!("reading {}", path.display()))?
-        {
-            let line_no = line.number;
-            let head = match line.text(max) {
-                None => continue,
-                Some(Err(message)) => Err(message),
-                Some(Ok(l)) => serde_json::from_str::<Head>(l)
-                    .map_err(|_| Event::parse(l).err().map(|e| e.message).unwrap_or_default()),
-            };
-            match head {
-                Ok(h) => lines.push((
-                    h.id,
-                    IndexedLine {
-                        at: h.occurred_at,
-                        customer: h.customer.id,
-                        line_no,
-                        offset: line.offset,
-                        len: line.len,
-                    },
-                )),
-                Err(message) => {
-                    bad += 1;
-                    eprintln!("{}:{line_no}: skipped: {message}", path.display());
-                }
+        for (half, before) in [(&first.bad, 0), (&second.bad, first.count)] {
+            for (line_no, message) in half {
+                bad += 1;
+                eprintln!(
+                    "{}:{}: skipped: {message}",
+                    path.display(),
+                    before + line_no
+                );
             }
         }
+        lines.extend(second.lines.into_iter().map(|(id, mut l)| {
+            l.line_no += first.count;
+            (id, l)
+        }));
         lines.sort_by_key(|(_, l)| l.at);
         // A customer's duplicates reach the same shard, whose store counts
         // them as the service would. An id reused for another customer would
@@ -738,6 +728,86 @@ impl EventIndex {
                 })
             })
             .collect()
+    }
+}
+
+/// The heads of the lines of `file` between the offsets `from` (a line's
+/// start) and `to`, numbered from 1 there.
+struct Heads {
+    lines: Vec<(String, IndexedLine)>,
+    /// Lines that cannot be used: number and why.
+    bad: Vec<(usize, String)>,
+    /// Lines read.
+    count: usize,
+}
+
+fn heads(path: &Path, from: u64, to: u64) -> std::io::Result<Heads> {
+    use std::io::{Read, Seek};
+    #[derive(serde::Deserialize)]
+    struct Who {
+        id: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Head {
+        id: String,
+        occurred_at: DateTime<Utc>,
+        customer: Who,
+    }
+    // A file of its own: a clone would share the other half's position.
+    let mut part = std::fs::File::open(path)?;
+    part.seek(std::io::SeekFrom::Start(from))?;
+    let max = crate::event::limits::EVENT_BYTES;
+    let reader = std::io::BufReader::new(part.take(to - from));
+    let mut reader = crate::ingest::file::Lines::starting_at(reader, max, from);
+    let mut out = Heads {
+        lines: Vec::new(),
+        bad: Vec::new(),
+        count: 0,
+    };
+    while let Some(line) = reader.next_line()? {
+        out.count = line.number;
+        let head = match line.text(max) {
+            None => continue,
+            Some(Err(message)) => Err(message),
+            Some(Ok(l)) => serde_json::from_str::<Head>(l)
+                .map_err(|_| Event::parse(l).err().map(|e| e.message).unwrap_or_default()),
+        };
+        match head {
+            Ok(h) => out.lines.push((
+                h.id,
+                IndexedLine {
+                    at: h.occurred_at,
+                    customer: h.customer.id,
+                    line_no: line.number,
+                    offset: line.offset,
+                    len: line.len,
+                },
+            )),
+            Err(message) => out.bad.push((line.number, message)),
+        }
+    }
+    Ok(out)
+}
+
+/// The offset of the first line that starts at or after `at` (the file's
+/// size if none does).
+fn line_start_from(file: &std::fs::File, at: u64) -> std::io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    if at == 0 {
+        return Ok(0);
+    }
+    // The line before `at` ends at or after `at - 1`.
+    let mut pos = at - 1;
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = file.read_at(&mut buf, pos)?;
+        if n == 0 {
+            return Ok(pos);
+        }
+        if let Some(i) = buf[..n].iter().position(|b| *b == b'\n') {
+            return Ok(pos + i as u64 + 1);
+        }
+        pos += n as u64;
     }
 }
 

@@ -189,6 +189,37 @@ async fn identical_bad_lines_are_counted_not_multiplied() {
     );
 }
 
+/// `simulate` reads the two halves of a file side by side: a bad line in
+/// either is named by its number in the whole file, and reported in order.
+#[test]
+fn simulate_numbers_bad_lines_in_both_halves_of_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines: Vec<Vec<u8>> = (1..=40).map(|i| good(&format!("n{i}"))).collect();
+    lines[2] = b"{oops".to_vec();
+    lines[3] = b"".to_vec();
+    lines[36] = b"{oops again".to_vec();
+    let path = dir.path().join("events.jsonl");
+    std::fs::write(&path, lines.join(&b"\n"[..])).unwrap();
+    let o = aftercare(&["simulate", "--events", path.to_str().unwrap()], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    let shown = path.display().to_string();
+    let first = format!("{shown}:3: skipped: invalid JSON");
+    let last = format!("{shown}:37: skipped: invalid JSON");
+    let (Some(a), Some(b)) = (err.find(&first), err.find(&last)) else {
+        panic!("expected lines 3 and 37 named in\n{err}");
+    };
+    assert!(a < b, "in order:\n{err}");
+    assert!(err.contains("37 events applied, 2 invalid"), "{err}");
+    let out = String::from_utf8(o.stdout).unwrap();
+    for i in [1, 2, 5, 36, 38, 40] {
+        assert!(
+            out.contains(&format!("\"customer_id\":\"c-n{i}\"")),
+            "c-n{i} is mailed:\n{out}"
+        );
+    }
+}
+
 #[test]
 fn simulate_reports_bad_lines_and_runs_the_rest() {
     let dir = tempfile::tempdir().unwrap();

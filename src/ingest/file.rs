@@ -100,6 +100,15 @@ impl<R: BufRead> Lines<R> {
         }
     }
 
+    /// Lines of a reader that starts `offset` bytes into a file, at the
+    /// start of a line: offsets are the file's, numbers count from 1 there.
+    pub fn starting_at(reader: R, max: usize, offset: u64) -> Self {
+        Self {
+            offset,
+            ..Self::new(reader, max)
+        }
+    }
+
     pub fn next_line(&mut self) -> std::io::Result<Option<Line>> {
         let mut bytes = Vec::new();
         let mut n = <&mut R as Read>::take(&mut self.reader, self.max as u64 + 1)

@@ -835,7 +835,9 @@ impl Iterator for ShardEvents {
         for l in self.lines.by_ref() {
             let mut buf = vec![0; l.len];
             let text = match self.file.read_exact_at(&mut buf, l.offset) {
-                Ok(()) => String::from_utf8_lossy(&buf).into_owned(),
+                // The index read the line as text: no copy to make.
+                Ok(()) => String::from_utf8(buf)
+                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
                 Err(e) => format!("unreadable: {e}"),
             };
             match Event::parse(text.trim()) {

@@ -970,9 +970,14 @@ pub(crate) const CUSTOMER_FIELDS: [&str; 18] = [
 
 /// `customer` with the `fields` named (of [`CUSTOMER_FIELDS`]) that are set.
 fn customer_value<'a>(c: &'a Customer, facts: Option<&'a Facts>, fields: &[&'a str]) -> Dyn<'a> {
+    object_of(fields, |name| customer_field(c, facts, name))
+}
+
+/// A map of the `fields` named, each as `field` gives it (absent: `None`).
+fn object_of<'a>(fields: &[&'a str], field: impl Fn(&str) -> Option<Dyn<'a>>) -> Dyn<'a> {
     let mut m = Obj::new();
     for &name in fields {
-        m.opt(name, customer_field(c, facts, name));
+        m.opt(name, field(name));
     }
     m.done()
 }
@@ -1032,23 +1037,18 @@ const ORDER_FIELDS: [&str; 7] = [
 /// `order` with the `fields` named (of [`ORDER_FIELDS`]) that are set: its
 /// items, a map each, only when read.
 fn order_value<'a>(o: &'a Order, fields: &[&'a str]) -> Dyn<'a> {
-    let mut m = Obj::new();
-    for &name in fields {
-        let v = match name {
-            "id" => Some(str_val(&o.id)),
-            "number" => string(&o.number),
-            "placed_at" => o.placed_at.map(timestamp),
-            "currency" => string(&o.currency),
-            "total" => o.total.map(money),
-            "items" => Some(Box::new(CelList::from(
-                o.items.iter().map(item_value).collect::<Vec<_>>(),
-            )) as Dyn<'a>),
-            "replenish_every_days" => o.replenish_every_days().map(|d| int(d.into())),
-            _ => None,
-        };
-        m.opt(name, v);
-    }
-    m.done()
+    object_of(fields, |name| match name {
+        "id" => Some(str_val(&o.id)),
+        "number" => string(&o.number),
+        "placed_at" => o.placed_at.map(timestamp),
+        "currency" => string(&o.currency),
+        "total" => o.total.map(money),
+        "items" => Some(Box::new(CelList::from(
+            o.items.iter().map(item_value).collect::<Vec<_>>(),
+        )) as Dyn<'a>),
+        "replenish_every_days" => o.replenish_every_days().map(|d| int(d.into())),
+        _ => None,
+    })
 }
 
 fn shipment_value(s: &Shipment) -> Dyn<'_> {
@@ -1081,22 +1081,17 @@ const EVENT_FIELDS: [&str; 8] = [
 /// `event` with the `fields` named (of [`EVENT_FIELDS`]) that are set; what
 /// it carries (its customer, order, ...) whole.
 fn event_value<'a>(e: &'a Event, fields: &[&'a str]) -> Dyn<'a> {
-    let mut m = Obj::new();
-    for &name in fields {
-        let v = match name {
-            "id" => Some(str_val(&e.id)),
-            "type" => Some(str_val(&e.kind)),
-            "occurred_at" => Some(timestamp(e.occurred_at)),
-            "customer" => Some(customer_value(&e.customer, None, &CUSTOMER_FIELDS)),
-            "order" => e.order.as_ref().map(|o| order_value(o, &ORDER_FIELDS)),
-            "shipment" => e.shipment.as_ref().map(shipment_value),
-            "review" => e.review.as_ref().map(review_value),
-            "data" => Some(json_map(&e.data)),
-            _ => None,
-        };
-        m.opt(name, v);
-    }
-    m.done()
+    object_of(fields, |name| match name {
+        "id" => Some(str_val(&e.id)),
+        "type" => Some(str_val(&e.kind)),
+        "occurred_at" => Some(timestamp(e.occurred_at)),
+        "customer" => Some(customer_value(&e.customer, None, &CUSTOMER_FIELDS)),
+        "order" => e.order.as_ref().map(|o| order_value(o, &ORDER_FIELDS)),
+        "shipment" => e.shipment.as_ref().map(shipment_value),
+        "review" => e.review.as_ref().map(review_value),
+        "data" => Some(json_map(&e.data)),
+        _ => None,
+    })
 }
 
 #[cfg(test)]

@@ -665,10 +665,9 @@ impl EventIndex {
             second.with_context(|| format!("reading {}", path.display()))?,
         );
         let mut lines = first.lines;
-        let mut bad = 0;
+        let bad = first.bad.len() + second.bad.len();
         for (half, before) in [(&first.bad, 0), (&second.bad, first.count)] {
             for (line_no, message) in half {
-                bad += 1;
                 eprintln!(
                     "{}:{}: skipped: {message}",
                     path.display(),

@@ -10,18 +10,7 @@ use crate::diagnostic::closest;
 /// The fields of each variable a condition sees (`condition.rs` builds them).
 const FIELDS: &[(&str, &[&str])] = &[
     ("customer", &super::condition::CUSTOMER_FIELDS),
-    (
-        "order",
-        &[
-            "id",
-            "number",
-            "placed_at",
-            "currency",
-            "total",
-            "items",
-            "replenish_every_days",
-        ],
-    ),
+    ("order", &super::condition::ORDER_FIELDS),
     (
         "item",
         &[
@@ -38,19 +27,7 @@ const FIELDS: &[(&str, &[&str])] = &[
         &["id", "carrier", "tracking_number", "tracking_url"],
     ),
     ("review", &["rating"]),
-    (
-        "event",
-        &[
-            "id",
-            "type",
-            "occurred_at",
-            "customer",
-            "order",
-            "shipment",
-            "review",
-            "data",
-        ],
-    ),
+    ("event", &super::condition::EVENT_FIELDS),
 ];
 
 /// Fields that are there only when set: a condition tests them with has().

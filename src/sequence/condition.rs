@@ -1023,8 +1023,9 @@ fn item_value(i: &Item) -> Dyn<'_> {
         .done()
 }
 
-/// The fields of `order`, in the order they are built.
-const ORDER_FIELDS: [&str; 7] = [
+/// The fields of `order`, in the order they are built (and named in
+/// messages, `cel_words`).
+pub(crate) const ORDER_FIELDS: [&str; 7] = [
     "id",
     "number",
     "placed_at",
@@ -1066,8 +1067,9 @@ fn review_value(r: &Review) -> Dyn<'_> {
         .done()
 }
 
-/// The fields of `event`, in the order they are built.
-const EVENT_FIELDS: [&str; 8] = [
+/// The fields of `event`, in the order they are built (and named in
+/// messages, `cel_words`).
+pub(crate) const EVENT_FIELDS: [&str; 8] = [
     "id",
     "type",
     "occurred_at",

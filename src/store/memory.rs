@@ -26,6 +26,7 @@ use super::{
     After, CustomerExport, Erased, Erasure, ErasureLog, ExportedEmail, ExportedEnrollment,
     ExportedEvent, ExportedSuppression, Purge, PurgeStep,
 };
+use super::{FastMap, States};
 use crate::engine::customer::{CustomerState, Recorded, Timer};
 use crate::engine::facts::{FactRange, Facts, TimeFact};
 use crate::engine::journal::Entry;
@@ -57,11 +58,6 @@ impl MemStore {
         }
     }
 }
-
-/// The store's hottest tables, hashed with foldhash: SipHash, the
-/// standard one, took ~2 % of `simulate` (docs/BENCHMARKS.md, section 14).
-/// Still seeded at random, so a crafted events file cannot pick collisions.
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 #[derive(Default)]
 struct Mem {
@@ -731,11 +727,7 @@ impl Tx for MemTx {
         Ok(())
     }
 
-    async fn lock_customers(
-        &mut self,
-        ids: &[String],
-        look_back: &LookBack<'_>,
-    ) -> Result<HashMap<String, CustomerState>> {
+    async fn lock_customers(&mut self, ids: &[String], look_back: &LookBack<'_>) -> Result<States> {
         if self.mem.lean {
             match &mut self.mem.look_back {
                 Some((kinds, since)) if kinds == look_back.kinds => *since = look_back.since,
@@ -743,7 +735,7 @@ impl Tx for MemTx {
             }
         }
         let mem = &*self.mem;
-        let mut out = HashMap::with_capacity(ids.len());
+        let mut out = States::with_capacity_and_hasher(ids.len(), Default::default());
         for id in ids {
             let mut st = CustomerState::default();
             if let Some(c) = mem.customers.get(id) {
@@ -816,7 +808,7 @@ impl Tx for MemTx {
 
     async fn reload_recent(
         &mut self,
-        states: &mut HashMap<String, CustomerState>,
+        states: &mut States,
         ids: &[String],
         look_back: &LookBack<'_>,
     ) -> Result<()> {

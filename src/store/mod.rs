@@ -62,6 +62,18 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// Maps and sets on the hot paths (the customers of a batch, what a batch
+/// writes, the memory store's tables), hashed with foldhash: SipHash, the
+/// standard one, took ~2 % of `simulate` in the memory store's tables
+/// (docs/BENCHMARKS.md, section 14) and as much again in these. Still seeded
+/// at random, so crafted ids cannot pick collisions; nothing reads them in
+/// iteration order.
+pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+pub type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
+
+/// The customers of a batch, loaded and locked, by id.
+pub type States = FastMap<String, CustomerState>;
+
 impl Error {
     /// Whether the database could not be reached, was busy or out of
     /// resources: the same work is worth trying again later. Any other error
@@ -192,7 +204,7 @@ impl<'a> LookBack<'a> {
 pub async fn widen_for_history<T: Tx>(
     tx: &mut T,
     catalog: &Catalog,
-    states: &mut HashMap<String, CustomerState>,
+    states: &mut States,
     except: &HashSet<String>,
 ) -> Result<()> {
     let mut since: Option<DateTime<Utc>> = None;
@@ -237,7 +249,7 @@ pub struct Due {
     /// Due timers (customer, sequence), earliest first; only those whose
     /// customer is in `customers`.
     pub timers: Vec<(String, String)>,
-    pub customers: HashMap<String, CustomerState>,
+    pub customers: States,
 }
 
 /// Who claims outbox rows, and when a claimer counts as gone.
@@ -931,14 +943,14 @@ pub struct Writes {
     /// Keys of `enrollments` whose context holds their customer's profile's
     /// customer and facts: the SQL stores leave those out of the row
     /// ([`state_doc`]).
-    pub from_profile: HashSet<String>,
+    pub from_profile: FastSet<String>,
     /// In the order the engine emitted them: the store gives the rows ids in
     /// this order, and a customer's emails due at the same time go out in id
     /// order. (Kept in a map by idempotency key, `…#order-delivered` came
     /// before `…#order-shipped`, and went out first.)
     pub emails: Vec<NewEmail>,
     /// Idempotency keys of `emails`: the first email with a key is kept.
-    email_keys: HashSet<String>,
+    email_keys: FastSet<String>,
     /// Addresses to suppress (by [`address_key`]) with the reason.
     pub suppress: BTreeMap<String, String>,
     /// The engine's journal entries, in the order decided (one multi-row
@@ -1016,7 +1028,7 @@ pub trait Tx: Send {
         &mut self,
         ids: &[String],
         look_back: &LookBack<'_>,
-    ) -> impl Future<Output = Result<HashMap<String, CustomerState>>> + Send;
+    ) -> impl Future<Output = Result<States>> + Send;
 
     /// Takes up to `limit` enrollments due at `now`, oldest first, and locks
     /// their customers until the transaction ends. It never waits: an
@@ -1037,7 +1049,7 @@ pub trait Tx: Send {
     /// enrollments at their own, earlier times, and looks back from there.
     fn reload_recent(
         &mut self,
-        states: &mut HashMap<String, CustomerState>,
+        states: &mut States,
         ids: &[String],
         look_back: &LookBack<'_>,
     ) -> impl Future<Output = Result<()>> + Send;

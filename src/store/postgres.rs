@@ -16,7 +16,7 @@ use sqlx::{QueryBuilder, Transaction};
 use super::journal_rows;
 use super::sql::{Affected, Backend, IN_ORDER, QUEUED_COLUMNS, SqlStore, TAKE_OVER, status_str};
 use super::state_doc::StateDoc;
-use super::{Bucket, Result, Writes};
+use super::{Bucket, FastSet, Result, Writes};
 use crate::engine::outbox::OutboxStatus;
 use crate::event::Event;
 
@@ -278,7 +278,7 @@ impl Backend for Postgres {
             .await?;
         }
         w.enrollments = BTreeMap::new();
-        w.from_profile = HashSet::new();
+        w.from_profile = FastSet::default();
         let mut written = 0;
         if !w.emails.is_empty() {
             let n = w.emails.len();

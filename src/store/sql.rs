@@ -21,6 +21,7 @@ use sqlx::{
     Row, Type,
 };
 
+use super::States;
 use super::journal_rows;
 use super::state_doc::{self, Columns, StateDoc};
 use super::{
@@ -557,13 +558,13 @@ where
         ids: &[String],
         skip_held: bool,
         look_back: &LookBack<'_>,
-    ) -> Result<HashMap<String, CustomerState>> {
+    ) -> Result<States> {
         let lock = if skip_held {
             DB::LOCK_UNLESS_HELD
         } else {
             DB::LOCK
         };
-        let mut out: HashMap<String, CustomerState> = HashMap::with_capacity(ids.len());
+        let mut out = States::with_capacity_and_hasher(ids.len(), Default::default());
         if !skip_held {
             out.extend(ids.iter().map(|id| (id.clone(), CustomerState::default())));
         }
@@ -918,7 +919,7 @@ where
         &mut self,
         ids: &[String],
         look_back: &LookBack<'_>,
-        out: &mut HashMap<String, CustomerState>,
+        out: &mut States,
     ) -> Result<()> {
         if look_back.kinds.is_empty() {
             return Ok(());
@@ -987,11 +988,7 @@ where
         DB::ensure_customers(&mut self.tx, customers, now).await
     }
 
-    async fn lock_customers(
-        &mut self,
-        ids: &[String],
-        look_back: &LookBack<'_>,
-    ) -> Result<HashMap<String, CustomerState>> {
+    async fn lock_customers(&mut self, ids: &[String], look_back: &LookBack<'_>) -> Result<States> {
         self.load_customers(ids, false, look_back).await
     }
 
@@ -1040,7 +1037,7 @@ where
     }
     async fn reload_recent(
         &mut self,
-        states: &mut HashMap<String, CustomerState>,
+        states: &mut States,
         ids: &[String],
         look_back: &LookBack<'_>,
     ) -> Result<()> {

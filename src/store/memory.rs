@@ -24,9 +24,8 @@ use super::{
 };
 use super::{
     After, CustomerExport, Erased, Erasure, ErasureLog, ExportedEmail, ExportedEnrollment,
-    ExportedEvent, ExportedSuppression, Purge, PurgeStep,
+    ExportedEvent, ExportedSuppression, FastMap, Purge, PurgeStep, States,
 };
-use super::{FastMap, States};
 use crate::engine::customer::{CustomerState, Recorded, Timer};
 use crate::engine::facts::{FactRange, Facts, TimeFact};
 use crate::engine::journal::Entry;

@@ -21,7 +21,6 @@ use sqlx::{
     Row, Type,
 };
 
-use super::States;
 use super::journal_rows;
 use super::state_doc::{self, Columns, StateDoc};
 use super::{
@@ -34,7 +33,7 @@ use super::{
 };
 use super::{
     After, CustomerExport, ERASED, Erased, Erasure, ErasureLog, ExportedEmail, ExportedEnrollment,
-    ExportedEvent, ExportedSuppression, Purge, PurgeStep,
+    ExportedEvent, ExportedSuppression, Purge, PurgeStep, States,
 };
 use crate::engine::customer::{CustomerState, LOOK_BACK_EVENTS, NewEmail, Recorded, Timer};
 use crate::engine::outbox::{OutboxStatus, Outcome, Queued};

@@ -11,7 +11,7 @@
 use chrono::{DateTime, Datelike, Months, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 
-use super::localtime::resolve;
+use super::localtime::{local, resolve};
 use super::profile::Profile;
 use crate::event::{Customer, Order};
 use crate::sequence::duration::Span;
@@ -104,19 +104,37 @@ fn shift(local: NaiveDateTime, offset: &Span) -> Option<NaiveDateTime> {
 }
 
 /// The latest time at or before `now` that `cron` names in `tz`.
+///
+/// Cron times are local wall-clock times, walked on a clock that has no
+/// daylight saving and resolved as [`resolve`] resolves a step's `at`: a
+/// time the clock skips (spring forward) fires at the moment it jumps, one
+/// it passes twice (fall back) at the first of the two.
 pub fn latest_cron(cron: &cron::Schedule, tz: Tz, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let after = now.checked_add_signed(TimeDelta::seconds(1))?;
-    cron.after(&after.with_timezone(&tz))
-        .next_back()
-        .map(|t| t.with_timezone(&Utc))
+    // In an autumn fold a wall-clock time later than `now`'s can still be
+    // earlier than `now` (its first pass): start past any clock change.
+    let start = local(now, tz)?.checked_add_signed(CLOCK_CHANGE + TimeDelta::seconds(1))?;
+    // Resolving keeps the order of wall-clock times, and a wall-clock time
+    // at or before `now`'s resolves at or before `now`: the walk ends there.
+    cron.after(&start.and_utc())
+        .rev()
+        .map(|t| resolve(tz, t.naive_utc()))
+        .find(|at| *at <= now)
 }
 
-/// The first time after `after` that `cron` names in `tz`.
+/// The first time after `after` that `cron` names in `tz`, resolved as in
+/// [`latest_cron`]. Wall-clock times in one spring-forward gap all resolve
+/// to the jump, and fire once.
 pub fn next_cron(cron: &cron::Schedule, tz: Tz, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    cron.after(&after.with_timezone(&tz))
-        .next()
-        .map(|t| t.with_timezone(&Utc))
+    // A wall-clock time at or before `after`'s resolves at or before it.
+    let start = local(after, tz)?;
+    cron.after(&start.and_utc())
+        .map(|t| resolve(tz, t.naive_utc()))
+        .find(|at| *at > after)
 }
+
+/// Longer than any change of a clock in the time-zone database (two hours,
+/// in a few zones' history; one hour or less today).
+const CLOCK_CHANGE: TimeDelta = TimeDelta::hours(3);
 
 /// The origin of the enrollments a schedule firing at `at` starts.
 pub fn schedule_origin(at: DateTime<Utc>) -> String {
@@ -298,5 +316,75 @@ mod tests {
         // At the very time, it is the latest.
         let at = utc("2026-11-26T14:00:00Z");
         assert_eq!(latest_cron(&cron, tz, at), Some(at));
+    }
+
+    #[test]
+    fn a_schedule_in_a_spring_forward_gap_fires_when_the_clock_jumps() {
+        // Berlin, 28 March 2027: at 02:00 CET (01:00Z) the clock jumps to
+        // 03:00 CEST, so 02:30 never happens that day.
+        let cron = crate::sequence::cron::parse("30 2 * * *").unwrap();
+        let tz = chrono_tz::Europe::Berlin;
+        let jump = utc("2027-03-28T01:00:00Z");
+        assert_eq!(
+            next_cron(&cron, tz, utc("2027-03-27T12:00:00Z")),
+            Some(jump)
+        );
+        assert_eq!(
+            latest_cron(&cron, tz, utc("2027-03-28T06:00:00Z")),
+            Some(jump)
+        );
+        assert_eq!(latest_cron(&cron, tz, jump), Some(jump));
+        assert_eq!(
+            latest_cron(&cron, tz, utc("2027-03-28T00:59:59Z")),
+            Some(utc("2027-03-27T01:30:00Z"))
+        );
+        // Once: the next is the next day's 02:30 CEST.
+        assert_eq!(
+            next_cron(&cron, tz, jump),
+            Some(utc("2027-03-29T00:30:00Z"))
+        );
+        // Times in the gap that differ all fire once, at the jump.
+        let quarter = crate::sequence::cron::parse("*/15 2 * * *").unwrap();
+        assert_eq!(
+            next_cron(&quarter, tz, utc("2027-03-28T00:50:00Z")),
+            Some(jump)
+        );
+        assert_eq!(
+            next_cron(&quarter, tz, jump),
+            Some(utc("2027-03-29T00:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn a_schedule_in_an_autumn_fold_fires_at_the_first_of_the_two() {
+        // Berlin, 31 October 2027: at 03:00 CEST (01:00Z) the clock falls
+        // back to 02:00 CET, so 02:30 happens at 00:30Z and again at 01:30Z.
+        let cron = crate::sequence::cron::parse("30 2 * * *").unwrap();
+        let tz = chrono_tz::Europe::Berlin;
+        let first = utc("2027-10-31T00:30:00Z");
+        assert_eq!(
+            next_cron(&cron, tz, utc("2027-10-30T12:00:00Z")),
+            Some(first)
+        );
+        assert_eq!(
+            next_cron(&cron, tz, first),
+            Some(utc("2027-11-01T01:30:00Z"))
+        );
+        // During the second pass, the latest is still the first.
+        assert_eq!(
+            latest_cron(&cron, tz, utc("2027-10-31T01:45:00Z")),
+            Some(first)
+        );
+        assert_eq!(
+            latest_cron(&cron, tz, utc("2027-10-31T01:10:00Z")),
+            Some(first)
+        );
+        // A time the second pass reaches before the first pass did is not
+        // the latest: 02:45's first pass (00:45Z) is after `now`.
+        let cron = crate::sequence::cron::parse("45 2 * * *").unwrap();
+        assert_eq!(
+            latest_cron(&cron, tz, utc("2027-10-31T00:40:00Z")),
+            Some(utc("2027-10-30T00:45:00Z"))
+        );
     }
 }

@@ -242,6 +242,39 @@ fn truncate_counts_what_a_reader_sees_as_one_character() {
 }
 
 #[test]
+fn len_counts_characters_as_truncate_does() {
+    let family = "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}";
+    let d = with(
+        "en",
+        json!({"th": "สวัสดี", "zh": "你好", "hu": "Árvíztűrő", "bg": "Здравей",
+               "emoji": family, "empty": "", "items": [1, 2, 3], "map": {"a": 1, "b": 2},
+               "n": 42, "none": null}),
+    );
+    let len = |path: &str| render_with(&format!("{{{{len {path}}}}}"), &d).unwrap();
+    // สวัสดี is six code points, 18 bytes, and four characters to a reader.
+    assert_eq!(len("th"), "4");
+    assert_eq!(len("zh"), "2");
+    assert_eq!(len("hu"), "9");
+    assert_eq!(len("bg"), "7");
+    assert_eq!(len("emoji"), "1");
+    assert_eq!(len("empty"), "0");
+    // The rest as handlebars' own: items, keys, 0 for anything else.
+    assert_eq!(len("items"), "3");
+    assert_eq!(len("map"), "2");
+    assert_eq!(len("n"), "0");
+    assert_eq!(len("none"), "0");
+    // What it counts, `truncate` keeps: no cut at the length it says.
+    let th = render_with("{{truncate th (len th)}}", &d).unwrap();
+    assert_eq!(th, "สวัสดี");
+    assert_eq!(
+        render_with("{{#if (gt (len th) 5)}}long{{else}}short{{/if}}", &d).unwrap(),
+        "short"
+    );
+    // A missing field is an error in a strict registry, as before.
+    assert!(render_with("{{len nothing}}", &d).is_err());
+}
+
+#[test]
 fn truncate_takes_another_ellipsis() {
     let d = with("en", json!({"s": "The quick brown fox jumps"}));
     let r = |t: &str| render_with(t, &d).unwrap();

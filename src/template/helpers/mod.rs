@@ -4,7 +4,8 @@
 //! [`register`] with them: text ([`text`]), numbers ([`numbers`]) and dates
 //! ([`time`]); locale rules come from ICU4X's CLDR data ([`locale`] says
 //! which locale each follows). The built-in `eq`, `ne`, `gt`, `gte`, `lt`,
-//! `lte`, `and`, `or`, `not` and `len` of handlebars compare and count.
+//! `lte`, `and`, `or` and `not` of handlebars compare; `len` replaces
+//! handlebars' own to count characters, not bytes ([`text::len`]).
 
 mod args;
 mod locale;
@@ -36,6 +37,7 @@ pub fn register(hb: &mut Handlebars) {
     );
     hb.register_helper("title", Box::new(text::CaseHelper(text::Case::Title)));
     hb.register_helper("truncate", Box::new(text::TruncateHelper));
+    hb.register_helper("len", Box::new(text::len));
     hb.register_helper("default", Box::new(text::DefaultHelper));
     hb.register_helper("number", Box::new(numbers::NumberHelper));
     hb.register_helper("percent", Box::new(numbers::PercentHelper));

@@ -2,7 +2,8 @@
 //! mapping with the template language's rules, ICU4X `icu_casemap`),
 //! `truncate` (at a word boundary where it can, never inside a character:
 //! ICU4X `icu_segmenter`, with dictionaries for Thai and Chinese, which
-//! write words without spaces) and `default`.
+//! write words without spaces), `default`, and `len` (characters, as
+//! `truncate` counts them).
 
 use std::borrow::Cow;
 
@@ -136,6 +137,28 @@ impl HelperDef for TruncateHelper {
             truncate(&text, max, ellipsis).into_owned(),
         )))
     }
+}
+
+// `len`, in place of handlebars' own, which counts a string's bytes (a Thai
+// or Chinese name three times over): a string's characters, counted as
+// `truncate` counts them, an array's items, an object's keys, 0 for anything
+// else. Arguments and errors are handlebars' own.
+handlebars::handlebars_helper!(len: |x: Json| match x {
+    Value::Array(a) => a.len(),
+    Value::Object(m) => m.len(),
+    Value::String(s) => characters(s),
+    _ => 0,
+});
+
+/// The characters of `text`: grapheme clusters, what a reader counts as one
+/// (a Thai consonant with its vowel and tone marks, an emoji with its
+/// modifiers).
+pub fn characters(text: &str) -> usize {
+    // Boundaries, 0 and text.len() included.
+    GraphemeClusterSegmenter::new()
+        .segment_str(text)
+        .count()
+        .saturating_sub(1)
 }
 
 /// Characters at the end of a cut text that the ellipsis replaces.

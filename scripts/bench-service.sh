@@ -62,10 +62,31 @@ if [[ $what == all || $what == ingest ]]; then
   $lg consume-bare --brokers $BROKERS --topic "$topic" --count "$EVENTS" --like-service
   db=$(fresh_db bench_ingest)
   $bin migrate --database-url "$db" >/dev/null
+  # What the run writes and costs, measured around it (docs/BENCHMARKS.md,
+  # section 17): the machine's CPU, WAL, checkpoints.
+  psql -q "$db" -c "CHECKPOINT"
+  lsn0=$(psql -qtA "$db" -c "SELECT pg_current_wal_lsn()")
+  ck0=$(psql -qtA "$db" -c "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter")
+  cpu0=$(awk '/^cpu /{print $2+$3+$4+$7+$8; exit}' /proc/stat)
   start_run "$db" ingest sequences templates ${BENCH_ENV:-} AFTERCARE_KAFKA_BROKERS=$BROKERS AFTERCARE_KAFKA_TOPIC="$topic" AFTERCARE_KAFKA_GROUP="bench-$$"
   $lg wait-events --db "$db" --count "$EVENTS"
+  cpu1=$(awk '/^cpu /{print $2+$3+$4+$7+$8; exit}' /proc/stat)
   stop_run
   psql -q -t "$db" -c "SELECT 'outbox rows written: ' || count(*) FROM outbox"
+  echo "  the machine's CPU while ingesting: $(((cpu1 - cpu0) * 10000 / EVENTS)) us an event"
+  psql -qtA "$db" -c "SELECT '  WAL: ' || pg_wal_lsn_diff(pg_current_wal_lsn(), '$lsn0') \
+    || ' bytes, ' || (pg_wal_lsn_diff(pg_current_wal_lsn(), '$lsn0') / $EVENTS)::int \
+    || ' an event; checkpoints: ' \
+    || ((SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter) - $ck0)"
+  psql -qtA -F ' ' "$db" -c "SELECT '  ' || relname, 'inserted', n_tup_ins, 'updated', n_tup_upd, \
+    'HOT', n_tup_hot_upd, pg_size_pretty(pg_total_relation_size(relid)) \
+    FROM pg_stat_user_tables WHERE n_tup_ins + n_tup_upd > 100 ORDER BY relname"
+  psql -qtA "$db" -c "SELECT '  average bytes: context ' \
+    || (SELECT avg(length(context::text))::int FROM outbox) \
+    || ', state ' || (SELECT avg(length(state::text))::int FROM enrollments) \
+    || ', payload ' || (SELECT avg(length(payload::text))::int FROM events) \
+    || ', journal ' || (SELECT avg(length(detail::text))::int FROM journal) \
+    || ', profile ' || (SELECT avg(length(profile::text))::int FROM customers)"
 fi
 
 if [[ $what == all || $what == drain ]]; then

@@ -318,73 +318,50 @@ mod tests {
         assert_eq!(latest_cron(&cron, tz, at), Some(at));
     }
 
+    /// `next_cron` and `latest_cron` of `cron` in Berlin, at a UTC time.
+    fn berlin(cron: &str) -> (impl Fn(&str) -> String, impl Fn(&str) -> String) {
+        let cron = crate::sequence::cron::parse(cron).unwrap();
+        let tz = chrono_tz::Europe::Berlin;
+        let shown = |t: Option<DateTime<Utc>>| t.map(|t| t.to_rfc3339()).unwrap_or_default();
+        let c = cron.clone();
+        (
+            move |at: &str| shown(next_cron(&c, tz, utc(at))),
+            move |at: &str| shown(latest_cron(&cron, tz, utc(at))),
+        )
+    }
+
     #[test]
     fn a_schedule_in_a_spring_forward_gap_fires_when_the_clock_jumps() {
         // Berlin, 28 March 2027: at 02:00 CET (01:00Z) the clock jumps to
         // 03:00 CEST, so 02:30 never happens that day.
-        let cron = crate::sequence::cron::parse("30 2 * * *").unwrap();
-        let tz = chrono_tz::Europe::Berlin;
-        let jump = utc("2027-03-28T01:00:00Z");
-        assert_eq!(
-            next_cron(&cron, tz, utc("2027-03-27T12:00:00Z")),
-            Some(jump)
-        );
-        assert_eq!(
-            latest_cron(&cron, tz, utc("2027-03-28T06:00:00Z")),
-            Some(jump)
-        );
-        assert_eq!(latest_cron(&cron, tz, jump), Some(jump));
-        assert_eq!(
-            latest_cron(&cron, tz, utc("2027-03-28T00:59:59Z")),
-            Some(utc("2027-03-27T01:30:00Z"))
-        );
+        let (next, latest) = berlin("30 2 * * *");
+        let jump = "2027-03-28T01:00:00+00:00";
+        assert_eq!(next("2027-03-27T12:00:00Z"), jump);
+        assert_eq!(latest("2027-03-28T06:00:00Z"), jump);
+        assert_eq!(latest(jump), jump);
+        assert_eq!(latest("2027-03-28T00:59:59Z"), "2027-03-27T01:30:00+00:00");
         // Once: the next is the next day's 02:30 CEST.
-        assert_eq!(
-            next_cron(&cron, tz, jump),
-            Some(utc("2027-03-29T00:30:00Z"))
-        );
+        assert_eq!(next(jump), "2027-03-29T00:30:00+00:00");
         // Times in the gap that differ all fire once, at the jump.
-        let quarter = crate::sequence::cron::parse("*/15 2 * * *").unwrap();
-        assert_eq!(
-            next_cron(&quarter, tz, utc("2027-03-28T00:50:00Z")),
-            Some(jump)
-        );
-        assert_eq!(
-            next_cron(&quarter, tz, jump),
-            Some(utc("2027-03-29T00:00:00Z"))
-        );
+        let (next, _) = berlin("*/15 2 * * *");
+        assert_eq!(next("2027-03-28T00:50:00Z"), jump);
+        assert_eq!(next(jump), "2027-03-29T00:00:00+00:00");
     }
 
     #[test]
     fn a_schedule_in_an_autumn_fold_fires_at_the_first_of_the_two() {
         // Berlin, 31 October 2027: at 03:00 CEST (01:00Z) the clock falls
         // back to 02:00 CET, so 02:30 happens at 00:30Z and again at 01:30Z.
-        let cron = crate::sequence::cron::parse("30 2 * * *").unwrap();
-        let tz = chrono_tz::Europe::Berlin;
-        let first = utc("2027-10-31T00:30:00Z");
-        assert_eq!(
-            next_cron(&cron, tz, utc("2027-10-30T12:00:00Z")),
-            Some(first)
-        );
-        assert_eq!(
-            next_cron(&cron, tz, first),
-            Some(utc("2027-11-01T01:30:00Z"))
-        );
+        let (next, latest) = berlin("30 2 * * *");
+        let first = "2027-10-31T00:30:00+00:00";
+        assert_eq!(next("2027-10-30T12:00:00Z"), first);
+        assert_eq!(next(first), "2027-11-01T01:30:00+00:00");
         // During the second pass, the latest is still the first.
-        assert_eq!(
-            latest_cron(&cron, tz, utc("2027-10-31T01:45:00Z")),
-            Some(first)
-        );
-        assert_eq!(
-            latest_cron(&cron, tz, utc("2027-10-31T01:10:00Z")),
-            Some(first)
-        );
+        assert_eq!(latest("2027-10-31T01:45:00Z"), first);
+        assert_eq!(latest("2027-10-31T01:10:00Z"), first);
         // A time the second pass reaches before the first pass did is not
         // the latest: 02:45's first pass (00:45Z) is after `now`.
-        let cron = crate::sequence::cron::parse("45 2 * * *").unwrap();
-        assert_eq!(
-            latest_cron(&cron, tz, utc("2027-10-31T00:40:00Z")),
-            Some(utc("2027-10-30T00:45:00Z"))
-        );
+        let (_, latest) = berlin("45 2 * * *");
+        assert_eq!(latest("2027-10-31T00:40:00Z"), "2027-10-30T00:45:00+00:00");
     }
 }

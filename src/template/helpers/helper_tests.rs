@@ -160,8 +160,7 @@ fn cut(locale: &str, s: &str, n: usize) -> String {
 }
 
 fn chars(s: &str) -> usize {
-    use icu_segmenter::GraphemeClusterSegmenter;
-    GraphemeClusterSegmenter::new().segment_str(s).count() - 1
+    super::text::characters(s)
 }
 
 #[test]

@@ -365,6 +365,107 @@ fn time_driven_triggers_fire_at_local_times() {
     );
 }
 
+/// A birthday still to come that a change of time zone moves into the past
+/// fires at once, not a year later: 09:00 in Los Angeles on 15 June is 16:00
+/// UTC, and the customer moves to Tokyo at 10:00 UTC, when 09:00 there has
+/// passed. A move the other way only delays it; a birthday corrected to a
+/// day already gone waits for the next year, as before.
+#[test]
+fn a_birthday_a_new_time_zone_puts_in_the_past_fires_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let seq = dir.path();
+    std::fs::copy("sequences/_policies.yaml", seq.join("_policies.yaml")).unwrap();
+    std::fs::write(
+        seq.join("birthday.yaml"),
+        "id: birthday\nname: B\ncategory: transactional\n\
+         trigger: {date: customer.attributes.birthday, at: \"09:00\"}\n\
+         steps:\n  - email: order-shipped\n",
+    )
+    .unwrap();
+    let loaded = validate::load(seq, Path::new("templates"));
+    assert!(!loaded.diagnostics.has_errors(), "{}", loaded.diagnostics);
+    let event = |id: &str, kind: &str, at: &str, c: &str, tz: &str, birthday: &str| {
+        Event::parse(&format!(
+            r#"{{"id":"{id}","type":"{kind}","occurred_at":"{at}",
+               "customer":{{"id":"{c}","email":"{c}@example.com","timezone":"{tz}",
+               "marketing_consent":true,"attributes":{{"birthday":"{birthday}"}}}}}}"#
+        ))
+        .unwrap()
+    };
+    let moved = "2026-06-15T10:00:00Z";
+    let events = vec![
+        event(
+            "e1",
+            "customer.updated",
+            "2026-03-01T12:00:00Z",
+            "west",
+            "America/Los_Angeles",
+            "1990-06-15",
+        ),
+        event(
+            "e2",
+            "customer.updated",
+            "2026-03-01T12:00:00Z",
+            "east",
+            "Asia/Tokyo",
+            "1990-06-15",
+        ),
+        event(
+            "e3",
+            "customer.updated",
+            "2026-03-01T12:00:00Z",
+            "fixed",
+            "America/Los_Angeles",
+            "1990-06-15",
+        ),
+        event(
+            "e4",
+            "customer.updated",
+            moved,
+            "west",
+            "Asia/Tokyo",
+            "1990-06-15",
+        ),
+        event(
+            "e5",
+            "customer.updated",
+            "2026-06-14T12:00:00Z",
+            "east",
+            "America/Los_Angeles",
+            "1990-06-15",
+        ),
+        event(
+            "e6",
+            "customer.updated",
+            moved,
+            "fixed",
+            "America/Los_Angeles",
+            "1990-06-13",
+        ),
+    ];
+    let until = "2027-07-01T00:00:00Z".parse().unwrap();
+    let sim = simulate(&loaded.catalog, &loaded.templates, events, Until::At(until));
+    let sent: Vec<(&str, &str)> = sim
+        .delivered
+        .iter()
+        .map(|d| (d.line.at.as_str(), d.line.customer_id.as_str()))
+        .collect();
+    assert_eq!(
+        sent,
+        vec![
+            // Tokyo's 09:00 had passed when the move came: at once.
+            (moved, "west"),
+            // Moved to Los Angeles the day before: its 09:00, later.
+            ("2026-06-15T16:00:00Z", "east"),
+            // Corrected to 13 June on the 15th: next year's.
+            ("2027-06-13T16:00:00Z", "fixed"),
+            ("2027-06-15T00:00:00Z", "west"),
+            ("2027-06-15T16:00:00Z", "east"),
+        ],
+        "{sent:#?}"
+    );
+}
+
 /// An order placed by a customer in `tz` at `at`, with everything the
 /// shipped templates read.
 fn order_in(id: &str, customer: &str, tz: &str, at: &str) -> Event {

@@ -806,7 +806,9 @@ fn recorded_exit(
 /// Sets the customer's timers to the next firing of each timed sequence
 /// (date triggers, and schedules in the customer's own time zone), as the
 /// profile now says; returns what changed. A timer that is due and has not
-/// fired yet (the scheduler behind) keeps its occurrence.
+/// fired yet (the scheduler behind) keeps its occurrence, and so does a
+/// coming firing that the change moves at most [`MOVED_INTO_THE_PAST`] into
+/// the past ([`still_pending`]).
 pub fn plan_timers(
     catalog: &Catalog,
     state: &mut CustomerState,
@@ -829,6 +831,10 @@ pub fn plan_timers(
         let existing = state.timers.iter().find(|t| &t.sequence == id);
         let from = existing.map_or(now, |e| e.fire_at.min(now));
         let wanted = next_timer(catalog, state, id, from);
+        let wanted = match existing {
+            Some(e) => still_pending(catalog, state, e, now).or(wanted),
+            None => wanted,
+        };
         if wanted.as_ref() != existing {
             writes.push(TimerWrite {
                 customer_id: customer_id.clone(),
@@ -850,6 +856,32 @@ pub fn plan_timers(
     }
     state.timers = kept;
     writes
+}
+
+/// How far into the past a change may move a coming firing that then still
+/// fires, at once: the widest gap between two time zones (UTC-12 to UTC+14),
+/// so that any change of zone keeps the firing, and a date corrected by a
+/// day or more does not fire late.
+pub const MOVED_INTO_THE_PAST: chrono::TimeDelta = chrono::TimeDelta::hours(26);
+
+/// The firing of `pending`'s occurrence as the profile now has it, when a
+/// change (a time zone, a date corrected by less than a day) moved it from
+/// the future into the past by at most [`MOVED_INTO_THE_PAST`]: it has not
+/// fired, so it fires at once instead of waiting a year (a birthday at 09:00
+/// in Los Angeles, still coming at 10:00 UTC, is 09:00 in Tokyo, already
+/// past). Only a date trigger's occurrence (the year) outlives such a move;
+/// a schedule's is its time, which the move changes.
+fn still_pending(
+    catalog: &Catalog,
+    state: &CustomerState,
+    pending: &Timer,
+    now: DateTime<Utc>,
+) -> Option<Timer> {
+    if pending.fire_at <= now {
+        return None;
+    }
+    next_timer(catalog, state, &pending.sequence, now - MOVED_INTO_THE_PAST)
+        .filter(|t| t.fire_at < now && t.occurrence == pending.occurrence)
 }
 
 /// The customer's next firing of the timed `sequence` at or after `from`.

@@ -466,6 +466,63 @@ fn a_birthday_a_new_time_zone_puts_in_the_past_fires_at_once() {
     );
 }
 
+/// A schedule in each customer's own time zone keeps its place among the
+/// cron's wall-clock times when the zone changes: 09:00 on 15 June that a
+/// move to Tokyo has already passed fires at once, and a customer whose
+/// 09:00 fired in Tokyo does not get that day's again after moving to Los
+/// Angeles, where 09:00 is still to come.
+#[test]
+fn a_schedule_keeps_its_wall_clock_place_across_a_change_of_zone() {
+    let dir = tempfile::tempdir().unwrap();
+    let seq = dir.path();
+    std::fs::copy("sequences/_policies.yaml", seq.join("_policies.yaml")).unwrap();
+    std::fs::write(
+        seq.join("midsummer.yaml"),
+        "id: midsummer\nname: M\ncategory: transactional\n\
+         trigger: {schedule: \"0 9 15 6 *\", timezone: customer}\n\
+         enroll: every_event\n\
+         steps:\n  - email: order-shipped\n",
+    )
+    .unwrap();
+    let loaded = validate::load(seq, Path::new("templates"));
+    assert!(!loaded.diagnostics.has_errors(), "{}", loaded.diagnostics);
+    let event = |id: &str, at: &str, c: &str, tz: &str| {
+        Event::parse(&format!(
+            r#"{{"id":"{id}","type":"customer.updated","occurred_at":"{at}",
+               "customer":{{"id":"{c}","email":"{c}@example.com","timezone":"{tz}",
+               "marketing_consent":true}}}}"#
+        ))
+        .unwrap()
+    };
+    let moved = "2026-06-15T10:00:00Z";
+    let events = vec![
+        event("e1", "2026-03-01T12:00:00Z", "west", "America/Los_Angeles"),
+        event("e2", "2026-03-01T12:00:00Z", "east", "Asia/Tokyo"),
+        event("e3", moved, "west", "Asia/Tokyo"),
+        event("e4", moved, "east", "America/Los_Angeles"),
+    ];
+    let until = "2027-07-01T00:00:00Z".parse().unwrap();
+    let sim = simulate(&loaded.catalog, &loaded.templates, events, Until::At(until));
+    let sent: Vec<(&str, &str)> = sim
+        .delivered
+        .iter()
+        .map(|d| (d.line.at.as_str(), d.line.customer_id.as_str()))
+        .collect();
+    assert_eq!(
+        sent,
+        vec![
+            // 09:00 in Tokyo.
+            ("2026-06-15T00:00:00Z", "east"),
+            // Tokyo's 09:00 had passed when the move came: at once.
+            (moved, "west"),
+            // A year on, each in their new zone.
+            ("2027-06-15T00:00:00Z", "west"),
+            ("2027-06-15T16:00:00Z", "east"),
+        ],
+        "{sent:#?}"
+    );
+}
+
 /// An order placed by a customer in `tz` at `at`, with everything the
 /// shipped templates read.
 fn order_in(id: &str, customer: &str, tz: &str, at: &str) -> Event {

@@ -7,6 +7,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 
 use super::calendar;
 use super::customer::{Changes, CustomerState, NewEmail, Recorded, Timer, TimerWrite};
@@ -113,6 +114,7 @@ fn replay_event(
 ) -> Changes {
     let at = event.occurred_at.min(now);
     let timers = state.timers.clone();
+    let zone_was = zone_of(catalog, state);
     let mut changes = replay_wakes(catalog, state, |_| Some(at), now);
     let first_new = state.enrollments.len();
     let mut applied = live_event(catalog, state, event, at);
@@ -120,7 +122,7 @@ fn replay_event(
     changes.merge(applied);
     // Timers count from now: history never fires a date already past.
     state.timers = timers;
-    changes.timers = plan_timers(catalog, state, now);
+    changes.timers = plan_timers(catalog, state, zone_was, now);
     // The customer's history goes on: every enrollment still open stays
     // history, caught up once this import has settled; one the replay ended
     // is history no more.
@@ -233,6 +235,7 @@ fn live_event(
     event: &Event,
     now: DateTime<Utc>,
 ) -> Changes {
+    let zone_was = zone_of(catalog, state);
     let before = state.profile.take();
     let profile = profile::update(before.as_deref(), event);
     let suppress = profile::suppression_of(&profile, event);
@@ -333,7 +336,7 @@ fn live_event(
     // An event that repeats what is known (and starts and sends nothing)
     // writes nothing.
     let changed = before.as_ref() != state.profile.as_ref();
-    let timers = plan_timers(catalog, state, now);
+    let timers = plan_timers(catalog, state, zone_was, now);
     let mut changes = out.into_changes(state);
     changes.timers = timers;
     if changed {
@@ -808,10 +811,12 @@ fn recorded_exit(
 /// profile now says; returns what changed. A timer that is due and has not
 /// fired yet (the scheduler behind) keeps its occurrence, and so does a
 /// coming firing that the change moves at most [`MOVED_INTO_THE_PAST`] into
-/// the past ([`still_pending`]).
+/// the past ([`still_pending`]). `zone_was`: the customer's time zone when
+/// the timers were planned, where the change may have moved it.
 pub fn plan_timers(
     catalog: &Catalog,
     state: &mut CustomerState,
+    zone_was: Option<Tz>,
     now: DateTime<Utc>,
 ) -> Vec<TimerWrite> {
     let mut writes = Vec::new();
@@ -832,7 +837,7 @@ pub fn plan_timers(
         let from = existing.map_or(now, |e| e.fire_at.min(now));
         let wanted = next_timer(catalog, state, id, from);
         let wanted = match existing {
-            Some(e) => still_pending(catalog, state, e, now).or(wanted),
+            Some(e) => still_pending(catalog, state, e, zone_was, now).or(wanted),
             None => wanted,
         };
         if wanted.as_ref() != existing {
@@ -864,24 +869,66 @@ pub fn plan_timers(
 /// day or more does not fire late.
 pub const MOVED_INTO_THE_PAST: chrono::TimeDelta = chrono::TimeDelta::hours(26);
 
-/// The firing of `pending`'s occurrence as the profile now has it, when a
-/// change (a time zone, a date corrected by less than a day) moved it from
-/// the future into the past by at most [`MOVED_INTO_THE_PAST`]: it has not
-/// fired, so it fires at once instead of waiting a year (a birthday at 09:00
-/// in Los Angeles, still coming at 10:00 UTC, is 09:00 in Tokyo, already
-/// past). Only a date trigger's occurrence (the year) outlives such a move;
-/// a schedule's is its time, which the move changes.
+/// The coming firing `pending` as a change leaves it, where planning afresh
+/// from now would lose or repeat it:
+///
+/// - A date trigger's occurrence (the year) that the change (a time zone, a
+///   date corrected by less than a day) moved into the past by at most
+///   [`MOVED_INTO_THE_PAST`] has not fired, so it fires at once instead of a
+///   year later: a birthday at 09:00 in Los Angeles, still coming at 10:00
+///   UTC, is 09:00 in Tokyo, already past.
+/// - A schedule in the customer's zone, when the zone changed from
+///   `zone_was`, keeps its place among the cron's wall-clock times: the
+///   pending 09:00 is the new zone's 09:00 of that day, at once if that has
+///   passed there, and a day whose 09:00 fired in the old zone does not fire
+///   again in the new one.
 fn still_pending(
     catalog: &Catalog,
     state: &CustomerState,
     pending: &Timer,
+    zone_was: Option<Tz>,
     now: DateTime<Utc>,
 ) -> Option<Timer> {
     if pending.fire_at <= now {
         return None;
     }
-    next_timer(catalog, state, &pending.sequence, now - MOVED_INTO_THE_PAST)
-        .filter(|t| t.fire_at < now && t.occurrence == pending.occurrence)
+    match catalog.get(&pending.sequence)?.trigger.as_ref()? {
+        Trigger::Date(_) => {
+            next_timer(catalog, state, &pending.sequence, now - MOVED_INTO_THE_PAST)
+                .filter(|t| t.fire_at < now && t.occurrence == pending.occurrence)
+        }
+        Trigger::Schedule(t) if t.per_customer_zone => {
+            let (was, tz) = (zone_was?, zone_of(catalog, state)?);
+            // Only a firing of the cron as it reads now, in the old zone.
+            let planned = calendar::next_cron(
+                &t.cron,
+                was,
+                pending.fire_at - chrono::TimeDelta::seconds(1),
+            );
+            if tz == was || planned != Some(pending.fire_at) {
+                return None;
+            }
+            let wall = pending.fire_at.with_timezone(&was).naive_local();
+            let fire_at = super::localtime::resolve(tz, wall);
+            Some(Timer {
+                customer_id: pending.customer_id.clone(),
+                sequence: pending.sequence.clone(),
+                fire_at,
+                occurrence: calendar::schedule_origin(fire_at),
+            })
+        }
+        Trigger::Schedule(_) | Trigger::Event { .. } => None,
+    }
+}
+
+/// The customer's time zone as the profile has it (the default where it
+/// names none); `None` without a profile.
+fn zone_of(catalog: &Catalog, state: &CustomerState) -> Option<Tz> {
+    let p = state.profile.as_ref()?;
+    Some(calendar::zone_of(
+        &p.customer,
+        catalog.policies.default_timezone,
+    ))
 }
 
 /// The customer's next firing of the timed `sequence` at or after `from`.
@@ -931,7 +978,9 @@ pub fn apply_timer(
     else {
         // Not due as the customer's state has it: set it as the state says,
         // so that a stored timer never stays due.
-        changes.timers.extend(plan_timers(catalog, state, now));
+        changes
+            .timers
+            .extend(plan_timers(catalog, state, None, now));
         if let Some(p) = &state.profile
             && !changes.timers.iter().any(|t| t.sequence == sequence)
         {

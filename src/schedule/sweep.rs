@@ -246,7 +246,7 @@ pub async fn seed_timers<S: Store>(
                 let Some(state) = states.get_mut(cid) else {
                     continue;
                 };
-                let timers = dispatch::plan_timers(catalog, state, now);
+                let timers = dispatch::plan_timers(catalog, state, None, now);
                 writes.absorb(crate::engine::customer::Changes {
                     timers,
                     ..Default::default()

@@ -836,9 +836,12 @@ pub fn plan_timers(
         let existing = state.timers.iter().find(|t| &t.sequence == id);
         let from = existing.map_or(now, |e| e.fire_at.min(now));
         let wanted = next_timer(catalog, state, id, from);
+        // Planned afresh, the coming occurrence may be lost or repeated.
         let wanted = match existing {
-            Some(e) => still_pending(catalog, state, e, zone_was, now).or(wanted),
-            None => wanted,
+            Some(e) if wanted.as_ref().is_none_or(|w| w.occurrence != e.occurrence) => {
+                still_pending(catalog, state, e, zone_was, now).or(wanted)
+            }
+            _ => wanted,
         };
         if wanted.as_ref() != existing {
             writes.push(TimerWrite {

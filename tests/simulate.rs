@@ -365,6 +365,28 @@ fn time_driven_triggers_fire_at_local_times() {
     );
 }
 
+/// The shipped policies and templates with one sequence, written as `yaml`.
+fn with_sequence(yaml: &str) -> Loaded {
+    let dir = tempfile::tempdir().unwrap();
+    let seq = dir.path();
+    std::fs::copy("sequences/_policies.yaml", seq.join("_policies.yaml")).unwrap();
+    std::fs::write(seq.join("sequence.yaml"), yaml).unwrap();
+    let loaded = validate::load(seq, Path::new("templates"));
+    assert!(!loaded.diagnostics.has_errors(), "{}", loaded.diagnostics);
+    loaded
+}
+
+/// When and to whom each email went, simulating `events` until `until`:
+/// `at customer` lines.
+fn sent_until(loaded: &Loaded, events: Vec<Event>, until: &str) -> Vec<String> {
+    let until = until.parse().unwrap();
+    simulate(&loaded.catalog, &loaded.templates, events, Until::At(until))
+        .delivered
+        .into_iter()
+        .map(|d| format!("{} {}", d.line.at, d.line.customer_id))
+        .collect()
+}
+
 /// A birthday still to come that a change of time zone moves into the past
 /// fires at once, not a year later: 09:00 in Los Angeles on 15 June is 16:00
 /// UTC, and the customer moves to Tokyo at 10:00 UTC, when 09:00 there has
@@ -372,18 +394,11 @@ fn time_driven_triggers_fire_at_local_times() {
 /// day already gone waits for the next year, as before.
 #[test]
 fn a_birthday_a_new_time_zone_puts_in_the_past_fires_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let seq = dir.path();
-    std::fs::copy("sequences/_policies.yaml", seq.join("_policies.yaml")).unwrap();
-    std::fs::write(
-        seq.join("birthday.yaml"),
+    let loaded = with_sequence(
         "id: birthday\nname: B\ncategory: transactional\n\
          trigger: {date: customer.attributes.birthday, at: \"09:00\"}\n\
          steps:\n  - email: order-shipped\n",
-    )
-    .unwrap();
-    let loaded = validate::load(seq, Path::new("templates"));
-    assert!(!loaded.diagnostics.has_errors(), "{}", loaded.diagnostics);
+    );
     let event = |id: &str, kind: &str, at: &str, c: &str, tz: &str, birthday: &str| {
         Event::parse(&format!(
             r#"{{"id":"{id}","type":"{kind}","occurred_at":"{at}",
@@ -443,24 +458,18 @@ fn a_birthday_a_new_time_zone_puts_in_the_past_fires_at_once() {
             "1990-06-13",
         ),
     ];
-    let until = "2027-07-01T00:00:00Z".parse().unwrap();
-    let sim = simulate(&loaded.catalog, &loaded.templates, events, Until::At(until));
-    let sent: Vec<(&str, &str)> = sim
-        .delivered
-        .iter()
-        .map(|d| (d.line.at.as_str(), d.line.customer_id.as_str()))
-        .collect();
+    let sent = sent_until(&loaded, events, "2027-07-01T00:00:00Z");
     assert_eq!(
         sent,
         vec![
             // Tokyo's 09:00 had passed when the move came: at once.
-            (moved, "west"),
+            "2026-06-15T10:00:00Z west",
             // Moved to Los Angeles the day before: its 09:00, later.
-            ("2026-06-15T16:00:00Z", "east"),
+            "2026-06-15T16:00:00Z east",
             // Corrected to 13 June on the 15th: next year's.
-            ("2027-06-13T16:00:00Z", "fixed"),
-            ("2027-06-15T00:00:00Z", "west"),
-            ("2027-06-15T16:00:00Z", "east"),
+            "2027-06-13T16:00:00Z fixed",
+            "2027-06-15T00:00:00Z west",
+            "2027-06-15T16:00:00Z east",
         ],
         "{sent:#?}"
     );
@@ -473,19 +482,12 @@ fn a_birthday_a_new_time_zone_puts_in_the_past_fires_at_once() {
 /// Angeles, where 09:00 is still to come.
 #[test]
 fn a_schedule_keeps_its_wall_clock_place_across_a_change_of_zone() {
-    let dir = tempfile::tempdir().unwrap();
-    let seq = dir.path();
-    std::fs::copy("sequences/_policies.yaml", seq.join("_policies.yaml")).unwrap();
-    std::fs::write(
-        seq.join("midsummer.yaml"),
+    let loaded = with_sequence(
         "id: midsummer\nname: M\ncategory: transactional\n\
          trigger: {schedule: \"0 9 15 6 *\", timezone: customer}\n\
          enroll: every_event\n\
          steps:\n  - email: order-shipped\n",
-    )
-    .unwrap();
-    let loaded = validate::load(seq, Path::new("templates"));
-    assert!(!loaded.diagnostics.has_errors(), "{}", loaded.diagnostics);
+    );
     let event = |id: &str, at: &str, c: &str, tz: &str| {
         Event::parse(&format!(
             r#"{{"id":"{id}","type":"customer.updated","occurred_at":"{at}",
@@ -501,23 +503,17 @@ fn a_schedule_keeps_its_wall_clock_place_across_a_change_of_zone() {
         event("e3", moved, "west", "Asia/Tokyo"),
         event("e4", moved, "east", "America/Los_Angeles"),
     ];
-    let until = "2027-07-01T00:00:00Z".parse().unwrap();
-    let sim = simulate(&loaded.catalog, &loaded.templates, events, Until::At(until));
-    let sent: Vec<(&str, &str)> = sim
-        .delivered
-        .iter()
-        .map(|d| (d.line.at.as_str(), d.line.customer_id.as_str()))
-        .collect();
+    let sent = sent_until(&loaded, events, "2027-07-01T00:00:00Z");
     assert_eq!(
         sent,
         vec![
             // 09:00 in Tokyo.
-            ("2026-06-15T00:00:00Z", "east"),
+            "2026-06-15T00:00:00Z east",
             // Tokyo's 09:00 had passed when the move came: at once.
-            (moved, "west"),
+            "2026-06-15T10:00:00Z west",
             // A year on, each in their new zone.
-            ("2027-06-15T00:00:00Z", "west"),
-            ("2027-06-15T16:00:00Z", "east"),
+            "2027-06-15T00:00:00Z west",
+            "2027-06-15T16:00:00Z east",
         ],
         "{sent:#?}"
     );

@@ -399,64 +399,23 @@ fn a_birthday_a_new_time_zone_puts_in_the_past_fires_at_once() {
          trigger: {date: customer.attributes.birthday, at: \"09:00\"}\n\
          steps:\n  - email: order-shipped\n",
     );
-    let event = |id: &str, kind: &str, at: &str, c: &str, tz: &str, birthday: &str| {
+    let event = |id: &str, at: &str, c: &str, tz: &str, birthday: &str| {
         Event::parse(&format!(
-            r#"{{"id":"{id}","type":"{kind}","occurred_at":"{at}",
+            r#"{{"id":"{id}","type":"customer.updated","occurred_at":"{at}",
                "customer":{{"id":"{c}","email":"{c}@example.com","timezone":"{tz}",
                "marketing_consent":true,"attributes":{{"birthday":"{birthday}"}}}}}}"#
         ))
         .unwrap()
     };
-    let moved = "2026-06-15T10:00:00Z";
+    let (march, moved) = ("2026-03-01T12:00:00Z", "2026-06-15T10:00:00Z");
+    let (la, tokyo, birthday) = ("America/Los_Angeles", "Asia/Tokyo", "1990-06-15");
     let events = vec![
-        event(
-            "e1",
-            "customer.updated",
-            "2026-03-01T12:00:00Z",
-            "west",
-            "America/Los_Angeles",
-            "1990-06-15",
-        ),
-        event(
-            "e2",
-            "customer.updated",
-            "2026-03-01T12:00:00Z",
-            "east",
-            "Asia/Tokyo",
-            "1990-06-15",
-        ),
-        event(
-            "e3",
-            "customer.updated",
-            "2026-03-01T12:00:00Z",
-            "fixed",
-            "America/Los_Angeles",
-            "1990-06-15",
-        ),
-        event(
-            "e4",
-            "customer.updated",
-            moved,
-            "west",
-            "Asia/Tokyo",
-            "1990-06-15",
-        ),
-        event(
-            "e5",
-            "customer.updated",
-            "2026-06-14T12:00:00Z",
-            "east",
-            "America/Los_Angeles",
-            "1990-06-15",
-        ),
-        event(
-            "e6",
-            "customer.updated",
-            moved,
-            "fixed",
-            "America/Los_Angeles",
-            "1990-06-13",
-        ),
+        event("e1", march, "west", la, birthday),
+        event("e2", march, "east", tokyo, birthday),
+        event("e3", march, "fixed", la, birthday),
+        event("e4", moved, "west", tokyo, birthday),
+        event("e5", "2026-06-14T12:00:00Z", "east", la, birthday),
+        event("e6", moved, "fixed", la, "1990-06-13"),
     ];
     let sent = sent_until(&loaded, events, "2027-07-01T00:00:00Z");
     assert_eq!(

@@ -868,15 +868,15 @@ pub fn plan_timers(
 
 /// How far into the past a change may move a coming firing that then still
 /// fires, at once: the widest gap between two time zones (UTC-12 to UTC+14),
-/// so that any change of zone keeps the firing, and a date corrected by a
-/// day or more does not fire late.
+/// so that any change of zone keeps the firing, and a date corrected further
+/// back than that does not fire late.
 pub const MOVED_INTO_THE_PAST: chrono::TimeDelta = chrono::TimeDelta::hours(26);
 
 /// The coming firing `pending` as a change leaves it, where planning afresh
 /// from now would lose or repeat it:
 ///
 /// - A date trigger's occurrence (the year) that the change (a time zone, a
-///   date corrected by less than a day) moved into the past by at most
+///   date corrected on its day to the day before) moved into the past by at most
 ///   [`MOVED_INTO_THE_PAST`] has not fired, so it fires at once instead of a
 ///   year later: a birthday at 09:00 in Los Angeles, still coming at 10:00
 ///   UTC, is 09:00 in Tokyo, already past.
@@ -902,13 +902,12 @@ fn still_pending(
         }
         Trigger::Schedule(t) if t.per_customer_zone => {
             let (was, tz) = (zone_was?, zone_of(catalog, state)?);
+            if tz == was {
+                return None;
+            }
             // Only a firing of the cron as it reads now, in the old zone.
-            let planned = calendar::next_cron(
-                &t.cron,
-                was,
-                pending.fire_at - chrono::TimeDelta::seconds(1),
-            );
-            if tz == was || planned != Some(pending.fire_at) {
+            let before = pending.fire_at - chrono::TimeDelta::seconds(1);
+            if calendar::next_cron(&t.cron, was, before) != Some(pending.fire_at) {
                 return None;
             }
             let wall = pending.fire_at.with_timezone(&was).naive_local();
@@ -942,7 +941,7 @@ fn next_timer(
     from: DateTime<Utc>,
 ) -> Option<Timer> {
     let profile = state.profile.as_ref()?;
-    let tz = calendar::zone_of(&profile.customer, catalog.policies.default_timezone);
+    let tz = zone_of(catalog, state)?;
     let (fire_at, occurrence) = match catalog.get(sequence)?.trigger.as_ref()? {
         Trigger::Date(t) => {
             let f = calendar::next_date_firing(t, profile, tz, from)?;

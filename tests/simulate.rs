@@ -478,6 +478,59 @@ fn a_schedule_keeps_its_wall_clock_place_across_a_change_of_zone() {
     );
 }
 
+/// A wait placed by `at` keeps its day and time of day when the customer's
+/// time zone changes while it runs: 10:00 on Wednesday in Los Angeles
+/// becomes 10:00 on Wednesday in Tokyo (earlier), or at once where Tokyo's
+/// 10:00 has passed by the move; 10:00 in Tokyo becomes 10:00 in Los Angeles
+/// (later). A wait without `at` or `on` is a span of time and stays.
+#[test]
+fn a_wait_at_a_time_of_day_follows_a_change_of_zone() {
+    let loaded = with_sequence(
+        "id: nudge\nname: Nudge\ncategory: transactional\n\
+         trigger: {event: order.placed}\n\
+         enroll: once_per_customer\n\
+         steps:\n  - wait: 2d\n    at: \"10:00\"\n  - email: order-shipped\n\
+         \x20 - wait: 3d\n  - email: order-shipped\n",
+    );
+    let moved = |id: &str, at: &str, c: &str, tz: &str| {
+        Event::parse(&format!(
+            r#"{{"id":"{id}","type":"customer.updated","occurred_at":"{at}",
+               "customer":{{"id":"{c}","email":"{c}@example.com","timezone":"{tz}"}}}}"#
+        ))
+        .unwrap()
+    };
+    let (la, tokyo) = ("America/Los_Angeles", "Asia/Tokyo");
+    // The first wait ends on Wednesday 2026-06-17 at 10:00 local.
+    let events = vec![
+        // 08:00 on Monday in each zone.
+        order_in("o1", "early", la, "2026-06-15T15:00:00Z"),
+        order_in("o2", "late", la, "2026-06-15T15:00:00Z"),
+        order_in("o3", "west", tokyo, "2026-06-14T23:00:00Z"),
+        // Before Wednesday 10:00 in Tokyo (01:00 UTC).
+        moved("m1", "2026-06-16T12:00:00Z", "early", tokyo),
+        // After it (Wednesday 02:00 UTC), before 10:00 in Los Angeles.
+        moved("m2", "2026-06-17T02:00:00Z", "late", tokyo),
+        moved("m3", "2026-06-16T12:00:00Z", "west", la),
+    ];
+    let sent = sent_until(&loaded, events, "2026-07-01T00:00:00Z");
+    assert_eq!(
+        sent,
+        vec![
+            // Wednesday 10:00 in Tokyo.
+            "2026-06-17T01:00:00Z early",
+            // Tokyo's Wednesday 10:00 had passed when the move came: at once.
+            "2026-06-17T02:00:00Z late",
+            // Wednesday 10:00 in Los Angeles, no longer Tokyo's.
+            "2026-06-17T17:00:00Z west",
+            // Three days (72 hours) after each.
+            "2026-06-20T01:00:00Z early",
+            "2026-06-20T02:00:00Z late",
+            "2026-06-20T17:00:00Z west",
+        ],
+        "{sent:#?}"
+    );
+}
+
 /// An order placed by a customer in `tz` at `at`, with everything the
 /// shipped templates read.
 fn order_in(id: &str, customer: &str, tz: &str, at: &str) -> Event {

@@ -252,14 +252,16 @@ fn live_event(
         let Some(seq) = catalog.get(&c.enrollments[i].sequence) else {
             continue;
         };
+        let was = super::zone(catalog, &c.enrollments[i]);
         know(&mut c.enrollments[i], customer, facts);
-        let effects = advance(
+        let mut effects = super::follow_zone(catalog, seq, &mut c.enrollments[i], was, now);
+        effects.extend(advance(
             catalog,
             seq,
             &mut c.enrollments[i],
             Input::Event(event),
             now,
-        );
+        ));
         handle(catalog, &mut c, i, effects, now, 0, &mut out);
     }
     for id in catalog.triggers.get(&event.kind).into_iter().flatten() {

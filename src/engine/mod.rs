@@ -565,6 +565,72 @@ fn aligned(
     later(localtime::align(t, tz, at, on), TimeDelta::zero())
 }
 
+/// Keeps the end of `e`'s wait on the customer's calendar when their time
+/// zone changes from `was` to the one `e`'s context now names. A wait whose
+/// step places its end with `at` or `on` ends on the same day at the same
+/// time of day in the new zone (so it keeps both), at once (`now`) if that
+/// has passed there; a wait without either is a span of time and stays.
+/// Returns the effects of the move (a journal entry with the new end, and
+/// the new wake-up), none if nothing moved.
+fn follow_zone(
+    catalog: &Catalog,
+    seq: &Sequence,
+    e: &mut Enrollment,
+    was: Tz,
+    now: DateTime<Utc>,
+) -> Vec<Effect> {
+    let tz = zone(catalog, e);
+    if tz == was || !e.is_active() {
+        return Vec::new();
+    }
+    let Some(instr) = e.step.as_deref().and_then(|s| seq.plan.by_id.get(s)) else {
+        return Vec::new();
+    };
+    let placed = match &seq.plan.instrs[*instr].op {
+        Op::Wait { at, on, .. } | Op::WaitUntil { at, on, .. } | Op::WaitFor { at, on, .. } => {
+            at.is_some() || on.is_some()
+        }
+        _ => false,
+    };
+    // A wake-up already due (the scheduler behind) runs as it is.
+    let until = match &mut e.waiting {
+        Waiting::Time { until } | Waiting::Event { until, .. } if placed && *until > now => until,
+        _ => return Vec::new(),
+    };
+    let wall = until.with_timezone(&was).naive_local();
+    let moved = localtime::resolve(tz, wall).max(now);
+    if moved == *until {
+        return Vec::new();
+    }
+    *until = moved;
+    e.updated_at = now;
+    match &e.waiting {
+        Waiting::Event { event, until } => vec![
+            Effect::journal(
+                &e.step,
+                What::AwaitingEvent {
+                    event: event.clone(),
+                    until: *until,
+                },
+            ),
+            Effect::AwaitEvent {
+                event: event.clone(),
+                until: *until,
+            },
+        ],
+        _ => vec![
+            Effect::journal(
+                &e.step,
+                What::Waiting {
+                    until: moved,
+                    source: None,
+                },
+            ),
+            Effect::Sleep { until: moved },
+        ],
+    }
+}
+
 /// A split's variant for a customer: the same customer always lands in the
 /// same variant of the same split, spread by weight.
 pub fn pick_variant(

@@ -1118,3 +1118,73 @@ steps:
         assert_eq!(templates(&a), [want], "{zone}");
     }
 }
+
+/// A `wait_for` whose deadline `at` places keeps the deadline's day and
+/// time of day when the customer moves to another time zone, and the move
+/// is saved and journalled; one without `at` or `on` is a span of time and
+/// stays where it was.
+#[test]
+fn a_wait_for_deadline_placed_by_at_follows_a_change_of_zone() {
+    let placed = "id: placed\nname: Placed\ncategory: transactional\ntrigger: {event: order.placed}\n\
+                  steps:\n  - wait_for: shipment.shipped\n    within: 2d\n    at: \"10:00\"\n\
+                  \x20   on_timeout: [exit]\n";
+    let span = "id: span\nname: Span\ncategory: transactional\ntrigger: {event: order.placed}\n\
+                steps:\n  - wait_for: shipment.shipped\n    within: 2d\n    on_timeout: [exit]\n";
+    let cat = catalog(&[placed, span]);
+    let mut state = CustomerState::default();
+    first_order(&cat, &mut state);
+    let deadline = |state: &CustomerState, seq: &str| {
+        let e = state
+            .enrollments
+            .iter()
+            .find(|e| e.sequence == seq)
+            .unwrap();
+        e.waiting.clone()
+    };
+    // Friday 11:00 in Budapest; two days on is Sunday 11:00, so the first
+    // 10:00 after it is Monday's.
+    let monday_budapest = Waiting::Event {
+        event: "shipment.shipped".into(),
+        until: t("2026-11-23T09:00:00Z"),
+    };
+    assert_eq!(deadline(&state, "placed"), monday_budapest);
+    let moved = Event::parse(
+        r#"{"id":"u1","type":"customer.updated","occurred_at":"2026-11-21T00:00:00Z",
+        "customer":{"id":"c1","email":"c1@example.com","timezone":"Asia/Tokyo"}}"#,
+    )
+    .unwrap();
+    let changes = apply_event(&cat, &mut state, &moved, moved.occurred_at);
+    // Monday 10:00 in Tokyo.
+    assert_eq!(
+        deadline(&state, "placed"),
+        Waiting::Event {
+            event: "shipment.shipped".into(),
+            until: t("2026-11-23T01:00:00Z"),
+        }
+    );
+    assert_eq!(
+        deadline(&state, "span"),
+        Waiting::Event {
+            event: "shipment.shipped".into(),
+            until: t("2026-11-22T10:00:00Z"),
+        }
+    );
+    let placed_at = state
+        .enrollments
+        .iter()
+        .position(|e| e.sequence == "placed")
+        .unwrap();
+    assert_eq!(
+        changes.enrollments.iter().copied().collect::<Vec<_>>(),
+        [placed_at],
+        "only the moved enrollment is saved"
+    );
+    assert!(
+        changes
+            .journal
+            .iter()
+            .any(|j| j.what.kind() == "awaiting_event"),
+        "{:?}",
+        changes.journal
+    );
+}

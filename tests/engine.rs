@@ -1188,3 +1188,28 @@ fn a_wait_for_deadline_placed_by_at_follows_a_change_of_zone() {
         changes.journal
     );
 }
+
+/// The event a `wait_for` waits for, carrying a new time zone that puts the
+/// placed deadline in the past, is taken in on the deadline it came under:
+/// the move applies to the wait the event leaves, not before the event.
+#[test]
+fn the_awaited_event_that_moves_the_zone_is_taken_in_not_timed_out() {
+    let placed = "id: placed\nname: Placed\ncategory: transactional\n\
+                  trigger: {event: order.placed}\n\
+                  steps:\n  - wait_for: shipment.shipped\n    within: 2d\n    at: \"10:00\"\n\
+                  \x20   on_timeout: [{email: delayed}, exit]\n  - email: shipped\n";
+    let cat = catalog(&[placed]);
+    let mut state = CustomerState::default();
+    first_order(&cat, &mut state);
+    // Monday 05:00 UTC: before Monday 10:00 in Budapest (09:00 UTC), after
+    // Monday 10:00 in Tokyo (01:00 UTC).
+    let shipped = Event::parse(
+        r#"{"id":"s1","type":"shipment.shipped","occurred_at":"2026-11-23T05:00:00Z",
+        "customer":{"id":"c1","email":"c1@example.com","timezone":"Asia/Tokyo"},
+        "order":{"id":"o1"},"shipment":{"id":"s1","carrier":"DHL","tracking_number":"JV1"}}"#,
+    )
+    .unwrap();
+    let changes = apply_event(&cat, &mut state, &shipped, shipped.occurred_at);
+    assert_eq!(templates(&changes), ["shipped"]);
+    assert_eq!(state.enrollments[0].status, Status::Completed);
+}

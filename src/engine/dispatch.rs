@@ -254,14 +254,26 @@ fn live_event(
         };
         let was = super::zone(catalog, &c.enrollments[i]);
         know(&mut c.enrollments[i], customer, facts);
-        let mut effects = super::follow_zone(catalog, seq, &mut c.enrollments[i], was, now);
-        effects.extend(advance(
+        // Where the event gave the customer a new time zone, the wait it
+        // leaves the enrollment in (the same as before: one it starts now is
+        // placed in the new zone already) follows the zone.
+        let waited = {
+            let e = &c.enrollments[i];
+            (super::zone(catalog, e) != was).then(|| (e.step.clone(), e.waiting.clone()))
+        };
+        let mut effects = advance(
             catalog,
             seq,
             &mut c.enrollments[i],
             Input::Event(event),
             now,
-        ));
+        );
+        if let Some((step, waiting)) = waited {
+            let e = &mut c.enrollments[i];
+            if e.step == step && e.waiting == waiting {
+                effects.extend(super::follow_zone(catalog, seq, e, was, now));
+            }
+        }
         handle(catalog, &mut c, i, effects, now, 0, &mut out);
     }
     for id in catalog.triggers.get(&event.kind).into_iter().flatten() {

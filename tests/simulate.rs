@@ -387,6 +387,17 @@ fn sent_until(loaded: &Loaded, events: Vec<Event>, until: &str) -> Vec<String> {
         .collect()
 }
 
+/// A `customer.updated` at `at` for customer `c`, who consents to marketing,
+/// in time zone `tz`; `extra`: more of the customer's fields (`,"key":…`).
+fn customer_updated(id: &str, at: &str, c: &str, tz: &str, extra: &str) -> Event {
+    Event::parse(&format!(
+        r#"{{"id":"{id}","type":"customer.updated","occurred_at":"{at}",
+           "customer":{{"id":"{c}","email":"{c}@example.com","timezone":"{tz}",
+           "marketing_consent":true{extra}}}}}"#
+    ))
+    .unwrap()
+}
+
 /// A birthday still to come that a change of time zone moves into the past
 /// fires at once, not a year later: 09:00 in Los Angeles on 15 June is 16:00
 /// UTC, and the customer moves to Tokyo at 10:00 UTC, when 09:00 there has
@@ -400,12 +411,13 @@ fn a_birthday_a_new_time_zone_puts_in_the_past_fires_at_once() {
          steps:\n  - email: order-shipped\n",
     );
     let event = |id: &str, at: &str, c: &str, tz: &str, birthday: &str| {
-        Event::parse(&format!(
-            r#"{{"id":"{id}","type":"customer.updated","occurred_at":"{at}",
-               "customer":{{"id":"{c}","email":"{c}@example.com","timezone":"{tz}",
-               "marketing_consent":true,"attributes":{{"birthday":"{birthday}"}}}}}}"#
-        ))
-        .unwrap()
+        customer_updated(
+            id,
+            at,
+            c,
+            tz,
+            &format!(r#","attributes":{{"birthday":"{birthday}"}}"#),
+        )
     };
     let (march, moved) = ("2026-03-01T12:00:00Z", "2026-06-15T10:00:00Z");
     let (la, tokyo, birthday) = ("America/Los_Angeles", "Asia/Tokyo", "1990-06-15");
@@ -447,14 +459,7 @@ fn a_schedule_keeps_its_wall_clock_place_across_a_change_of_zone() {
          enroll: every_event\n\
          steps:\n  - email: order-shipped\n",
     );
-    let event = |id: &str, at: &str, c: &str, tz: &str| {
-        Event::parse(&format!(
-            r#"{{"id":"{id}","type":"customer.updated","occurred_at":"{at}",
-               "customer":{{"id":"{c}","email":"{c}@example.com","timezone":"{tz}",
-               "marketing_consent":true}}}}"#
-        ))
-        .unwrap()
-    };
+    let event = |id: &str, at: &str, c: &str, tz: &str| customer_updated(id, at, c, tz, "");
     let moved = "2026-06-15T10:00:00Z";
     let events = vec![
         event("e1", "2026-03-01T12:00:00Z", "west", "America/Los_Angeles"),
@@ -492,13 +497,7 @@ fn a_wait_at_a_time_of_day_follows_a_change_of_zone() {
          steps:\n  - wait: 2d\n    at: \"10:00\"\n  - email: order-shipped\n\
          \x20 - wait: 3d\n  - email: order-shipped\n",
     );
-    let moved = |id: &str, at: &str, c: &str, tz: &str| {
-        Event::parse(&format!(
-            r#"{{"id":"{id}","type":"customer.updated","occurred_at":"{at}",
-               "customer":{{"id":"{c}","email":"{c}@example.com","timezone":"{tz}"}}}}"#
-        ))
-        .unwrap()
-    };
+    let moved = |id: &str, at: &str, c: &str, tz: &str| customer_updated(id, at, c, tz, "");
     let (la, tokyo) = ("America/Los_Angeles", "Asia/Tokyo");
     // The first wait ends on Wednesday 2026-06-17 at 10:00 local.
     let events = vec![

@@ -924,8 +924,7 @@ fn still_pending(
             if calendar::next_cron(&t.cron, was, before) != Some(pending.fire_at) {
                 return None;
             }
-            let wall = pending.fire_at.with_timezone(&was).naive_local();
-            let fire_at = super::localtime::resolve(tz, wall);
+            let fire_at = super::localtime::same_wall_time(pending.fire_at, was, tz);
             Some(Timer {
                 customer_id: pending.customer_id.clone(),
                 sequence: pending.sequence.clone(),

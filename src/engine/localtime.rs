@@ -29,6 +29,13 @@ pub fn add_months(t: DateTime<Utc>, tz: Tz, months: i32) -> Option<DateTime<Utc>
     Some(resolve(tz, there))
 }
 
+/// The instant whose local time in `to` is the one `t` shows in `from` (the
+/// same day and time of day, resolved as [`resolve`] does): where a coming
+/// wake-up or firing goes when the customer moves from zone `from` to `to`.
+pub fn same_wall_time(t: DateTime<Utc>, from: Tz, to: Tz) -> DateTime<Utc> {
+    resolve(to, t.with_timezone(&from).naive_local())
+}
+
 /// The first instant whose local time in `tz` is `local` or later: the
 /// earlier of two instants when the clock falls back, and the moment the clock
 /// jumps when `local` falls in a spring-forward gap.

@@ -597,8 +597,7 @@ fn follow_zone(
         Waiting::Time { until } | Waiting::Event { until, .. } if placed && *until > now => until,
         _ => return Vec::new(),
     };
-    let wall = until.with_timezone(&was).naive_local();
-    let moved = localtime::resolve(tz, wall).max(now);
+    let moved = localtime::same_wall_time(*until, was, tz).max(now);
     if moved == *until {
         return Vec::new();
     }
